@@ -1,0 +1,146 @@
+"""Exceptions and warnings raised by cashet.
+
+Every exception derives from :class:`CashetError`; several also subclass the builtin a
+caller would naturally catch::
+
+    CashetError
+    ├── TaskError (RuntimeError)          the task function failed (after retries)
+    │   └── TaskTimeoutError (TimeoutError)
+    ├── StoreError                        the store could not do what was asked
+    │   ├── StoreUnavailableError         backend unreachable (Redis down, ...)
+    │   └── BlobError
+    │       ├── BlobMissingError          blob referenced but absent
+    │       └── BlobCorruptedError        bytes do not match their hash
+    ├── CommitNotFoundError (LookupError) unknown commit hash or prefix
+    ├── AmbiguousHashError (ValueError)   prefix matches several commits
+    └── ArchiveError (ValueError)         archive rejected on import
+
+    ClosureWarning (UserWarning)          closure over plain values is not hashed
+
+All exceptions are picklable: executors ship them between processes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = [
+    "AmbiguousHashError",
+    "ArchiveError",
+    "BlobCorruptedError",
+    "BlobError",
+    "BlobMissingError",
+    "CashetError",
+    "ClosureWarning",
+    "CommitNotFoundError",
+    "StoreError",
+    "StoreUnavailableError",
+    "TaskError",
+    "TaskTimeoutError",
+]
+
+
+class CashetError(Exception):
+    """Root of every exception cashet raises."""
+
+
+class TaskError(CashetError, RuntimeError):
+    """A task function raised (or timed out) and every retry was used up.
+
+    Attributes:
+        func_name: name of the task function.
+        traceback_text: the formatted traceback of the last failed attempt.
+        attempts: how many attempts were made.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        func_name: str | None = None,
+        traceback_text: str | None = None,
+        attempts: int = 1,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.func_name = func_name
+        self.traceback_text = traceback_text
+        self.attempts = attempts
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (
+            _rebuild_task_error,
+            (type(self), self.message, self.func_name, self.traceback_text, self.attempts),
+        )
+
+    def __str__(self) -> str:
+        if self.traceback_text:
+            return f"{self.message}\n\nOriginal traceback:\n{self.traceback_text.rstrip()}"
+        return self.message
+
+
+def _rebuild_task_error(
+    cls: type[TaskError],
+    message: str,
+    func_name: str | None,
+    traceback_text: str | None,
+    attempts: int,
+) -> TaskError:
+    return cls(message, func_name=func_name, traceback_text=traceback_text, attempts=attempts)
+
+
+class TaskTimeoutError(TaskError, TimeoutError):
+    """A task attempt ran longer than its ``timeout``."""
+
+
+class StoreError(CashetError):
+    """The store failed to carry out an operation."""
+
+
+class StoreUnavailableError(StoreError):
+    """The store's backend cannot be reached (connection refused, dropped, ...)."""
+
+
+class BlobError(StoreError):
+    """A stored blob cannot be returned."""
+
+    def __init__(self, message: str, blob_hash: str = "") -> None:
+        super().__init__(message)
+        self.blob_hash = blob_hash
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (str(self), self.blob_hash))
+
+
+class BlobMissingError(BlobError):
+    """A blob that a commit references is not in the store."""
+
+
+class BlobCorruptedError(BlobError):
+    """A blob's bytes no longer match its content hash."""
+
+
+class CommitNotFoundError(CashetError, LookupError):
+    """No commit has the given hash or hash prefix."""
+
+
+class AmbiguousHashError(CashetError, ValueError):
+    """A hash prefix matches more than one commit."""
+
+    def __init__(self, prefix: str, candidates: Sequence[str] = ()) -> None:
+        self.prefix = prefix
+        self.candidates = list(candidates)
+        shown = ", ".join(self.candidates[:10])
+        more = "" if len(self.candidates) <= 10 else f" (and {len(self.candidates) - 10} more)"
+        super().__init__(f"hash prefix {prefix!r} is ambiguous; candidates: {shown}{more}")
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.prefix, self.candidates))
+
+
+class ArchiveError(CashetError, ValueError):
+    """An archive was rejected on import; the store is unchanged."""
+
+
+class ClosureWarning(UserWarning):
+    """A task function closes over plain values, which are not part of its cache key."""

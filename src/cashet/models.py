@@ -1,0 +1,262 @@
+"""Plain data types shared by every layer: commits, blobs, leases, result handles.
+
+This module is a leaf: it imports nothing else from cashet but :mod:`cashet.errors`.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Generic, TypeVar
+
+__all__ = [
+    "AsyncResultRef",
+    "Commit",
+    "Lease",
+    "ObjectRef",
+    "ResultRef",
+    "TaskDef",
+    "TaskRef",
+    "TaskStatus",
+    "utcnow",
+]
+
+T = TypeVar("T")
+
+
+def utcnow() -> datetime:
+    """Return the current time as an aware UTC datetime."""
+    return datetime.now(UTC)
+
+
+class TaskStatus(str, enum.Enum):
+    """Life-cycle state of a commit."""
+
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+    @classmethod
+    def parse(cls, value: TaskStatus | str) -> TaskStatus:
+        """Turn a ``TaskStatus`` or its string value into a ``TaskStatus``.
+
+        Raises:
+            ValueError: naming the valid values when ``value`` is not one of them.
+        """
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, str):
+            try:
+                return cls(value.strip().lower())
+            except ValueError:
+                pass
+        valid = ", ".join(s.value for s in cls)
+        raise ValueError(f"unknown status {value!r}; valid values are: {valid}")
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectRef:
+    """A content-addressed blob: its BLAKE3 hex digest and its size in bytes.
+
+    ``size`` is the length of the serialized (uncompressed) bytes.
+    """
+
+    hash: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class TaskDef:
+    """What was called: the function's identity, the arguments' digest and the options."""
+
+    func_name: str
+    func_hash: str
+    args_hash: str
+    func_source: str = ""
+    args_snapshot: str = ""
+    module: str = ""
+    cache: bool = True
+    force: bool = False
+    retries: int = 0
+    timeout: float | None = None
+    ttl: float | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def fingerprint(self) -> str:
+        """The cache key: ``func_hash:args_hash``."""
+        return f"{self.func_hash}:{self.args_hash}"
+
+
+@dataclass(slots=True)
+class Commit:
+    """One recorded run of a task: immutable except for ``last_accessed``.
+
+    ``hash`` is the BLAKE3 digest of the commit's canonical content (see
+    :func:`cashet.stores._codec.compute_commit_hash`); ``result`` is the output blob of a
+    completed run.
+    """
+
+    hash: str
+    task_def: TaskDef
+    status: TaskStatus
+    created_at: datetime
+    result: ObjectRef | None = None
+    parent_hash: str | None = None
+    error: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    compute_seconds: float | None = None
+    expires_at: datetime | None = None
+    input_hashes: tuple[str, ...] = ()
+    salt: str = ""
+    last_accessed: datetime | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        """The cache key of the call this commit records."""
+        return self.task_def.fingerprint
+
+    @property
+    def func_name(self) -> str:
+        """Name of the task function."""
+        return self.task_def.func_name
+
+    @property
+    def ttl_seconds(self) -> float | None:
+        """Time to live of the entry in seconds, or ``None`` for no expiry."""
+        return self.task_def.ttl
+
+    @property
+    def short_hash(self) -> str:
+        """The first 12 hex digits of the commit hash."""
+        return self.hash[:12]
+
+    def is_expired(self, now: datetime | None = None) -> bool:
+        """Whether the commit's TTL has run out at ``now`` (default: the current time)."""
+        if self.expires_at is None:
+            return False
+        return (now or utcnow()) >= self.expires_at
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """Who is computing a fingerprint right now, and until when the claim holds.
+
+    ``host`` and ``pid`` let a caller on the same host see at once that the holder's
+    process is gone, without waiting for ``expires_at``.
+    """
+
+    owner: str
+    host: str
+    pid: int
+    expires_at: datetime
+    func_name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRef:
+    """Placeholder for the output of task number ``index`` in a ``submit_many`` batch.
+
+    For a dict batch, ``index`` is the key of the referenced task.
+    """
+
+    index: Any
+
+
+class ResultRef(Generic[T]):
+    """A lazy handle to a stored result.
+
+    Pass it as an argument to another ``submit`` to chain steps: the downstream cache key
+    uses this result's blob hash, and the function receives the loaded value.
+    """
+
+    __slots__ = ("_loaded", "_loader", "_value", "commit", "commit_hash", "hash", "size")
+
+    def __init__(
+        self,
+        commit: Commit,
+        loader: Callable[[ObjectRef], Any],
+    ) -> None:
+        if commit.result is None:
+            raise ValueError(f"commit {commit.hash[:12]} has no result")
+        self.commit = commit
+        self.commit_hash: str = commit.hash
+        self.hash: str = commit.result.hash
+        self.size: int = commit.result.size
+        self._loader = loader
+        self._loaded = False
+        self._value: Any = None
+
+    @property
+    def short_hash(self) -> str:
+        """The first 12 hex digits of the result blob hash."""
+        return self.hash[:12]
+
+    @property
+    def object_ref(self) -> ObjectRef:
+        """The blob this handle points at."""
+        assert self.commit.result is not None
+        return self.commit.result
+
+    def load(self) -> T:
+        """Read, verify and deserialize the result (once; later calls return the same object)."""
+        if not self._loaded:
+            self._value = self._loader(self.object_ref)
+            self._loaded = True
+        return self._value  # type: ignore[no-any-return]
+
+    def __repr__(self) -> str:
+        return (
+            f"ResultRef(hash={self.hash[:12]}, commit={self.commit_hash[:12]}, "
+            f"size={self.size}, func={self.commit.func_name!r})"
+        )
+
+
+class AsyncResultRef(Generic[T]):
+    """The asyncio twin of :class:`ResultRef`: ``await ref.load()``."""
+
+    __slots__ = ("_loaded", "_loader", "_value", "commit", "commit_hash", "hash", "size")
+
+    def __init__(
+        self,
+        commit: Commit,
+        loader: Callable[[ObjectRef], Awaitable[Any]],
+    ) -> None:
+        if commit.result is None:
+            raise ValueError(f"commit {commit.hash[:12]} has no result")
+        self.commit = commit
+        self.commit_hash: str = commit.hash
+        self.hash: str = commit.result.hash
+        self.size: int = commit.result.size
+        self._loader = loader
+        self._loaded = False
+        self._value: Any = None
+
+    @property
+    def short_hash(self) -> str:
+        """The first 12 hex digits of the result blob hash."""
+        return self.hash[:12]
+
+    @property
+    def object_ref(self) -> ObjectRef:
+        """The blob this handle points at."""
+        assert self.commit.result is not None
+        return self.commit.result
+
+    async def load(self) -> T:
+        """Read, verify and deserialize the result (once)."""
+        if not self._loaded:
+            self._value = await self._loader(self.object_ref)
+            self._loaded = True
+        return self._value  # type: ignore[no-any-return]
+
+    def __repr__(self) -> str:
+        return (
+            f"AsyncResultRef(hash={self.hash[:12]}, commit={self.commit_hash[:12]}, "
+            f"size={self.size}, func={self.commit.func_name!r})"
+        )

@@ -1,0 +1,207 @@
+"""Pure encoding of commits and blobs, shared by every store and by export/import.
+
+* ``commit_to_dict`` / ``commit_from_dict``: a JSON-able, versioned form of a commit.
+* ``compute_commit_hash``: BLAKE3 over the canonical JSON of everything in a commit except its
+  hash and ``last_accessed``; import recomputes it to reject forged commits.
+* ``encode_blob`` / ``decode_blob``: optional zstd compression with a one-byte header.
+* ``blob_hash``: BLAKE3 hex digest of blob bytes.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from blake3 import blake3
+
+from cashet.errors import BlobCorruptedError
+from cashet.models import Commit, ObjectRef, TaskDef, TaskStatus
+
+__all__ = [
+    "BLOB_RAW",
+    "BLOB_ZSTD",
+    "COMMIT_FORMAT",
+    "blob_hash",
+    "commit_from_dict",
+    "commit_from_json",
+    "commit_to_dict",
+    "commit_to_json",
+    "compute_commit_hash",
+    "decode_blob",
+    "encode_blob",
+    "verify_blob",
+]
+
+COMMIT_FORMAT = 1
+
+BLOB_RAW = b"\x00"
+BLOB_ZSTD = b"\x01"
+#: Compress only blobs at least this large; smaller ones rarely shrink enough to pay.
+_COMPRESS_MIN = 512
+#: Keep the compressed form only when it saves at least this fraction.
+_COMPRESS_GAIN = 0.9
+
+_zc: Any = None
+_zd: Any = None
+
+
+def blob_hash(data: bytes | memoryview) -> str:
+    """Return the BLAKE3 hex digest of ``data`` (multithreaded for large inputs)."""
+    n = len(data)
+    if n >= 8 << 20:
+        return blake3(data, max_threads=blake3.AUTO).hexdigest()
+    return blake3(data).hexdigest()
+
+
+def verify_blob(data: bytes | memoryview, expected: str) -> None:
+    """Raise ``BlobCorruptedError`` when ``data`` does not hash to ``expected``."""
+    actual = blob_hash(data)
+    if actual != expected:
+        raise BlobCorruptedError(
+            f"blob {expected[:16]}… is corrupt: its bytes hash to {actual[:16]}…", expected
+        )
+
+
+def encode_blob(data: bytes, level: int = 3) -> bytes:
+    """Return the stored form of ``data``: a header byte, then raw or zstd bytes."""
+    global _zc
+    if len(data) >= _COMPRESS_MIN:
+        if _zc is None:
+            import zstandard
+
+            _zc = zstandard.ZstdCompressor(level=level, threads=0)
+        packed = _zc.compress(data)
+        if len(packed) < len(data) * _COMPRESS_GAIN:
+            return BLOB_ZSTD + packed
+    return BLOB_RAW + data
+
+
+def decode_blob(stored: bytes | memoryview, blob_hash_hint: str = "") -> bytes:
+    """Invert :func:`encode_blob`."""
+    global _zd
+    if not stored:
+        raise BlobCorruptedError(f"blob {blob_hash_hint[:16]}… is empty", blob_hash_hint)
+    head = bytes(stored[:1])
+    body = memoryview(stored)[1:]
+    if head == BLOB_RAW:
+        return bytes(body)
+    if head == BLOB_ZSTD:
+        if _zd is None:
+            import zstandard
+
+            _zd = zstandard.ZstdDecompressor()
+        try:
+            out: bytes = _zd.decompress(body)
+        except Exception as exc:
+            raise BlobCorruptedError(
+                f"blob {blob_hash_hint[:16]}… cannot be decompressed: {exc}", blob_hash_hint
+            ) from exc
+        return out
+    raise BlobCorruptedError(
+        f"blob {blob_hash_hint[:16]}… has an unknown header byte {head!r}", blob_hash_hint
+    )
+
+
+def _dt(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _parse_dt(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+def task_def_to_dict(td: TaskDef) -> dict[str, Any]:
+    return {
+        "func_name": td.func_name,
+        "func_hash": td.func_hash,
+        "args_hash": td.args_hash,
+        "func_source": td.func_source,
+        "args_snapshot": td.args_snapshot,
+        "module": td.module,
+        "cache": td.cache,
+        "force": td.force,
+        "retries": td.retries,
+        "timeout": td.timeout,
+        "ttl": td.ttl,
+        "tags": dict(td.tags),
+    }
+
+
+def task_def_from_dict(d: dict[str, Any]) -> TaskDef:
+    return TaskDef(
+        func_name=str(d["func_name"]),
+        func_hash=str(d["func_hash"]),
+        args_hash=str(d["args_hash"]),
+        func_source=str(d.get("func_source", "")),
+        args_snapshot=str(d.get("args_snapshot", "")),
+        module=str(d.get("module", "")),
+        cache=bool(d.get("cache", True)),
+        force=bool(d.get("force", False)),
+        retries=int(d.get("retries", 0)),
+        timeout=None if d.get("timeout") is None else float(d["timeout"]),
+        ttl=None if d.get("ttl") is None else float(d["ttl"]),
+        tags={str(k): str(v) for k, v in dict(d.get("tags") or {}).items()},
+    )
+
+
+def _content_dict(c: Commit) -> dict[str, Any]:
+    """Everything that identifies a commit (not its hash, not its last access)."""
+    return {
+        "format": COMMIT_FORMAT,
+        "task_def": task_def_to_dict(c.task_def),
+        "status": c.status.value,
+        "created_at": _dt(c.created_at),
+        "result": None if c.result is None else {"hash": c.result.hash, "size": c.result.size},
+        "parent_hash": c.parent_hash,
+        "error": c.error,
+        "tags": dict(sorted(c.tags.items())),
+        "compute_seconds": c.compute_seconds,
+        "expires_at": _dt(c.expires_at),
+        "input_hashes": list(c.input_hashes),
+        "salt": c.salt,
+    }
+
+
+def compute_commit_hash(c: Commit) -> str:
+    """Return the content hash of ``c`` (its ``hash`` and ``last_accessed`` are ignored)."""
+    payload = json.dumps(
+        _content_dict(c), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    ).encode()
+    return blake3(b"cashet.commit.v1\x00" + payload).hexdigest()
+
+
+def commit_to_dict(c: Commit) -> dict[str, Any]:
+    """Return a JSON-able dict of ``c``, hash and last access included."""
+    d = _content_dict(c)
+    d["hash"] = c.hash
+    d["last_accessed"] = _dt(c.last_accessed)
+    return d
+
+
+def commit_from_dict(d: dict[str, Any]) -> Commit:
+    """Rebuild a commit from :func:`commit_to_dict` output (no hash check: see import)."""
+    res = d.get("result")
+    return Commit(
+        hash=str(d["hash"]),
+        task_def=task_def_from_dict(d["task_def"]),
+        status=TaskStatus.parse(d["status"]),
+        created_at=datetime.fromisoformat(d["created_at"]),
+        result=None if res is None else ObjectRef(str(res["hash"]), int(res["size"])),
+        parent_hash=d.get("parent_hash"),
+        error=d.get("error"),
+        tags={str(k): str(v) for k, v in dict(d.get("tags") or {}).items()},
+        compute_seconds=d.get("compute_seconds"),
+        expires_at=_parse_dt(d.get("expires_at")),
+        input_hashes=tuple(d.get("input_hashes") or ()),
+        salt=str(d.get("salt", "")),
+        last_accessed=_parse_dt(d.get("last_accessed")),
+    )
+
+
+def commit_to_json(c: Commit) -> str:
+    return json.dumps(commit_to_dict(c), separators=(",", ":"), ensure_ascii=False)
+
+
+def commit_from_json(s: str | bytes) -> Commit:
+    return commit_from_dict(json.loads(s))
