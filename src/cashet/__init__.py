@@ -1,4 +1,4 @@
-"""cashet: persistent, content-addressed memoization for Python functions and pipelines."""
+"""cashet (bootstrapping)."""
 
 from cashet._version import __version__
 

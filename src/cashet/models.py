@@ -31,7 +31,7 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class TaskStatus(str, enum.Enum):
+class TaskStatus(enum.StrEnum):
     """Life-cycle state of a commit."""
 
     RUNNING = "running"
@@ -115,6 +115,8 @@ class Commit:
     input_hashes: tuple[str, ...] = ()
     salt: str = ""
     last_accessed: datetime | None = None
+    #: Set on the commit a ``submit`` returned from the cache (not stored, not hashed).
+    from_cache: bool = field(default=False, compare=False, repr=False)
 
     @property
     def fingerprint(self) -> str:
@@ -203,6 +205,11 @@ class ResultRef(Generic[T]):
         assert self.commit.result is not None
         return self.commit.result
 
+    @property
+    def cached(self) -> bool:
+        """Whether ``submit`` found this result in the cache instead of running the task."""
+        return self.commit.from_cache
+
     def load(self) -> T:
         """Read, verify and deserialize the result (once; later calls return the same object)."""
         if not self._loaded:
@@ -247,6 +254,11 @@ class AsyncResultRef(Generic[T]):
         """The blob this handle points at."""
         assert self.commit.result is not None
         return self.commit.result
+
+    @property
+    def cached(self) -> bool:
+        """Whether ``submit`` found this result in the cache instead of running the task."""
+        return self.commit.from_cache
 
     async def load(self) -> T:
         """Read, verify and deserialize the result (once)."""

@@ -63,18 +63,46 @@ def verify_blob(data: bytes | memoryview, expected: str) -> None:
         )
 
 
-def encode_blob(data: bytes, level: int = 3) -> bytes:
-    """Return the stored form of ``data``: a header byte, then raw or zstd bytes."""
-    global _zc
-    if len(data) >= _COMPRESS_MIN:
-        if _zc is None:
-            import zstandard
+def _worth_compressing(data: bytes | memoryview) -> bool:
+    """Probe a few slices of a large blob: compress the whole only if the sample shrinks.
 
-            _zc = zstandard.ZstdCompressor(level=level, threads=0)
-        packed = _zc.compress(data)
+    Compressing 100 MiB of incompressible floats costs far more than writing them, so a
+    large blob is compressed only when three 64 KiB samples compress well.
+    """
+    n = len(data)
+    if n <= 1 << 20:
+        return True
+    view = memoryview(data)
+    step = 64 << 10
+    sample = b"".join(bytes(view[i : i + step]) for i in (0, n // 2, n - step))
+    return len(_compressor().compress(sample)) < len(sample) * _COMPRESS_GAIN
+
+
+def _compressor() -> Any:
+    global _zc
+    if _zc is None:
+        import zstandard
+
+        _zc = zstandard.ZstdCompressor(level=3, threads=-1 if _cpu_count() > 1 else 0)
+    return _zc
+
+
+def _cpu_count() -> int:
+    import os
+
+    return os.cpu_count() or 1
+
+
+def encode_blob(data: bytes | memoryview) -> bytes:
+    """Return the stored form of ``data``: a header byte, then raw or zstd bytes.
+
+    zstd is kept only when it makes the blob at least 10% smaller.
+    """
+    if len(data) >= _COMPRESS_MIN and _worth_compressing(data):
+        packed: bytes = _compressor().compress(data)
         if len(packed) < len(data) * _COMPRESS_GAIN:
             return BLOB_ZSTD + packed
-    return BLOB_RAW + data
+    return BLOB_RAW + (data if isinstance(data, bytes) else bytes(data))
 
 
 def decode_blob(stored: bytes | memoryview, blob_hash_hint: str = "") -> bytes:

@@ -1,0 +1,120 @@
+"""Task options: validation and precedence (call-site ``_x`` > ``@task(...)`` > defaults)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["CALL_OPTIONS", "DEFAULT_OPTIONS", "TaskOptions", "merge_options", "validate_tags"]
+
+#: Call-site keyword arguments that are options, not task arguments.
+CALL_OPTIONS = ("_cache", "_force", "_tags", "_retries", "_timeout", "_ttl")
+
+
+@dataclass(frozen=True, slots=True)
+class TaskOptions:
+    """Options of a task; ``None`` fields mean "not set here" during merging."""
+
+    cache: bool = True
+    force: bool = False
+    tags: Mapping[str, str] = field(default_factory=dict)
+    retries: int = 0
+    timeout: float | None = None
+    ttl: float | None = None
+    name: str | None = None
+
+
+DEFAULT_OPTIONS = TaskOptions()
+
+
+def _check_bool(option: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"option {option!r} must be True or False, not {value!r}")
+    return value
+
+
+def _check_seconds(option: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"option {option!r} must be a number of seconds or None, not {value!r}")
+    seconds = float(value)
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(f"option {option!r} must be a positive number of seconds, not {value!r}")
+    return seconds
+
+
+def _check_retries(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"option 'retries' must be a non-negative integer, not {value!r}")
+    if value < 0:
+        raise ValueError(f"option 'retries' must be a non-negative integer, not {value}")
+    return value
+
+
+def validate_tags(value: Any, option: str = "tags") -> dict[str, str]:
+    """Return ``value`` as a ``dict[str, str]`` or raise ``ValueError`` naming the option.
+
+    Values may be ``str``, ``int``, ``float`` or ``bool`` (stored as text).
+    """
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ValueError(f"option {option!r} must be a dict of str to str, not {value!r}")
+    out: dict[str, str] = {}
+    for k, v in value.items():
+        if not isinstance(k, str) or not k:
+            raise ValueError(f"option {option!r}: tag keys must be non-empty strings, not {k!r}")
+        if isinstance(v, str):
+            out[k] = v
+        elif isinstance(v, bool | int | float):
+            out[k] = str(v)
+        else:
+            raise ValueError(f"option {option!r}: tag {k!r} must have a str value, not {v!r}")
+    return out
+
+
+def make_options(
+    *,
+    cache: Any = True,
+    force: Any = False,
+    tags: Any = None,
+    retries: Any = 0,
+    timeout: Any = None,
+    ttl: Any = None,
+    name: Any = None,
+) -> TaskOptions:
+    """Validate decorator options into a ``TaskOptions``."""
+    if name is not None and (not isinstance(name, str) or not name):
+        raise ValueError(f"option 'name' must be a non-empty string, not {name!r}")
+    return TaskOptions(
+        cache=_check_bool("cache", cache),
+        force=_check_bool("force", force),
+        tags=validate_tags(tags),
+        retries=_check_retries(retries),
+        timeout=_check_seconds("timeout", timeout),
+        ttl=_check_seconds("ttl", ttl),
+        name=name,
+    )
+
+
+def merge_options(base: TaskOptions, call: dict[str, Any]) -> TaskOptions:
+    """Apply call-site options (keys without the leading underscore) over ``base``."""
+    tags = dict(base.tags)
+    if "tags" in call and call["tags"] is not None:
+        tags.update(validate_tags(call["tags"], "_tags"))
+    return TaskOptions(
+        cache=_check_bool("_cache", call["cache"]) if call.get("cache") is not None else base.cache,
+        force=_check_bool("_force", call["force"]) if call.get("force") is not None else base.force,
+        tags=tags,
+        retries=_check_retries(call["retries"])
+        if call.get("retries") is not None
+        else base.retries,
+        timeout=_check_seconds("_timeout", call["timeout"])
+        if call.get("timeout") is not None
+        else base.timeout,
+        ttl=_check_seconds("_ttl", call["ttl"]) if call.get("ttl") is not None else base.ttl,
+        name=base.name,
+    )

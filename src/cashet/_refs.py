@@ -1,0 +1,74 @@
+"""Finding and substituting upstream result handles inside call arguments (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from cashet.models import AsyncResultRef, ResultRef
+
+__all__ = ["find_refs", "has_refs", "replace_refs"]
+
+_REF_TYPES = (ResultRef, AsyncResultRef)
+
+
+def _children(obj: Any) -> Any:
+    t = type(obj)
+    if t is list or t is tuple or t is set or t is frozenset:
+        return obj
+    if t is dict:
+        return obj.values()
+    if isinstance(obj, tuple):  # namedtuple
+        return obj
+    if isinstance(obj, list):
+        return obj
+    if isinstance(obj, dict):
+        return obj.values()
+    return None
+
+
+def find_refs(obj: Any, out: list[Any] | None = None) -> list[Any]:
+    """Collect every ``ResultRef``/``AsyncResultRef`` in ``obj`` and its containers."""
+    if out is None:
+        out = []
+    if isinstance(obj, _REF_TYPES):
+        out.append(obj)
+        return out
+    kids = _children(obj)
+    if kids is not None:
+        for kid in kids:
+            find_refs(kid, out)
+    return out
+
+
+def has_refs(obj: Any) -> bool:
+    """Whether ``obj`` holds any result handle."""
+    return bool(find_refs(obj))
+
+
+def replace_refs(obj: Any, load: Callable[[Any], Any]) -> Any:
+    """Return ``obj`` with every result handle replaced by ``load(handle)``.
+
+    Containers without handles are returned as they are (no copy).
+    """
+    if isinstance(obj, _REF_TYPES):
+        return load(obj)
+    t = type(obj)
+    if t is list or (isinstance(obj, list) and t is not str):
+        if not has_refs(obj):
+            return obj
+        return [replace_refs(x, load) for x in obj]
+    if isinstance(obj, tuple):
+        if not has_refs(obj):
+            return obj
+        items = [replace_refs(x, load) for x in obj]
+        return t(*items) if hasattr(obj, "_fields") else t(items)
+    if isinstance(obj, dict):
+        if not has_refs(obj):
+            return obj
+        return {k: replace_refs(v, load) for k, v in obj.items()}
+    if t is set or t is frozenset:
+        if not has_refs(obj):
+            return obj
+        return t(replace_refs(x, load) for x in obj)
+    return obj

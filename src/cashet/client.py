@@ -1,0 +1,447 @@
+"""``Client``: the synchronous entry point — submit, chain, batch, inspect."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Generic, TypeVar, overload
+
+from cashet._dag import BatchItem, plan_batch, substitute_task_refs
+from cashet._log import configure_from_env
+from cashet._options import CALL_OPTIONS, DEFAULT_OPTIONS, TaskOptions, make_options, merge_options
+from cashet._provenance import diff_commits, gc_cutoff, parse_status, resolve_commit
+from cashet.errors import CashetError
+from cashet.hashing import function_identity, hash_args
+from cashet.models import Commit, ObjectRef, ResultRef, TaskDef, TaskStatus
+from cashet.protocols import Executor, Serializer, Store, TagQuery
+
+__all__ = ["Client", "TaskFunction", "default_store_dir"]
+
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Batches at least this long show a progress bar when stderr is a terminal.
+PROGRESS_MIN_TASKS = 8
+
+
+def default_store_dir() -> Path:
+    """``$CASHET_DIR`` if set, else ``.cashet`` in the current directory."""
+    return Path(os.environ.get("CASHET_DIR") or ".cashet")
+
+
+class TaskFunction(Generic[T]):
+    """A function registered with ``@client.task``: calling it submits it."""
+
+    def __init__(self, client: Client, func: Callable[..., T], options: TaskOptions) -> None:
+        self.client = client
+        self.func = func
+        self.options = options
+        self.name = options.name or getattr(func, "__qualname__", repr(func))
+        functools.update_wrapper(self, func)  # type: ignore[arg-type]
+
+    def __call__(self, *args: Any, **kwargs: Any) -> ResultRef[T]:
+        return self.client.submit(self, *args, **kwargs)
+
+    def submit(self, *args: Any, **kwargs: Any) -> ResultRef[T]:
+        """Same as calling the task."""
+        return self.client.submit(self, *args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<cashet task {self.name}>"
+
+
+class Client:
+    """Persistent memoization of function calls.
+
+    Args:
+        store_dir: directory of the default ``SQLiteStore`` (default ``$CASHET_DIR`` or
+            ``.cashet``). Ignored when ``store`` is given.
+        store: any ``Store`` (``SQLiteStore``, ``RedisStore``, your own).
+        executor: any ``Executor``; default ``LocalExecutor()``.
+        serializer: any ``Serializer``; default ``PickleSerializer()``.
+        max_workers: parallelism of ``submit_many``/``map`` (1 = sequential).
+    """
+
+    def __init__(
+        self,
+        store_dir: str | os.PathLike[str] | None = None,
+        store: Store | None = None,
+        executor: Executor | None = None,
+        serializer: Serializer | None = None,
+        max_workers: int = 1,
+    ) -> None:
+        configure_from_env()
+        if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
+            raise ValueError(f"max_workers must be a positive integer, not {max_workers!r}")
+        if store is None:
+            from cashet.stores.sqlite import SQLiteStore
+
+            store = SQLiteStore(Path(store_dir) if store_dir is not None else default_store_dir())
+        if executor is None:
+            from cashet.executors.local import LocalExecutor
+
+            executor = LocalExecutor()
+        if serializer is None:
+            from cashet.serializers import PickleSerializer
+
+            serializer = PickleSerializer()
+        self.store: Store = store
+        self.executor: Executor = executor
+        self.serializer: Serializer = serializer
+        self.max_workers = max_workers
+        self._tasks: dict[str, TaskFunction[Any]] = {}
+        self._closed = False
+
+    # --- submitting -----------------------------------------------------------------------
+
+    def submit(
+        self,
+        func: Callable[..., T],
+        /,
+        *args: Any,
+        _cache: bool | None = None,
+        _force: bool | None = None,
+        _tags: Mapping[str, str] | None = None,
+        _retries: int | None = None,
+        _timeout: float | None = None,
+        _ttl: float | None = None,
+        **kwargs: Any,
+    ) -> ResultRef[T]:
+        """Run ``func(*args, **kwargs)`` once; return a handle to the (cached) result.
+
+        Arguments that are ``ResultRef``s (also inside lists, tuples and dicts) chain steps:
+        the cache key uses the upstream blob hash, and ``func`` receives the loaded value.
+
+        Options (call site beats ``@client.task(...)`` beats defaults): ``_cache=False``
+        always runs and records; ``_force=True`` runs and replaces the cached result;
+        ``_tags`` labels the commit; ``_retries`` retries failures with backoff;
+        ``_timeout`` (seconds) fails a slow attempt; ``_ttl`` (seconds) expires the entry.
+
+        Raises:
+            TaskError: the function failed on every attempt (original traceback included).
+            TypeError: an argument cannot be hashed exactly (its position is named).
+            ValueError: an option has a wrong type or value.
+        """
+        if self._closed:
+            raise CashetError("this Client is closed")
+        options = DEFAULT_OPTIONS
+        if isinstance(func, TaskFunction):
+            options = func.options
+            func = func.func
+        if (
+            _cache is not None
+            or _force is not None
+            or _tags is not None
+            or _retries is not None
+            or _timeout is not None
+            or _ttl is not None
+        ):
+            options = merge_options(
+                options,
+                {
+                    "cache": _cache,
+                    "force": _force,
+                    "tags": _tags,
+                    "retries": _retries,
+                    "timeout": _timeout,
+                    "ttl": _ttl,
+                },
+            )
+        if not callable(func):
+            raise TypeError(f"submit() needs a callable, not {type(func).__name__}")
+        identity = function_identity(func)
+        task_def = TaskDef(
+            func_name=options.name or identity.name,
+            func_hash=identity.hash,
+            args_hash=hash_args(args, kwargs),
+            func_source=identity.source,
+            module=identity.module,
+            cache=options.cache,
+            force=options.force,
+            retries=options.retries,
+            timeout=options.timeout,
+            ttl=options.ttl,
+            tags=options.tags,
+        )
+        commit = self.executor.submit(func, args, kwargs, task_def, self.store, self.serializer)
+        return ResultRef(commit, self._load_object)
+
+    def _load_object(self, ref: ObjectRef) -> Any:
+        return self.serializer.loads(self.store.get_blob(ref))
+
+    @overload
+    def task(self, func: Callable[..., T], /) -> TaskFunction[T]: ...
+
+    @overload
+    def task(
+        self,
+        func: None = None,
+        /,
+        *,
+        name: str | None = None,
+        cache: bool = True,
+        force: bool = False,
+        tags: Mapping[str, str] | None = None,
+        retries: int = 0,
+        timeout: float | None = None,
+        ttl: float | None = None,
+    ) -> Callable[[Callable[..., T]], TaskFunction[T]]: ...
+
+    def task(
+        self,
+        func: Callable[..., T] | None = None,
+        /,
+        *,
+        name: str | None = None,
+        cache: bool = True,
+        force: bool = False,
+        tags: Mapping[str, str] | None = None,
+        retries: int = 0,
+        timeout: float | None = None,
+        ttl: float | None = None,
+    ) -> TaskFunction[T] | Callable[[Callable[..., T]], TaskFunction[T]]:
+        """Register a task with default options; calling it returns a ``ResultRef``.
+
+        Use bare (``@client.task``) or with options (``@client.task(retries=3)``). The task
+        is also registered under its name for the HTTP server.
+        """
+        options = make_options(
+            cache=cache,
+            force=force,
+            tags=tags,
+            retries=retries,
+            timeout=timeout,
+            ttl=ttl,
+            name=name,
+        )
+
+        def register(f: Callable[..., T]) -> TaskFunction[T]:
+            if not callable(f):
+                raise TypeError(f"@task needs a callable, not {type(f).__name__}")
+            if isinstance(f, TaskFunction):
+                f = f.func
+            tf = TaskFunction(self, f, options)
+            self._tasks[tf.name] = tf
+            return tf
+
+        if func is not None:
+            return register(func)
+        return register
+
+    @property
+    def tasks(self) -> dict[str, TaskFunction[Any]]:
+        """Tasks registered with ``@client.task``, by name."""
+        return dict(self._tasks)
+
+    @overload
+    def submit_many(
+        self, tasks: Sequence[Any], max_workers: int | None = None
+    ) -> list[ResultRef[Any]]: ...
+
+    @overload
+    def submit_many(
+        self, tasks: Mapping[Hashable, Any], max_workers: int | None = None
+    ) -> dict[Hashable, ResultRef[Any]]: ...
+
+    def submit_many(
+        self, tasks: Sequence[Any] | Mapping[Hashable, Any], max_workers: int | None = None
+    ) -> list[ResultRef[Any]] | dict[Hashable, ResultRef[Any]]:
+        """Submit a batch in dependency order; ``TaskRef(i)`` wires task ``i``'s output in.
+
+        Items are ``f``, ``(f, args)`` or ``(f, args, kwargs)``; ``tasks`` is a list (refs
+        by index) or a dict (refs by key). Independent tasks run in parallel with
+        ``max_workers > 1``. The whole batch is validated before anything runs.
+
+        Returns:
+            ``ResultRef``s in the input's order (a list), or by key (a dict).
+
+        Raises:
+            TypeError, ValueError: a malformed batch (nothing has run).
+            TaskError: a task failed; tasks depending on it were not run.
+        """
+        order = plan_batch(tasks)
+        workers = self.max_workers if max_workers is None else max_workers
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise ValueError(f"max_workers must be a positive integer, not {workers!r}")
+        results = self._run_batch(order, workers)
+        if isinstance(tasks, Mapping):
+            return {k: results[k] for k in tasks}
+        return [results[i] for i in range(len(order))]
+
+    def _submit_item(self, item: BatchItem, results: Mapping[Hashable, Any]) -> ResultRef[Any]:
+        args = substitute_task_refs(item.args, results)
+        kwargs = substitute_task_refs(item.kwargs, results)
+        call_opts = {k: kwargs.pop(k) for k in CALL_OPTIONS if k in kwargs}
+        return self.submit(item.func, *args, **call_opts, **kwargs)
+
+    def _run_batch(self, order: list[BatchItem], workers: int) -> dict[Hashable, ResultRef[Any]]:
+        results: dict[Hashable, ResultRef[Any]] = {}
+        with _progress(len(order)) as advance:
+            if workers == 1 or len(order) == 1:
+                for item in order:
+                    results[item.key] = self._submit_item(item, results)
+                    advance()
+                return results
+            pending = {item.key: item for item in order}
+            running: dict[Future[ResultRef[Any]], Hashable] = {}
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cashet") as pool:
+                while pending or running:
+                    ready = [k for k, it in pending.items() if all(d in results for d in it.deps)]
+                    for k in ready:
+                        item = pending.pop(k)
+                        running[pool.submit(self._submit_item, item, dict(results))] = k
+                    done, _ = wait(list(running), return_when=FIRST_EXCEPTION)
+                    for fut in done:
+                        k = running.pop(fut)
+                        exc = fut.exception()
+                        if exc is not None:
+                            for other in running:
+                                other.cancel()
+                            raise exc
+                        results[k] = fut.result()
+                        advance()
+        return results
+
+    def map(
+        self, func: Callable[..., T], items: Iterable[Any], *args: Any, **kwargs: Any
+    ) -> list[ResultRef[T]]:
+        """Submit ``func(item, *args, **kwargs)`` for each item, each cached on its own."""
+        batch = [(func, (item, *args), kwargs) for item in items]
+        return self.submit_many(batch)
+
+    # --- provenance -----------------------------------------------------------------------
+
+    def log(
+        self,
+        func_name: str | None = None,
+        limit: int | None = 50,
+        status: TaskStatus | str | None = None,
+        tags: TagQuery | None = None,
+    ) -> list[Commit]:
+        """Commits newest first, filtered by function name, status and tags (ANDed)."""
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int) or limit < 0
+        ):
+            raise ValueError(f"limit must be a non-negative integer or None, not {limit!r}")
+        return self.store.list_commits(
+            func_name=func_name, limit=limit, status=parse_status(status), tags=tags
+        )
+
+    def show(self, hash: str) -> Commit:
+        """The commit with this hash or unique hash prefix."""
+        return resolve_commit(self.store, hash)
+
+    def get(self, hash: str) -> Any:
+        """Load the result recorded by a commit (hash or unique prefix)."""
+        commit = resolve_commit(self.store, hash)
+        if commit.result is None:
+            raise CashetError(
+                f"commit {commit.short_hash} has no result (status: {commit.status.value})"
+            )
+        return self._load_object(commit.result)
+
+    def diff(self, hash_a: str, hash_b: str) -> dict[str, Any]:
+        """Compare two commits (function, arguments, output)."""
+        return diff_commits(resolve_commit(self.store, hash_a), resolve_commit(self.store, hash_b))
+
+    def history(self, hash: str) -> list[Commit]:
+        """Every run of the same function and arguments as this commit, oldest first."""
+        return self.store.get_history(resolve_commit(self.store, hash).hash)
+
+    def rm(self, hash: str) -> bool:
+        """Delete one commit (and blobs only it used)."""
+        return self.store.delete_commit(resolve_commit(self.store, hash).hash)
+
+    def gc(
+        self, older_than: timedelta = timedelta(days=30), max_size_bytes: int | None = None
+    ) -> int:
+        """Evict entries not used for ``older_than``, expired ones and orphan blobs.
+
+        With ``max_size_bytes``, also evict least recently used entries until the store is
+        under that size. Returns the number of commits removed.
+        """
+        cutoff = gc_cutoff(older_than)
+        if max_size_bytes is not None and (
+            isinstance(max_size_bytes, bool)
+            or not isinstance(max_size_bytes, int)
+            or max_size_bytes < 0
+        ):
+            raise ValueError(
+                f"max_size_bytes must be a non-negative integer, not {max_size_bytes!r}"
+            )
+        return self.store.evict(cutoff, max_size_bytes)
+
+    def clear(self) -> int:
+        """Remove every entry and orphaned blob (``gc(timedelta(0))``)."""
+        return self.gc(timedelta(0))
+
+    def invalidate(self, tags: TagQuery) -> int:
+        """Delete commits carrying all these tags (``{k: None}`` = key present)."""
+        if not isinstance(tags, Mapping) or not tags:
+            raise ValueError(
+                "invalidate() needs a non-empty tag query; refusing to delete everything"
+            )
+        return self.store.delete_by_tags(tags)
+
+    def stats(self) -> dict[str, int]:
+        """Commit and storage counters."""
+        return self.store.stats()
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the store. Idempotent."""
+        if not self._closed:
+            self._closed = True
+            self.store.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Client(store={self.store!r})"
+
+
+class _NoProgress:
+    def __enter__(self) -> Callable[[], None]:
+        return lambda: None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+class _RichProgress:
+    def __init__(self, total: int) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+        self._progress = Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+            transient=True,
+        )
+        self._task = self._progress.add_task("cashet", total=total)
+
+    def __enter__(self) -> Callable[[], None]:
+        self._progress.start()
+        return lambda: self._progress.advance(self._task)
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+
+def _progress(total: int) -> _NoProgress | _RichProgress:
+    if total >= PROGRESS_MIN_TASKS and sys.stderr is not None and sys.stderr.isatty():
+        return _RichProgress(total)
+    return _NoProgress()

@@ -1,0 +1,233 @@
+"""``LocalExecutor``: the synchronous driver of the call flow, running tasks in this process.
+
+A task without a timeout runs in the calling thread (no thread hop); a task with a timeout
+runs in a daemon thread that the caller stops waiting for when time is up (Python cannot
+kill a thread: the timeout is soft, as documented). While a task runs, a single heartbeat
+thread per executor renews its lease, so a task longer than the lease is never run twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from cashet._core import (
+    Claim,
+    Execute,
+    LatestFor,
+    LeaseSettings,
+    Lookup,
+    Outcome,
+    PutBlob,
+    PutCommit,
+    Release,
+    Serialize,
+    Sleep,
+    Touch,
+    WaitRelease,
+    call_flow,
+)
+from cashet._lease import this_host
+from cashet._refs import find_refs, replace_refs
+from cashet.errors import StoreError, TaskTimeoutError
+from cashet.models import Commit, TaskDef, utcnow
+from cashet.protocols import Serializer, Store
+
+__all__ = ["LocalExecutor", "describe_call", "run_flow"]
+
+log = logging.getLogger("cashet")
+
+
+def describe_call(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, tuple[str, ...]]:
+    """Return the readable snapshot of a call's arguments and its upstream blob hashes."""
+    from cashet.hashing import args_snapshot
+
+    refs = find_refs(kwargs, find_refs(args))
+    return args_snapshot(args, kwargs), tuple(dict.fromkeys(r.hash for r in refs))
+
+
+def run_flow(flow: Any, handlers: dict[type, Callable[[Any], Any]]) -> Commit:
+    """Run a call-flow generator to completion, answering each effect with its handler.
+
+    An exception from a handler is thrown back into the flow, so its ``finally`` releases
+    the lease before the exception leaves (KeyboardInterrupt included).
+    """
+    value: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            effect = flow.send(value) if error is None else flow.throw(error)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        error = None
+        try:
+            value = handlers[type(effect)](effect)
+        except BaseException as exc:
+            value = None
+            error = exc
+
+
+class _Heartbeat:
+    """One daemon thread renewing every lease this executor currently holds."""
+
+    def __init__(self, ttl: timedelta, interval: float) -> None:
+        self._ttl = ttl
+        self._interval = interval
+        self._leases: dict[str, tuple[Store, str]] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pid = os.getpid()
+
+    def add(self, store: Store, fingerprint: str, owner: str) -> None:
+        with self._lock:
+            self._leases[owner] = (store, fingerprint)
+            if self._thread is None or not self._thread.is_alive() or self._pid != os.getpid():
+                self._pid = os.getpid()
+                self._thread = threading.Thread(
+                    target=self._run, name="cashet-heartbeat", daemon=True
+                )
+                self._thread.start()
+
+    def remove(self, owner: str) -> None:
+        with self._lock:
+            self._leases.pop(owner, None)
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(self._interval)
+            with self._lock:
+                if not self._leases:
+                    self._thread = None
+                    return
+                held = list(self._leases.items())
+            expires = utcnow() + self._ttl
+            for owner, (store, fp) in held:
+                try:
+                    if not store.renew_claim(fp, owner, expires):
+                        log.warning("lease on %s was lost while its task ran", fp[:16])
+                except Exception as exc:  # keep renewing the others
+                    log.warning("could not renew lease on %s: %s", fp[:16], exc)
+
+
+class LocalExecutor:
+    """Run tasks in this process, exactly once per fingerprint across threads and processes.
+
+    Args:
+        running_ttl: how long a lease lasts without renewal. A holder that dies (SIGKILL,
+            power loss) blocks others at most this long; on the same host a dead holder's
+            lease is taken over at once. While the task runs the lease is renewed every
+            ``running_ttl / 3``.
+    """
+
+    def __init__(self, running_ttl: timedelta = timedelta(minutes=5)) -> None:
+        if not isinstance(running_ttl, timedelta):
+            raise TypeError(f"running_ttl must be a datetime.timedelta, not {type(running_ttl)}")
+        if running_ttl.total_seconds() <= 0:
+            raise ValueError(f"running_ttl must be positive, not {running_ttl}")
+        self.running_ttl = running_ttl
+        self._heartbeat = _Heartbeat(running_ttl, max(running_ttl.total_seconds() / 3, 0.01))
+        self._settings: LeaseSettings | None = None
+
+    def _lease_settings(self) -> LeaseSettings:
+        pid = os.getpid()
+        settings = self._settings
+        if settings is None or settings.pid != pid:
+            settings = self._settings = LeaseSettings(self.running_ttl, this_host(), pid)
+        return settings
+
+    def submit(
+        self,
+        func: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        task_def: TaskDef,
+        store: Store,
+        serializer: Serializer,
+    ) -> Commit:
+        """Return the commit for this call: cached, computed by another caller, or run here."""
+        flow = call_flow(task_def, self._lease_settings(), lambda: describe_call(args, kwargs))
+        return run_flow(flow, self._handlers(func, args, kwargs, store, serializer))
+
+    def _handlers(
+        self,
+        func: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        store: Store,
+        serializer: Serializer,
+    ) -> dict[type, Callable[[Any], Any]]:
+        heartbeat = self._heartbeat
+
+        def execute(e: Execute) -> Outcome:
+            call_args = replace_refs(args, _load_ref)
+            call_kwargs = replace_refs(kwargs, _load_ref)
+            if e.lease is not None:
+                heartbeat.add(store, e.fingerprint, e.lease.owner)
+            try:
+                if e.timeout is None:
+                    return _run_inline(func, call_args, call_kwargs)
+                return _run_with_timeout(func, call_args, call_kwargs, e.timeout)
+            finally:
+                if e.lease is not None:
+                    heartbeat.remove(e.lease.owner)
+
+        def touch(e: Touch) -> None:
+            try:
+                store.touch(e.hash, e.when)
+            except StoreError as exc:  # an access time is not worth failing a hit for
+                log.debug("could not record access to %s: %s", e.hash[:12], exc)
+
+        def claim(e: Claim) -> bool:
+            return store.try_claim(e.fingerprint, e.lease)
+
+        return {
+            Lookup: lambda e: store.find_by_fingerprint(e.fingerprint),
+            LatestFor: lambda e: store.latest_for_fingerprint(e.fingerprint),
+            Touch: touch,
+            Claim: claim,
+            WaitRelease: lambda e: store.wait_for_release(e.fingerprint, e.timeout),
+            Release: lambda e: store.release_claim(e.fingerprint, e.owner),
+            Execute: execute,
+            Sleep: lambda e: time.sleep(e.seconds),
+            Serialize: lambda e: serializer.dumps(e.value),
+            PutBlob: lambda e: store.put_blob(e.data),
+            PutCommit: lambda e: store.put_commit(e.commit),
+        }
+
+
+def _load_ref(ref: Any) -> Any:
+    return ref.load()
+
+
+def _run_inline(func: Callable[..., Any], args: Any, kwargs: Any) -> Outcome:
+    start = time.perf_counter()
+    try:
+        value = func(*args, **kwargs)
+    except Exception as exc:
+        return Outcome.failed(exc, time.perf_counter() - start)
+    return Outcome(value=value, seconds=time.perf_counter() - start)
+
+
+def _run_with_timeout(func: Callable[..., Any], args: Any, kwargs: Any, timeout: float) -> Outcome:
+    box: list[Outcome] = []
+
+    def target() -> None:
+        box.append(_run_inline(func, args, kwargs))
+
+    start = time.perf_counter()
+    worker = threading.Thread(target=target, name="cashet-task", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if box:
+        return box[0]
+    exc = TaskTimeoutError(
+        f"{getattr(func, '__qualname__', func)!s} timed out after {timeout:g}s "
+        "(the thread keeps running: local timeouts are soft)"
+    )
+    return Outcome.failed(exc, time.perf_counter() - start)

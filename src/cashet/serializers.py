@@ -1,0 +1,251 @@
+"""Result serializers: ``PickleSerializer`` (default), ``SafePickleSerializer``, ``JsonSerializer``.
+
+Any object with ``dumps(obj) -> bytes`` and ``loads(bytes) -> obj`` satisfies the
+:class:`cashet.protocols.Serializer` protocol.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import pickle
+from collections.abc import Iterable
+from typing import Any
+
+from cashet.protocols import Serializer
+
+__all__ = ["JsonSerializer", "PickleSerializer", "SafePickleSerializer", "Serializer"]
+
+
+class PickleSerializer:
+    """Pickle with protocol 5 (out-of-band capable, fast for NumPy buffers).
+
+    Loading a pickle runs code chosen by whoever wrote it: use this only with a store you
+    trust. :class:`SafePickleSerializer` restricts what can be loaded.
+    """
+
+    def __init__(self, protocol: int = 5) -> None:
+        if not 0 <= protocol <= pickle.HIGHEST_PROTOCOL:
+            raise ValueError(
+                f"pickle protocol must be 0..{pickle.HIGHEST_PROTOCOL}, not {protocol}"
+            )
+        self.protocol = protocol
+
+    def dumps(self, obj: Any) -> bytes:
+        return pickle.dumps(obj, protocol=self.protocol)
+
+    def loads(self, data: bytes) -> Any:
+        return pickle.loads(data)
+
+    def __repr__(self) -> str:
+        return f"PickleSerializer(protocol={self.protocol})"
+
+
+#: Globals a plain-data pickle needs. Deliberately absent: ``builtins.object``,
+#: ``builtins.type``, ``getattr``/``eval``/``exec``/``__import__``, ``copyreg._reconstructor``,
+#: ``functools.partial``, ``operator.*`` — the usual gadgets for running code on load.
+_SAFE_GLOBALS: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("builtins", name)
+        for name in (
+            "bool",
+            "int",
+            "float",
+            "complex",
+            "str",
+            "bytes",
+            "bytearray",
+            "list",
+            "tuple",
+            "dict",
+            "set",
+            "frozenset",
+            "slice",
+            "range",
+        )
+    }
+    | {
+        ("collections", "OrderedDict"),
+        ("collections", "deque"),
+        ("collections", "Counter"),
+        ("datetime", "datetime"),
+        ("datetime", "date"),
+        ("datetime", "time"),
+        ("datetime", "timedelta"),
+        ("datetime", "timezone"),
+        ("decimal", "Decimal"),
+        ("fractions", "Fraction"),
+        ("uuid", "UUID"),
+        ("pathlib", "PurePosixPath"),
+        ("pathlib", "PureWindowsPath"),
+        ("pathlib", "PosixPath"),
+        ("pathlib", "WindowsPath"),
+        ("pathlib", "Path"),
+        ("zoneinfo", "ZoneInfo"),
+    }
+)
+
+#: What NumPy arrays and scalars need to unpickle (NumPy 1.x and 2.x module paths).
+_NUMPY_GLOBALS: frozenset[tuple[str, str]] = frozenset(
+    {
+        (mod, name)
+        for mod in ("numpy.core.multiarray", "numpy._core.multiarray")
+        for name in ("_reconstruct", "scalar")
+    }
+    | {(mod, "_frombuffer") for mod in ("numpy.core.numeric", "numpy._core.numeric")}
+    | {("numpy", "ndarray"), ("numpy", "dtype")}
+    | {
+        ("numpy", name)
+        for name in (
+            "bool_",
+            "int8",
+            "int16",
+            "int32",
+            "int64",
+            "uint8",
+            "uint16",
+            "uint32",
+            "uint64",
+            "float16",
+            "float32",
+            "float64",
+            "complex64",
+            "complex128",
+            "str_",
+            "bytes_",
+            "datetime64",
+            "timedelta64",
+        )
+    }
+    | {
+        ("numpy.dtypes", name)
+        for name in (
+            "BoolDType",
+            "Int8DType",
+            "Int16DType",
+            "Int32DType",
+            "Int64DType",
+            "UInt8DType",
+            "UInt16DType",
+            "UInt32DType",
+            "UInt64DType",
+            "Float16DType",
+            "Float32DType",
+            "Float64DType",
+            "Complex64DType",
+            "Complex128DType",
+            "StrDType",
+            "BytesDType",
+            "DateTime64DType",
+            "TimeDelta64DType",
+        )
+    }
+)
+
+_FORBIDDEN: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("builtins", "object"),
+        ("builtins", "type"),
+        ("builtins", "getattr"),
+        ("builtins", "eval"),
+        ("builtins", "exec"),
+        ("builtins", "__import__"),
+        ("builtins", "compile"),
+        ("builtins", "open"),
+        ("builtins", "setattr"),
+        ("builtins", "delattr"),
+    }
+)
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    def __init__(self, data: bytes, allowed: frozenset[tuple[str, str]]) -> None:
+        super().__init__(io.BytesIO(data))
+        self._allowed = allowed
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in self._allowed:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(
+            f"SafePickleSerializer refused to load global {module}.{name}: it is not in the "
+            "allowlist (add trusted classes with SafePickleSerializer(extra_classes=[...]))"
+        )
+
+
+class SafePickleSerializer:
+    """Pickle that only loads an allowlist of plain-data types.
+
+    Builtin containers and scalars, ``datetime``, ``Decimal``, ``Fraction``, ``UUID``,
+    paths, and (with ``allow_numpy=True``, the default) NumPy arrays and scalars load; any
+    other global raises ``pickle.UnpicklingError``. Add your own classes with
+    ``extra_classes``; ``object``, ``type`` and callables that run code are never allowed.
+
+    Args:
+        extra_classes: classes trusted to be rebuilt from a pickle.
+        allow_numpy: allow NumPy arrays, dtypes and scalars.
+        protocol: pickle protocol used when writing.
+    """
+
+    def __init__(
+        self,
+        extra_classes: Iterable[type] = (),
+        *,
+        allow_numpy: bool = True,
+        protocol: int = 5,
+    ) -> None:
+        allowed = set(_SAFE_GLOBALS)
+        if allow_numpy:
+            allowed |= _NUMPY_GLOBALS
+        self.extra_classes: tuple[type, ...] = tuple(extra_classes)
+        for cls in self.extra_classes:
+            if not isinstance(cls, type):
+                raise TypeError(f"extra_classes must hold classes, got {cls!r}")
+            key = (cls.__module__, cls.__qualname__)
+            if key in _FORBIDDEN or cls is object or cls is type:
+                raise ValueError(f"refusing to allow {key[0]}.{key[1]}: it can run arbitrary code")
+            allowed.add(key)
+        self._allowed = frozenset(allowed - _FORBIDDEN)
+        self._pickle = PickleSerializer(protocol)
+
+    def dumps(self, obj: Any) -> bytes:
+        return self._pickle.dumps(obj)
+
+    def loads(self, data: bytes) -> Any:
+        return _RestrictedUnpickler(data, self._allowed).load()
+
+    def __repr__(self) -> str:
+        names = ", ".join(c.__qualname__ for c in self.extra_classes)
+        return f"SafePickleSerializer(extra_classes=[{names}])"
+
+
+class JsonSerializer:
+    """JSON (UTF-8). For dicts, lists, strings, numbers, booleans and ``None``.
+
+    Tuples come back as lists. A value JSON cannot represent raises ``TypeError`` naming it.
+    """
+
+    def __init__(self, *, indent: int | None = None, sort_keys: bool = False) -> None:
+        self.indent = indent
+        self.sort_keys = sort_keys
+
+    def dumps(self, obj: Any) -> bytes:
+        try:
+            text = json.dumps(
+                obj,
+                ensure_ascii=False,
+                indent=self.indent,
+                sort_keys=self.sort_keys,
+                separators=None if self.indent else (",", ":"),
+                allow_nan=True,
+            )
+        except TypeError as exc:
+            raise TypeError(f"JsonSerializer cannot serialize this result: {exc}") from exc
+        except ValueError as exc:  # circular reference
+            raise TypeError(f"JsonSerializer cannot serialize this result: {exc}") from exc
+        return text.encode("utf-8")
+
+    def loads(self, data: bytes) -> Any:
+        return json.loads(bytes(data).decode("utf-8"))
+
+    def __repr__(self) -> str:
+        return "JsonSerializer()"
