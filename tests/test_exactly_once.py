@@ -18,7 +18,10 @@ from cashet import Client
 from cashet.executor import LocalExecutor
 from cashet.models import Lease, utcnow
 
-pytestmark = pytest.mark.slow
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.filterwarnings("ignore::cashet.errors.ClosureWarning"),
+]
 
 WORKER = textwrap.dedent(
     """

@@ -179,12 +179,13 @@ def test_use_case_4_incremental_chunks() -> None:
         ref = client.submit(process_chunk, chunk_id, "huge_file.parquet")
         results.append(ref)
     assert len(CHUNKS_RUN) == 100
+    first_values = [r.load() for r in results]
     client.close()
 
     client = Client()  # "even after restarting Python"
     again = [client.submit(process_chunk, i, "huge_file.parquet") for i in range(101)]
     assert CHUNKS_RUN[100:] == [100]
-    assert [r.load() for r in again[:100]] == [r.load() for r in results]
+    assert [r.load() for r in again[:100]] == first_values
 
     refs = client.map(process_chunk, range(100), source_file="data.parquet")
     assert refs[0].load() == process_chunk(0, source_file="data.parquet")

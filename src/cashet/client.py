@@ -11,10 +11,18 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Generic, TypeVar, overload
 
+from cashet._archive import ExportResult, ImportResult, export_archive, import_archive
 from cashet._dag import BatchItem, plan_batch, substitute_task_refs
 from cashet._log import configure_from_env
 from cashet._options import CALL_OPTIONS, DEFAULT_OPTIONS, TaskOptions, make_options, merge_options
-from cashet._provenance import diff_commits, gc_cutoff, parse_status, resolve_commit
+from cashet._provenance import (
+    diff_commits,
+    gc_cutoff,
+    parse_status,
+    resolve_commit,
+    resolve_result,
+    validate_tags,
+)
 from cashet.errors import CashetError
 from cashet.hashing import function_identity, hash_args
 from cashet.models import Commit, ObjectRef, ResultRef, TaskDef, TaskStatus
@@ -323,47 +331,105 @@ class Client:
         status: TaskStatus | str | None = None,
         tags: TagQuery | None = None,
     ) -> list[Commit]:
-        """Commits newest first, filtered by function name, status and tags (ANDed)."""
+        """List commits, newest first.
+
+        Args:
+            func_name: only commits of the function with this name.
+            limit: at most this many (``None``: all).
+            status: only commits in this state (``TaskStatus`` or its string value).
+            tags: only commits carrying every tag (``{key: None}`` = the key with any value).
+
+        Raises:
+            ValueError: ``limit`` is negative, or ``status`` is unknown (the valid values
+                are listed).
+            TypeError: ``tags`` is not a mapping of strings to strings or ``None``.
+        """
         if limit is not None and (
             isinstance(limit, bool) or not isinstance(limit, int) or limit < 0
         ):
             raise ValueError(f"limit must be a non-negative integer or None, not {limit!r}")
+        if func_name is not None and not isinstance(func_name, str):
+            raise TypeError(f"func_name must be a str, not {type(func_name).__name__}")
+        query = None if tags is None else validate_tags(tags) or None
         return self.store.list_commits(
-            func_name=func_name, limit=limit, status=parse_status(status), tags=tags
+            func_name=func_name, limit=limit, status=parse_status(status), tags=query
         )
 
     def show(self, hash: str) -> Commit:
-        """The commit with this hash or unique hash prefix."""
+        """Return the commit with this hash or unique hash prefix.
+
+        The commit carries its provenance: ``task_def.func_source``,
+        ``task_def.args_snapshot``, ``parent_hash``, ``created_at``, ``tags``, ``error``,
+        ``compute_seconds`` and ``result`` (blob hash and size). Expired commits are shown
+        until ``gc`` deletes them.
+
+        Raises:
+            CommitNotFoundError: no commit matches.
+            AmbiguousHashError: the prefix matches several commits (``.candidates``).
+            ValueError: ``hash`` is not hexadecimal.
+        """
         return resolve_commit(self.store, hash)
 
     def get(self, hash: str) -> Any:
-        """Load the result recorded by a commit (hash or unique prefix)."""
-        commit = resolve_commit(self.store, hash)
-        if commit.result is None:
-            raise CashetError(
-                f"commit {commit.short_hash} has no result (status: {commit.status.value})"
-            )
-        return self._load_object(commit.result)
+        """Load the result recorded by a commit.
+
+        Args:
+            hash: a commit hash or unique prefix; or, when no commit has it, the full hash
+                of a result blob (``ref.hash``).
+
+        Raises:
+            CommitNotFoundError: nothing matches, or the commit has no result (a failed run).
+            AmbiguousHashError: the prefix matches several commits.
+            BlobError: the result blob is missing or corrupt.
+        """
+        ref, _ = resolve_result(self.store, hash)
+        return self._load_object(ref)
 
     def diff(self, hash_a: str, hash_b: str) -> dict[str, Any]:
-        """Compare two commits (function, arguments, output)."""
+        """Compare two commits (hashes or unique prefixes).
+
+        Returns:
+            ``{'func_changed': ..., 'args_changed': ..., 'output_changed': ..., ...}`` plus
+            ``source_diff`` (unified diff of the sources) and ``args_diff`` (a list of
+            ``{'path', 'change', 'a', 'b'}`` from a structural comparison of the argument
+            snapshots).
+        """
         return diff_commits(resolve_commit(self.store, hash_a), resolve_commit(self.store, hash_b))
 
     def history(self, hash: str) -> list[Commit]:
-        """Every run of the same function and arguments as this commit, oldest first."""
+        """Every run of the same function and arguments as this commit, oldest first.
+
+        Forced runs and re-runs after a TTL expired are separate commits (each one's
+        ``parent_hash`` names the run before it); expired commits are left out.
+        """
         return self.store.get_history(resolve_commit(self.store, hash).hash)
 
     def rm(self, hash: str) -> bool:
-        """Delete one commit (and blobs only it used)."""
+        """Delete one commit (hash or unique prefix) and the blob only it used.
+
+        Returns:
+            Whether a commit was deleted (``False`` if it went away meanwhile).
+
+        Raises:
+            CommitNotFoundError, AmbiguousHashError: as :meth:`show`.
+        """
         return self.store.delete_commit(resolve_commit(self.store, hash).hash)
 
     def gc(
         self, older_than: timedelta = timedelta(days=30), max_size_bytes: int | None = None
     ) -> int:
-        """Evict entries not used for ``older_than``, expired ones and orphan blobs.
+        """Evict entries unused for ``older_than``, expired entries and orphaned blobs.
 
-        With ``max_size_bytes``, also evict least recently used entries until the store is
-        under that size. Returns the number of commits removed.
+        Age is measured from a commit's last access (its creation if never read). With
+        ``max_size_bytes``, least recently used entries are also evicted until the stored
+        bytes fit. A running task's lease is never touched.
+
+        Returns:
+            The number of commits removed.
+
+        Raises:
+            TypeError: ``older_than`` is not a ``timedelta``.
+            ValueError: a negative age or size.
         """
         cutoff = gc_cutoff(older_than)
         if max_size_bytes is not None and (
@@ -377,20 +443,55 @@ class Client:
         return self.store.evict(cutoff, max_size_bytes)
 
     def clear(self) -> int:
-        """Remove every entry and orphaned blob (``gc(timedelta(0))``)."""
+        """Remove every entry and orphaned blob (``gc(timedelta(0))``); return the count."""
         return self.gc(timedelta(0))
 
     def invalidate(self, tags: TagQuery) -> int:
-        """Delete commits carrying all these tags (``{k: None}`` = key present)."""
-        if not isinstance(tags, Mapping) or not tags:
-            raise ValueError(
-                "invalidate() needs a non-empty tag query; refusing to delete everything"
-            )
-        return self.store.delete_by_tags(tags)
+        """Delete the commits carrying all these tags (``{key: None}`` = key present).
+
+        Returns:
+            The number of commits deleted.
+
+        Raises:
+            ValueError: ``tags`` is empty (that would match everything).
+            TypeError: ``tags`` is not a mapping of strings to strings or ``None``.
+        """
+        return self.store.delete_by_tags(validate_tags(tags, allow_empty=False))
 
     def stats(self) -> dict[str, int]:
-        """Commit and storage counters."""
+        """Return commit and storage counters.
+
+        Keys: ``total_commits``, ``completed_commits``, ``stored_objects``, ``disk_bytes``,
+        ``blob_objects``, ``blob_bytes``, ``inline_objects``, ``inline_bytes``.
+        """
         return self.store.stats()
+
+    def export(self, path: str | os.PathLike[str]) -> ExportResult:
+        """Write every commit and the result blobs they use to a portable ``.tar.gz``.
+
+        Streams (one blob in memory at a time); the file appears only when complete.
+
+        Returns:
+            The number of commits written (an ``int``; ``.blobs``, ``.bytes`` and
+            ``.skipped`` — commits left out because their blob was unreadable — too).
+        """
+        return export_archive(self.store, path)
+
+    def import_archive(self, path: str | os.PathLike[str]) -> ImportResult:
+        """Add the commits and blobs of an archive made by :meth:`export`.
+
+        The archive is untrusted: every member name, blob and commit is verified before
+        anything is written, and nothing is written unless all of it is valid. Commits the
+        store already has are skipped.
+
+        Returns:
+            The number of commits imported (an ``int``, also ``.imported``), with
+            ``.skipped`` and ``.blobs``.
+
+        Raises:
+            ArchiveError: the archive was rejected; the store is unchanged.
+        """
+        return import_archive(self.store, path)
 
     # --- lifecycle ------------------------------------------------------------------------
 

@@ -32,7 +32,7 @@ from cashet._core import (
     WaitRelease,
     call_flow,
 )
-from cashet._lease import this_host
+from cashet._lease import hostname
 from cashet._refs import find_refs, replace_refs
 from cashet.errors import StoreError, TaskTimeoutError
 from cashet.models import Commit, TaskDef, utcnow
@@ -41,6 +41,24 @@ from cashet.protocols import Serializer, Store
 __all__ = ["LocalExecutor", "describe_call", "run_flow"]
 
 log = logging.getLogger("cashet")
+
+
+def log_commit(commit: Commit, what: str) -> None:
+    """Log one line about a commit: fingerprint, function, commit hash and duration."""
+    seconds = commit.compute_seconds
+    took = "" if seconds is None or commit.from_cache else f" in {seconds * 1000:.1f} ms"
+    level = logging.DEBUG if what == "hit" else logging.INFO
+    if commit.status.value == "failed":
+        level = logging.WARNING
+    log.log(
+        level,
+        "%s %s fingerprint=%s commit=%s%s",
+        what,
+        commit.func_name,
+        commit.fingerprint[:16],
+        commit.hash[:12],
+        took,
+    )
 
 
 def describe_call(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, tuple[str, ...]]:
@@ -138,7 +156,7 @@ class LocalExecutor:
         pid = os.getpid()
         settings = self._settings
         if settings is None or settings.pid != pid:
-            settings = self._settings = LeaseSettings(self.running_ttl, this_host(), pid)
+            settings = self._settings = LeaseSettings(self.running_ttl, hostname(), pid)
         return settings
 
     def submit(
@@ -152,7 +170,10 @@ class LocalExecutor:
     ) -> Commit:
         """Return the commit for this call: cached, computed by another caller, or run here."""
         flow = call_flow(task_def, self._lease_settings(), lambda: describe_call(args, kwargs))
-        return run_flow(flow, self._handlers(func, args, kwargs, store, serializer))
+        commit = run_flow(flow, self._handlers(func, args, kwargs, store, serializer))
+        if log.isEnabledFor(logging.DEBUG) and commit.from_cache:
+            log_commit(commit, "hit")
+        return commit
 
     def _handlers(
         self,
@@ -183,6 +204,11 @@ class LocalExecutor:
             except StoreError as exc:  # an access time is not worth failing a hit for
                 log.debug("could not record access to %s: %s", e.hash[:12], exc)
 
+        def put_commit(e: PutCommit) -> None:
+            store.put_commit(e.commit)
+            if log.isEnabledFor(logging.INFO):
+                log_commit(e.commit, "ran" if e.commit.status.value == "completed" else "failed")
+
         def claim(e: Claim) -> bool:
             return store.try_claim(e.fingerprint, e.lease)
 
@@ -197,7 +223,7 @@ class LocalExecutor:
             Sleep: lambda e: time.sleep(e.seconds),
             Serialize: lambda e: serializer.dumps(e.value),
             PutBlob: lambda e: store.put_blob(e.data),
-            PutCommit: lambda e: store.put_commit(e.commit),
+            PutCommit: put_commit,
         }
 
 

@@ -10,6 +10,8 @@
 from __future__ import annotations
 
 import json
+import os
+import threading
 from datetime import datetime
 from typing import Any
 
@@ -42,8 +44,18 @@ _COMPRESS_MIN = 512
 #: Keep the compressed form only when it saves at least this fraction.
 _COMPRESS_GAIN = 0.9
 
-_zc: Any = None
-_zd: Any = None
+# zstandard contexts must not be used by two threads at once ("Operation not authorized at
+# current processing stage"), and a multithreaded compressor hangs in a forked child (its
+# workers stay in the parent): one context per thread, dropped after a fork.
+_zstd = threading.local()
+
+
+def _forget_zstd_contexts() -> None:
+    global _zstd
+    _zstd = threading.local()
+
+
+os.register_at_fork(after_in_child=_forget_zstd_contexts)
 
 
 def blob_hash(data: bytes | memoryview) -> str:
@@ -79,12 +91,21 @@ def _worth_compressing(data: bytes | memoryview) -> bool:
 
 
 def _compressor() -> Any:
-    global _zc
-    if _zc is None:
+    zc = getattr(_zstd, "zc", None)
+    if zc is None:
         import zstandard
 
-        _zc = zstandard.ZstdCompressor(level=3, threads=-1 if _cpu_count() > 1 else 0)
-    return _zc
+        zc = _zstd.zc = zstandard.ZstdCompressor(level=3, threads=-1 if _cpu_count() > 1 else 0)
+    return zc
+
+
+def _decompressor() -> Any:
+    zd = getattr(_zstd, "zd", None)
+    if zd is None:
+        import zstandard
+
+        zd = _zstd.zd = zstandard.ZstdDecompressor()
+    return zd
 
 
 def _cpu_count() -> int:
@@ -107,7 +128,6 @@ def encode_blob(data: bytes | memoryview) -> bytes:
 
 def decode_blob(stored: bytes | memoryview, blob_hash_hint: str = "") -> bytes:
     """Invert :func:`encode_blob`."""
-    global _zd
     if not stored:
         raise BlobCorruptedError(f"blob {blob_hash_hint[:16]}… is empty", blob_hash_hint)
     head = bytes(stored[:1])
@@ -115,12 +135,8 @@ def decode_blob(stored: bytes | memoryview, blob_hash_hint: str = "") -> bytes:
     if head == BLOB_RAW:
         return bytes(body)
     if head == BLOB_ZSTD:
-        if _zd is None:
-            import zstandard
-
-            _zd = zstandard.ZstdDecompressor()
         try:
-            out: bytes = _zd.decompress(body)
+            out: bytes = _decompressor().decompress(body)
         except Exception as exc:
             raise BlobCorruptedError(
                 f"blob {blob_hash_hint[:16]}… cannot be decompressed: {exc}", blob_hash_hint

@@ -1,0 +1,878 @@
+"""SQLiteStore: the default embedded store, one directory on the local disk.
+
+Layout::
+
+    <path>/meta.db            commits, tags, blob index, small blobs inline, leases
+    <path>/objects/ab/cdef…   blobs whose encoded form is at least ``inline_threshold`` bytes
+
+``meta.db`` runs in WAL mode: readers never wait for the writer. Each thread (and each
+process after ``fork``) has its own connection; every write is one short ``BEGIN
+IMMEDIATE`` transaction. Counters, blob reference counts and tag clean-up are kept by
+triggers (see :mod:`cashet.stores._sqlite_schema`), so ``stats()`` is O(1) and garbage
+collection reads only unreferenced blobs. Every blob is verified against its hash when read.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from cashet import _lease
+from cashet.errors import BlobCorruptedError, BlobMissingError, StoreError
+from cashet.models import Commit, Lease, ObjectRef, TaskDef, TaskStatus
+from cashet.protocols import TagQuery
+from cashet.stores._codec import (
+    BLOB_RAW,
+    BLOB_ZSTD,
+    blob_hash,
+    commit_from_json,
+    commit_to_json,
+    decode_blob,
+    encode_blob,
+    verify_blob,
+)
+from cashet.stores._sqlite_schema import MIGRATIONS, SCHEMA_VERSION
+
+__all__ = ["SQLiteStore"]
+
+# The connection check runs on every operation and getpid() is a real system call
+# (~0.2 µs), so the pid is cached here and refreshed in a forked child.
+_pid = os.getpid()
+# Guards connection bookkeeping; taken on the slow path only (connect, close).
+_registry_lock = threading.Lock()
+# Connections a forked child inherited from its parent. SQLite forbids using them in the
+# child, and closing them there could drop locks or checkpoint the WAL under the parent,
+# so they are kept referenced (the garbage collector would close them) and never touched.
+_inherited: list[sqlite3.Connection] = []
+
+
+def _after_fork_in_child() -> None:
+    global _pid, _registry_lock
+    _pid = os.getpid()
+    _registry_lock = threading.Lock()  # another thread may have held it during the fork
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+_HEX = "0123456789abcdef"
+_COMMIT = "SELECT body, last_accessed FROM commits"
+_SQL_GET_COMMIT = f"{_COMMIT} WHERE hash = ?"
+# The cache lookup: one range of the (fingerprint, created_at) index, newest first. The
+# unary + keeps the planner off the (status, created_at) index, which it would otherwise
+# pick to avoid a sort and then walk every completed commit.
+_SQL_FIND = (
+    f"{_COMMIT} WHERE fingerprint = ? AND +status = 'completed' AND +cache = 1"
+    " AND (expires_at IS NULL OR expires_at > ?) ORDER BY created_at DESC, rowid DESC LIMIT 1"
+)
+_SQL_LATEST = f"{_COMMIT} WHERE fingerprint = ? ORDER BY created_at DESC, rowid DESC LIMIT 1"
+_SQL_HISTORY = (
+    f"{_COMMIT} WHERE fingerprint = (SELECT fingerprint FROM commits WHERE hash = ?)"
+    " AND (expires_at IS NULL OR expires_at > ?) ORDER BY created_at, rowid"
+)
+_SQL_ITER = (
+    "SELECT body, last_accessed, created_at, rowid FROM commits"
+    " WHERE (created_at, rowid) > (?, ?) ORDER BY created_at, rowid LIMIT ?"
+)
+_SQL_PREFIX = "SELECT hash FROM commits WHERE hash >= ? AND hash < ? ORDER BY hash LIMIT ?"
+_SQL_INSERT_COMMIT = (
+    "INSERT OR IGNORE INTO commits (hash, fingerprint, func_name, status, created_at,"
+    " expires_at, last_accessed, cache, result_hash, result_size, parent_hash, body)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_SQL_INSERT_TAG = "INSERT OR IGNORE INTO commit_tags (commit_hash, key, value) VALUES (?, ?, ?)"
+_SQL_TOUCH = "UPDATE commits SET last_accessed = ? WHERE hash = ?"
+_SQL_RESULT_OF = "SELECT result_hash FROM commits WHERE hash = ?"
+_SQL_DELETE_COMMIT = "DELETE FROM commits WHERE hash = ?"
+_SQL_LEAST_USED = (
+    "SELECT hash FROM commits WHERE coalesce(last_accessed, created_at) < ?"
+    " ORDER BY coalesce(last_accessed, created_at) LIMIT ?"
+)
+_SQL_EXPIRED = "SELECT hash FROM commits WHERE expires_at <= ? LIMIT ?"
+_SQL_BLOB_READ = "SELECT inline FROM blobs WHERE hash = ?"
+_SQL_BLOB_STATE = "SELECT stored_size, inline, refcount, created_at FROM blobs WHERE hash = ?"
+_SQL_BLOB_IS_FILE = "SELECT inline IS NULL FROM blobs WHERE hash = ?"
+_SQL_BLOB_REFS = "SELECT refcount, inline IS NULL FROM blobs WHERE hash = ?"
+_SQL_HAS_BLOB = "SELECT stored_size, inline IS NULL FROM blobs WHERE hash = ?"
+# A new row counts the commits already pointing at it, so a blob re-created after it was
+# lost (see put_blob) gets its true reference count back.
+_SQL_BLOB_UPSERT = (
+    "INSERT INTO blobs (hash, size, stored_size, inline, refcount, created_at)"
+    " VALUES (?1, ?2, ?3, ?4, (SELECT count(*) FROM commits WHERE result_hash = ?1), ?5)"
+    " ON CONFLICT (hash) DO UPDATE SET stored_size = excluded.stored_size,"
+    " inline = excluded.inline, created_at = excluded.created_at"
+)
+_SQL_DELETE_BLOB = "DELETE FROM blobs WHERE hash = ?"
+_SQL_ORPHANS = (
+    "SELECT hash, inline IS NULL FROM blobs WHERE refcount = 0 AND created_at < ? LIMIT ?"
+)
+_SQL_STATS = (
+    "SELECT total_commits, completed_commits, blob_objects, blob_bytes, inline_objects,"
+    " inline_bytes FROM counters WHERE id = 0"
+)
+_SQL_STORED_BYTES = "SELECT blob_bytes + inline_bytes FROM counters WHERE id = 0"
+_SQL_ORPHAN_BYTES = "SELECT coalesce(sum(stored_size), 0) FROM blobs WHERE refcount = 0"
+_SQL_GET_CLAIM = (
+    "SELECT owner, host, pid, expires_at, func_name, claimed_at FROM claims WHERE fingerprint = ?"
+)
+_SQL_PUT_CLAIM = (
+    "INSERT INTO claims (fingerprint, owner, host, pid, expires_at, func_name, claimed_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (fingerprint) DO UPDATE SET"
+    " owner = excluded.owner, host = excluded.host, pid = excluded.pid,"
+    " expires_at = excluded.expires_at, func_name = excluded.func_name,"
+    " claimed_at = excluded.claimed_at"
+)
+_SQL_RENEW_CLAIM = "UPDATE claims SET expires_at = ? WHERE fingerprint = ? AND owner = ?"
+_SQL_RELEASE_CLAIM = "DELETE FROM claims WHERE fingerprint = ? AND owner = ?"
+_SQL_STALE_CLAIMS = "DELETE FROM claims WHERE expires_at < ?"
+
+
+def _ts(dt: datetime) -> float:
+    """UTC epoch seconds; a naive datetime is taken to be UTC, as everywhere in cashet."""
+    return (dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)).timestamp()
+
+
+def _dt(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
+def _commit(row: Any) -> Commit:
+    commit = commit_from_json(row[0])
+    commit.last_accessed = None if row[1] is None else _dt(row[1])
+    return commit
+
+
+def _lease_of(row: Any) -> Lease:
+    return Lease(owner=row[0], host=row[1], pid=row[2], expires_at=_dt(row[3]), func_name=row[4])
+
+
+def _has_file(path: str, size: int) -> bool:
+    """Whether ``path`` exists with ``size`` bytes: the cheap check before a rewrite."""
+    try:
+        return os.stat(path).st_size == size
+    except OSError:
+        return False
+
+
+def _unlink(path: str) -> None:
+    with suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+    return code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or "locked" in str(exc)
+
+
+def _filters(
+    func_name: str | None, status: TaskStatus | str | None, tags: TagQuery | None
+) -> tuple[str, list[Any]]:
+    """Build the WHERE clause of a commit query; each tag is one lookup in the tag index."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    if func_name is not None:
+        clauses.append("func_name = ?")
+        params.append(func_name)
+    if status is not None:
+        clauses.append("status = ?")
+        params.append(TaskStatus.parse(status).value)
+    for key, value in (tags or {}).items():
+        if value is None:
+            clauses.append("hash IN (SELECT commit_hash FROM commit_tags WHERE key = ?)")
+            params.append(key)
+        else:
+            clauses.append(
+                "hash IN (SELECT commit_hash FROM commit_tags WHERE key = ? AND value = ?)"
+            )
+            params += [key, value]
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
+
+
+class SQLiteStore:
+    """The default store: SQLite metadata and content-addressed blob files in one directory.
+
+    Safe to share between threads and across ``fork``; several processes may use one
+    directory at once.
+
+    Args:
+        path: the store directory (created if missing).
+        inline_threshold: blobs whose encoded form is smaller than this many bytes live in
+            ``meta.db``; larger ones are files under ``objects/``.
+        busy_timeout: seconds a write waits for another writer before ``StoreError``.
+
+    Raises:
+        StoreError: the directory or database cannot be opened, or ``meta.db`` was written
+            by a newer cashet whose schema this one does not know.
+    """
+
+    #: Seconds an unreferenced blob is kept before ``evict`` removes it: a blob just
+    #: written for a commit about to be recorded must not be collected in between.
+    orphan_grace: float = 3600.0
+    #: Rows handled per write transaction in ``evict``, so writers are never held long.
+    _BATCH = 256
+    #: ``evict`` drops leases unrenewed for this long: no heartbeat is left to renew them.
+    _STALE_LEASE_SECONDS = 3600.0
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] = ".cashet",
+        *,
+        inline_threshold: int = 1024,
+        busy_timeout: float = 30.0,
+    ) -> None:
+        self._path = Path(path)
+        self._objects = os.fspath(self._path / "objects")
+        self._db_file = os.fspath(self._path / "meta.db")
+        self._inline_threshold = inline_threshold
+        self._busy_timeout = busy_timeout
+        self._host = _lease.hostname()
+        self._local = threading.local()
+        self._conns: list[tuple[threading.Thread, sqlite3.Connection]] = []
+        self._conns_pid = _pid
+        self._closed = False
+        try:
+            os.makedirs(self._objects, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the store directory {self._path}: {exc}") from exc
+        try:
+            self._migrate()
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def path(self) -> Path:
+        """The store directory."""
+        return self._path
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({os.fspath(self._path)!r})"
+
+    def __enter__(self) -> SQLiteStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # connections and transactions
+
+    def _conn(self) -> sqlite3.Connection:
+        local = self._local
+        try:
+            if local.pid == _pid:
+                conn: sqlite3.Connection = local.conn
+                return conn
+        except AttributeError:
+            pass
+        return self._connect()
+
+    def _connect(self) -> sqlite3.Connection:
+        with _registry_lock:
+            if self._closed:
+                raise StoreError(f"{self!r} is closed")
+            self._disown_after_fork()
+            # Close what threads that have ended left behind, so a store used from many
+            # short-lived threads does not pile up open files.
+            live = []
+            for thread, old in self._conns:
+                if thread.is_alive():
+                    live.append((thread, old))
+                else:
+                    with suppress(sqlite3.Error):
+                        old.close()
+            try:
+                # check_same_thread=False only so that close() can close every thread's
+                # connection; each connection is still used by its own thread alone.
+                conn = sqlite3.connect(
+                    self._db_file,
+                    timeout=self._busy_timeout,
+                    isolation_level=None,
+                    check_same_thread=False,
+                )
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot open {self._db_file}: {exc}") from exc
+            try:
+                # WAL keeps the database consistent with NORMAL; a power cut may only lose
+                # the last commits, which a cache can recompute.
+                conn.execute("PRAGMA synchronous = NORMAL")
+            except sqlite3.Error as exc:
+                conn.close()
+                raise self._error(exc) from exc
+            live.append((threading.current_thread(), conn))
+            self._conns = live
+        self._local.conn, self._local.pid = conn, _pid
+        return conn
+
+    def _disown_after_fork(self) -> None:
+        """In a forked child, set the parent's connections aside (called under the lock)."""
+        if self._conns_pid != _pid:
+            _inherited.extend(conn for _, conn in self._conns)
+            self._conns, self._conns_pid = [], _pid
+
+    def _error(self, exc: sqlite3.Error) -> StoreError:
+        return StoreError(f"{self._db_file}: {exc}")
+
+    def _one(self, sql: str, params: tuple[Any, ...]) -> Any:
+        try:
+            return self._conn().execute(sql, params).fetchone()
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
+
+    def _all(self, sql: str, params: tuple[Any, ...] | list[Any]) -> list[Any]:
+        try:
+            return self._conn().execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
+
+    def _begin(self, conn: sqlite3.Connection) -> None:
+        # WAL lets readers run beside the writer, but writers still serialize on one lock.
+        # The busy handler (connect's timeout) waits for it in most cases, yet SQLite
+        # returns SQLITE_BUSY at once in some (another connection recovering the WAL index,
+        # a lock upgrade that would deadlock), so BEGIN is retried here with backoff.
+        deadline = time.monotonic() + self._busy_timeout
+        delay = 0.001
+        while True:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.Error as exc:
+                if not _is_busy(exc) or time.monotonic() >= deadline:
+                    raise self._error(exc) from exc
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+    @contextmanager
+    def _transact(self) -> Iterator[sqlite3.Connection]:
+        """Run the block in one ``BEGIN IMMEDIATE`` transaction: commit, or roll back."""
+        conn = self._conn()
+        self._begin(conn)
+        try:
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            if conn.in_transaction:
+                with suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise self._error(exc) from exc
+            raise
+
+    def _migrate(self) -> None:
+        conn = self._conn()
+        version = self._one("PRAGMA user_version", ())[0]
+        if version == SCHEMA_VERSION:
+            return
+        self._check_version(version)
+        try:
+            # Persistent in the file; it cannot change inside a transaction.
+            conn.execute("PRAGMA journal_mode = WAL")
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
+        with self._transact():
+            # Re-read under the write lock: another process may have migrated meanwhile.
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            self._check_version(version)
+            for step in MIGRATIONS[version:]:
+                for statement in step:
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def _check_version(self, version: int) -> None:
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self._db_file} has schema version {version}, newer than the {SCHEMA_VERSION} "
+                "this cashet knows: upgrade cashet to open it"
+            )
+
+    # blobs
+
+    def _blob_path(self, hash: str) -> str:
+        return os.path.join(self._objects, hash[:2], hash[2:])
+
+    def put_blob(self, data: bytes) -> ObjectRef:
+        """Store ``data`` once by content hash (deduplicated), repairing a damaged copy.
+
+        When the blob is already recorded but its file is missing or of the wrong size (or
+        its inline bytes do not match), the stored copy is rewritten from ``data``.
+
+        Returns:
+            The blob's hash and its size in bytes.
+        """
+        h = blob_hash(data)
+        ref = ObjectRef(h, len(data))
+        row = self._one(_SQL_BLOB_STATE, (h,))
+        if (
+            row is not None
+            and self._intact(h, row[0], row[1], data)
+            # An unreferenced row close to collection is refreshed below, so that it
+            # survives until the commit that needs it is recorded.
+            and (row[2] > 0 or row[3] > time.time() - self.orphan_grace / 2)
+        ):
+            return ref
+        encoded = encode_blob(data)
+        inline = len(encoded) < self._inline_threshold
+        path = self._blob_path(h)
+        if not inline and not _has_file(path, len(encoded)):
+            self._write_file(path, encoded)  # outside the lock: other writers go on
+        with self._transact() as conn:
+            was = conn.execute(_SQL_BLOB_IS_FILE, (h,)).fetchone()
+            conn.execute(
+                _SQL_BLOB_UPSERT,
+                (h, len(data), len(encoded), encoded if inline else None, time.time()),
+            )
+            if inline:
+                if was is not None and was[0]:
+                    _unlink(path)  # the blob moved into meta.db
+            elif not _has_file(path, len(encoded)):
+                # Deletes unlink inside their transaction, so under this lock a file that
+                # a concurrent delete removed after our write above is seen missing here.
+                self._write_file(path, encoded)
+        return ref
+
+    def _intact(self, h: str, stored_size: int, inline: bytes | None, data: bytes) -> bool:
+        if inline is not None:
+            try:
+                return decode_blob(inline, h) == data
+            except BlobCorruptedError:
+                return False
+        return _has_file(self._blob_path(h), stored_size)
+
+    def _write_file(self, path: str, encoded: bytes) -> None:
+        # Atomic: a reader sees no file or the whole file, never a partial one. No fsync:
+        # every read verifies the hash, so a file torn by a power cut is reported as
+        # corrupt, removed, and rewritten when its task runs again; an fsync per blob
+        # would cost milliseconds for that rare case.
+        folder, name = os.path.split(path)
+        tmp = os.path.join(folder, f".tmp-{name[:8]}-{secrets.token_hex(6)}")
+        try:
+            os.makedirs(folder, exist_ok=True)
+            with open(tmp, "xb") as f:
+                f.write(encoded)
+            os.replace(tmp, path)
+        except BaseException as exc:
+            with suppress(OSError):
+                os.unlink(tmp)
+            if isinstance(exc, OSError):
+                raise StoreError(f"cannot write blob file {path}: {exc}") from exc
+            raise
+
+    def get_blob(self, ref: ObjectRef) -> bytes:
+        """Return the blob's bytes, verified against its hash.
+
+        Raises:
+            BlobMissingError: the blob is not stored, or its file is gone.
+            BlobCorruptedError: the stored bytes do not match the hash. A corrupt file is
+                removed, so that storing the same bytes again repairs the blob.
+        """
+        h = ref.hash
+        row = self._one(_SQL_BLOB_READ, (h,))
+        if row is None:
+            raise BlobMissingError(f"blob {h} is not in the store {self._path}", h)
+        inline = row[0]
+        if inline is None:
+            return self._read_file(h)
+        try:
+            data = decode_blob(inline, h)
+            verify_blob(data, h)
+        except BlobCorruptedError as exc:
+            raise BlobCorruptedError(f"{exc} (stored inline in {self._db_file})", h) from exc
+        return data
+
+    def _read_file(self, h: str) -> bytes:
+        path = self._blob_path(h)
+        try:
+            f = open(path, "rb", buffering=0)  # noqa: SIM115 (closed below)
+        except FileNotFoundError as exc:
+            raise BlobMissingError(f"blob {h} is missing: no file {path}", h) from exc
+        except OSError as exc:
+            raise StoreError(f"cannot read blob file {path}: {exc}") from exc
+        try:
+            with f:
+                st = os.fstat(f.fileno())
+                head = f.read(1)
+                # FileIO.read(n) reads straight into one new bytes object of n bytes, so a
+                # raw blob is read once and never copied (readinto a preallocated bytearray
+                # would need one more copy to become bytes).
+                want = max(st.st_size - 1, 0)
+                body = f.read(want)
+                if len(body) < want:  # one read(2) stops at 2 GiB on Linux
+                    body += f.readall()
+            data = body if head == BLOB_RAW else decode_blob(head + body, h)
+            verify_blob(data, h)
+            return data
+        except BlobCorruptedError as exc:
+            if head in (BLOB_RAW, BLOB_ZSTD):  # never discard a format we cannot read
+                self._discard(path, st)
+            raise BlobCorruptedError(f"{exc} (file {path})", h) from exc
+        except OSError as exc:
+            raise StoreError(f"cannot read blob file {path}: {exc}") from exc
+
+    @staticmethod
+    def _discard(path: str, read: os.stat_result) -> None:
+        # Remove the corrupt file (unless someone has already replaced it), so that the
+        # next put_blob of these bytes sees it missing and rewrites it.
+        with suppress(OSError):
+            now = os.stat(path)
+            if (now.st_ino, now.st_dev) == (read.st_ino, read.st_dev):
+                os.unlink(path)
+
+    def has_blob(self, hash: str) -> bool:
+        """Return whether the blob is recorded and its file (if any) is present."""
+        row = self._one(_SQL_HAS_BLOB, (hash,))
+        return row is not None and (not row[1] or _has_file(self._blob_path(hash), row[0]))
+
+    # commits
+
+    def put_commit(self, commit: Commit) -> None:
+        """Record ``commit`` (idempotent by hash) and count a reference to its result blob.
+
+        Raises:
+            ValueError: the commit has no hash.
+        """
+        if not commit.hash:
+            raise ValueError("a commit needs its hash (see _codec.compute_commit_hash)")
+        td = commit.task_def
+        result = commit.result
+        row = (
+            commit.hash,
+            td.fingerprint,
+            td.func_name,
+            commit.status.value,
+            _ts(commit.created_at),
+            None if commit.expires_at is None else _ts(commit.expires_at),
+            None if commit.last_accessed is None else _ts(commit.last_accessed),
+            int(td.cache),
+            None if result is None else result.hash,
+            0 if result is None else result.size,
+            commit.parent_hash,
+            commit_to_json(commit),
+        )
+        with self._transact() as conn:
+            # Triggers count the commit and the blob reference, only if really inserted.
+            if conn.execute(_SQL_INSERT_COMMIT, row).rowcount and commit.tags:
+                conn.executemany(
+                    _SQL_INSERT_TAG, [(commit.hash, k, str(v)) for k, v in commit.tags.items()]
+                )
+
+    def get_commit(self, hash: str) -> Commit | None:
+        """Return the commit with this full hash, or ``None``."""
+        row = self._one(_SQL_GET_COMMIT, (hash,))
+        return None if row is None else _commit(row)
+
+    def find_by_fingerprint(self, fingerprint: str) -> Commit | None:
+        """Return the newest completed, cacheable, unexpired commit of ``fingerprint``."""
+        row = self._one(_SQL_FIND, (fingerprint, time.time()))
+        return None if row is None else _commit(row)
+
+    def latest_for_fingerprint(self, fingerprint: str) -> Commit | None:
+        """Return the newest commit of ``fingerprint`` whatever its status or expiry."""
+        row = self._one(_SQL_LATEST, (fingerprint,))
+        return None if row is None else _commit(row)
+
+    def find_running_by_fingerprint(self, fingerprint: str) -> Commit | None:
+        """Describe the live lease on ``fingerprint`` as a running commit, or ``None``.
+
+        Returns:
+            ``Commit(hash="", status=RUNNING, created_at=<when the lease was taken>)``
+            whose ``task_def`` has the lease's ``func_name`` and the ``func_hash`` and
+            ``args_hash`` of the fingerprint; nothing else is set. ``None`` when nobody
+            holds a live lease.
+        """
+        found = self._live_claim(fingerprint)
+        if found is None:
+            return None
+        lease, claimed_at = found
+        func_hash, _, args_hash = fingerprint.partition(":")
+        return Commit(
+            hash="",
+            task_def=TaskDef(func_name=lease.func_name, func_hash=func_hash, args_hash=args_hash),
+            status=TaskStatus.RUNNING,
+            created_at=_dt(claimed_at),
+        )
+
+    def list_commits(
+        self,
+        func_name: str | None = None,
+        limit: int | None = 50,
+        status: TaskStatus | None = None,
+        tags: TagQuery | None = None,
+    ) -> list[Commit]:
+        """Return commits newest first, filtered by function, status and tags.
+
+        Args:
+            func_name: only this function's commits.
+            limit: at most this many; ``None`` for all.
+            status: only commits in this state.
+            tags: every key must be present; a ``None`` value matches any value.
+
+        Raises:
+            ValueError: ``limit`` is negative, or ``status`` is not a status.
+        """
+        if limit is not None and limit < 0:
+            raise ValueError(f"limit must not be negative, got {limit}")
+        where, params = _filters(func_name, status, tags)
+        sql = f"{_COMMIT}{where} ORDER BY created_at DESC, rowid DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return [_commit(row) for row in self._all(sql, params)]
+
+    def iter_commits(self) -> Iterator[Commit]:
+        """Yield every commit, oldest first, a batch at a time (no long read transaction)."""
+        after: tuple[float, int] = (-math.inf, 0)
+        while True:
+            rows = self._all(_SQL_ITER, (*after, self._BATCH))
+            for row in rows:
+                yield _commit(row)
+            if len(rows) < self._BATCH:
+                return
+            after = (rows[-1][2], rows[-1][3])
+
+    def get_history(self, hash: str) -> list[Commit]:
+        """Return every unexpired commit with the same fingerprint as ``hash``, oldest first.
+
+        An unknown hash gives ``[]``.
+        """
+        return [_commit(row) for row in self._all(_SQL_HISTORY, (hash, time.time()))]
+
+    def resolve_prefix(self, prefix: str, limit: int = 20) -> list[str]:
+        """Return up to ``limit`` full commit hashes starting with ``prefix``, sorted.
+
+        Raises:
+            ValueError: ``prefix`` is empty, longer than 64 or not hexadecimal.
+        """
+        p = prefix.strip().lower()
+        if not p or len(p) > 64 or p.strip(_HEX):
+            raise ValueError(f"{prefix!r} is not a hash prefix (1-64 hex digits)")
+        # Every hash starting with p sorts in [p, p + "g"): "g" follows every hex digit.
+        return [row[0] for row in self._all(_SQL_PREFIX, (p, p + "g", limit))]
+
+    def touch(self, hash: str, when: datetime) -> None:
+        """Set the commit's ``last_accessed`` to ``when`` (an unknown hash is ignored)."""
+        with self._transact() as conn:
+            conn.execute(_SQL_TOUCH, (_ts(when), hash))
+
+    # lifecycle
+
+    def stats(self) -> dict[str, int]:
+        """Return commit and blob counts and stored sizes (read from counters, O(1)).
+
+        Keys: ``total_commits``, ``completed_commits``, ``stored_objects``, ``disk_bytes``,
+        ``blob_objects``, ``blob_bytes``, ``inline_objects``, ``inline_bytes``; sizes are
+        the stored (encoded, possibly compressed) bytes.
+        """
+        total, completed, files, file_bytes, inline, inline_bytes = self._one(_SQL_STATS, ())
+        return {
+            "total_commits": total,
+            "completed_commits": completed,
+            "stored_objects": files + inline,
+            "disk_bytes": file_bytes + inline_bytes,
+            "blob_objects": files,
+            "blob_bytes": file_bytes,
+            "inline_objects": inline,
+            "inline_bytes": inline_bytes,
+        }
+
+    def evict(self, older_than: datetime, max_size_bytes: int | None = None) -> int:
+        """Remove old, expired and (over a size limit) least recently used commits.
+
+        In order: commits last used (or created, if never used) before ``older_than``;
+        expired commits; blobs unreferenced for longer than ``orphan_grace``; then, with
+        ``max_size_bytes``, least recently used commits until the stored bytes fit. Blobs
+        are freed when their last commit goes. Live leases are never touched.
+
+        Returns:
+            The number of commits removed.
+        """
+        now = time.time()
+        removed = self._delete_where(_SQL_LEAST_USED, _ts(older_than))
+        removed += self._delete_where(_SQL_EXPIRED, now)
+        while True:
+            with self._transact() as conn:
+                orphans = conn.execute(_SQL_ORPHANS, (now - self.orphan_grace, self._BATCH))
+                rows = orphans.fetchall()
+                for h, is_file in rows:
+                    self._drop_blob(conn, h, is_file)
+            if len(rows) < self._BATCH:
+                break
+        if max_size_bytes is not None:
+            removed += self._shrink(max_size_bytes)
+        with self._transact() as conn:
+            conn.execute(_SQL_STALE_CLAIMS, (now - self._STALE_LEASE_SECONDS,))
+        return removed
+
+    def _delete_where(self, sql: str, bound: float) -> int:
+        removed = 0
+        while True:
+            with self._transact() as conn:
+                hashes = [row[0] for row in conn.execute(sql, (bound, self._BATCH))]
+                for h in hashes:
+                    removed += self._delete(conn, h)
+            if len(hashes) < self._BATCH:
+                return removed
+
+    def _shrink(self, max_size_bytes: int) -> int:
+        removed = 0
+        while True:
+            with self._transact() as conn:
+                # Young unreferenced blobs (their commits may be on the way) cannot be freed
+                # by removing commits; counting them would remove every commit in vain.
+                limit = max_size_bytes + conn.execute(_SQL_ORPHAN_BYTES).fetchone()[0]
+                hashes = [row[0] for row in conn.execute(_SQL_LEAST_USED, (math.inf, self._BATCH))]
+                for h in hashes:
+                    if conn.execute(_SQL_STORED_BYTES).fetchone()[0] <= limit:
+                        hashes = []
+                        break
+                    removed += self._delete(conn, h)
+            if len(hashes) < self._BATCH:
+                return removed
+
+    def delete_commit(self, hash: str) -> bool:
+        """Delete one commit and its tags; free its blob if nothing else references it.
+
+        Returns:
+            Whether the commit existed.
+        """
+        with self._transact() as conn:
+            return self._delete(conn, hash)
+
+    def delete_by_tags(self, tags: TagQuery) -> int:
+        """Delete every commit matching ``tags`` (as in ``list_commits``).
+
+        Returns:
+            The number of commits deleted.
+
+        Raises:
+            ValueError: ``tags`` is empty (that would delete everything).
+        """
+        if not tags:
+            raise ValueError("refusing to delete everything: no tags given")
+        where, params = _filters(None, None, tags)
+        with self._transact() as conn:
+            hashes = [row[0] for row in conn.execute(f"SELECT hash FROM commits{where}", params)]
+            return sum(self._delete(conn, h) for h in hashes)
+
+    def _delete(self, conn: sqlite3.Connection, hash: str) -> bool:
+        row = conn.execute(_SQL_RESULT_OF, (hash,)).fetchone()
+        if row is None:
+            return False
+        conn.execute(_SQL_DELETE_COMMIT, (hash,))  # triggers: counters, tags, refcount
+        if row[0] is not None:
+            blob = conn.execute(_SQL_BLOB_REFS, (row[0],)).fetchone()
+            if blob is not None and blob[0] <= 0:
+                self._drop_blob(conn, row[0], blob[1])
+        return True
+
+    def _drop_blob(self, conn: sqlite3.Connection, hash: str, is_file: bool) -> None:
+        conn.execute(_SQL_DELETE_BLOB, (hash,))
+        if is_file:
+            # Unlinked inside the transaction, so that a concurrent put_blob of the same
+            # bytes, which checks the file under the same lock, sees it gone. Should the
+            # commit then fail, the row outlives its file: get_blob says BlobMissingError
+            # and put_blob of the bytes repairs it.
+            _unlink(self._blob_path(hash))
+
+    # leases
+
+    def _live_claim(self, fingerprint: str) -> tuple[Lease, float] | None:
+        row = self._one(_SQL_GET_CLAIM, (fingerprint,))
+        if row is None:
+            return None
+        lease = _lease_of(row)
+        if _lease.lease_is_dead(lease, datetime.now(UTC), self._host):
+            return None
+        return lease, row[5]
+
+    def try_claim(self, fingerprint: str, lease: Lease) -> bool:
+        """Take the lease on ``fingerprint`` unless another owner holds a live one.
+
+        A held lease is dead once expired, or at once when its holder was a process on
+        this host that no longer exists; re-claiming one's own lease renews it.
+
+        Returns:
+            Whether ``lease`` now holds the fingerprint.
+        """
+        now = datetime.now(UTC)
+        with self._transact() as conn:
+            row = conn.execute(_SQL_GET_CLAIM, (fingerprint,)).fetchone()
+            if (
+                row is not None
+                and row[0] != lease.owner
+                and not _lease.lease_is_dead(_lease_of(row), now, self._host)
+            ):
+                return False
+            conn.execute(
+                _SQL_PUT_CLAIM,
+                (
+                    fingerprint,
+                    lease.owner,
+                    lease.host,
+                    lease.pid,
+                    _ts(lease.expires_at),
+                    lease.func_name,
+                    now.timestamp(),
+                ),
+            )
+            return True
+
+    def get_claim(self, fingerprint: str) -> Lease | None:
+        """Return the live lease on ``fingerprint``, or ``None`` (a dead one counts as none)."""
+        found = self._live_claim(fingerprint)
+        return None if found is None else found[0]
+
+    def renew_claim(self, fingerprint: str, owner: str, expires_at: datetime) -> bool:
+        """Extend ``owner``'s lease to ``expires_at``.
+
+        Returns:
+            ``False`` when ``owner`` no longer holds the lease (someone took it over).
+        """
+        with self._transact() as conn:
+            cur = conn.execute(_SQL_RENEW_CLAIM, (_ts(expires_at), fingerprint, owner))
+            return cur.rowcount == 1
+
+    def release_claim(self, fingerprint: str, owner: str) -> None:
+        """Drop the lease on ``fingerprint`` if ``owner`` holds it; otherwise do nothing."""
+        with self._transact() as conn:
+            conn.execute(_SQL_RELEASE_CLAIM, (fingerprint, owner))
+
+    def wait_for_release(self, fingerprint: str, timeout: float) -> None:
+        """Block until nobody holds a live lease on ``fingerprint``, or ``timeout`` seconds.
+
+        SQLite cannot notify, so this polls one indexed row, backing off from 2 ms to 50 ms.
+        """
+        deadline = time.monotonic() + timeout
+        delay = 0.002
+        while self._live_claim(fingerprint) is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            time.sleep(min(delay, left))
+            delay = min(delay * 2, 0.05)
+
+    def close(self) -> None:
+        """Close every connection this store opened, in all threads. Idempotent.
+
+        Any later use raises ``StoreError``.
+        """
+        with _registry_lock:
+            self._closed = True
+            self._disown_after_fork()
+            conns, self._conns = self._conns, []
+            self._local = threading.local()
+        for _, conn in conns:
+            with suppress(sqlite3.Error):
+                conn.close()

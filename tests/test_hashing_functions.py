@@ -1,0 +1,448 @@
+"""Function identity: what changes it, what does not, and how it is cached."""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import itertools
+import json
+import linecache
+import math
+import sys
+import types
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cashet import _fnhash
+from cashet.errors import ClosureWarning
+from cashet.hashing import FunctionIdentity, function_identity
+
+FIXTURE = Path(__file__).parent / "hashing_fixtures" / "helper_mod.py"
+_cells = itertools.count()
+_modules = itertools.count()
+
+
+def cell(src: str, ns: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run ``src`` like a notebook cell: its source lives only in linecache (as in IPython)."""
+    ns = {"__name__": "__main__"} if ns is None else ns
+    filename = f"<cashet-test-cell-{next(_cells)}>"
+    linecache.cache[filename] = (len(src), None, src.splitlines(True), filename)
+    exec(compile(src, filename, "exec"), ns)
+    return ns
+
+
+@pytest.fixture
+def load_helper(tmp_path: Path) -> Iterator[Callable[..., types.ModuleType]]:
+    """Copy the helper module to a fresh directory, apply text edits, import it."""
+    names: list[str] = []
+
+    def load(*edits: tuple[str, str]) -> types.ModuleType:
+        src = FIXTURE.read_text()
+        for old, new in edits:
+            assert old in src
+            src = src.replace(old, new)
+        n = next(_modules)
+        d = tmp_path / f"v{n}"
+        d.mkdir()
+        path = d / "helper_mod.py"
+        path.write_text(src)
+        name = f"cashet_test_helper_{n}"
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec is not None and spec.loader is not None
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[name] = mod
+        names.append(name)
+        spec.loader.exec_module(mod)
+        return mod
+
+    yield load
+    for name in names:
+        sys.modules.pop(name, None)
+
+
+def fid(ns: dict[str, Any], name: str = "f") -> str:
+    return function_identity(ns[name]).hash
+
+
+BASE = "def f(x, y=2):\n    return x * y + 1\n"
+
+
+# --- what does not change identity ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        'def f(x,   y = 2):\n    """Docstring."""\n    # a comment\n\n    return (x*y\n'
+        "            + 1)  # trailing comment\n",
+        "def deco(fn):\n    return fn\n\n\n@deco\n@deco\ndef f(x, y=2):\n    return x * y + 1\n",
+        "if True:\n    def f(x, y=2):\n        return x * y + 1\n",
+        "\n\n\n# moved down\ndef f(x, y=2):\n\n    return x * y + 1\n",
+    ],
+    ids=["comments-docstring-format", "decorators", "indented", "moved"],
+)
+def test_cosmetic_changes_keep_identity(variant: str) -> None:
+    assert fid(cell(variant)) == fid(cell(BASE))
+
+
+def test_identity_fields() -> None:
+    ident = function_identity(cell(BASE)["f"])
+    assert isinstance(ident, FunctionIdentity)
+    assert len(ident.hash) == 64 and ident.hash == ident.hash.lower()
+    int(ident.hash, 16)
+    assert ident.name == "f"
+    assert ident.module == "__main__"
+    assert ident.source == BASE
+
+
+# --- what changes it ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        "def f(x, y=2):\n    return x * y + 2\n",  # constant
+        "def f(x, y=2):\n    return x * y - 1\n",  # operator
+        "def f(x, z=2):\n    return x * z + 1\n",  # a name
+        "def f(x, y=3):\n    return x * y + 1\n",  # default
+        "def f(x, *, y=2):\n    return x * y + 1\n",  # signature
+        "def f(x, y=2):\n    return x * y + 1.0\n",  # 1 vs 1.0
+        "def g(x, y=2):\n    return x * y + 1\nf = g\n",  # the function's name
+    ],
+)
+def test_semantic_changes_change_identity(variant: str) -> None:
+    assert fid(cell(variant)) != fid(cell(BASE))
+
+
+def test_kwdefaults_change_identity() -> None:
+    a = cell("def f(x, *, y=2):\n    return x * y\n")
+    b = cell("def f(x, *, y=3):\n    return x * y\n")
+    assert fid(a) != fid(b)
+
+
+def test_nested_docstring_and_inner_function_change() -> None:
+    a = cell("def f(x):\n    def g():\n        'doc'\n        return x\n    return g\n")
+    b = cell("def f(x):\n    def g():\n        return x\n    return g\n")
+    c = cell("def f(x):\n    def g():\n        return x + 1\n    return g\n")
+    assert fid(a) == fid(b) != fid(c)
+
+
+# --- dependencies --------------------------------------------------------------------------------
+
+
+def test_bare_name_helper_is_hashed() -> None:
+    a = cell("def g(x):\n    return x + 1\n\ndef f(x):\n    return g(x) * 2\n")
+    b = cell("def g(x):\n    return x + 2\n\ndef f(x):\n    return g(x) * 2\n")
+    c = cell("def g(x):\n    return x + 1  # same\n\ndef f(x):\n    return g(x) * 2\n")
+    assert fid(a) != fid(b)
+    assert fid(a) == fid(c)
+
+
+def test_helper_in_comprehension_and_lambda_is_hashed() -> None:
+    body = "def f(xs):\n    k = lambda v: g(v)\n    return [h(x) for x in xs], k\n"
+    a = cell("def g(x):\n    return x\n\ndef h(x):\n    return x\n\n" + body)
+    b = cell("def g(x):\n    return -x\n\ndef h(x):\n    return x\n\n" + body)
+    c = cell("def g(x):\n    return x\n\ndef h(x):\n    return -x\n\n" + body)
+    assert len({fid(a), fid(b), fid(c)}) == 3
+
+
+def test_module_attribute_helper(load_helper: Callable[..., types.ModuleType]) -> None:
+    caller = "def f(x):\n    return hm.double(x) + 1\n"
+    v1 = load_helper()
+    ns = cell(caller, {"__name__": "__main__", "hm": v1})
+    first = fid(ns)
+
+    same = load_helper(("return x * 2", "return x * 2  # reformatted, same code"))
+    ns_same = cell(caller, {"__name__": "__main__", "hm": same})
+    assert fid(ns_same) == first  # module names and comments are not identity
+
+    v2 = load_helper(("return x * 2", "return x * 3"))
+    ns2 = cell(caller, {"__name__": "__main__", "hm": v2})
+    assert fid(ns2) != first
+
+    # the caller object is unchanged, the module attribute is replaced (like a reload)
+    v1.double = v2.double
+    assert fid(ns) == fid(ns2)
+
+
+def test_helper_two_levels_deep(load_helper: Callable[..., types.ModuleType]) -> None:
+    caller = "def f(x):\n    return hm.twice_double(x)\n"
+    v1 = load_helper()
+    v2 = load_helper(("return x * 2", "return x * 4"))
+    a = cell(caller, {"__name__": "__main__", "hm": v1})
+    b = cell(caller, {"__name__": "__main__", "hm": v2})
+    assert fid(a) != fid(b)
+
+
+def test_class_methods_are_hashed(load_helper: Callable[..., types.ModuleType]) -> None:
+    caller = "def f(x):\n    return hm.Scaler(3).apply(x)\n"
+    v1 = load_helper()
+    v2 = load_helper(("return double(x) * self.k", "return double(x) * self.k + 1"))
+    v3 = load_helper(("return x * 2", "return x * 5"))  # reached through the method
+    ids = {fid(cell(caller, {"__name__": "__main__", "hm": m})) for m in (v1, v2, v3)}
+    assert len(ids) == 3
+
+
+def test_bare_class_reference_and_method_owner() -> None:
+    src = (
+        "class C:\n    def run(self, x):\n        return self.step(x)\n"
+        "    def step(self, x):\n        return x + {n}\n\n"
+        "def f(x):\n    return C().run(x)\n"
+    )
+    a, b = cell(src.format(n=1)), cell(src.format(n=2))
+    assert fid(a) != fid(b)
+    # a method's identity covers its class: self.step() changed
+    assert function_identity(a["C"].run).hash != function_identity(b["C"].run).hash
+    assert function_identity(a["C"]().run) is function_identity(a["C"].run)
+
+
+def test_mutual_recursion_is_cycle_safe_and_order_independent() -> None:
+    src = (
+        "def is_even(n):\n    return True if n == 0 else is_odd(n - 1)\n\n"
+        "def is_odd(n):\n    return False if n == 0 else is_even(n - {k})\n"
+    )
+    a, b = cell(src.format(k=1)), cell(src.format(k=1))
+    even_first = (fid(a, "is_even"), fid(a, "is_odd"))
+    odd_first = (fid(b, "is_odd"), fid(b, "is_even"))[::-1]
+    assert even_first == odd_first
+    assert even_first[0] != even_first[1]
+    c = cell(src.format(k=2))
+    assert fid(c, "is_even") != even_first[0]
+
+
+def test_self_recursion() -> None:
+    a = cell("def fact(n):\n    return 1 if n < 2 else n * fact(n - 1)\n")
+    b = cell("def fact(n):\n    return 1 if n < 3 else n * fact(n - 1)\n")
+    assert fid(a, "fact") != fid(b, "fact")
+
+
+def test_library_code_is_not_descended(monkeypatch: pytest.MonkeyPatch) -> None:
+    import numpy as np
+
+    computed: list[Any] = []
+    real = _fnhash._compute_node
+
+    def spy(obj: Any) -> Any:
+        computed.append(obj)
+        return real(obj)
+
+    monkeypatch.setattr(_fnhash, "_compute_node", spy)
+    ns = cell(
+        "import json\nimport numpy as np\nfrom json import dumps\n\n"
+        "def f(x):\n    return json.dumps(np.linalg.norm(np.asarray(x))) + dumps(len(x))\n"
+    )
+    function_identity(ns["f"])
+    assert computed == [ns["f"]]
+    assert not _fnhash._is_user_function(json.dumps)
+    assert not _fnhash._is_user_function(np.linalg.norm.__wrapped__)  # type: ignore[attr-defined]
+    assert not _fnhash._is_user_class(dict)
+
+
+def test_library_binding_is_part_of_identity() -> None:
+    a = cell("from json import dumps\n\ndef f(x):\n    return dumps(x)\n")
+    b = cell("from pickle import dumps\n\ndef f(x):\n    return dumps(x)\n")
+    assert fid(a) != fid(b)
+
+
+def test_global_values_are_not_hashed() -> None:
+    ns = cell("K = 2\n\ndef f(x):\n    return x * K\n")
+    before = fid(ns)
+    ns["K"] = 3
+    assert fid(ns) == before
+
+
+# --- notebook redefinition and caching ----------------------------------------------------------
+
+
+def test_redefining_a_helper_changes_the_caller() -> None:
+    ns = cell("def g(x):\n    return x + 1\n\ndef f(x):\n    return g(x) * 2\n")
+    f = ns["f"]
+    first = function_identity(f)
+    assert function_identity(f) is first  # cached: the very same object
+    cell("def g(x):\n    return x + 100\n", ns)  # a later cell redefines only g
+    second = function_identity(f)
+    assert ns["f"] is f
+    assert second.hash != first.hash
+    cell("def g(x):\n    return x + 1\n", ns)  # back to the original code
+    assert function_identity(f).hash == first.hash
+
+
+def test_defining_a_missing_helper_later_changes_the_caller() -> None:
+    ns = cell("def f(x):\n    return helper(x)\n")
+    before = fid(ns)
+    cell("def helper(x):\n    return x\n", ns)
+    assert fid(ns) != before
+
+
+def test_reassigned_code_and_defaults_invalidate() -> None:
+    ns = cell("def f(x, y=1):\n    return x + y\n\ndef g(x, y=1):\n    return x - y\n")
+    f = ns["f"]
+    before = function_identity(f).hash
+    f.__defaults__ = (5,)
+    after_defaults = function_identity(f).hash
+    f.__code__ = ns["g"].__code__  # what IPython's autoreload does
+    after_code = function_identity(f).hash
+    assert len({before, after_defaults, after_code}) == 3
+
+
+def test_reassigned_method_invalidates() -> None:
+    ns = cell("class C:\n    def run(self):\n        return 1\n\ndef f():\n    return C().run()\n")
+    before = fid(ns)
+    other = cell("def run(self):\n    return 2\n")
+    ns["C"].run = other["run"]
+    assert fid(ns) != before
+
+
+# --- closures -------------------------------------------------------------------------------------
+
+
+def test_closure_over_plain_value_warns_once() -> None:
+    ns = cell(
+        "def make(k):\n    def inner(x):\n        return x * k\n    return inner\n\n"
+        "inner = make(3)\n"
+    )
+    with pytest.warns(ClosureWarning, match=r"inner closes over plain value\(s\) k") as rec:
+        function_identity(ns["inner"])
+    assert rec[0].filename == __file__  # points at the caller, not into cashet
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        function_identity(ns["inner"])  # once per function object
+
+
+def test_closure_over_function_is_hashed_without_warning() -> None:
+    src = (
+        "def make(helper):\n    def inner(x):\n        return helper(x)\n    return inner\n\n"
+        "def g(x):\n    return x + {n}\n\ninner = make(g)\n"
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        a, b = fid(cell(src.format(n=1)), "inner"), fid(cell(src.format(n=2)), "inner")
+    assert a != b
+
+
+def test_closure_cell_rebinding_invalidates() -> None:
+    ns = cell(
+        "def g(x):\n    return x\n\ndef h(x):\n    return -x\n\n"
+        "def make():\n    fn = g\n    def inner(x):\n        return fn(x)\n"
+        "    def swap():\n        nonlocal fn\n        fn = h\n    return inner, swap\n\n"
+        "inner, swap = make()\n"
+    )
+    before = fid(ns, "inner")
+    ns["swap"]()
+    assert fid(ns, "inner") != before
+
+
+# --- lambdas, exec, other callables ------------------------------------------------------------
+
+
+_inc, _dbl = (lambda x: x + 1), (lambda x: x * 2)
+_same_a, _same_b = (lambda x: x + 1), (lambda x: x + 1)
+_nested = lambda x: lambda y: x + y  # noqa: E731
+
+
+def test_two_lambdas_on_one_line_differ() -> None:
+    a, b = function_identity(_inc), function_identity(_dbl)
+    assert a.hash != b.hash
+    assert a.name == b.name == "<lambda>"
+    assert a.source == "lambda x: x + 1"
+    assert b.source == "lambda x: x * 2"
+    assert function_identity(_same_a).hash == function_identity(_same_b).hash
+
+
+def test_nested_lambdas_are_told_apart() -> None:
+    outer = function_identity(_nested)
+    with pytest.warns(ClosureWarning):  # the inner lambda closes over x
+        inner = function_identity(_nested(1))
+    assert outer.source == "lambda x: lambda y: x + y"
+    assert inner.source == "lambda y: x + y"
+    assert outer.hash != inner.hash
+
+
+def test_lambdas_in_a_cell() -> None:
+    a = cell("f, g = (lambda x: x + 1), (lambda x: x * 2)\n")
+    b = cell("f, g = (lambda x: x + 1), (lambda x: x * 3)\n")
+    assert fid(a, "f") == fid(b, "f")
+    assert fid(a, "g") != fid(b, "g")
+
+
+def test_exec_without_source_uses_bytecode() -> None:
+    def run(src: str) -> Any:
+        ns: dict[str, Any] = {}
+        exec(src, ns)
+        return ns["ex"]
+
+    a = run("def ex(a):\n    return a + 1\n")
+    b = run("def ex(a):\n    # no source to read, same code\n    return a + 1\n")
+    c = run("def ex(a):\n    return a + 2\n")
+    d = run("def ex(a):\n    return [a + 2 for _ in range(1)]\n")
+    e = run("def ex(a):\n    return [a + 3 for _ in range(1)]\n")  # nested code object
+    ia = function_identity(a)
+    assert ia.source == ""
+    assert ia.hash == function_identity(b).hash
+    assert len({ia.hash, function_identity(c).hash, function_identity(d).hash}) == 3
+    assert function_identity(d).hash != function_identity(e).hash
+
+
+class Adder:
+    def __init__(self, k: int) -> None:
+        self.k = k
+
+    def __call__(self, x: int) -> int:
+        return x + self.k
+
+    def add(self, x: int) -> int:
+        return x + self.k
+
+
+def test_bound_methods_partials_builtins_callables() -> None:
+    assert function_identity(Adder(1).add) is function_identity(Adder.add)
+    p1, p2 = functools.partial(Adder.add, Adder(1)), functools.partial(Adder.add, Adder(2))
+    assert function_identity(p1).hash != function_identity(p2).hash
+    assert function_identity(p1).hash == function_identity(functools.partial(Adder.add, Adder(1))).hash
+    assert function_identity(p1).name == "Adder.add"
+    assert function_identity(Adder(1)).hash != function_identity(Adder(2)).hash
+    assert function_identity(Adder(1)).hash == function_identity(Adder(1)).hash
+    assert function_identity(len).name == "len"
+    assert function_identity(math.sqrt).module == "math"
+    assert function_identity(math.sqrt).hash != function_identity(math.cos).hash
+    assert function_identity(functools.lru_cache(_inc)).hash == function_identity(_inc).hash
+    with pytest.raises(TypeError, match="not callable"):
+        function_identity(42)  # type: ignore[arg-type]
+
+
+def test_classes_as_tasks() -> None:
+    a = cell("class C:\n    def __init__(self, x):\n        self.x = x + 1\n")
+    b = cell("class C:\n    def __init__(self, x):\n        self.x = x + 2\n")
+    assert function_identity(a["C"]).hash != function_identity(b["C"]).hash
+    assert function_identity(a["C"]).name == "C"
+
+
+def test_identity_is_deterministic_across_processes(tmp_path: Path) -> None:
+    import subprocess
+
+    script = tmp_path / "prog.py"
+    script.write_text(
+        "from cashet.hashing import function_identity\n\n"
+        "def g(x):\n    return x + 1\n\n"
+        "def f(x):\n    return g(x) * 2\n\n"
+        "print(function_identity(f).hash)\n"
+    )
+    out = [
+        subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=True)
+        for _ in range(2)
+    ]
+    ns = cell("def g(x):\n    return x + 1\n\ndef f(x):\n    return g(x) * 2\n")
+    assert out[0].stdout.strip() == out[1].stdout.strip() == fid(ns)
+
+
+def test_concurrent_first_calls_agree() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    ns = cell("def g(x):\n    return x + 1\n\ndef f(x):\n    return g(x) * 2\n")
+    with ThreadPoolExecutor(4) as pool:
+        hashes = set(pool.map(lambda _: function_identity(ns["f"]).hash, range(16)))
+    assert len(hashes) == 1
