@@ -58,7 +58,10 @@ class ExternalPeer:
         except (ValueError, IndexError) as exc:
             return Outcome(status="error", note=f"peer script printed no JSON: {exc}")
         self.info = {"python": report.get("python"), **report.get("versions", {})}
-        return Outcome.from_json(report["results"][scenario])
+        result = report.get("results", {}).get(scenario)
+        if result is None:
+            return Outcome(status="error", note=f"peer script reported no {scenario!r}")
+        return Outcome.from_json(result)
 
 
 def setup(name: str, log: Callable[[str], None]) -> ExternalPeer:
@@ -73,8 +76,9 @@ def setup(name: str, log: Callable[[str], None]) -> ExternalPeer:
     steps = []
     if not python.exists():
         steps.append([base, "-m", "venv", str(venv)])
-    steps.append([str(python), "-m", "pip", "install", "--quiet", *EXTERNAL[name]])
-    log(f"setting up {venv.relative_to(ROOT)} ({', '.join(EXTERNAL[name])}) ...")
+    pip = [str(python), "-m", "pip", "install", "--quiet", "--retries", "2", "--timeout", "20"]
+    steps.append([*pip, *EXTERNAL[name]])
+    log(f"setting up {venv} ({', '.join(EXTERNAL[name])}) ...")
     for cmd in steps:
         try:
             proc = subprocess.run(

@@ -128,9 +128,12 @@ def print_table(report: dict[str, Any]) -> None:
         for line in notes:
             console.print(f"  {line}", highlight=False, soft_wrap=True)
     tally = report["targets_summary"]
+    machine = report["machine"]
+    load = machine.get("load_avg_at_start") or ["?"]
     console.print(
         f"targets: {tally['met']} met, {tally['missed']} missed, {tally['n/a']} not measured"
-        f" — JSON: {report.get('json_path', '-')}",
+        f" — {machine['cpu_count']} CPUs, load avg {load[0]} at start,"
+        f" {report['duration_s']} s — JSON: {report.get('json_path', '-')}",
         highlight=False,
     )
 

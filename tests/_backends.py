@@ -7,6 +7,9 @@ to the whole contract suite is one ``@backend("name")`` factory here.
 
 from __future__ import annotations
 
+import asyncio
+import inspect
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -37,3 +40,84 @@ def _sqlite(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Store]:
         yield store
     finally:
         store.close()
+
+
+@backend("redis")
+def _redis(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Store]:
+    from cashet.redis_store import RedisStore
+    from tests._redis import check_invariants, drop_prefix, fresh_prefix
+
+    url = request.getfixturevalue("redis_url")
+    prefix = fresh_prefix()
+    store = RedisStore(url, prefix=prefix)
+    try:
+        yield store
+        check_invariants(url, prefix)  # whatever the test did, the keys stay consistent
+    finally:
+        store.close()
+        drop_prefix(url, prefix)
+
+
+@backend("redis-async")
+def _redis_async(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Store]:
+    from cashet.redis_store import AsyncRedisStore
+    from tests._redis import check_invariants, drop_prefix, fresh_prefix
+
+    url = request.getfixturevalue("redis_url")
+    prefix = fresh_prefix()
+    with SyncAdapter(lambda: AsyncRedisStore(url, prefix=prefix)) as store:
+        try:
+            yield store  # type: ignore[misc]
+            check_invariants(url, prefix)
+        finally:
+            store.close()
+            drop_prefix(url, prefix)
+
+
+class SyncAdapter:
+    """The sync ``Store`` API over an ``AsyncStore``, so one contract suite tests both.
+
+    The async store lives in a private event loop in a thread; every method call is sent
+    there with ``asyncio.run_coroutine_threadsafe`` and waited for. Async iterators
+    (``iter_commits``) are drained there into a list.
+    """
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="async-store-loop", daemon=True
+        )
+        self._thread.start()
+        self._store = self._call(self._make(make))
+
+    @staticmethod
+    async def _make(make: Callable[[], Any]) -> Any:
+        return make()  # constructed inside the loop, as an async app would
+
+    def _call(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._store, name)
+        if inspect.isasyncgenfunction(attr):
+
+            def drain(*args: Any, **kwargs: Any) -> Iterator[Any]:
+                async def collect() -> list[Any]:
+                    return [item async for item in attr(*args, **kwargs)]
+
+                return iter(self._call(collect()))
+
+            return drain
+        if inspect.iscoroutinefunction(attr):
+            return lambda *args, **kwargs: self._call(attr(*args, **kwargs))
+        return attr
+
+    def __enter__(self) -> SyncAdapter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._loop.is_running():
+            self._call(self._store.close())
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+        self._loop.close()

@@ -7,6 +7,7 @@ import pytest
 
 from cashet.protocols import Store
 from tests._backends import BACKENDS
+from tests._redis import redis_url  # noqa: F401  (the session fixture, for every test)
 
 
 @pytest.fixture(params=sorted(BACKENDS))

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from blake3 import blake3
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cashet import _arghash
@@ -78,6 +78,7 @@ class HookedData:
 
 
 # --- golden digests: these pin the encoding format; never update them casually ---------------
+
 
 def golden_values() -> list[Any]:
     return [
@@ -201,7 +202,7 @@ def test_digest_shape_and_hash_bytes() -> None:
         (collections.Counter("ab"), {"a": 1, "b": 1}),
         (2**64, 2**64 + 1),
         (-(2**63), -(2**63) - 1),
-        (list(range(20)), list(range(19)) + [20]),
+        (list(range(20)), [*range(19), 20]),
         ([0.5] * 20, [0.5] * 19 + [0.25]),
         (list(range(20)), tuple(range(20))),
         (1 + 2j, 1 - 2j),
@@ -246,6 +247,9 @@ def test_self_reference_is_encoded_as_backref() -> None:
     node = Plain(None)
     node.a = node
     assert hash_value(node) == hash_value(node)
+    arr = np.empty(2, dtype=object)
+    arr[0], arr[1] = arr, 1
+    assert hash_value(arr) == hash_value(arr)
     shared = [1]
     assert hash_value([shared, shared]) == hash_value([[1], [1]])  # sharing is not a cycle
 
@@ -263,18 +267,21 @@ def test_large_bytes_switch_is_consistent() -> None:
 
 json_like = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
-    lambda children: st.lists(children, max_size=5)
-    | st.dictionaries(st.text(max_size=5), children, max_size=5),
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=5), children, max_size=5)
+    ),
     max_leaves=25,
 )
 keys = st.integers() | st.text(max_size=5) | st.tuples(st.integers())
 
 
+@settings(deadline=None)  # a shared, loaded machine: no timing assertions
 @given(json_like)
 def test_deepcopy_hashes_the_same(x: Any) -> None:
     assert hash_value(x) == hash_value(copy.deepcopy(x))
 
 
+@settings(deadline=None)
 @given(st.lists(st.tuples(keys, json_like), max_size=8, unique_by=lambda kv: kv[0]))
 def test_dict_order_insensitive(items: list[tuple[Any, Any]]) -> None:
     assert hash_value(dict(items)) == hash_value(dict(reversed(items)))
@@ -283,26 +290,31 @@ def test_dict_order_insensitive(items: list[tuple[Any, Any]]) -> None:
     )
 
 
+@settings(deadline=None)
 @given(st.lists(keys, max_size=10))
 def test_set_order_insensitive(items: list[Any]) -> None:
     assert hash_value(set(items)) == hash_value(set(reversed(items)))
     assert hash_value(frozenset(items)) == hash_value(frozenset(reversed(items)))
 
 
+@settings(deadline=None)
 @given(st.lists(st.booleans(), min_size=1, max_size=20))
 def test_bool_is_not_int(bs: list[bool]) -> None:
     assert hash_value(bs) != hash_value([int(b) for b in bs])
 
 
+@settings(deadline=None)
 @given(st.lists(json_like, max_size=20))
 def test_tuple_is_not_list(xs: list[Any]) -> None:
     assert hash_value(tuple(xs)) != hash_value(xs)
 
 
+@settings(deadline=None)
 @given(st.integers())
 def test_ints_of_any_size(i: int) -> None:
     assert hash_value(i) != hash_value(i + 1)
-    assert hash_value(i) != hash_value(float(i)) if abs(i) < 2**53 else True
+    if abs(i) < 2**1000:  # float(i) exists
+        assert hash_value(i) != hash_value(float(i))
 
 
 # --- NumPy ---------------------------------------------------------------------------------------
@@ -433,8 +445,8 @@ def test_cashet_hash_hook() -> None:
 
 
 def test_namedtuple_vs_tuple_vs_other_namedtuple() -> None:
-    elsewhere = collections.namedtuple("Point", "x y", module="elsewhere")  # noqa: PYI024
-    same_name = collections.namedtuple("Point", "x y")  # noqa: PYI024
+    elsewhere = collections.namedtuple("Point", "x y", module="elsewhere")
+    same_name = collections.namedtuple("Point", "x y")
     assert hash_value(Point(1, 2)) != hash_value((1, 2))
     assert hash_value(Point(1, 2)) != hash_value(elsewhere(1, 2))
     # classes are identified by module + qualname (documented): same name, same tag
@@ -498,6 +510,7 @@ def test_args_snapshot() -> None:
     long = args_snapshot((list(range(10_000)), "x" * 10_000), {})
     assert len(long) < 500
     assert len(args_snapshot(("y" * 10_000,) * 50, {}, limit=300)) <= 300
+    assert args_snapshot((b"z" * 10_000_000,), {}) == f"(({b'z' * 160!r}...,), {{}})"
 
     class Broken:
         def __repr__(self) -> str:

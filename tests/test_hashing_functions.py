@@ -89,6 +89,13 @@ def test_cosmetic_changes_keep_identity(variant: str) -> None:
     assert fid(cell(variant)) == fid(cell(BASE))
 
 
+def test_golden_identities() -> None:
+    # pins the identity format (AST dump, graph entries): every cache key depends on it
+    assert fid(cell(BASE)) == "42a027852faae36d8c35a19d5e9e1e474ff8cf50c2b85ecda6a60a21962e460e"
+    helper = "def g(x):\n    return x + 1\n\ndef f(x):\n    return g(x) * 2\n"
+    assert fid(cell(helper)) == "1b401c2b76ef6b71c36f87b4979d9dfac5f7d922164bbfabe683da3da8836c11"
+
+
 def test_identity_fields() -> None:
     ident = function_identity(cell(BASE)["f"])
     assert isinstance(ident, FunctionIdentity)
@@ -167,6 +174,23 @@ def test_module_attribute_helper(load_helper: Callable[..., types.ModuleType]) -
     # the caller object is unchanged, the module attribute is replaced (like a reload)
     v1.double = v2.double
     assert fid(ns) == fid(ns2)
+
+
+def test_source_edited_on_disk_without_reload_is_not_trusted(
+    load_helper: Callable[..., types.ModuleType], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mod = load_helper()
+    assert function_identity(mod.double).source.startswith("def double")
+    path = Path(mod.__file__ or "")
+    path.write_text(path.read_text().replace("return x * 2", "return x * 20"))
+    # a fresh process: nothing cached, the running code is still ``x * 2``
+    monkeypatch.setattr(_fnhash, "_IDS", {})
+    monkeypatch.setattr(_fnhash, "_NODES", {})
+    stale = function_identity(mod.double)
+    assert stale.source == ""  # the file no longer compiles to this code: bytecode identity
+    fresh = load_helper(("return x * 2", "return x * 20"))
+    assert function_identity(fresh.double).source.startswith("def double")
+    assert function_identity(fresh.double).hash != stale.hash
 
 
 def test_helper_two_levels_deep(load_helper: Callable[..., types.ModuleType]) -> None:
@@ -324,6 +348,42 @@ def test_closure_over_function_is_hashed_without_warning() -> None:
     assert a != b
 
 
+def test_closure_over_an_object_warns_even_if_callable() -> None:
+    ns = cell(
+        "class Model:\n    def __call__(self, x):\n        return x\n"
+        "    def predict(self, x):\n        return x\n\n"
+        "def make(m):\n    def inner(x):\n        return m(x)\n    return inner\n\n"
+        "def make_bound(m):\n    fn = m.predict\n    def inner2(x):\n        return fn(x)\n"
+        "    return inner2\n\ninner = make(Model())\ninner2 = make_bound(Model())\n"
+    )
+    with pytest.warns(ClosureWarning, match=r"plain value\(s\) m"):
+        function_identity(ns["inner"])
+    with pytest.warns(ClosureWarning, match=r"plain value\(s\) fn"):
+        function_identity(ns["inner2"])
+
+
+def test_dataclass_dependency_hashes_fields_without_warnings() -> None:
+    src = (
+        "import dataclasses\n\n@dataclasses.dataclass(frozen=True, order=True)\nclass Cfg:\n"
+        "    a: int = {a}\n    b: list = dataclasses.field(default_factory=list)\n\n"
+        "def f(x):\n    return Cfg(x).a\n"
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        one, other = fid(cell(src.format(a=1))), fid(cell(src.format(a=2)))
+    assert one != other  # the generated __init__ carries the default
+    assert one == fid(cell(src.format(a=1)))
+
+
+def test_partial_dependency() -> None:
+    src = (
+        "import functools\n\nclass C:\n    def add(self, x, y):\n        return x + y\n\n"
+        "def g(x, y):\n    return x * y\n\np = functools.partial(g, {n})\n"
+        "q = functools.partial(C().add, 1)\n\ndef f(x):\n    return p(x) + q(x)\n"
+    )
+    assert fid(cell(src.format(n=1))) != fid(cell(src.format(n=2)))
+
+
 def test_closure_cell_rebinding_invalidates() -> None:
     ns = cell(
         "def g(x):\n    return x\n\ndef h(x):\n    return -x\n\n"
@@ -334,6 +394,29 @@ def test_closure_cell_rebinding_invalidates() -> None:
     before = fid(ns, "inner")
     ns["swap"]()
     assert fid(ns, "inner") != before
+
+
+def test_cached_entries_do_not_keep_functions_alive() -> None:
+    import gc
+    import weakref
+
+    ns = cell(
+        "def helper(x):\n    return x\n\n"
+        "def make():\n    def inner(x):\n        return helper(x) + 1\n    return inner\n\n"
+        "def fact(n):\n    return 1 if n < 2 else n * fact(n - 1)\n"
+    )
+    refs = []
+    for _ in range(3):
+        f = ns["make"]()
+        function_identity(f)
+        refs.append(weakref.ref(f))
+    before = function_identity(ns["fact"])
+    refs.append(weakref.ref(ns["fact"]))
+    cell("def fact(n):\n    return 1 if n < 3 else n * fact(n - 1)\n", ns)  # redefined
+    assert function_identity(ns["fact"]).hash != before.hash
+    del f
+    gc.collect()
+    assert [r() for r in refs] == [None] * 4
 
 
 # --- lambdas, exec, other callables ------------------------------------------------------------
@@ -387,6 +470,24 @@ def test_exec_without_source_uses_bytecode() -> None:
     assert function_identity(d).hash != function_identity(e).hash
 
 
+def test_interactive_history_tier_is_verified(monkeypatch: pytest.MonkeyPatch) -> None:
+    def repl(src: str) -> Any:
+        ns: dict[str, Any] = {"__name__": "__main__"}
+        exec(compile(src, "<stdin>", "exec"), ns)  # a plain REPL: nothing in linecache
+        return ns["f"]
+
+    f = repl("def f(x):\n    return x + 1\n")
+    history = {"text": "def f(x):\n    # from the session history\n    return (x + 1)\n"}
+    monkeypatch.setattr(_fnhash, "_dill_source", lambda fn: history["text"])
+    found = function_identity(f)
+    assert found.source == history["text"]
+    assert found.hash == fid(cell("def f(x):\n    return x + 1\n"))  # same AST, same identity
+
+    g = repl("def f(x):\n    return x + 1\n")
+    history["text"] = "def f(x):\n    return x + 2\n"  # history holds a later redefinition
+    assert function_identity(g).source == ""  # not this code: fall back to the bytecode
+
+
 class Adder:
     def __init__(self, k: int) -> None:
         self.k = k
@@ -402,7 +503,8 @@ def test_bound_methods_partials_builtins_callables() -> None:
     assert function_identity(Adder(1).add) is function_identity(Adder.add)
     p1, p2 = functools.partial(Adder.add, Adder(1)), functools.partial(Adder.add, Adder(2))
     assert function_identity(p1).hash != function_identity(p2).hash
-    assert function_identity(p1).hash == function_identity(functools.partial(Adder.add, Adder(1))).hash
+    p1_again = functools.partial(Adder.add, Adder(1))
+    assert function_identity(p1).hash == function_identity(p1_again).hash
     assert function_identity(p1).name == "Adder.add"
     assert function_identity(Adder(1)).hash != function_identity(Adder(2)).hash
     assert function_identity(Adder(1)).hash == function_identity(Adder(1)).hash

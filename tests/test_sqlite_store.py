@@ -16,11 +16,10 @@ from pathlib import Path
 
 import pytest
 
-import cashet.stores.sqlite as sqlite_module
+import cashet.stores._sqlite_schema as sql_module
 from cashet.errors import BlobCorruptedError, BlobMissingError, StoreError
 from cashet.models import ObjectRef, TaskStatus, utcnow
 from cashet.store import SQLiteStore
-from cashet.stores._sqlite_schema import MIGRATIONS, SCHEMA_VERSION
 from tests.test_store_contract import LONG_AGO, make_commit, make_lease
 
 REPO = Path(__file__).resolve().parents[1]
@@ -313,14 +312,14 @@ def test_counters_match_a_recount(store: SQLiteStore, root: Path) -> None:
 
 def test_queries_never_scan_a_whole_table(store: SQLiteStore) -> None:
     conn = store._conn()
-    for name in dir(sqlite_module):
-        if name.startswith("_SQL_"):
-            sql = getattr(sqlite_module, name)
+    for name in dir(sql_module):
+        sql = getattr(sql_module, name)
+        if name.isupper() and isinstance(sql, str) and name != "SELECT_COMMIT":  # a fragment
             params = [None] * (5 if "?1" in sql else sql.count("?"))
             for row in conn.execute("EXPLAIN QUERY PLAN " + sql, params):
                 # Walking the partial index of unreferenced blobs is fine: only they are in it.
                 assert "SCAN" not in row[3] or "INDEX blobs_orphans" in row[3], (name, row[3])
-    find = conn.execute("EXPLAIN QUERY PLAN " + sqlite_module._SQL_FIND, [0, 0])
+    find = conn.execute("EXPLAIN QUERY PLAN " + sql_module.FIND, [0, 0])
     assert [row[3] for row in find] == [
         "SEARCH commits USING INDEX commits_fingerprint (fingerprint=?)"
     ]
@@ -330,10 +329,10 @@ def test_queries_never_scan_a_whole_table(store: SQLiteStore) -> None:
 
 
 def test_wal_mode_and_schema_version(store: SQLiteStore, root: Path) -> None:
-    assert SCHEMA_VERSION == len(MIGRATIONS) == 1
+    assert sql_module.SCHEMA_VERSION == len(sql_module.MIGRATIONS) == 1
     with raw_db(root) as db:
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-        assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+        assert db.execute("PRAGMA user_version").fetchone() == (sql_module.SCHEMA_VERSION,)
     assert store._conn().execute("PRAGMA synchronous").fetchone() == (1,)  # NORMAL
 
 
@@ -350,7 +349,7 @@ def test_newer_schema_is_refused(root: Path) -> None:
     with SQLiteStore(root) as store:
         store.put_commit(make_commit())
     with raw_db(root) as db:
-        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+        db.execute(f"PRAGMA user_version = {sql_module.SCHEMA_VERSION + 1}")
     with pytest.raises(StoreError, match="newer"):
         SQLiteStore(root)
 
@@ -468,18 +467,16 @@ def test_connections_of_finished_threads_are_closed(store: SQLiteStore) -> None:
 
 
 def _write_in_child(store: SQLiteStore, data: bytes) -> None:
-    store.get_blob(store.put_blob(hex_text(3_000_000)))  # compresses in the child too
+    # Compress and hash large blobs in the child too (see the parent's side).
+    store.get_blob(store.put_blob(hex_text(3_000_000)))
+    store.get_blob(store.put_blob(os.urandom(9 << 20)))
     ref = store.put_blob(data)
     store.put_commit(make_commit("child", result=ref))
     assert store.try_claim("child-fp", make_lease("child", seconds=600, pid=os.getppid()))
     store.close()
 
 
-def test_store_works_in_a_forked_child(store: SQLiteStore) -> None:
-    # The parent compresses first: a multithreaded zstd context must not be reused in the
-    # child (its worker threads stay behind), nor may the child use the parent's connection.
-    parent = make_commit("parent", result=store.put_blob(hex_text(3_000_000)))
-    store.put_commit(parent)
+def _check_a_forked_child_writes(store: SQLiteStore) -> None:
     data = hex_text(20_000)
     child = multiprocessing.get_context("fork").Process(target=_write_in_child, args=(store, data))
     child.start()
@@ -493,9 +490,47 @@ def test_store_works_in_a_forked_child(store: SQLiteStore) -> None:
     assert store.get_blob(found.result) == data
     claim = store.get_claim("child-fp")
     assert claim is not None and claim.owner == "child"
+
+
+def test_store_works_in_a_forked_child(store: SQLiteStore) -> None:
+    # The parent first starts the thread pools of zstd and BLAKE3 (large blobs): their
+    # threads stay behind in a fork, so the child must not use them, nor the parent's
+    # connection.
+    store.get_blob(store.put_blob(os.urandom(9 << 20)))
+    store.put_commit(make_commit("parent", result=store.put_blob(hex_text(3_000_000))))
+    _check_a_forked_child_writes(store)
     # The parent's own connection was left alone by the child.
     store.put_commit(make_commit("parent", "after"))
     assert store.stats()["total_commits"] == 3
+
+
+@pytest.mark.filterwarnings("ignore:.*multi-threaded.*fork:DeprecationWarning")
+def test_fork_while_another_thread_uses_the_store(store: SQLiteStore) -> None:
+    # The child discards the states of the parent's other threads: the connection and the
+    # multithreaded zstd context such a thread holds must not be closed or freed there.
+    ready, finish = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def hold() -> None:
+        try:
+            store.get_blob(store.put_blob(hex_text(3_000_000)))
+            ready.set()
+            finish.wait()
+            store.put_commit(make_commit("thread"))
+        except BaseException as exc:
+            errors.append(exc)
+            ready.set()
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    ready.wait()
+    try:
+        _check_a_forked_child_writes(store)
+    finally:
+        finish.set()
+        thread.join()
+    assert errors == []
+    assert store.stats()["total_commits"] == 2
 
 
 _WRITER = textwrap.dedent(

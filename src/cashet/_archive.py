@@ -49,7 +49,7 @@ from typing import IO, Any
 from blake3 import blake3
 
 from cashet._version import __version__
-from cashet.errors import ArchiveError, BlobError
+from cashet.errors import ArchiveError, BlobError, CashetError
 from cashet.models import Commit, ObjectRef, TaskStatus, utcnow
 from cashet.protocols import Store
 from cashet.stores._codec import blob_hash, commit_from_dict, commit_to_json, compute_commit_hash
@@ -100,6 +100,9 @@ class ExportResult(int):
         self.commits, self.blobs, self.bytes, self.skipped = commits, blobs, bytes, skipped
         return self
 
+    def __str__(self) -> str:
+        return int.__repr__(self)
+
     def __reduce__(self) -> tuple[Any, ...]:
         return (ExportResult, (self.commits, self.blobs, self.bytes, self.skipped))
 
@@ -127,6 +130,9 @@ class ImportResult(int):
         self = super().__new__(cls, imported)
         self.imported, self.skipped, self.blobs = imported, skipped, blobs
         return self
+
+    def __str__(self) -> str:
+        return int.__repr__(self)
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (ImportResult, (self.imported, self.skipped, self.blobs))
@@ -293,13 +299,24 @@ def _stamp(path: Path) -> tuple[int, int, int]:
 
 @contextmanager
 def _reading(path: Path) -> Iterator[tarfile.TarFile]:
-    """Open ``path`` as a gzip tar stream, turning every read failure into ArchiveError."""
+    """Open ``path`` as a gzip tar stream, turning every read failure into ArchiveError.
+
+    ``gzip.GzipFile`` (not tarfile's own gzip reader) checks the CRC and length at the end,
+    and the stream is read to its end: a truncated archive is an error, not a shorter
+    archive.
+    """
     try:
-        with open(path, "rb") as raw, tarfile.open(fileobj=raw, mode="r|gz") as tar:
+        with (
+            open(path, "rb") as raw,
+            gzip.GzipFile(fileobj=raw, mode="rb") as gz,
+            tarfile.open(fileobj=gz, mode="r|") as tar,
+        ):
             yield tar
-    except ArchiveError:
+            while gz.read(_CHUNK):
+                pass
+    except CashetError:
         raise
-    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+    except (tarfile.TarError, EOFError, zlib.error, OSError, ValueError, TypeError) as exc:
         raise ArchiveError(
             f"cannot read archive {path}: not a valid tar.gz or damaged ({exc})"
         ) from exc

@@ -46,7 +46,7 @@ from blake3 import blake3
 
 from cashet.models import AsyncResultRef, ResultRef
 
-__all__ = ["hash_args", "hash_bytes", "hash_value"]
+__all__ = ["TAGS", "hash_args", "hash_bytes", "hash_value"]
 
 _ARGS_HEADER = b"\xcaA1"
 _VALUE_HEADER = b"\xcaV1"
@@ -55,105 +55,53 @@ _VALUE_HEADER = b"\xcaV1"
 _BIG = 8 << 20
 #: Data at least this long is fed to the hasher directly instead of copied into the buffer.
 _DIRECT = 64 << 10
-#: Homogeneous int/float lists at least this long are packed as one machine array.
+#: Homogeneous int/float/str sequences at least this long are packed in one go.
 _PACK_MIN = 16
 
-# One byte per type. Every tag is distinct (tests check it): the stream is prefix-free
-# because each value starts with its tag and carries its own lengths/counts.
+# One byte per kind of value (name, byte as latin-1). Every tag is distinct (a test checks
+# it), and the stream is prefix-free: each value starts with its tag and carries its own
+# lengths and counts. Packed sequences: i64 / f64 / str variants of tuple, list, objects.
+_TAG_TABLE = """
+none N  true T  false F  ellipsis .  notimpl !  int i  bigint I  float f  complex c
+str s  bytes b  bytearray B  memoryview m  tuple (  list [  objects o  backref ^
+tuple_i64 \x81  tuple_f64 \x82  tuple_str \x83  list_i64 \x84  list_f64 \x85  list_str \x86
+objects_i64 \x87  objects_f64 \x88  objects_str \x89
+dict {  dict_d }  set <  set_d >  fset /  fset_d \\  odict O  ddict Y
+fraction r  decimal q  uuid u  date d  datetime D  time t  timedelta v
+tz_none 0  tz_fixed z  tz_zone Z  tz_other w  path p  enum e  range g  slice l  type y
+module M  function @  method &  builtin %  partial P  descriptor $  funcwrap ~
+ref R  hook H  dataclass K  subclass S  reduce X  global G  fields #
+ndarray A  npscalar a  npsub j  masked k  ufunc U
+pd_frame \x90  pd_series \x91  pd_index \x92  pd_range \x93  pd_multi \x94  pd_cat \x95
+pd_values \x96  pd_scalar \x97  pd_missing \x98
+"""
+_tag_words = [w for w in _TAG_TABLE.replace("\n", " ").split(" ") if w]  # \x85 is whitespace
 TAGS: dict[str, bytes] = {
-    "none": b"N",
-    "true": b"T",
-    "false": b"F",
-    "ellipsis": b".",
-    "notimpl": b"!",
-    "int": b"i",
-    "bigint": b"I",
-    "float": b"f",
-    "complex": b"c",
-    "str": b"s",
-    "bytes": b"b",
-    "bytearray": b"B",
-    "memoryview": b"m",
-    "tuple": b"(",
-    "list": b"[",
-    "tuple_i64": b"\x81",
-    "tuple_f64": b"\x82",
-    "list_i64": b"\x83",
-    "list_f64": b"\x84",
-    "dict": b"{",
-    "dict_d": b"}",
-    "set": b"<",
-    "set_d": b">",
-    "fset": b"/",
-    "fset_d": b"\\",
-    "backref": b"^",
-    "fraction": b"r",
-    "decimal": b"q",
-    "uuid": b"u",
-    "date": b"d",
-    "datetime": b"D",
-    "time": b"t",
-    "timedelta": b"v",
-    "tz_none": b"0",
-    "tz_fixed": b"z",
-    "tz_zone": b"Z",
-    "tz_other": b"w",
-    "path": b"p",
-    "enum": b"e",
-    "range": b"g",
-    "slice": b"l",
-    "type": b"y",
-    "module": b"M",
-    "function": b"@",
-    "method": b"&",
-    "builtin": b"%",
-    "partial": b"P",
-    "descriptor": b"$",
-    "funcwrap": b"~",
-    "ref": b"R",
-    "hook": b"H",
-    "dataclass": b"K",
-    "subclass": b"S",
-    "odict": b"O",
-    "ddict": b"Y",
-    "reduce": b"X",
-    "global": b"G",
-    "ndarray": b"A",
-    "npscalar": b"a",
-    "npsub": b"j",
-    "masked": b"k",
-    "ufunc": b"U",
-    "pd_frame": b"\x90",
-    "pd_series": b"\x91",
-    "pd_index": b"\x92",
-    "pd_range": b"\x93",
-    "pd_multi": b"\x94",
-    "pd_cat": b"\x95",
-    "pd_values": b"\x96",
-    "pd_scalar": b"\x97",
-    "pd_missing": b"\x98",
+    name: tag.encode("latin-1") for name, tag in zip(_tag_words[::2], _tag_words[1::2], strict=True)
 }
 _T = TAGS
+_SEQ_TAGS = {
+    kind: (_T[kind], _T[f"{kind}_i64"], _T[f"{kind}_f64"], _T[f"{kind}_str"])
+    for kind in ("tuple", "list", "objects")
+}
 
 _pack_q = struct.Struct("<q").pack
 _pack_Q = struct.Struct("<Q").pack
+_pack_d = struct.Struct("<d").pack
 _pack_tq = struct.Struct("<cq").pack
 _pack_tQ = struct.Struct("<cQ").pack
 _pack_td = struct.Struct("<cd").pack
-_pack_tdd = struct.Struct("<cdd").pack
 _pack_date = struct.Struct("<cHBB").pack
 _pack_datetime = struct.Struct("<cHBBBBBIB").pack
 _pack_time = struct.Struct("<cBBBIB").pack
 _pack_timedelta = struct.Struct("<cqII").pack
 
-_NAN = struct.pack("<d", float("nan"))
-_TRUE = _T["true"]
-_FALSE = _T["false"]
-_NONE = _T["none"]
-_I64_MIN = -(1 << 63)
-_I64_MAX = (1 << 63) - 1
+_NAN = _pack_d(float("nan"))
+_TRUE, _FALSE, _NONE = _T["true"], _T["false"], _T["none"]
+_I64_MIN, _I64_MAX = -(1 << 63), (1 << 63) - 1
 _SORTABLE = frozenset({str, int, bytes})
 _BIG_ENDIAN = sys.byteorder == "big"
+_NEWOBJ = copyreg.__newobj__  # type: ignore[attr-defined]
 
 
 class _Unhashable(Exception):
@@ -194,7 +142,7 @@ def _flush(st: _State) -> Any:
 def _finish(st: _State) -> bytes:
     h = st.hasher
     if h is None:
-        return blake3(st.buf).digest()  # type: ignore[no-any-return]
+        return blake3(st.buf).digest()
     h.update(st.buf)
     return h.digest()  # type: ignore[no-any-return]
 
@@ -217,30 +165,59 @@ def _enc(obj: Any, st: _State) -> None:
     f(obj, st)
 
 
-def _backref(obj: Any, st: _State) -> bool:
-    """Write a back-reference and return True when ``obj`` is already being encoded."""
-    depth = st.active.get(id(obj))
-    if depth is None:
-        return False
-    st.buf += _pack_tQ(_T["backref"], len(st.active) - depth)
-    return True
+def _enc_at(obj: Any, st: _State, kind: str, key: Any) -> None:
+    """Encode a part of a value, naming where it sits if it cannot be hashed."""
+    try:
+        _enc(obj, st)
+    except _Unhashable as e:
+        e.path.append((kind, key))
+        raise e from None
+
+
+def _enc_state(obj: Any, st: _State) -> None:
+    """Encode an object's state (``__dict__`` or ``(dict, slots)``), errors as ``.attr``."""
+    try:
+        _enc(obj, st)
+    except _Unhashable as e:
+        p = e.path
+        if p and p[-1][0] == "key" and isinstance(p[-1][1], str):
+            p[-1] = ("attr", p[-1][1])
+        elif len(p) >= 2 and p[-1][0] == "item" and p[-2][0] == "key":
+            p.pop()  # (None, {slot: value}) from object.__getstate__
+            p[-1] = ("attr", p[-1][1])
+        else:
+            p.append(("attr", "__getstate__()"))
+        raise e from None
+
+
+def _tracked(fn: Handler) -> Handler:
+    """Guard a mutable container/object encoder: meeting it again inside itself writes a
+    back-reference (distance up the stack of open containers) instead of recursing."""
+
+    def tracked(obj: Any, st: _State) -> None:
+        active = st.active
+        i = id(obj)
+        depth = active.get(i)
+        if depth is not None:
+            st.buf += _pack_tQ(_T["backref"], len(active) - depth)
+            return
+        active[i] = len(active)
+        fn(obj, st)
+        del active[i]
+
+    tracked.__name__ = fn.__name__
+    return tracked
 
 
 def _sub_digest(st: _State, *objs: Any) -> bytes:
     """Digest of the encoding of ``objs`` on their own (for order-insensitive containers)."""
     saved_buf, saved_hasher = st.buf, st.hasher
-    st.buf = bytearray()
-    st.hasher = None
+    st.buf, st.hasher = bytearray(), None
     for o in objs:
         _enc(o, st)
     d = _finish(st)
     st.buf, st.hasher = saved_buf, saved_hasher
     return d
-
-
-def _annotate(exc: _Unhashable, kind: str, key: Any) -> _Unhashable:
-    exc.path.append((kind, key))
-    return exc
 
 
 # --- scalars ---------------------------------------------------------------------------
@@ -264,19 +241,14 @@ def _enc_int(obj: int, st: _State) -> None:
 
 
 def _enc_float(obj: float, st: _State) -> None:
-    if obj != obj:
-        st.buf += b"f" + _NAN
-    else:
-        st.buf += _pack_td(b"f", obj)
+    st.buf += _pack_td(b"f", obj) if obj == obj else b"f" + _NAN
 
 
 def _enc_complex(obj: complex, st: _State) -> None:
     re, im = obj.real, obj.imag
-    st.buf += _pack_tdd(b"c", re, im)
-    if re != re or im != im:  # rewrite NaN parts canonically
-        del st.buf[-16:]
-        st.buf += _NAN if re != re else struct.pack("<d", re)
-        st.buf += _NAN if im != im else struct.pack("<d", im)
+    st.buf += b"c"
+    st.buf += _pack_d(re) if re == re else _NAN
+    st.buf += _pack_d(im) if im == im else _NAN
 
 
 def _enc_str(obj: str, st: _State) -> None:
@@ -309,17 +281,8 @@ def _enc_memoryview(obj: memoryview, st: _State) -> None:
     st.buf += _T["memoryview"]
     _enc_str(obj.format, st)
     _enc_tuple(obj.shape or (), st)
-    data = obj if obj.c_contiguous else obj.tobytes()
-    mv = memoryview(data).cast("B")
+    mv = memoryview(obj if obj.c_contiguous else obj.tobytes()).cast("B")
     _feed_raw(st, mv, mv.nbytes)
-
-
-def _enc_ellipsis(obj: Any, st: _State) -> None:
-    st.buf += _T["ellipsis"]
-
-
-def _enc_notimpl(obj: Any, st: _State) -> None:
-    st.buf += _T["notimpl"]
 
 
 def _enc_fraction(obj: fractions.Fraction, st: _State) -> None:
@@ -349,13 +312,11 @@ def _enc_tz(tz: Any, dt: Any, st: _State) -> None:
     elif type(tz) is zoneinfo.ZoneInfo and tz.key is not None:
         st.buf += _T["tz_zone"]
         _enc_str(tz.key, st)
-    else:
-        # pytz, dateutil, ...: what the zone says about this very datetime
+    else:  # pytz, dateutil, ...: what the zone says about this very datetime
         st.buf += _T["tz_other"]
         _enc_type(type(tz), st)
-        _enc(tz.utcoffset(dt), st)
-        _enc(tz.dst(dt), st)
-        _enc(tz.tzname(dt), st)
+        for part in (tz.utcoffset(dt), tz.dst(dt), tz.tzname(dt)):
+            _enc(part, st)
 
 
 def _enc_date(obj: _dt.date, st: _State) -> None:
@@ -387,16 +348,14 @@ def _enc_path(obj: pathlib.PurePath, st: _State) -> None:
 
 def _enc_range(obj: range, st: _State) -> None:
     st.buf += _T["range"]
-    _enc_int(obj.start, st)
-    _enc_int(obj.stop, st)
-    _enc_int(obj.step, st)
+    for part in (obj.start, obj.stop, obj.step):
+        _enc_int(part, st)
 
 
 def _enc_slice(obj: slice, st: _State) -> None:
     st.buf += _T["slice"]
-    _enc(obj.start, st)
-    _enc(obj.stop, st)
-    _enc(obj.step, st)
+    for part in (obj.start, obj.stop, obj.step):
+        _enc(part, st)
 
 
 _TYPE_TAGS: dict[type, bytes] = {}
@@ -421,14 +380,18 @@ def _enc_module(obj: types.ModuleType, st: _State) -> None:
     _enc_str(obj.__name__, st)
 
 
+def _const(tag: bytes) -> Handler:
+    def _enc_const(obj: Any, st: _State) -> None:
+        st.buf += tag
+
+    return _enc_const
+
+
 # --- containers ------------------------------------------------------------------------
 
 
 def _index_of(seq: Any, item: Any) -> int:
-    for j, x in enumerate(seq):
-        if x is item:
-            return j
-    return -1
+    return next((j for j, x in enumerate(seq) if x is item), -1)
 
 
 def _enc_items(seq: Any, st: _State) -> None:
@@ -441,102 +404,95 @@ def _enc_items(seq: Any, st: _State) -> None:
             f(item, st)
     except _Unhashable as e:
         # the index is only needed for the message: find it by identity, off the fast path
-        raise _annotate(e, "item", _index_of(seq, item)) from None
+        e.path.append(("item", _index_of(seq, item)))
+        raise e from None
 
 
-def _enc_packed(seq: Any, st: _State, tag_i: bytes, tag_f: bytes) -> bool:
-    """Pack a long homogeneous int64/float sequence as one machine array; False if not."""
+def _enc_packed(seq: Any, st: _State, tags: tuple[bytes, ...]) -> bool:
+    """Pack a long sequence of only ints (int64), floats or strs in one go; False if not.
+
+    Which encoding a sequence gets depends only on its value, so packing stays canonical.
+    """
     kinds = set(map(type, seq))
     if len(kinds) != 1:
         return False
     kind = kinds.pop()
+    if kind is str:
+        # the code-point length of each string, then all of them joined: splittable, so
+        # injective, and two C calls instead of one Python call per string
+        lengths = array("Q", map(len, seq))
+        data: Any = "".join(seq).encode("utf-8", "surrogatepass")
+        st.buf += tags[3] + _pack_Q(len(lengths))
+        if _BIG_ENDIAN:
+            lengths.byteswap()
+        _feed_raw(st, memoryview(lengths).cast("B"), 8 * len(lengths))
+        _feed_raw(st, data, len(data))
+        return True
     if kind is int:
         try:
-            arr = array("q", seq)
+            data, tag = array("q", seq), tags[1]
         except OverflowError:
             return False
-        tag = tag_i
     elif kind is float:
-        # any NaN (or inf - inf) makes the sum NaN: then go element by element so that
-        # NaNs are canonical; the choice depends only on the value, so stays canonical
+        # a NaN (or inf - inf) makes the sum NaN: go element-wise so NaNs are canonical
         s = sum(seq)
         if s != s:
             return False
-        arr = array("d", seq)
-        tag = tag_f
+        data, tag = array("d", seq), tags[2]
     else:
         return False
     if _BIG_ENDIAN:
-        arr.byteswap()
-    st.buf += tag
-    st.buf += _pack_Q(len(arr))
-    mv = memoryview(arr).cast("B")
-    _feed_raw(st, mv, mv.nbytes)
+        data.byteswap()
+    st.buf += tag + _pack_Q(len(data))
+    _feed_raw(st, memoryview(data).cast("B"), 8 * len(data))
     return True
 
 
+def _enc_seq(seq: Any, st: _State, tags: tuple[bytes, ...]) -> None:
+    n = len(seq)
+    if n >= _PACK_MIN and _enc_packed(seq, st, tags):
+        return
+    st.buf += _pack_tQ(tags[0], n)
+    _enc_items(seq, st)
+
+
 def _enc_tuple(obj: tuple[Any, ...], st: _State) -> None:
-    n = len(obj)
-    if n >= _PACK_MIN and _enc_packed(obj, st, _T["tuple_i64"], _T["tuple_f64"]):
-        return
-    st.buf += _pack_tQ(b"(", n)
-    _enc_items(obj, st)
+    _enc_seq(obj, st, _SEQ_TAGS["tuple"])
 
 
+@_tracked
 def _enc_list(obj: list[Any], st: _State) -> None:
-    active = st.active
-    i = id(obj)
-    if i in active:
-        _backref(obj, st)
-        return
-    n = len(obj)
-    if n >= _PACK_MIN and _enc_packed(obj, st, _T["list_i64"], _T["list_f64"]):
-        return
-    active[i] = len(active)
-    st.buf += _pack_tQ(b"[", n)
-    _enc_items(obj, st)
-    del active[i]
+    _enc_seq(obj, st, _SEQ_TAGS["list"])
 
 
-def _enc_mapping_items(obj: Any, items: Any, st: _State, tag: bytes, tag_d: bytes) -> None:
+def _enc_mapping(obj: Any, st: _State, tag: bytes, tag_d: bytes) -> None:
     n = len(obj)
-    if n == 0:
-        st.buf += _pack_tQ(tag, 0)
-        return
     kinds = set(map(type, obj))
-    if len(kinds) == 1 and next(iter(kinds)) in _SORTABLE:
+    if n == 0 or (len(kinds) == 1 and next(iter(kinds)) in _SORTABLE):
         # keys of one sortable type: sort them (unique, so values are never compared)
         st.buf += _pack_tQ(tag, n)
-        for k, v in sorted(items):
+        for k, v in sorted(dict.items(obj)):
             _enc(k, st)
-            try:
-                _enc(v, st)
-            except _Unhashable as e:
-                raise _annotate(e, "key", k) from None
+            _enc_at(v, st, "key", k)
         return
     digests: list[bytes] = []
-    for k, v in items:
+    for k, v in dict.items(obj):
         try:
             digests.append(_sub_digest(st, k, v))
         except _Unhashable as e:
-            raise _annotate(e, "key", k) from None
+            e.path.append(("key", k))
+            raise e from None
     digests.sort()
     st.buf += _pack_tQ(tag_d, n)
     st.buf += b"".join(digests)
 
 
+@_tracked
 def _enc_dict(obj: dict[Any, Any], st: _State) -> None:
-    active = st.active
-    i = id(obj)
-    if i in active:
-        _backref(obj, st)
-        return
-    active[i] = len(active)
-    _enc_mapping_items(obj, dict.items(obj), st, b"{", b"}")
-    del active[i]
+    _enc_mapping(obj, st, b"{", b"}")
 
 
-def _enc_set_common(obj: Any, st: _State, tag: bytes, tag_d: bytes) -> None:
+def _enc_set_like(obj: Any, st: _State, tag: bytes, tag_d: bytes) -> None:
     n = len(obj)
     kinds = set(map(type, obj))
     if n == 0 or (len(kinds) == 1 and next(iter(kinds)) in _SORTABLE):
@@ -549,25 +505,37 @@ def _enc_set_common(obj: Any, st: _State, tag: bytes, tag_d: bytes) -> None:
         try:
             digests.append(_sub_digest(st, item))
         except _Unhashable as e:
-            raise _annotate(e, "member", None) from None
+            e.path.append(("member", None))
+            raise e from None
     digests.sort()
     st.buf += _pack_tQ(tag_d, n)
     st.buf += b"".join(digests)
 
 
+@_tracked
 def _enc_set(obj: set[Any], st: _State) -> None:
-    active = st.active
-    i = id(obj)
-    if i in active:
-        _backref(obj, st)
-        return
-    active[i] = len(active)
-    _enc_set_common(obj, st, b"<", b">")
-    del active[i]
+    _enc_set_like(obj, st, b"<", b">")
 
 
 def _enc_frozenset(obj: frozenset[Any], st: _State) -> None:
-    _enc_set_common(obj, st, b"/", b"\\")
+    _enc_set_like(obj, st, b"/", b"\\")
+
+
+@_tracked
+def _enc_odict(obj: collections.OrderedDict[Any, Any], st: _State) -> None:
+    # order is part of an OrderedDict's equality
+    st.buf += _T["odict"] + _type_tag(type(obj)) + _pack_Q(len(obj))
+    for k, v in obj.items():
+        _enc(k, st)
+        _enc_at(v, st, "key", k)
+    _enc_state(getattr(obj, "__dict__", None) or None, st)
+
+
+def _enc_ddict(obj: collections.defaultdict[Any, Any], st: _State) -> None:
+    st.buf += _T["ddict"] + _type_tag(type(obj))
+    _enc_at(obj.default_factory, st, "attr", "default_factory")
+    _enc_dict(obj, st)
+    _enc_state(getattr(obj, "__dict__", None) or None, st)
 
 
 # --- cashet, functions, hooks ----------------------------------------------------------
@@ -595,17 +563,12 @@ def _fid(func: Any) -> bytes:
 
 
 def _enc_function(obj: Any, st: _State) -> None:
-    st.buf += _T["function"]
-    st.buf += _fid(obj)
+    st.buf += _T["function"] + _fid(obj)
 
 
 def _enc_method(obj: types.MethodType, st: _State) -> None:
-    st.buf += _T["method"]
-    st.buf += _fid(obj.__func__)
-    try:
-        _enc(obj.__self__, st)  # a method whose instance changed must miss
-    except _Unhashable as e:
-        raise _annotate(e, "attr", "__self__") from None
+    st.buf += _T["method"] + _fid(obj.__func__)
+    _enc_at(obj.__self__, st, "attr", "__self__")  # a method whose instance changed misses
 
 
 def _qualname_of(obj: Any) -> str:
@@ -622,139 +585,71 @@ def _enc_builtin(obj: Any, st: _State) -> None:
         st.buf += _NONE
     else:  # a bound builtin method, e.g. ``d.get``: its instance is part of it
         _enc_str(f"{type(owner).__module__}.{obj.__qualname__}", st)
-        try:
-            _enc(owner, st)
-        except _Unhashable as e:
-            raise _annotate(e, "attr", "__self__") from None
+        _enc_at(owner, st, "attr", "__self__")
 
 
 def _enc_descriptor(obj: Any, st: _State) -> None:
-    st.buf += _T["descriptor"]
-    _enc_type(type(obj), st)
+    st.buf += _T["descriptor"] + _type_tag(type(obj))
     _enc(getattr(obj, "__objclass__", None), st)
     _enc_str(getattr(obj, "__name__", ""), st)
     if isinstance(obj, types.MethodWrapperType):
-        try:
-            _enc(obj.__self__, st)
-        except _Unhashable as e:
-            raise _annotate(e, "attr", "__self__") from None
+        _enc_at(obj.__self__, st, "attr", "__self__")
 
 
 def _enc_funcwrap(obj: Any, st: _State) -> None:
-    st.buf += _T["funcwrap"]
-    _enc_type(type(obj), st)
+    st.buf += _T["funcwrap"] + _type_tag(type(obj))
     _enc(obj.__func__, st)
 
 
+@_tracked
 def _enc_partial(obj: functools.partial[Any], st: _State) -> None:
-    active = st.active
-    i = id(obj)
-    if i in active:
-        _backref(obj, st)
-        return
-    active[i] = len(active)
-    st.buf += _T["partial"]
-    _enc_type(type(obj), st)
-    for attr, value in (
-        ("func", obj.func),
-        ("args", obj.args),
-        ("keywords", obj.keywords),
-        ("__dict__", getattr(obj, "__dict__", None) or None),
-    ):
-        try:
-            _enc(value, st)
-        except _Unhashable as e:
-            raise _annotate(e, "attr", attr) from None
-    del active[i]
+    st.buf += _T["partial"] + _type_tag(type(obj))
+    _enc_at(obj.func, st, "attr", "func")
+    _enc_at(obj.args, st, "attr", "args")
+    _enc_at(obj.keywords, st, "attr", "keywords")
+    _enc_state(getattr(obj, "__dict__", None) or None, st)
 
 
+@_tracked
 def _enc_hook(obj: Any, st: _State) -> None:
-    active = st.active
-    i = id(obj)
-    if i in active:
-        _backref(obj, st)
-        return
-    active[i] = len(active)
-    st.buf += _T["hook"]
-    _enc_type(type(obj), st)
-    try:
-        _enc(obj.__cashet_hash__(), st)
-    except _Unhashable as e:
-        raise _annotate(e, "call", "__cashet_hash__()") from None
-    del active[i]
+    st.buf += _T["hook"] + _type_tag(type(obj))
+    _enc_at(obj.__cashet_hash__(), st, "attr", "__cashet_hash__()")
 
 
 def _enc_enum(obj: enum.Enum, st: _State) -> None:
-    st.buf += _T["enum"]
-    _enc_type(type(obj), st)
+    st.buf += _T["enum"] + _type_tag(type(obj))
     _enc(obj._value_, st)
 
 
-def _enc_unhashable(obj: Any, st: _State) -> None:
-    raise _Unhashable(obj)
-
-
-def _state_annotate(e: _Unhashable) -> None:
-    """Turn the innermost-outward ``['x']`` of an object's ``__dict__`` into ``.x``."""
-    if e.path and e.path[-1][0] == "key" and isinstance(e.path[-1][1], str):
-        e.path[-1] = ("attr", e.path[-1][1])
-    elif (  # (None, {slots}) / ({dict}, {slots}) from object.__getstate__
-        len(e.path) >= 2
-        and e.path[-1][0] == "item"
-        and e.path[-2][0] == "key"
-        and isinstance(e.path[-2][1], str)
-    ):
-        e.path.pop()
-        e.path[-1] = ("attr", e.path[-1][1])
-    else:
-        e.path.append(("attr", "__getstate__()"))
-
-
 def _make_reduce(reducer: Callable[[Any], Any] | None) -> Handler:
+    """Generic objects, as pickle sees them (``__reduce_ex__``) but hashed structurally:
+    a C object with hidden state (lock, file, socket, generator) refuses, as for pickle."""
+
+    @_tracked
     def _enc_reduce(obj: Any, st: _State) -> None:
-        active = st.active
-        i = id(obj)
-        if i in active:
-            _backref(obj, st)
-            return
         try:
             rv = reducer(obj) if reducer is not None else obj.__reduce_ex__(4)
         except Exception as exc:
             raise _Unhashable(obj, exc) from None
         tp = type(obj)
-        st.buf += _T["reduce"]
-        _enc_type(tp, st)
+        st.buf += _T["reduce"] + _type_tag(tp)
         if isinstance(rv, str):  # a global singleton, named relative to its module
             st.buf += _T["global"]
             _enc_str(rv, st)
             return
         if not isinstance(rv, tuple) or len(rv) < 2:
             raise _Unhashable(obj)
-        active[i] = len(active)
         func, args = rv[0], rv[1]
-        rest = (tuple(rv[2:]) + (None, None, None))[:3]
-        if func is copyreg.__newobj__ and args and args[0] is tp:
-            # the plain-object case: class + state
-            st.buf += _NONE
+        state, listitems, dictitems = (*rv[2:], None, None, None)[:3]
+        if func is _NEWOBJ and args and args[0] is tp:
+            st.buf += _NONE  # the plain-object case: class + state
             args = args[1:]
         else:
             _enc_str(_qualname_of(func), st)
-        try:
-            _enc(args, st)
-        except _Unhashable as e:
-            raise _annotate(e, "attr", "__reduce__()") from None
-        state, listitems, dictitems = rest
-        try:
-            _enc(state, st)
-        except _Unhashable as e:
-            _state_annotate(e)
-            raise e from None
-        try:
-            _enc(None if listitems is None else list(listitems), st)
-            _enc(None if dictitems is None else list(dictitems), st)
-        except _Unhashable as e:
-            raise _annotate(e, "attr", "__reduce__()") from None
-        del active[i]
+        _enc_at(args, st, "attr", "__reduce__()")
+        _enc_state(state, st)
+        _enc_at(None if listitems is None else list(listitems), st, "attr", "__reduce__()")
+        _enc_at(None if dictitems is None else list(dictitems), st, "attr", "__reduce__()")
 
     return _enc_reduce
 
@@ -763,87 +658,29 @@ def _make_dataclass(tp: type) -> Handler:
     names = tuple(f.name for f in dataclasses.fields(tp))
     tag = _T["dataclass"] + _type_tag(tp) + _pack_Q(len(names))
 
+    @_tracked
     def _enc_dataclass(obj: Any, st: _State) -> None:
-        active = st.active
-        i = id(obj)
-        if i in active:
-            _backref(obj, st)
-            return
-        active[i] = len(active)
         st.buf += tag
         for name in names:
             _enc_str(name, st)
-            try:
-                _enc(getattr(obj, name), st)
-            except _Unhashable as e:
-                raise _annotate(e, "attr", name) from None
-        del active[i]
+            _enc_at(getattr(obj, name), st, "attr", name)
 
     return _enc_dataclass
 
 
 def _make_subclass(tp: type, base: Handler) -> Handler:
-    """A subclass of a builtin (namedtuple, Counter, str enum-likes...): class + content."""
+    """A subclass of a builtin (namedtuple, Counter, ...): class + content + ``__dict__``."""
     tag = _T["subclass"] + _type_tag(tp)
 
     def _enc_subclass(obj: Any, st: _State) -> None:
-        active = st.active
-        i = id(obj)
-        if i in active:
-            _backref(obj, st)
-            return
         st.buf += tag
-        base(obj, st)
-        active[i] = len(active)
-        try:
-            _enc(getattr(obj, "__dict__", None) or None, st)
-        except _Unhashable as e:
-            _state_annotate(e)
-            raise e from None
-        del active[i]
+        base(obj, st)  # tracks the container itself when it is mutable
+        _enc_state(getattr(obj, "__dict__", None) or None, st)
 
     return _enc_subclass
 
 
-def _enc_odict(obj: collections.OrderedDict[Any, Any], st: _State) -> None:
-    # order is part of an OrderedDict's equality
-    active = st.active
-    i = id(obj)
-    if i in active:
-        _backref(obj, st)
-        return
-    active[i] = len(active)
-    st.buf += _T["odict"]
-    _enc_type(type(obj), st)
-    st.buf += _pack_Q(len(obj))
-    for k, v in obj.items():
-        _enc(k, st)
-        try:
-            _enc(v, st)
-        except _Unhashable as e:
-            raise _annotate(e, "key", k) from None
-    _enc(getattr(obj, "__dict__", None) or None, st)
-    del active[i]
-
-
-def _enc_ddict(obj: collections.defaultdict[Any, Any], st: _State) -> None:
-    st.buf += _T["ddict"]
-    _enc_type(type(obj), st)
-    try:
-        _enc(obj.default_factory, st)
-    except _Unhashable as e:
-        raise _annotate(e, "attr", "default_factory") from None
-    _enc_dict(obj, st)
-    _enc(getattr(obj, "__dict__", None) or None, st)
-
-
 # --- NumPy -----------------------------------------------------------------------------
-
-
-def _enc_shape(shape: tuple[int, ...], st: _State) -> None:
-    st.buf += _pack_Q(len(shape))
-    for d in shape:
-        st.buf += _pack_q(d)
 
 
 def _enc_ndarray(a: Any, st: _State) -> None:
@@ -851,35 +688,36 @@ def _enc_ndarray(a: Any, st: _State) -> None:
     if type(a) is not np.ndarray:
         a = a.view(np.ndarray)
     dt = a.dtype
-    st.buf += b"A"
-    _enc_shape(a.shape, st)
+    st.buf += b"A" + _pack_Q(a.ndim)
+    for d in a.shape:
+        st.buf += _pack_q(d)
     names = dt.names
     if names is not None:
         # field by field: padding bytes between fields are not data
-        st.buf += _pack_tQ(b"s", len(names))
+        st.buf += _T["fields"] + _pack_Q(len(names))
         for name in names:
             _enc_str(name, st)
             try:
                 _enc_ndarray(a[name], st)
             except _Unhashable as e:
-                raise _annotate(e, "key", name) from None
+                e.path.append(("key", name))
+                raise
         return
     _enc_str(dt.str, st)
     if dt.hasobject or dt.kind not in "biufcmMSUV":
         # objects / variable-width strings: element by element (the buffer holds pointers)
-        active = st.active
-        i = id(a)
-        if i in active:
-            _backref(a, st)
-            return
-        active[i] = len(active)
-        _enc_items(a.ravel().tolist() if dt.kind != "O" else a.ravel(), st)
-        del active[i]
+        _enc_objects(a, st)
         return
     if not a.flags.c_contiguous:
         a = np.ascontiguousarray(a)
     n = a.nbytes
     _feed_raw(st, memoryview(a.reshape(-1).view(np.uint8)) if n else b"", n)
+
+
+@_tracked  # on the array itself: an object array may contain itself
+def _enc_objects(a: Any, st: _State) -> None:
+    items = list(a.ravel()) if a.dtype.kind == "O" else a.ravel().tolist()
+    _enc_seq(items, st, _SEQ_TAGS["objects"])
 
 
 def _enc_npscalar(obj: Any, st: _State) -> None:
@@ -896,14 +734,9 @@ def _enc_masked(obj: Any, st: _State) -> None:
 
 
 def _enc_npsub(obj: Any, st: _State) -> None:
-    st.buf += _T["npsub"]
-    _enc_type(type(obj), st)
+    st.buf += _T["npsub"] + _type_tag(type(obj))
     _enc_ndarray(obj, st)
-    try:
-        _enc(getattr(obj, "__dict__", None) or None, st)
-    except _Unhashable as e:
-        _state_annotate(e)
-        raise e from None
+    _enc_state(getattr(obj, "__dict__", None) or None, st)
 
 
 def _enc_ufunc(obj: Any, st: _State) -> None:
@@ -919,14 +752,10 @@ def _numpy_handler(tp: type) -> Handler | None:
         if tp is np.ndarray or issubclass(tp, np.memmap):
             return _enc_ndarray
         ma = sys.modules.get("numpy.ma")
-        if ma is not None and issubclass(tp, ma.MaskedArray):
-            return _enc_masked
-        return _enc_npsub
+        return _enc_masked if ma is not None and issubclass(tp, ma.MaskedArray) else _enc_npsub
     if issubclass(tp, np.generic):
         return _enc_npscalar
-    if issubclass(tp, np.ufunc):
-        return _enc_ufunc
-    return None
+    return _enc_ufunc if issubclass(tp, np.ufunc) else None
 
 
 # --- pandas ----------------------------------------------------------------------------
@@ -939,8 +768,8 @@ def _enc_pd_values(arr: Any, st: _State) -> None:
     dtype = arr.dtype
     st.buf += _T["pd_values"]
     _enc_str(str(dtype), st)
-    if isinstance(dtype, np.dtype):
-        _enc_ndarray(np.asarray(arr), st)
+    if isinstance(arr, (np.ndarray, pd.arrays.NumpyExtensionArray)) or isinstance(dtype, np.dtype):
+        _enc_ndarray(np.asarray(arr), st)  # no copy for numpy-backed values
     elif isinstance(dtype, pd.CategoricalDtype):
         _enc_ndarray(np.asarray(arr.codes), st)
         _enc_pd_index(dtype.categories, st)
@@ -949,8 +778,7 @@ def _enc_pd_values(arr: Any, st: _State) -> None:
         _enc_ndarray(np.asarray(arr.asi8), st)
     elif hasattr(arr, "_mask") and hasattr(arr, "_data"):
         # nullable Int64/boolean/Float64: values under the mask are garbage, zero them
-        mask = np.asarray(arr._mask)
-        data = np.asarray(arr._data)
+        mask, data = np.asarray(arr._mask), np.asarray(arr._data)
         if mask.any():
             data = data.copy()
             data[mask] = 0
@@ -973,8 +801,7 @@ def _enc_pd_index(idx: Any, st: _State) -> None:
         for level in range(idx.nlevels):
             _enc_pd_values(idx.get_level_values(level).array, st)
     else:
-        st.buf += _T["pd_index"]
-        _enc_type(type(idx), st)
+        st.buf += _T["pd_index"] + _type_tag(type(idx))
         _enc(idx.name, st)
         _enc_pd_values(idx.array, st)
 
@@ -995,7 +822,8 @@ def _enc_pd_frame(df: Any, st: _State) -> None:
         try:
             _enc_pd_values(col.array, st)
         except _Unhashable as e:
-            raise _annotate(e, "column", pos) from None
+            e.path.append(("column", pos))
+            raise
 
 
 def _enc_pd_cat(obj: Any, st: _State) -> None:
@@ -1015,32 +843,21 @@ def _pd_scalar(kind: str, parts: Callable[[Any], tuple[Any, ...]]) -> Handler:
     return _enc_pd_scalar
 
 
-def _pd_missing(kind: str) -> Handler:
-    def _enc_pd_missing(obj: Any, st: _State) -> None:
-        st.buf += _T["pd_missing"]
-        _enc_str(kind, st)
-
-    return _enc_pd_missing
-
-
 def _pandas_handler(tp: type) -> Handler | None:
     pd = sys.modules.get("pandas")
     if pd is None or not (tp.__module__ or "").startswith("pandas"):
         return None
-    if issubclass(tp, pd.DataFrame):
-        return _enc_pd_frame
-    if issubclass(tp, pd.Series):
-        return _enc_pd_series
-    if issubclass(tp, pd.Index):
-        return _enc_pd_index
-    if issubclass(tp, pd.Categorical):
-        return _enc_pd_cat
-    if issubclass(tp, pd.api.extensions.ExtensionArray):
-        return _enc_pd_values
-    if tp is type(pd.NaT):
-        return _pd_missing("NaT")
-    if tp is type(pd.NA):
-        return _pd_missing("NA")
+    for cls, handler in (
+        (pd.DataFrame, _enc_pd_frame),
+        (pd.Series, _enc_pd_series),
+        (pd.Index, _enc_pd_index),
+        (pd.Categorical, _enc_pd_cat),
+        (pd.api.extensions.ExtensionArray, _enc_pd_values),
+    ):
+        if issubclass(tp, cls):
+            return handler
+    if tp is type(pd.NaT) or tp is type(pd.NA):
+        return _const(_T["pd_missing"] + (b"T" if tp is type(pd.NaT) else b"A"))
     if issubclass(tp, pd.Timestamp):  # asm8: numpy datetime64 with its unit
         return _pd_scalar("Timestamp", lambda x: (x.asm8,))
     if issubclass(tp, pd.Timedelta):
@@ -1069,8 +886,8 @@ _DISPATCH: dict[type, Handler] = {
     dict: _enc_dict,
     set: _enc_set,
     frozenset: _enc_frozenset,
-    type(...): _enc_ellipsis,
-    type(NotImplemented): _enc_notimpl,
+    type(...): _const(_T["ellipsis"]),
+    type(NotImplemented): _const(_T["notimpl"]),
     fractions.Fraction: _enc_fraction,
     decimal.Decimal: _enc_decimal,
     uuid.UUID: _enc_uuid,
@@ -1096,7 +913,7 @@ _DISPATCH: dict[type, Handler] = {
 _BASE_DISPATCH = dict(_DISPATCH)
 
 _BUILTIN_BASES: tuple[type, ...] = (
-    bool, int, float, complex, str, bytes, bytearray, tuple, list, dict, set, frozenset,
+    int, float, complex, str, bytes, bytearray, tuple, list, dict, set, frozenset,
     _dt.datetime, _dt.date, _dt.time, _dt.timedelta, decimal.Decimal, fractions.Fraction,
 )  # fmt: skip
 _DESCRIPTORS = (
@@ -1107,9 +924,22 @@ _DESCRIPTORS = (
     types.GetSetDescriptorType,
     types.MemberDescriptorType,
 )
+# checked in order, after the hook, ResultRefs, NumPy and pandas
+_BY_BASE: tuple[tuple[Any, Handler], ...] = (
+    (enum.Enum, _enc_enum),
+    (types.MethodType, _enc_method),
+    (types.BuiltinFunctionType, _enc_builtin),
+    (functools.partial, _enc_partial),
+    (_DESCRIPTORS, _enc_descriptor),
+    ((staticmethod, classmethod), _enc_funcwrap),
+    (types.ModuleType, _enc_module),
+    (pathlib.PurePath, _enc_path),
+    (collections.OrderedDict, _enc_odict),
+    (collections.defaultdict, _enc_ddict),
+)
 
 
-def _handler_for(tp: type) -> Handler:  # noqa: PLR0911 - one rule per kind of value
+def _handler_for(tp: type) -> Handler:
     if callable(getattr(tp, "__cashet_hash__", None)):
         return _enc_hook
     if issubclass(tp, type):
@@ -1119,29 +949,12 @@ def _handler_for(tp: type) -> Handler:  # noqa: PLR0911 - one rule per kind of v
     h = _numpy_handler(tp) or _pandas_handler(tp)
     if h is not None:
         return h
-    if issubclass(tp, enum.Enum):
-        return _enc_enum
-    if issubclass(tp, types.MethodType):
-        return _enc_method
-    if issubclass(tp, types.BuiltinFunctionType):
-        return _enc_builtin
-    if issubclass(tp, functools.partial):
-        return _enc_partial
-    if issubclass(tp, _DESCRIPTORS):
-        return _enc_descriptor
-    if issubclass(tp, (staticmethod, classmethod)):
-        return _enc_funcwrap
-    if issubclass(tp, types.ModuleType):
-        return _enc_module
-    if issubclass(tp, pathlib.PurePath):
-        return _enc_path
-    if issubclass(tp, collections.OrderedDict):
-        return _enc_odict
-    if issubclass(tp, collections.defaultdict):
-        return _enc_ddict
-    for base in _BUILTIN_BASES:
+    for base, handler in _BY_BASE:
         if issubclass(tp, base):
-            return _make_subclass(tp, _BASE_DISPATCH[base])
+            return handler
+    for builtin in _BUILTIN_BASES:
+        if issubclass(tp, builtin):
+            return _make_subclass(tp, _BASE_DISPATCH[builtin])
     if dataclasses.is_dataclass(tp):
         return _make_dataclass(tp)
     return _make_reduce(copyreg.dispatch_table.get(tp))
@@ -1164,8 +977,6 @@ def _render_path(root: str, path: list[tuple[str, Any]]) -> str:
     for kind, key in reversed(path):
         if kind == "attr":
             out.append(f".{key}")
-        elif kind == "call":
-            out.append(f".{key}")
         elif kind == "member":
             out.append("{…}")
         elif kind == "column":
@@ -1184,11 +995,9 @@ def _type_error(what: str, root: str, e: _Unhashable) -> TypeError:
     tname = tp.__qualname__ if tp.__module__ == "builtins" else f"{tp.__module__}.{tp.__qualname__}"
     msg = (
         f"{what} ({_render_path(root, e.path)}) of type {tname} cannot be hashed; "
-        f"give it a __cashet_hash__ method or pass a hashable value"
+        "give it a __cashet_hash__ method or pass a hashable value"
     )
-    if e.cause is not None:
-        msg += f" ({e.cause})"
-    return TypeError(msg)
+    return TypeError(msg if e.cause is None else f"{msg} ({e.cause})")
 
 
 # --- public ----------------------------------------------------------------------------
@@ -1224,8 +1033,8 @@ def hash_args(
     except _Unhashable as e:
         i = _index_of(args, a)
         raise _type_error(f"argument {i}", f"args[{i}]", e) from e.cause
+    st.buf += _pack_tQ(b"{", len(kwargs))
     if kwargs:
-        st.buf += _pack_tQ(b"{", len(kwargs))
         for k in sorted(kwargs):
             _enc_str(k, st)
             v = kwargs[k]
@@ -1236,11 +1045,9 @@ def hash_args(
                 f(v, st)
             except _Unhashable as e:
                 raise _type_error(f"argument {k!r}", f"kwargs[{k!r}]", e) from e.cause
-    else:
-        st.buf += b"{\x00\x00\x00\x00\x00\x00\x00\x00"
     h = st.hasher
     if h is None:
-        return blake3(st.buf).hexdigest()  # type: ignore[no-any-return]
+        return blake3(st.buf).hexdigest()
     h.update(st.buf)
     return h.hexdigest()  # type: ignore[no-any-return]
 
@@ -1262,5 +1069,5 @@ def hash_value(obj: Any) -> str:
 def hash_bytes(data: bytes | memoryview) -> str:
     """Return the plain BLAKE3 hex digest of ``data`` (multithreaded from 8 MiB)."""
     if len(data) >= _BIG:
-        return blake3(data, max_threads=blake3.AUTO).hexdigest()  # type: ignore[no-any-return]
-    return blake3(data).hexdigest()  # type: ignore[no-any-return]
+        return blake3(data, max_threads=blake3.AUTO).hexdigest()
+    return blake3(data).hexdigest()

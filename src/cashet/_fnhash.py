@@ -6,7 +6,17 @@ keyword defaults, and — recursively and cycle-safe — every user-code functio
 method it reaches: bare global names (also in nested code: comprehensions, inner functions,
 lambdas), ``module.attr`` chains into user modules, classes (all their methods), the class a
 method belongs to, and function-valued closure cells. Library code (builtins, the standard
-library, site-packages, cashet itself) is referenced by ``module.qualname`` only.
+library, site-packages, cashet itself) is referenced by ``module.qualname`` only. Closure
+cells holding values are not hashed and raise a ``ClosureWarning`` once per function
+(except in exec-generated code such as dataclasses' ``__init__``, whose cells — defaults,
+sentinels — are hashed instead).
+
+Source comes from the code's file through ``linecache`` (what ``inspect.getsource`` reads,
+and where IPython puts cells), then ``inspect``, then ``dill`` (REPL history); it is used
+only when it compiles to the very code object being hashed, so a module edited on disk but
+not reloaded, or a stale history entry, cannot lend its text to the running code. Without
+trustworthy source the identity falls back to the bytecode (``co_code``, constants, names,
+recursively), which is stable for one Python version.
 
 The reachable functions and classes form a graph (it may have cycles: mutual recursion, a
 method and its class). Each node has a *local* digest (its own code, not its dependencies);
@@ -22,12 +32,14 @@ change. Re-validation is a few identity checks: no parsing.
 """
 
 from __future__ import annotations
+import __future__
 
 import ast
 import dis
 import functools
 import inspect
 import linecache
+import operator
 import os
 import sys
 import sysconfig
@@ -116,17 +128,17 @@ def _is_user(module: str, filename: str) -> bool:
 
 def _compute_is_user(module: str, filename: str) -> bool:
     top = module.partition(".")[0]
-    if top in ("builtins", "cashet") or top in sys.stdlib_module_names:
+    if top in ("builtins", "cashet"):
         return False
-    if not filename:
-        return True
-    if filename.startswith("<"):
-        return not filename.startswith("<frozen")
-    path = os.path.normcase(os.path.realpath(filename))
-    parts = path.split(os.sep)
-    if "site-packages" in parts or "dist-packages" in parts:
-        return False
-    return not path.startswith(_LIB_PREFIXES)
+    if filename and not filename.startswith("<"):
+        # the file decides: a user module may share a name with a stdlib one (``code``)
+        path = os.path.normcase(os.path.realpath(filename))
+        parts = path.split(os.sep)
+        if "site-packages" in parts or "dist-packages" in parts:
+            return False
+        return not path.startswith(_LIB_PREFIXES)
+    # notebooks, exec and the REPL are user code; frozen and builtin modules are not
+    return not (filename.startswith("<frozen") or top in sys.stdlib_module_names)
 
 
 def _is_user_function(f: types.FunctionType) -> bool:
@@ -195,15 +207,20 @@ def _is_docstring(stmt: ast.stmt) -> bool:
 
 
 def _dump(node: ast.AST, out: list[str], top: bool) -> None:
+    """A canonical dump: like ``ast.dump`` without positions, docstrings and (at the top)
+    decorators. Fields are named and empty ones left out, so a field added by a newer
+    Python (``type_params`` in 3.12) does not change the identity of code not using it."""
     out.append(type(node).__name__)
     for name in node._fields:
         if name in _SKIP_FIELDS or (top and name == "decorator_list"):
             continue
         value = getattr(node, name, None)
+        if value is None or (isinstance(value, list) and not value):
+            continue
+        out.append(f"{name}=")
         if isinstance(value, list):
-            if name == "body" and isinstance(node, _DOC_HOLDERS) and value:
-                if _is_docstring(value[0]):
-                    value = value[1:]
+            if name == "body" and isinstance(node, _DOC_HOLDERS) and _is_docstring(value[0]):
+                value = value[1:]
             out.append(f"[{len(value)}")
             for item in value:
                 if isinstance(item, ast.AST):
@@ -221,7 +238,14 @@ def _dump(node: ast.AST, out: list[str], top: bool) -> None:
 def _ast_digest(node: ast.AST) -> bytes:
     out: list[str] = []
     _dump(node, out, True)
-    return blake3("\x00".join(out).encode("utf-8", "surrogatepass")).digest()  # type: ignore[no-any-return]
+    return blake3("\x00".join(out).encode("utf-8", "surrogatepass")).digest()
+
+
+# __future__ flags show in co_flags but not in a function's own bytecode; IPython and
+# compile() pass them on from earlier code, so they must not make the same code differ
+_FUTURE_FLAGS = functools.reduce(
+    operator.or_, (getattr(__future__, n).compiler_flag for n in __future__.all_feature_names)
+)
 
 
 def _code_digest(code: types.CodeType) -> bytes:
@@ -236,7 +260,7 @@ def _code_digest(code: types.CodeType) -> bytes:
         code.co_argcount,
         code.co_posonlyargcount,
         code.co_kwonlyargcount,
-        code.co_flags,
+        code.co_flags & ~_FUTURE_FLAGS,
         code.co_code,
         code.co_exceptiontable,
         code.co_names,
@@ -252,8 +276,11 @@ def _code_digest(code: types.CodeType) -> bytes:
 class _FileIndex:
     lines: list[str]
     text: str
+    tree: ast.Module
     # first line (decorator included) -> defs/lambdas starting there
     by_line: dict[int, list[ast.AST]]
+    # (co_firstlineno, co_name) -> code objects compiled from this text, built on demand
+    codes: dict[tuple[int, str], list[types.CodeType]] | None = None
 
 
 _FILES: dict[str, _FileIndex] = {}
@@ -271,7 +298,7 @@ def _file_index(filename: str, globs: dict[str, Any]) -> _FileIndex | None:
     try:
         tree = ast.parse(text)
     except (SyntaxError, ValueError):
-        return None
+        tree = ast.Module(body=[], type_ignores=[])  # an edited, broken file: nothing matches
     by_line: dict[int, list[ast.AST]] = {}
     for n in ast.walk(tree):
         if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)):
@@ -281,8 +308,26 @@ def _file_index(filename: str, globs: dict[str, Any]) -> _FileIndex | None:
             by_line.setdefault(n.lineno, []).append(n)
     if len(_FILES) >= 256:
         _FILES.clear()
-    idx = _FILES[filename] = _FileIndex(lines, text, by_line)
+    idx = _FILES[filename] = _FileIndex(lines, text, tree, by_line)
     return idx
+
+
+def _matches_file(idx: _FileIndex, code: types.CodeType) -> bool:
+    """Whether ``code`` is what this text compiles to: a module edited on disk but not
+    reloaded must not lend its new source to the old, still running, code."""
+    if idx.codes is None:
+        codes: dict[tuple[int, str], list[types.CodeType]] = {}
+        try:
+            top = compile(idx.tree, code.co_filename, "exec", dont_inherit=True)
+        except (SyntaxError, ValueError):
+            top = compile("", code.co_filename, "exec")
+        for c in _walk_code(top):
+            codes.setdefault((c.co_firstlineno, c.co_name), []).append(c)
+        idx.codes = codes
+    want = _code_digest(code)
+    return any(
+        _code_digest(c) == want for c in idx.codes.get((code.co_firstlineno, code.co_name), [])
+    )
 
 
 def _pick_lambda(cands: list[ast.Lambda], code: types.CodeType) -> ast.Lambda | None:
@@ -310,15 +355,22 @@ def _pick_lambda(cands: list[ast.Lambda], code: types.CodeType) -> ast.Lambda | 
     return best
 
 
-def _from_file(code: types.CodeType, globs: dict[str, Any]) -> tuple[ast.AST, str] | None:
+_STALE: Any = object()
+
+
+def _from_file(code: types.CodeType, globs: dict[str, Any]) -> Any:
+    """(node, source) from the code's file, ``None`` without a file, ``_STALE`` when the
+    file's text is not what this code was compiled from."""
     idx = _file_index(code.co_filename, globs)
     if idx is None:
         return None
+    if not _matches_file(idx, code):
+        return _STALE
     cands = idx.by_line.get(code.co_firstlineno, [])
     if code.co_name == "<lambda>":
         lam = _pick_lambda([n for n in cands if isinstance(n, ast.Lambda)], code)
         if lam is None:
-            return None
+            return _STALE
         return lam, ast.get_source_segment(idx.text, lam) or ""
     defs = [
         n
@@ -326,17 +378,23 @@ def _from_file(code: types.CodeType, globs: dict[str, Any]) -> tuple[ast.AST, st
         if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == code.co_name
     ]
     if len(defs) != 1:
-        return None
+        return _STALE
     node = defs[0]
     text = textwrap.dedent("".join(idx.lines[code.co_firstlineno - 1 : node.end_lineno]))
     return node, text
 
 
 def _from_text(src: str, code: types.CodeType) -> tuple[ast.AST, str] | None:
+    """Find the function in a snippet (``inspect``/``dill``) — only if the snippet compiles
+    to this very code: REPL history may hold another definition of the same name."""
     src = textwrap.dedent(src)
     try:
         tree = ast.parse(src)
+        compiled = compile(tree, code.co_filename, "exec", dont_inherit=True)
     except (SyntaxError, ValueError):
+        return None
+    want = _code_digest(code)
+    if not any(c.co_name == code.co_name and _code_digest(c) == want for c in _walk_code(compiled)):
         return None
     if code.co_name == "<lambda>":
         lams = [n for n in ast.walk(tree) if isinstance(n, ast.Lambda)]
@@ -356,15 +414,20 @@ def _dill_source(f: Any) -> str:
 
 
 def _locate(f: types.FunctionType) -> tuple[ast.AST, str] | None:
-    """Tiered: the file via linecache (what inspect.getsource reads), then
-    ``inspect.getsource``, then ``dill.source.getsource`` (interactive history)."""
+    """Tiered: the file via linecache (what inspect.getsource reads) when it compiles to
+    this very code, then ``inspect.getsource``, then ``dill.source.getsource``
+    (interactive history); ``None`` means: use the bytecode."""
     code = f.__code__
     try:
         found = _from_file(code, f.__globals__)
     except Exception:
         found = None
+    if found is _STALE:
+        return None  # the other tiers would read the same mismatching text
     if found is not None:
-        return found
+        return found  # type: ignore[no-any-return]
+    if code.co_filename == "<string>":
+        return None  # exec'd code: no file, no history to look in
     for getter in (inspect.getsource, _dill_source):
         try:
             src = getter(f)
@@ -500,10 +563,20 @@ def _unwrap_member(v: Any) -> list[tuple[str, Any]]:
     return []
 
 
+def _is_code(v: Any) -> bool:
+    """Whether a closure cell holds pure code (hashed) rather than state (warned about)."""
+    if isinstance(v, (type, types.ModuleType)):
+        return True
+    owner = getattr(v, "__self__", None) if callable(v) else None
+    if owner is not None and not isinstance(owner, (type, types.ModuleType)):
+        return False  # a bound method: its instance is state
+    return callable(v) and not _is_user_class(type(v))
+
+
 def _safe_hash(v: Any) -> str:
     try:
         return hash_value(v)
-    except TypeError:
+    except (TypeError, RecursionError):  # a lock as a default; f.__defaults__ = (f,)
         return f"unhashable:{type(v).__module__}.{type(v).__qualname__}"
 
 
@@ -514,9 +587,9 @@ def _function_node(f: types.FunctionType) -> _Node:
     ext: list[tuple[str, str]] = []
     ns_checks: list[NsCheck] = []
     attr_checks: list[AttrCheck] = [
-        (f, "__code__", code),
-        (f, "__defaults__", f.__defaults__),
-        (f, "__kwdefaults__", f.__kwdefaults__),
+        (_SELF, "__code__", code),
+        (_SELF, "__defaults__", f.__defaults__),
+        (_SELF, "__kwdefaults__", f.__kwdefaults__),
     ]
     found = _locate(f)
     if found is not None:
@@ -528,17 +601,26 @@ def _function_node(f: types.FunctionType) -> _Node:
     for chain in _global_chains(code):
         _resolve_chain(chain, globs, edges, ext, ns_checks)
     plain: list[str] = []
+    # code generated with exec (dataclasses' __init__ closes over defaults and sentinels):
+    # nobody wrote those closures, so hash their values rather than warn about them
+    generated = code.co_filename == "<string>"
+    hashed_cells: list[tuple[str, str]] = []
     for name, cell in zip(code.co_freevars, f.__closure__ or (), strict=False):
         try:
             v = cell.cell_contents
         except ValueError:  # an empty cell (not assigned yet)
             continue
         kind, target = _classify(v)
-        if kind == "val":
-            plain.append(name)
+        if kind != "val":
+            attr_checks.append((cell, "cell_contents", v))
+            (edges if kind == "dep" else ext).append((f"closure:{name}", target))
+        if _is_code(v):
             continue
-        attr_checks.append((cell, "cell_contents", v))
-        (edges if kind == "dep" else ext).append((f"closure:{name}", target))
+        digest = _safe_hash(v) if generated else "unhashable"
+        if digest.startswith("unhashable"):
+            plain.append(name)  # an object's state is a value, even when it is callable
+        else:
+            hashed_cells.append((name, digest))
     owner = _owner_class(f, ns_checks)
     if owner is not None:
         edges.append(("owner", owner))
@@ -550,15 +632,12 @@ def _function_node(f: types.FunctionType) -> _Node:
             _safe_hash(f.__defaults__),
             _safe_hash(f.__kwdefaults__),
             tuple(sorted(set(ext))),
+            tuple(hashed_cells),
         )
     )
-    return _Node(
-        bytes.fromhex(local),
-        edges,
-        ns_checks,
-        attr_checks,
-        source,
-        tuple(plain) if _is_user_function(f) else (),
+    plain_values = tuple(plain) if _is_user_function(f) else ()
+    return _selfless(
+        _Node(bytes.fromhex(local), edges, ns_checks, attr_checks, source, plain_values), f
     )
 
 
@@ -590,12 +669,14 @@ def _class_node(cls: type) -> _Node:
         else:
             ext.append((f"base{i}", _qualname(base)))
     local = hash_value(("class", cls.__qualname__, tuple(members), tuple(sorted(ext))))
-    return _Node(bytes.fromhex(local), edges, ns_checks, attr_checks)
+    return _selfless(_Node(bytes.fromhex(local), edges, ns_checks, attr_checks), cls)
 
 
 def _partial_node(p: functools.partial[Any]) -> _Node:
-    local = hash_value(("partial", _safe_hash(p.args), _safe_hash(p.keywords)))
-    return _Node(bytes.fromhex(local), [("func", p.func)])
+    kind, target = _classify(p.func)
+    ext = (target,) if kind == "ext" else ()
+    local = hash_value(("partial", _safe_hash(p.args), _safe_hash(p.keywords), ext))
+    return _Node(bytes.fromhex(local), [("func", target)] if kind == "dep" else [])
 
 
 def _compute_node(obj: Any) -> _Node:
@@ -610,20 +691,40 @@ def _compute_node(obj: Any) -> _Node:
 
 # --- caches -------------------------------------------------------------------------------
 
-_NODES: dict[int, tuple[weakref.ref[Any], _Node]] = {}
-# id(func) -> (weakref, identity, ns checks, attr checks)
-_IDS: dict[int, tuple[weakref.ref[Any], FunctionIdentity, tuple[NsCheck, ...], tuple[AttrCheck, ...]]] = {}  # fmt: skip
-_WARNED: weakref.WeakSet[Any] = weakref.WeakSet()
+# Stands for "the object this entry is about" inside cached entries, so that an entry
+# never holds its own key alive (a closure made per call must be freed, not cached forever).
+_SELF: Any = _Missing()
 
 
-def _valid(ns_checks: Any, attr_checks: Any) -> bool:
-    for ns, key, obj in ns_checks:
-        if ns.get(key, _MISSING) is not obj:
+def _selfless(node: _Node, obj: Any) -> _Node:
+    def s(v: Any) -> Any:
+        return _SELF if v is obj else v
+
+    node.edges = [(label, s(t)) for label, t in node.edges]
+    node.ns_checks = [(d, k, s(v)) for d, k, v in node.ns_checks]
+    node.attr_checks = [(s(o), a, s(v)) for o, a, v in node.attr_checks]
+    return node
+
+
+def _valid(ns_checks: Any, attr_checks: Any, obj: Any) -> bool:
+    """Whether every binding still holds (``_SELF`` meaning ``obj``): a few dict lookups."""
+    for ns, key, exp in ns_checks:
+        v = ns.get(key, _MISSING)
+        if v is not exp and (exp is not _SELF or v is not obj):
             return False
-    for o, attr, val in attr_checks:
-        if getattr(o, attr, _MISSING) is not val:
+    for o, attr, exp in attr_checks:
+        v = getattr(obj if o is _SELF else o, attr, _MISSING)
+        if v is not exp and (exp is not _SELF or v is not obj):
             return False
     return True
+
+
+_NODES: dict[int, tuple[weakref.ref[Any], _Node]] = {}
+# id(func) -> (weakref, identity, ns checks, attr checks)
+_IdEntry = tuple[weakref.ref[Any], FunctionIdentity, tuple[NsCheck, ...], tuple[AttrCheck, ...]]
+_IDS: dict[int, _IdEntry] = {}
+_WARNED: weakref.WeakSet[Any] = weakref.WeakSet()
+_CACHE_MAX = 50_000
 
 
 def _remember(cache: dict[int, Any], obj: Any, *entry: Any) -> None:
@@ -638,12 +739,14 @@ def _remember(cache: dict[int, Any], obj: Any, *entry: Any) -> None:
         r = weakref.ref(obj, _drop)
     except TypeError:
         return
+    if len(cache) >= _CACHE_MAX:  # a bound: entries are cheap to recompute
+        cache.clear()
     cache[key] = (r, *entry)
 
 
 def _get_node(obj: Any) -> _Node:
     hit = _NODES.get(id(obj))
-    if hit is not None and hit[0]() is obj and _valid(hit[1].ns_checks, hit[1].attr_checks):
+    if hit is not None and hit[0]() is obj and _valid(hit[1].ns_checks, hit[1].attr_checks, obj):
         return hit[1]
     node = _compute_node(obj)
     _remember(_NODES, obj, node)
@@ -660,19 +763,20 @@ def _graph_identity(root: Any) -> tuple[str, list[tuple[Any, _Node]]]:
         n = _get_node(o)
         nodes[id(o)] = (o, n)
         for _, t in n.edges:
-            if id(t) not in seen:
+            if t is not _SELF and id(t) not in seen:
                 seen.add(id(t))
                 stack.append(t)
 
-    def entry(n: _Node) -> bytes:
+    def entry(o: Any, n: _Node) -> bytes:
         h = blake3(n.local)
-        for label, tlocal in sorted((label, nodes[id(t)][1].local) for label, t in n.edges):
+        targets = ((label, nodes[id(o if t is _SELF else t)][1].local) for label, t in n.edges)
+        for label, tlocal in sorted(targets):
             b = label.encode("utf-8", "surrogatepass")
             h.update(len(b).to_bytes(4, "little") + b + tlocal)
-        return h.digest()  # type: ignore[no-any-return]
+        return h.digest()
 
-    root_entry = entry(nodes[id(root)][1])
-    entries = sorted({entry(n) for _, n in nodes.values()})
+    root_entry = entry(*nodes[id(root)])
+    entries = sorted({entry(o, n) for o, n in nodes.values()})
     h = blake3(_FORMAT + root_entry + len(entries).to_bytes(8, "little") + b"".join(entries))
     return h.hexdigest(), list(nodes.values())
 
@@ -705,11 +809,16 @@ def _compute_function(func: Any) -> FunctionIdentity:
     digest, members = _graph_identity(func)
     ns: dict[tuple[int, str], NsCheck] = {}
     attrs: dict[tuple[int, str], AttrCheck] = {}
-    for _, n in members:
-        for c in n.ns_checks:
-            ns[(id(c[0]), c[1])] = c
-        for a in n.attr_checks:
-            attrs[(id(a[0]), a[1])] = a
+    for o, n in members:
+        # every node's bindings, with _SELF re-pointed at the root (never held strongly)
+        def s(v: Any, o: Any = o) -> Any:
+            v = o if v is _SELF else v
+            return _SELF if v is func else v
+
+        for d, k, v in n.ns_checks:
+            ns[(id(d), k)] = (d, k, s(v))
+        for t, a, v in n.attr_checks:
+            attrs[(id(s(t)), a)] = (s(t), a, s(v))
     root = members[0][1]
     ident = FunctionIdentity(
         digest, func.__qualname__, getattr(func, "__module__", None) or "", root.source
@@ -746,16 +855,8 @@ def function_identity(func: Callable[..., Any]) -> FunctionIdentity:
     if type(func) is types.MethodType:
         func = func.__func__
     hit = _IDS.get(id(func))
-    if hit is not None and hit[0]() is func:
-        for ns, key, obj in hit[2]:
-            if ns.get(key, _MISSING) is not obj:
-                break
-        else:
-            for o, attr, val in hit[3]:
-                if getattr(o, attr, _MISSING) is not val:
-                    break
-            else:
-                return hit[1]
+    if hit is not None and hit[0]() is func and _valid(hit[2], hit[3], func):
+        return hit[1]
     if isinstance(func, types.FunctionType):
         return _compute_function(func)
     return _other_identity(func)
@@ -777,14 +878,14 @@ def _other_identity(func: Any) -> FunctionIdentity:
     if wrapped is not None and not _is_user_class(type(func)):
         return function_identity(wrapped)  # lru_cache & co: same results as the function
     tp = type(func)
-    call = getattr(tp, "__call__", None)
+    call = tp.__dict__.get("__call__") or next(
+        (c.__dict__["__call__"] for c in tp.__mro__ if "__call__" in c.__dict__), None
+    )
     if isinstance(call, types.FunctionType):  # a callable object: class code + its state
         cls_digest, _ = _graph_identity(tp)
         digest = hash_value(("callable", cls_digest, hash_value(func)))
         source = _locate(call)
-        return FunctionIdentity(
-            digest, tp.__qualname__, tp.__module__, source[1] if source else ""
-        )
+        return FunctionIdentity(digest, tp.__qualname__, tp.__module__, source[1] if source else "")
     name = _qualname(func)
     return FunctionIdentity(
         hash_value(("builtin", name)),

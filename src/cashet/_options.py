@@ -5,9 +5,22 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["CALL_OPTIONS", "DEFAULT_OPTIONS", "TaskOptions", "merge_options", "validate_tags"]
+from cashet.models import TaskDef
+
+if TYPE_CHECKING:
+    from cashet._fnhash import FunctionIdentity
+
+__all__ = [
+    "CALL_OPTIONS",
+    "DEFAULT_OPTIONS",
+    "TaskOptions",
+    "call_options",
+    "make_task_def",
+    "merge_options",
+    "validate_tags",
+]
 
 #: Call-site keyword arguments that are options, not task arguments.
 CALL_OPTIONS = ("_cache", "_force", "_tags", "_retries", "_timeout", "_ttl")
@@ -117,4 +130,57 @@ def merge_options(base: TaskOptions, call: dict[str, Any]) -> TaskOptions:
         else base.timeout,
         ttl=_check_seconds("_ttl", call["ttl"]) if call.get("ttl") is not None else base.ttl,
         name=base.name,
+    )
+
+
+def call_options(
+    base: TaskOptions,
+    cache: Any = None,
+    force: Any = None,
+    tags: Any = None,
+    retries: Any = None,
+    timeout: Any = None,
+    ttl: Any = None,
+) -> TaskOptions:
+    """Apply a ``submit``'s ``_cache``, ``_force``, ... over ``base`` (``None`` = not given).
+
+    Shared by ``Client.submit`` and ``AsyncClient.submit``; returns ``base`` itself when no
+    option is given (the common case costs six comparisons).
+    """
+    if (
+        cache is None
+        and force is None
+        and tags is None
+        and retries is None
+        and timeout is None
+        and ttl is None
+    ):
+        return base
+    return merge_options(
+        base,
+        {
+            "cache": cache,
+            "force": force,
+            "tags": tags,
+            "retries": retries,
+            "timeout": timeout,
+            "ttl": ttl,
+        },
+    )
+
+
+def make_task_def(identity: FunctionIdentity, options: TaskOptions, args_hash: str) -> TaskDef:
+    """The ``TaskDef`` of one call: what ``Client`` and ``AsyncClient`` hand their executor."""
+    return TaskDef(
+        func_name=options.name or identity.name,
+        func_hash=identity.hash,
+        args_hash=args_hash,
+        func_source=identity.source,
+        module=identity.module,
+        cache=options.cache,
+        force=options.force,
+        retries=options.retries,
+        timeout=options.timeout,
+        ttl=options.ttl,
+        tags=options.tags,
     )

@@ -45,10 +45,18 @@ def _normalize_hash(text: object, what: str = "commit hash") -> str:
     return norm
 
 
-def resolve_commit(store: Store, hash_or_prefix: str) -> Commit:
+def resolve_commit(store: Store, hash_or_prefix: str, *, by_result: bool = False) -> Commit:
     """Return the commit named by a full hash or a unique prefix.
 
     Expired commits are found too: they stay inspectable until ``gc`` deletes them.
+
+    Args:
+        store: the store to search.
+        hash_or_prefix: a commit hash or a unique prefix of one (case and surrounding
+            spaces are ignored).
+        by_result: also accept the full hash of a result blob (what ``ref.hash`` prints,
+            as in the README's notebook use case): the newest commit that produced it is
+            returned. Needs a store with ``find_by_result`` (``SQLiteStore`` has it).
 
     Raises:
         TypeError: ``hash_or_prefix`` is not a string.
@@ -59,8 +67,13 @@ def resolve_commit(store: Store, hash_or_prefix: str) -> Commit:
     text = _normalize_hash(hash_or_prefix)
     if len(text) == 64:
         commit = store.get_commit(text)
+        if commit is None and by_result:
+            commit = _newest_with_result(store, text)
         if commit is None:
-            raise CommitNotFoundError(f"no commit {text}")
+            hint = ""
+            if store.has_blob(text):
+                hint = " (that is a result blob hash: `get` loads it; use ref.commit_hash)"
+            raise CommitNotFoundError(f"no commit {text}{hint}")
         return commit
     matches = store.resolve_prefix(text, limit=_MAX_CANDIDATES + 1)
     if not matches:
@@ -71,6 +84,15 @@ def resolve_commit(store: Store, hash_or_prefix: str) -> Commit:
     if commit is None:  # deleted between the two queries
         raise CommitNotFoundError(f"no commit matches {text!r}")
     return commit
+
+
+def _newest_with_result(store: Store, blob_hash: str) -> Commit | None:
+    # An optional store capability (an indexed lookup), not yet part of the Store protocol.
+    find = getattr(store, "find_by_result", None)
+    if find is None:
+        return None
+    found: list[Commit] = find(blob_hash, limit=1)
+    return found[0] if found else None
 
 
 def resolve_result(store: Store, hash_or_prefix: str) -> tuple[ObjectRef, Commit | None]:

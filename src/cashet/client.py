@@ -358,6 +358,8 @@ class Client:
     def show(self, hash: str) -> Commit:
         """Return the commit with this hash or unique hash prefix.
 
+        The full hash of a result blob (``ref.hash``) also works when the store can look
+        results up (``SQLiteStore``): the newest commit that produced it is returned.
         The commit carries its provenance: ``task_def.func_source``,
         ``task_def.args_snapshot``, ``parent_hash``, ``created_at``, ``tags``, ``error``,
         ``compute_seconds`` and ``result`` (blob hash and size). Expired commits are shown
@@ -368,7 +370,7 @@ class Client:
             AmbiguousHashError: the prefix matches several commits (``.candidates``).
             ValueError: ``hash`` is not hexadecimal.
         """
-        return resolve_commit(self.store, hash)
+        return resolve_commit(self.store, hash, by_result=True)
 
     def get(self, hash: str) -> Any:
         """Load the result recorded by a commit.
@@ -394,7 +396,8 @@ class Client:
             ``{'path', 'change', 'a', 'b'}`` from a structural comparison of the argument
             snapshots).
         """
-        return diff_commits(resolve_commit(self.store, hash_a), resolve_commit(self.store, hash_b))
+        a = resolve_commit(self.store, hash_a, by_result=True)
+        return diff_commits(a, resolve_commit(self.store, hash_b, by_result=True))
 
     def history(self, hash: str) -> list[Commit]:
         """Every run of the same function and arguments as this commit, oldest first.
@@ -402,7 +405,7 @@ class Client:
         Forced runs and re-runs after a TTL expired are separate commits (each one's
         ``parent_hash`` names the run before it); expired commits are left out.
         """
-        return self.store.get_history(resolve_commit(self.store, hash).hash)
+        return self.store.get_history(resolve_commit(self.store, hash, by_result=True).hash)
 
     def rm(self, hash: str) -> bool:
         """Delete one commit (hash or unique prefix) and the blob only it used.

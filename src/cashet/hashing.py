@@ -56,6 +56,13 @@ class _SnapshotRepr(reprlib.Repr):
         except Exception:
             return f"<{type(x).__name__}>"
 
+    def repr_bytes(self, x: Any, level: int) -> str:
+        # slice first: repr() of a 100 MB payload would build a 400 MB string
+        more = "..." if len(x) > self.maxstring else ""
+        return f"{bytes(x[: self.maxstring])!r}{more}"
+
+    repr_bytearray = repr_bytes
+
     def repr_instance(self, x: Any, level: int) -> str:
         try:
             s = repr(x)

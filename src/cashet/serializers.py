@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import pickle
+import struct
 from collections.abc import Iterable
 from typing import Any
 
@@ -17,8 +18,49 @@ from cashet.protocols import Serializer
 __all__ = ["JsonSerializer", "PickleSerializer", "SafePickleSerializer", "Serializer"]
 
 
+#: Framed pickle: ``MAGIC, n, len(pickle), len(buffer_1..n), pickle, buffer_1..n``. Large
+#: NumPy/bytearray buffers travel out of band, so neither writing nor loading copies them
+#: (arrays load as views of the buffer the store read). A pickle without large buffers is
+#: stored as the plain pickle bytes.
+_FRAME_MAGIC = b"\xffCASHETP5"
+_FRAME_MIN = 64 << 10
+
+
+def _frame_parts(head: bytes, buffers: list[pickle.PickleBuffer]) -> list[bytes | memoryview]:
+    raws = [b.raw() for b in buffers]
+    header = _FRAME_MAGIC + struct.pack(
+        f"<IQ{len(raws)}Q", len(raws), len(head), *(r.nbytes for r in raws)
+    )
+    return [header, head, *raws]
+
+
+def _unframe(data: bytes | bytearray | memoryview) -> tuple[memoryview, list[memoryview]]:
+    view = memoryview(data)
+    off = len(_FRAME_MAGIC)
+    try:
+        n, head_len = struct.unpack_from("<IQ", view, off)
+        off += 12
+        sizes = struct.unpack_from(f"<{n}Q", view, off)
+    except struct.error as exc:
+        raise pickle.UnpicklingError(f"truncated framed pickle: {exc}") from exc
+    off += 8 * n
+    head = view[off : off + head_len]
+    off += head_len
+    buffers = []
+    for size in sizes:
+        buffers.append(view[off : off + size])
+        off += size
+    if off != len(view):
+        raise pickle.UnpicklingError("framed pickle has trailing or missing bytes")
+    return head, buffers
+
+
+def _is_framed(data: bytes | bytearray | memoryview) -> bool:
+    return bytes(data[: len(_FRAME_MAGIC)]) == _FRAME_MAGIC
+
+
 class PickleSerializer:
-    """Pickle with protocol 5 (out-of-band capable, fast for NumPy buffers).
+    """Pickle with protocol 5; large buffers (NumPy arrays, bytearrays) out of band.
 
     Loading a pickle runs code chosen by whoever wrote it: use this only with a store you
     trust. :class:`SafePickleSerializer` restricts what can be loaded.
@@ -32,9 +74,38 @@ class PickleSerializer:
         self.protocol = protocol
 
     def dumps(self, obj: Any) -> bytes:
-        return pickle.dumps(obj, protocol=self.protocol)
+        parts = self.dumps_parts(obj)
+        return parts[0] if len(parts) == 1 else b"".join(parts)  # type: ignore[return-value]
+
+    def dumps_parts(self, obj: Any) -> list[bytes | memoryview]:
+        """Serialize ``obj`` as chunks whose concatenation is ``dumps(obj)``.
+
+        Large buffers are returned as views, not copies: the store writes them directly.
+        """
+        if self.protocol < 5:
+            return [pickle.dumps(obj, protocol=self.protocol)]
+        buffers: list[pickle.PickleBuffer] = []
+
+        def keep_in_band(buf: pickle.PickleBuffer) -> bool:
+            # True keeps the buffer in band; only large contiguous ones go out.
+            try:
+                raw = buf.raw()
+            except BufferError:
+                return True
+            if raw.nbytes < _FRAME_MIN:
+                return True
+            buffers.append(buf)
+            return False
+
+        head = pickle.dumps(obj, protocol=5, buffer_callback=keep_in_band)
+        if not buffers:
+            return [head]
+        return _frame_parts(head, buffers)
 
     def loads(self, data: bytes) -> Any:
+        if _is_framed(data):
+            head, buffers = _unframe(data)
+            return pickle.loads(head, buffers=buffers)
         return pickle.loads(data)
 
     def __repr__(self) -> str:
@@ -159,8 +230,13 @@ _FORBIDDEN: frozenset[tuple[str, str]] = frozenset(
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
-    def __init__(self, data: bytes, allowed: frozenset[tuple[str, str]]) -> None:
-        super().__init__(io.BytesIO(data))
+    def __init__(
+        self,
+        data: bytes | memoryview,
+        allowed: frozenset[tuple[str, str]],
+        buffers: list[memoryview] | None = None,
+    ) -> None:
+        super().__init__(io.BytesIO(data), buffers=buffers)
         self._allowed = allowed
 
     def find_class(self, module: str, name: str) -> Any:
@@ -210,7 +286,14 @@ class SafePickleSerializer:
     def dumps(self, obj: Any) -> bytes:
         return self._pickle.dumps(obj)
 
+    def dumps_parts(self, obj: Any) -> list[bytes | memoryview]:
+        """See :meth:`PickleSerializer.dumps_parts`."""
+        return self._pickle.dumps_parts(obj)
+
     def loads(self, data: bytes) -> Any:
+        if _is_framed(data):
+            head, buffers = _unframe(data)
+            return _RestrictedUnpickler(head, self._allowed, buffers).load()
         return _RestrictedUnpickler(data, self._allowed).load()
 
     def __repr__(self) -> str:

@@ -221,10 +221,29 @@ class LocalExecutor:
             Release: lambda e: store.release_claim(e.fingerprint, e.owner),
             Execute: execute,
             Sleep: lambda e: time.sleep(e.seconds),
-            Serialize: lambda e: serializer.dumps(e.value),
-            PutBlob: lambda e: store.put_blob(e.data),
+            Serialize: lambda e: serialize(serializer, e.value),
+            PutBlob: lambda e: put_blob(store, e.data),
             PutCommit: put_commit,
         }
+
+
+def serialize(serializer: Serializer, value: Any) -> bytes | list[bytes | memoryview]:
+    """Serialize a result, as chunks when the serializer can avoid copying large buffers."""
+    parts = getattr(serializer, "dumps_parts", None)
+    if parts is not None:
+        chunks: list[bytes | memoryview] = parts(value)
+        return chunks[0] if len(chunks) == 1 and isinstance(chunks[0], bytes) else chunks
+    return serializer.dumps(value)
+
+
+def put_blob(store: Store, data: bytes | list[bytes | memoryview]) -> Any:
+    """Store serialized bytes, handing chunks to stores that write them without joining."""
+    if isinstance(data, list):
+        put_parts = getattr(store, "put_blob_parts", None)
+        if put_parts is not None:
+            return put_parts(data)
+        data = b"".join(data)
+    return store.put_blob(data)
 
 
 def _load_ref(ref: Any) -> Any:

@@ -1,4 +1,5 @@
-"""The ``meta.db`` schema of :class:`~cashet.stores.sqlite.SQLiteStore` and its migrations.
+"""The ``meta.db`` schema of :class:`~cashet.stores.sqlite.SQLiteStore`, its migrations and
+the constant SQL of its queries (constant strings: each is prepared once per connection).
 
 ``PRAGMA user_version`` holds the schema version. ``MIGRATIONS[i]`` is the list of
 statements that takes a database from version ``i`` to ``i + 1``; version 0 is an empty file.
@@ -11,7 +12,10 @@ number of commits whose result it is) and the removal of a deleted commit's tags
 
 from __future__ import annotations
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION"]
+from typing import Any
+
+from cashet.models import TaskStatus
+from cashet.protocols import TagQuery
 
 _V1: tuple[str, ...] = (
     # A commit's columns exist for the indexes; ``body`` (commit_to_json) is what is
@@ -148,3 +152,96 @@ _V1: tuple[str, ...] = (
 #: ``MIGRATIONS[i]`` upgrades a database from ``user_version`` i to i + 1.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1,)
 SCHEMA_VERSION = len(MIGRATIONS)
+
+
+# Queries
+
+SELECT_COMMIT = "SELECT body, last_accessed FROM commits"
+GET_COMMIT = f"{SELECT_COMMIT} WHERE hash = ?"
+# The cache lookup: one range of the (fingerprint, created_at) index, newest first. The
+# unary + keeps the planner off the (status, created_at) index, which it would otherwise
+# pick to avoid a sort and then walk every completed commit.
+FIND = (
+    f"{SELECT_COMMIT} WHERE fingerprint = ? AND +status = 'completed' AND +cache = 1"
+    " AND (expires_at IS NULL OR expires_at > ?) ORDER BY created_at DESC, rowid DESC LIMIT 1"
+)
+LATEST = f"{SELECT_COMMIT} WHERE fingerprint = ? ORDER BY created_at DESC, rowid DESC LIMIT 1"
+HISTORY = (
+    f"{SELECT_COMMIT} WHERE fingerprint = (SELECT fingerprint FROM commits WHERE hash = ?)"
+    " AND (expires_at IS NULL OR expires_at > ?) ORDER BY created_at, rowid"
+)
+ITER = (
+    "SELECT body, last_accessed, created_at, rowid FROM commits"
+    " WHERE (created_at, rowid) > (?, ?) ORDER BY created_at, rowid LIMIT ?"
+)
+PREFIX = "SELECT hash FROM commits WHERE hash >= ? AND hash < ? ORDER BY hash LIMIT ?"
+INSERT_COMMIT = (
+    "INSERT OR IGNORE INTO commits (hash, fingerprint, func_name, status, created_at,"
+    " expires_at, last_accessed, cache, result_hash, result_size, parent_hash, body)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+INSERT_TAG = "INSERT OR IGNORE INTO commit_tags (commit_hash, key, value) VALUES (?, ?, ?)"
+TOUCH = "UPDATE commits SET last_accessed = ? WHERE hash = ?"
+RESULT_OF = "SELECT result_hash FROM commits WHERE hash = ?"
+DELETE_COMMIT = "DELETE FROM commits WHERE hash = ?"
+LEAST_USED = (
+    "SELECT hash FROM commits WHERE coalesce(last_accessed, created_at) < ?"
+    " ORDER BY coalesce(last_accessed, created_at) LIMIT ?"
+)
+EXPIRED = "SELECT hash FROM commits WHERE expires_at <= ? LIMIT ?"
+BLOB_READ = "SELECT inline FROM blobs WHERE hash = ?"
+BLOB_STATE = "SELECT stored_size, inline, refcount, created_at FROM blobs WHERE hash = ?"
+BLOB_INFO = "SELECT stored_size, inline IS NULL, refcount FROM blobs WHERE hash = ?"
+# A new row counts the commits already pointing at it, so a blob re-created after it was
+# lost (see put_blob) gets its true reference count back.
+BLOB_UPSERT = (
+    "INSERT INTO blobs (hash, size, stored_size, inline, refcount, created_at)"
+    " VALUES (?1, ?2, ?3, ?4, (SELECT count(*) FROM commits WHERE result_hash = ?1), ?5)"
+    " ON CONFLICT (hash) DO UPDATE SET stored_size = excluded.stored_size,"
+    " inline = excluded.inline, created_at = excluded.created_at"
+)
+DELETE_BLOB = "DELETE FROM blobs WHERE hash = ?"
+ORPHANS = "SELECT hash, inline IS NULL FROM blobs WHERE refcount = 0 AND created_at < ? LIMIT ?"
+STATS = (
+    "SELECT total_commits, completed_commits, blob_objects, blob_bytes, inline_objects,"
+    " inline_bytes FROM counters WHERE id = 0"
+)
+STORED_BYTES = "SELECT blob_bytes + inline_bytes FROM counters WHERE id = 0"
+ORPHAN_BYTES = "SELECT coalesce(sum(stored_size), 0) FROM blobs WHERE refcount = 0"
+GET_CLAIM = (
+    "SELECT owner, host, pid, expires_at, func_name, claimed_at FROM claims WHERE fingerprint = ?"
+)
+PUT_CLAIM = (
+    "INSERT INTO claims (fingerprint, owner, host, pid, expires_at, func_name, claimed_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (fingerprint) DO UPDATE SET"
+    " owner = excluded.owner, host = excluded.host, pid = excluded.pid,"
+    " expires_at = excluded.expires_at, func_name = excluded.func_name,"
+    " claimed_at = excluded.claimed_at"
+)
+RENEW_CLAIM = "UPDATE claims SET expires_at = ? WHERE fingerprint = ? AND owner = ?"
+RELEASE_CLAIM = "DELETE FROM claims WHERE fingerprint = ? AND owner = ?"
+STALE_CLAIMS = "DELETE FROM claims WHERE expires_at < ?"
+
+
+def filters(
+    func_name: str | None, status: TaskStatus | str | None, tags: TagQuery | None
+) -> tuple[str, list[Any]]:
+    """Build the WHERE clause of a commit query; each tag is one lookup in the tag index."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    if func_name is not None:
+        clauses.append("func_name = ?")
+        params.append(func_name)
+    if status is not None:
+        clauses.append("status = ?")
+        params.append(TaskStatus.parse(status).value)
+    for key, value in (tags or {}).items():
+        if value is None:
+            clauses.append("hash IN (SELECT commit_hash FROM commit_tags WHERE key = ?)")
+            params.append(key)
+        else:
+            clauses.append(
+                "hash IN (SELECT commit_hash FROM commit_tags WHERE key = ? AND value = ?)"
+            )
+            params += [key, value]
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), params

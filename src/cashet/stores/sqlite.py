@@ -20,7 +20,7 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,6 +31,7 @@ from cashet import _lease
 from cashet.errors import BlobCorruptedError, BlobMissingError, StoreError
 from cashet.models import Commit, Lease, ObjectRef, TaskDef, TaskStatus
 from cashet.protocols import TagQuery
+from cashet.stores import _sqlite_schema as sql
 from cashet.stores._codec import (
     BLOB_RAW,
     BLOB_ZSTD,
@@ -41,7 +42,6 @@ from cashet.stores._codec import (
     encode_blob,
     verify_blob,
 )
-from cashet.stores._sqlite_schema import MIGRATIONS, SCHEMA_VERSION
 
 __all__ = ["SQLiteStore"]
 
@@ -65,75 +65,6 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 _HEX = "0123456789abcdef"
-_COMMIT = "SELECT body, last_accessed FROM commits"
-_SQL_GET_COMMIT = f"{_COMMIT} WHERE hash = ?"
-# The cache lookup: one range of the (fingerprint, created_at) index, newest first. The
-# unary + keeps the planner off the (status, created_at) index, which it would otherwise
-# pick to avoid a sort and then walk every completed commit.
-_SQL_FIND = (
-    f"{_COMMIT} WHERE fingerprint = ? AND +status = 'completed' AND +cache = 1"
-    " AND (expires_at IS NULL OR expires_at > ?) ORDER BY created_at DESC, rowid DESC LIMIT 1"
-)
-_SQL_LATEST = f"{_COMMIT} WHERE fingerprint = ? ORDER BY created_at DESC, rowid DESC LIMIT 1"
-_SQL_HISTORY = (
-    f"{_COMMIT} WHERE fingerprint = (SELECT fingerprint FROM commits WHERE hash = ?)"
-    " AND (expires_at IS NULL OR expires_at > ?) ORDER BY created_at, rowid"
-)
-_SQL_ITER = (
-    "SELECT body, last_accessed, created_at, rowid FROM commits"
-    " WHERE (created_at, rowid) > (?, ?) ORDER BY created_at, rowid LIMIT ?"
-)
-_SQL_PREFIX = "SELECT hash FROM commits WHERE hash >= ? AND hash < ? ORDER BY hash LIMIT ?"
-_SQL_INSERT_COMMIT = (
-    "INSERT OR IGNORE INTO commits (hash, fingerprint, func_name, status, created_at,"
-    " expires_at, last_accessed, cache, result_hash, result_size, parent_hash, body)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
-_SQL_INSERT_TAG = "INSERT OR IGNORE INTO commit_tags (commit_hash, key, value) VALUES (?, ?, ?)"
-_SQL_TOUCH = "UPDATE commits SET last_accessed = ? WHERE hash = ?"
-_SQL_RESULT_OF = "SELECT result_hash FROM commits WHERE hash = ?"
-_SQL_DELETE_COMMIT = "DELETE FROM commits WHERE hash = ?"
-_SQL_LEAST_USED = (
-    "SELECT hash FROM commits WHERE coalesce(last_accessed, created_at) < ?"
-    " ORDER BY coalesce(last_accessed, created_at) LIMIT ?"
-)
-_SQL_EXPIRED = "SELECT hash FROM commits WHERE expires_at <= ? LIMIT ?"
-_SQL_BLOB_READ = "SELECT inline FROM blobs WHERE hash = ?"
-_SQL_BLOB_STATE = "SELECT stored_size, inline, refcount, created_at FROM blobs WHERE hash = ?"
-_SQL_BLOB_IS_FILE = "SELECT inline IS NULL FROM blobs WHERE hash = ?"
-_SQL_BLOB_REFS = "SELECT refcount, inline IS NULL FROM blobs WHERE hash = ?"
-_SQL_HAS_BLOB = "SELECT stored_size, inline IS NULL FROM blobs WHERE hash = ?"
-# A new row counts the commits already pointing at it, so a blob re-created after it was
-# lost (see put_blob) gets its true reference count back.
-_SQL_BLOB_UPSERT = (
-    "INSERT INTO blobs (hash, size, stored_size, inline, refcount, created_at)"
-    " VALUES (?1, ?2, ?3, ?4, (SELECT count(*) FROM commits WHERE result_hash = ?1), ?5)"
-    " ON CONFLICT (hash) DO UPDATE SET stored_size = excluded.stored_size,"
-    " inline = excluded.inline, created_at = excluded.created_at"
-)
-_SQL_DELETE_BLOB = "DELETE FROM blobs WHERE hash = ?"
-_SQL_ORPHANS = (
-    "SELECT hash, inline IS NULL FROM blobs WHERE refcount = 0 AND created_at < ? LIMIT ?"
-)
-_SQL_STATS = (
-    "SELECT total_commits, completed_commits, blob_objects, blob_bytes, inline_objects,"
-    " inline_bytes FROM counters WHERE id = 0"
-)
-_SQL_STORED_BYTES = "SELECT blob_bytes + inline_bytes FROM counters WHERE id = 0"
-_SQL_ORPHAN_BYTES = "SELECT coalesce(sum(stored_size), 0) FROM blobs WHERE refcount = 0"
-_SQL_GET_CLAIM = (
-    "SELECT owner, host, pid, expires_at, func_name, claimed_at FROM claims WHERE fingerprint = ?"
-)
-_SQL_PUT_CLAIM = (
-    "INSERT INTO claims (fingerprint, owner, host, pid, expires_at, func_name, claimed_at)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (fingerprint) DO UPDATE SET"
-    " owner = excluded.owner, host = excluded.host, pid = excluded.pid,"
-    " expires_at = excluded.expires_at, func_name = excluded.func_name,"
-    " claimed_at = excluded.claimed_at"
-)
-_SQL_RENEW_CLAIM = "UPDATE claims SET expires_at = ? WHERE fingerprint = ? AND owner = ?"
-_SQL_RELEASE_CLAIM = "DELETE FROM claims WHERE fingerprint = ? AND owner = ?"
-_SQL_STALE_CLAIMS = "DELETE FROM claims WHERE expires_at < ?"
 
 
 def _ts(dt: datetime) -> float:
@@ -171,30 +102,6 @@ def _unlink(path: str) -> None:
 def _is_busy(exc: sqlite3.Error) -> bool:
     code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
     return code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or "locked" in str(exc)
-
-
-def _filters(
-    func_name: str | None, status: TaskStatus | str | None, tags: TagQuery | None
-) -> tuple[str, list[Any]]:
-    """Build the WHERE clause of a commit query; each tag is one lookup in the tag index."""
-    clauses: list[str] = []
-    params: list[Any] = []
-    if func_name is not None:
-        clauses.append("func_name = ?")
-        params.append(func_name)
-    if status is not None:
-        clauses.append("status = ?")
-        params.append(TaskStatus.parse(status).value)
-    for key, value in (tags or {}).items():
-        if value is None:
-            clauses.append("hash IN (SELECT commit_hash FROM commit_tags WHERE key = ?)")
-            params.append(key)
-        else:
-            clauses.append(
-                "hash IN (SELECT commit_hash FROM commit_tags WHERE key = ? AND value = ?)"
-            )
-            params += [key, value]
-    return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
 
 
 class SQLiteStore:
@@ -326,15 +233,15 @@ class SQLiteStore:
     def _error(self, exc: sqlite3.Error) -> StoreError:
         return StoreError(f"{self._db_file}: {exc}")
 
-    def _one(self, sql: str, params: tuple[Any, ...]) -> Any:
+    def _one(self, query: str, params: tuple[Any, ...]) -> Any:
         try:
-            return self._conn().execute(sql, params).fetchone()
+            return self._conn().execute(query, params).fetchone()
         except sqlite3.Error as exc:
             raise self._error(exc) from exc
 
-    def _all(self, sql: str, params: tuple[Any, ...] | list[Any]) -> list[Any]:
+    def _all(self, query: str, params: tuple[Any, ...] | list[Any]) -> list[Any]:
         try:
-            return self._conn().execute(sql, params).fetchall()
+            return self._conn().execute(query, params).fetchall()
         except sqlite3.Error as exc:
             raise self._error(exc) from exc
 
@@ -374,7 +281,7 @@ class SQLiteStore:
     def _migrate(self) -> None:
         conn = self._conn()
         version = self._one("PRAGMA user_version", ())[0]
-        if version == SCHEMA_VERSION:
+        if version == sql.SCHEMA_VERSION:
             return
         self._check_version(version)
         try:
@@ -386,16 +293,16 @@ class SQLiteStore:
             # Re-read under the write lock: another process may have migrated meanwhile.
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             self._check_version(version)
-            for step in MIGRATIONS[version:]:
+            for step in sql.MIGRATIONS[version:]:
                 for statement in step:
                     conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.execute(f"PRAGMA user_version = {sql.SCHEMA_VERSION}")
 
     def _check_version(self, version: int) -> None:
-        if version > SCHEMA_VERSION:
+        if version > sql.SCHEMA_VERSION:
             raise StoreError(
-                f"{self._db_file} has schema version {version}, newer than the {SCHEMA_VERSION} "
-                "this cashet knows: upgrade cashet to open it"
+                f"{self._db_file} has schema version {version}, newer than the "
+                f"{sql.SCHEMA_VERSION} this cashet knows: upgrade cashet to open it"
             )
 
     # blobs
@@ -414,7 +321,7 @@ class SQLiteStore:
         """
         h = blob_hash(data)
         ref = ObjectRef(h, len(data))
-        row = self._one(_SQL_BLOB_STATE, (h,))
+        row = self._one(sql.BLOB_STATE, (h,))
         if (
             row is not None
             and self._intact(h, row[0], row[1], data)
@@ -429,13 +336,13 @@ class SQLiteStore:
         if not inline and not _has_file(path, len(encoded)):
             self._write_file(path, encoded)  # outside the lock: other writers go on
         with self._transact() as conn:
-            was = conn.execute(_SQL_BLOB_IS_FILE, (h,)).fetchone()
+            was = conn.execute(sql.BLOB_INFO, (h,)).fetchone()
             conn.execute(
-                _SQL_BLOB_UPSERT,
+                sql.BLOB_UPSERT,
                 (h, len(data), len(encoded), encoded if inline else None, time.time()),
             )
             if inline:
-                if was is not None and was[0]:
+                if was is not None and was[1]:
                     _unlink(path)  # the blob moved into meta.db
             elif not _has_file(path, len(encoded)):
                 # Deletes unlink inside their transaction, so under this lock a file that
@@ -479,7 +386,7 @@ class SQLiteStore:
                 removed, so that storing the same bytes again repairs the blob.
         """
         h = ref.hash
-        row = self._one(_SQL_BLOB_READ, (h,))
+        row = self._one(sql.BLOB_READ, (h,))
         if row is None:
             raise BlobMissingError(f"blob {h} is not in the store {self._path}", h)
         inline = row[0]
@@ -532,7 +439,7 @@ class SQLiteStore:
 
     def has_blob(self, hash: str) -> bool:
         """Return whether the blob is recorded and its file (if any) is present."""
-        row = self._one(_SQL_HAS_BLOB, (hash,))
+        row = self._one(sql.BLOB_INFO, (hash,))
         return row is not None and (not row[1] or _has_file(self._blob_path(hash), row[0]))
 
     # commits
@@ -563,24 +470,24 @@ class SQLiteStore:
         )
         with self._transact() as conn:
             # Triggers count the commit and the blob reference, only if really inserted.
-            if conn.execute(_SQL_INSERT_COMMIT, row).rowcount and commit.tags:
+            if conn.execute(sql.INSERT_COMMIT, row).rowcount and commit.tags:
                 conn.executemany(
-                    _SQL_INSERT_TAG, [(commit.hash, k, str(v)) for k, v in commit.tags.items()]
+                    sql.INSERT_TAG, [(commit.hash, k, str(v)) for k, v in commit.tags.items()]
                 )
 
     def get_commit(self, hash: str) -> Commit | None:
         """Return the commit with this full hash, or ``None``."""
-        row = self._one(_SQL_GET_COMMIT, (hash,))
+        row = self._one(sql.GET_COMMIT, (hash,))
         return None if row is None else _commit(row)
 
     def find_by_fingerprint(self, fingerprint: str) -> Commit | None:
         """Return the newest completed, cacheable, unexpired commit of ``fingerprint``."""
-        row = self._one(_SQL_FIND, (fingerprint, time.time()))
+        row = self._one(sql.FIND, (fingerprint, time.time()))
         return None if row is None else _commit(row)
 
     def latest_for_fingerprint(self, fingerprint: str) -> Commit | None:
         """Return the newest commit of ``fingerprint`` whatever its status or expiry."""
-        row = self._one(_SQL_LATEST, (fingerprint,))
+        row = self._one(sql.LATEST, (fingerprint,))
         return None if row is None else _commit(row)
 
     def find_running_by_fingerprint(self, fingerprint: str) -> Commit | None:
@@ -624,18 +531,18 @@ class SQLiteStore:
         """
         if limit is not None and limit < 0:
             raise ValueError(f"limit must not be negative, got {limit}")
-        where, params = _filters(func_name, status, tags)
-        sql = f"{_COMMIT}{where} ORDER BY created_at DESC, rowid DESC"
+        where, params = sql.filters(func_name, status, tags)
+        query = f"{sql.SELECT_COMMIT}{where} ORDER BY created_at DESC, rowid DESC"
         if limit is not None:
-            sql += " LIMIT ?"
+            query += " LIMIT ?"
             params.append(limit)
-        return [_commit(row) for row in self._all(sql, params)]
+        return [_commit(row) for row in self._all(query, params)]
 
     def iter_commits(self) -> Iterator[Commit]:
         """Yield every commit, oldest first, a batch at a time (no long read transaction)."""
         after: tuple[float, int] = (-math.inf, 0)
         while True:
-            rows = self._all(_SQL_ITER, (*after, self._BATCH))
+            rows = self._all(sql.ITER, (*after, self._BATCH))
             for row in rows:
                 yield _commit(row)
             if len(rows) < self._BATCH:
@@ -647,7 +554,7 @@ class SQLiteStore:
 
         An unknown hash gives ``[]``.
         """
-        return [_commit(row) for row in self._all(_SQL_HISTORY, (hash, time.time()))]
+        return [_commit(row) for row in self._all(sql.HISTORY, (hash, time.time()))]
 
     def resolve_prefix(self, prefix: str, limit: int = 20) -> list[str]:
         """Return up to ``limit`` full commit hashes starting with ``prefix``, sorted.
@@ -659,12 +566,12 @@ class SQLiteStore:
         if not p or len(p) > 64 or p.strip(_HEX):
             raise ValueError(f"{prefix!r} is not a hash prefix (1-64 hex digits)")
         # Every hash starting with p sorts in [p, p + "g"): "g" follows every hex digit.
-        return [row[0] for row in self._all(_SQL_PREFIX, (p, p + "g", limit))]
+        return [row[0] for row in self._all(sql.PREFIX, (p, p + "g", limit))]
 
     def touch(self, hash: str, when: datetime) -> None:
         """Set the commit's ``last_accessed`` to ``when`` (an unknown hash is ignored)."""
         with self._transact() as conn:
-            conn.execute(_SQL_TOUCH, (_ts(when), hash))
+            conn.execute(sql.TOUCH, (_ts(when), hash))
 
     # lifecycle
 
@@ -675,7 +582,7 @@ class SQLiteStore:
         ``blob_objects``, ``blob_bytes``, ``inline_objects``, ``inline_bytes``; sizes are
         the stored (encoded, possibly compressed) bytes.
         """
-        total, completed, files, file_bytes, inline, inline_bytes = self._one(_SQL_STATS, ())
+        total, completed, files, file_bytes, inline, inline_bytes = self._one(sql.STATS, ())
         return {
             "total_commits": total,
             "completed_commits": completed,
@@ -699,31 +606,35 @@ class SQLiteStore:
             The number of commits removed.
         """
         now = time.time()
-        removed = self._delete_where(_SQL_LEAST_USED, _ts(older_than))
-        removed += self._delete_where(_SQL_EXPIRED, now)
-        while True:
-            with self._transact() as conn:
-                orphans = conn.execute(_SQL_ORPHANS, (now - self.orphan_grace, self._BATCH))
-                rows = orphans.fetchall()
-                for h, is_file in rows:
-                    self._drop_blob(conn, h, is_file)
-            if len(rows) < self._BATCH:
-                break
+
+        def delete_commit(conn: sqlite3.Connection, row: Any) -> bool:
+            return self._delete(conn, row[0])
+
+        removed = self._in_batches(sql.LEAST_USED, _ts(older_than), delete_commit)
+        removed += self._in_batches(sql.EXPIRED, now, delete_commit)
+        self._in_batches(sql.ORPHANS, now - self.orphan_grace, self._drop_blob_row)
         if max_size_bytes is not None:
             removed += self._shrink(max_size_bytes)
         with self._transact() as conn:
-            conn.execute(_SQL_STALE_CLAIMS, (now - self._STALE_LEASE_SECONDS,))
+            conn.execute(sql.STALE_CLAIMS, (now - self._STALE_LEASE_SECONDS,))
         return removed
 
-    def _delete_where(self, sql: str, bound: float) -> int:
-        removed = 0
+    def _in_batches(
+        self, query: str, bound: float, delete: Callable[[sqlite3.Connection, Any], bool | None]
+    ) -> int:
+        """Apply ``delete`` to the rows ``query`` finds, one short transaction per batch.
+
+        Returns:
+            How many calls of ``delete`` returned true.
+        """
+        done = 0
         while True:
             with self._transact() as conn:
-                hashes = [row[0] for row in conn.execute(sql, (bound, self._BATCH))]
-                for h in hashes:
-                    removed += self._delete(conn, h)
-            if len(hashes) < self._BATCH:
-                return removed
+                rows = conn.execute(query, (bound, self._BATCH)).fetchall()
+                for row in rows:
+                    done += bool(delete(conn, row))
+            if len(rows) < self._BATCH:
+                return done
 
     def _shrink(self, max_size_bytes: int) -> int:
         removed = 0
@@ -731,14 +642,13 @@ class SQLiteStore:
             with self._transact() as conn:
                 # Young unreferenced blobs (their commits may be on the way) cannot be freed
                 # by removing commits; counting them would remove every commit in vain.
-                limit = max_size_bytes + conn.execute(_SQL_ORPHAN_BYTES).fetchone()[0]
-                hashes = [row[0] for row in conn.execute(_SQL_LEAST_USED, (math.inf, self._BATCH))]
-                for h in hashes:
-                    if conn.execute(_SQL_STORED_BYTES).fetchone()[0] <= limit:
-                        hashes = []
-                        break
+                limit = max_size_bytes + conn.execute(sql.ORPHAN_BYTES).fetchone()[0]
+                batch = conn.execute(sql.LEAST_USED, (math.inf, self._BATCH)).fetchall()
+                for (h,) in batch:
+                    if conn.execute(sql.STORED_BYTES).fetchone()[0] <= limit:
+                        return removed
                     removed += self._delete(conn, h)
-            if len(hashes) < self._BATCH:
+            if len(batch) < self._BATCH:
                 return removed
 
     def delete_commit(self, hash: str) -> bool:
@@ -761,24 +671,27 @@ class SQLiteStore:
         """
         if not tags:
             raise ValueError("refusing to delete everything: no tags given")
-        where, params = _filters(None, None, tags)
+        where, params = sql.filters(None, None, tags)
         with self._transact() as conn:
             hashes = [row[0] for row in conn.execute(f"SELECT hash FROM commits{where}", params)]
             return sum(self._delete(conn, h) for h in hashes)
 
     def _delete(self, conn: sqlite3.Connection, hash: str) -> bool:
-        row = conn.execute(_SQL_RESULT_OF, (hash,)).fetchone()
+        row = conn.execute(sql.RESULT_OF, (hash,)).fetchone()
         if row is None:
             return False
-        conn.execute(_SQL_DELETE_COMMIT, (hash,))  # triggers: counters, tags, refcount
+        conn.execute(sql.DELETE_COMMIT, (hash,))  # triggers: counters, tags, refcount
         if row[0] is not None:
-            blob = conn.execute(_SQL_BLOB_REFS, (row[0],)).fetchone()
-            if blob is not None and blob[0] <= 0:
+            blob = conn.execute(sql.BLOB_INFO, (row[0],)).fetchone()
+            if blob is not None and blob[2] <= 0:
                 self._drop_blob(conn, row[0], blob[1])
         return True
 
+    def _drop_blob_row(self, conn: sqlite3.Connection, row: Any) -> None:
+        self._drop_blob(conn, row[0], row[1])
+
     def _drop_blob(self, conn: sqlite3.Connection, hash: str, is_file: bool) -> None:
-        conn.execute(_SQL_DELETE_BLOB, (hash,))
+        conn.execute(sql.DELETE_BLOB, (hash,))
         if is_file:
             # Unlinked inside the transaction, so that a concurrent put_blob of the same
             # bytes, which checks the file under the same lock, sees it gone. Should the
@@ -789,7 +702,7 @@ class SQLiteStore:
     # leases
 
     def _live_claim(self, fingerprint: str) -> tuple[Lease, float] | None:
-        row = self._one(_SQL_GET_CLAIM, (fingerprint,))
+        row = self._one(sql.GET_CLAIM, (fingerprint,))
         if row is None:
             return None
         lease = _lease_of(row)
@@ -808,7 +721,7 @@ class SQLiteStore:
         """
         now = datetime.now(UTC)
         with self._transact() as conn:
-            row = conn.execute(_SQL_GET_CLAIM, (fingerprint,)).fetchone()
+            row = conn.execute(sql.GET_CLAIM, (fingerprint,)).fetchone()
             if (
                 row is not None
                 and row[0] != lease.owner
@@ -816,7 +729,7 @@ class SQLiteStore:
             ):
                 return False
             conn.execute(
-                _SQL_PUT_CLAIM,
+                sql.PUT_CLAIM,
                 (
                     fingerprint,
                     lease.owner,
@@ -841,13 +754,13 @@ class SQLiteStore:
             ``False`` when ``owner`` no longer holds the lease (someone took it over).
         """
         with self._transact() as conn:
-            cur = conn.execute(_SQL_RENEW_CLAIM, (_ts(expires_at), fingerprint, owner))
+            cur = conn.execute(sql.RENEW_CLAIM, (_ts(expires_at), fingerprint, owner))
             return cur.rowcount == 1
 
     def release_claim(self, fingerprint: str, owner: str) -> None:
         """Drop the lease on ``fingerprint`` if ``owner`` holds it; otherwise do nothing."""
         with self._transact() as conn:
-            conn.execute(_SQL_RELEASE_CLAIM, (fingerprint, owner))
+            conn.execute(sql.RELEASE_CLAIM, (fingerprint, owner))
 
     def wait_for_release(self, fingerprint: str, timeout: float) -> None:
         """Block until nobody holds a live lease on ``fingerprint``, or ``timeout`` seconds.

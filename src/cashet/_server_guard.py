@@ -1,0 +1,142 @@
+"""The HTTP server's outermost layer, pure ASGI: Bearer-token auth and the body-size limit.
+
+Runs before routing and before a single body byte is read, so an unauthenticated client
+gets a 401 on every path (unknown ones and ``/openapi.json`` included) and cannot make the
+server buffer a large body. Headers are handled as raw bytes: no header content (non-ASCII,
+control bytes, a wrong scheme, duplicates) can raise, so each of those is a 401, never a 500.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = ["BodyTooLarge", "Guard", "bearer_credentials", "send_json"]
+
+
+class BodyTooLarge(Exception):
+    """Raised by the guarded ``receive`` once a body outgrows the limit (a 413)."""
+
+
+async def send_json(
+    send: Send,
+    status: int,
+    body: dict[str, Any],
+    headers: tuple[tuple[bytes, bytes], ...] = (),
+) -> None:
+    """Send a complete JSON response on a raw ASGI ``send``."""
+    data = json.dumps(body, ensure_ascii=True).encode("ascii")
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(data)).encode("ascii")),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": data})
+
+
+def bearer_credentials(headers: list[tuple[bytes, bytes]]) -> bytes | None:
+    """The credentials of the single ``Authorization: Bearer <token>`` header, else ``None``.
+
+    The scheme is case-insensitive and may be followed by several spaces (RFC 6750). Two
+    ``Authorization`` headers are ambiguous and refused.
+    """
+    found: bytes | None = None
+    for name, value in headers:
+        if name.lower() == b"authorization":
+            if found is not None:
+                return None
+            found = value
+    if found is None:
+        return None
+    scheme, _, credentials = found.strip(b" \t").partition(b" ")
+    credentials = credentials.strip(b" \t")
+    if scheme.lower() != b"bearer" or not credentials:
+        return None
+    return credentials
+
+
+_UNAUTHORIZED_HEADERS = ((b"www-authenticate", b'Bearer realm="cashet"'),)
+
+
+class Guard:
+    """ASGI middleware: refuse unauthenticated requests and oversized bodies up front.
+
+    Args:
+        app: the wrapped app.
+        token: the Bearer token every HTTP request must carry (``None``: no auth).
+        max_body_bytes: larger bodies are refused with 413 — at once when
+            ``Content-Length`` says so, else when the streamed body passes the limit.
+    """
+
+    def __init__(self, app: ASGIApp, token: str | None, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        # Digests of equal length: the comparison takes the same time whatever was sent.
+        self._digest = None if token is None else hashlib.sha256(token.encode()).digest()
+
+    def authorized(self, headers: list[tuple[bytes, bytes]]) -> bool:
+        """Whether the request's headers carry the token (always, without a token)."""
+        if self._digest is None:
+            return True
+        given = bearer_credentials(headers)
+        candidate = hashlib.sha256(given or b"").digest()
+        return hmac.compare_digest(candidate, self._digest) and given is not None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":  # none are served; close before any handshake
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        if scope["type"] != "http":  # lifespan
+            await self.app(scope, receive, send)
+            return
+        headers: list[tuple[bytes, bytes]] = scope["headers"]
+        if not self.authorized(headers):
+            await send_json(
+                send, 401, {"error": "missing or invalid bearer token"}, _UNAUTHORIZED_HEADERS
+            )
+            return
+        lengths = [v for k, v in headers if k.lower() == b"content-length"]
+        if lengths:
+            text = lengths[0].strip()
+            if len(lengths) > 1 or not text.isdigit() or len(text) > 18:
+                await send_json(send, 400, {"error": "invalid Content-Length header"})
+                return
+            if int(text) > self.max_body_bytes:
+                await send_json(send, 413, {"error": "request body too large"})
+                return
+
+        limit = self.max_body_bytes
+        received = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except BodyTooLarge:
+            # Handlers turn it into a 413 themselves; this is for any that do not.
+            if not started:
+                await send_json(send, 413, {"error": "request body too large"})

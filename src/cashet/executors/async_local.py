@@ -1,0 +1,296 @@
+"""``AsyncLocalExecutor``: the asyncio driver of the call flow (:mod:`cashet._core`).
+
+The flow — lookup, lease, execute, store, release — is the same generator the sync
+:class:`~cashet.executors.local.LocalExecutor` drives; here each effect is answered with an
+``await``. Task functions: an ``async def`` is awaited on the loop (under
+``asyncio.timeout`` when it has a timeout, so a timed-out attempt is really cancelled); a
+plain function runs in a worker thread (``asyncio.to_thread``; its timeout is soft, as in
+``LocalExecutor``). While a task runs, an asyncio task renews its lease.
+
+Cancelling the coroutine awaiting ``submit`` throws ``asyncio.CancelledError`` into the
+flow: its ``finally`` releases the lease (shielded, so it completes), then the error goes
+on. See ``tests/test_async_client.py::test_cancel_releases_lease``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+from cashet._core import (
+    Claim,
+    Execute,
+    LatestFor,
+    Lookup,
+    Outcome,
+    PutBlob,
+    PutCommit,
+    Release,
+    Serialize,
+    Sleep,
+    Touch,
+    WaitRelease,
+    call_flow,
+)
+from cashet._refs import find_refs, replace_refs
+from cashet.errors import StoreError, TaskTimeoutError
+from cashet.executors.local import LocalExecutor, _run_inline, describe_call
+from cashet.models import AsyncResultRef, Commit, TaskDef, utcnow
+from cashet.protocols import AsyncStore, Serializer
+
+__all__ = ["AsyncLocalExecutor", "is_big", "run_flow_async"]
+
+log = logging.getLogger("cashet")
+
+Handler = Callable[[Any], Awaitable[Any]]
+
+#: Values estimated at least this large are hashed, pickled and unpickled in a thread: below
+#: it, the work costs less than the thread hop (and stays well under a millisecond).
+BIG_BYTES = 1 << 20
+#: Containers longer than this count as big without looking further.
+_BIG_LEN = 10_000
+#: How many objects the size estimate looks at before it calls a value big.
+_VISIT_BUDGET = 64
+_SCALARS = frozenset({type(None), bool, int, float, complex})
+_SIZED = frozenset({str, bytes, bytearray})
+
+
+def is_big(obj: Any, limit: int = BIG_BYTES) -> bool:
+    """Guess cheaply whether hashing or (de)serializing ``obj`` may block for long.
+
+    Looks at a bounded number of objects: lengths of strings and bytes, ``nbytes`` of
+    arrays, sizes of pandas objects, and the items of containers and instance dicts. What
+    it cannot bound within :data:`_VISIT_BUDGET` objects counts as big (off the loop).
+    """
+    budget = [_VISIT_BUDGET]
+    total = [0]
+
+    def visit(o: Any) -> bool:  # True = big
+        t = type(o)
+        if t in _SCALARS:
+            return False
+        budget[0] -= 1
+        if budget[0] < 0:
+            return True
+        if t in _SIZED:
+            total[0] += len(o)
+            return total[0] >= limit
+        if t is memoryview:
+            total[0] += o.nbytes
+            return total[0] >= limit
+        nbytes = getattr(o, "nbytes", None)
+        if isinstance(nbytes, int):  # numpy arrays, pandas Series/Index
+            total[0] += nbytes
+            return total[0] >= limit
+        module = getattr(t, "__module__", "") or ""
+        if module.startswith("pandas"):
+            size = getattr(o, "size", None)  # DataFrame: rows x columns
+            return not isinstance(size, int) or size * 8 >= limit
+        if t is dict or isinstance(o, dict):
+            if len(o) > _BIG_LEN:
+                return True
+            return any(visit(k) or visit(v) for k, v in o.items())
+        if isinstance(o, list | tuple | set | frozenset):
+            if len(o) > _BIG_LEN:
+                return True
+            return any(visit(x) for x in o)
+        state = getattr(o, "__dict__", None)
+        if isinstance(state, dict):
+            return visit(state)
+        return False
+
+    return visit(obj)
+
+
+async def run_flow_async(flow: Any, handlers: dict[type, Handler]) -> Commit:
+    """Run a call-flow generator to completion, awaiting each effect's handler.
+
+    The asyncio twin of :func:`cashet.executors.local.run_flow`: an exception from a handler
+    (``asyncio.CancelledError`` and ``KeyboardInterrupt`` included) is thrown back into the
+    flow, so its ``finally`` releases the lease before the exception leaves.
+    """
+    value: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            effect = flow.send(value) if error is None else flow.throw(error)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        error = None
+        try:
+            value = await handlers[type(effect)](effect)
+        except BaseException as exc:
+            value = None
+            error = exc
+
+
+class AsyncLocalExecutor:
+    """Run tasks in this process from asyncio, exactly once per fingerprint.
+
+    Args:
+        running_ttl: how long a lease lasts without renewal (as in ``LocalExecutor``); while
+            a task runs its lease is renewed every ``running_ttl / 3``.
+    """
+
+    def __init__(self, running_ttl: timedelta = timedelta(minutes=5)) -> None:
+        # Validation and this process's lease identity are the sync executor's, shared.
+        self._identity = LocalExecutor(running_ttl)
+        self.running_ttl = running_ttl
+        self._interval = max(running_ttl.total_seconds() / 3, 0.01)
+
+    async def submit(
+        self,
+        func: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        task_def: TaskDef,
+        store: AsyncStore,
+        serializer: Serializer,
+    ) -> Commit:
+        """Return the commit for this call: cached, computed by another caller, or run here."""
+        settings = self._identity._lease_settings()
+        flow = call_flow(task_def, settings, lambda: describe_call(args, kwargs))
+        return await run_flow_async(flow, self._handlers(func, args, kwargs, store, serializer))
+
+    def _handlers(
+        self,
+        func: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        store: AsyncStore,
+        serializer: Serializer,
+    ) -> dict[type, Handler]:
+        ttl, interval = self.running_ttl, self._interval
+
+        async def execute(e: Execute) -> Outcome:
+            call_args, call_kwargs = await _resolve_refs(args, kwargs)
+            keeper = None
+            if e.lease is not None:
+                keeper = asyncio.create_task(
+                    _keep_lease(store, e.fingerprint, e.lease.owner, ttl, interval)
+                )
+            try:
+                if _is_async(func):
+                    return await _run_coroutine(func, call_args, call_kwargs, e.timeout)
+                return await _run_in_thread(func, call_args, call_kwargs, e.timeout)
+            finally:
+                if keeper is not None:
+                    keeper.cancel()
+
+        async def touch(e: Touch) -> None:
+            try:
+                await store.touch(e.hash, e.when)
+            except StoreError as exc:  # an access time is not worth failing a hit for
+                log.debug("could not record access to %s: %s", e.hash[:12], exc)
+
+        async def claim(e: Claim) -> bool:
+            # Shielded: a claim that lands after the caller was cancelled is given back.
+            attempt = asyncio.ensure_future(store.try_claim(e.fingerprint, e.lease))
+            try:
+                return await asyncio.shield(attempt)
+            except asyncio.CancelledError:
+                try:
+                    if await attempt:
+                        await store.release_claim(e.fingerprint, e.lease.owner)
+                except Exception as exc:
+                    log.warning("could not give back lease on %s: %s", e.fingerprint[:16], exc)
+                raise
+
+        async def serialize(e: Serialize) -> bytes:
+            if is_big(e.value):
+                return await asyncio.to_thread(serializer.dumps, e.value)
+            return serializer.dumps(e.value)
+
+        return {
+            Lookup: lambda e: store.find_by_fingerprint(e.fingerprint),
+            LatestFor: lambda e: store.latest_for_fingerprint(e.fingerprint),
+            Touch: touch,
+            Claim: claim,
+            WaitRelease: lambda e: store.wait_for_release(e.fingerprint, e.timeout),
+            # Shielded: the lease is given back even when the caller is being cancelled.
+            Release: lambda e: asyncio.shield(store.release_claim(e.fingerprint, e.owner)),
+            Execute: execute,
+            Sleep: lambda e: asyncio.sleep(e.seconds),
+            Serialize: serialize,
+            PutBlob: lambda e: store.put_blob(e.data),
+            PutCommit: lambda e: store.put_commit(e.commit),
+        }
+
+
+def _is_async(func: Any) -> bool:
+    return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
+        getattr(func, "__call__", None)  # noqa: B004 - an object with ``async def __call__``
+    )
+
+
+async def _resolve_refs(
+    args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """Replace upstream result handles in the arguments by their loaded values."""
+    refs = find_refs(kwargs, find_refs(args))
+    if not refs:
+        return args, kwargs
+    values: dict[int, Any] = {}
+    for ref in refs:
+        if id(ref) not in values:
+            if isinstance(ref, AsyncResultRef):
+                values[id(ref)] = await ref.load()
+            else:  # a sync ResultRef: its load() does blocking IO
+                values[id(ref)] = await asyncio.to_thread(ref.load)
+
+    def loaded(ref: Any) -> Any:
+        return values[id(ref)]
+
+    return replace_refs(args, loaded), replace_refs(kwargs, loaded)
+
+
+async def _keep_lease(
+    store: AsyncStore, fingerprint: str, owner: str, ttl: timedelta, interval: float
+) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            if not await store.renew_claim(fingerprint, owner, utcnow() + ttl):
+                log.warning("lease on %s was lost while its task ran", fingerprint[:16])
+        except Exception as exc:  # keep trying: the task is still running
+            log.warning("could not renew lease on %s: %s", fingerprint[:16], exc)
+
+
+def _timeout_error(func: Any, timeout: float, soft: bool) -> TaskTimeoutError:
+    what = f"{getattr(func, '__qualname__', func)!s} timed out after {timeout:g}s"
+    if soft:
+        what += " (the thread keeps running: timeouts of plain functions are soft)"
+    return TaskTimeoutError(what)
+
+
+async def _run_coroutine(func: Any, args: Any, kwargs: Any, timeout: float | None) -> Outcome:
+    start = time.perf_counter()
+    try:
+        if timeout is None:
+            value = await func(*args, **kwargs)
+        else:
+            async with asyncio.timeout(timeout) as deadline:
+                value = await func(*args, **kwargs)
+    except TimeoutError as exc:
+        elapsed = time.perf_counter() - start
+        if timeout is not None and deadline.expired():
+            return Outcome.failed(_timeout_error(func, timeout, soft=False), elapsed)
+        return Outcome.failed(exc, elapsed)
+    except Exception as exc:
+        return Outcome.failed(exc, time.perf_counter() - start)
+    return Outcome(value=value, seconds=time.perf_counter() - start)
+
+
+async def _run_in_thread(func: Any, args: Any, kwargs: Any, timeout: float | None) -> Outcome:
+    if timeout is None:
+        return await asyncio.to_thread(_run_inline, func, args, kwargs)
+    start = time.perf_counter()
+    try:
+        return await asyncio.wait_for(asyncio.to_thread(_run_inline, func, args, kwargs), timeout)
+    except TimeoutError:
+        return Outcome.failed(_timeout_error(func, timeout, soft=True), time.perf_counter() - start)

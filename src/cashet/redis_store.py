@@ -1,0 +1,11 @@
+"""Public import path of the Redis stores: ``from cashet.redis_store import RedisStore``.
+
+Needs the ``redis`` extra (``pip install "cashet[redis]"``); without it this import raises
+``ImportError`` saying so.
+"""
+
+from __future__ import annotations
+
+from cashet.stores.redis import AsyncRedisStore, RedisStore
+
+__all__ = ["AsyncRedisStore", "RedisStore"]

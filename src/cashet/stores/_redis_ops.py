@@ -1,0 +1,565 @@
+"""Every Redis store operation once, free of IO, shared by the sync and the async store.
+
+Each operation is a generator that *yields* the Redis commands it needs (:class:`Call`) and
+receives their replies; :class:`~cashet.stores.redis.RedisStore` answers them with blocking
+``redis`` calls and :class:`~cashet.stores.redis.AsyncRedisStore` with awaited
+``redis.asyncio`` ones. So every decision lives here and each store method is one line. The
+key layout and the Lua scripts are in :mod:`cashet.stores._redis_keys`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import secrets
+import time
+from collections.abc import Generator, Mapping
+from contextlib import suppress
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+
+from cashet import _lease
+from cashet.errors import (
+    BlobCorruptedError,
+    BlobMissingError,
+    StoreError,
+    StoreUnavailableError,
+)
+from cashet.models import Commit, Lease, ObjectRef, TaskDef, TaskStatus
+from cashet.protocols import TagQuery
+from cashet.stores._codec import (
+    blob_hash,
+    commit_from_json,
+    commit_to_json,
+    decode_blob,
+    encode_blob,
+    verify_blob,
+)
+from cashet.stores._redis_keys import (
+    BATCH,
+    BLOB_CACHE,
+    BLOB_FRESH_S,
+    CHUNK_TTL_MS,
+    CLAIM,
+    DELETE,
+    DELETE_RANGE,
+    DELETE_TAGS,
+    DISCARD_BLOB,
+    FIND,
+    GC_ORPHANS,
+    GET_BLOB,
+    HAVE_BLOB,
+    HISTORY,
+    HIT_BLOB_MAX,
+    ITER,
+    LATEST,
+    LIST,
+    LOCK_GRACE_MS,
+    PUBLISH_CHUNKED,
+    PUT_BLOB,
+    PUT_COMMIT,
+    RELEASE,
+    RENEW,
+    SCRIPT_READ_MAX,
+    SHRINK,
+    SMALL_PUT,
+    STATS,
+    TAKEOVER,
+    TEMPLATE_CACHE,
+    TOUCH,
+    Keys,
+    Script,
+    from_us,
+    mask_url,
+    now_us,
+    to_us,
+)
+
+__all__ = ["Call", "Flow", "IterCursor", "Ops", "check_options"]
+
+T = TypeVar("T")
+#: An operation: yields the calls it needs, receives their replies, returns its result.
+Flow = Generator["Call", Any, T]
+
+_HEX = "0123456789abcdef"
+
+
+@dataclass(slots=True)
+class Call:
+    """One Redis command (or script, run by ``EVALSHA``) an operation needs.
+
+    ``op`` says what was being done, for error messages. ``retry``: safe to send again after
+    a dropped connection (every script here is idempotent in effect; only those whose reply
+    would then be misleading, like a delete's count, are not retried).
+    """
+
+    op: str
+    args: tuple[Any, ...]
+    script: Script | None = None
+    retry: bool = True
+
+
+def _run(op: str, script: Script, keys: tuple[str, ...], *argv: Any, retry: bool = True) -> Call:
+    return Call(op, (len(keys), *keys, *argv), script, retry)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _bounded_put(cache: dict[str, T], key: str, value: T, cap: int) -> None:
+    """Insert into a dict of at most ``cap`` entries, dropping the oldest (thread-tolerant)."""
+    if len(cache) >= cap and key not in cache:
+        # Another thread may evict or insert at the same time: losing that race is harmless.
+        with suppress(KeyError, RuntimeError, StopIteration):
+            del cache[next(iter(cache))]
+    cache[key] = value
+
+
+def _copy(c: Commit, last_accessed: datetime | None) -> Commit:
+    """A fresh commit equal to ``c`` (callers mutate what a lookup returns)."""
+    return Commit(
+        hash=c.hash,
+        task_def=c.task_def,
+        status=c.status,
+        created_at=c.created_at,
+        result=c.result,
+        parent_hash=c.parent_hash,
+        error=c.error,
+        tags=dict(c.tags),
+        compute_seconds=c.compute_seconds,
+        expires_at=c.expires_at,
+        input_hashes=c.input_hashes,
+        salt=c.salt,
+        last_accessed=last_accessed,
+    )
+
+
+def _commit(body: Any, la: Any) -> Commit:
+    commit = commit_from_json(body)
+    commit.last_accessed = None if la is None else from_us(int(la))
+    return commit
+
+
+def _commits(flat: list[Any]) -> list[Commit]:
+    return [_commit(flat[i], flat[i + 1]) for i in range(0, len(flat), 2) if flat[i] is not None]
+
+
+def _lease_of(fields: list[Any]) -> Lease:
+    return Lease(
+        owner=_text(fields[0]),
+        host=_text(fields[2]),
+        pid=int(fields[3]),
+        expires_at=from_us(int(fields[1])),
+        func_name=_text(fields[4]),
+    )
+
+
+class IterCursor:
+    """Where ``iter_commits`` is: pages of ``index:created`` by (score, rank within score)."""
+
+    __slots__ = ("done", "min", "offset")
+
+    def __init__(self) -> None:
+        self.min = "-inf"
+        self.offset = 0
+        self.done = False
+
+
+# --- operations -----------------------------------------------------------------------------
+
+
+class Ops:
+    """Every store operation as a flow of :class:`Call`; shared by the sync and async store.
+
+    Holds the per-process caches of the hit path: commits recently found (immutable but
+    for their last access, so the lookup can skip resending their JSON) and small result
+    blobs (verified again when served).
+    """
+
+    def __init__(self, url: str, prefix: str, inline_threshold: int, chunk_size: int) -> None:
+        if not isinstance(prefix, str):
+            raise TypeError(f"prefix must be a str, not {type(prefix).__name__}")
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be positive, not {chunk_size}")
+        self.url = mask_url(url)
+        self.prefix = prefix
+        self.keys = Keys(prefix)
+        self.inline_threshold = inline_threshold
+        self.chunk_size = chunk_size
+        self.host = _lease.hostname()
+        self._templates: dict[str, Commit] = {}
+        self._hints: dict[str, str] = {}
+        self._blobs: dict[str, tuple[bytes, float]] = {}
+
+    # errors
+
+    def where(self) -> str:
+        return f"Redis at {self.url} (prefix {self.prefix!r})"
+
+    def unavailable(self, op: str, exc: BaseException) -> StoreUnavailableError:
+        return StoreUnavailableError(f"cannot {op}: {self.where()} is unreachable: {exc}")
+
+    def failed(self, op: str, exc: BaseException) -> StoreError:
+        return StoreError(f"cannot {op}: {self.where()} answered: {exc}")
+
+    # blobs
+
+    def put_blob(self, data: bytes) -> Flow[ObjectRef]:
+        h = blob_hash(data)
+        ref = ObjectRef(h, len(data))
+        op = f"store blob {h[:16]}"
+        k = self.keys
+        now = now_us()
+        if len(data) > SMALL_PUT and (yield _run(op, HAVE_BLOB, (), k.prefix, h, now, "1")) == 1:
+            return ref
+        encoded = encode_blob(data)
+        inline = "1" if len(encoded) < self.inline_threshold else "0"
+        gen = secrets.token_hex(6)
+        meta = (k.prefix, h, len(data), len(encoded), inline, now, gen)
+        if len(encoded) <= self.chunk_size:
+            yield _run(op, PUT_BLOB, (), *meta, encoded)
+            return ref
+        view = memoryview(encoded)
+        size = self.chunk_size
+        n = math.ceil(len(encoded) / size)
+        for i in range(n):
+            chunk = view[i * size : (i + 1) * size]
+            yield Call(op, ("SET", k.blob_chunk(h, gen, i), chunk, "PX", CHUNK_TTL_MS))
+        if (yield _run(op, PUBLISH_CHUNKED, (), *meta, n)) == -1:
+            raise StoreError(f"cannot {op}: its chunks vanished before they were published")
+        return ref
+
+    def get_blob(self, ref: ObjectRef) -> Flow[bytes]:
+        h = ref.hash
+        cached = self._blobs.get(h)
+        if cached is not None and time.monotonic() - cached[1] < BLOB_FRESH_S:
+            verify_blob(cached[0], h)
+            return cached[0]
+        op = f"read blob {h[:16]}"
+        k = self.keys
+        seen_gen = None
+        while True:
+            meta = yield _run(op, GET_BLOB, (), k.prefix, h, SCRIPT_READ_MAX)
+            if meta is None:
+                raise BlobMissingError(f"blob {h} is not in the store ({self.where()})", h)
+            stored_size, n, gen = int(meta[0]), int(meta[1]), _text(meta[2])
+            stored: bytes | None = meta[3]
+            if n == 0:
+                if stored is None and stored_size > SCRIPT_READ_MAX:
+                    stored = yield Call(op, ("GET", k.blob_data(h)))
+            else:
+                parts = []
+                for i in range(n):
+                    part = yield Call(op, ("GET", k.blob_chunk(h, gen, i)))
+                    if part is None:
+                        break
+                    parts.append(part)
+                stored = b"".join(parts) if len(parts) == n else None
+            if stored is None:
+                if n and gen != seen_gen:  # rewritten while we read: read the new copy
+                    seen_gen = gen
+                    continue
+                raise BlobMissingError(
+                    f"blob {h} is missing: its data key is gone ({self.where()})", h
+                )
+            try:
+                data = decode_blob(stored, h)
+                verify_blob(data, h)
+            except BlobCorruptedError as exc:
+                # Dropped, so that the next put_blob of these bytes stores them afresh.
+                yield _run(op, DISCARD_BLOB, (), k.prefix, h, gen)
+                raise BlobCorruptedError(f"{exc} (in {self.where()}; dropped)", h) from exc
+            return data
+
+    def has_blob(self, hash: str) -> Flow[bool]:
+        reply = yield _run(f"check blob {hash[:16]}", HAVE_BLOB, (), self.prefix, hash, 0, "0")
+        return bool(reply == 1)
+
+    # commits
+
+    def put_commit(self, commit: Commit) -> Flow[None]:
+        if not commit.hash:
+            raise ValueError("a commit needs its hash (see _codec.compute_commit_hash)")
+        k = self.keys
+        h = commit.hash
+        td = commit.task_def
+        completed = commit.status is TaskStatus.COMPLETED
+        index = [k.fp(td.fingerprint), k.func(td.func_name), k.status(commit.status)]
+        if completed and td.cache:
+            index.append(k.hit(td.fingerprint))
+        for key, value in commit.tags.items():
+            index += [k.tag(key), k.tag(key, str(value))]
+        created = to_us(commit.created_at)
+        la = None if commit.last_accessed is None else to_us(commit.last_accessed)
+        yield _run(
+            f"record commit {h[:12]}",
+            PUT_COMMIT,
+            (),
+            k.prefix,
+            h,
+            created,
+            created if la is None else la,
+            "" if commit.expires_at is None else to_us(commit.expires_at),
+            "1" if completed else "0",
+            "" if commit.result is None else commit.result.hash,
+            commit_to_json(commit),
+            "" if la is None else la,
+            json.dumps(index, ensure_ascii=False),
+            *index,
+        )
+
+    def get_commit(self, hash: str) -> Flow[Commit | None]:
+        row = yield Call(f"read commit {hash[:12]}", ("HMGET", self.keys.commit(hash), "b", "la"))
+        return None if row[0] is None else _commit(row[0], row[1])
+
+    def find_by_fingerprint(self, fingerprint: str) -> Flow[Commit | None]:
+        hint = self._hints.get(fingerprint, "")
+        known = self._templates.get(hint) if hint else None
+        have = ""
+        if known is None:
+            hint = ""
+        elif known.result is not None and known.result.hash in self._blobs:
+            have = known.result.hash
+        op = f"look up fingerprint {fingerprint[:16]}"
+        key = self.keys.hit(fingerprint)
+        reply = yield _run(op, FIND, (key,), self.prefix, now_us(), hint, have)
+        if reply is None:
+            return None
+        nl = reply.index(b"\n")
+        h_, la_, size_ = reply[:nl].split(b" ")
+        h = h_.decode()
+        end = nl + 1 + int(size_)
+        template = self._templates.get(h) if end == nl + 1 else None
+        if template is None:
+            body = reply[nl + 1 : end]
+            if not body:  # forgotten meanwhile by another thread: fetch it
+                body = (yield Call(op, ("HGET", self.keys.commit(h), "b"))) or b""
+                if not body:
+                    return None
+            template = commit_from_json(body)
+            _bounded_put(self._templates, h, template, TEMPLATE_CACHE)
+        if hint != h:
+            _bounded_put(self._hints, fingerprint, h, TEMPLATE_CACHE)
+        result = template.result
+        if result is not None:
+            self._remember_blob(result.hash, reply[end:] if len(reply) > end else None, have)
+        return _copy(template, None if la_ == b"-" else from_us(int(la_)))
+
+    def _remember_blob(self, h: str, stored: bytes | None, have: str) -> None:
+        if stored is not None:
+            try:
+                data = decode_blob(stored, h)
+                verify_blob(data, h)
+            except BlobCorruptedError:
+                return  # get_blob reads it again, reports and drops it
+            _bounded_put(self._blobs, h, (data, time.monotonic()), BLOB_CACHE)
+        elif h == have:
+            cached = self._blobs.get(h)
+            if cached is not None:
+                self._blobs[h] = (cached[0], time.monotonic())
+
+    def latest_for_fingerprint(self, fingerprint: str) -> Flow[Commit | None]:
+        op = f"look up fingerprint {fingerprint[:16]}"
+        row = yield _run(op, LATEST, (self.keys.fp(fingerprint),), self.prefix)
+        return None if row is None or row[0] is None else _commit(row[0], row[1])
+
+    def list_commits(
+        self,
+        func_name: str | None,
+        limit: int | None,
+        status: TaskStatus | str | None,
+        tags: TagQuery | None,
+    ) -> Flow[list[Commit]]:
+        if limit is not None and limit < 0:
+            raise ValueError(f"limit must not be negative, got {limit}")
+        k = self.keys
+        index = [] if func_name is None else [k.func(func_name)]
+        if status is not None:
+            index.append(k.status(TaskStatus.parse(status)))
+        index += self._tag_keys(tags)
+        keys = tuple(index) or (k.created,)
+        flat = yield _run("list commits", LIST, keys, k.prefix, -1 if limit is None else limit)
+        return _commits(flat)
+
+    def _tag_keys(self, tags: TagQuery | None) -> list[str]:
+        k = self.keys
+        return [k.tag(key, None if v is None else str(v)) for key, v in (tags or {}).items()]
+
+    def iter_page(self, cursor: IterCursor) -> Flow[list[Commit]]:
+        flat = yield _run("list commits", ITER, (), self.prefix, cursor.min, cursor.offset, BATCH)
+        out = []
+        for i in range(0, len(flat), 3):
+            score = _text(flat[i])
+            if score == cursor.min:
+                cursor.offset += 1
+            else:
+                cursor.min, cursor.offset = score, 1
+            if flat[i + 1] is not None:
+                out.append(_commit(flat[i + 1], flat[i + 2]))
+        cursor.done = len(flat) < 3 * BATCH
+        return out
+
+    def get_history(self, hash: str) -> Flow[list[Commit]]:
+        flat = yield _run(f"read history of {hash[:12]}", HISTORY, (), self.prefix, hash, now_us())
+        return _commits(flat)
+
+    def resolve_prefix(self, prefix: str, limit: int) -> Flow[list[str]]:
+        p = prefix.strip().lower()
+        if not p or len(p) > 64 or p.strip(_HEX):
+            raise ValueError(f"{prefix!r} is not a hash prefix (1-64 hex digits)")
+        if limit == 0:
+            return []
+        args = ("ZRANGEBYLEX", self.keys.hashes, f"[{p}", f"({p}g", "LIMIT", 0, max(limit, -1))
+        found = yield Call(f"resolve hash prefix {p}", args)
+        return [_text(h) for h in found]
+
+    def touch(self, hash: str, when: datetime) -> Flow[None]:
+        yield _run(f"record access to {hash[:12]}", TOUCH, (), self.prefix, hash, to_us(when))
+
+    # lifecycle
+
+    def stats(self) -> Flow[dict[str, int]]:
+        reply = yield _run("read stats", STATS, (), self.prefix)
+        total, completed, files, file_bytes, inline, inline_bytes = (int(v or 0) for v in reply)
+        return {
+            "total_commits": total,
+            "completed_commits": completed,
+            "stored_objects": files + inline,
+            "disk_bytes": file_bytes + inline_bytes,
+            "blob_objects": files,
+            "blob_bytes": file_bytes,
+            "inline_objects": inline,
+            "inline_bytes": inline_bytes,
+        }
+
+    def evict(
+        self, older_than: datetime, max_size_bytes: int | None, orphan_grace: float
+    ) -> Flow[int]:
+        k = self.keys
+        now = now_us()
+        removed = 0
+        for index, bound in ((k.last_accessed, f"({to_us(older_than)}"), (k.expires, str(now))):
+            while True:
+                deleted, seen = yield _run("evict", DELETE_RANGE, (index,), k.prefix, bound, BATCH)
+                removed += int(deleted)
+                if int(seen) < BATCH:
+                    break
+        bound = str(now - int(orphan_grace * 1e6))
+        while int((yield _run("evict", GC_ORPHANS, (), k.prefix, bound, BATCH))) >= BATCH:
+            pass
+        while max_size_bytes is not None:
+            deleted, done = yield _run("evict", SHRINK, (), k.prefix, max_size_bytes, BATCH)
+            removed += int(deleted)
+            if int(done):
+                break
+        self._blobs.clear()
+        return removed
+
+    def delete_commit(self, hash: str) -> Flow[bool]:
+        op = f"delete commit {hash[:12]}"
+        n = yield _run(op, DELETE, (), self.prefix, hash, retry=False)
+        self._blobs.clear()
+        return bool(n)
+
+    def delete_by_tags(self, tags: TagQuery) -> Flow[int]:
+        if not tags:
+            raise ValueError("refusing to delete everything: no tags given")
+        keys = tuple(self._tag_keys(tags))
+        n = yield _run("delete commits by tags", DELETE_TAGS, keys, self.prefix, retry=False)
+        self._blobs.clear()
+        return int(n)
+
+    # leases
+
+    def try_claim(self, fingerprint: str, lease: Lease) -> Flow[bool]:
+        key = self.keys.lock(fingerprint)
+        op = f"claim fingerprint {fingerprint[:16]}"
+        exp = to_us(lease.expires_at)
+        for _ in range(3):
+            now = now_us()
+            mine = (
+                lease.owner,
+                exp,
+                lease.host,
+                lease.pid,
+                lease.func_name,
+                now,
+                _ttl_ms(exp, now),
+            )
+            reply = yield _run(op, CLAIM, (key,), *mine)
+            if reply == 1:
+                return True
+            held = _lease_of(reply)
+            if not _lease.lease_is_dead(held, from_us(now), self.host):
+                return False
+            # Its holder was a process of this host that is gone: replace exactly that lease.
+            if (yield _run(op, TAKEOVER, (key,), reply[0], reply[1], *mine)) == 1:
+                return True
+        return False
+
+    def read_claim(self, fingerprint: str) -> Flow[tuple[Lease, int] | None]:
+        """The live lease on ``fingerprint`` and when it was taken (µs), or None."""
+        key = self.keys.lock(fingerprint)
+        op = f"read the lease on {fingerprint[:16]}"
+        row = yield Call(op, ("HMGET", key, "o", "e", "h", "p", "f", "c"))
+        if row[0] is None or row[1] is None:
+            return None
+        lease = _lease_of(row)
+        if _lease.lease_is_dead(lease, from_us(now_us()), self.host):
+            return None
+        return lease, int(row[5] or 0)
+
+    def get_claim(self, fingerprint: str) -> Flow[Lease | None]:
+        found = yield from self.read_claim(fingerprint)
+        return None if found is None else found[0]
+
+    def find_running_by_fingerprint(self, fingerprint: str) -> Flow[Commit | None]:
+        found = yield from self.read_claim(fingerprint)
+        if found is None:
+            return None
+        lease, claimed = found
+        func_hash, _, args_hash = fingerprint.partition(":")
+        return Commit(
+            hash="",
+            task_def=TaskDef(func_name=lease.func_name, func_hash=func_hash, args_hash=args_hash),
+            status=TaskStatus.RUNNING,
+            created_at=from_us(claimed),
+        )
+
+    def renew_claim(self, fingerprint: str, owner: str, expires_at: datetime) -> Flow[bool]:
+        exp = to_us(expires_at)
+        op = f"renew the lease on {fingerprint[:16]}"
+        key = self.keys.lock(fingerprint)
+        reply = yield _run(op, RENEW, (key,), owner, exp, _ttl_ms(exp, now_us()))
+        return bool(reply == 1)
+
+    def release_claim(self, fingerprint: str, owner: str) -> Flow[None]:
+        op = f"release the lease on {fingerprint[:16]}"
+        key = self.keys.lock(fingerprint)
+        yield _run(op, RELEASE, (key,), owner, self.keys.channel(fingerprint))
+
+    def pause(self, lease: Lease, left: float) -> float:
+        """How long a waiter may sleep before it must look at ``lease`` again.
+
+        Until the release is published, the lease expires, or the timeout; a lease of this
+        host is looked at every 0.25 s (its holder may die: a local check, and one GET),
+        any other every 2 s in case a release message was lost with a connection.
+        """
+        until_expiry = (to_us(lease.expires_at) - now_us()) / 1e6 + 0.001
+        recheck = 0.25 if lease.host == self.host else 2.0
+        return max(0.0, min(left, until_expiry, recheck))
+
+
+def _ttl_ms(expires_us: int, now: int) -> int:
+    return max(expires_us - now, 0) // 1000 + LOCK_GRACE_MS
+
+
+def check_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The extra ``redis`` connection options, without those the stores must set."""
+    out = dict(options or {})
+    for forbidden in ("decode_responses", "retry"):
+        if forbidden in out:
+            raise ValueError(f"{forbidden!r} is set by the store and cannot be overridden")
+    return out

@@ -1,0 +1,220 @@
+"""AsyncSQLiteStore: the SQLite store for asyncio, with no second implementation.
+
+It wraps one :class:`~cashet.stores.sqlite.SQLiteStore` and runs every call in one worker
+thread of its own, so the store's single connection is used by that thread alone and calls
+are serialized in the order they were awaited (Starlette's ``run_in_threadpool``, anysqlite's
+``CapacityLimiter(1)``). The event loop never touches SQLite or the blob files.
+
+``wait_for_release`` polls with ``asyncio.sleep`` between cheap checks, so a waiter never
+occupies the worker thread that the lease holder needs to record its result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+
+from cashet.errors import StoreError
+from cashet.models import Commit, Lease, ObjectRef, TaskStatus
+from cashet.protocols import TagQuery
+from cashet.stores.sqlite import SQLiteStore
+
+__all__ = ["AsyncSQLiteStore"]
+
+R = TypeVar("R")
+
+
+class AsyncSQLiteStore:
+    """The default store of :class:`~cashet.async_client.AsyncClient`.
+
+    Same directory layout and semantics as :class:`~cashet.stores.sqlite.SQLiteStore` (a
+    sync and an async client may share one directory).
+
+    Args:
+        path: the store directory (created if missing).
+        inline_threshold: as in ``SQLiteStore``.
+        busy_timeout: as in ``SQLiteStore``.
+
+    Raises:
+        StoreError: the directory or database cannot be opened.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] = ".cashet",
+        *,
+        inline_threshold: int = 1024,
+        busy_timeout: float = 30.0,
+    ) -> None:
+        # Opening (mkdir, schema migration) is quick and happens once: done here, in the
+        # caller's thread, so that the constructor stays synchronous like the spec's.
+        self._sync = SQLiteStore(path, inline_threshold=inline_threshold, busy_timeout=busy_timeout)
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cashet-sqlite")
+        self._closed = False
+
+    @property
+    def path(self) -> Path:
+        """The store directory."""
+        return self._sync.path
+
+    @property
+    def sync_store(self) -> SQLiteStore:
+        """The wrapped sync store; use it only through :meth:`run_sync`."""
+        return self._sync
+
+    def __repr__(self) -> str:
+        return f"AsyncSQLiteStore({os.fspath(self.path)!r})"
+
+    async def __aenter__(self) -> AsyncSQLiteStore:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def run_sync(self, fn: Callable[..., R], /, *args: Any) -> R:
+        """Run ``fn(*args)`` in this store's worker thread (after the calls queued before).
+
+        Use it to run sync code over :attr:`sync_store` (an archive export, a provenance
+        query) without a second connection.
+
+        Raises:
+            StoreError: the store is closed.
+        """
+        if self._closed:
+            raise StoreError(f"{self!r} is closed")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._worker, functools.partial(fn, *args))
+
+    # blobs
+
+    async def put_blob(self, data: bytes) -> ObjectRef:
+        """Store ``data`` (deduplicated by content hash); return its ``ObjectRef``."""
+        return await self.run_sync(self._sync.put_blob, data)
+
+    async def get_blob(self, ref: ObjectRef) -> bytes:
+        """Return the blob's bytes, verified against its hash."""
+        return await self.run_sync(self._sync.get_blob, ref)
+
+    async def has_blob(self, hash: str) -> bool:
+        """Whether the blob is stored."""
+        return await self.run_sync(self._sync.has_blob, hash)
+
+    # commits
+
+    async def put_commit(self, commit: Commit) -> None:
+        """Record ``commit`` (idempotent by hash)."""
+        await self.run_sync(self._sync.put_commit, commit)
+
+    async def get_commit(self, hash: str) -> Commit | None:
+        """Return the commit with this full hash, or ``None``."""
+        return await self.run_sync(self._sync.get_commit, hash)
+
+    async def find_by_fingerprint(self, fingerprint: str) -> Commit | None:
+        """Return the newest completed, cacheable, unexpired commit of ``fingerprint``."""
+        return await self.run_sync(self._sync.find_by_fingerprint, fingerprint)
+
+    async def find_running_by_fingerprint(self, fingerprint: str) -> Commit | None:
+        """Describe the live lease on ``fingerprint`` as a running commit, or ``None``."""
+        return await self.run_sync(self._sync.find_running_by_fingerprint, fingerprint)
+
+    async def latest_for_fingerprint(self, fingerprint: str) -> Commit | None:
+        """Return the newest commit of ``fingerprint`` whatever its status."""
+        return await self.run_sync(self._sync.latest_for_fingerprint, fingerprint)
+
+    async def list_commits(
+        self,
+        func_name: str | None = None,
+        limit: int | None = 50,
+        status: TaskStatus | None = None,
+        tags: TagQuery | None = None,
+    ) -> list[Commit]:
+        """Return commits newest first, filtered by function, status and tags."""
+        return await self.run_sync(self._sync.list_commits, func_name, limit, status, tags)
+
+    async def get_history(self, hash: str) -> list[Commit]:
+        """Return every unexpired commit with the same fingerprint as ``hash``, oldest first."""
+        return await self.run_sync(self._sync.get_history, hash)
+
+    async def resolve_prefix(self, prefix: str, limit: int = 20) -> list[str]:
+        """Return up to ``limit`` full commit hashes starting with ``prefix``, sorted."""
+        return await self.run_sync(self._sync.resolve_prefix, prefix, limit)
+
+    async def touch(self, hash: str, when: datetime) -> None:
+        """Set the commit's ``last_accessed`` to ``when``."""
+        await self.run_sync(self._sync.touch, hash, when)
+
+    # lifecycle
+
+    async def stats(self) -> dict[str, int]:
+        """Return commit and blob counts and stored sizes."""
+        return await self.run_sync(self._sync.stats)
+
+    async def evict(self, older_than: datetime, max_size_bytes: int | None = None) -> int:
+        """Remove old, expired and (over a size limit) least recently used commits."""
+        return await self.run_sync(self._sync.evict, older_than, max_size_bytes)
+
+    async def delete_commit(self, hash: str) -> bool:
+        """Delete one commit; return whether it existed."""
+        return await self.run_sync(self._sync.delete_commit, hash)
+
+    async def delete_by_tags(self, tags: TagQuery) -> int:
+        """Delete every commit matching ``tags``; return how many."""
+        return await self.run_sync(self._sync.delete_by_tags, tags)
+
+    # leases
+
+    async def try_claim(self, fingerprint: str, lease: Lease) -> bool:
+        """Take the lease on ``fingerprint`` unless another owner holds a live one."""
+        return await self.run_sync(self._sync.try_claim, fingerprint, lease)
+
+    async def get_claim(self, fingerprint: str) -> Lease | None:
+        """Return the live lease on ``fingerprint``, or ``None``."""
+        return await self.run_sync(self._sync.get_claim, fingerprint)
+
+    async def renew_claim(self, fingerprint: str, owner: str, expires_at: datetime) -> bool:
+        """Extend ``owner``'s lease; ``False`` when it no longer holds it."""
+        return await self.run_sync(self._sync.renew_claim, fingerprint, owner, expires_at)
+
+    async def release_claim(self, fingerprint: str, owner: str) -> None:
+        """Drop the lease on ``fingerprint`` if ``owner`` holds it."""
+        await self.run_sync(self._sync.release_claim, fingerprint, owner)
+
+    async def wait_for_release(self, fingerprint: str, timeout: float) -> None:
+        """Wait until nobody holds a live lease on ``fingerprint``, or ``timeout`` seconds.
+
+        Each check is one indexed read in the worker thread; the waiting in between is an
+        ``asyncio.sleep`` (2 ms doubling to 50 ms), so the holder's writes are never queued
+        behind a waiter.
+        """
+        deadline = time.monotonic() + timeout
+        delay = 0.002
+        while await self.get_claim(fingerprint) is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            await asyncio.sleep(min(delay, left))
+            delay = min(delay * 2, 0.05)
+
+    async def close(self) -> None:
+        """Close the connection and stop the worker thread. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self._worker, self._sync.close)
+        finally:
+            self._worker.shutdown(wait=False)
