@@ -498,3 +498,49 @@ def test_broken_pipe_is_quiet(tmp_path: Path) -> None:
     proc.stderr.close()
     proc.wait(60)
     assert "Traceback" not in err and "BrokenPipe" not in err
+
+
+# --- sizes ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("0", 0),
+        ("1024", 1024),
+        ("1_000", 1000),
+        ("10k", 10 * 1024),
+        ("500MB", 500 * 2**20),
+        ("500 mb", 500 * 2**20),
+        ("1GB", 2**30),  # binary, as the README's ``1024 * 1024 * 1024  # 1GB``
+        ("1 GiB", 2**30),
+        ("1.5 GiB", 3 * 2**29),
+        ("2t", 2 * 2**40),
+        (".5K", 512),
+        ("7 B", 7),
+    ],
+)
+def test_parse_size(text: str, expected: int) -> None:
+    from cashet._humanize import parse_size
+
+    assert parse_size(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "GB", "-1GB", "1XB", "1e3", "nan", "inf", "1 G B", "1.2.3"])
+def test_parse_size_rejects(text: str) -> None:
+    from cashet._humanize import parse_size
+
+    with pytest.raises(ValueError, match="invalid size"):
+        parse_size(text)
+
+
+def test_format_size() -> None:
+    from cashet._humanize import format_size
+
+    assert [format_size(n) for n in (0, 512, 1536, 10 * 2**20, 3 * 2**30)] == [
+        "0 B",
+        "512 B",
+        "1.5 KiB",
+        "10.0 MiB",
+        "3.0 GiB",
+    ]

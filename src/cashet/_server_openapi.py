@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from cashet._options import CALL_OPTIONS
+from cashet._server_input import MAX_GC_DAYS, MAX_LOG_LIMIT, MAX_RETRIES, MAX_SECONDS
 from cashet._version import __version__
 
 __all__ = ["openapi_document"]
@@ -44,8 +45,6 @@ def _path_param(name: str, description: str) -> dict[str, Any]:
 
 
 def _schemas(tasks: Sequence[str], remote_code: bool) -> dict[str, Any]:
-    from cashet.server import MAX_GC_DAYS, MAX_RETRIES, MAX_SECONDS
-
     seconds = {"type": ["number", "null"], "exclusiveMinimum": 0, "maximum": MAX_SECONDS}
     task_name: dict[str, Any] = {"type": "string", "minLength": 1}
     if tasks:
@@ -204,8 +203,6 @@ def openapi_document(
         remote_code: whether the legacy remote-code fields are accepted.
         max_body_bytes: the body limit (named in the 413 descriptions).
     """
-    from cashet.server import MAX_LOG_LIMIT
-
     common: dict[str, Any] = {"503": _error("the store is unavailable")}
     if token:
         common["401"] = _error("missing or invalid Bearer token")

@@ -307,7 +307,7 @@ def log(
 @_json_option
 @pass_state
 def show(state: _State, hash: str, as_json: bool) -> None:
-    """Show a commit in full: function source, arguments, timings, error.
+    """Show a commit in full: source, arguments, timings, error.
 
     HASH is a commit hash or a unique prefix of one.
     """
@@ -424,9 +424,9 @@ def _show_rich(state: _State, c: Commit) -> None:
 )
 @pass_state
 def get(state: _State, hash: str, output: Path | None, raw: bool, serializer: str) -> None:
-    """Print a result (strings, dicts and lists pretty-printed) or write it to a file.
+    """Print a result, or write it to a file with -o.
 
-    HASH is a commit hash or unique prefix, or the full hash of a result blob. With -o,
+    Strings are printed as they are, dicts and lists pretty-printed. HASH is a commit hash or unique prefix, or the full hash of a result blob. With -o,
     bytes are written as they are, strings as UTF-8, anything else as the stored
     serialized bytes (what the serializer produced, e.g. a pickle).
     """
@@ -571,7 +571,10 @@ def _diff_rich(state: _State, d: dict[str, Any], flags: Sequence[str]) -> None:
 @_json_option
 @pass_state
 def history(state: _State, hash: str, as_json: bool) -> None:
-    """Show every run of the same function and arguments as HASH, oldest first."""
+    """Show every run of the same call as HASH, oldest first.
+
+    Forced runs and re-runs after a TTL expired each have their own commit.
+    """
     client = state.client()
     target = client.show(hash)
     commits = client.history(target.hash)
@@ -717,7 +720,10 @@ def invalidate(state: _State, tags: tuple[str, ...]) -> None:
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
 @pass_state
 def export(state: _State, path: Path) -> None:
-    """Write every commit and the blobs they use to a portable tar.gz archive."""
+    """Write the store to a portable tar.gz archive.
+
+    Every commit and the result blobs they use; the file appears only when complete.
+    """
     result = state.client().export(path)
     for h in result.skipped:
         click.echo(f"warning: left out commit {h[:12]}: its result blob is unreadable", err=True)
@@ -731,9 +737,9 @@ def export(state: _State, path: Path) -> None:
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @pass_state
 def import_(state: _State, path: Path) -> None:
-    """Add the commits and blobs of an archive (verified first; all or nothing).
+    """Add an archive's commits and blobs (all or nothing).
 
-    Creates the store if needed; commits it already has are skipped.
+    Every member, blob and commit is verified before anything is written. Creates the store if needed; commits it already has are skipped.
     """
     created = not state.store_dir.exists()
     try:

@@ -423,9 +423,10 @@ class Client:
     ) -> int:
         """Evict entries unused for ``older_than``, expired entries and orphaned blobs.
 
-        Age is measured from a commit's last access (its creation if never read). With
-        ``max_size_bytes``, least recently used entries are also evicted until the stored
-        bytes fit. A running task's lease is never touched.
+        Age is measured from a commit's last access: its last cache hit, or its creation if
+        never hit (``show`` and ``get`` do not count). With ``max_size_bytes``, least
+        recently used entries are also evicted until the stored bytes fit. A running
+        task's lease is never touched.
 
         Returns:
             The number of commits removed.
@@ -497,6 +498,36 @@ class Client:
         return import_archive(self.store, path)
 
     # --- lifecycle ------------------------------------------------------------------------
+
+    def serve(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        require_token: str | None = None,
+        tasks: Mapping[str, Callable[..., Any]] | None = None,
+        allow_remote_code: bool = False,
+        read_only: bool = False,
+    ) -> None:
+        """Serve this cache over HTTP until interrupted (needs the ``server`` extra).
+
+        ``POST /submit`` runs the tasks in ``tasks`` and those registered with
+        ``@client.task``, with JSON arguments; see :func:`cashet.server.create_app` for the
+        endpoints and the other arguments. Without ``require_token``, anyone who can reach
+        ``host:port`` can run those tasks: keep such a server on loopback.
+
+        Raises:
+            ValueError: ``allow_remote_code`` without ``require_token``, or a bad token.
+        """
+        from cashet.server import create_app, run_app
+
+        app = create_app(
+            self,
+            require_token=require_token,
+            tasks=tasks,
+            allow_remote_code=allow_remote_code,
+            read_only=read_only,
+        )
+        run_app(app, host, port)
 
     def close(self) -> None:
         """Close the store. Idempotent."""

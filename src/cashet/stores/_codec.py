@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -44,24 +46,82 @@ _COMPRESS_MIN = 512
 #: Keep the compressed form only when it saves at least this fraction.
 _COMPRESS_GAIN = 0.9
 
-# zstandard contexts must not be used by two threads at once ("Operation not authorized at
-# current processing stage"), and a multithreaded compressor hangs in a forked child (its
-# workers stay in the parent): one context per thread, dropped after a fork.
-_zstd = threading.local()
+
+class _ZstdPool:
+    """zstd contexts, each lent to one thread at a time.
+
+    A context must not be used by two threads at once ("Operation not authorized at current
+    processing stage"), and a multithreaded compressor must be neither used nor freed in a
+    forked child: its worker threads stayed in the parent, and freeing it joins them, which
+    hangs. So every context made stays referenced here (their number is the peak number of
+    threads compressing at once), and a forked child keeps its parent's for good, unused.
+    """
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self._make = make
+        self._reset()
+
+    def _reset(self) -> None:
+        self._lock = threading.Lock()
+        self._idle: list[Any] = []
+        self._made: list[Any] = []
+
+    @contextmanager
+    def lend(self) -> Iterator[Any]:
+        with self._lock:
+            ctx = self._idle.pop() if self._idle else None
+        if ctx is None:
+            ctx = self._make()
+            with self._lock:
+                self._made.append(ctx)
+        try:
+            yield ctx
+        finally:
+            with self._lock:
+                self._idle.append(ctx)
+
+    def after_fork_in_child(self) -> None:
+        _of_parent.extend(self._made)
+        self._reset()
 
 
-def _forget_zstd_contexts() -> None:
-    global _zstd
-    _zstd = threading.local()
+def _new_compressor() -> Any:
+    import zstandard
+
+    return zstandard.ZstdCompressor(level=3, threads=-1 if _cpu_count() > 1 else 0)
 
 
-os.register_at_fork(after_in_child=_forget_zstd_contexts)
+def _new_decompressor() -> Any:
+    import zstandard
+
+    return zstandard.ZstdDecompressor()
+
+
+_compressors = _ZstdPool(_new_compressor)
+_decompressors = _ZstdPool(_new_decompressor)
+_of_parent: list[Any] = []
+# Multithreaded BLAKE3 runs on one global thread pool, which does not survive fork either:
+# a child of a process that started it must hash on one thread, or it hangs.
+_hash_pool_started = False
+_hash_pool_lost = False
+
+
+def _after_fork_in_child() -> None:
+    global _hash_pool_lost
+    _compressors.after_fork_in_child()
+    _decompressors.after_fork_in_child()
+    _hash_pool_lost = _hash_pool_lost or _hash_pool_started
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def blob_hash(data: bytes | memoryview) -> str:
     """Return the BLAKE3 hex digest of ``data`` (multithreaded for large inputs)."""
+    global _hash_pool_started
     n = len(data)
-    if n >= 8 << 20:
+    if n >= 8 << 20 and not _hash_pool_lost:
+        _hash_pool_started = True
         return blake3(data, max_threads=blake3.AUTO).hexdigest()
     return blake3(data).hexdigest()
 
@@ -87,25 +147,8 @@ def _worth_compressing(data: bytes | memoryview) -> bool:
     view = memoryview(data)
     step = 64 << 10
     sample = b"".join(bytes(view[i : i + step]) for i in (0, n // 2, n - step))
-    return len(_compressor().compress(sample)) < len(sample) * _COMPRESS_GAIN
-
-
-def _compressor() -> Any:
-    zc = getattr(_zstd, "zc", None)
-    if zc is None:
-        import zstandard
-
-        zc = _zstd.zc = zstandard.ZstdCompressor(level=3, threads=-1 if _cpu_count() > 1 else 0)
-    return zc
-
-
-def _decompressor() -> Any:
-    zd = getattr(_zstd, "zd", None)
-    if zd is None:
-        import zstandard
-
-        zd = _zstd.zd = zstandard.ZstdDecompressor()
-    return zd
+    with _compressors.lend() as zc:
+        return len(zc.compress(sample)) < len(sample) * _COMPRESS_GAIN
 
 
 def _cpu_count() -> int:
@@ -120,7 +163,8 @@ def encode_blob(data: bytes | memoryview) -> bytes:
     zstd is kept only when it makes the blob at least 10% smaller.
     """
     if len(data) >= _COMPRESS_MIN and _worth_compressing(data):
-        packed: bytes = _compressor().compress(data)
+        with _compressors.lend() as zc:
+            packed: bytes = zc.compress(data)
         if len(packed) < len(data) * _COMPRESS_GAIN:
             return BLOB_ZSTD + packed
     return BLOB_RAW + (data if isinstance(data, bytes) else bytes(data))
@@ -136,7 +180,8 @@ def decode_blob(stored: bytes | memoryview, blob_hash_hint: str = "") -> bytes:
         return bytes(body)
     if head == BLOB_ZSTD:
         try:
-            out: bytes = _decompressor().decompress(body)
+            with _decompressors.lend() as zd:
+                out: bytes = zd.decompress(body)
         except Exception as exc:
             raise BlobCorruptedError(
                 f"blob {blob_hash_hint[:16]}… cannot be decompressed: {exc}", blob_hash_hint
