@@ -201,6 +201,18 @@ def test_put_commit_is_idempotent(store: Store) -> None:
     assert not store.has_blob(ref.hash)
 
 
+def test_find_by_fingerprint_skips_a_commit_whose_blob_is_gone(store: Store) -> None:
+    # A completed commit is only a hit while its result blob exists: a lost blob makes
+    # the next submit recompute (and so repair) it.
+    lost = make_commit(ago=10, result=ObjectRef(digest("never stored"), 3))
+    put(store, lost)
+    assert store.find_by_fingerprint(FP) is None
+    ref = store.put_blob(b"kept")
+    kept = make_commit(ago=5, result=ref)
+    put(store, kept)
+    assert store.find_by_fingerprint(FP) == kept
+
+
 def test_find_by_fingerprint(store: Store) -> None:
     ref = store.put_blob(b"r")
     old = make_commit(ago=400, result=ref)
@@ -216,9 +228,14 @@ def test_find_by_fingerprint(store: Store) -> None:
 
 
 def test_find_by_fingerprint_ignores_all_expired(store: Store) -> None:
-    put(store, make_commit(ago=100, expires_in=50), make_commit(ago=90, expires_in=80))
+    ref = store.put_blob(b"r")
+    put(
+        store,
+        make_commit(ago=100, expires_in=50, result=ref),
+        make_commit(ago=90, expires_in=80, result=ref),
+    )
     assert store.find_by_fingerprint(FP) is None
-    alive = make_commit(ago=80, expires_in=3600)
+    alive = make_commit(ago=80, expires_in=3600, result=ref)
     put(store, alive)
     assert store.find_by_fingerprint(FP) == alive
 

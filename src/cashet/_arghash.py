@@ -44,6 +44,7 @@ from typing import Any
 
 from blake3 import blake3
 
+from cashet._blake import new_hasher
 from cashet.models import AsyncResultRef, ResultRef
 
 __all__ = ["TAGS", "hash_args", "hash_bytes", "hash_value"]
@@ -139,6 +140,13 @@ def _flush(st: _State) -> Any:
     return h
 
 
+def _big_digest(data: Any, hexdigest: bool) -> Any:
+    """Digest of a large buffer on every core (one core in a forked child, see _blake)."""
+    h = new_hasher(_BIG)
+    h.update(data)
+    return h.hexdigest() if hexdigest else h.digest()
+
+
 def _finish(st: _State) -> bytes:
     h = st.hasher
     if h is None:
@@ -151,7 +159,7 @@ def _feed_raw(st: _State, data: Any, n: int) -> None:
     """Write length ``n`` and the bytes of buffer ``data`` (or their digest when big)."""
     st.buf += _pack_Q(n)
     if n >= _BIG:
-        st.buf += blake3(data, max_threads=blake3.AUTO).digest()
+        st.buf += _big_digest(data, False)
     elif n >= _DIRECT:
         _flush(st).update(data)
     elif n:
@@ -1069,5 +1077,5 @@ def hash_value(obj: Any) -> str:
 def hash_bytes(data: bytes | memoryview) -> str:
     """Return the plain BLAKE3 hex digest of ``data`` (multithreaded from 8 MiB)."""
     if len(data) >= _BIG:
-        return blake3(data, max_threads=blake3.AUTO).hexdigest()
+        return str(_big_digest(data, True))
     return blake3(data).hexdigest()

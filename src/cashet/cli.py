@@ -753,3 +753,6 @@ def import_(state: _State, path: Path) -> None:
         f"Imported {result.imported} commit(s) and {result.blobs} blob(s); "
         f"{result.skipped} already present"
     )
+
+
+from cashet import _cli_serve  # noqa: E402,F401  (registers "serve")

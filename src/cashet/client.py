@@ -9,7 +9,7 @@ from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Generic, TypeVar, overload
+from typing import Any, Generic, TypeVar, cast, overload
 
 from cashet._archive import ExportResult, ImportResult, export_archive, import_archive
 from cashet._dag import BatchItem, plan_batch, substitute_task_refs
@@ -49,15 +49,15 @@ class TaskFunction(Generic[T]):
         self.client = client
         self.func = func
         self.options = options
-        self.name = options.name or getattr(func, "__qualname__", repr(func))
-        functools.update_wrapper(self, func)  # type: ignore[arg-type]
+        self.name: str = options.name or str(getattr(func, "__qualname__", repr(func)))
+        functools.update_wrapper(self, func)
 
     def __call__(self, *args: Any, **kwargs: Any) -> ResultRef[T]:
-        return self.client.submit(self, *args, **kwargs)
+        return self.client.submit(cast("Callable[..., T]", self), *args, **kwargs)
 
     def submit(self, *args: Any, **kwargs: Any) -> ResultRef[T]:
         """Same as calling the task."""
-        return self.client.submit(self, *args, **kwargs)
+        return self.client.submit(cast("Callable[..., T]", self), *args, **kwargs)
 
     def __repr__(self) -> str:
         return f"<cashet task {self.name}>"

@@ -70,7 +70,7 @@ class ObjectRef:
     size: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TaskDef:
     """What was called: the function's identity, the arguments' digest and the options."""
 

@@ -63,7 +63,7 @@ from cashet._server_input import (
 )
 from cashet._server_openapi import openapi_document
 from cashet.errors import AmbiguousHashError, BlobError, CommitNotFoundError, StoreError, TaskError
-from cashet.models import Commit, ObjectRef
+from cashet.models import Commit, ObjectRef, utcnow
 
 if TYPE_CHECKING:
     from cashet.async_client import AsyncClient
@@ -82,6 +82,8 @@ MAX_BODY_BYTES = 4 * 2**20
 SUBMIT_THREADS = 32
 #: Results at least this big are decoded off the event loop by the async app.
 _BIG_RESULT = 2**20
+#: Bodies and results up to this size may be handled on the event loop (sync app, SQLite).
+_SMALL = 64 * 2**10
 
 
 # --- responses and errors -----------------------------------------------------------------------
@@ -246,8 +248,17 @@ def _read_result(client: Client, hash: str) -> _Result:
     return _encode_result(commit, ref, data, client.serializer.loads)
 
 
-def _cached_result(client: Client, call: Call) -> _Result | None:
-    """The stored result of ``call`` without running it, or ``None`` (for read-only mode)."""
+def _lookup(
+    client: Client, call: Call, *, max_size: int | None = None, fresh: bool = False
+) -> _Result | None:
+    """The stored result of ``call`` without running it, or ``None``.
+
+    Args:
+        max_size: ``None`` unless the result is at most this many bytes.
+        fresh: ``None`` unless the hit was recorded within ``TOUCH_AFTER``, i.e. a real
+            ``submit`` would not update its access time either.
+    """
+    from cashet._core import TOUCH_AFTER
     from cashet._options import make_task_def
     from cashet.hashing import function_identity, hash_args
 
@@ -259,6 +270,10 @@ def _cached_result(client: Client, call: Call) -> _Result | None:
     commit = client.store.find_by_fingerprint(task_def.fingerprint)
     if commit is None or commit.result is None:
         return None
+    if max_size is not None and commit.result.size > max_size:
+        return None
+    if fresh and (commit.last_accessed is None or utcnow() - commit.last_accessed > TOUCH_AFTER):
+        return None
     data = client.store.get_blob(commit.result)
     return _encode_result(commit, commit.result, data, client.serializer.loads)
 
@@ -267,10 +282,18 @@ def _cached_result(client: Client, call: Call) -> _Result | None:
 
 
 class _SyncBackend:
-    """Runs ``Client`` calls in worker threads: one thread hop per request."""
+    """Runs ``Client`` calls in worker threads: one thread hop per request.
+
+    Except the hot reads on the embedded SQLite store (``GET /commit``, a cached
+    ``/submit`` with a small body and result), which run on the event loop: its indexed
+    reads take less time than the hop and never wait for a writer (WAL mode).
+    """
 
     def __init__(self, client: Client) -> None:
+        from cashet.stores.sqlite import SQLiteStore
+
         self.client = client
+        self.inline_reads = isinstance(client.store, SQLiteStore)
         self._limiter: CapacityLimiter | None = None
 
     def registered(self) -> Mapping[str, Any]:
@@ -279,7 +302,22 @@ class _SyncBackend:
     async def call(self, fn: Callable[[Client], R]) -> R:
         return await anyio.to_thread.run_sync(fn, self.client)
 
-    async def submit(self, call: Call) -> tuple[_Result, bool]:
+    async def read(self, fn: Callable[[Client], R]) -> R:
+        """``call`` for one indexed point read: on the loop when the store allows it."""
+        if self.inline_reads:
+            return fn(self.client)
+        return await self.call(fn)
+
+    async def lookup(self, call: Call, small: bool) -> _Result | None:
+        if self.inline_reads and small:
+            return _lookup(self.client, call, max_size=_SMALL)
+        return await self.call(lambda c: _lookup(c, call))
+
+    async def submit(self, call: Call, small: bool) -> tuple[_Result, bool]:
+        if self.inline_reads and small:
+            hit = _lookup(self.client, call, max_size=_SMALL, fresh=True)
+            if hit is not None:
+                return hit, True
         if self._limiter is None:  # made on first use: it needs a running event loop
             self._limiter = CapacityLimiter(SUBMIT_THREADS)
         return await anyio.to_thread.run_sync(self._submit, call, limiter=self._limiter)
@@ -309,7 +347,13 @@ class _AsyncBackend:
         # How the AsyncClient runs its own provenance methods: its sync twin, off the loop.
         return await self.client._sync(fn)
 
-    async def submit(self, call: Call) -> tuple[_Result, bool]:
+    async def read(self, fn: Callable[[Client], R]) -> R:
+        return await self.call(fn)
+
+    async def lookup(self, call: Call, small: bool) -> _Result | None:
+        return await self.call(lambda c: _lookup(c, call))
+
+    async def submit(self, call: Call, small: bool) -> tuple[_Result, bool]:
         client = self.client
         try:
             ref = await client.submit(call.func, *call.args, **call.submit_kwargs(), **call.kwargs)
@@ -367,19 +411,20 @@ class _Server:
         return func if func is not None else self.backend.registered().get(name)
 
     async def submit(self, request: Request) -> Response:
-        body = parse_json(await request.body())
+        raw = await request.body()
         call = parse_submit(
-            body, self.lookup, self.task_names, allow_remote_code=self.allow_remote_code
+            parse_json(raw), self.lookup, self.task_names, allow_remote_code=self.allow_remote_code
         )
+        small = len(raw) <= _SMALL
         if self.read_only:
-            result = await self.backend.call(lambda c: _cached_result(c, call))
+            result = await self.backend.lookup(call, small)
             if result is None:
                 raise HTTPError(
                     403, "this server is read-only and the call is not cached, so it cannot run"
                 )
             return _JSON(result.body(cached=True))
         try:
-            result, cached = await self.backend.submit(call)
+            result, cached = await self.backend.submit(call, small)
         except (TaskError, _TaskProblem) as exc:
             raise HTTPError(422, _error_line(exc) or str(exc), task=call.name[:200]) from None
         return _JSON(result.body(cached=cached))
@@ -391,7 +436,7 @@ class _Server:
 
     async def commit(self, request: Request) -> Response:
         hash = parse_hash(request.path_params["hash"])
-        commit = await self.backend.call(lambda c: c.show(hash))
+        commit = await self.backend.read(lambda c: c.show(hash))
         return _JSON(_view(commit, full=True))
 
     async def history(self, request: Request) -> Response:

@@ -69,12 +69,14 @@ def describe_call(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, t
     return args_snapshot(args, kwargs), tuple(dict.fromkeys(r.hash for r in refs))
 
 
-def run_flow(flow: Any, handlers: dict[type, Callable[[Any], Any]]) -> Commit:
-    """Run a call-flow generator to completion, answering each effect with its handler.
+def run_flow(flow: Any, call: Any) -> Commit:
+    """Run a call-flow generator to completion, answering each effect through ``call``.
 
-    An exception from a handler is thrown back into the flow, so its ``finally`` releases
-    the lease before the exception leaves (KeyboardInterrupt included).
+    ``call.HANDLERS`` maps each effect type to a method of ``call``. An exception from a
+    handler is thrown back into the flow, so its ``finally`` releases the lease before the
+    exception leaves (KeyboardInterrupt included).
     """
+    handlers = call.HANDLERS
     value: Any = None
     error: BaseException | None = None
     while True:
@@ -84,7 +86,7 @@ def run_flow(flow: Any, handlers: dict[type, Callable[[Any], Any]]) -> Commit:
             return stop.value  # type: ignore[no-any-return]
         error = None
         try:
-            value = handlers[type(effect)](effect)
+            value = handlers[type(effect)](call, effect)
         except BaseException as exc:
             value = None
             error = exc
@@ -153,10 +155,11 @@ class LocalExecutor:
         self._settings: LeaseSettings | None = None
 
     def _lease_settings(self) -> LeaseSettings:
-        pid = os.getpid()
         settings = self._settings
-        if settings is None or settings.pid != pid:
-            settings = self._settings = LeaseSettings(self.running_ttl, hostname(), pid)
+        if settings is None or settings.pid != _current_pid():
+            settings = self._settings = LeaseSettings(
+                self.running_ttl, hostname(), _current_pid()
+            )
         return settings
 
     def submit(
@@ -169,62 +172,113 @@ class LocalExecutor:
         serializer: Serializer,
     ) -> Commit:
         """Return the commit for this call: cached, computed by another caller, or run here."""
-        flow = call_flow(task_def, self._lease_settings(), lambda: describe_call(args, kwargs))
-        commit = run_flow(flow, self._handlers(func, args, kwargs, store, serializer))
-        if log.isEnabledFor(logging.DEBUG) and commit.from_cache:
+        call = _SyncCall(func, args, kwargs, store, serializer, self._heartbeat)
+        commit = run_flow(call_flow(task_def, self._lease_settings(), call.describe), call)
+        if commit.from_cache and log.isEnabledFor(logging.DEBUG):
             log_commit(commit, "hit")
         return commit
 
-    def _handlers(
+
+class _SyncCall:
+    """Answers the effects of one call's flow with blocking calls on the store."""
+
+    __slots__ = ("args", "func", "heartbeat", "kwargs", "serializer", "store")
+
+    def __init__(
         self,
         func: Callable[..., Any],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         store: Store,
         serializer: Serializer,
-    ) -> dict[type, Callable[[Any], Any]]:
-        heartbeat = self._heartbeat
+        heartbeat: _Heartbeat,
+    ) -> None:
+        self.func = func
+        self.args = args
+        self.kwargs = kwargs
+        self.store = store
+        self.serializer = serializer
+        self.heartbeat = heartbeat
 
-        def execute(e: Execute) -> Outcome:
-            call_args = replace_refs(args, _load_ref)
-            call_kwargs = replace_refs(kwargs, _load_ref)
+    def describe(self) -> tuple[str, tuple[str, ...]]:
+        return describe_call(self.args, self.kwargs)
+
+    def lookup(self, e: Lookup) -> Commit | None:
+        return self.store.find_by_fingerprint(e.fingerprint)
+
+    def latest(self, e: LatestFor) -> Commit | None:
+        return self.store.latest_for_fingerprint(e.fingerprint)
+
+    def touch(self, e: Touch) -> None:
+        try:
+            self.store.touch(e.hash, e.when)
+        except StoreError as exc:  # an access time is not worth failing a hit for
+            log.debug("could not record access to %s: %s", e.hash[:12], exc)
+
+    def claim(self, e: Claim) -> bool:
+        return self.store.try_claim(e.fingerprint, e.lease)
+
+    def wait_release(self, e: WaitRelease) -> None:
+        self.store.wait_for_release(e.fingerprint, e.timeout)
+
+    def release(self, e: Release) -> None:
+        self.store.release_claim(e.fingerprint, e.owner)
+
+    def execute(self, e: Execute) -> Outcome:
+        call_args = replace_refs(self.args, _load_ref)
+        call_kwargs = replace_refs(self.kwargs, _load_ref)
+        if e.lease is not None:
+            self.heartbeat.add(self.store, e.fingerprint, e.lease.owner)
+        try:
+            if e.timeout is None:
+                return _run_inline(self.func, call_args, call_kwargs)
+            return _run_with_timeout(self.func, call_args, call_kwargs, e.timeout)
+        finally:
             if e.lease is not None:
-                heartbeat.add(store, e.fingerprint, e.lease.owner)
-            try:
-                if e.timeout is None:
-                    return _run_inline(func, call_args, call_kwargs)
-                return _run_with_timeout(func, call_args, call_kwargs, e.timeout)
-            finally:
-                if e.lease is not None:
-                    heartbeat.remove(e.lease.owner)
+                self.heartbeat.remove(e.lease.owner)
 
-        def touch(e: Touch) -> None:
-            try:
-                store.touch(e.hash, e.when)
-            except StoreError as exc:  # an access time is not worth failing a hit for
-                log.debug("could not record access to %s: %s", e.hash[:12], exc)
+    def sleep(self, e: Sleep) -> None:
+        time.sleep(e.seconds)
 
-        def put_commit(e: PutCommit) -> None:
-            store.put_commit(e.commit)
-            if log.isEnabledFor(logging.INFO):
-                log_commit(e.commit, "ran" if e.commit.status.value == "completed" else "failed")
+    def serialize(self, e: Serialize) -> bytes | list[bytes | memoryview]:
+        return serialize(self.serializer, e.value)
 
-        def claim(e: Claim) -> bool:
-            return store.try_claim(e.fingerprint, e.lease)
+    def put_blob(self, e: PutBlob) -> Any:
+        return put_blob(self.store, e.data)
 
-        return {
-            Lookup: lambda e: store.find_by_fingerprint(e.fingerprint),
-            LatestFor: lambda e: store.latest_for_fingerprint(e.fingerprint),
-            Touch: touch,
-            Claim: claim,
-            WaitRelease: lambda e: store.wait_for_release(e.fingerprint, e.timeout),
-            Release: lambda e: store.release_claim(e.fingerprint, e.owner),
-            Execute: execute,
-            Sleep: lambda e: time.sleep(e.seconds),
-            Serialize: lambda e: serialize(serializer, e.value),
-            PutBlob: lambda e: put_blob(store, e.data),
-            PutCommit: put_commit,
-        }
+    def put_commit(self, e: PutCommit) -> None:
+        self.store.put_commit(e.commit)
+        if log.isEnabledFor(logging.INFO):
+            log_commit(e.commit, "ran" if e.commit.status.value == "completed" else "failed")
+
+    HANDLERS: dict[type, Callable[[Any, Any], Any]] = {  # noqa: RUF012
+        Lookup: lookup,
+        LatestFor: latest,
+        Touch: touch,
+        Claim: claim,
+        WaitRelease: wait_release,
+        Release: release,
+        Execute: execute,
+        Sleep: sleep,
+        Serialize: serialize,
+        PutBlob: put_blob,
+        PutCommit: put_commit,
+    }
+
+
+_pid = os.getpid()
+
+
+def _after_fork_in_child() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _current_pid() -> int:
+    return _pid
 
 
 def serialize(serializer: Serializer, value: Any) -> bytes | list[bytes | memoryview]:

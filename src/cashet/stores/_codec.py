@@ -12,13 +12,14 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
 from blake3 import blake3
 
+from cashet._blake import MULTITHREAD_MIN, new_hasher
 from cashet.errors import BlobCorruptedError
 from cashet.models import Commit, ObjectRef, TaskDef, TaskStatus
 
@@ -27,6 +28,7 @@ __all__ = [
     "BLOB_ZSTD",
     "COMMIT_FORMAT",
     "blob_hash",
+    "blob_hash_parts",
     "commit_from_dict",
     "commit_from_json",
     "commit_to_dict",
@@ -35,6 +37,7 @@ __all__ = [
     "decode_blob",
     "encode_blob",
     "verify_blob",
+    "worth_compressing",
 ]
 
 COMMIT_FORMAT = 1
@@ -100,33 +103,36 @@ def _new_decompressor() -> Any:
 _compressors = _ZstdPool(_new_compressor)
 _decompressors = _ZstdPool(_new_decompressor)
 _of_parent: list[Any] = []
-# Multithreaded BLAKE3 runs on one global thread pool, which does not survive fork either:
-# a child of a process that started it must hash on one thread, or it hangs.
-_hash_pool_started = False
-_hash_pool_lost = False
 
 
 def _after_fork_in_child() -> None:
-    global _hash_pool_lost
     _compressors.after_fork_in_child()
     _decompressors.after_fork_in_child()
-    _hash_pool_lost = _hash_pool_lost or _hash_pool_started
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def blob_hash(data: bytes | memoryview) -> str:
+def blob_hash(data: bytes | bytearray | memoryview) -> str:
     """Return the BLAKE3 hex digest of ``data`` (multithreaded for large inputs)."""
-    global _hash_pool_started
-    n = len(data)
-    if n >= 8 << 20 and not _hash_pool_lost:
-        _hash_pool_started = True
-        return blake3(data, max_threads=blake3.AUTO).hexdigest()
-    return blake3(data).hexdigest()
+    n = memoryview(data).nbytes if isinstance(data, memoryview) else len(data)
+    if n < MULTITHREAD_MIN:
+        return blake3(data).hexdigest()
+    h = new_hasher(n)
+    h.update(data)
+    return h.hexdigest()
 
 
-def verify_blob(data: bytes | memoryview, expected: str) -> None:
+def blob_hash_parts(parts: Sequence[bytes | bytearray | memoryview]) -> tuple[str, int]:
+    """Return the digest and length of the concatenation of ``parts`` (without joining)."""
+    size = sum(memoryview(p).nbytes for p in parts)
+    h = new_hasher(size)
+    for p in parts:
+        h.update(p)
+    return h.hexdigest(), size
+
+
+def verify_blob(data: bytes | bytearray | memoryview, expected: str) -> None:
     """Raise ``BlobCorruptedError`` when ``data`` does not hash to ``expected``."""
     actual = blob_hash(data)
     if actual != expected:
@@ -135,7 +141,7 @@ def verify_blob(data: bytes | memoryview, expected: str) -> None:
         )
 
 
-def _worth_compressing(data: bytes | memoryview) -> bool:
+def worth_compressing(data: bytes | memoryview) -> bool:
     """Probe a few slices of a large blob: compress the whole only if the sample shrinks.
 
     Compressing 100 MiB of incompressible floats costs far more than writing them, so a
@@ -162,7 +168,7 @@ def encode_blob(data: bytes | memoryview) -> bytes:
 
     zstd is kept only when it makes the blob at least 10% smaller.
     """
-    if len(data) >= _COMPRESS_MIN and _worth_compressing(data):
+    if len(data) >= _COMPRESS_MIN and worth_compressing(data):
         with _compressors.lend() as zc:
             packed: bytes = zc.compress(data)
         if len(packed) < len(data) * _COMPRESS_GAIN:

@@ -165,6 +165,16 @@ FIND = (
     f"{SELECT_COMMIT} WHERE fingerprint = ? AND +status = 'completed' AND +cache = 1"
     " AND (expires_at IS NULL OR expires_at > ?) ORDER BY created_at DESC, rowid DESC LIMIT 1"
 )
+# The hit path: the cache lookup joined with the result's blob row, so a commit whose blob
+# was found missing or corrupt (and forgotten, see SQLiteStore._forget_blob) is a miss, and
+# a small result's bytes come back in the same query.
+FIND_HIT = (
+    "SELECT c.hash, c.body, c.last_accessed, b.inline FROM commits AS c"
+    " JOIN blobs AS b ON b.hash = c.result_hash"
+    " WHERE c.fingerprint = ? AND +c.status = 'completed' AND +c.cache = 1"
+    " AND (c.expires_at IS NULL OR c.expires_at > ?)"
+    " ORDER BY c.created_at DESC, c.rowid DESC LIMIT 1"
+)
 LATEST = f"{SELECT_COMMIT} WHERE fingerprint = ? ORDER BY created_at DESC, rowid DESC LIMIT 1"
 HISTORY = (
     f"{SELECT_COMMIT} WHERE fingerprint = (SELECT fingerprint FROM commits WHERE hash = ?)"

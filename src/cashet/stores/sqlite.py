@@ -20,7 +20,7 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,14 +36,25 @@ from cashet.stores._codec import (
     BLOB_RAW,
     BLOB_ZSTD,
     blob_hash,
+    blob_hash_parts,
     commit_from_json,
     commit_to_json,
     decode_blob,
     encode_blob,
     verify_blob,
+    worth_compressing,
 )
 
 __all__ = ["SQLiteStore"]
+
+#: Raw blob files at least this large are read into a bytearray (see _read_file).
+_READINTO_MIN = 1 << 20
+
+
+def _compressible(parts: Sequence[bytes | memoryview]) -> bool:
+    """Probe the largest chunk: compress the blob only if it would shrink."""
+    largest = max(parts, key=lambda p: memoryview(p).nbytes)
+    return worth_compressing(memoryview(largest).cast("B"))
 
 # The connection check runs on every operation and getpid() is a real system call
 # (~0.2 µs), so the pid is cached here and refreshed in a forked child.
@@ -128,6 +139,7 @@ class SQLiteStore:
     _BATCH = 256
     #: ``evict`` drops leases unrenewed for this long: no heartbeat is left to renew them.
     _STALE_LEASE_SECONDS = 3600.0
+    _DECODED_MAX = 4096
 
     def __init__(
         self,
@@ -146,6 +158,10 @@ class SQLiteStore:
         self._conns: list[tuple[threading.Thread, sqlite3.Connection]] = []
         self._conns_pid = _pid
         self._closed = False
+        # Hit-path caches: decoded commits by hash (commits never change) and the stored
+        # bytes of small results found by the last lookups (verified again when used).
+        self._decoded: dict[str, Commit] = {}
+        self._inline_hints: dict[str, bytes] = {}
         try:
             os.makedirs(self._objects, exist_ok=True)
         except OSError as exc:
@@ -350,6 +366,36 @@ class SQLiteStore:
                 self._write_file(path, encoded)
         return ref
 
+    def put_blob_parts(self, parts: Sequence[bytes | memoryview]) -> ObjectRef:
+        """Store the concatenation of ``parts`` without joining them in memory.
+
+        Serializers that keep large buffers out of band (``PickleSerializer`` with NumPy
+        arrays) hand their chunks here: the blob is hashed and written chunk by chunk.
+        Equivalent to ``put_blob(b"".join(parts))``.
+        """
+        h, size = blob_hash_parts(parts)
+        if size < _READINTO_MIN or _compressible(parts):
+            return self.put_blob(b"".join(parts))
+        ref = ObjectRef(h, size)
+        stored_size = size + 1
+        path = self._blob_path(h)
+        row = self._one(sql.BLOB_STATE, (h,))
+        if (
+            row is not None
+            and row[1] is None
+            and _has_file(path, row[0])
+            and (row[2] > 0 or row[3] > time.time() - self.orphan_grace / 2)
+        ):
+            return ref
+        chunks = [BLOB_RAW, *parts]
+        if not _has_file(path, stored_size):
+            self._write_file(path, chunks)  # outside the lock: other writers go on
+        with self._transact() as conn:
+            conn.execute(sql.BLOB_UPSERT, (h, size, stored_size, None, time.time()))
+            if not _has_file(path, stored_size):
+                self._write_file(path, chunks)  # a concurrent delete removed it
+        return ref
+
     def _intact(self, h: str, stored_size: int, inline: bytes | None, data: bytes) -> bool:
         if inline is not None:
             try:
@@ -358,7 +404,7 @@ class SQLiteStore:
                 return False
         return _has_file(self._blob_path(h), stored_size)
 
-    def _write_file(self, path: str, encoded: bytes) -> None:
+    def _write_file(self, path: str, encoded: bytes | Sequence[bytes | memoryview]) -> None:
         # Atomic: a reader sees no file or the whole file, never a partial one. No fsync:
         # every read verifies the hash, so a file torn by a power cut is reported as
         # corrupt, removed, and rewritten when its task runs again; an fsync per blob
@@ -368,7 +414,11 @@ class SQLiteStore:
         try:
             os.makedirs(folder, exist_ok=True)
             with open(tmp, "xb") as f:
-                f.write(encoded)
+                if isinstance(encoded, bytes):
+                    f.write(encoded)
+                else:
+                    for chunk in encoded:
+                        f.write(chunk)
             os.replace(tmp, path)
         except BaseException as exc:
             with suppress(OSError):
@@ -386,18 +436,40 @@ class SQLiteStore:
                 removed, so that storing the same bytes again repairs the blob.
         """
         h = ref.hash
+        hinted = self._inline_hints.pop(h, None)
+        if hinted is not None:
+            with suppress(BlobCorruptedError):
+                data = decode_blob(hinted, h)
+                verify_blob(data, h)
+                return data
         row = self._one(sql.BLOB_READ, (h,))
         if row is None:
             raise BlobMissingError(f"blob {h} is not in the store {self._path}", h)
         inline = row[0]
-        if inline is None:
-            return self._read_file(h)
         try:
-            data = decode_blob(inline, h)
-            verify_blob(data, h)
-        except BlobCorruptedError as exc:
-            raise BlobCorruptedError(f"{exc} (stored inline in {self._db_file})", h) from exc
-        return data
+            if inline is None:
+                return self._read_file(h)
+            try:
+                data = decode_blob(inline, h)
+                verify_blob(data, h)
+            except BlobCorruptedError as exc:
+                raise BlobCorruptedError(
+                    f"{exc} (stored inline in {self._db_file})", h
+                ) from exc
+            return data
+        except (BlobMissingError, BlobCorruptedError):
+            self._forget_blob(h)
+            raise
+
+    def _forget_blob(self, h: str) -> None:
+        """Drop the index row of a blob found lost, so lookups stop returning its commits.
+
+        ``put_blob`` of the same bytes re-creates the row (counting the commits that point
+        at it), which is how a re-run repairs the cache.
+        """
+        self._inline_hints.pop(h, None)
+        with suppress(StoreError), self._transact() as conn:
+            conn.execute(sql.DELETE_BLOB, (h,))
 
     def _read_file(self, h: str) -> bytes:
         path = self._blob_path(h)
@@ -415,12 +487,30 @@ class SQLiteStore:
                 # raw blob is read once and never copied (readinto a preallocated bytearray
                 # would need one more copy to become bytes).
                 want = max(st.st_size - 1, 0)
-                body = f.read(want)
-                if len(body) < want:  # one read(2) stops at 2 GiB on Linux
-                    body += f.readall()
+                if head == BLOB_RAW and want >= _READINTO_MIN:
+                    # A large raw blob (typically NumPy buffers) is read into a bytearray:
+                    # one copy from the kernel, and arrays loaded from it are writable
+                    # views instead of read-only ones.
+                    buf = bytearray(want)
+                    view = memoryview(buf)
+                    got = 0
+                    while got < want:
+                        n = f.readinto(view[got:])
+                        if not n:
+                            break
+                        got += n
+                    del view
+                    if got < want:
+                        del buf[got:]
+                    body: bytes | bytearray = buf
+                else:
+                    # FileIO.read(n) reads straight into one new bytes object of n bytes.
+                    body = f.read(want)
+                    if len(body) < want:  # one read(2) stops at 2 GiB on Linux
+                        body += f.readall()
             data = body if head == BLOB_RAW else decode_blob(head + body, h)
             verify_blob(data, h)
-            return data
+            return data  # type: ignore[return-value]  # bytearray for large raw blobs
         except BlobCorruptedError as exc:
             if head in (BLOB_RAW, BLOB_ZSTD):  # never discard a format we cannot read
                 self._discard(path, st)
@@ -481,9 +571,30 @@ class SQLiteStore:
         return None if row is None else _commit(row)
 
     def find_by_fingerprint(self, fingerprint: str) -> Commit | None:
-        """Return the newest completed, cacheable, unexpired commit of ``fingerprint``."""
-        row = self._one(sql.FIND, (fingerprint, time.time()))
-        return None if row is None else _commit(row)
+        """Return the newest completed, cacheable, unexpired commit of ``fingerprint``.
+
+        A commit whose result blob is known to be lost is skipped, so the next ``submit``
+        recomputes (and so repairs) it. This is the hit path: one indexed query; commits
+        are immutable, so a decoded one is reused, and a small result's bytes are kept for
+        the ``get_blob`` that follows.
+        """
+        row = self._one(sql.FIND_HIT, (fingerprint, time.time()))
+        if row is None:
+            return None
+        h, body, last_accessed, inline = row
+        commit = self._decoded.get(h)
+        if commit is None:
+            commit = commit_from_json(body)
+            if len(self._decoded) >= self._DECODED_MAX:
+                self._decoded.pop(next(iter(self._decoded)))
+            self._decoded[h] = commit
+        commit.last_accessed = None if last_accessed is None else _dt(last_accessed)
+        if inline is not None and commit.result is not None:
+            hints = self._inline_hints
+            if len(hints) >= self._DECODED_MAX:
+                hints.pop(next(iter(hints)), None)
+            hints[commit.result.hash] = inline
+        return commit
 
     def latest_for_fingerprint(self, fingerprint: str) -> Commit | None:
         """Return the newest commit of ``fingerprint`` whatever its status or expiry."""

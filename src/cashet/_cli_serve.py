@@ -1,0 +1,112 @@
+"""``cashet serve``: the HTTP server from the command line (registered on :data:`cli.main`).
+
+Kept apart from :mod:`cashet.cli` so the CLI does not import Starlette unless it serves.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import click
+
+from cashet.cli import _State, main, pass_state
+
+__all__ = ["serve"]
+
+
+def _load_tasks(specs: Sequence[str]) -> dict[str, Callable[..., Any]]:
+    """``("pkg.mod:func", ...)`` -> ``{name: callable}`` (a ``@client.task`` keeps its name)."""
+    if specs and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # as ``python -m`` would: modules beside the user
+    tasks: dict[str, Callable[..., Any]] = {}
+    for spec in specs:
+        module_name, sep, attr = spec.partition(":")
+        if not sep or not module_name or not attr:
+            raise click.BadParameter(f"{spec!r}: expected MODULE:NAME", param_hint="--task")
+        try:
+            obj: Any = importlib.import_module(module_name)
+            for part in attr.split("."):
+                obj = getattr(obj, part)
+        except (ImportError, AttributeError) as exc:
+            raise click.BadParameter(f"{spec!r}: {exc}", param_hint="--task") from None
+        if not callable(obj):
+            raise click.BadParameter(f"{spec!r} is not callable", param_hint="--task")
+        name = getattr(obj, "name", None)
+        tasks[name if isinstance(name, str) and name else attr] = obj
+    return tasks
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="Port."
+)
+@click.option(
+    "--require-token",
+    envvar="CASHET_TOKEN",
+    metavar="TOKEN",
+    help="Bearer token every request must carry [env: CASHET_TOKEN, which keeps it out "
+    "of the process list].",
+)
+@click.option(
+    "--allow-remote-code",
+    is_flag=True,
+    help="Also run client-supplied Python (func_source, dill payloads). Needs a token; "
+    "only for trusted clients.",
+)
+@click.option(
+    "--read-only", is_flag=True, help="Serve cached results only: refuse gc and uncached runs."
+)
+@click.option(
+    "--task",
+    "task_specs",
+    multiple=True,
+    metavar="MODULE:NAME",
+    help="Register a function /submit may run (repeatable).",
+)
+@pass_state
+def serve(
+    state: _State,
+    host: str,
+    port: int,
+    require_token: str | None,
+    allow_remote_code: bool,
+    read_only: bool,
+    task_specs: tuple[str, ...],
+) -> None:
+    """Serve the store over HTTP (POST /submit, GET /commit/HASH, /log, /stats, ...).
+
+    Without a token, anyone who can reach HOST:PORT can run the registered tasks and gc:
+    keep such a server on loopback. The OpenAPI document is at /openapi.json.
+    """
+    token = require_token or None  # an empty $CASHET_TOKEN means no token
+    if allow_remote_code and token is None:
+        raise click.UsageError(
+            "--allow-remote-code needs --require-token (or $CASHET_TOKEN): remote code runs "
+            "arbitrary Python"
+        )
+    if allow_remote_code and read_only:
+        raise click.UsageError("--allow-remote-code and --read-only contradict each other")
+    tasks = _load_tasks(task_specs)
+    try:
+        from cashet.server import create_app, run_app
+    except ImportError as exc:
+        raise click.ClickException(
+            f"the server needs the 'server' extra: pip install 'cashet[server]' ({exc.name})"
+        ) from None
+    client = state.client(create=not read_only)
+    try:
+        app = create_app(
+            client,
+            require_token=token,
+            tasks=tasks,
+            allow_remote_code=allow_remote_code,
+            read_only=read_only,
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    run_app(app, host, port)
