@@ -13,8 +13,10 @@ Exit paths: the driver throws any exception raised while carrying out an effect 
 
 from __future__ import annotations
 
+import functools
+import itertools
+import os
 import traceback
-import uuid
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -22,7 +24,7 @@ from typing import Any
 
 from cashet.errors import TaskError, TaskTimeoutError
 from cashet.models import Commit, Lease, ObjectRef, TaskDef, TaskStatus, utcnow
-from cashet.stores._codec import compute_commit_hash
+from cashet.stores._codec import seal_commit
 
 __all__ = [
     "Claim",
@@ -33,6 +35,7 @@ __all__ = [
     "Outcome",
     "PutBlob",
     "PutCommit",
+    "Record",
     "Release",
     "Serialize",
     "Sleep",
@@ -137,6 +140,20 @@ class PutCommit:
     commit: Commit
 
 
+@dataclass(slots=True)
+class Record:
+    """Store the result ``data``, record ``build(blob_ref)`` and release the lease.
+
+    Return the recorded commit. Stores with a ``put_result`` method do it in one
+    transaction; for others the driver falls back to ``put_blob``, ``put_commit`` and
+    ``release_claim``.
+    """
+
+    data: Any
+    build: Callable[[ObjectRef], Commit]
+    release: tuple[str, str] | None
+
+
 Effect = (
     Lookup
     | LatestFor
@@ -168,6 +185,24 @@ class Outcome:
         return cls(error=exc, traceback_text=text, seconds=seconds)
 
 
+_token_prefix = os.urandom(8).hex()
+_token_counter = itertools.count()
+
+
+def _after_fork_in_child() -> None:
+    global _token_prefix, _token_counter
+    _token_prefix = os.urandom(8).hex()
+    _token_counter = itertools.count()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def unique_token() -> str:
+    """A token unique across processes and calls (random per process, then a counter)."""
+    return f"{_token_prefix}{next(_token_counter):08x}"
+
+
 def retry_delay(attempt: int) -> float:
     """Seconds to wait after failed attempt number ``attempt`` (0-based): 0.1, 0.2, 0.4 … 2."""
     return float(min(0.1 * (2**attempt), 2.0))
@@ -183,7 +218,7 @@ class LeaseSettings:
 
     def new_lease(self, func_name: str, now: datetime | None = None) -> Lease:
         return Lease(
-            owner=uuid.uuid4().hex,
+            owner=unique_token(),
             host=self.host,
             pid=self.pid,
             expires_at=(now or utcnow()) + self.ttl,
@@ -254,7 +289,7 @@ def call_flow(
         parent = yield LatestFor(fp)
         snapshot, input_hashes = describe() if describe is not None else ("", ())
         if snapshot and not task_def.args_snapshot:
-            task_def = replace(task_def, args_snapshot=snapshot)
+            task_def.args_snapshot = snapshot
         now = utcnow()
         base = Commit(
             hash="",
@@ -266,13 +301,13 @@ def call_flow(
             compute_seconds=total_seconds,
             expires_at=None if task_def.ttl is None else now + timedelta(seconds=task_def.ttl),
             input_hashes=input_hashes,
-            salt=uuid.uuid4().hex[:16],
+            salt=unique_token(),
             last_accessed=now,
         )
 
         if outcome.error is not None:
             failed = replace(base, status=TaskStatus.FAILED, error=outcome.traceback_text)
-            failed.hash = compute_commit_hash(failed)
+            failed.sealed_json = seal_commit(failed)
             yield PutCommit(failed)
             error_cls = TaskTimeoutError if isinstance(outcome.error, TimeoutError) else TaskError
             raise error_cls(
@@ -284,14 +319,19 @@ def call_flow(
             ) from outcome.error
 
         data = yield Serialize(outcome.value)
-        ref: ObjectRef = yield PutBlob(data)
-        done = replace(base, result=ref)
-        done.hash = compute_commit_hash(done)
-        yield PutCommit(done)
+        release = None if lease is None else (fp, lease.owner)
+        done: Commit = yield Record(data, functools.partial(_with_result, base), release)
+        lease = None  # released with the record
         return done
     finally:
         if lease is not None:
             yield Release(fp, lease.owner)
+
+
+def _with_result(base: Commit, ref: ObjectRef) -> Commit:
+    base.result = ref
+    base.sealed_json = seal_commit(base)
+    return base
 
 
 def _on_hit(hit: Commit) -> Generator[Any, Any, Commit]:

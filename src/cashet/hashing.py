@@ -86,6 +86,7 @@ def _summarize(x: Any) -> str | None:
 
 
 _REPR = _SnapshotRepr()
+_PLAIN = frozenset({int, float, bool, str, type(None)})
 
 
 def args_snapshot(args: tuple[Any, ...], kwargs: Mapping[str, Any], limit: int = 2000) -> str:
@@ -104,6 +105,14 @@ def args_snapshot(args: tuple[Any, ...], kwargs: Mapping[str, Any], limit: int =
         The text; it never raises (an unprintable value shows as ``<TypeName>``).
     """
     try:
+        if all(type(a) in _PLAIN for a in args) and all(
+            type(v) in _PLAIN for v in kwargs.values()
+        ):
+            # Fast path for the common call with a few scalars: plain repr gives the same
+            # text as the bounded one while everything fits under its limits.
+            s = repr((tuple(args), dict(kwargs)))
+            if len(s) <= _REPR.maxlong:
+                return s
         s = _REPR.repr((tuple(args), dict(kwargs)))
     except Exception:
         s = f"<{type(args).__name__}>"

@@ -117,6 +117,8 @@ class Commit:
     last_accessed: datetime | None = None
     #: Set on the commit a ``submit`` returned from the cache (not stored, not hashed).
     from_cache: bool = field(default=False, compare=False, repr=False)
+    #: The stored JSON form, when it was produced together with ``hash`` (internal).
+    sealed_json: str = field(default="", compare=False, repr=False)
 
     @property
     def fingerprint(self) -> str:

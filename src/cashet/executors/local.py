@@ -25,6 +25,7 @@ from cashet._core import (
     Outcome,
     PutBlob,
     PutCommit,
+    Record,
     Release,
     Serialize,
     Sleep,
@@ -251,6 +252,12 @@ class _SyncCall:
         if log.isEnabledFor(logging.INFO):
             log_commit(e.commit, "ran" if e.commit.status.value == "completed" else "failed")
 
+    def record(self, e: Record) -> Commit:
+        commit = record_result(self.store, e)
+        if log.isEnabledFor(logging.INFO):
+            log_commit(commit, "ran")
+        return commit
+
     HANDLERS: dict[type, Callable[[Any, Any], Any]] = {  # noqa: RUF012
         Lookup: lookup,
         LatestFor: latest,
@@ -263,6 +270,7 @@ class _SyncCall:
         Serialize: serialize,
         PutBlob: put_blob,
         PutCommit: put_commit,
+        Record: record,
     }
 
 
@@ -298,6 +306,18 @@ def put_blob(store: Store, data: bytes | list[bytes | memoryview]) -> Any:
             return put_parts(data)
         data = b"".join(data)
     return store.put_blob(data)
+
+
+def record_result(store: Store, e: Record) -> Commit:
+    """Carry out a ``Record`` effect on a sync store (one transaction when it can)."""
+    put_result = getattr(store, "put_result", None)
+    if put_result is not None:
+        return put_result(e.data, e.build, e.release)  # type: ignore[no-any-return]
+    commit = e.build(put_blob(store, e.data))
+    store.put_commit(commit)
+    if e.release is not None:
+        store.release_claim(*e.release)
+    return commit
 
 
 def _load_ref(ref: Any) -> Any:

@@ -34,6 +34,7 @@ __all__ = [
     "commit_to_dict",
     "commit_to_json",
     "compute_commit_hash",
+    "seal_commit",
     "decode_blob",
     "encode_blob",
     "verify_blob",
@@ -258,12 +259,26 @@ def _content_dict(c: Commit) -> dict[str, Any]:
     }
 
 
+def _content_json(c: Commit) -> str:
+    return json.dumps(_content_dict(c), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _hash_content(content: str) -> str:
+    return blake3(b"cashet.commit.v1\x00" + content.encode()).hexdigest()
+
+
 def compute_commit_hash(c: Commit) -> str:
     """Return the content hash of ``c`` (its ``hash`` and ``last_accessed`` are ignored)."""
-    payload = json.dumps(
-        _content_dict(c), sort_keys=True, separators=(",", ":"), ensure_ascii=False
-    ).encode()
-    return blake3(b"cashet.commit.v1\x00" + payload).hexdigest()
+    return _hash_content(_content_json(c))
+
+
+def seal_commit(c: Commit) -> str:
+    """Set ``c.hash`` from its content and return its stored JSON (one serialization)."""
+    content = _content_json(c)
+    c.hash = _hash_content(content)
+    accessed = json.dumps(_dt(c.last_accessed))
+    # The content JSON is an object with sorted keys; append the two non-content fields.
+    return f'{content[:-1]},"hash":"{c.hash}","last_accessed":{accessed}}}'
 
 
 def commit_to_dict(c: Commit) -> dict[str, Any]:

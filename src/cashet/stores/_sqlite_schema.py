@@ -229,6 +229,10 @@ PUT_CLAIM = (
     " claimed_at = excluded.claimed_at"
 )
 RENEW_CLAIM = "UPDATE claims SET expires_at = ? WHERE fingerprint = ? AND owner = ?"
+NEW_CLAIM = (
+    "INSERT OR IGNORE INTO claims (fingerprint, owner, host, pid, expires_at, func_name,"
+    " claimed_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
 RELEASE_CLAIM = "DELETE FROM claims WHERE fingerprint = ? AND owner = ?"
 STALE_CLAIMS = "DELETE FROM claims WHERE expires_at < ?"
 
