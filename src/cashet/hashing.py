@@ -105,9 +105,7 @@ def args_snapshot(args: tuple[Any, ...], kwargs: Mapping[str, Any], limit: int =
         The text; it never raises (an unprintable value shows as ``<TypeName>``).
     """
     try:
-        if all(type(a) in _PLAIN for a in args) and all(
-            type(v) in _PLAIN for v in kwargs.values()
-        ):
+        if all(type(a) in _PLAIN for a in args) and all(type(v) in _PLAIN for v in kwargs.values()):
             # Fast path for the common call with a few scalars: plain repr gives the same
             # text as the bounded one while everything fits under its limits.
             s = repr((tuple(args), dict(kwargs)))

@@ -158,9 +158,7 @@ class LocalExecutor:
     def _lease_settings(self) -> LeaseSettings:
         settings = self._settings
         if settings is None or settings.pid != _current_pid():
-            settings = self._settings = LeaseSettings(
-                self.running_ttl, hostname(), _current_pid()
-            )
+            settings = self._settings = LeaseSettings(self.running_ttl, hostname(), _current_pid())
         return settings
 
     def submit(

@@ -56,6 +56,7 @@ def _compressible(parts: Sequence[bytes | memoryview]) -> bool:
     largest = max(parts, key=lambda p: memoryview(p).nbytes)
     return worth_compressing(memoryview(largest).cast("B"))
 
+
 # The connection check runs on every operation and getpid() is a real system call
 # (~0.2 µs), so the pid is cached here and refreshed in a forked child.
 _pid = os.getpid()
@@ -453,9 +454,7 @@ class SQLiteStore:
                 data = decode_blob(inline, h)
                 verify_blob(data, h)
             except BlobCorruptedError as exc:
-                raise BlobCorruptedError(
-                    f"{exc} (stored inline in {self._db_file})", h
-                ) from exc
+                raise BlobCorruptedError(f"{exc} (stored inline in {self._db_file})", h) from exc
             return data
         except (BlobMissingError, BlobCorruptedError):
             self._forget_blob(h)
