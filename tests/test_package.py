@@ -65,3 +65,28 @@ def test_import_does_not_pull_optional_or_heavy_modules() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_every_exception_pickles() -> None:
+    import pickle
+
+    from cashet import errors
+
+    samples = [
+        errors.CashetError("x"),
+        errors.TaskError("failed", func_name="f", traceback_text="Traceback ...", attempts=3),
+        errors.TaskTimeoutError("slow", func_name="g", attempts=2),
+        errors.StoreError("s"),
+        errors.StoreUnavailableError("down"),
+        errors.BlobMissingError("gone", "ab" * 32),
+        errors.BlobCorruptedError("bad", "cd" * 32),
+        errors.CommitNotFoundError("nope"),
+        errors.AmbiguousHashError("ab", ["ab1", "ab2"]),
+        errors.ArchiveError("bad archive"),
+    ]
+    for exc in samples:
+        back = pickle.loads(pickle.dumps(exc))
+        assert type(back) is type(exc) and str(back) == str(exc)
+    task = pickle.loads(pickle.dumps(samples[1]))
+    assert (task.func_name, task.traceback_text, task.attempts) == ("f", "Traceback ...", 3)
+    assert pickle.loads(pickle.dumps(samples[8])).candidates == ["ab1", "ab2"]
