@@ -22,6 +22,9 @@ __all__ = [
     "validate_tags",
 ]
 
+#: Longest accepted ``timeout``/``ttl``: beyond this, datetimes overflow.
+MAX_SECONDS = 100 * 365.25 * 86400
+
 #: Call-site keyword arguments that are options, not task arguments.
 CALL_OPTIONS = ("_cache", "_force", "_tags", "_retries", "_timeout", "_ttl")
 
@@ -56,6 +59,11 @@ def _check_seconds(option: str, value: Any) -> float | None:
     seconds = float(value)
     if not math.isfinite(seconds) or seconds <= 0:
         raise ValueError(f"option {option!r} must be a positive number of seconds, not {value!r}")
+    if seconds > MAX_SECONDS:
+        raise ValueError(
+            f"option {option!r} must be at most {MAX_SECONDS:.0f} seconds (100 years), "
+            f"not {value!r}"
+        )
     return seconds
 
 
