@@ -73,3 +73,8 @@ SHARED: dict[str, Callable[..., Outcome]] = {
 
 #: Size of the array argument of ``hit_numpy_100mib``: (full, quick).
 NUMPY_ARG_BYTES = (100 * 2**20, 4 * 2**20)
+
+# The AsyncClient scenarios (bench/suites/async_.py) run through the same peer scripts.
+from _cashet_async_api import SHARED as _ASYNC_SHARED  # noqa: E402
+
+SHARED.update(_ASYNC_SHARED)

@@ -42,6 +42,17 @@ def _sqlite(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Store]:
         store.close()
 
 
+@backend("sqlite-async")
+def _sqlite_async(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Store]:
+    from cashet.store import AsyncSQLiteStore
+
+    with SyncAdapter(lambda: AsyncSQLiteStore(tmp_path / ".cashet")) as store:
+        try:
+            yield store  # type: ignore[misc]
+        finally:
+            store.close()
+
+
 @backend("redis")
 def _redis(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Store]:
     from cashet.redis_store import RedisStore

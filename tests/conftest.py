@@ -1,7 +1,8 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -9,9 +10,95 @@ from cashet.protocols import Store
 from tests._backends import BACKENDS
 from tests._redis import redis_url  # noqa: F401  (the session fixture, for every test)
 
+#: Every ``client`` test runs on each: the sync ``Client`` and the ``AsyncClient`` (behind a
+#: sync facade, tests/_async_facade.py), each on SQLite and on Redis.
+CLIENT_KINDS = ("sync-sqlite", "async-sqlite", "sync-redis", "async-redis")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "sqlite_only: reaches into SQLite files; runs on the SQLite clients only"
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "client_kind" in metafunc.fixturenames:
+        kinds = CLIENT_KINDS
+        if metafunc.definition.get_closest_marker("sqlite_only"):
+            kinds = tuple(k for k in kinds if k.endswith("-sqlite"))
+        metafunc.parametrize(
+            "client_kind",
+            [pytest.param(k, marks=[pytest.mark.redis] if "redis" in k else []) for k in kinds],
+        )
+
 
 @pytest.fixture(params=sorted(BACKENDS))
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     """Every registered store backend, fresh and empty."""
     with BACKENDS[request.param](tmp_path, request) as s:
         yield s
+
+
+@pytest.fixture
+def client_factory(
+    client_kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[Callable[..., Any]]:
+    """``make(**client_kwargs)``: a client of this test's kind; all of one test share a store.
+
+    SQLite clients default to ``store_dir=tmp_path/.cashet`` (pass ``store_dir=None`` for
+    ``$CASHET_DIR``/``.cashet``); Redis ones ignore ``store_dir`` and use a fresh key prefix,
+    checked for consistency and removed afterwards. Every client made is closed at teardown.
+    """
+    mode, backend = client_kind.split("-")
+    made: list[Any] = []
+    url = prefix = ""
+    if backend == "redis":
+        from tests._redis import fresh_prefix
+
+        url, prefix = request.getfixturevalue("redis_url"), fresh_prefix()
+
+    def make(**kwargs: Any) -> Any:
+        if backend == "sqlite":
+            kwargs.setdefault("store_dir", tmp_path / ".cashet")
+        else:
+            kwargs.pop("store_dir", None)
+        if mode == "sync":
+            from cashet import Client
+
+            if backend == "redis":
+                from cashet.redis_store import RedisStore
+
+                kwargs["store"] = RedisStore(url, prefix=prefix)
+            made.append(Client(**kwargs))
+        else:
+            from cashet.async_client import AsyncClient
+            from tests._async_facade import AsyncClientFacade
+
+            def build() -> AsyncClient:
+                if backend == "redis":
+                    from cashet.redis_store import AsyncRedisStore
+
+                    kwargs["store"] = AsyncRedisStore(url, prefix=prefix)
+                return AsyncClient(**kwargs)
+
+            made.append(AsyncClientFacade(build))
+        return made[-1]
+
+    try:
+        yield make
+    finally:
+        for c in made:
+            c.shutdown() if mode == "async" else c.close()
+        if backend == "redis":
+            from tests._redis import check_invariants, drop_prefix
+
+            try:
+                check_invariants(url, prefix)
+            finally:
+                drop_prefix(url, prefix)
+
+
+@pytest.fixture
+def client(client_factory: Callable[..., Any]) -> Any:
+    """A fresh client of every kind (see ``client_factory``)."""
+    return client_factory()

@@ -464,3 +464,21 @@ def test_import_never_extracts(
     with fresh(tmp_path) as dst:
         assert dst.import_archive(archive) == 7
     assert sorted(os.listdir(tmp_path)) == sorted({*before, "dst"})
+
+
+def test_export_streams_one_blob_at_a_time(tmp_path: Path) -> None:
+    import tracemalloc
+
+    with Client(store_dir=tmp_path / "big") as c:
+        for i in range(12):
+            c.submit(big, 4096 + i)  # 12 incompressible results of ~1 MiB each
+        tracemalloc.start()
+        try:
+            assert c.export(tmp_path / "big.tar.gz").bytes > 12 << 20
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert peak < 5 << 20  # a blob or two in flight, never all twelve
+    with fresh(tmp_path) as dst:
+        assert dst.import_archive(tmp_path / "big.tar.gz") == 12
+        assert dst.get(dst.log(limit=1)[0].hash) == big(4107)

@@ -54,12 +54,6 @@ def _reset_calls() -> None:
     CALLS.clear()
 
 
-@pytest.fixture
-def client(tmp_path: Path) -> Any:
-    with Client(store_dir=tmp_path / ".cashet") as c:
-        yield c
-
-
 def test_second_submit_is_a_hit_and_runs_nothing(client: Client) -> None:
     ref = client.submit(add, 2, y=3)
     assert ref.load() == 5 and not ref.cached
@@ -78,19 +72,22 @@ def test_different_args_miss(client: Client) -> None:
     assert len(CALLS) == 3
 
 
-def test_persists_across_client_instances(tmp_path: Path) -> None:
-    with Client(store_dir=tmp_path) as c1:
+def test_persists_across_client_instances(client_factory: Any, tmp_path: Path) -> None:
+    with client_factory(store_dir=tmp_path) as c1:
         c1.submit(add, 10)
-    with Client(store_dir=str(tmp_path)) as c2:
+    with client_factory(store_dir=str(tmp_path)) as c2:
         ref = c2.submit(add, 10)
         assert ref.cached and ref.load() == 11
     assert len(CALLS) == 1
 
 
-def test_cashet_dir_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.sqlite_only
+def test_cashet_dir_env(
+    client_factory: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("CASHET_DIR", str(tmp_path / "envstore"))
     monkeypatch.chdir(tmp_path)
-    with Client() as c:
+    with client_factory(store_dir=None) as c:
         c.submit(add, 1)
     assert (tmp_path / "envstore" / "meta.db").exists()
     assert not (tmp_path / ".cashet").exists()
@@ -267,6 +264,8 @@ def test_call_site_options_beat_decorator(client: Client) -> None:
         ("_timeout", 0),
         ("_timeout", "10"),
         ("_ttl", -5),
+        ("_ttl", 1e300),
+        ("_timeout", float("inf")),
         ("_tags", ["a"]),
         ("_tags", {"k": object()}),
         ("_cache", "yes"),
@@ -365,6 +364,7 @@ def noise(n: int) -> bytes:
     return random.Random(n).randbytes(n)
 
 
+@pytest.mark.sqlite_only
 def test_corrupt_blob_raises_then_next_submit_recomputes_and_repairs(client: Client) -> None:
     ref = client.submit(noise, 50_000)
     blob = Path(client.store.path) / "objects" / ref.hash[:2] / ref.hash[2:]  # type: ignore[attr-defined]
@@ -379,6 +379,7 @@ def test_corrupt_blob_raises_then_next_submit_recomputes_and_repairs(client: Cli
     assert final.cached and final.load() == noise(50_000)
 
 
+@pytest.mark.sqlite_only
 def test_missing_blob_is_a_clear_error_then_repaired(client: Client) -> None:
     ref = client.submit(noise, 20_000)
     blob = Path(client.store.path) / "objects" / ref.hash[:2] / ref.hash[2:]  # type: ignore[attr-defined]
@@ -390,22 +391,23 @@ def test_missing_blob_is_a_clear_error_then_repaired(client: Client) -> None:
     assert blob.exists()
 
 
-def test_json_serializer_client(tmp_path: Path) -> None:
-    with Client(store_dir=tmp_path, serializer=JsonSerializer()) as c:
+def test_json_serializer_client(client_factory: Any) -> None:
+    with client_factory(serializer=JsonSerializer()) as c:
         assert c.submit(lambda: {"a": [1, 2]}).load() == {"a": [1, 2]}
         with pytest.raises(TypeError, match="JsonSerializer"):
             c.submit(lambda: {1, 2})
 
 
-def test_closed_client_refuses(tmp_path: Path) -> None:
-    c = Client(store_dir=tmp_path)
+def test_closed_client_refuses(client_factory: Any) -> None:
+    c = client_factory()
     c.close()
     c.close()
     with pytest.raises(CashetError, match="closed"):
         c.submit(add, 1)
 
 
-def test_keyboard_interrupt_lease_gone_for_same_call(tmp_path: Path) -> None:
+@pytest.mark.sqlite_only
+def test_keyboard_interrupt_lease_gone_for_same_call(client_factory: Any) -> None:
     state = {"raise": True}
 
     def maybe_interrupt() -> str:
@@ -413,7 +415,7 @@ def test_keyboard_interrupt_lease_gone_for_same_call(tmp_path: Path) -> None:
             raise KeyboardInterrupt
         return "done"
 
-    with Client(store_dir=tmp_path) as c:
+    with client_factory() as c:
         with pytest.raises(KeyboardInterrupt):
             c.submit(maybe_interrupt)
         # the lease was released: the same call claims it at once instead of waiting

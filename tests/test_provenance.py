@@ -601,3 +601,92 @@ def test_stats_counts(client: Client) -> None:
     assert stats["inline_objects"] == 1 and stats["blob_objects"] == 1
     assert 0 < stats["inline_bytes"] < stats["blob_bytes"]
     assert small.size < big.size
+
+
+# --- store support: indexed filters, result lookup, the schema-2 migration -----------------
+
+
+def test_show_and_history_accept_a_result_blob_hash(client: Client) -> None:
+    first = client.submit(preprocess, [4])
+    again = client.submit(preprocess, [4], _force=True)  # same result blob, newer commit
+    assert client.show(first.hash).hash == again.commit_hash  # the newest producer
+    assert [c.hash for c in client.history(first.hash)] == [
+        first.commit_hash,
+        again.commit_hash,
+    ]
+    with pytest.raises(CommitNotFoundError, match="result blob hash"):
+        client.rm(first.hash)  # deleting stays explicit: commit hashes only
+
+
+def test_combined_filters_pick_an_index_and_agree_with_a_recount(client: Client) -> None:
+    from cashet.stores import _sqlite_schema as sql
+    from cashet.stores.sqlite import _driver
+
+    now = datetime.now(UTC)
+    commits = [
+        put_commit(
+            client,
+            f"f{i % 3}",
+            value=bytes([i % 7]),
+            created=now - timedelta(seconds=600 - i),
+            tags={"team": "ab"[i % 2], "run": f"r{i // 50}", **({"rare": "1"} if i == 7 else {})},
+            args_hash=f"{i:064x}",
+        )
+        for i in range(600)
+    ]
+    newest_first = commits[::-1]
+    queries: list[tuple[str | None, dict[str, str | None]]] = [
+        (None, {"team": "a"}),
+        (None, {"run": "r3"}),
+        (None, {"team": "b", "run": "r3"}),
+        (None, {"rare": None}),
+        (None, {"rare": None, "team": None}),
+        ("f1", {"team": "b"}),
+        ("f2", {"run": "r11", "team": None}),
+    ]
+    conn = client.store._conn()  # type: ignore[attr-defined]
+    for func, tags in queries:
+        expected = [
+            c.hash
+            for c in newest_first
+            if (func is None or c.func_name == func)
+            and all(k in c.tags and (v is None or c.tags[k] == v) for k, v in tags.items())
+        ]
+        for limit in (None, 5):
+            got = [c.hash for c in client.log(func_name=func, tags=tags, limit=limit)]
+            assert got == expected[:limit], (func, tags, limit)
+        driver = _driver(conn, func, None, tags)
+        query, params = sql.select_commits("c.hash", func, None, tags, driver, 5)
+        plan = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + query, params)]
+        assert not any(step.startswith("SCAN") for step in plan), (tags, plan)
+    assert _driver(conn, None, None, {"team": "a", "run": "r3"}) == 1  # the rarer tag drives
+    assert client.invalidate({"team": "b", "run": "r3"}) == 25
+    assert len(client.log(tags={"run": "r3"}, limit=None)) == 25
+
+
+def test_tags_of_a_schema_1_store_are_migrated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cashet.stores import _sqlite_schema as sql
+
+    with monkeypatch.context() as m:  # write a store as the first schema did
+        m.setattr(sql, "MIGRATIONS", sql.MIGRATIONS[:1])
+        m.setattr(sql, "SCHEMA_VERSION", 1)
+        m.setattr(
+            sql,
+            "INSERT_TAG",
+            # the old columns; the creation time (?4) is bound but not stored
+            "INSERT OR IGNORE INTO commit_tags (commit_hash, key, value)"
+            " VALUES (?1, ?2, ?3 || substr(?4, 1, 0))",
+        )
+        with Client(store_dir=tmp_path / "old") as old:
+            hashes = [
+                old.submit(preprocess, [i], _tags={"team": "ab"[i % 2]}).commit_hash
+                for i in range(6)
+            ]
+            version = old.store._conn().execute("PRAGMA user_version").fetchone()  # type: ignore[attr-defined]
+            assert version == (1,)
+    with Client(store_dir=tmp_path / "old") as new:
+        assert new.store._conn().execute("PRAGMA user_version").fetchone() == (2,)  # type: ignore[attr-defined]
+        assert [c.hash for c in new.log(tags={"team": "a"})] == hashes[::2][::-1]
+        assert [c.hash for c in new.log(tags={"team": None}, limit=2)] == hashes[:-3:-1]

@@ -9,6 +9,7 @@ SIGKILLed mid-write. No mocks.
 from __future__ import annotations
 
 import asyncio
+import gc
 import inspect
 import os
 import signal
@@ -16,7 +17,9 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
+import warnings
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -74,6 +77,20 @@ def keys_of(raw: Any, prefix: str) -> set[str]:
     return {k.decode()[len(prefix) :] for k in raw.scan_iter(match=prefix + "*", count=1000)}
 
 
+def call_name(call: Any) -> str:
+    """What a store call is: a script's name, "pipeline", or a command's name."""
+    if call.script is not None:
+        return str(call.script.name)
+    return "pipeline" if call.batch else str(call.args[0])
+
+
+def left_behind(raw: Any, prefix: str) -> set[str]:
+    """The keys under ``prefix`` but the counters and the kept replies of counting calls
+    (``done:*``, which expire by themselves)."""
+    counters = {"stats:blob", "stats:commit"}
+    return {k for k in keys_of(raw, prefix) if k not in counters and not k.startswith("done:")}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -120,9 +137,13 @@ def test_missing_redis_extra_says_how_to_install() -> None:
 
 def test_public_names() -> None:
     import cashet.redis_store as public
+    from cashet.protocols import AsyncStore, Store
 
     assert public.__all__ == ["AsyncRedisStore", "RedisStore"]
     assert public.RedisStore is RedisStore and public.AsyncRedisStore is AsyncRedisStore
+    # Constructing connects to nothing yet.
+    assert isinstance(RedisStore("redis://127.0.0.1:1/0"), Store)
+    assert isinstance(AsyncRedisStore("redis://127.0.0.1:1/0"), AsyncStore)
 
 
 def test_async_twin_matches_sync_store() -> None:
@@ -176,7 +197,7 @@ def test_key_layout(rstore: RedisStore, raw: Any, prefix: str) -> None:
     assert 60_000 < raw.pttl(f"{prefix}lock:{FP}") <= 120_000
     rstore.release_claim(FP, "me")
     assert rstore.delete_commit(h)
-    assert keys_of(raw, prefix) <= {"stats:blob", "stats:commit"}
+    assert left_behind(raw, prefix) == set()
 
 
 def test_prefixes_isolate_caches(redis_url: str, raw: Any) -> None:
@@ -215,6 +236,8 @@ def test_sync_and_async_stores_share_one_cache(redis_url: str, prefix: str) -> N
     async def read() -> tuple[Any, bytes]:
         async with AsyncRedisStore(redis_url, prefix=prefix) as store:
             found = await store.find_by_fingerprint(commit.fingerprint)
+            again = await store.find_by_fingerprint(commit.fingerprint)  # the repeat path
+            assert again == found
             return found, await store.get_blob(ref)
 
     found, data = asyncio.run(read())
@@ -259,9 +282,10 @@ def test_chunked_blob(redis_url: str, prefix: str, raw: Any) -> None:
         assert store.put_blob(data) == ref  # rewritten under a new generation
         assert store.get_blob(ref) == data
         assert store.delete_commit(commit.hash)
-        assert keys_of(raw, prefix) <= {"stats:blob", "stats:commit"}
+        assert left_behind(raw, prefix) == set()
 
 
+@pytest.mark.slow
 def test_blob_larger_than_default_chunk(rstore: RedisStore, redis_url: str, prefix: str) -> None:
     data = os.urandom(33 << 20)  # over the 32 MiB default chunk size
     ref = rstore.put_blob(data)
@@ -295,6 +319,41 @@ def test_interrupted_chunked_write_leaves_no_visible_blob(
         assert store.get_blob(ref) == data
 
 
+def test_every_retried_call_is_safe_to_resend(redis_url: str, prefix: str, raw: Any) -> None:
+    """Every call is sent twice, as when its reply was lost and it was resent: the data,
+    the counters and the replies are exactly as if it had been sent once."""
+    with RedisStore(redis_url, prefix=prefix, chunk_size=1000) as store:
+        real = store._exec
+        resent: set[str] = set()
+
+        def twice(call: Any) -> Any:
+            real(call)
+            resent.add(call_name(call))
+            return real(call)
+
+        store._exec = twice  # type: ignore[method-assign]
+        small, large = store.put_blob(b"small"), store.put_blob(os.urandom(5000))
+        big = store.put_blob(os.urandom(100_000))
+        commits = [make_commit("f", str(i), result=r) for i, r in enumerate((small, large, big))]
+        for c in commits:
+            store.put_commit(c)
+        store.touch(commits[0].hash, utcnow())
+        assert store.try_claim(FP, make_lease("me"))
+        assert store.renew_claim(FP, "me", utcnow() + timedelta(minutes=1))
+        store.release_claim(FP, "me")
+        assert store.find_by_fingerprint(commits[1].fingerprint) == commits[1]
+        assert store.get_blob(large) == store.get_blob(large)
+        stats = store.stats()
+        assert (stats["total_commits"], stats["stored_objects"]) == (3, 3)
+        check_invariants(redis_url, prefix)
+        assert store.delete_commit(commits[0].hash)
+        assert store.delete_by_tags({"nope": None}) == 0
+        assert store.evict(utcnow() + timedelta(days=1)) == 2
+        check_invariants(redis_url, prefix)
+    assert {"put_blob", "publish_chunked", "put_commit", "delete", "delete_range"} <= resent
+    assert left_behind(raw, prefix) == set()
+
+
 # --- repair ---------------------------------------------------------------------------------
 
 
@@ -309,7 +368,9 @@ def test_corrupt_blob_is_reported_then_repaired(
     key = f"{prefix}blob:data:{ref.hash}"
     stored = raw.get(key)
     raw.set(key, stored[:-1] + bytes([stored[-1] ^ 1]))  # same length, one bit flipped
-    rstore._ops._blobs.clear()  # no help from this process's copy
+    rstore._ops._blobs.clear()
+    found = rstore.find_by_fingerprint(commit.fingerprint)  # brings the small one along
+    assert found == commit
     with pytest.raises(BlobCorruptedError):
         rstore.get_blob(ref)
     assert not rstore.has_blob(ref.hash)
@@ -358,6 +419,7 @@ while True:
 """
 
 
+@pytest.mark.slow
 def test_writer_killed_mid_write_leaves_consistent_keys(
     redis_url: str, prefix: str, tmp_path: Path
 ) -> None:
@@ -380,6 +442,54 @@ def test_writer_killed_mid_write_leaves_consistent_keys(
     assert counts["commits"] > 0
 
 
+# --- threads and processes ----------------------------------------------------------------
+
+
+def test_threads_share_one_store(rstore: RedisStore, redis_url: str, prefix: str) -> None:
+    """Each thread gets its own connection, handed back to the pool when the thread ends."""
+    errors: list[BaseException] = []
+
+    def work(n: int) -> None:
+        try:
+            for i in range(20):
+                ref = rstore.put_blob(f"{n}-{i}".encode())
+                commit = make_commit("f", f"{n}-{i}", result=ref)
+                rstore.put_commit(commit)
+                assert rstore.find_by_fingerprint(commit.fingerprint) == commit
+                assert rstore.get_blob(ref) == f"{n}-{i}".encode()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert rstore.stats()["total_commits"] == 160
+    del threads
+    gc.collect()
+    pool = rstore._r.connection_pool
+    assert len(pool._in_use_connections) <= 1  # only this thread's is still held
+    check_invariants(redis_url, prefix)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_store_works_in_a_forked_child(rstore: RedisStore) -> None:
+    commit = make_commit()
+    rstore.put_commit(commit)
+    assert rstore.get_commit(commit.hash) == commit  # the parent's connection is open
+    with warnings.catch_warnings():  # 3.12+ warns when other threads exist; none use Redis
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # the child: its own connection, the parent's left alone
+        ok = rstore.get_commit(commit.hash) == commit and rstore.stats()["total_commits"] == 1
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert rstore.get_commit(commit.hash) == commit  # and the parent's still works
+
+
 # --- the hit path ---------------------------------------------------------------------------
 
 
@@ -388,7 +498,7 @@ def count_calls(store: RedisStore) -> list[str]:
     real = store._exec
 
     def spy(call: Any) -> Any:
-        calls.append(call.script.name if call.script else call.args[0])
+        calls.append(call_name(call))
         return real(call)
 
     store._exec = spy  # type: ignore[method-assign]
@@ -400,11 +510,51 @@ def test_hit_is_one_round_trip(rstore: RedisStore) -> None:
     commit = make_commit(result=ref)
     rstore.put_commit(commit)
     calls = count_calls(rstore)
-    for _ in range(3):  # the first lookup brings the JSON and the bytes, later ones neither
+    for _ in range(3):
         found = rstore.find_by_fingerprint(commit.fingerprint)
         assert found == commit and found is not commit
         assert rstore.get_blob(ref) == b"small result"
-    assert calls == ["find"] * 3
+    # The first lookup runs the script, which brings the JSON and the bytes along; later
+    # ones confirm what this process has with three plain reads in one round trip.
+    assert calls == ["find", "pipeline", "pipeline"]
+
+
+def test_repeat_hit_notices_every_change(rstore: RedisStore, raw: Any, prefix: str) -> None:
+    """What the repeat-hit check must see: a newer commit, the commit deleted or expired,
+    its blob lost. Each time the script decides, as on a first lookup."""
+    ref = rstore.put_blob(b"v1")
+    first = make_commit(ago=30, result=ref)
+    rstore.put_commit(first)
+    calls = count_calls(rstore)
+
+    def lookup() -> Any:
+        rstore.find_by_fingerprint(first.fingerprint)  # remember it
+        calls.clear()
+        return rstore.find_by_fingerprint(first.fingerprint)
+
+    assert lookup() == first and calls == ["pipeline"]
+    newer = make_commit(ago=20, result=rstore.put_blob(b"v2"))
+    rstore.put_commit(newer)
+    assert lookup() == newer and calls == ["pipeline"]  # the first look saw the change
+    rstore.find_by_fingerprint(first.fingerprint)
+    calls.clear()
+    raw.delete(f"{prefix}blob:data:{newer.result.hash}")  # type: ignore[union-attr]
+    assert rstore.find_by_fingerprint(first.fingerprint) == first
+    assert calls == ["pipeline", "find"]
+    rstore.put_blob(b"v2")  # repaired
+    short = make_commit(ago=10, result=rstore.put_blob(b"v3"), expires_in=3600)
+    rstore.put_commit(short)
+    assert lookup() == short and calls == ["pipeline"]
+    template = rstore._ops._templates[short.hash]
+    template.expires_at = utcnow()  # as if its hour had passed, for this process's check
+    calls.clear()
+    rstore.find_by_fingerprint(first.fingerprint)
+    assert calls == ["pipeline", "find"]
+    template.expires_at = short.expires_at
+    assert rstore.delete_commit(short.hash)  # forgets this process's blob copies too
+    calls.clear()
+    assert rstore.find_by_fingerprint(first.fingerprint) == newer
+    assert calls == ["find"]
 
 
 def test_returned_commits_are_independent(rstore: RedisStore) -> None:
@@ -435,6 +585,28 @@ def test_client_round_trip_and_cache_hit(redis_url: str, prefix: str) -> None:
         ref = client.submit(double, 21)
         assert ref.cached and ref.load() == 42
     assert DOUBLED == [21]
+
+
+def test_async_client_over_redis(redis_url: str, prefix: str) -> None:
+    from cashet.async_client import AsyncClient
+
+    async def go() -> tuple[int, bool, int, int]:
+        async with AsyncClient(store=AsyncRedisStore(redis_url, prefix=prefix)) as client:
+            first = await client.submit(double, 5)
+            again = await client.submit(double, 5)
+            log = await client.log()
+            stats = await client.stats()
+            return (
+                await again.load(),
+                again.cached and not first.cached,
+                len(log),
+                stats["total_commits"],
+            )
+
+    DOUBLED.clear()
+    assert asyncio.run(go()) == (10, True, 1, 1)
+    assert DOUBLED == [5]
+    check_invariants(redis_url, prefix)
 
 
 def test_export_to_and_import_from_sqlite(redis_url: str, prefix: str, tmp_path: Path) -> None:
@@ -496,6 +668,7 @@ def test_server_stopped_then_back(server: RedisServer) -> None:
     with pytest.raises(StoreUnavailableError, match=r"wait for the lease|read the lease"):
         store.wait_for_release(FP, timeout=5)
     server.start()  # a fresh, empty server on the same socket: the pool reconnects
+    assert not store.delete_commit(make_commit().hash)  # resent on a fresh connection
     assert not store.has_blob(ref.hash)
     assert store.get_blob(store.put_blob(b"after")) == b"after"
     store.close()
@@ -509,19 +682,29 @@ def test_scripts_reload_after_script_flush(server: RedisServer) -> None:
         assert store.find_by_fingerprint(commit.fingerprint) == commit
 
 
-def test_stalled_server_reads_are_retried_writes_are_not(server: RedisServer) -> None:
-    """A server that stops answering for a moment (CLIENT PAUSE, a real stall): a read is
-    sent again after a backoff and succeeds; a delete, whose outcome is then unknown, is
-    not resent and says so."""
+def test_stalled_server_calls_are_resent(server: RedisServer) -> None:
+    """A server that stops answering for a moment (CLIENT PAUSE, a real stall): the call
+    times out, is sent again after a backoff and succeeds; a delete, resent, still reports
+    what it did (its first run's reply is kept under its token)."""
     admin = redis.Redis.from_url(server.url)
     with RedisStore(server.url, prefix="t:", socket_timeout=0.2) as store:
         commit = make_commit()
         store.put_commit(commit)
         admin.client_pause(400)
-        assert store.get_commit(commit.hash) == commit  # timed out once, then retried
+        assert store.get_commit(commit.hash) == commit  # timed out once, then resent
+        admin.client_pause(400)
+        assert store.delete_commit(commit.hash)
+        assert store.stats()["total_commits"] == 0
+    admin.close()
+
+
+def test_stall_longer_than_the_retries_is_an_error(server: RedisServer) -> None:
+    admin = redis.Redis.from_url(server.url)
+    with RedisStore(server.url, prefix="t:", socket_timeout=0.1) as store:
         store.stats()
-        admin.client_pause(300)
-        with pytest.raises(StoreUnavailableError, match="delete commit"):
-            store.delete_commit(commit.hash)
+        admin.client_pause(3000)
+        with pytest.raises(StoreUnavailableError, match="read stats"):
+            store.stats()
         admin.client_unpause()
+        assert store.stats()["total_commits"] == 0
     admin.close()

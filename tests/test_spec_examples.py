@@ -1,5 +1,9 @@
 """The README's examples (Quick Start, Use Cases 1, 2 and 4, options, serialization), run as
 written. Each test runs in an empty working directory so ``Client()`` makes ``.cashet`` there.
+
+The pipeline, use-case and options examples run on every kind of client (sync and async, on
+SQLite and Redis: the ``client_factory`` fixture stands in for ``Client``); the async
+examples of the README run as written in ``tests/test_async_client.py``.
 """
 
 from __future__ import annotations
@@ -63,7 +67,8 @@ def train_model(data: list[float], lr: float = 0.01) -> dict[str, Any]:
     return {"loss": 0.05, "lr": lr, "samples": len(data)}
 
 
-def test_quick_start_pipeline(capsys: pytest.CaptureFixture[str]) -> None:
+def test_quick_start_pipeline(client_factory: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    Client = client_factory  # the README's Client, of every kind (see conftest)
     client = Client()
     raw = client.submit(load_dataset, "data/train.csv")
     normalized = client.submit(normalize, raw)
@@ -93,7 +98,8 @@ def train(data: dict[str, Any], learning_rate: float, dropout: float) -> float:
     return data["size"] * learning_rate * (1 - dropout)
 
 
-def test_use_case_1_sweep_preprocesses_once() -> None:
+def test_use_case_1_sweep_preprocesses_once(client_factory: Any) -> None:
+    Client = client_factory  # the README's Client, of every kind (see conftest)
     PREPROCESS_RUNS.clear()
     client = Client()
     results = client.submit_many(
@@ -138,7 +144,10 @@ def join_crm(rows, query):
 """
 
 
-def test_use_case_2_only_changed_step_and_downstream_rerun(tmp_path: Path) -> None:
+def test_use_case_2_only_changed_step_and_downstream_rerun(
+    client_factory: Any, tmp_path: Path
+) -> None:
+    Client = client_factory  # the README's Client, of every kind (see conftest)
     namespace: dict[str, Any] = {}
     exec(compile(JOIN_SOURCE, str(tmp_path / "etl.py"), "exec"), namespace)
     join_crm = namespace["join_crm"]
@@ -171,7 +180,8 @@ def process_chunk(chunk_id: int, source_file: str) -> int:
     return chunk_id * 2
 
 
-def test_use_case_4_incremental_chunks() -> None:
+def test_use_case_4_incremental_chunks(client_factory: Any) -> None:
+    Client = client_factory  # the README's Client, of every kind (see conftest)
     CHUNKS_RUN.clear()
     client = Client()
     results = []
@@ -196,7 +206,8 @@ def non_deterministic_func() -> float:
     return random.random()
 
 
-def test_options_section() -> None:
+def test_options_section(client_factory: Any) -> None:
+    Client = client_factory  # the README's Client, of every kind (see conftest)
     client = Client()
 
     ref = client.submit(non_deterministic_func, _cache=False)

@@ -131,6 +131,14 @@ class Call:
         """The options as ``Client.submit`` keywords (``_cache=...``)."""
         return {f"_{k}": v for k, v in self.options.items()}
 
+    def check_signature(self) -> None:
+        """Refuse (400) arguments the function cannot take, before it runs.
+
+        Not needed for a cache hit: a completed commit means these arguments were taken.
+        """
+        if not self.remote:
+            _check_signature(self.name, self.func, list(self.args), self.kwargs)
+
     def effective_options(self) -> TaskOptions:
         """Call-site options over the task's own (what the executor will use)."""
         o = self.options
@@ -140,7 +148,7 @@ class Call:
 
 
 def parse_submit(
-    body: Mapping[str, Any],
+    raw: bytes,
     lookup: Callable[[str], Callable[..., Any] | None],
     task_names: Callable[[], list[str]],
     *,
@@ -149,8 +157,10 @@ def parse_submit(
     """Validate a ``/submit`` body into a :class:`Call`.
 
     Remote-code fields are refused (403) before anything is decoded unless
-    ``allow_remote_code``; the caller has checked the token by then.
+    ``allow_remote_code``; the caller has checked the token by then. Whether the arguments
+    fit the task's signature is checked by :meth:`Call.check_signature`, before running it.
     """
+    body = parse_json(raw)
     remote = [f for f in REMOTE_FIELDS if f in body]
     if remote and not allow_remote_code:
         raise HTTPError(
@@ -179,10 +189,10 @@ def parse_submit(
     if not isinstance(kwargs, dict):
         raise bad("kwargs must be an object", "kwargs")
     _check_kwargs(kwargs)
-    _check_depth(args, "args")
-    _check_depth(kwargs, "kwargs")
+    if raw.count(b"[") + raw.count(b"{") > MAX_ARG_DEPTH:  # else too few brackets to nest
+        _check_depth(args, "args")
+        _check_depth(kwargs, "kwargs")
     inner, base = unwrap(func)
-    _check_signature(name, inner, args, kwargs)
     return Call(name, inner, base, tuple(args), kwargs, options)
 
 

@@ -38,7 +38,7 @@ from typing import Any, Generic, TypeVar, cast, overload
 
 from cashet._archive import ExportResult, ImportResult
 from cashet._dag import BatchItem, plan_batch, substitute_task_refs
-from cashet._log import configure_from_env
+from cashet._log import configure_from_env, log
 from cashet._options import DEFAULT_OPTIONS, TaskOptions, call_options, make_options, make_task_def
 from cashet.client import Client, TaskFunction, _progress, default_store_dir
 from cashet.errors import CashetError
@@ -397,23 +397,35 @@ class AsyncClient:
         require_token: str | None = None,
         tasks: Mapping[str, Callable[..., Any]] | None = None,
         allow_remote_code: bool = False,
-        **kw: Any,
+        read_only: bool = False,
     ) -> None:
-        """Serve this cache over HTTP until cancelled (as ``Client.serve``, on this loop).
+        """Serve this cache over HTTP on the running loop until cancelled (``server`` extra).
 
-        Uses ``cashet.server.create_async_app`` and ``uvicorn`` (the ``server`` extra);
-        ``**kw`` goes to ``uvicorn.Config``.
+        As :meth:`Client.serve <cashet.client.Client.serve>`, with
+        :func:`cashet.server.create_async_app`: ``async def`` tasks are awaited on this loop.
+
+        Raises:
+            ValueError: ``allow_remote_code`` without ``require_token``, or a bad token.
         """
-        import importlib
-
         import uvicorn
 
-        # Imported by name: the server is an optional layer above this one.
-        server = importlib.import_module("cashet.server")
-        app = server.create_async_app(
-            self, require_token=require_token, tasks=tasks, allow_remote_code=allow_remote_code
+        from cashet.server import _is_loopback, create_async_app
+
+        app = create_async_app(
+            self,
+            require_token=require_token,
+            tasks=tasks,
+            allow_remote_code=allow_remote_code,
+            read_only=read_only,
         )
-        await uvicorn.Server(uvicorn.Config(app, host=host, port=port, **kw)).serve()
+        if require_token is None and not _is_loopback(host):
+            log.warning(
+                "serving on %s without a token: anyone who can reach port %s can run the "
+                "registered tasks and gc (use require_token)",
+                host,
+                port,
+            )
+        await uvicorn.Server(uvicorn.Config(app, host=host, port=port)).serve()
 
     async def close(self) -> None:
         """Close the store. Idempotent."""

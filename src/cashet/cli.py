@@ -426,9 +426,10 @@ def _show_rich(state: _State, c: Commit) -> None:
 def get(state: _State, hash: str, output: Path | None, raw: bool, serializer: str) -> None:
     """Print a result, or write it to a file with -o.
 
-    Strings are printed as they are, dicts and lists pretty-printed. HASH is a commit hash or unique prefix, or the full hash of a result blob. With -o,
-    bytes are written as they are, strings as UTF-8, anything else as the stored
-    serialized bytes (what the serializer produced, e.g. a pickle).
+    Strings are printed as they are, dicts and lists pretty-printed. HASH is a commit
+    hash or unique prefix, or the full hash of a result blob. With -o, bytes are written
+    as they are, strings as UTF-8, anything else as the stored serialized bytes (what the
+    serializer produced, e.g. a pickle).
     """
     client = state.client()
     ref, _ = resolve_result(client.store, hash)
@@ -739,7 +740,8 @@ def export(state: _State, path: Path) -> None:
 def import_(state: _State, path: Path) -> None:
     """Add an archive's commits and blobs (all or nothing).
 
-    Every member, blob and commit is verified before anything is written. Creates the store if needed; commits it already has are skipped.
+    Every member, blob and commit is verified before anything is written. Creates the
+    store if needed; commits it already has are skipped.
     """
     created = not state.store_dir.exists()
     try:

@@ -14,7 +14,14 @@ from typing import Any, Generic, TypeVar, cast, overload
 from cashet._archive import ExportResult, ImportResult, export_archive, import_archive
 from cashet._dag import BatchItem, plan_batch, substitute_task_refs
 from cashet._log import configure_from_env
-from cashet._options import CALL_OPTIONS, DEFAULT_OPTIONS, TaskOptions, make_options, merge_options
+from cashet._options import (
+    CALL_OPTIONS,
+    DEFAULT_OPTIONS,
+    TaskOptions,
+    call_options,
+    make_options,
+    make_task_def,
+)
 from cashet._provenance import (
     diff_commits,
     gc_cutoff,
@@ -25,7 +32,7 @@ from cashet._provenance import (
 )
 from cashet.errors import CashetError
 from cashet.hashing import function_identity, hash_args
-from cashet.models import Commit, ObjectRef, ResultRef, TaskDef, TaskStatus
+from cashet.models import Commit, ObjectRef, ResultRef, TaskStatus
 from cashet.protocols import Executor, Serializer, Store, TagQuery
 
 __all__ = ["Client", "TaskFunction", "default_store_dir"]
@@ -141,41 +148,10 @@ class Client:
         if isinstance(func, TaskFunction):
             options = func.options
             func = func.func
-        if (
-            _cache is not None
-            or _force is not None
-            or _tags is not None
-            or _retries is not None
-            or _timeout is not None
-            or _ttl is not None
-        ):
-            options = merge_options(
-                options,
-                {
-                    "cache": _cache,
-                    "force": _force,
-                    "tags": _tags,
-                    "retries": _retries,
-                    "timeout": _timeout,
-                    "ttl": _ttl,
-                },
-            )
+        options = call_options(options, _cache, _force, _tags, _retries, _timeout, _ttl)
         if not callable(func):
             raise TypeError(f"submit() needs a callable, not {type(func).__name__}")
-        identity = function_identity(func)
-        task_def = TaskDef(
-            func_name=options.name or identity.name,
-            func_hash=identity.hash,
-            args_hash=hash_args(args, kwargs),
-            func_source=identity.source,
-            module=identity.module,
-            cache=options.cache,
-            force=options.force,
-            retries=options.retries,
-            timeout=options.timeout,
-            ttl=options.ttl,
-            tags=options.tags,
-        )
+        task_def = make_task_def(function_identity(func), options, hash_args(args, kwargs))
         commit = self.executor.submit(func, args, kwargs, task_def, self.store, self.serializer)
         return ResultRef(commit, self._load_object)
 

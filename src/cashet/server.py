@@ -28,12 +28,15 @@ the ``AsyncClient`` (whose provenance methods run its sync twin off the loop).
 from __future__ import annotations
 
 import base64
+import copy
 import ipaddress
 import json
 import logging
 import math
 import os
+import pickle
 import sys
+import threading
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -49,6 +52,8 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from cashet._core import TOUCH_AFTER
+from cashet._options import make_task_def
 from cashet._provenance import commit_view, resolve_result
 from cashet._server_guard import BodyTooLarge, Guard
 from cashet._server_input import (
@@ -62,12 +67,16 @@ from cashet._server_input import (
     parse_submit,
 )
 from cashet._server_openapi import openapi_document
+from cashet.client import Client, TaskFunction
 from cashet.errors import AmbiguousHashError, BlobError, CommitNotFoundError, StoreError, TaskError
+from cashet.hashing import function_identity, hash_args
 from cashet.models import Commit, ObjectRef, utcnow
+from cashet.protocols import Serializer
+from cashet.serializers import PickleSerializer, SafePickleSerializer
+from cashet.stores.sqlite import SQLiteStore
 
 if TYPE_CHECKING:
     from cashet.async_client import AsyncClient
-    from cashet.client import Client
 
 __all__ = ["MAX_BODY_BYTES", "SUBMIT_THREADS", "create_app", "create_async_app", "run_app"]
 
@@ -176,24 +185,31 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
 
 
 @dataclass(frozen=True, slots=True)
+class _Encoded:
+    """A result blob in its response form (blobs are immutable: safe to cache)."""
+
+    value: Any
+    is_json: bool
+    b64: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
 class _Result:
     """A result read back from the store, ready for a response."""
 
     commit: Commit | None
     blob_hash: str
-    size: int
-    value: Any
-    is_json: bool
-    b64: str
+    encoded: _Encoded
 
     def body(self, *, cached: bool | None = None) -> dict[str, Any]:
         out = {
             "commit_hash": None if self.commit is None else self.commit.hash,
             "blob_hash": self.blob_hash,
-            "size": self.size,
-            "result": self.value,
-            "result_is_json": self.is_json,
-            "result_b64": self.b64,
+            "size": self.encoded.size,
+            "result": self.encoded.value,
+            "result_is_json": self.encoded.is_json,
+            "result_b64": self.encoded.b64,
         }
         if cached is not None:
             out["cached"] = cached
@@ -205,6 +221,8 @@ class _NotJSON(Exception):
 
 
 _SCALARS = frozenset({str, int, bool, type(None)})
+#: Loads builtin containers and scalars only (no NumPy, no classes).
+_PLAIN_PICKLE = SafePickleSerializer(allow_numpy=False)
 
 
 def _jsonable(value: Any, depth: int = 0) -> Any:
@@ -227,55 +245,90 @@ def _jsonable(value: Any, depth: int = 0) -> Any:
     raise _NotJSON
 
 
-def _encode_result(
-    commit: Commit | None, ref: ObjectRef, data: bytes, loads: Callable[[bytes], Any]
-) -> _Result:
+def _value_loader(serializer: Serializer) -> Callable[[bytes], Any]:
+    """How to decode a result for its JSON form.
+
+    Pickles are decoded by the restricted unpickler: JSON data needs only builtins, and a
+    store shared with others must not make this server run pickled code. Other
+    serializers decode as ``Client.get`` would.
+    """
+    if isinstance(serializer, PickleSerializer | SafePickleSerializer):
+        return _PLAIN_PICKLE.loads
+    return serializer.loads
+
+
+def _encode(data: bytes, loads: Callable[[bytes], Any], blob_hash: str) -> _Encoded:
     """``result`` when the value is JSON data, and always the serializer's bytes in base64."""
     try:
         value, is_json = _jsonable(loads(data)), True
-    except _NotJSON:
+    except (_NotJSON, pickle.UnpicklingError):  # not plain data: base64 only
         value, is_json = None, False
     except Exception as exc:  # bytes this server's serializer cannot load
-        log.warning("result %s does not deserialize: %s", ref.hash[:12], type(exc).__name__)
+        log.warning("result %s does not deserialize: %s", blob_hash[:12], type(exc).__name__)
         value, is_json = None, False
-    b64 = base64.b64encode(data).decode("ascii")
-    return _Result(commit, ref.hash, len(data), value, is_json, b64)
+    return _Encoded(value, is_json, base64.b64encode(data).decode("ascii"), len(data))
 
 
-def _read_result(client: Client, hash: str) -> _Result:
-    ref, commit = resolve_result(client.store, hash)
-    data = client.store.get_blob(ref)
-    return _encode_result(commit, ref, data, client.serializer.loads)
+class _Results:
+    """Reads and encodes result blobs; remembers the encoding of small ones.
 
-
-def _lookup(
-    client: Client, call: Call, *, max_size: int | None = None, fresh: bool = False
-) -> _Result | None:
-    """The stored result of ``call`` without running it, or ``None``.
-
-    Args:
-        max_size: ``None`` unless the result is at most this many bytes.
-        fresh: ``None`` unless the hit was recorded within ``TOUCH_AFTER``, i.e. a real
-            ``submit`` would not update its access time either.
+    A blob never changes (its name is its hash, verified on the first read), so a hot
+    result is answered without reading or decoding it again.
     """
-    from cashet._core import TOUCH_AFTER
-    from cashet._options import make_task_def
-    from cashet.hashing import function_identity, hash_args
 
-    options = call.effective_options()
-    if not options.cache or options.force:
-        return None  # this call runs whatever the cache holds
-    args_hash = hash_args(call.args, call.kwargs)
-    task_def = make_task_def(function_identity(call.func), options, args_hash)
-    commit = client.store.find_by_fingerprint(task_def.fingerprint)
-    if commit is None or commit.result is None:
-        return None
-    if max_size is not None and commit.result.size > max_size:
-        return None
-    if fresh and (commit.last_accessed is None or utcnow() - commit.last_accessed > TOUCH_AFTER):
-        return None
-    data = client.store.get_blob(commit.result)
-    return _encode_result(commit, commit.result, data, client.serializer.loads)
+    MAX_ENTRIES = 2048
+    MAX_BYTES = 4096
+
+    def __init__(self, serializer: Serializer) -> None:
+        self.loads = _value_loader(serializer)
+        self._cache: dict[str, _Encoded] = {}
+        self._lock = threading.Lock()
+
+    def cached(self, blob_hash: str) -> _Encoded | None:
+        return self._cache.get(blob_hash)
+
+    def encode(self, blob_hash: str, data: bytes) -> _Encoded:
+        encoded = _encode(data, self.loads, blob_hash)
+        if len(data) <= self.MAX_BYTES:
+            with self._lock:
+                if len(self._cache) >= self.MAX_ENTRIES:
+                    del self._cache[next(iter(self._cache))]
+                self._cache[blob_hash] = encoded
+        return encoded
+
+    def read(self, client: Client, commit: Commit | None, ref: ObjectRef) -> _Result:
+        """The result in ``ref``, read through ``client``'s (sync) store unless cached."""
+        encoded = self.cached(ref.hash)
+        if encoded is None:
+            encoded = self.encode(ref.hash, client.store.get_blob(ref))
+        return _Result(commit, ref.hash, encoded)
+
+    def by_hash(self, client: Client, hash: str) -> _Result:
+        """``GET /result/{hash}``: a commit hash or prefix, or a full blob hash."""
+        ref, commit = resolve_result(client.store, hash)
+        return self.read(client, commit, ref)
+
+    def lookup(self, client: Client, call: Call, *, fresh: bool = False) -> _Result | None:
+        """The stored result of ``call`` without running it, or ``None``.
+
+        With ``fresh``, also ``None`` unless the hit is small and was recorded within
+        ``TOUCH_AFTER``: then a real ``submit`` would not update its access time either.
+        """
+        options = call.effective_options()
+        if not options.cache or options.force:
+            return None  # this call runs whatever the cache holds
+        args_hash = hash_args(call.args, call.kwargs)
+        task_def = make_task_def(function_identity(call.func), options, args_hash)
+        commit = client.store.find_by_fingerprint(task_def.fingerprint)
+        if commit is None or commit.result is None:
+            return None
+        if fresh and (
+            commit.result.size > _SMALL
+            or commit.last_accessed is None
+            or utcnow() - commit.last_accessed > TOUCH_AFTER
+        ):
+            return None
+        return self.read(client, commit, commit.result)
 
 
 # --- backends: the only difference between the sync and the async app ------------------------
@@ -290,9 +343,8 @@ class _SyncBackend:
     """
 
     def __init__(self, client: Client) -> None:
-        from cashet.stores.sqlite import SQLiteStore
-
         self.client = client
+        self.results = _Results(client.serializer)
         self.inline_reads = isinstance(client.store, SQLiteStore)
         self._limiter: CapacityLimiter | None = None
 
@@ -308,30 +360,27 @@ class _SyncBackend:
             return fn(self.client)
         return await self.call(fn)
 
-    async def lookup(self, call: Call, small: bool) -> _Result | None:
+    def fast_hit(self, call: Call, small: bool) -> _Result | None:
         if self.inline_reads and small:
-            return _lookup(self.client, call, max_size=_SMALL)
-        return await self.call(lambda c: _lookup(c, call))
+            return self.results.lookup(self.client, call, fresh=True)
+        return None
 
-    async def submit(self, call: Call, small: bool) -> tuple[_Result, bool]:
-        if self.inline_reads and small:
-            hit = _lookup(self.client, call, max_size=_SMALL, fresh=True)
-            if hit is not None:
-                return hit, True
+    async def submit(self, call: Call) -> tuple[_Result, bool]:
         if self._limiter is None:  # made on first use: it needs a running event loop
             self._limiter = CapacityLimiter(SUBMIT_THREADS)
         return await anyio.to_thread.run_sync(self._submit, call, limiter=self._limiter)
 
     def _submit(self, call: Call) -> tuple[_Result, bool]:
         client = self.client
+        # Wrapped again so that the task's own options (name, tags, ...) apply.
+        func = TaskFunction(client, call.func, call.base)
         try:
-            ref = client.submit(call.func, *call.args, **call.submit_kwargs(), **call.kwargs)
+            ref = client.submit(func, *call.args, **call.submit_kwargs(), **call.kwargs)
         except (TaskError, StoreError):
             raise
         except Exception as exc:
             raise _TaskProblem(_error_line(exc)) from exc
-        data = client.store.get_blob(ref.object_ref)
-        return _encode_result(ref.commit, ref.object_ref, data, client.serializer.loads), ref.cached
+        return self.results.read(client, ref.commit, ref.object_ref), ref.cached
 
 
 class _AsyncBackend:
@@ -339,6 +388,7 @@ class _AsyncBackend:
 
     def __init__(self, client: AsyncClient) -> None:
         self.client = client
+        self.results = _Results(client.serializer)
 
     def registered(self) -> Mapping[str, Any]:
         return self.client.tasks
@@ -350,22 +400,29 @@ class _AsyncBackend:
     async def read(self, fn: Callable[[Client], R]) -> R:
         return await self.call(fn)
 
-    async def lookup(self, call: Call, small: bool) -> _Result | None:
-        return await self.call(lambda c: _lookup(c, call))
+    def fast_hit(self, call: Call, small: bool) -> _Result | None:
+        return None  # the async store is awaited: no on-loop reads
 
-    async def submit(self, call: Call, small: bool) -> tuple[_Result, bool]:
+    async def submit(self, call: Call) -> tuple[_Result, bool]:
+        from cashet.async_client import AsyncTaskFunction
+
         client = self.client
+        func: AsyncTaskFunction[Any] = AsyncTaskFunction(client, call.func, call.base)
         try:
-            ref = await client.submit(call.func, *call.args, **call.submit_kwargs(), **call.kwargs)
+            ref = await client.submit(func, *call.args, **call.submit_kwargs(), **call.kwargs)
         except (TaskError, StoreError):
             raise
         except Exception as exc:
             raise _TaskProblem(_error_line(exc)) from exc
-        data = await client.store.get_blob(ref.object_ref)
-        args = (ref.commit, ref.object_ref, data, client.serializer.loads)
-        if len(data) >= _BIG_RESULT:
-            return await anyio.to_thread.run_sync(_encode_result, *args), ref.cached
-        return _encode_result(*args), ref.cached
+        blob_hash = ref.object_ref.hash
+        encoded = self.results.cached(blob_hash)
+        if encoded is None:
+            data = await client.store.get_blob(ref.object_ref)
+            if len(data) >= _BIG_RESULT:
+                encoded = await anyio.to_thread.run_sync(self.results.encode, blob_hash, data)
+            else:
+                encoded = self.results.encode(blob_hash, data)
+        return _Result(ref.commit, blob_hash, encoded), ref.cached
 
 
 _Backend = _SyncBackend | _AsyncBackend
@@ -413,25 +470,31 @@ class _Server:
     async def submit(self, request: Request) -> Response:
         raw = await request.body()
         call = parse_submit(
-            parse_json(raw), self.lookup, self.task_names, allow_remote_code=self.allow_remote_code
+            raw, self.lookup, self.task_names, allow_remote_code=self.allow_remote_code
         )
-        small = len(raw) <= _SMALL
+        hit = self.backend.fast_hit(call, small=len(raw) <= _SMALL)
+        if hit is not None:
+            return _JSON(hit.body(cached=True))
         if self.read_only:
-            result = await self.backend.lookup(call, small)
+            results = self.backend.results
+            result = await self.backend.call(lambda c: results.lookup(c, call))
             if result is None:
+                call.check_signature()  # arguments the task cannot take: 400, as usual
                 raise HTTPError(
                     403, "this server is read-only and the call is not cached, so it cannot run"
                 )
             return _JSON(result.body(cached=True))
+        call.check_signature()
         try:
-            result, cached = await self.backend.submit(call, small)
+            result, cached = await self.backend.submit(call)
         except (TaskError, _TaskProblem) as exc:
             raise HTTPError(422, _error_line(exc) or str(exc), task=call.name[:200]) from None
         return _JSON(result.body(cached=cached))
 
     async def result(self, request: Request) -> Response:
         hash = parse_hash(request.path_params["hash"])
-        result = await self.backend.call(lambda c: _read_result(c, hash))
+        results = self.backend.results
+        result = await self.backend.call(lambda c: results.by_hash(c, hash))
         return _JSON(result.body())
 
     async def commit(self, request: Request) -> Response:
@@ -593,8 +656,6 @@ def create_app(
             malformed token.
         TypeError: ``client`` is not a ``Client``, or ``tasks`` is malformed.
     """
-    from cashet.client import Client
-
     if not isinstance(client, Client):
         raise TypeError(
             f"create_app needs a Client, not {type(client).__name__} "
@@ -658,4 +719,11 @@ def run_app(
             host,
             port,
         )
+    if "log_config" not in uvicorn_options:
+        # uvicorn's own logging, plus our logger: unexpected errors show with traceback.
+        from uvicorn.config import LOGGING_CONFIG
+
+        config = copy.deepcopy(LOGGING_CONFIG)
+        config["loggers"]["cashet"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+        uvicorn_options["log_config"] = config
     uvicorn.run(app, host=host, port=port, **uvicorn_options)

@@ -1,7 +1,8 @@
-"""Public import path of the SQLite store: ``from cashet.store import SQLiteStore``."""
+"""Public import path of the SQLite stores: ``from cashet.store import SQLiteStore``."""
 
 from __future__ import annotations
 
+from cashet.stores.async_sqlite import AsyncSQLiteStore
 from cashet.stores.sqlite import SQLiteStore
 
-__all__ = ["SQLiteStore"]
+__all__ = ["AsyncSQLiteStore", "SQLiteStore"]

@@ -30,6 +30,7 @@ from cashet._core import (
     Outcome,
     PutBlob,
     PutCommit,
+    Record,
     Release,
     Serialize,
     Sleep,
@@ -39,15 +40,19 @@ from cashet._core import (
 )
 from cashet._refs import find_refs, replace_refs
 from cashet.errors import StoreError, TaskTimeoutError
-from cashet.executors.local import LocalExecutor, _run_inline, describe_call
-from cashet.models import AsyncResultRef, Commit, TaskDef, utcnow
+from cashet.executors.local import (
+    LocalExecutor,
+    _run_inline,
+    describe_call,
+    log_commit,
+    serialize,
+)
+from cashet.models import AsyncResultRef, Commit, ObjectRef, TaskDef, utcnow
 from cashet.protocols import AsyncStore, Serializer
 
 __all__ = ["AsyncLocalExecutor", "is_big", "run_flow_async"]
 
 log = logging.getLogger("cashet")
-
-Handler = Callable[[Any], Awaitable[Any]]
 
 #: Values estimated at least this large are hashed, pickled and unpickled in a thread: below
 #: it, the work costs less than the thread hop (and stays well under a millisecond).
@@ -107,13 +112,15 @@ def is_big(obj: Any, limit: int = BIG_BYTES) -> bool:
     return visit(obj)
 
 
-async def run_flow_async(flow: Any, handlers: dict[type, Handler]) -> Commit:
+async def run_flow_async(flow: Any, call: Any) -> Commit:
     """Run a call-flow generator to completion, awaiting each effect's handler.
 
-    The asyncio twin of :func:`cashet.executors.local.run_flow`: an exception from a handler
+    The asyncio twin of :func:`cashet.executors.local.run_flow`: ``call.HANDLERS`` maps each
+    effect type to a method of ``call`` returning an awaitable. An exception from a handler
     (``asyncio.CancelledError`` and ``KeyboardInterrupt`` included) is thrown back into the
     flow, so its ``finally`` releases the lease before the exception leaves.
     """
+    handlers = call.HANDLERS
     value: Any = None
     error: BaseException | None = None
     while True:
@@ -123,7 +130,7 @@ async def run_flow_async(flow: Any, handlers: dict[type, Handler]) -> Commit:
             return stop.value  # type: ignore[no-any-return]
         error = None
         try:
-            value = await handlers[type(effect)](effect)
+            value = await handlers[type(effect)](call, effect)
         except BaseException as exc:
             value = None
             error = exc
@@ -153,73 +160,140 @@ class AsyncLocalExecutor:
         serializer: Serializer,
     ) -> Commit:
         """Return the commit for this call: cached, computed by another caller, or run here."""
-        settings = self._identity._lease_settings()
-        flow = call_flow(task_def, settings, lambda: describe_call(args, kwargs))
-        return await run_flow_async(flow, self._handlers(func, args, kwargs, store, serializer))
+        call = _AsyncCall(func, args, kwargs, store, serializer, self)
+        flow = call_flow(task_def, self._identity._lease_settings(), call.describe)
+        commit = await run_flow_async(flow, call)
+        if commit.from_cache and log.isEnabledFor(logging.DEBUG):
+            log_commit(commit, "hit")
+        return commit
 
-    def _handlers(
+
+class _AsyncCall:
+    """Answers the effects of one call's flow with awaits on the store (see ``_SyncCall``)."""
+
+    __slots__ = ("args", "executor", "func", "kwargs", "serializer", "store")
+
+    def __init__(
         self,
         func: Callable[..., Any],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         store: AsyncStore,
         serializer: Serializer,
-    ) -> dict[type, Handler]:
-        ttl, interval = self.running_ttl, self._interval
+        executor: AsyncLocalExecutor,
+    ) -> None:
+        self.func = func
+        self.args = args
+        self.kwargs = kwargs
+        self.store = store
+        self.serializer = serializer
+        self.executor = executor
 
-        async def execute(e: Execute) -> Outcome:
-            call_args, call_kwargs = await _resolve_refs(args, kwargs)
-            keeper = None
-            if e.lease is not None:
-                keeper = asyncio.create_task(
-                    _keep_lease(store, e.fingerprint, e.lease.owner, ttl, interval)
-                )
+    def describe(self) -> tuple[str, tuple[str, ...]]:
+        return describe_call(self.args, self.kwargs)
+
+    def lookup(self, e: Lookup) -> Awaitable[Commit | None]:
+        return self.store.find_by_fingerprint(e.fingerprint)
+
+    def latest(self, e: LatestFor) -> Awaitable[Commit | None]:
+        return self.store.latest_for_fingerprint(e.fingerprint)
+
+    async def touch(self, e: Touch) -> None:
+        try:
+            await self.store.touch(e.hash, e.when)
+        except StoreError as exc:  # an access time is not worth failing a hit for
+            log.debug("could not record access to %s: %s", e.hash[:12], exc)
+
+    async def claim(self, e: Claim) -> bool:
+        # Shielded: a claim that lands after the caller was cancelled is given back.
+        attempt = asyncio.ensure_future(self.store.try_claim(e.fingerprint, e.lease))
+        try:
+            return await asyncio.shield(attempt)
+        except asyncio.CancelledError:
             try:
-                if _is_async(func):
-                    return await _run_coroutine(func, call_args, call_kwargs, e.timeout)
-                return await _run_in_thread(func, call_args, call_kwargs, e.timeout)
-            finally:
-                if keeper is not None:
-                    keeper.cancel()
+                if await attempt:
+                    await self.store.release_claim(e.fingerprint, e.lease.owner)
+            except Exception as exc:
+                log.warning("could not give back lease on %s: %s", e.fingerprint[:16], exc)
+            raise
 
-        async def touch(e: Touch) -> None:
-            try:
-                await store.touch(e.hash, e.when)
-            except StoreError as exc:  # an access time is not worth failing a hit for
-                log.debug("could not record access to %s: %s", e.hash[:12], exc)
+    def wait_release(self, e: WaitRelease) -> Awaitable[None]:
+        return self.store.wait_for_release(e.fingerprint, e.timeout)
 
-        async def claim(e: Claim) -> bool:
-            # Shielded: a claim that lands after the caller was cancelled is given back.
-            attempt = asyncio.ensure_future(store.try_claim(e.fingerprint, e.lease))
-            try:
-                return await asyncio.shield(attempt)
-            except asyncio.CancelledError:
-                try:
-                    if await attempt:
-                        await store.release_claim(e.fingerprint, e.lease.owner)
-                except Exception as exc:
-                    log.warning("could not give back lease on %s: %s", e.fingerprint[:16], exc)
-                raise
+    def release(self, e: Release) -> Awaitable[None]:
+        # Shielded: the lease is given back even while the caller is being cancelled.
+        return asyncio.shield(self.store.release_claim(e.fingerprint, e.owner))
 
-        async def serialize(e: Serialize) -> bytes:
-            if is_big(e.value):
-                return await asyncio.to_thread(serializer.dumps, e.value)
-            return serializer.dumps(e.value)
+    async def execute(self, e: Execute) -> Outcome:
+        func = self.func
+        call_args, call_kwargs = await _resolve_refs(self.args, self.kwargs)
+        keeper = None
+        if e.lease is not None:
+            ex = self.executor
+            keeper = asyncio.create_task(
+                _keep_lease(self.store, e.fingerprint, e.lease.owner, ex.running_ttl, ex._interval)
+            )
+        try:
+            if _is_async(func):
+                return await _run_coroutine(func, call_args, call_kwargs, e.timeout)
+            return await _run_in_thread(func, call_args, call_kwargs, e.timeout)
+        finally:
+            if keeper is not None:
+                keeper.cancel()
 
-        return {
-            Lookup: lambda e: store.find_by_fingerprint(e.fingerprint),
-            LatestFor: lambda e: store.latest_for_fingerprint(e.fingerprint),
-            Touch: touch,
-            Claim: claim,
-            WaitRelease: lambda e: store.wait_for_release(e.fingerprint, e.timeout),
-            # Shielded: the lease is given back even when the caller is being cancelled.
-            Release: lambda e: asyncio.shield(store.release_claim(e.fingerprint, e.owner)),
-            Execute: execute,
-            Sleep: lambda e: asyncio.sleep(e.seconds),
-            Serialize: serialize,
-            PutBlob: lambda e: store.put_blob(e.data),
-            PutCommit: lambda e: store.put_commit(e.commit),
-        }
+    def sleep(self, e: Sleep) -> Awaitable[None]:
+        return asyncio.sleep(e.seconds)
+
+    async def serialize(self, e: Serialize) -> bytes | list[bytes | memoryview]:
+        if is_big(e.value):
+            return await asyncio.to_thread(serialize, self.serializer, e.value)
+        return serialize(self.serializer, e.value)
+
+    async def put_blob(self, e: PutBlob) -> ObjectRef:
+        return await _put_blob(self.store, e.data)
+
+    async def put_commit(self, e: PutCommit) -> None:
+        await self.store.put_commit(e.commit)
+        if log.isEnabledFor(logging.INFO):
+            log_commit(e.commit, "ran" if e.commit.status.value == "completed" else "failed")
+
+    async def record(self, e: Record) -> Commit:
+        put_result = getattr(self.store, "put_result", None)
+        if put_result is not None:  # one step (AsyncSQLiteStore: one transaction)
+            commit: Commit = await put_result(e.data, e.build, e.release)
+        else:
+            commit = e.build(await _put_blob(self.store, e.data))
+            await self.store.put_commit(commit)
+            if e.release is not None:
+                await asyncio.shield(self.store.release_claim(*e.release))
+        if log.isEnabledFor(logging.INFO):
+            log_commit(commit, "ran")
+        return commit
+
+    HANDLERS: dict[type, Callable[[Any, Any], Awaitable[Any]]] = {  # noqa: RUF012
+        Lookup: lookup,
+        LatestFor: latest,
+        Touch: touch,
+        Claim: claim,
+        WaitRelease: wait_release,
+        Release: release,
+        Execute: execute,
+        Sleep: sleep,
+        Serialize: serialize,
+        PutBlob: put_blob,
+        PutCommit: put_commit,
+        Record: record,
+    }
+
+
+async def _put_blob(store: AsyncStore, data: bytes | list[bytes | memoryview]) -> ObjectRef:
+    """Store serialized bytes, handing chunks to stores that write them without joining."""
+    if isinstance(data, list):
+        put_parts = getattr(store, "put_blob_parts", None)
+        if put_parts is not None:
+            return await put_parts(data)  # type: ignore[no-any-return]
+        data = await asyncio.to_thread(b"".join, data) if len(data) > 1 else bytes(data[0])
+    return await store.put_blob(data)
 
 
 def _is_async(func: Any) -> bool:

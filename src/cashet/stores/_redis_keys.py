@@ -28,6 +28,8 @@ Key layout (``P`` is the store's prefix, ``cashet:`` by default)::
     P lock:{fingerprint}          HASH  the lease: o (owner) e (expiry, µs) h (host) p (pid)
                                         f (function) c (claimed at, µs); key TTL = lease + grace
     P release:{fingerprint}       pub/sub channel, published when a lease is released
+    P done:{token}                STRING the reply of a counting script (delete, evict), kept
+                                        10 minutes so that a resent call gets it back
 
 Every multi-key change is one Lua script, so a client killed mid-write leaves nothing half
 done. A blob is trusted only through its meta key: chunks are written first with an expiry,
@@ -52,6 +54,7 @@ __all__ = [
     "BLOB_CACHE",
     "BLOB_FRESH_S",
     "CHUNK_TTL_MS",
+    "DONE_TTL_MS",
     "HIT_BLOB_MAX",
     "LOCK_GRACE_MS",
     "SCRIPTS",
@@ -77,6 +80,8 @@ HIT_BLOB_MAX = 64 << 10
 CHUNK_TTL_MS = 3_600_000
 #: A lock key outlives its lease by this much; expiry is judged from the lease itself.
 LOCK_GRACE_MS = 60_000
+#: How long a script that counts what it did keeps its reply for a resent call.
+DONE_TTL_MS = 600_000
 #: Rows handled per script call in ``evict`` and ``iter_commits``, so Redis is never held long.
 BATCH = 256
 #: How many recently found commits and small result blobs this process keeps.
@@ -317,7 +322,9 @@ return 1
 """,
 )
 
-# The cache lookup, one round trip: the newest unexpired commit of KEYS[1] (the
+# The cache lookup, one round trip (a process that found the same commit before first
+# confirms it with three plain reads instead, see _redis_ops.Ops._confirm: a tenth of the
+# work for the single-threaded server): the newest unexpired commit of KEYS[1] (the
 # fingerprint's hit index) whose result blob is present. ARGV: P, now, the commit whose
 # JSON the caller has, the blob whose bytes it has. Returns nil or one string (one bulk
 # reply parses fastest): "<hash> <last access> <JSON length>\n<JSON><blob bytes>", the JSON
@@ -463,18 +470,38 @@ return {c[1], c[2], b[1], b[2], b[3], b[4]}
 """,
 )
 
-# ARGV: P, hashes... Returns how many existed.
-DELETE = _script(
+
+def _once(name: str, body: str) -> Script:
+    """A script whose reply is kept for a while under its call's token (ARGV[2]), so that a
+    call resent after a lost reply does nothing more and gets the first reply back."""
+    return _script(
+        name,
+        f"""
+local DONE = P .. 'done:' .. ARGV[2]
+local kept = redis.call('GET', DONE)
+if kept then return cjson.decode(kept) end
+local function run()
+{body}
+end
+local out = run()
+redis.call('SET', DONE, cjson.encode(out), 'PX', {DONE_TTL_MS})
+return out
+""",
+    )
+
+
+# ARGV: P, token, hashes... Returns how many existed.
+DELETE = _once(
     "delete",
     """
 local n = 0
-for i = 2, #ARGV do n = n + delete_commit(ARGV[i]) end
+for i = 3, #ARGV do n = n + delete_commit(ARGV[i]) end
 return n
 """,
 )
 
-# KEYS: tag index keys (intersected). ARGV: P.
-DELETE_TAGS = _script(
+# KEYS: tag index keys (intersected). ARGV: P, token.
+DELETE_TAGS = _once(
     "delete_tags",
     """
 local n = 0
@@ -483,25 +510,25 @@ return n
 """,
 )
 
-# KEYS[1]: an index. ARGV: P, max score (a '(' prefix excludes it), batch.
+# KEYS[1]: an index. ARGV: P, token, max score (a '(' prefix excludes it), batch.
 # Returns {deleted, looked at}.
-DELETE_RANGE = _script(
+DELETE_RANGE = _once(
     "delete_range",
     """
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2], 'LIMIT', 0, ARGV[3])
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[3], 'LIMIT', 0, ARGV[4])
 local n = 0
 for _, h in ipairs(ids) do n = n + delete_commit(h) end
 return {n, #ids}
 """,
 )
 
-# ARGV: P, max stored bytes, batch. Drops least recently used commits until the stored
-# bytes fit. Returns {deleted, done}.
-SHRINK = _script(
+# ARGV: P, token, max stored bytes, batch. Drops least recently used commits until the
+# stored bytes fit. Returns {deleted, done}.
+SHRINK = _once(
     "shrink",
     f"""
-local max, n = tonumber(ARGV[2]), 0
-while n < tonumber(ARGV[3]) do
+local max, n = tonumber(ARGV[3]), 0
+while n < tonumber(ARGV[4]) do
   local b = redis.call('HMGET', K_SBLOB, 'blob_bytes', 'inline_bytes')
   if tonumber(b[1] or '0') + tonumber(b[2] or '0') <= max then return {{n, 1}} end
   local ids = redis.call('ZRANGE', P .. '{IDX_LAST_ACCESSED}', 0, 0)
@@ -512,11 +539,11 @@ return {{n, 0}}
 """,
 )
 
-# ARGV: P, stored before, batch. Frees blobs unreferenced since before the bound.
-GC_ORPHANS = _script(
+# ARGV: P, token, stored before, batch. Frees blobs unreferenced since before the bound.
+GC_ORPHANS = _once(
     "gc_orphans",
     """
-local ids = redis.call('ZRANGEBYSCORE', K_ORPHANS, '-inf', ARGV[2], 'LIMIT', 0, ARGV[3])
+local ids = redis.call('ZRANGEBYSCORE', K_ORPHANS, '-inf', ARGV[3], 'LIMIT', 0, ARGV[4])
 for _, h in ipairs(ids) do
   if tonumber(redis.call('GET', K_REF .. h) or '0') <= 0 then
     drop_blob(h)
@@ -568,7 +595,8 @@ PUBLISH_CHUNKED = _script(
     """
 local h, g, n = ARGV[2], ARGV[7], tonumber(ARGV[8])
 local m = redis.call('HMGET', K_META .. h, 'z', 'n', 'g', 'i')
-if m[3] ~= g and blob_intact(h, m) then
+if m[1] and m[3] == g then return 1 end  -- ours, published already: this call was resent
+if blob_intact(h, m) then
   for i = 0, n - 1 do redis.call('DEL', chunk_key(h, g, i)) end
   keep_if_orphan(h, ARGV[6])
   return 0
@@ -579,7 +607,7 @@ for i = 0, n - 1 do
     return -1
   end
 end
-if m[1] and m[3] ~= g then drop_blob(h) end
+if m[1] then drop_blob(h) end
 for i = 0, n - 1 do redis.call('PERSIST', chunk_key(h, g, i)) end
 redis.call('HSET', K_META .. h, 's', ARGV[3], 'z', ARGV[4], 'n', n, 'g', g, 'i', ARGV[5],
   't', ARGV[6])

@@ -13,23 +13,33 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import os
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
-from cashet.errors import StoreError
+from cashet.errors import BlobCorruptedError, StoreError
 from cashet.models import Commit, Lease, ObjectRef, TaskStatus
 from cashet.protocols import TagQuery
+from cashet.stores._codec import decode_blob, verify_blob
 from cashet.stores.sqlite import SQLiteStore
 
 __all__ = ["AsyncSQLiteStore"]
 
 R = TypeVar("R")
+
+#: Commits ``iter_commits`` reads per hop to the worker thread.
+_BATCH = 256
+
+
+def _take(it: Iterator[Commit], n: int) -> list[Commit]:
+    return list(itertools.islice(it, n))
 
 
 class AsyncSQLiteStore:
@@ -58,6 +68,8 @@ class AsyncSQLiteStore:
         # caller's thread, so that the constructor stays synchronous like the spec's.
         self._sync = SQLiteStore(path, inline_threshold=inline_threshold, busy_timeout=busy_timeout)
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cashet-sqlite")
+        # Small results found by find_by_fingerprint, kept for the get_blob that follows.
+        self._hints: dict[str, bytes] | None = getattr(self._sync, "_inline_hints", None)
         self._closed = False
 
     @property
@@ -104,8 +116,24 @@ class AsyncSQLiteStore:
         """Store ``data`` (deduplicated by content hash); return its ``ObjectRef``."""
         return await self.run_sync(self._sync.put_blob, data)
 
+    async def put_blob_parts(self, parts: Sequence[bytes | memoryview]) -> ObjectRef:
+        """Store the concatenation of ``parts`` without joining them in memory."""
+        return await self.run_sync(self._sync.put_blob_parts, parts)
+
     async def get_blob(self, ref: ObjectRef) -> bytes:
-        """Return the blob's bytes, verified against its hash."""
+        """Return the blob's bytes, verified against its hash.
+
+        The small result a cache hit just found comes with its lookup (the sync store keeps
+        it for the ``get_blob`` that follows): it is decoded and verified here, without a
+        second trip to the worker thread. Anything else is read there.
+        """
+        if self._hints is not None and not self._closed:
+            hinted = self._hints.pop(ref.hash, None)  # one dict op: atomic under the GIL
+            if hinted is not None:
+                with suppress(BlobCorruptedError):
+                    data = decode_blob(hinted, ref.hash)
+                    verify_blob(data, ref.hash)
+                    return data
         return await self.run_sync(self._sync.get_blob, ref)
 
     async def has_blob(self, hash: str) -> bool:
@@ -117,6 +145,15 @@ class AsyncSQLiteStore:
     async def put_commit(self, commit: Commit) -> None:
         """Record ``commit`` (idempotent by hash)."""
         await self.run_sync(self._sync.put_commit, commit)
+
+    async def put_result(
+        self,
+        data: bytes | Sequence[bytes | memoryview],
+        build: Callable[[ObjectRef], Commit],
+        release: tuple[str, str] | None = None,
+    ) -> Commit:
+        """Store a result, record ``build(ref)`` and drop the lease: one hop, one transaction."""
+        return await self.run_sync(self._sync.put_result, data, build, release)
 
     async def get_commit(self, hash: str) -> Commit | None:
         """Return the commit with this full hash, or ``None``."""
@@ -143,6 +180,16 @@ class AsyncSQLiteStore:
     ) -> list[Commit]:
         """Return commits newest first, filtered by function, status and tags."""
         return await self.run_sync(self._sync.list_commits, func_name, limit, status, tags)
+
+    async def iter_commits(self) -> AsyncIterator[Commit]:
+        """Yield every commit, oldest first, a batch at a time (``async for``)."""
+        commits = self._sync.iter_commits()  # advanced in the worker thread only
+        while True:
+            batch = await self.run_sync(_take, commits, _BATCH)
+            for commit in batch:
+                yield commit
+            if len(batch) < _BATCH:
+                return
 
     async def get_history(self, hash: str) -> list[Commit]:
         """Return every unexpired commit with the same fingerprint as ``hash``, oldest first."""

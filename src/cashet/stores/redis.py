@@ -1,12 +1,14 @@
 """RedisStore and AsyncRedisStore: one cache shared by many processes and machines.
 
-Both are thin drivers of the operations in :mod:`cashet.stores._redis_keys` (key layout,
-Lua scripts, decisions): the sync store answers each :class:`~._redis_keys.Call` with a
-blocking ``redis`` call, the async store with an awaited ``redis.asyncio`` one.
+Both are thin drivers of the operations in :mod:`cashet.stores._redis_ops` (the decisions;
+key layout and Lua scripts in :mod:`cashet.stores._redis_keys`): the sync store answers
+each :class:`~cashet.stores._redis_ops.Call` with a blocking ``redis`` call on a connection
+of the calling thread's own, the async store with an awaited ``redis.asyncio`` one.
 
 Errors: a dropped or refused connection becomes ``StoreUnavailableError`` naming the URL
-(password masked) and what was being done; calls that are safe to repeat are retried first
-with a short backoff. Any other Redis error becomes ``StoreError``.
+(password masked) and what was being done, after the call was sent again twice with a short
+backoff (every call is safe to resend: see :class:`~cashet.stores._redis_ops.Call`). Any
+other Redis error becomes ``StoreError``.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ try:
     import redis.asyncio
     from redis.backoff import NoBackoff
     from redis.exceptions import ConnectionError as RedisConnectionError
-    from redis.exceptions import NoScriptError, RedisError
+    from redis.exceptions import NoScriptError, RedisError, ResponseError
     from redis.exceptions import TimeoutError as RedisTimeoutError
     from redis.retry import Retry
 except ImportError as exc:  # pragma: no cover - exercised without the extra installed
@@ -66,6 +68,7 @@ class _Held:
 
     def __init__(self, pool: Any) -> None:
         self.pool = pool
+        self.pid = -1  # until the connection is ours (get_connection may raise)
         self.conn = pool.get_connection()
         self.pid = _pid
 
@@ -75,30 +78,48 @@ class _Held:
                 self.pool.release(self.conn)
 
 
-def _fresh(conn: Any) -> None:
-    """Reconnect a connection that the server closed while it was idle (a restart, an
-    idle timeout), so that a call which must not be sent twice is not lost to it."""
-    try:
-        stale = conn.can_read()
-    except RedisConnectionError:
-        stale = True
-    if stale:
-        conn.disconnect()
+def _pack(args: tuple[Any, ...]) -> bytes:
+    """The RESP form of a command of small str, int and bytes arguments.
+
+    A third of redis-py's general packer's cost, which matters on the hit path (bench
+    redis_hit_f1); commands carrying blob bytes still go through redis-py's, which sends
+    large arguments without copying them.
+    """
+    parts = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        data = arg if isinstance(arg, bytes) else str(arg).encode()
+        parts.append(b"$%d\r\n%b\r\n" % (len(data), data))
+    return b"".join(parts)
+
+
+def _command(conn: Any, call: Call, *args: Any) -> Any:
+    if call.bulky:
+        conn.send_command(*args)
+    else:
+        conn.send_packed_command([_pack(args)])
+    return conn.read_response()
 
 
 def _send(conn: Any, call: Call) -> Any:
+    if call.batch:
+        conn.send_packed_command([b"".join(_pack(cmd) for cmd in call.batch)])
+        replies, error = [], None
+        for _ in call.batch:  # read every reply, or the connection is out of step
+            try:
+                replies.append(conn.read_response())
+            except ResponseError as exc:
+                error = error or exc
+        if error is not None:
+            raise error
+        return replies
     script = call.script
     if script is None:
-        conn.send_command(*call.args)
-        return conn.read_response()
-    conn.send_command("EVALSHA", script.sha, *call.args)
+        return _command(conn, call, *call.args)
     try:
-        return conn.read_response()
+        return _command(conn, call, "EVALSHA", script.sha, *call.args)
     except NoScriptError:  # first use on this server, or SCRIPT FLUSH
-        conn.send_command("SCRIPT", "LOAD", script.source)
-        conn.read_response()
-        conn.send_command("EVALSHA", script.sha, *call.args)
-        return conn.read_response()
+        _command(conn, call, "SCRIPT", "LOAD", script.source)
+        return _command(conn, call, "EVALSHA", script.sha, *call.args)
 
 
 class _Base:
@@ -119,7 +140,6 @@ class _Base:
         options: Mapping[str, Any] | None,
     ) -> None:
         self._ops = Ops(url, prefix, inline_threshold, chunk_size)
-        self._url = url
         self._closed = False
         self._kwargs: dict[str, Any] = {
             **check_options(options),
@@ -149,9 +169,9 @@ class _Base:
         return StoreError(f"{self!r} is closed")
 
     def _down(self, call: Call, exc: Exception, tries: int) -> float:
-        """Seconds to wait before resending ``call``; raise when it must not be resent."""
+        """Seconds to wait before resending ``call``; raise when it is time to give up."""
         if isinstance(exc, _DOWN):
-            if call.retry and tries < len(BACKOFF):
+            if tries < len(BACKOFF):
                 return BACKOFF[tries]
             raise self._ops.unavailable(call.op, exc) from exc
         raise self._ops.failed(call.op, exc) from exc
@@ -174,7 +194,12 @@ _DOC_ARGS = """
 class RedisStore(_Base):
     """A ``Store`` in Redis, shared by every process and machine that uses the same URL.
 
-    Safe to share between threads and across ``fork`` (redis-py reconnects in the child).
+    Safe to share between threads and across ``fork``. Each thread that uses the store
+    keeps one connection of the pool (returned when the thread ends; a forked child opens
+    its own), so ``max_connections`` also bounds the threads. Needs one Redis server (or a
+    primary with replicas), not a Redis Cluster: its scripts touch keys they compute.
+    Leases compare expiry times taken from the clocks of the machines involved: keep them
+    in sync (NTP), as for any lease.
     """
 
     __doc__ = (__doc__ or "") + _DOC_ARGS
@@ -239,10 +264,7 @@ class RedisStore(_Base):
             if self._closed:
                 raise self._closed_error()
             try:
-                conn = self._conn()
-                if not call.retry:
-                    _fresh(conn)
-                return _send(conn, call)
+                return _send(self._conn(), call)
             except RedisError as exc:
                 time.sleep(self._down(call, exc, tries))
                 tries += 1
@@ -448,6 +470,11 @@ class AsyncRedisStore(_Base):
         tries = 0
         while True:
             try:
+                if call.batch:
+                    pipe = self._r.pipeline(transaction=False)
+                    for cmd in call.batch:
+                        pipe.execute_command(*cmd)
+                    return await pipe.execute()
                 script = call.script
                 if script is None:
                     return await self._r.execute_command(*call.args)

@@ -116,6 +116,41 @@ def _is_busy(exc: sqlite3.Error) -> bool:
     return code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or "locked" in str(exc)
 
 
+def _driver(
+    conn: sqlite3.Connection,
+    func_name: str | None,
+    status: TaskStatus | str | None,
+    tags: TagQuery | None,
+) -> int | None:
+    """Pick the most selective filter to drive a commit query (see ``select_commits``).
+
+    Each filter's matches are counted up to ``SELECTIVITY_CAP`` on its index: a query
+    driven by a filter under the cap reads at most that many rows. Returns the index of
+    the driving tag, or ``None`` when the commits indexes (function, status) should drive.
+    """
+    items = list((tags or {}).items())
+    if not items:
+        return None
+    if len(items) == 1 and func_name is None and status is None:
+        return 0
+    cap = sql.SELECTIVITY_CAP
+    best: int | None = None
+    best_count = cap + 1
+    if func_name is not None or status is not None:
+        query, params = sql.count_commits(func_name, None if status is None else str(status))
+        best_count = len(conn.execute(query, [*params, cap]).fetchall())
+    for i, (key, value) in enumerate(items):
+        if best_count == 0:
+            break
+        if value is None:
+            count = len(conn.execute(sql.COUNT_KEY, (key, cap)).fetchall())
+        else:
+            count = len(conn.execute(sql.COUNT_TAG, (key, value, cap)).fetchall())
+        if count < best_count:
+            best, best_count = i, count
+    return best
+
+
 class SQLiteStore:
     """The default store: SQLite metadata and content-addressed blob files in one directory.
 
@@ -547,12 +582,13 @@ class SQLiteStore:
             raise ValueError("a commit needs its hash (see _codec.compute_commit_hash)")
         td = commit.task_def
         result = commit.result
+        created = _ts(commit.created_at)
         row = (
             commit.hash,
             td.fingerprint,
             td.func_name,
             commit.status.value,
-            _ts(commit.created_at),
+            created,
             None if commit.expires_at is None else _ts(commit.expires_at),
             None if commit.last_accessed is None else _ts(commit.last_accessed),
             int(td.cache),
@@ -564,7 +600,8 @@ class SQLiteStore:
         # Triggers count the commit and the blob reference, only if really inserted.
         if conn.execute(sql.INSERT_COMMIT, row).rowcount and commit.tags:
             conn.executemany(
-                sql.INSERT_TAG, [(commit.hash, k, str(v)) for k, v in commit.tags.items()]
+                sql.INSERT_TAG,
+                [(commit.hash, k, str(v), created) for k, v in commit.tags.items()],
             )
 
     def put_result(
@@ -679,12 +716,19 @@ class SQLiteStore:
         """
         if limit is not None and limit < 0:
             raise ValueError(f"limit must not be negative, got {limit}")
-        where, params = sql.filters(func_name, status, tags)
-        query = f"{sql.SELECT_COMMIT}{where} ORDER BY created_at DESC, rowid DESC"
-        if limit is not None:
-            query += " LIMIT ?"
-            params.append(limit)
-        return [_commit(row) for row in self._all(query, params)]
+        conn = self._conn()
+        try:
+            driver = _driver(conn, func_name, status, tags)
+            query, params = sql.select_commits(
+                "c.body, c.last_accessed", func_name, status, tags, driver, limit
+            )
+            return [_commit(row) for row in conn.execute(query, params).fetchall()]
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
+
+    def find_by_result(self, blob_hash: str, limit: int = 20) -> list[Commit]:
+        """Return the commits whose result is this blob, newest first (indexed)."""
+        return [_commit(row) for row in self._all(sql.FIND_BY_RESULT, (blob_hash, limit))]
 
     def iter_commits(self) -> Iterator[Commit]:
         """Yield every commit, oldest first, a batch at a time (no long read transaction)."""
@@ -819,9 +863,11 @@ class SQLiteStore:
         """
         if not tags:
             raise ValueError("refusing to delete everything: no tags given")
-        where, params = sql.filters(None, None, tags)
         with self._transact() as conn:
-            hashes = [row[0] for row in conn.execute(f"SELECT hash FROM commits{where}", params)]
+            query, params = sql.select_commits(
+                "c.hash", None, None, tags, _driver(conn, None, None, tags)
+            )
+            hashes = [row[0] for row in conn.execute(query, params).fetchall()]
             return sum(self._delete(conn, h) for h in hashes)
 
     def _delete(self, conn: sqlite3.Connection, hash: str) -> bool:
