@@ -6,12 +6,10 @@ import functools
 import os
 import sys
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Generic, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, overload
 
-from cashet._archive import ExportResult, ImportResult, export_archive, import_archive
 from cashet._dag import BatchItem, plan_batch, substitute_task_refs
 from cashet._log import configure_from_env
 from cashet._options import (
@@ -34,6 +32,11 @@ from cashet.errors import CashetError
 from cashet.hashing import function_identity, hash_args
 from cashet.models import Commit, ObjectRef, ResultRef, TaskStatus
 from cashet.protocols import Executor, Serializer, Store, TagQuery
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
+
+    from cashet._archive import ExportResult, ImportResult
 
 __all__ = ["Client", "TaskFunction", "default_store_dir"]
 
@@ -272,6 +275,9 @@ class Client:
                     advance()
                 return results
             pending = {item.key: item for item in order}
+            # Imported here: concurrent.futures costs ~9 ms, and most runs never batch.
+            from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+
             running: dict[Future[ResultRef[Any]], Hashable] = {}
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cashet") as pool:
                 while pending or running:
@@ -455,6 +461,8 @@ class Client:
             The number of commits written (an ``int``; ``.blobs``, ``.bytes`` and
             ``.skipped`` — commits left out because their blob was unreadable — too).
         """
+        from cashet._archive import export_archive
+
         return export_archive(self.store, path)
 
     def import_archive(self, path: str | os.PathLike[str]) -> ImportResult:
@@ -471,6 +479,8 @@ class Client:
         Raises:
             ArchiveError: the archive was rejected; the store is unchanged.
         """
+        from cashet._archive import import_archive
+
         return import_archive(self.store, path)
 
     # --- lifecycle ------------------------------------------------------------------------
