@@ -485,3 +485,30 @@ def test_closed_store_and_client_refuse(tmp_path: Path) -> None:
             await client.stats()
 
     run(main)
+
+
+# --- the benchmark suite still runs ----------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_quick_async_bench_run(tmp_path: Path) -> None:
+    """``bench/run.py --suite async`` works (timings are not asserted, only produced)."""
+    import json
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    args = ["--quick", "--suite", "async", "--no-peers", "--results-dir", str(tmp_path)]
+    proc = subprocess.run(
+        [sys.executable, str(root / "bench" / "run.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    report = json.loads((tmp_path / "latest.json").read_text(encoding="utf-8"))
+    scenarios = report["suites"]["async"]["scenarios"]
+    assert "async_hit_f1" in scenarios and "async_gather1000_miss" in scenarios
+    for name, row in scenarios.items():
+        assert row["results"]["ours"]["status"] == "ok", (name, row["results"]["ours"])

@@ -286,38 +286,75 @@ local function delete_commit(h)
   return 1
 end
 
+-- ARGV[o..o+6]: hash, size, stored size, inline, now, generation, encoded bytes.
+local function put_blob_at(o)
+  local h, now = ARGV[o], ARGV[o + 4]
+  local m = redis.call('HMGET', K_META .. h, 'z', 'n', 'g', 'i')
+  if blob_intact(h, m) then
+    keep_if_orphan(h, now)
+    return 0
+  end
+  if m[1] then drop_blob(h) end
+  redis.call('SET', K_DATA .. h, ARGV[o + 6])
+  redis.call('HSET', K_META .. h, 's', ARGV[o + 1], 'z', ARGV[o + 2], 'n', 0,
+    'g', ARGV[o + 5], 'i', ARGV[o + 3], 't', now)
+  account(ARGV[o + 2], ARGV[o + 3], 1)
+  keep_if_orphan(h, now)
+  return 1
+end
+
+-- ARGV[o..]: hash, created, lru score, expires|'', completed '1'|'0', result|'', body,
+-- last access|'', index-keys JSON, then the index keys (the fingerprint's first), to the end.
+local function put_commit_at(o)
+  local h, ca = ARGV[o], ARGV[o + 1]
+  local ck = K_COMMIT .. h
+  if redis.call('EXISTS', ck) == 1 then return 0 end
+  for i = o + 9, #ARGV do redis.call('ZADD', ARGV[i], ca, h) end
+  redis.call('HSET', ck, 'b', ARGV[o + 6], 'x', ARGV[o + 8], 'c', ARGV[o + 4], 'f', ARGV[o + 9])
+  redis.call('ZADD', P .. '{IDX_CREATED}', ca, h)
+  redis.call('ZADD', P .. '{IDX_LAST_ACCESSED}', ARGV[o + 2], h)
+  redis.call('ZADD', P .. '{IDX_HASHES}', 0, h)
+  local exp, res = ARGV[o + 3], ARGV[o + 5]
+  if exp ~= '' then
+    redis.call('HSET', ck, 'e', exp)
+    redis.call('ZADD', P .. '{IDX_EXPIRES}', exp, h)
+  end
+  if ARGV[o + 7] ~= '' then redis.call('HSET', ck, 'la', ARGV[o + 7]) end
+  redis.call('HINCRBY', K_SCOMMIT, 'total_commits', 1)
+  if ARGV[o + 4] == '1' then redis.call('HINCRBY', K_SCOMMIT, 'completed_commits', 1) end
+  if res ~= '' then
+    redis.call('HSET', ck, 'r', res)
+    redis.call('INCR', K_REF .. res)
+    redis.call('ZREM', K_ORPHANS, res)
+  end
+  return 1
+end
+
+local function release_lease(lock, owner, channel)
+  if redis.call('HGET', lock, 'o') ~= owner then return 0 end
+  redis.call('DEL', lock)
+  redis.call('PUBLISH', channel, '1')
+  return 1
+end
+
 local function ids_of(keys)
   if #keys == 1 then return redis.call('ZRANGE', keys[1], 0, -1) end
   return redis.call('ZINTER', #keys, unpack(keys))
 end
 """
 
-# ARGV: P, hash, created, lru score, expires|'', completed '1'|'0', result|'', body,
-#       last access|'', index-keys JSON, then the index keys (the fingerprint's first).
-PUT_COMMIT = _script(
-    "put_commit",
-    f"""
-local h = ARGV[2]
-local ck = K_COMMIT .. h
-if redis.call('EXISTS', ck) == 1 then return 0 end
-local ca = ARGV[3]
-for i = 11, #ARGV do redis.call('ZADD', ARGV[i], ca, h) end
-redis.call('HSET', ck, 'b', ARGV[8], 'x', ARGV[10], 'c', ARGV[6], 'f', ARGV[11])
-redis.call('ZADD', P .. '{IDX_CREATED}', ca, h)
-redis.call('ZADD', P .. '{IDX_LAST_ACCESSED}', ARGV[4], h)
-redis.call('ZADD', P .. '{IDX_HASHES}', 0, h)
-if ARGV[5] ~= '' then
-  redis.call('HSET', ck, 'e', ARGV[5])
-  redis.call('ZADD', P .. '{IDX_EXPIRES}', ARGV[5], h)
-end
-if ARGV[9] ~= '' then redis.call('HSET', ck, 'la', ARGV[9]) end
-redis.call('HINCRBY', K_SCOMMIT, 'total_commits', 1)
-if ARGV[6] == '1' then redis.call('HINCRBY', K_SCOMMIT, 'completed_commits', 1) end
-if ARGV[7] ~= '' then
-  redis.call('HSET', ck, 'r', ARGV[7])
-  redis.call('INCR', K_REF .. ARGV[7])
-  redis.call('ZREM', K_ORPHANS, ARGV[7])
-end
+# ARGV: P, then the commit (see put_commit_at). Returns 1 recorded, 0 already there.
+PUT_COMMIT = _script("put_commit", "return put_commit_at(2)")
+
+# Store a small result, record its commit and release the lease, as one step: the end of
+# a miss in one round trip. ARGV: P, lock key|'', owner, release channel, then the blob's 7
+# arguments of put_blob_at (its hash '' when stored already), then the commit's.
+PUT_RESULT = _script(
+    "put_result",
+    """
+if ARGV[5] ~= '' then put_blob_at(5) end
+put_commit_at(12)
+if ARGV[2] ~= '' then release_lease(ARGV[2], ARGV[3], ARGV[4]) end
 return 1
 """,
 )
@@ -555,26 +592,9 @@ return #ids
 """,
 )
 
-# ARGV: P, hash, size, stored size, inline, now, generation, encoded bytes.
-# Returns 0 when an intact copy was already there, 1 when written (or repaired).
-PUT_BLOB = _script(
-    "put_blob",
-    """
-local h = ARGV[2]
-local m = redis.call('HMGET', K_META .. h, 'z', 'n', 'g', 'i')
-if blob_intact(h, m) then
-  keep_if_orphan(h, ARGV[6])
-  return 0
-end
-if m[1] then drop_blob(h) end
-redis.call('SET', K_DATA .. h, ARGV[8])
-redis.call('HSET', K_META .. h, 's', ARGV[3], 'z', ARGV[4], 'n', 0, 'g', ARGV[7], 'i', ARGV[5],
-  't', ARGV[6])
-account(ARGV[4], ARGV[5], 1)
-keep_if_orphan(h, ARGV[6])
-return 1
-""",
-)
+# ARGV: P, then the blob (see put_blob_at). Returns 0 when an intact copy was already
+# there, 1 when written (or repaired).
+PUT_BLOB = _script("put_blob", "return put_blob_at(2)")
 
 # ARGV: P, hash, now, refresh ('1': re-date an unreferenced blob). 1 when stored intact.
 HAVE_BLOB = _script(
@@ -684,20 +704,12 @@ return 1
     prelude=False,
 )
 
-# KEYS[1]: the lock. ARGV: owner, release channel.
-RELEASE = _script(
-    "release",
-    """
-if redis.call('HGET', KEYS[1], 'o') ~= ARGV[1] then return 0 end
-redis.call('DEL', KEYS[1])
-redis.call('PUBLISH', ARGV[2], '1')
-return 1
-""",
-    prelude=False,
-)
+# KEYS[1]: the lock. ARGV: P, owner, release channel.
+RELEASE = _script("release", "return release_lease(KEYS[1], ARGV[2], ARGV[3])")
 
 SCRIPTS: tuple[Script, ...] = (
     PUT_COMMIT,
+    PUT_RESULT,
     FIND,
     LATEST,
     LIST,

@@ -13,7 +13,7 @@ import json
 import math
 import secrets
 import time
-from collections.abc import Generator, Mapping
+from collections.abc import Callable, Generator, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
@@ -58,6 +58,7 @@ from cashet.stores._redis_keys import (
     PUBLISH_CHUNKED,
     PUT_BLOB,
     PUT_COMMIT,
+    PUT_RESULT,
     RELEASE,
     RENEW,
     SCRIPT_READ_MAX,
@@ -292,10 +293,19 @@ class Ops:
     # commits
 
     def put_commit(self, commit: Commit) -> Flow[None]:
+        yield _run(
+            f"record commit {commit.hash[:12]}",
+            PUT_COMMIT,
+            (),
+            self.prefix,
+            *self._commit_args(commit),
+        )
+
+    def _commit_args(self, commit: Commit) -> tuple[Any, ...]:
+        """The arguments of the Lua ``put_commit_at``."""
         if not commit.hash:
             raise ValueError("a commit needs its hash (see _codec.compute_commit_hash)")
         k = self.keys
-        h = commit.hash
         td = commit.task_def
         completed = commit.status is TaskStatus.COMPLETED
         index = [k.fp(td.fingerprint), k.func(td.func_name), k.status(commit.status)]
@@ -305,22 +315,47 @@ class Ops:
             index += [k.tag(key), k.tag(key, str(value))]
         created = to_us(commit.created_at)
         la = None if commit.last_accessed is None else to_us(commit.last_accessed)
-        yield _run(
-            f"record commit {h[:12]}",
-            PUT_COMMIT,
-            (),
-            k.prefix,
-            h,
+        return (
+            commit.hash,
             created,
             created if la is None else la,
             "" if commit.expires_at is None else to_us(commit.expires_at),
             "1" if completed else "0",
             "" if commit.result is None else commit.result.hash,
-            commit_to_json(commit),
+            commit.sealed_json or commit_to_json(commit),
             "" if la is None else la,
             json.dumps(index, ensure_ascii=False),
             *index,
         )
+
+    def put_result(
+        self,
+        data: bytes | Sequence[bytes | memoryview],
+        build: Callable[[ObjectRef], Commit],
+        release: tuple[str, str] | None,
+    ) -> Flow[Commit]:
+        """Store a result, record ``build(ref)`` and release the lease: a small result in
+        one script, so one round trip and all or nothing; a large one is stored first."""
+        if not isinstance(data, bytes):
+            data = b"".join(data)
+        blob: tuple[Any, ...] = ("",) * 7
+        if len(data) > SMALL_PUT:
+            ref = yield from self.put_blob(data)
+        else:
+            h = blob_hash(data)
+            ref = ObjectRef(h, len(data))
+            encoded = encode_blob(data)
+            inline = "1" if len(encoded) < self.inline_threshold else "0"
+            blob = (h, len(data), len(encoded), inline, now_us(), secrets.token_hex(6), encoded)
+        commit = build(ref)
+        k = self.keys
+        lease: tuple[str, ...] = ("", "", "")
+        if release is not None:
+            fp, owner = release
+            lease = (k.lock(fp), owner, k.channel(fp))
+        args = (0, k.prefix, *lease, *blob, *self._commit_args(commit))
+        yield Call(f"record commit {commit.hash[:12]}", args, PUT_RESULT)
+        return commit
 
     def get_commit(self, hash: str) -> Flow[Commit | None]:
         row = yield Call(f"read commit {hash[:12]}", ("HMGET", self.keys.commit(hash), "b", "la"))
@@ -581,7 +616,7 @@ class Ops:
     def release_claim(self, fingerprint: str, owner: str) -> Flow[None]:
         op = f"release the lease on {fingerprint[:16]}"
         key = self.keys.lock(fingerprint)
-        yield _run(op, RELEASE, (key,), owner, self.keys.channel(fingerprint))
+        yield _run(op, RELEASE, (key,), self.prefix, owner, self.keys.channel(fingerprint))
 
     def pause(self, lease: Lease, left: float) -> float:
         """How long a waiter may sleep before it must look at ``lease`` again.

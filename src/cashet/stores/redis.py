@@ -17,7 +17,7 @@ import asyncio
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import suppress
 from datetime import datetime
 from types import TracebackType
@@ -303,6 +303,19 @@ class RedisStore(_Base):
         """Record ``commit`` (idempotent by hash) and count a reference to its result."""
         self._run(self._ops.put_commit(commit))
 
+    def put_result(
+        self,
+        data: bytes | Sequence[bytes | memoryview],
+        build: Callable[[ObjectRef], Commit],
+        release: tuple[str, str] | None = None,
+    ) -> Commit:
+        """Store a result, record ``build(ref)`` and release the lease ``(fingerprint,
+        owner)``: the end of a miss, in one round trip for a small result.
+
+        Same effect as ``put_blob`` + ``put_commit(build(ref))`` + ``release_claim``.
+        """
+        return self._run(self._ops.put_result(data, build, release))
+
     def get_commit(self, hash: str) -> Commit | None:
         """Return the commit with this full hash, or ``None``."""
         return self._run(self._ops.get_commit(hash))
@@ -514,6 +527,16 @@ class AsyncRedisStore(_Base):
     async def put_commit(self, commit: Commit) -> None:
         """Record ``commit`` (idempotent by hash) and count a reference to its result."""
         await self._run(self._ops.put_commit(commit))
+
+    async def put_result(
+        self,
+        data: bytes | Sequence[bytes | memoryview],
+        build: Callable[[ObjectRef], Commit],
+        release: tuple[str, str] | None = None,
+    ) -> Commit:
+        """Store a result, record ``build(ref)`` and release the lease (see
+        :meth:`RedisStore.put_result`)."""
+        return await self._run(self._ops.put_result(data, build, release))
 
     async def get_commit(self, hash: str) -> Commit | None:
         """Return the commit with this full hash, or ``None``."""
