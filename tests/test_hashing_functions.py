@@ -548,3 +548,20 @@ def test_concurrent_first_calls_agree() -> None:
     with ThreadPoolExecutor(4) as pool:
         hashes = set(pool.map(lambda _: function_identity(ns["f"]).hash, range(16)))
     assert len(hashes) == 1
+
+
+def test_notebook_class_counts_as_user_code_when_main_is_a_library_file() -> None:
+    # Under ``python -m tool`` (pytest, ipykernel, ...) ``__main__`` is a file in
+    # site-packages; a class defined by a notebook cell still lives in ``__main__``.
+    main = sys.modules["__main__"]
+    had = "__file__" in vars(main)
+    saved = getattr(main, "__file__", None)
+    main.__file__ = "/opt/venv/lib/python3.11/site-packages/tool/__main__.py"
+    try:
+        src = "class C:\n    def run(self, x):\n        return x + {n}\n\ndef f(x):\n    return C().run(x)\n"
+        assert fid(cell(src.format(n=1))) != fid(cell(src.format(n=2)))
+    finally:
+        if had:
+            main.__file__ = saved
+        else:
+            del main.__file__

@@ -28,7 +28,8 @@ from typing import Any
 import pytest
 
 from cashet.errors import BlobCorruptedError, BlobMissingError, StoreError, StoreUnavailableError
-from cashet.models import utcnow
+from cashet.models import ObjectRef, utcnow
+from cashet.stores._codec import blob_hash
 from tests._redis import (
     RedisServer,
     check_invariants,
@@ -341,16 +342,19 @@ def test_every_retried_call_is_safe_to_resend(redis_url: str, prefix: str, raw: 
         assert store.try_claim(FP, make_lease("me"))
         assert store.renew_claim(FP, "me", utcnow() + timedelta(minutes=1))
         store.release_claim(FP, "me")
+        assert store.try_claim(FP, make_lease("me"))
+        ended = store.put_result(b"end", lambda r: make_commit("g", "1", result=r), (FP, "me"))
+        assert store.get_claim(FP) is None and store.get_commit(ended.hash) == ended
         assert store.find_by_fingerprint(commits[1].fingerprint) == commits[1]
         assert store.get_blob(large) == store.get_blob(large)
         stats = store.stats()
-        assert (stats["total_commits"], stats["stored_objects"]) == (3, 3)
+        assert (stats["total_commits"], stats["stored_objects"]) == (4, 4)
         check_invariants(redis_url, prefix)
         assert store.delete_commit(commits[0].hash)
         assert store.delete_by_tags({"nope": None}) == 0
-        assert store.evict(utcnow() + timedelta(days=1)) == 2
+        assert store.evict(utcnow() + timedelta(days=1)) == 3
         check_invariants(redis_url, prefix)
-    assert {"put_blob", "publish_chunked", "put_commit", "delete", "delete_range"} <= resent
+    assert {"put_blob", "publish_chunked", "put_commit", "put_result", "delete"} <= resent
     assert left_behind(raw, prefix) == set()
 
 
@@ -555,6 +559,40 @@ def test_repeat_hit_notices_every_change(rstore: RedisStore, raw: Any, prefix: s
     calls.clear()
     assert rstore.find_by_fingerprint(first.fingerprint) == newer
     assert calls == ["find"]
+
+
+def _with(ref: Any, **fields: Any) -> Any:
+    def build(r: Any) -> Any:
+        assert r == ref
+        return make_commit(result=r, **fields)
+
+    return build
+
+
+@pytest.mark.parametrize("size", [10, 5000, 200_000], ids=["inline", "blob", "large"])
+def test_put_result_ends_a_miss(rstore: RedisStore, redis_url: str, prefix: str, size: int) -> None:
+    """Blob, commit and lease release in one go: as put_blob + put_commit + release_claim,
+    in a single round trip unless the result is large."""
+    data = os.urandom(size)
+    ref = ObjectRef(blob_hash(data), size)
+    assert rstore.try_claim(FP, make_lease("me"))
+    calls = count_calls(rstore)
+    commit = rstore.put_result(data, _with(ref), (FP, "me"))
+    assert calls[-1] == "put_result" and (len(calls) == 1) == (size <= 64 << 10)
+    assert rstore.get_claim(FP) is None
+    assert rstore.find_by_fingerprint(FP) == commit
+    assert rstore.get_blob(ref) == data
+    check_invariants(redis_url, prefix)
+    again = rstore.put_result([data[:3], memoryview(data)[3:]], _with(ref, args="other"))
+    assert again.result == ref and rstore.stats()["stored_objects"] == 1
+    check_invariants(redis_url, prefix)
+
+
+def test_put_result_leaves_a_lease_it_does_not_hold(rstore: RedisStore) -> None:
+    assert rstore.try_claim(FP, make_lease("someone else"))
+    rstore.put_result(b"x", _with(ObjectRef(blob_hash(b"x"), 1)), (FP, "me"))
+    claim = rstore.get_claim(FP)
+    assert claim is not None and claim.owner == "someone else"
 
 
 def test_returned_commits_are_independent(rstore: RedisStore) -> None:

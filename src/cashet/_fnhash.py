@@ -149,6 +149,13 @@ def _is_user_class(cls: type) -> bool:
     mod = getattr(cls, "__module__", None) or ""
     if not isinstance(mod, str):
         return False
+    # Where the class body's own functions were compiled says where the class was written.
+    # The module's file can mislead: a class made in a notebook cell or by exec lives in
+    # ``__main__``, which under ``python -m tool`` is the tool's file in site-packages.
+    for attr in vars(cls).values():
+        func = getattr(attr, "__func__", attr)  # staticmethod / classmethod
+        if isinstance(func, types.FunctionType):
+            return _is_user(mod, func.__code__.co_filename)
     file = getattr(sys.modules.get(mod), "__file__", None) or ""
     return _is_user(mod, file)
 
