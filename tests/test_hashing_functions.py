@@ -558,7 +558,10 @@ def test_notebook_class_counts_as_user_code_when_main_is_a_library_file() -> Non
     saved = getattr(main, "__file__", None)
     main.__file__ = "/opt/venv/lib/python3.11/site-packages/tool/__main__.py"
     try:
-        src = "class C:\n    def run(self, x):\n        return x + {n}\n\ndef f(x):\n    return C().run(x)\n"
+        src = (
+            "class C:\n    def run(self, x):\n        return x + {n}\n\n"
+            "def f(x):\n    return C().run(x)\n"
+        )
         assert fid(cell(src.format(n=1))) != fid(cell(src.format(n=2)))
     finally:
         if had:
