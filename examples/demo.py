@@ -72,8 +72,8 @@ sweep = client.submit_many(
 )
 for name, ref in sweep.items():
     timings.append((name, 0.0 if ref.cached else ref.commit.compute_seconds or 0.0, ref))
-t0 = time.perf_counter()
 best = min(sweep.values(), key=lambda r: evaluate(clean.load(), r.load())["rmse"])
+t0 = time.perf_counter()
 report = client.submit(evaluate, clean, best)
 timings.append(("evaluate", time.perf_counter() - t0, report))
 
@@ -108,10 +108,7 @@ def main() -> int:
             script,
             env,
         )
-        print(
-            f"\nstore: {env['CASHET_DIR']}\n"
-            f"run 1 {first:.2f} s, run 2 {second:.2f} s, run 3 {third:.2f} s"
-        )
+        print(f"\nrun 1 {first:.2f} s, run 2 {second:.2f} s, run 3 {third:.2f} s")
         subprocess.run(
             [
                 sys.executable,
