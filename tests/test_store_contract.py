@@ -110,8 +110,15 @@ FP = make_commit().fingerprint
 
 @pytest.mark.parametrize(
     "data",
-    [b"", b"x", bytes(range(256)) * 4, b"abc" * 100_000, os.urandom(300_000)],
-    ids=["empty", "one-byte", "1KiB", "compressible", "random"],
+    [
+        b"",
+        b"x",
+        bytes(range(256)) * 4,
+        b"abc" * 100_000,
+        os.urandom(300_000),
+        os.urandom(3 << 20),  # large: async stores hash and verify it off the event loop
+    ],
+    ids=["empty", "one-byte", "1KiB", "compressible", "random", "random-3MiB"],
 )
 def test_blob_roundtrip(store: Store, data: bytes) -> None:
     ref = store.put_blob(data)

@@ -433,6 +433,18 @@ class RedisStore(_Base):
         self._r.close()
 
 
+#: Blobs at least this large are hashed, compressed and verified off the event loop.
+_OFF_LOOP_BYTES = 1 << 20
+
+
+def _step(flow: Flow[Any], value: Any) -> tuple[bool, Any]:
+    # StopIteration cannot cross a Future (asyncio turns it into a TypeError): report it.
+    try:
+        return False, flow.send(value)
+    except StopIteration as stop:
+        return True, stop.value
+
+
 class AsyncRedisStore(_Base):
     """An ``AsyncStore`` in Redis (``redis.asyncio``): the same data and semantics as
     :class:`RedisStore`, so sync and async clients can share one cache.
@@ -508,14 +520,26 @@ class AsyncRedisStore(_Base):
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
 
+    async def _run_off_loop(self, flow: Flow[T]) -> T:
+        """Like ``_run``, but the flow's own steps (hashing, zstd, verification of a large
+        blob) run in a worker thread; only the Redis calls are awaited on the loop."""
+        done, value = await asyncio.to_thread(_step, flow, None)
+        while not done:
+            done, value = await asyncio.to_thread(_step, flow, await self._exec(value))
+        return value  # type: ignore[no-any-return]
+
     # blobs
 
     async def put_blob(self, data: bytes) -> ObjectRef:
         """Store ``data`` once by content hash; a damaged or lost copy is rewritten."""
+        if len(data) >= _OFF_LOOP_BYTES:
+            return await self._run_off_loop(self._ops.put_blob(data))
         return await self._run(self._ops.put_blob(data))
 
     async def get_blob(self, ref: ObjectRef) -> bytes:
         """Return the blob's bytes, verified (see :meth:`RedisStore.get_blob`)."""
+        if ref.size >= _OFF_LOOP_BYTES:
+            return await self._run_off_loop(self._ops.get_blob(ref))
         return await self._run(self._ops.get_blob(ref))
 
     async def has_blob(self, hash: str) -> bool:
@@ -536,6 +560,9 @@ class AsyncRedisStore(_Base):
     ) -> Commit:
         """Store a result, record ``build(ref)`` and release the lease (see
         :meth:`RedisStore.put_result`)."""
+        size = len(data) if isinstance(data, bytes) else sum(memoryview(p).nbytes for p in data)
+        if size >= _OFF_LOOP_BYTES:
+            return await self._run_off_loop(self._ops.put_result(data, build, release))
         return await self._run(self._ops.put_result(data, build, release))
 
     async def get_commit(self, hash: str) -> Commit | None:
