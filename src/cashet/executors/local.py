@@ -36,6 +36,7 @@ from cashet._core import (
 from cashet._lease import hostname
 from cashet._refs import find_refs, replace_refs
 from cashet.errors import StoreError, TaskTimeoutError
+from cashet.hashing import args_snapshot
 from cashet.models import Commit, TaskDef, utcnow
 from cashet.protocols import Serializer, Store
 
@@ -64,8 +65,6 @@ def log_commit(commit: Commit, what: str) -> None:
 
 def describe_call(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, tuple[str, ...]]:
     """Return the readable snapshot of a call's arguments and its upstream blob hashes."""
-    from cashet.hashing import args_snapshot
-
     refs = find_refs(kwargs, find_refs(args))
     return args_snapshot(args, kwargs), tuple(dict.fromkeys(r.hash for r in refs))
 
