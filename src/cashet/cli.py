@@ -14,8 +14,8 @@ import os
 import pprint
 import shutil
 import sys
-from collections.abc import Callable, Iterable, Sequence
-from contextlib import suppress
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
@@ -717,6 +717,18 @@ def invalidate(state: _State, tags: tuple[str, ...]) -> None:
     click.echo(f"Invalidated {deleted} commit(s)")
 
 
+@contextmanager
+def _working(text: str) -> Iterator[None]:
+    """A spinner on stderr while long work runs, when stderr is a terminal; else nothing."""
+    if not sys.stderr.isatty():
+        yield
+        return
+    from rich.console import Console
+
+    with Console(stderr=True).status(text):
+        yield
+
+
 @main.command()
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
 @pass_state
@@ -725,7 +737,8 @@ def export(state: _State, path: Path) -> None:
 
     Every commit and the result blobs they use; the file appears only when complete.
     """
-    result = state.client().export(path)
+    with _working(f"Exporting to {path}"):
+        result = state.client().export(path)
     for h in result.skipped:
         click.echo(f"warning: left out commit {h[:12]}: its result blob is unreadable", err=True)
     click.echo(
@@ -745,7 +758,8 @@ def import_(state: _State, path: Path) -> None:
     """
     created = not state.store_dir.exists()
     try:
-        result = state.client(create=True).import_archive(path)
+        with _working(f"Verifying and importing {path}"):
+            result = state.client(create=True).import_archive(path)
     except ArchiveError:
         if created:  # leave no empty store behind for a rejected archive
             state.close()
