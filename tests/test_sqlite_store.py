@@ -641,3 +641,31 @@ def test_writer_waits_for_the_lock(root: Path) -> None:
         store.put_commit(make_commit())
         timer.join()
         assert store.stats()["total_commits"] == 1
+
+
+def test_put_result_keeps_reference_counts_and_orphan_index_exact(root: Path) -> None:
+    # put_result inserts the commit before the blob row; shared, new and file blobs alike
+    # must end with refcount == commits pointing at them, and no live blob counted orphan.
+    from cashet import Client
+
+    def same(x: int) -> str:
+        return "shared result"
+
+    def big(x: int) -> bytes:
+        return os.urandom(4096) if x < 0 else bytes([x % 256]) * 5000 + os.urandom(2000)
+
+    with Client(store=SQLiteStore(root)) as client:
+        for i in range(5):
+            client.submit(same, i)
+            client.submit(big, i)
+        client.submit(same, 0, _force=True)
+        stats = client.stats()
+    with raw_db(root) as db:
+        rows = db.execute(
+            "SELECT b.refcount, (SELECT count(*) FROM commits c WHERE c.result_hash = b.hash)"
+            " FROM blobs b"
+        ).fetchall()
+        orphans = db.execute("SELECT count(*) FROM blobs WHERE refcount = 0").fetchone()[0]
+    assert rows and all(stored == actual for stored, actual in rows)
+    assert orphans == 0
+    assert stats["total_commits"] == 11 and stats["stored_objects"] == len(rows)

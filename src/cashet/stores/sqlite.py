@@ -627,6 +627,10 @@ class SQLiteStore:
                 ref = ObjectRef(blob_hash(data), len(data))
         commit = build(ref)
         with self._transact() as conn:
+            # The commit first: a new blob row then counts it at once (refcount 1), so it
+            # never enters the index of unreferenced blobs. An existing row was counted by
+            # the commit's insert trigger.
+            self._insert_commit(conn, commit)
             if encoded is not None:
                 was = conn.execute(sql.BLOB_INFO, (ref.hash,)).fetchone()
                 conn.execute(
@@ -634,7 +638,6 @@ class SQLiteStore:
                 )
                 if was is not None and was[1]:
                     _unlink(self._blob_path(ref.hash))  # the blob moved into meta.db
-            self._insert_commit(conn, commit)
             if release is not None:
                 conn.execute(sql.RELEASE_CLAIM, release)
         return commit
