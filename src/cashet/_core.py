@@ -33,7 +33,6 @@ __all__ = [
     "LatestFor",
     "Lookup",
     "Outcome",
-    "PutBlob",
     "PutCommit",
     "Record",
     "Release",
@@ -127,13 +126,6 @@ class Serialize:
 
 
 @dataclass(slots=True)
-class PutBlob:
-    """Store ``data``; return its ``ObjectRef``."""
-
-    data: bytes
-
-
-@dataclass(slots=True)
 class PutCommit:
     """Record ``commit``."""
 
@@ -164,7 +156,6 @@ Effect = (
     | Execute
     | Sleep
     | Serialize
-    | PutBlob
     | PutCommit
 )
 Flow = Generator[Any, Any, Commit]

@@ -14,7 +14,25 @@ from datetime import datetime
 
 from cashet.models import Lease
 
-__all__ = ["hostname", "lease_is_dead", "pid_alive"]
+__all__ = ["current_pid", "hostname", "lease_is_dead", "pid_alive"]
+
+
+# getpid() is a system call; the leases of every submit need it, so it is cached here and
+# refreshed in a forked child.
+_pid = os.getpid()
+
+
+def _after_fork_in_child() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def current_pid() -> int:
+    """Return this process's id (cached; correct after ``fork``)."""
+    return _pid
 
 
 @functools.cache

@@ -55,9 +55,6 @@ class TaskStatus(enum.StrEnum):
         valid = ", ".join(s.value for s in cls)
         raise ValueError(f"unknown status {value!r}; valid values are: {valid}")
 
-    def __str__(self) -> str:
-        return self.value
-
 
 @dataclass(frozen=True, slots=True)
 class ObjectRef:

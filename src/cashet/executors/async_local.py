@@ -28,7 +28,6 @@ from cashet._core import (
     LatestFor,
     Lookup,
     Outcome,
-    PutBlob,
     PutCommit,
     Record,
     Release,
@@ -249,9 +248,6 @@ class _AsyncCall:
             return await asyncio.to_thread(serialize, self.serializer, e.value)
         return serialize(self.serializer, e.value)
 
-    async def put_blob(self, e: PutBlob) -> ObjectRef:
-        return await _put_blob(self.store, e.data)
-
     async def put_commit(self, e: PutCommit) -> None:
         await self.store.put_commit(e.commit)
         if log.isEnabledFor(logging.INFO):
@@ -280,7 +276,6 @@ class _AsyncCall:
         Execute: execute,
         Sleep: sleep,
         Serialize: serialize,
-        PutBlob: put_blob,
         PutCommit: put_commit,
         Record: record,
     }

@@ -9,7 +9,6 @@ thread per executor renews its lease, so a task longer than the lease is never r
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -23,7 +22,6 @@ from cashet._core import (
     LeaseSettings,
     Lookup,
     Outcome,
-    PutBlob,
     PutCommit,
     Record,
     Release,
@@ -33,7 +31,7 @@ from cashet._core import (
     WaitRelease,
     call_flow,
 )
-from cashet._lease import hostname
+from cashet._lease import current_pid, hostname
 from cashet._refs import find_refs, replace_refs
 from cashet.errors import StoreError, TaskTimeoutError
 from cashet.hashing import args_snapshot
@@ -102,13 +100,13 @@ class _Heartbeat:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
-        self._pid = os.getpid()
+        self._pid = current_pid()
 
     def add(self, store: Store, fingerprint: str, owner: str) -> None:
         with self._lock:
             self._leases[owner] = (store, fingerprint)
-            if self._thread is None or not self._thread.is_alive() or self._pid != os.getpid():
-                self._pid = os.getpid()
+            if self._thread is None or not self._thread.is_alive() or self._pid != current_pid():
+                self._pid = current_pid()
                 self._thread = threading.Thread(
                     target=self._run, name="cashet-heartbeat", daemon=True
                 )
@@ -156,8 +154,8 @@ class LocalExecutor:
 
     def _lease_settings(self) -> LeaseSettings:
         settings = self._settings
-        if settings is None or settings.pid != _current_pid():
-            settings = self._settings = LeaseSettings(self.running_ttl, hostname(), _current_pid())
+        if settings is None or settings.pid != current_pid():
+            settings = self._settings = LeaseSettings(self.running_ttl, hostname(), current_pid())
         return settings
 
     def submit(
@@ -241,9 +239,6 @@ class _SyncCall:
     def serialize(self, e: Serialize) -> bytes | list[bytes | memoryview]:
         return serialize(self.serializer, e.value)
 
-    def put_blob(self, e: PutBlob) -> Any:
-        return put_blob(self.store, e.data)
-
     def put_commit(self, e: PutCommit) -> None:
         self.store.put_commit(e.commit)
         if log.isEnabledFor(logging.INFO):
@@ -265,25 +260,9 @@ class _SyncCall:
         Execute: execute,
         Sleep: sleep,
         Serialize: serialize,
-        PutBlob: put_blob,
         PutCommit: put_commit,
         Record: record,
     }
-
-
-_pid = os.getpid()
-
-
-def _after_fork_in_child() -> None:
-    global _pid
-    _pid = os.getpid()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-def _current_pid() -> int:
-    return _pid
 
 
 def serialize(serializer: Serializer, value: Any) -> bytes | list[bytes | memoryview]:

@@ -51,6 +51,13 @@ __all__ = ["SQLiteStore"]
 _READINTO_MIN = 1 << 20
 
 
+def _put_bounded(cache: dict[str, Any], key: str, value: Any, limit: int) -> None:
+    """Insert into a small cache, dropping its oldest entry when full."""
+    if len(cache) >= limit:
+        cache.pop(next(iter(cache)), None)
+    cache[key] = value
+
+
 def _compressible(parts: Sequence[bytes | memoryview]) -> bool:
     """Probe the largest chunk: compress the blob only if it would shrink."""
     largest = max(parts, key=lambda p: memoryview(p).nbytes)
@@ -662,15 +669,10 @@ class SQLiteStore:
         commit = self._decoded.get(h)
         if commit is None:
             commit = commit_from_json(body)
-            if len(self._decoded) >= self._DECODED_MAX:
-                self._decoded.pop(next(iter(self._decoded)))
-            self._decoded[h] = commit
+            _put_bounded(self._decoded, h, commit, self._DECODED_MAX)
         commit.last_accessed = None if last_accessed is None else _dt(last_accessed)
         if inline is not None and commit.result is not None:
-            hints = self._inline_hints
-            if len(hints) >= self._DECODED_MAX:
-                hints.pop(next(iter(hints)), None)
-            hints[commit.result.hash] = inline
+            _put_bounded(self._inline_hints, commit.result.hash, inline, self._DECODED_MAX)
         return commit
 
     def latest_for_fingerprint(self, fingerprint: str) -> Commit | None:
