@@ -1,21 +1,33 @@
 # Two commands do all the set-up on a fresh clone:
 #   make demo   - run a small real pipeline twice on the embedded SQLite store
 #   make test   - lint, type-check and run the whole test suite
-# Both create (or reuse) .venv themselves.
+# Both create (or reuse) .venv themselves, from the lock (requirements/dev.lock), so a fresh
+# clone gets exactly the packages CI got. pyproject.toml keeps ranges for library users.
+#
+#   make lock         - re-resolve the locks after editing pyproject.toml or requirements/*.in
+#                       (keeps existing pins; LOCK_ARGS=--upgrade takes the newest of everything)
+#   make test-latest  - the whole suite in a throwaway venv with the newest releases, unlocked
+#   make test-oldest  - the whole suite on the oldest releases pyproject.toml's bounds admit
 
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.cashet-installed
+LOCK   := requirements/dev.lock
+OLDEST := $(VENV)/oldest
+OLDEST_STAMP := $(OLDEST)/.installed
+PYTEST_ARGS ?=
 
-.PHONY: venv demo test pytest lint bench bench-peers clean
+.PHONY: venv demo test pytest pytest-oldest-deps lint bench lock test-latest test-oldest clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+# Every package comes from the lock, verified by hash; the project itself is installed
+# editable without build isolation, so even its build backend is the locked one.
+$(STAMP): $(LOCK) pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -30,20 +42,52 @@ lint: venv
 pytest: venv
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test: lint pytest
+# The oldest runtime releases the lower bounds admit (requirements/oldest.lock), laid over
+# .venv by PYTHONPATH: cheap to set up, and exactly those versions are imported (the test
+# run checks it: CASHET_TEST_EXPECT_VERSIONS).
+$(OLDEST_STAMP): requirements/oldest.lock | $(STAMP)
+	rm -rf $(OLDEST)
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps --target $(OLDEST) \
+		-r requirements/oldest.lock
+	touch $@
 
-# joblib and diskcache (the `bench` extra) go into .venv for `make bench` only; cashet 0.5.0
-# gets its own venv under .bench/, which bench/run.py creates on first use.
-BENCH_STAMP := $(VENV)/.cashet-bench-installed
+# Both ends of the supported range: the Redis stores and the store contract on the oldest
+# releases (the rest of the suite ran on the locked, newest ones above).
+pytest-oldest-deps: $(OLDEST_STAMP)
+	PYTHONPATH=$(OLDEST) CASHET_TEST_EXPECT_VERSIONS=requirements/oldest.lock \
+		$(BIN)/python -m pytest -p no:cacheprovider -m "redis or contract" $(PYTEST_ARGS)
 
-$(BENCH_STAMP): pyproject.toml | $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[bench]' && touch $@ \
-		|| echo "bench: could not install the bench extra; its peers will show as n/a" >&2
+test: lint pytest pytest-oldest-deps
 
-bench-peers: $(BENCH_STAMP)
+test-oldest: $(OLDEST_STAMP)
+	PYTHONPATH=$(OLDEST) CASHET_TEST_EXPECT_VERSIONS=requirements/oldest.lock \
+		$(BIN)/python -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 
-bench: venv bench-peers
+bench: venv
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+UV_COMPILE = $(BIN)/uv pip compile --quiet --generate-hashes --universal --python-version 3.11 \
+	--custom-compile-command "make lock" $(LOCK_ARGS)
+
+lock: venv
+	$(UV_COMPILE) pyproject.toml requirements/build.in --extra dev --extra bench -o $(LOCK)
+	$(UV_COMPILE) pyproject.toml --extra all --resolution lowest-direct -o requirements/oldest.lock
+	$(UV_COMPILE) requirements/cashet050.in -o requirements/cashet050.lock
+
+# Unlocked: pip takes today's newest release of everything (build backend included), in a
+# venv that is removed afterwards. A failure here is the early warning of a release that
+# breaks us; the locked `make test` stays green until the lock is refreshed.
+test-latest:
+	@set -e; dir=$$(mktemp -d); trap 'rm -rf "$$dir"' EXIT; \
+	$(PYTHON) -m venv "$$dir/venv"; py="$$dir/venv/bin/python"; \
+	$$py -m pip install --quiet --disable-pip-version-check --upgrade pip; \
+	$$py -m pip install --quiet --upgrade --upgrade-strategy eager -e '.[dev,bench]'; \
+	$$py -c "from importlib.metadata import version as v; \
+	print('test-latest:', ', '.join(p + ' ' + v(p) for p in ('redis', 'starlette', \
+	'uvicorn', 'click', 'rich', 'blake3', 'zstandard', 'dill', 'pytest', 'numpy', 'pandas')))"; \
+	"$$dir/venv/bin/ruff" check src tests bench examples; \
+	"$$dir/venv/bin/mypy"; \
+	$$py -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .bench .pytest_cache .mypy_cache .ruff_cache build dist

@@ -23,9 +23,9 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 VENVS = ROOT / ".bench"
 
-#: External peer -> pip requirements of its venv.
-EXTERNAL: dict[str, tuple[str, ...]] = {
-    "cashet050": ("cashet==0.5.0", "numpy"),
+#: External peer -> the lock of its venv (``make lock`` writes it from ``requirements/NAME.in``).
+EXTERNAL: dict[str, Path] = {
+    "cashet050": ROOT / "requirements" / "cashet050.lock",
 }
 
 
@@ -69,7 +69,8 @@ def setup(name: str, log: Callable[[str], None]) -> ExternalPeer:
     venv = VENVS / name
     python = venv / "bin" / "python"
     stamp = venv / ".bench-installed"
-    wanted = "\n".join(EXTERNAL[name])
+    lock = EXTERNAL[name]
+    wanted = lock.read_text()
     if python.exists() and stamp.exists() and stamp.read_text() == wanted:
         return ExternalPeer(name, python)
     base = os.environ.get("BENCH_PYTHON", "python3")
@@ -77,8 +78,8 @@ def setup(name: str, log: Callable[[str], None]) -> ExternalPeer:
     if not python.exists():
         steps.append([base, "-m", "venv", str(venv)])
     pip = [str(python), "-m", "pip", "install", "--quiet", "--retries", "2", "--timeout", "20"]
-    steps.append([*pip, *EXTERNAL[name]])
-    log(f"setting up {venv} ({', '.join(EXTERNAL[name])}) ...")
+    steps.append([*pip, "--require-hashes", "-r", str(lock)])
+    log(f"setting up {venv} from {lock.relative_to(ROOT)} ...")
     for cmd in steps:
         try:
             proc = subprocess.run(

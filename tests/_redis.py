@@ -1,10 +1,12 @@
-"""A real Redis for the tests: the session fixture ``redis_url``.
+"""A real Redis for the tests: the session fixture ``redis_server_url``.
 
-In order: ``$CASHET_TEST_REDIS_URL``; else ``127.0.0.1:6379`` when it answers PING; else a
-private ``redis-server`` (no TCP port: a unix socket in a temp dir, no persistence), stopped
-at the end of the session. Without any, Redis tests are skipped with the reason, except in
-CI (``CI=true``), where that fails the run. Each test gets its own key prefix
-(:func:`fresh_prefix`) and removes its keys afterwards (:func:`drop_prefix`).
+``$CASHET_TEST_REDIS_URL`` when set (any Redis you name: the tests write only under their own
+key prefixes, ``cashet-test:<random>:``, and delete those keys afterwards); otherwise a
+private ``redis-server`` started for the session (no TCP port: a unix socket in a temp dir,
+no persistence) and stopped at its end. A Redis nobody named, such as one on
+``127.0.0.1:6379``, is never touched. Without either, Redis tests are skipped with the
+reason, except in CI (``CI=true``), where that fails the run. Only tests marked ``redis`` may
+use it (``redis_url``), so ``pytest -m "not redis"`` runs none of them.
 """
 
 from __future__ import annotations
@@ -19,8 +21,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-DEFAULT_URL = "redis://127.0.0.1:6379/0"
 
 
 def _unavailable(reason: str) -> None:
@@ -95,9 +95,26 @@ def start_private_server(folder: Path) -> RedisServer:
         raise
 
 
+@pytest.fixture
+def redis_url(request: pytest.FixtureRequest) -> str:
+    """The URL of a Redis this test may write to (under its own key prefix).
+
+    Only tests marked ``redis`` may use it, so that ``pytest -m "not redis"`` runs none that
+    needs a Redis: a test that reaches Redis without the marker fails here, naming itself.
+    """
+    if request.node.get_closest_marker("redis") is None:
+        pytest.fail(
+            f"{request.node.nodeid} uses Redis but is not marked: add @pytest.mark.redis "
+            "(or a redis-marked parameter) so that -m 'not redis' deselects it",
+            pytrace=False,
+        )
+    url: str = request.getfixturevalue("redis_server_url")
+    return url
+
+
 @pytest.fixture(scope="session")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The URL of a Redis the tests may write to (under their own key prefixes)."""
+def redis_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The Redis of the whole session: see the module docstring for which one."""
     pytest.importorskip("redis", reason='the redis package is missing: pip install "cashet[redis]"')
     env = os.environ.get("CASHET_TEST_REDIS_URL")
     if env:
@@ -106,12 +123,9 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             _unavailable(f"CASHET_TEST_REDIS_URL={env} does not answer: {why}")
         yield env
         return
-    if ping(DEFAULT_URL) is None:
-        yield DEFAULT_URL
-        return
     if shutil.which("redis-server") is None:
         _unavailable(
-            f"no Redis: nothing answers at {DEFAULT_URL}, redis-server is not on PATH and "
+            "no Redis: redis-server is not on PATH (apt-get install redis-server) and "
             "CASHET_TEST_REDIS_URL is not set"
         )
     server = start_private_server(tmp_path_factory.mktemp("redis"))

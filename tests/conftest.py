@@ -1,24 +1,69 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 import pytest
+from packaging.markers import Marker
 
 from cashet.protocols import Store
 from tests._backends import BACKENDS
-from tests._redis import redis_url  # noqa: F401  (the session fixture, for every test)
+from tests._redis import redis_server_url, redis_url  # noqa: F401  (fixtures for every test)
 
 #: Every ``client`` test runs on each: the sync ``Client`` and the ``AsyncClient`` (behind a
 #: sync facade, tests/_async_facade.py), each on SQLite and on Redis.
 CLIENT_KINDS = ("sync-sqlite", "async-sqlite", "sync-redis", "async-redis")
 
 
+#: The packages whose versions the test header reports (and which a lock may pin exactly).
+REPORTED = ("redis", "starlette", "uvicorn", "click", "rich", "blake3", "zstandard", "dill")
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "sqlite_only: reaches into SQLite files; runs on the SQLite clients only"
     )
+    check_expected_versions(os.environ.get("CASHET_TEST_EXPECT_VERSIONS"))
+
+
+def check_expected_versions(lock: str | None) -> None:
+    """Stop the run when a package imported is not the version ``lock`` pins.
+
+    ``make test`` runs part of the suite on the oldest releases the bounds admit, laid over
+    the venv by ``PYTHONPATH``; this makes sure those, and not the venv's, are what runs.
+    """
+    if not lock:
+        return
+    wrong = []
+    for line in Path(lock).read_text().splitlines():
+        name, sep, rest = line.partition("==")
+        if not sep or line.startswith((" ", "#")):
+            continue
+        pinned, _, marker = rest.rstrip("\\ ").partition(";")
+        if marker.strip() and not Marker(marker.strip()).evaluate():
+            continue  # not for this interpreter or platform
+        pinned = pinned.strip()
+        try:
+            found = version(name.strip())
+        except PackageNotFoundError:
+            found = "missing"
+        if found != pinned:
+            wrong.append(f"{name.strip()} {found} (expected {pinned})")
+    if wrong:
+        raise pytest.UsageError(f"{lock} is not what runs: " + ", ".join(wrong))
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    found = []
+    for name in REPORTED:
+        try:
+            found.append(f"{name} {version(name)}")
+        except PackageNotFoundError:
+            found.append(f"{name} missing")
+    return "cashet dependencies: " + ", ".join(found)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -32,7 +77,12 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         )
 
 
-@pytest.fixture(params=sorted(BACKENDS))
+@pytest.fixture(
+    params=[
+        pytest.param(name, marks=[pytest.mark.redis] if "redis" in name else [])
+        for name in sorted(BACKENDS)
+    ]
+)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     """Every registered store backend, fresh and empty."""
     with BACKENDS[request.param](tmp_path, request) as s:

@@ -147,6 +147,31 @@ def test_public_names() -> None:
     assert isinstance(AsyncRedisStore("redis://127.0.0.1:1/0"), AsyncStore)
 
 
+def test_no_warning_on_construction(redis_url: str, prefix: str) -> None:
+    """Each client gets the retry object of its own kind and redis-py warns about nothing.
+
+    redis-py 8 converts a sync ``Retry`` given to an asyncio client, with a ``UserWarning``
+    that ``-W error`` (and this suite) turns into a crash (issue 9).
+    """
+    from redis.asyncio.retry import Retry as AsyncRetry
+    from redis.retry import Retry
+
+    async def go() -> None:
+        async with AsyncRedisStore(redis_url, prefix=prefix) as store:
+            retry = store._r.get_retry()
+            assert isinstance(retry, AsyncRetry)
+            assert retry._retries == 0  # resending is ours, per call (see _exec)
+            assert await store.stats() is not None
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        asyncio.run(go())
+        with RedisStore(redis_url, prefix=prefix) as sync_store:
+            retry = sync_store._r.get_retry()
+            assert isinstance(retry, Retry) and retry._retries == 0
+            assert sync_store.stats() is not None
+
+
 def test_async_twin_matches_sync_store() -> None:
     """Every public method of the async store is a coroutine (or async iterator) with the
     same signature as its sync twin."""
@@ -203,6 +228,7 @@ def test_key_layout(rstore: RedisStore, raw: Any, prefix: str) -> None:
 
 def test_prefixes_isolate_caches(redis_url: str, raw: Any) -> None:
     p1, p2 = fresh_prefix(), fresh_prefix()
+    others = _others(raw, p1, p2)
     try:
         with RedisStore(redis_url, prefix=p1) as a, RedisStore(redis_url, prefix=p2) as b:
             ref = a.put_blob(b"only in a")
@@ -218,14 +244,16 @@ def test_prefixes_isolate_caches(redis_url: str, raw: Any) -> None:
             assert b.evict(utcnow() + timedelta(days=1), max_size_bytes=0) == 0
             assert a.find_by_fingerprint(commit.fingerprint) == commit
             assert a.stats()["total_commits"] == 1
-            assert all(k.startswith(p1) or k.startswith(p2) for k in map(bytes.decode, _all(raw)))
+        assert _others(raw, p1, p2) == others  # no key outside the two prefixes touched
     finally:
         drop_prefix(redis_url, p1)
         drop_prefix(redis_url, p2)
 
 
-def _all(raw: Any) -> list[bytes]:
-    return [k for k in raw.scan_iter(match="cashet-test:*", count=1000)]
+def _others(raw: Any, *prefixes: str) -> dict[bytes, bytes | None]:
+    """Every key of the database outside ``prefixes``, with its dumped value."""
+    keys = [k for k in raw.scan_iter(count=1000) if not k.decode().startswith(prefixes)]
+    return {k: raw.dump(k) for k in keys}
 
 
 def test_sync_and_async_stores_share_one_cache(redis_url: str, prefix: str) -> None:

@@ -23,6 +23,8 @@ from cashet.models import Commit, Lease, ObjectRef, TaskDef, TaskStatus, utcnow
 from cashet.protocols import Store
 from cashet.stores._codec import blob_hash, compute_commit_hash
 
+pytestmark = pytest.mark.contract
+
 COMPLETED, FAILED = TaskStatus.COMPLETED, TaskStatus.FAILED
 LONG_AGO = datetime(2000, 1, 1, tzinfo=UTC)
 STATS_KEYS = {

@@ -14,6 +14,7 @@ other Redis error becomes ``StoreError``.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import threading
 import time
@@ -26,6 +27,7 @@ from typing import Any, TypeVar
 try:
     import redis
     import redis.asyncio
+    from redis.asyncio.retry import Retry as AsyncRetry
     from redis.backoff import NoBackoff
     from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import NoScriptError, RedisError, ResponseError
@@ -60,6 +62,15 @@ def _after_fork_in_child() -> None:
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
+# redis-py 5 requires a command name for ``get_connection``; from 6 on it is deprecated
+# (a warning when given). Both ends of ``redis>=5.0`` are tested (``make test``).
+_CONNECTION_ARGS: tuple[str, ...] = (
+    ("PING",)
+    if inspect.signature(redis.ConnectionPool.get_connection).parameters["command_name"].default
+    is inspect.Parameter.empty
+    else ()
+)
+
 
 class _Held:
     """A connection a thread keeps; it goes back to the pool when the thread ends."""
@@ -69,7 +80,7 @@ class _Held:
     def __init__(self, pool: Any) -> None:
         self.pool = pool
         self.pid = -1  # until the connection is ours (get_connection may raise)
-        self.conn = pool.get_connection()
+        self.conn = pool.get_connection(*_CONNECTION_ARGS)
         self.pid = _pid
 
     def __del__(self) -> None:
@@ -146,8 +157,6 @@ class _Base:
             "socket_timeout": socket_timeout,
             "socket_connect_timeout": socket_connect_timeout,
             "decode_responses": False,
-            # Retries are ours (see _exec): redis-py's would resend any command blindly.
-            "retry": Retry(NoBackoff(), 0),
         }
         if max_connections is not None:
             self._kwargs["max_connections"] = max_connections
@@ -226,7 +235,8 @@ class RedisStore(_Base):
             inline_threshold,
             options,
         )
-        self._r: Any = redis.Redis.from_url(url, **self._kwargs)
+        # Retries are ours (see _exec): redis-py's would resend any command blindly.
+        self._r: Any = redis.Redis.from_url(url, retry=Retry(NoBackoff(), 0), **self._kwargs)
         self._local = threading.local()
 
     def __enter__(self) -> RedisStore:
@@ -474,7 +484,11 @@ class AsyncRedisStore(_Base):
             inline_threshold,
             options,
         )
-        self._r: Any = redis.asyncio.Redis.from_url(url, **self._kwargs)
+        # An asyncio client needs the asyncio Retry: given the sync one, redis-py 8 converts
+        # it with a warning (issue 9; tests/test_redis_store.py::test_no_warning_on_construction).
+        self._r: Any = redis.asyncio.Redis.from_url(
+            url, retry=AsyncRetry(NoBackoff(), 0), **self._kwargs
+        )
 
     async def __aenter__(self) -> AsyncRedisStore:
         return self
