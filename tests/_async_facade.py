@@ -16,8 +16,8 @@ import threading
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from cashet._refs import replace_refs
 from cashet.async_client import AsyncClient, AsyncTaskFunction
+from cashet.core.refs import replace_refs
 from cashet.models import AsyncResultRef, ResultRef
 
 

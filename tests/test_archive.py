@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 
 from cashet import ArchiveError, Client, TaskError
-from cashet._archive import ExportResult, ImportResult, export_archive, import_archive
 from cashet.models import Commit
 from cashet.protocols import Store
-from cashet.stores._codec import blob_hash, commit_from_json, commit_to_dict, compute_commit_hash
+from cashet.provenance.archive import ExportResult, ImportResult, export_archive, import_archive
+from cashet.stores.codec import blob_hash, commit_from_json, commit_to_dict, compute_commit_hash
 
 CALLS: list[Any] = []
 

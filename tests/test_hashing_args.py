@@ -23,8 +23,8 @@ from blake3 import blake3
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cashet import _arghash
 from cashet.hashing import args_snapshot, hash_args, hash_bytes, hash_value
+from cashet.hashing import values as _arghash
 from cashet.models import AsyncResultRef, Commit, ObjectRef, ResultRef, TaskDef, TaskStatus
 
 

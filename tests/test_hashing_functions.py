@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from cashet import _fnhash
 from cashet.errors import ClosureWarning
 from cashet.hashing import FunctionIdentity, function_identity
+from cashet.hashing import functions as _fnhash
 
 FIXTURE = Path(__file__).parent / "hashing_fixtures" / "helper_mod.py"
 _cells = itertools.count()

@@ -19,9 +19,9 @@ from cashet import (
     TaskError,
     TaskStatus,
 )
-from cashet._provenance import diff_args
 from cashet.models import Commit, Lease, ObjectRef, TaskDef
-from cashet.stores._codec import compute_commit_hash
+from cashet.provenance.query import diff_args
+from cashet.stores.codec import compute_commit_hash
 
 CALLS: list[Any] = []
 
@@ -619,8 +619,8 @@ def test_show_and_history_accept_a_result_blob_hash(client: Client) -> None:
 
 
 def test_combined_filters_pick_an_index_and_agree_with_a_recount(client: Client) -> None:
-    from cashet.stores import _sqlite_schema as sql
-    from cashet.stores.sqlite import _driver
+    from cashet.stores.sqlite.store import _driver
+    from cashet.stores.sqlite import schema as sql
 
     now = datetime.now(UTC)
     commits = [
@@ -667,7 +667,7 @@ def test_combined_filters_pick_an_index_and_agree_with_a_recount(client: Client)
 def test_tags_of_a_schema_1_store_are_migrated(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from cashet.stores import _sqlite_schema as sql
+    from cashet.stores.sqlite import schema as sql
 
     with monkeypatch.context() as m:  # write a store as the first schema did
         m.setattr(sql, "MIGRATIONS", sql.MIGRATIONS[:1])

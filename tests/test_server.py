@@ -22,7 +22,7 @@ import pytest
 
 from cashet import Client
 from cashet.async_client import AsyncClient
-from cashet.server import create_app, create_async_app
+from cashet.server.app import create_app, create_async_app
 
 pytestmark = pytest.mark.anyio
 
@@ -845,7 +845,7 @@ def test_run_app_warns_when_exposed_without_token(
 ) -> None:
     import uvicorn
 
-    from cashet.server import run_app
+    from cashet.server.app import run_app
 
     runs: list[dict[str, Any]] = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: runs.append(kw))

@@ -22,7 +22,7 @@ from schemathesis import checks
 from schemathesis.config import SchemathesisConfig
 
 from cashet import Client
-from cashet.server import create_app
+from cashet.server.app import create_app
 
 MAX_EXAMPLES = 50
 TOKEN = "schema-token"

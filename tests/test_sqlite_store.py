@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-import cashet.stores._sqlite_schema as sql_module
+import cashet.stores.sqlite.schema as sql_module
 from cashet.errors import BlobCorruptedError, BlobMissingError, StoreError
 from cashet.models import ObjectRef, TaskStatus, utcnow
 from cashet.store import SQLiteStore

@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 from blake3 import blake3
 
-from cashet import _lease
+from cashet.core import leases as _lease
 from cashet.errors import BlobMissingError
 from cashet.models import Commit, Lease, ObjectRef, TaskDef, TaskStatus, utcnow
 from cashet.protocols import Store
-from cashet.stores._codec import blob_hash, compute_commit_hash
+from cashet.stores.codec import blob_hash, compute_commit_hash
 
 pytestmark = pytest.mark.contract
 

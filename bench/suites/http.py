@@ -1,7 +1,7 @@
 """HTTP suite: requests per second of the server against a bare Starlette endpoint.
 
 Each scenario starts two uvicorn processes on free loopback ports (127.0.0.1 only): the
-cashet app (``cashet.server.create_app``, with a token and one registered task) and a bare
+cashet app (``cashet.server.app.create_app``, with a token and one registered task) and a bare
 Starlette app whose endpoint returns the very JSON body the cashet endpoint returned. Both
 run with the same uvicorn settings (one worker, no access log). A load generator then
 alternates between the two for a few bounded rounds: ``wrk`` when installed, else a
@@ -42,7 +42,7 @@ import uvicorn
 kind, port, arg, token = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 if kind == "cashet":
     from cashet import Client
-    from cashet.server import create_app
+    from cashet.server.app import create_app
 
     def double(x):
         return x * 2

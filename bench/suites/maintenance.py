@@ -81,7 +81,7 @@ def build(n: int) -> Built:
         return _templates[n]
     from cashet.models import Commit, TaskDef, TaskStatus
     from cashet.store import SQLiteStore
-    from cashet.stores._codec import compute_commit_hash
+    from cashet.stores.codec import compute_commit_hash
 
     path = _template_root() / f"store-{n}"
     rng = random.Random(n)

@@ -1,13 +1,13 @@
 """``AsyncClient``: the same cache from asyncio — ``await client.submit(f, x)``.
 
 Thin by design. ``submit`` shares option merging and ``TaskDef`` construction
-(:mod:`cashet._options`), hashing (:mod:`cashet.hashing`) and the call flow
-(:mod:`cashet._core`, driven by :class:`~cashet.executors.async_local.AsyncLocalExecutor`)
+(:mod:`cashet.core.options`), hashing (:mod:`cashet.hashing`) and the call flow
+(:mod:`cashet.core.flow`, driven by :class:`~cashet.executors.async_local.AsyncLocalExecutor`)
 with :class:`~cashet.client.Client`; ``submit_many`` shares its batch planning
-(:mod:`cashet._dag`). Everything else — ``log``, ``show``, ``get``, ``diff``, ``history``,
+(:mod:`cashet.core.batch`). Everything else — ``log``, ``show``, ``get``, ``diff``, ``history``,
 ``rm``, ``gc``, ``clear``, ``invalidate``, ``stats``, ``export``, ``import_archive`` — *is*
 the sync ``Client``'s method, run off the event loop against a sync view of the store: in
-the store's own worker thread for :class:`~cashet.stores.async_sqlite.AsyncSQLiteStore`, in a
+the store's own worker thread for :class:`~cashet.stores.sqlite.async_store.AsyncSQLiteStore`, in a
 thread that forwards each store call back to the loop for any other ``AsyncStore``. So
 validation, errors and results are the same by construction (``tests/test_async_parity.py``).
 
@@ -36,16 +36,22 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Generic, TypeVar, cast, overload
 
-from cashet._archive import ExportResult, ImportResult
-from cashet._dag import BatchItem, plan_batch, substitute_task_refs
 from cashet._log import configure_from_env, log
-from cashet._options import DEFAULT_OPTIONS, TaskOptions, call_options, make_options, make_task_def
 from cashet.client import Client, TaskFunction, _progress, default_store_dir
+from cashet.core.batch import BatchItem, plan_batch, substitute_task_refs
+from cashet.core.options import (
+    DEFAULT_OPTIONS,
+    TaskOptions,
+    call_options,
+    make_options,
+    make_task_def,
+)
 from cashet.errors import CashetError
 from cashet.executors.async_local import BIG_BYTES, is_big
 from cashet.hashing import function_identity, hash_args
 from cashet.models import AsyncResultRef, Commit, ObjectRef, TaskStatus
 from cashet.protocols import AsyncExecutor, AsyncStore, Serializer, TagQuery
+from cashet.provenance.archive import ExportResult, ImportResult
 
 __all__ = ["AsyncClient", "AsyncTaskFunction"]
 
@@ -103,7 +109,7 @@ class AsyncClient:
         configure_from_env()
         _check_workers(max_workers)
         if store is None:
-            from cashet.stores.async_sqlite import AsyncSQLiteStore
+            from cashet.stores.sqlite.async_store import AsyncSQLiteStore
 
             store = AsyncSQLiteStore(
                 Path(store_dir) if store_dir is not None else default_store_dir()
@@ -402,14 +408,14 @@ class AsyncClient:
         """Serve this cache over HTTP on the running loop until cancelled (``server`` extra).
 
         As :meth:`Client.serve <cashet.client.Client.serve>`, with
-        :func:`cashet.server.create_async_app`: ``async def`` tasks are awaited on this loop.
+        :func:`cashet.server.app.create_async_app`: ``async def`` tasks are awaited on this loop.
 
         Raises:
             ValueError: ``allow_remote_code`` without ``require_token``, or a bad token.
         """
         import uvicorn
 
-        from cashet.server import _is_loopback, create_async_app
+        from cashet.server.app import _is_loopback, create_async_app
 
         app = create_async_app(
             self,

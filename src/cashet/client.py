@@ -10,9 +10,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, overload
 
-from cashet._dag import BatchItem, plan_batch, substitute_task_refs
 from cashet._log import configure_from_env
-from cashet._options import (
+from cashet.core.batch import BatchItem, plan_batch, substitute_task_refs
+from cashet.core.options import (
     CALL_OPTIONS,
     DEFAULT_OPTIONS,
     TaskOptions,
@@ -20,7 +20,11 @@ from cashet._options import (
     make_options,
     make_task_def,
 )
-from cashet._provenance import (
+from cashet.errors import CashetError
+from cashet.hashing import function_identity, hash_args
+from cashet.models import Commit, ObjectRef, ResultRef, TaskStatus
+from cashet.protocols import Executor, Serializer, Store, TagQuery
+from cashet.provenance.query import (
     diff_commits,
     gc_cutoff,
     parse_status,
@@ -28,15 +32,11 @@ from cashet._provenance import (
     resolve_result,
     validate_tags,
 )
-from cashet.errors import CashetError
-from cashet.hashing import function_identity, hash_args
-from cashet.models import Commit, ObjectRef, ResultRef, TaskStatus
-from cashet.protocols import Executor, Serializer, Store, TagQuery
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
 
-    from cashet._archive import ExportResult, ImportResult
+    from cashet.provenance.archive import ExportResult, ImportResult
 
 __all__ = ["Client", "TaskFunction", "default_store_dir"]
 
@@ -97,7 +97,7 @@ class Client:
         if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
             raise ValueError(f"max_workers must be a positive integer, not {max_workers!r}")
         if store is None:
-            from cashet.stores.sqlite import SQLiteStore
+            from cashet.stores.sqlite.store import SQLiteStore
 
             store = SQLiteStore(Path(store_dir) if store_dir is not None else default_store_dir())
         if executor is None:
@@ -461,7 +461,7 @@ class Client:
             The number of commits written (an ``int``; ``.blobs``, ``.bytes`` and
             ``.skipped`` — commits left out because their blob was unreadable — too).
         """
-        from cashet._archive import export_archive
+        from cashet.provenance.archive import export_archive
 
         return export_archive(self.store, path)
 
@@ -479,7 +479,7 @@ class Client:
         Raises:
             ArchiveError: the archive was rejected; the store is unchanged.
         """
-        from cashet._archive import import_archive
+        from cashet.provenance.archive import import_archive
 
         return import_archive(self.store, path)
 
@@ -497,14 +497,14 @@ class Client:
         """Serve this cache over HTTP until interrupted (needs the ``server`` extra).
 
         ``POST /submit`` runs the tasks in ``tasks`` and those registered with
-        ``@client.task``, with JSON arguments; see :func:`cashet.server.create_app` for the
+        ``@client.task``, with JSON arguments; see :func:`cashet.server.app.create_app` for the
         endpoints and the other arguments. Without ``require_token``, anyone who can reach
         ``host:port`` can run those tasks: keep such a server on loopback.
 
         Raises:
             ValueError: ``allow_remote_code`` without ``require_token``, or a bad token.
         """
-        from cashet.server import create_app, run_app
+        from cashet.server.app import create_app, run_app
 
         app = create_app(
             self,

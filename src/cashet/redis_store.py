@@ -6,6 +6,6 @@ Needs the ``redis`` extra (``pip install "cashet[redis]"``); without it this imp
 
 from __future__ import annotations
 
-from cashet.stores.redis import AsyncRedisStore, RedisStore
+from cashet.stores.redis.store import AsyncRedisStore, RedisStore
 
 __all__ = ["AsyncRedisStore", "RedisStore"]

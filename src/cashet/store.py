@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cashet.stores.async_sqlite import AsyncSQLiteStore
-from cashet.stores.sqlite import SQLiteStore
+from cashet.stores.sqlite.async_store import AsyncSQLiteStore
+from cashet.stores.sqlite.store import SQLiteStore
 
 __all__ = ["AsyncSQLiteStore", "SQLiteStore"]

@@ -1,4 +1,4 @@
-"""``AsyncLocalExecutor``: the asyncio driver of the call flow (:mod:`cashet._core`).
+"""``AsyncLocalExecutor``: the asyncio driver of the call flow (:mod:`cashet.core.flow`).
 
 The flow — lookup, lease, execute, store, release — is the same generator the sync
 :class:`~cashet.executors.local.LocalExecutor` drives; here each effect is answered with an
@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
-from cashet._core import (
+from cashet.core.flow import (
     Claim,
     Execute,
     LatestFor,
@@ -37,7 +37,7 @@ from cashet._core import (
     WaitRelease,
     call_flow,
 )
-from cashet._refs import find_refs, replace_refs
+from cashet.core.refs import find_refs, replace_refs
 from cashet.errors import StoreError, TaskTimeoutError
 from cashet.executors.local import (
     LocalExecutor,

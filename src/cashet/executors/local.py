@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from cashet._core import (
+from cashet.core.flow import (
     Claim,
     Execute,
     LatestFor,
@@ -31,8 +31,8 @@ from cashet._core import (
     WaitRelease,
     call_flow,
 )
-from cashet._lease import current_pid, hostname
-from cashet._refs import find_refs, replace_refs
+from cashet.core.leases import current_pid, hostname
+from cashet.core.refs import find_refs, replace_refs
 from cashet.errors import StoreError, TaskTimeoutError
 from cashet.hashing import args_snapshot
 from cashet.models import Commit, TaskDef, utcnow

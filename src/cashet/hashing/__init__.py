@@ -12,8 +12,8 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from cashet._arghash import hash_args, hash_bytes, hash_value
-from cashet._fnhash import FunctionIdentity, function_identity
+from cashet.hashing.functions import FunctionIdentity, function_identity
+from cashet.hashing.values import hash_args, hash_bytes, hash_value
 from cashet.models import AsyncResultRef, ResultRef
 from cashet.protocols import Serializer
 

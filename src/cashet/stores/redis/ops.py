@@ -1,10 +1,10 @@
 """Every Redis store operation once, free of IO, shared by the sync and the async store.
 
 Each operation is a generator that *yields* the Redis commands it needs (:class:`Call`) and
-receives their replies; :class:`~cashet.stores.redis.RedisStore` answers them with blocking
-``redis`` calls and :class:`~cashet.stores.redis.AsyncRedisStore` with awaited
+receives their replies; :class:`~cashet.stores.redis.store.RedisStore` answers them with blocking
+``redis`` calls and :class:`~cashet.stores.redis.store.AsyncRedisStore` with awaited
 ``redis.asyncio`` ones. So every decision lives here and each store method is one line. The
-key layout and the Lua scripts are in :mod:`cashet.stores._redis_keys`.
+key layout and the Lua scripts are in :mod:`cashet.stores.redis.keys`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from cashet import _lease
+from cashet.core import leases as _lease
 from cashet.errors import (
     BlobCorruptedError,
     BlobMissingError,
@@ -28,7 +28,7 @@ from cashet.errors import (
 )
 from cashet.models import Commit, Lease, ObjectRef, TaskDef, TaskStatus
 from cashet.protocols import TagQuery
-from cashet.stores._codec import (
+from cashet.stores.codec import (
     blob_hash,
     commit_from_json,
     commit_to_json,
@@ -36,7 +36,7 @@ from cashet.stores._codec import (
     encode_blob,
     verify_blob,
 )
-from cashet.stores._redis_keys import (
+from cashet.stores.redis.keys import (
     BATCH,
     BLOB_CACHE,
     BLOB_FRESH_S,

@@ -9,16 +9,16 @@ Safe by default:
   with ``allow_remote_code=True`` *and* a token (one without the other is a ``ValueError``).
 * With ``require_token``, every request — unknown paths and ``/openapi.json`` included —
   needs ``Authorization: Bearer <token>``, checked in constant time by a pure ASGI
-  middleware before the body is read (:mod:`cashet._server_guard`); anything else is a 401.
+  middleware before the body is read (:mod:`cashet.server.guard`); anything else is a 401.
 * ``read_only=True`` refuses what would change the store: ``/gc``, and a ``/submit`` that
   is not already cached (403). Cached results are still served.
 * Bodies over ``max_body_bytes`` are a 413; every input error is a 4xx JSON
-  ``{"error": ..., "field": ...}`` (:mod:`cashet._server_input`); a failed task is a 422
+  ``{"error": ..., "field": ...}`` (:mod:`cashet.server.input`); a failed task is a 422
   carrying the last line of its error — never a traceback, a path or an environment value.
 
 Endpoints: ``POST /submit``, ``GET /result/{hash}``, ``GET /commit/{hash}``,
 ``GET /history/{hash}``, ``GET /diff/{a}/{b}``, ``GET /log``, ``GET /stats``, ``POST /gc``,
-``GET /openapi.json`` (:mod:`cashet._server_openapi`).
+``GET /openapi.json`` (:mod:`cashet.server.openapi`).
 
 The sync and async apps share every handler; they differ only in a small backend:
 :class:`_SyncBackend` runs ``Client`` calls in worker threads, :class:`_AsyncBackend` awaits
@@ -52,11 +52,17 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from cashet._core import TOUCH_AFTER
-from cashet._options import make_task_def
-from cashet._provenance import commit_view, resolve_result
-from cashet._server_guard import BodyTooLarge, Guard
-from cashet._server_input import (
+from cashet.client import Client, TaskFunction
+from cashet.core.flow import TOUCH_AFTER
+from cashet.core.options import make_task_def
+from cashet.errors import AmbiguousHashError, BlobError, CommitNotFoundError, StoreError, TaskError
+from cashet.hashing import function_identity, hash_args
+from cashet.models import Commit, ObjectRef, utcnow
+from cashet.protocols import Serializer
+from cashet.provenance.query import commit_view, resolve_result
+from cashet.serializers import PickleSerializer, SafePickleSerializer
+from cashet.server.guard import BodyTooLarge, Guard
+from cashet.server.input import (
     MAX_ARG_DEPTH,
     Call,
     HTTPError,
@@ -66,14 +72,8 @@ from cashet._server_input import (
     parse_log,
     parse_submit,
 )
-from cashet._server_openapi import openapi_document
-from cashet.client import Client, TaskFunction
-from cashet.errors import AmbiguousHashError, BlobError, CommitNotFoundError, StoreError, TaskError
-from cashet.hashing import function_identity, hash_args
-from cashet.models import Commit, ObjectRef, utcnow
-from cashet.protocols import Serializer
-from cashet.serializers import PickleSerializer, SafePickleSerializer
-from cashet.stores.sqlite import SQLiteStore
+from cashet.server.openapi import openapi_document
+from cashet.stores.sqlite.store import SQLiteStore
 
 if TYPE_CHECKING:
     from cashet.async_client import AsyncClient

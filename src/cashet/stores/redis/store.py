@@ -1,13 +1,13 @@
 """RedisStore and AsyncRedisStore: one cache shared by many processes and machines.
 
-Both are thin drivers of the operations in :mod:`cashet.stores._redis_ops` (the decisions;
-key layout and Lua scripts in :mod:`cashet.stores._redis_keys`): the sync store answers
-each :class:`~cashet.stores._redis_ops.Call` with a blocking ``redis`` call on a connection
+Both are thin drivers of the operations in :mod:`cashet.stores.redis.ops` (the decisions;
+key layout and Lua scripts in :mod:`cashet.stores.redis.keys`): the sync store answers
+each :class:`~cashet.stores.redis.ops.Call` with a blocking ``redis`` call on a connection
 of the calling thread's own, the async store with an awaited ``redis.asyncio`` one.
 
 Errors: a dropped or refused connection becomes ``StoreUnavailableError`` naming the URL
 (password masked) and what was being done, after the call was sent again twice with a short
-backoff (every call is safe to resend: see :class:`~cashet.stores._redis_ops.Call`). Any
+backoff (every call is safe to resend: see :class:`~cashet.stores.redis.ops.Call`). Any
 other Redis error becomes ``StoreError``.
 """
 
@@ -41,7 +41,7 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
 from cashet.errors import StoreError
 from cashet.models import Commit, Lease, ObjectRef, TaskStatus
 from cashet.protocols import TagQuery
-from cashet.stores._redis_ops import Call, Flow, IterCursor, Ops, check_options
+from cashet.stores.redis.ops import Call, Flow, IterCursor, Ops, check_options
 
 __all__ = ["AsyncRedisStore", "RedisStore"]
 

@@ -1,6 +1,6 @@
 """The hand-written OpenAPI 3.1 document of the HTTP server (``GET /openapi.json``).
 
-Kept beside :mod:`cashet.server` and checked against it by ``tests/test_server_schema.py``
+Kept beside :mod:`cashet.server.app` and checked against it by ``tests/test_server_schema.py``
 (schemathesis: no 5xx, no response contradicting this document). Limits come from the
 server module's constants, so the two cannot drift.
 """
@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from cashet._options import CALL_OPTIONS
-from cashet._server_input import MAX_GC_DAYS, MAX_LOG_LIMIT, MAX_RETRIES, MAX_SECONDS
 from cashet._version import __version__
+from cashet.core.options import CALL_OPTIONS
+from cashet.server.input import MAX_GC_DAYS, MAX_LOG_LIMIT, MAX_RETRIES, MAX_SECONDS
 
 __all__ = ["openapi_document"]
 

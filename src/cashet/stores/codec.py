@@ -19,8 +19,8 @@ from typing import Any
 
 from blake3 import blake3
 
-from cashet._blake import MULTITHREAD_MIN, new_hasher
 from cashet.errors import BlobCorruptedError
+from cashet.hashing._blake import MULTITHREAD_MIN, new_hasher
 from cashet.models import Commit, ObjectRef, TaskDef, TaskStatus
 
 __all__ = [

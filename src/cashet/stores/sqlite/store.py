@@ -8,7 +8,7 @@ Layout::
 ``meta.db`` runs in WAL mode: readers never wait for the writer. Each thread (and each
 process after ``fork``) has its own connection; every write is one short ``BEGIN
 IMMEDIATE`` transaction. Counters, blob reference counts and tag clean-up are kept by
-triggers (see :mod:`cashet.stores._sqlite_schema`), so ``stats()`` is O(1) and garbage
+triggers (see :mod:`cashet.stores.sqlite.schema`), so ``stats()`` is O(1) and garbage
 collection reads only unreferenced blobs. Every blob is verified against its hash when read.
 """
 
@@ -27,12 +27,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from cashet import _lease
+from cashet.core import leases as _lease
 from cashet.errors import BlobCorruptedError, BlobMissingError, StoreError
 from cashet.models import Commit, Lease, ObjectRef, TaskDef, TaskStatus
 from cashet.protocols import TagQuery
-from cashet.stores import _sqlite_schema as sql
-from cashet.stores._codec import (
+from cashet.stores.codec import (
     BLOB_RAW,
     BLOB_ZSTD,
     blob_hash,
@@ -44,6 +43,7 @@ from cashet.stores._codec import (
     verify_blob,
     worth_compressing,
 )
+from cashet.stores.sqlite import schema as sql
 
 __all__ = ["SQLiteStore"]
 

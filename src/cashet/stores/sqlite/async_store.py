@@ -1,6 +1,6 @@
 """AsyncSQLiteStore: the SQLite store for asyncio, with no second implementation.
 
-It wraps one :class:`~cashet.stores.sqlite.SQLiteStore` and runs every call in one worker
+It wraps one :class:`~cashet.stores.sqlite.store.SQLiteStore` and runs every call in one worker
 thread of its own, so the store's single connection is used by that thread alone and calls
 are serialized in the order they were awaited (Starlette's ``run_in_threadpool``, anysqlite's
 ``CapacityLimiter(1)``). The event loop never touches SQLite or the blob files.
@@ -27,8 +27,8 @@ from typing import Any, TypeVar
 from cashet.errors import BlobCorruptedError, StoreError
 from cashet.models import Commit, Lease, ObjectRef, TaskStatus
 from cashet.protocols import TagQuery
-from cashet.stores._codec import decode_blob, verify_blob
-from cashet.stores.sqlite import SQLiteStore
+from cashet.stores.codec import decode_blob, verify_blob
+from cashet.stores.sqlite.store import SQLiteStore
 
 __all__ = ["AsyncSQLiteStore"]
 
@@ -45,7 +45,7 @@ def _take(it: Iterator[Commit], n: int) -> list[Commit]:
 class AsyncSQLiteStore:
     """The default store of :class:`~cashet.async_client.AsyncClient`.
 
-    Same directory layout and semantics as :class:`~cashet.stores.sqlite.SQLiteStore` (a
+    Same directory layout and semantics as :class:`~cashet.stores.sqlite.store.SQLiteStore` (a
     sync and an async client may share one directory).
 
     Args:

@@ -24,7 +24,7 @@ from typing import Any
 
 from cashet.errors import TaskError, TaskTimeoutError
 from cashet.models import Commit, Lease, ObjectRef, TaskDef, TaskStatus, utcnow
-from cashet.stores._codec import seal_commit
+from cashet.stores.codec import seal_commit
 
 __all__ = [
     "Claim",

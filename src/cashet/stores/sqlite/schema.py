@@ -1,4 +1,4 @@
-"""The ``meta.db`` schema of :class:`~cashet.stores.sqlite.SQLiteStore`, its migrations and
+"""The ``meta.db`` schema of :class:`~cashet.stores.sqlite.store.SQLiteStore`, its migrations and
 the constant SQL of its queries (constant strings: each is prepared once per connection).
 
 ``PRAGMA user_version`` holds the schema version. ``MIGRATIONS[i]`` is the list of

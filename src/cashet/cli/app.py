@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 import click
 
 from cashet._humanize import format_size, parse_size
-from cashet._provenance import commit_view, resolve_result
 from cashet._version import __version__
 from cashet.errors import ArchiveError, CashetError
 from cashet.models import Commit, TaskStatus
+from cashet.provenance.query import commit_view, resolve_result
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -769,6 +769,3 @@ def import_(state: _State, path: Path) -> None:
         f"Imported {result.imported} commit(s) and {result.blobs} blob(s); "
         f"{result.skipped} already present"
     )
-
-
-from cashet import _cli_serve  # noqa: E402,F401  (registers "serve")

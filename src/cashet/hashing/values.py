@@ -44,7 +44,7 @@ from typing import Any
 
 from blake3 import blake3
 
-from cashet._blake import new_hasher
+from cashet.hashing._blake import new_hasher
 from cashet.models import AsyncResultRef, ResultRef
 
 __all__ = ["TAGS", "hash_args", "hash_bytes", "hash_value"]
@@ -564,7 +564,7 @@ def _fid(func: Any) -> bytes:
     """The 32-byte function identity digest (``_fnhash`` imports us: bind it lazily)."""
     global _function_identity
     if _function_identity is None:
-        from cashet._fnhash import function_identity
+        from cashet.hashing.functions import function_identity
 
         _function_identity = function_identity
     return bytes.fromhex(_function_identity(func).hash)

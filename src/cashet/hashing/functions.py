@@ -53,8 +53,8 @@ from typing import Any
 
 from blake3 import blake3
 
-from cashet._arghash import hash_value
 from cashet.errors import ClosureWarning
+from cashet.hashing.values import hash_value
 
 __all__ = ["FunctionIdentity", "function_identity"]
 

@@ -1,6 +1,6 @@
 """``cashet serve``: the HTTP server from the command line (registered on :data:`cli.main`).
 
-Kept apart from :mod:`cashet.cli` so the CLI does not import Starlette unless it serves.
+Kept apart from :mod:`cashet.cli.app` so the CLI does not import Starlette unless it serves.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from cashet.cli import _State, main, pass_state
+from cashet.cli.app import _State, main, pass_state
 
 __all__ = ["serve"]
 
@@ -93,7 +93,7 @@ def serve(
         raise click.UsageError("--allow-remote-code and --read-only contradict each other")
     tasks = _load_tasks(task_specs)
     try:
-        from cashet.server import create_app, run_app
+        from cashet.server.app import create_app, run_app
     except ImportError as exc:
         raise click.ClickException(
             f"the server needs the 'server' extra: pip install 'cashet[server]' ({exc.name})"

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from cashet.models import TaskDef
 
 if TYPE_CHECKING:
-    from cashet._fnhash import FunctionIdentity
+    from cashet.hashing.functions import FunctionIdentity
 
 __all__ = [
     "CALL_OPTIONS",

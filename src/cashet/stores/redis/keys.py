@@ -1,7 +1,7 @@
 """The Redis stores' data layout, free of IO: key names, Lua scripts, time and URL helpers.
 
-The operations built on them are in :mod:`cashet.stores._redis_ops`; the stores that run
-those operations are in :mod:`cashet.stores.redis`.
+The operations built on them are in :mod:`cashet.stores.redis.ops`; the stores that run
+those operations are in :mod:`cashet.stores.redis.store`.
 
 Key layout (``P`` is the store's prefix, ``cashet:`` by default)::
 

@@ -1,4 +1,4 @@
-"""Validation of what HTTP clients send: every check of :mod:`cashet.server`, and its limits.
+"""Validation of what HTTP clients send: every check of :mod:`cashet.server.app`, and its limits.
 
 Pure apart from decoding the opt-in remote-code payloads. Every problem raises
 :class:`HTTPError` with a status and a message naming the field, which the server turns
@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from cashet._options import CALL_OPTIONS, DEFAULT_OPTIONS, TaskOptions, call_options
+from cashet.core.options import CALL_OPTIONS, DEFAULT_OPTIONS, TaskOptions, call_options
 from cashet.models import TaskStatus
 
 __all__ = [
