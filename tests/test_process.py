@@ -1,0 +1,45 @@
+"""cashet._process: the one home of pid, host, fork hooks and bounded caches."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+from cashet import _process
+
+
+def test_bounded_cache_drops_the_oldest_insertion() -> None:
+    cache: _process.BoundedCache[str, int] = _process.BoundedCache(2)
+    cache.put("a", 1)
+    cache.put("b", 2)
+    cache.put("a", 10)  # an update does not evict
+    assert dict(cache) == {"a": 10, "b": 2}
+    cache.put("c", 3)
+    assert dict(cache) == {"b": 2, "c": 3}
+    assert cache.get("a") is None and len(cache) == 2
+
+
+def test_bounded_cache_needs_room() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        _process.BoundedCache(0)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="fork")
+def test_forked_child_gets_its_own_pid_and_runs_the_hooks() -> None:
+    seen: list[int] = []
+    hook = _process.after_fork_in_child(lambda: seen.append(os.getpid()))
+    try:
+        read, write = os.pipe()
+        child = os.fork()
+        if child == 0:  # pragma: no cover - the child reports through the pipe
+            ok = _process.current_pid() == os.getpid() and seen == [os.getpid()]
+            os.write(write, b"1" if ok else b"0")
+            os._exit(0)
+        os.close(write)
+        assert os.read(read, 1) == b"1"
+        os.waitpid(child, 0)
+        assert _process.current_pid() == os.getpid() and seen == []
+    finally:
+        _process._child_hooks.remove(hook)
