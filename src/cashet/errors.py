@@ -11,7 +11,7 @@ caller would naturally catch::
     │   └── BlobError
     │       ├── BlobMissingError          blob referenced but absent
     │       └── BlobCorruptedError        bytes do not match their hash
-    ├── CommitNotFoundError (LookupError) unknown commit hash or prefix
+    ├── CommitNotFoundError (KeyError)     unknown commit hash or prefix
     ├── AmbiguousHashError (ValueError)   prefix matches several commits
     └── ArchiveError (ValueError)         archive rejected on import
 
@@ -120,8 +120,16 @@ class BlobCorruptedError(BlobError):
     """A blob's bytes no longer match its content hash."""
 
 
-class CommitNotFoundError(CashetError, LookupError):
-    """No commit has the given hash or hash prefix."""
+class CommitNotFoundError(CashetError, KeyError):
+    """No commit has the given hash or hash prefix.
+
+    Also a ``KeyError``: the published cashet raised ``KeyError`` for an unknown hash, and
+    code written against it catches that (issue 12).
+    """
+
+    def __str__(self) -> str:
+        # KeyError's str() quotes its argument as a key; this is a message.
+        return str(self.args[0]) if len(self.args) == 1 else super().__str__()
 
 
 class AmbiguousHashError(CashetError, ValueError):
