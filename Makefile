@@ -8,6 +8,7 @@
 #                       (keeps existing pins; LOCK_ARGS=--upgrade takes the newest of everything)
 #   make test-latest  - the whole suite in a throwaway venv with the newest releases, unlocked
 #   make test-oldest  - the whole suite on the oldest releases pyproject.toml's bounds admit
+#   make compat       - the published cashet's own public-API tests, run against this project
 
 PYTHON ?= python3
 VENV   := .venv
@@ -18,7 +19,7 @@ OLDEST := $(VENV)/oldest
 OLDEST_STAMP := $(OLDEST)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test pytest pytest-oldest-deps lint bench lock test-latest test-oldest clean
+.PHONY: venv demo test pytest pytest-oldest-deps lint bench lock test-latest test-oldest compat clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -73,6 +74,20 @@ lock: venv
 	$(UV_COMPILE) pyproject.toml requirements/build.in --extra dev --extra bench -o $(LOCK)
 	$(UV_COMPILE) pyproject.toml --extra all --resolution lowest-direct -o requirements/oldest.lock
 	$(UV_COMPILE) requirements/cashet050.in -o requirements/cashet050.lock
+	$(UV_COMPILE) pyproject.toml requirements/build.in requirements/compat.in --extra dev \
+		-o requirements/compat.lock
+
+# The published cashet's own public-API tests (from its sdist, fetched into a temp folder)
+# run against this project, in a throwaway venv: compat/published_tests.py says which files
+# run and which fail. COMPAT_VERSION picks the published release.
+COMPAT_VERSION ?= 0.5.0
+compat:
+	@set -e; dir=$$(mktemp -d); trap 'rm -rf "$$dir"' EXIT; \
+	$(PYTHON) -m venv "$$dir/venv"; py="$$dir/venv/bin/python"; \
+	$$py -m pip install --quiet --disable-pip-version-check --require-hashes \
+		-r requirements/compat.lock; \
+	$$py -m pip install --quiet --no-deps --no-build-isolation -e .; \
+	$$py compat/published_tests.py --version $(COMPAT_VERSION)
 
 # Unlocked: pip takes today's newest release of everything (build backend included), in a
 # venv that is removed afterwards. A failure here is the early warning of a release that
