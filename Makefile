@@ -37,7 +37,7 @@ demo: venv
 	$(BIN)/python examples/demo.py
 
 lint: venv
-	$(BIN)/ruff check src tests bench examples
+	$(BIN)/ruff check src tests bench examples compat
 	$(BIN)/mypy
 
 pytest: venv
@@ -100,7 +100,7 @@ test-latest:
 	$$py -c "from importlib.metadata import version as v; \
 	print('test-latest:', ', '.join(p + ' ' + v(p) for p in ('redis', 'starlette', \
 	'uvicorn', 'click', 'rich', 'blake3', 'zstandard', 'dill', 'pytest', 'numpy', 'pandas')))"; \
-	"$$dir/venv/bin/ruff" check src tests bench examples; \
+	"$$dir/venv/bin/ruff" check src tests bench examples compat; \
 	"$$dir/venv/bin/mypy"; \
 	$$py -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 

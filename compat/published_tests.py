@@ -51,8 +51,19 @@ def cashet_imports(path: Path) -> set[str]:
 
 def fetch(version: str, into: Path) -> Path:
     subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary",
-         ":all:", "--dest", str(into), f"cashet=={version}"],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--no-deps",
+            "--no-binary",
+            ":all:",
+            "--dest",
+            str(into),
+            f"cashet=={version}",
+        ],
         check=True,
     )
     (sdist,) = into.glob(f"cashet-{version}.tar.gz")
@@ -82,10 +93,15 @@ def main() -> int:
             print(f"compat: not run: {name} imports private {', '.join(private)}")
         report = tests / "report.txt"
         proc = subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o",
-             "addopts=", "-o", "asyncio_mode=auto", "-W", "ignore", "--rootdir", str(tests.parent), "-rfE",
-             "--timeout", "120", "--continue-on-collection-errors", *chosen],
-            cwd=tests, capture_output=True, text=True,
+            [
+                *(sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rfE"),
+                *("-o", "addopts=", "-o", "asyncio_mode=auto", "-W", "ignore"),
+                *("--rootdir", str(tests.parent), "--timeout", "120"),
+                *("--continue-on-collection-errors", *chosen),
+            ],
+            cwd=tests,
+            capture_output=True,
+            text=True,
         )
         report.write_text(proc.stdout + proc.stderr)
         summary = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else proc.stderr
@@ -97,13 +113,26 @@ def main() -> int:
             print(f"compat: fails: {line}")
         total = passed + failed
         rate = passed / total if total else 0.0
-        print(f"compat: cashet {args.version} public-API tests ({len(chosen)} files): "
-              f"{passed} passed, {failed} failed ({rate:.0%})")
+        print(
+            f"compat: cashet {args.version} public-API tests ({len(chosen)} files): "
+            f"{passed} passed, {failed} failed ({rate:.0%})"
+        )
         out = ROOT / "bench" / "results"
         out.mkdir(parents=True, exist_ok=True)
-        (out / f"compat-{args.version}.json").write_text(json.dumps(
-            {"version": args.version, "files": chosen, "not_run": skipped, "passed": passed,
-             "failed": failed, "failures": failures}, indent=2) + "\n")
+        (out / f"compat-{args.version}.json").write_text(
+            json.dumps(
+                {
+                    "version": args.version,
+                    "files": chosen,
+                    "not_run": skipped,
+                    "passed": passed,
+                    "failed": failed,
+                    "failures": failures,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
         return 0 if rate >= 0.9 else 1
 
 
