@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from cashet._process import BoundedCache
 from cashet.errors import ClosureWarning
 from cashet.hashing import FunctionIdentity, function_identity
 from cashet.hashing import dependencies as _deps
@@ -186,8 +187,8 @@ def test_source_edited_on_disk_without_reload_is_not_trusted(
     path = Path(mod.__file__ or "")
     path.write_text(path.read_text().replace("return x * 2", "return x * 20"))
     # a fresh process: nothing cached, the running code is still ``x * 2``
-    monkeypatch.setattr(_fnhash, "_IDS", {})
-    monkeypatch.setattr(_fnhash, "_NODES", {})
+    monkeypatch.setattr(_fnhash, "_IDS", BoundedCache(_fnhash._CACHE_MAX))
+    monkeypatch.setattr(_fnhash, "_NODES", BoundedCache(_fnhash._CACHE_MAX))
     stale = function_identity(mod.double)
     assert stale.source == ""  # the file no longer compiles to this code: bytecode identity
     fresh = load_helper(("return x * 2", "return x * 20"))

@@ -117,7 +117,11 @@ def _is_user_module(mod: types.ModuleType) -> bool:
 
 
 def library_name(obj: Any) -> str:
-    """Return the ``module.qualname`` by which library code is referenced."""
+    """Return the ``module.qualname`` by which library code is referenced.
+
+    Unlike ``encoder.qualname_of`` a nameless object is named ``type()``; both spellings
+    are pinned by golden digests.
+    """
     mod = getattr(obj, "__module__", None)
     name = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None)
     if not isinstance(name, str):
@@ -152,6 +156,8 @@ def classify(v: Any) -> tuple[str, Any]:
         return ("ext", library_name(v))
     return ("val", None)
 
+
+# --- what a function reaches -------------------------------------------------------------
 
 _GLOBAL_OPS = frozenset({"LOAD_GLOBAL", "LOAD_NAME", "LOAD_FROM_DICT_OR_GLOBALS"})
 _ATTR_OPS = frozenset({"LOAD_ATTR", "LOAD_METHOD"})

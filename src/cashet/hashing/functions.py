@@ -37,6 +37,7 @@ from typing import Any
 
 from blake3 import blake3
 
+from cashet._process import BoundedCache
 from cashet.errors import ClosureWarning
 from cashet.hashing.dependencies import (
     MISSING,
@@ -244,15 +245,15 @@ def _valid(ns_checks: Any, attr_checks: Any, obj: Any) -> bool:
     return True
 
 
-_NODES: dict[int, tuple[weakref.ref[Any], _CodeNode]] = {}
+_CACHE_MAX = 50_000  # a bound: entries are cheap to recompute
+_NODES: BoundedCache[int, tuple[weakref.ref[Any], _CodeNode]] = BoundedCache(_CACHE_MAX)
 # id(func) -> (weakref, identity, ns checks, attr checks)
 _IdEntry = tuple[weakref.ref[Any], FunctionIdentity, tuple[NsCheck, ...], tuple[AttrCheck, ...]]
-_IDS: dict[int, _IdEntry] = {}
+_IDS: BoundedCache[int, _IdEntry] = BoundedCache(_CACHE_MAX)
 _WARNED: weakref.WeakSet[Any] = weakref.WeakSet()
-_CACHE_MAX = 50_000
 
 
-def _remember(cache: dict[int, Any], obj: Any, *entry: Any) -> None:
+def _remember(cache: BoundedCache[int, Any], obj: Any, *entry: Any) -> None:
     key = id(obj)
 
     def _drop(r: weakref.ref[Any]) -> None:
@@ -264,9 +265,7 @@ def _remember(cache: dict[int, Any], obj: Any, *entry: Any) -> None:
         r = weakref.ref(obj, _drop)
     except TypeError:
         return
-    if len(cache) >= _CACHE_MAX:  # a bound: entries are cheap to recompute
-        cache.clear()
-    cache[key] = (r, *entry)
+    cache.put(key, (r, *entry))
 
 
 def _get_node(obj: Any) -> _CodeNode:

@@ -27,6 +27,7 @@ from typing import Any
 
 from blake3 import blake3
 
+from cashet._process import BoundedCache
 from cashet.hashing.values import hash_value
 
 __all__ = ["ast_digest", "class_source", "code_digest", "locate", "walk_code"]
@@ -122,7 +123,7 @@ class _FileIndex:
     codes: dict[tuple[int, str], list[types.CodeType]] | None = None
 
 
-_FILES: dict[str, _FileIndex] = {}
+_FILES: BoundedCache[str, _FileIndex] = BoundedCache(256)
 
 
 def _file_index(filename: str, globs: dict[str, Any]) -> _FileIndex | None:
@@ -145,9 +146,8 @@ def _file_index(filename: str, globs: dict[str, Any]) -> _FileIndex | None:
             by_line.setdefault(first, []).append(n)
         elif isinstance(n, ast.Lambda):
             by_line.setdefault(n.lineno, []).append(n)
-    if len(_FILES) >= 256:
-        _FILES.clear()
-    idx = _FILES[filename] = _FileIndex(lines, text, tree, by_line)
+    idx = _FileIndex(lines, text, tree, by_line)
+    _FILES.put(filename, idx)
     return idx
 
 

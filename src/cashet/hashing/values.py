@@ -291,6 +291,12 @@ def hash_args(
 def hash_value(obj: Any) -> str:
     """Return the BLAKE3 hex digest of one value, with the argument encoding.
 
+    Args:
+        obj: any value ``hash_args`` accepts as an argument.
+
+    Returns:
+        64 lowercase hex characters (another domain than ``hash_args``: a different header).
+
     Raises:
         TypeError: ``obj`` (or something inside it) cannot be hashed exactly.
     """
@@ -303,7 +309,14 @@ def hash_value(obj: Any) -> str:
 
 
 def hash_bytes(data: bytes | memoryview) -> str:
-    """Return the plain BLAKE3 hex digest of ``data`` (multithreaded from 8 MiB)."""
+    """Return the plain BLAKE3 hex digest of ``data`` (multithreaded from 8 MiB).
+
+    Args:
+        data: the bytes to hash.
+
+    Returns:
+        64 lowercase hex characters, as ``blake3(data).hexdigest()``.
+    """
     if len(data) >= BIG:
         return str(big_digest(data, True))
     return blake3(data).hexdigest()
