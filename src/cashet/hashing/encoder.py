@@ -117,6 +117,8 @@ class Stream:
         self.active: dict[int, int] = {}
 
 
+#: Writes one value of its type to the stream: ``handler(obj, st)``; raises ``Unhashable``.
+#: The ``enc_*`` functions of the handler modules all have this shape.
 Handler = Callable[[Any, Stream], None]
 
 
