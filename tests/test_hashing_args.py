@@ -24,7 +24,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cashet.hashing import args_snapshot, hash_args, hash_bytes, hash_value
-from cashet.hashing import values as _arghash
+from cashet.hashing import encoder as _encoder
 from cashet.models import AsyncResultRef, Commit, ObjectRef, ResultRef, TaskDef, TaskStatus
 
 
@@ -151,7 +151,7 @@ def test_golden_digests() -> None:
 
 
 def test_tags_are_unique() -> None:
-    tags = list(_arghash.TAGS.values())
+    tags = list(_encoder.TAGS.values())
     assert all(len(t) == 1 for t in tags)
     assert len(set(tags)) == len(tags)
 

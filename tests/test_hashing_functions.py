@@ -17,9 +17,12 @@ from typing import Any
 
 import pytest
 
+from cashet._process import BoundedCache
 from cashet.errors import ClosureWarning
 from cashet.hashing import FunctionIdentity, function_identity
+from cashet.hashing import dependencies as _deps
 from cashet.hashing import functions as _fnhash
+from cashet.hashing import source as _source
 
 FIXTURE = Path(__file__).parent / "hashing_fixtures" / "helper_mod.py"
 _cells = itertools.count()
@@ -184,8 +187,8 @@ def test_source_edited_on_disk_without_reload_is_not_trusted(
     path = Path(mod.__file__ or "")
     path.write_text(path.read_text().replace("return x * 2", "return x * 20"))
     # a fresh process: nothing cached, the running code is still ``x * 2``
-    monkeypatch.setattr(_fnhash, "_IDS", {})
-    monkeypatch.setattr(_fnhash, "_NODES", {})
+    monkeypatch.setattr(_fnhash, "_IDS", BoundedCache(_fnhash._CACHE_MAX))
+    monkeypatch.setattr(_fnhash, "_NODES", BoundedCache(_fnhash._CACHE_MAX))
     stale = function_identity(mod.double)
     assert stale.source == ""  # the file no longer compiles to this code: bytecode identity
     fresh = load_helper(("return x * 2", "return x * 20"))
@@ -261,9 +264,9 @@ def test_library_code_is_not_descended(monkeypatch: pytest.MonkeyPatch) -> None:
     )
     function_identity(ns["f"])
     assert computed == [ns["f"]]
-    assert not _fnhash._is_user_function(json.dumps)
-    assert not _fnhash._is_user_function(np.linalg.norm.__wrapped__)  # type: ignore[attr-defined]
-    assert not _fnhash._is_user_class(dict)
+    assert not _deps.is_user_function(json.dumps)
+    assert not _deps.is_user_function(np.linalg.norm.__wrapped__)  # type: ignore[attr-defined]
+    assert not _deps.is_user_class(dict)
 
 
 def test_library_binding_is_part_of_identity() -> None:
@@ -478,7 +481,7 @@ def test_interactive_history_tier_is_verified(monkeypatch: pytest.MonkeyPatch) -
 
     f = repl("def f(x):\n    return x + 1\n")
     history = {"text": "def f(x):\n    # from the session history\n    return (x + 1)\n"}
-    monkeypatch.setattr(_fnhash, "_dill_source", lambda fn: history["text"])
+    monkeypatch.setattr(_source, "_dill_source", lambda fn: history["text"])
     found = function_identity(f)
     assert found.source == history["text"]
     assert found.hash == fid(cell("def f(x):\n    return x + 1\n"))  # same AST, same identity

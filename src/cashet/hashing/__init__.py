@@ -3,18 +3,24 @@
 ``client.submit(f, *args, **kw)`` keys its cache on ``f"{identity.hash}:{args_hash}"`` with
 ``identity = function_identity(f)`` and ``args_hash = hash_args(args, kw, refs)``; the
 ``ResultRef``s collected in ``refs`` are the call's upstream inputs.
+
+The package's modules, bottom to top (each imports only those before it):
+
+* ``_blake``: BLAKE3 hashers, multithreaded for big inputs and safe across ``fork``.
+* ``encoder``: the canonical stream (tags, per-call state) and its type dispatch table.
+* ``containers``, ``scalars``, ``objects``, ``arrays``: the handlers, one family each.
+* ``values``: fills the dispatch table; ``hash_args``, ``hash_value``, ``hash_bytes``.
+* ``source``, ``dependencies``: a function's normalized source, and what it reaches.
+* ``functions``: ``function_identity``; plugs itself into ``objects`` for functions met as
+  values (the only run-time recursion between the two halves, see ``objects``).
+* ``snapshot``: ``args_snapshot``, display text of arguments.
 """
 
 from __future__ import annotations
 
-import reprlib
-import sys
-from collections.abc import Mapping
-from typing import Any
-
 from cashet.hashing.functions import FunctionIdentity, function_identity
+from cashet.hashing.snapshot import args_snapshot
 from cashet.hashing.values import hash_args, hash_bytes, hash_value
-from cashet.models import AsyncResultRef, ResultRef
 from cashet.protocols import Serializer
 
 __all__ = [
@@ -26,94 +32,3 @@ __all__ = [
     "hash_bytes",
     "hash_value",
 ]
-
-#: Arrays with more elements than this are shown by shape and dtype only.
-_ARRAY_SHOWN = 20
-
-
-class _SnapshotRepr(reprlib.Repr):
-    """``reprlib`` with bounded containers, short ResultRefs and summarized arrays/frames."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.maxlevel = 4
-        self.maxtuple = self.maxlist = self.maxarray = self.maxdeque = 20
-        self.maxdict = self.maxset = self.maxfrozenset = 20
-        self.maxstring = 160
-        self.maxlong = 60
-        self.maxother = 120
-
-    def repr1(self, x: Any, level: int) -> str:
-        try:
-            if isinstance(x, (ResultRef, AsyncResultRef)):
-                return f"<{type(x).__name__} {x.hash[:12]}>"
-            module = type(x).__module__ or ""
-            if module.startswith(("numpy", "pandas")):
-                summary = _summarize(x)
-                if summary is not None:
-                    return summary
-            return super().repr1(x, level)
-        except Exception:
-            return f"<{type(x).__name__}>"
-
-    def repr_bytes(self, x: Any, level: int) -> str:
-        # slice first: repr() of a 100 MB payload would build a 400 MB string
-        more = "..." if len(x) > self.maxstring else ""
-        return f"{bytes(x[: self.maxstring])!r}{more}"
-
-    repr_bytearray = repr_bytes
-
-    def repr_instance(self, x: Any, level: int) -> str:
-        try:
-            s = repr(x)
-        except Exception:
-            return f"<{type(x).__name__}>"
-        if len(s) > self.maxother:
-            i = max(0, (self.maxother - 3) // 2)
-            j = max(0, self.maxother - 3 - i)
-            s = s[:i] + "..." + s[len(s) - j :]
-        return s
-
-
-def _summarize(x: Any) -> str | None:
-    np = sys.modules.get("numpy")
-    if np is not None and isinstance(x, np.ndarray) and x.size > _ARRAY_SHOWN:
-        return f"array(shape={tuple(x.shape)}, dtype={x.dtype})"
-    pd = sys.modules.get("pandas")
-    if pd is not None and isinstance(x, (pd.DataFrame, pd.Series, pd.Index)):
-        return f"{type(x).__name__}(shape={tuple(x.shape)})"
-    return None
-
-
-_REPR = _SnapshotRepr()
-_PLAIN = frozenset({int, float, bool, str, type(None)})
-
-
-def args_snapshot(args: tuple[Any, ...], kwargs: Mapping[str, Any], limit: int = 2000) -> str:
-    """Return bounded, readable display text of a call's arguments.
-
-    The text looks like ``(('2024-01-01',), {'model': 'v3'})``: long containers and strings
-    are truncated reprlib-style, ``ResultRef``s shown as ``<ResultRef ab12cd34ef56>``, big
-    NumPy arrays and pandas objects by shape. It is for people, never hashed.
-
-    Args:
-        args: the positional arguments.
-        kwargs: the keyword arguments.
-        limit: the maximum length of the result.
-
-    Returns:
-        The text; it never raises (an unprintable value shows as ``<TypeName>``).
-    """
-    try:
-        if all(type(a) in _PLAIN for a in args) and all(type(v) in _PLAIN for v in kwargs.values()):
-            # Fast path for the common call with a few scalars: plain repr gives the same
-            # text as the bounded one while everything fits under its limits.
-            s = repr((tuple(args), dict(kwargs)))
-            if len(s) <= _REPR.maxlong:
-                return s
-        s = _REPR.repr((tuple(args), dict(kwargs)))
-    except Exception:
-        s = f"<{type(args).__name__}>"
-    if len(s) > limit:
-        s = s[: max(0, limit - 3)] + "..."
-    return s

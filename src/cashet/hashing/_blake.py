@@ -7,9 +7,9 @@ hashes on one thread (tests/test_sqlite_store.py covers the fork case).
 
 from __future__ import annotations
 
-import os
-
 from blake3 import blake3
+
+from cashet import _process
 
 __all__ = ["MULTITHREAD_MIN", "new_hasher"]
 
@@ -20,12 +20,10 @@ _pool_started = False
 _pool_lost = False
 
 
-def _after_fork_in_child() -> None:
+@_process.after_fork_in_child
+def _lose_pool() -> None:
     global _pool_lost
     _pool_lost = _pool_lost or _pool_started
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def new_hasher(size_hint: int = 0) -> blake3:

@@ -1,0 +1,200 @@
+"""Handlers for containers: tuples, lists, dicts, sets and their standard-library kin.
+
+Sequences of 16 or more ints, floats or strs are packed in one go (which encoding a sequence
+gets depends only on its value, so packing stays canonical). Mappings and sets are
+order-insensitive: sorted when their keys are of one sortable type, else written as the
+sorted digests of their entries. Mutable containers are :func:`~cashet.hashing.encoder.tracked`,
+so one that contains itself is written with a back-reference.
+"""
+
+from __future__ import annotations
+
+import collections
+import sys
+from array import array
+from typing import Any
+
+from cashet.hashing.encoder import (
+    DISPATCH,
+    TAGS,
+    Stream,
+    Unhashable,
+    encode,
+    encode_at,
+    encode_state,
+    feed_raw,
+    index_of,
+    pack_Q,
+    pack_tQ,
+    resolve,
+    sub_digest,
+    tracked,
+    type_tag,
+)
+
+__all__ = [
+    "SEQ_TAGS",
+    "enc_ddict",
+    "enc_dict",
+    "enc_frozenset",
+    "enc_list",
+    "enc_odict",
+    "enc_seq",
+    "enc_set",
+    "enc_tuple",
+]
+
+#: Homogeneous int/float/str sequences at least this long are packed in one go.
+_PACK_MIN = 16
+_SORTABLE = frozenset({str, int, bytes})
+_BIG_ENDIAN = sys.byteorder == "big"
+
+#: kind -> (plain, i64-packed, f64-packed, str-packed) tags, for tuple, list and objects.
+SEQ_TAGS = {
+    kind: (TAGS[kind], TAGS[f"{kind}_i64"], TAGS[f"{kind}_f64"], TAGS[f"{kind}_str"])
+    for kind in ("tuple", "list", "objects")
+}
+
+
+def _enc_items(seq: Any, st: Stream) -> None:
+    item = None
+    try:
+        for item in seq:
+            f = DISPATCH.get(type(item))
+            if f is None:
+                f = resolve(type(item))
+            f(item, st)
+    except Unhashable as e:
+        # the index is only needed for the message: find it by identity, off the fast path
+        e.path.append(("item", index_of(seq, item)))
+        raise e from None
+
+
+def _enc_packed(seq: Any, st: Stream, tags: tuple[bytes, ...]) -> bool:
+    """Pack a long sequence of only ints (int64), floats or strs in one go; False if not.
+
+    Which encoding a sequence gets depends only on its value, so packing stays canonical.
+    """
+    kinds = set(map(type, seq))
+    if len(kinds) != 1:
+        return False
+    kind = kinds.pop()
+    if kind is str:
+        # the code-point length of each string, then all of them joined: splittable, so
+        # injective, and two C calls instead of one Python call per string
+        lengths = array("Q", map(len, seq))
+        data: Any = "".join(seq).encode("utf-8", "surrogatepass")
+        st.buf += tags[3] + pack_Q(len(lengths))
+        if _BIG_ENDIAN:
+            lengths.byteswap()
+        feed_raw(st, memoryview(lengths).cast("B"), 8 * len(lengths))
+        feed_raw(st, data, len(data))
+        return True
+    if kind is int:
+        try:
+            data, tag = array("q", seq), tags[1]
+        except OverflowError:
+            return False
+    elif kind is float:
+        # a NaN (or inf - inf) makes the sum NaN: go element-wise so NaNs are canonical
+        s = sum(seq)
+        if s != s:
+            return False
+        data, tag = array("d", seq), tags[2]
+    else:
+        return False
+    if _BIG_ENDIAN:
+        data.byteswap()
+    st.buf += tag + pack_Q(len(data))
+    feed_raw(st, memoryview(data).cast("B"), 8 * len(data))
+    return True
+
+
+def enc_seq(seq: Any, st: Stream, tags: tuple[bytes, ...]) -> None:
+    n = len(seq)
+    if n >= _PACK_MIN and _enc_packed(seq, st, tags):
+        return
+    st.buf += pack_tQ(tags[0], n)
+    _enc_items(seq, st)
+
+
+def enc_tuple(obj: tuple[Any, ...], st: Stream) -> None:
+    enc_seq(obj, st, SEQ_TAGS["tuple"])
+
+
+@tracked
+def enc_list(obj: list[Any], st: Stream) -> None:
+    enc_seq(obj, st, SEQ_TAGS["list"])
+
+
+def _enc_mapping(obj: Any, st: Stream, tag: bytes, tag_d: bytes) -> None:
+    n = len(obj)
+    kinds = set(map(type, obj))
+    if n == 0 or (len(kinds) == 1 and next(iter(kinds)) in _SORTABLE):
+        # keys of one sortable type: sort them (unique, so values are never compared)
+        st.buf += pack_tQ(tag, n)
+        for k, v in sorted(dict.items(obj)):
+            encode(k, st)
+            encode_at(v, st, "key", k)
+        return
+    digests: list[bytes] = []
+    for k, v in dict.items(obj):
+        try:
+            digests.append(sub_digest(st, k, v))
+        except Unhashable as e:
+            e.path.append(("key", k))
+            raise e from None
+    digests.sort()
+    st.buf += pack_tQ(tag_d, n)
+    st.buf += b"".join(digests)
+
+
+@tracked
+def enc_dict(obj: dict[Any, Any], st: Stream) -> None:
+    _enc_mapping(obj, st, b"{", b"}")
+
+
+def _enc_set_like(obj: Any, st: Stream, tag: bytes, tag_d: bytes) -> None:
+    n = len(obj)
+    kinds = set(map(type, obj))
+    if n == 0 or (len(kinds) == 1 and next(iter(kinds)) in _SORTABLE):
+        st.buf += pack_tQ(tag, n)
+        for item in sorted(obj):
+            encode(item, st)
+        return
+    digests: list[bytes] = []
+    for item in obj:
+        try:
+            digests.append(sub_digest(st, item))
+        except Unhashable as e:
+            e.path.append(("member", None))
+            raise e from None
+    digests.sort()
+    st.buf += pack_tQ(tag_d, n)
+    st.buf += b"".join(digests)
+
+
+@tracked
+def enc_set(obj: set[Any], st: Stream) -> None:
+    _enc_set_like(obj, st, b"<", b">")
+
+
+def enc_frozenset(obj: frozenset[Any], st: Stream) -> None:
+    _enc_set_like(obj, st, b"/", b"\\")
+
+
+@tracked
+def enc_odict(obj: collections.OrderedDict[Any, Any], st: Stream) -> None:
+    # order is part of an OrderedDict's equality
+    st.buf += TAGS["odict"] + type_tag(type(obj)) + pack_Q(len(obj))
+    for k, v in obj.items():
+        encode(k, st)
+        encode_at(v, st, "key", k)
+    encode_state(getattr(obj, "__dict__", None) or None, st)
+
+
+def enc_ddict(obj: collections.defaultdict[Any, Any], st: Stream) -> None:
+    st.buf += TAGS["ddict"] + type_tag(type(obj))
+    encode_at(obj.default_factory, st, "attr", "default_factory")
+    enc_dict(obj, st)
+    encode_state(getattr(obj, "__dict__", None) or None, st)
