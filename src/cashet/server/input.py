@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from cashet.core.options import CALL_OPTIONS, DEFAULT_OPTIONS, TaskOptions, call_options
+from cashet.core.options import CALL_OPTIONS, DEFAULT_OPTIONS, TaskOptions
 from cashet.models import TaskStatus
 
 __all__ = [
@@ -29,7 +29,7 @@ __all__ = [
     "MAX_RETRIES",
     "MAX_SECONDS",
     "REMOTE_FIELDS",
-    "Call",
+    "Submission",
     "GcQuery",
     "HTTPError",
     "LogQuery",
@@ -115,7 +115,7 @@ def _unknown_fields(body: Mapping[str, Any], allowed: frozenset[str]) -> None:
 
 
 @dataclass(frozen=True, slots=True)
-class Call:
+class Submission:
     """A validated ``/submit``: the function, its arguments and the call-site options."""
 
     name: str
@@ -139,13 +139,6 @@ class Call:
         if not self.remote:
             _check_signature(self.name, self.func, list(self.args), self.kwargs)
 
-    def effective_options(self) -> TaskOptions:
-        """Call-site options over the task's own (what the executor will use)."""
-        o = self.options
-        return call_options(
-            self.base, o["cache"], o["force"], o["tags"], o["retries"], o["timeout"], o["ttl"]
-        )
-
 
 def parse_submit(
     raw: bytes,
@@ -153,12 +146,12 @@ def parse_submit(
     task_names: Callable[[], list[str]],
     *,
     allow_remote_code: bool,
-) -> Call:
-    """Validate a ``/submit`` body into a :class:`Call`.
+) -> Submission:
+    """Validate a ``/submit`` body into a :class:`Submission`.
 
     Remote-code fields are refused (403) before anything is decoded unless
     ``allow_remote_code``; the caller has checked the token by then. Whether the arguments
-    fit the task's signature is checked by :meth:`Call.check_signature`, before running it.
+    fit the task's signature is checked by :meth:`Submission.check_signature` before it runs.
     """
     body = parse_json(raw)
     remote = [f for f in REMOTE_FIELDS if f in body]
@@ -193,7 +186,7 @@ def parse_submit(
         _check_depth(args, "args")
         _check_depth(kwargs, "kwargs")
     inner, base = unwrap(func)
-    return Call(name, inner, base, tuple(args), kwargs, options)
+    return Submission(name, inner, base, tuple(args), kwargs, options)
 
 
 def _check_kwargs(kwargs: Mapping[str, Any]) -> None:
@@ -303,7 +296,7 @@ def unwrap(func: Any) -> tuple[Callable[..., Any], TaskOptions]:
 # --- remote code (opt-in, token required) -------------------------------------------------------
 
 
-def _remote_call(body: Mapping[str, Any], options: dict[str, Any]) -> Call:
+def _remote_call(body: Mapping[str, Any], options: dict[str, Any]) -> Submission:
     """Decode the legacy remote-code payload. This runs client-supplied code."""
     import dill
 
@@ -331,7 +324,7 @@ def _remote_call(body: Mapping[str, Any], options: dict[str, Any]) -> Call:
     _check_kwargs(kwargs)
     inner, base = unwrap(func)
     name = str(getattr(inner, "__qualname__", None) or "remote")
-    return Call(name, inner, base, tuple(args), dict(kwargs), options, remote=True)
+    return Submission(name, inner, base, tuple(args), dict(kwargs), options, remote=True)
 
 
 def _dill_field(dill: Any, body: Mapping[str, Any], field: str) -> Any:
