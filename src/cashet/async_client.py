@@ -39,6 +39,7 @@ from typing import Any, Generic, TypeVar, cast, overload
 from cashet._log import configure_from_env, log
 from cashet.client import Client, TaskFunction, _progress, default_store_dir
 from cashet.core.batch import BatchItem, plan_batch, substitute_task_refs
+from cashet.core.flow import TOUCH_AFTER
 from cashet.core.options import (
     DEFAULT_OPTIONS,
     TaskOptions,
@@ -46,10 +47,10 @@ from cashet.core.options import (
     make_options,
     make_task_def,
 )
-from cashet.errors import CashetError
+from cashet.errors import CashetError, StoreError
 from cashet.executors.async_local import BIG_BYTES, is_big
 from cashet.hashing import function_identity, hash_args
-from cashet.models import AsyncResultRef, Commit, ObjectRef, TaskStatus
+from cashet.models import AsyncResultRef, Commit, ObjectRef, TaskStatus, utcnow
 from cashet.protocols import AsyncExecutor, AsyncStore, Serializer, TagQuery
 from cashet.provenance.archive import ExportResult, ImportResult
 
@@ -502,10 +503,6 @@ class AsyncClient:
             TypeError: ``func`` is not callable, or an argument cannot be hashed exactly.
             ValueError: an option has a wrong type or value.
         """
-        from cashet.core.flow import TOUCH_AFTER
-        from cashet.errors import StoreError
-        from cashet.models import utcnow
-
         options = DEFAULT_OPTIONS
         if isinstance(func, AsyncTaskFunction | TaskFunction):
             options = func.options

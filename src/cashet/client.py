@@ -10,7 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, overload
 
-from cashet._log import configure_from_env
+from cashet._log import configure_from_env, log
 from cashet.core.batch import BatchItem, plan_batch, substitute_task_refs
 from cashet.core.options import (
     CALL_OPTIONS,
@@ -20,9 +20,9 @@ from cashet.core.options import (
     make_options,
     make_task_def,
 )
-from cashet.errors import CashetError
+from cashet.errors import CashetError, StoreError
 from cashet.hashing import function_identity, hash_args
-from cashet.models import Commit, ObjectRef, ResultRef, TaskStatus
+from cashet.models import Commit, ObjectRef, ResultRef, TaskStatus, utcnow
 from cashet.protocols import Executor, Serializer, Store, TagQuery
 from cashet.provenance.diff import diff_commits
 from cashet.provenance.query import (
@@ -602,11 +602,6 @@ class Client:
             TypeError: ``func`` is not callable, or an argument cannot be hashed exactly.
             ValueError: an option has a wrong type or value.
         """
-        from cashet._log import log
-        from cashet.core.flow import TOUCH_AFTER
-        from cashet.errors import StoreError
-        from cashet.models import utcnow
-
         options = DEFAULT_OPTIONS
         if isinstance(func, TaskFunction):
             options = func.options
@@ -621,7 +616,7 @@ class Client:
         if commit is None or commit.result is None:
             return None
         now = utcnow()
-        if commit.last_accessed is None or now - commit.last_accessed > TOUCH_AFTER:
+        if commit.last_accessed is None or now - commit.last_accessed > _touch_after():
             if _read_only:
                 return None
             try:
@@ -707,3 +702,11 @@ def _progress(total: int) -> _NoProgress | _RichProgress:
     if total >= PROGRESS_MIN_TASKS and sys.stderr is not None and sys.stderr.isatty():
         return _RichProgress(total)
     return _NoProgress()
+
+
+@functools.cache
+def _touch_after() -> timedelta:
+    """``core.flow.TOUCH_AFTER``, imported on first use (it would slow ``import cashet``)."""
+    from cashet.core.flow import TOUCH_AFTER
+
+    return TOUCH_AFTER

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import functools
 import inspect
+import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio.to_thread
 from anyio import CapacityLimiter
 
+from cashet._process import BoundedCache
 from cashet.errors import StoreError, TaskError
 from cashet.models import Commit, ObjectRef
 from cashet.server.input import Submission
@@ -54,6 +56,34 @@ def is_async_client(client: Any) -> bool:
     return inspect.iscoroutinefunction(getattr(client, "submit", None))
 
 
+class _Tasks:
+    """The client's task for each registered function and its options, made once.
+
+    ``Client.as_task`` wraps a function with the options it was registered with; a hot
+    ``/submit`` reuses the wrapper instead of making one per request.
+    """
+
+    MAX_ENTRIES = 1024
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self._made: BoundedCache[tuple[int, int], tuple[Any, Any, Any]] = BoundedCache(
+            self.MAX_ENTRIES
+        )
+        self._lock = threading.Lock()
+
+    def of(self, sub: Submission) -> Any:
+        """The task to hand the client for ``sub``."""
+        key = (id(sub.func), id(sub.base))
+        made = self._made.get(key)
+        if made is not None and made[0] is sub.func and made[1] is sub.base:
+            return made[2]
+        task = self.client.as_task(sub.func, sub.base)
+        with self._lock:  # entries hold func and base: their ids are not reused meanwhile
+            self._made.put(key, (sub.func, sub.base, task))
+        return task
+
+
 # --- the two backends ---------------------------------------------------------------------------
 
 
@@ -68,6 +98,7 @@ class SyncBackend:
     def __init__(self, client: Client) -> None:
         self.client = client
         self.results = ResultEncoder(client.serializer)
+        self.tasks = _Tasks(client)
         self.inline_reads = client.nonblocking_reads
         self._limiter: CapacityLimiter | None = None
 
@@ -120,14 +151,13 @@ class SyncBackend:
         return await anyio.to_thread.run_sync(self._submit, sub, limiter=self._limiter)
 
     def _lookup(self, sub: Submission, *, read_only: bool) -> Any:
-        task = self.client.as_task(sub.func, sub.base)
+        task = self.tasks.of(sub)
         return self.client.lookup(
             task, *sub.args, **sub.submit_kwargs(), _read_only=read_only, **sub.kwargs
         )
 
     def _submit(self, sub: Submission) -> tuple[ServedResult, bool]:
-        # Wrapped again so that the task's own options (name, tags, ...) apply.
-        task = self.client.as_task(sub.func, sub.base)
+        task = self.tasks.of(sub)  # so that the task's own options (name, tags...) apply
         try:
             ref = self.client.submit(task, *sub.args, **sub.submit_kwargs(), **sub.kwargs)
         except (TaskError, StoreError):
@@ -151,6 +181,7 @@ class AsyncBackend:
     def __init__(self, client: AsyncClient) -> None:
         self.client = client
         self.results = ResultEncoder(client.serializer)
+        self.tasks = _Tasks(client)
 
     def registered(self) -> Mapping[str, Any]:
         """The client's ``@client.task`` registry (read per request: tasks may come late)."""
@@ -170,7 +201,7 @@ class AsyncBackend:
 
     async def cached(self, sub: Submission) -> ServedResult | None:
         """The stored result of ``sub`` without running it, or ``None``."""
-        task = self.client.as_task(sub.func, sub.base)
+        task = self.tasks.of(sub)
         ref = await self.client.lookup(task, *sub.args, **sub.submit_kwargs(), **sub.kwargs)
         return None if ref is None else await self._served(ref.commit, ref.object_ref)
 
@@ -181,7 +212,7 @@ class AsyncBackend:
 
     async def submit(self, sub: Submission) -> tuple[ServedResult, bool]:
         """Run (or find) ``sub``."""
-        task = self.client.as_task(sub.func, sub.base)
+        task = self.tasks.of(sub)
         try:
             ref = await self.client.submit(task, *sub.args, **sub.submit_kwargs(), **sub.kwargs)
         except (TaskError, StoreError):

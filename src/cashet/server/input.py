@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from cashet._process import BoundedCache
 from cashet.core.options import CALL_OPTIONS, DEFAULT_OPTIONS, TaskOptions
 from cashet.models import TaskStatus
 
@@ -56,6 +57,8 @@ REMOTE_FIELDS = ("func_source", "func_b64", "args_b64", "kwargs_b64")
 
 _HASH = re.compile(r"^[0-9a-fA-F]{1,64}$")
 _OPTION_FIELDS = ("cache", "force", "tags", "retries", "timeout", "ttl")
+#: Each option's ``Client.submit`` keyword (``None`` there means "not given", as here).
+_KEYWORDS = {field: f"_{field}" for field in _OPTION_FIELDS}
 _SUBMIT_FIELDS = frozenset({"task", "args", "kwargs", *_OPTION_FIELDS})
 _REMOTE_ONLY_FIELDS = frozenset({*REMOTE_FIELDS, "func_name"})
 _GC_FIELDS = frozenset({"older_than_days", "max_size_bytes"})
@@ -123,13 +126,13 @@ class Submission:
     base: TaskOptions
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
-    #: ``cache``, ``force``, ``tags``, ``retries``, ``timeout``, ``ttl``; ``None``: not given.
+    #: Those of ``cache``, ``force``, ``tags``, ``retries``, ``timeout``, ``ttl`` given.
     options: dict[str, Any]
     remote: bool = False
 
     def submit_kwargs(self) -> dict[str, Any]:
-        """The options as ``Client.submit`` keywords (``_cache=...``)."""
-        return {f"_{k}": v for k, v in self.options.items()}
+        """The options given, as ``Client.submit`` keywords (``_cache=...``)."""
+        return {_KEYWORDS[k]: v for k, v in self.options.items()}
 
     def check_signature(self) -> None:
         """Refuse (400) arguments the function cannot take, before it runs.
@@ -241,7 +244,7 @@ def _parse_options(body: Mapping[str, Any]) -> dict[str, Any]:
         not isinstance(tags, dict) or not all(k and isinstance(v, str) for k, v in tags.items())
     ):
         raise bad("tags must be an object of non-empty keys to string values", "tags")
-    return {
+    options = {
         "cache": _opt_bool(body, "cache"),
         "force": _opt_bool(body, "force"),
         "tags": tags,
@@ -249,10 +252,11 @@ def _parse_options(body: Mapping[str, Any]) -> dict[str, Any]:
         "timeout": _opt_seconds(body, "timeout"),
         "ttl": _opt_seconds(body, "ttl"),
     }
+    return {k: v for k, v in options.items() if v is not None}
 
 
 #: Signatures of the registered functions, computed once each.
-_SIGNATURES: dict[Any, inspect.Signature | None] = {}
+_SIGNATURES: BoundedCache[Any, inspect.Signature | None] = BoundedCache(4096)
 
 
 def _signature(func: Callable[..., Any]) -> inspect.Signature | None:
@@ -266,8 +270,7 @@ def _signature(func: Callable[..., Any]) -> inspect.Signature | None:
         sig: inspect.Signature | None = inspect.signature(func)
     except (TypeError, ValueError):
         sig = None
-    if len(_SIGNATURES) < 4096:
-        _SIGNATURES[func] = sig
+    _SIGNATURES.put(func, sig)
     return sig
 
 
