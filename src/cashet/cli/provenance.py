@@ -42,7 +42,7 @@ _SERIALIZERS = ("pickle", "safe-pickle", "json")
 @click.option(
     "--status",
     type=click.Choice([s.value for s in TaskStatus], case_sensitive=False),
-    help="Only commits in this cli.",
+    help="Only commits in this state.",
 )
 @click.option(
     "--limit",

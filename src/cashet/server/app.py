@@ -119,7 +119,7 @@ class _Server:
     def task_names(self) -> list[str]:
         return sorted({*self.backend.registered(), *self.tasks})
 
-    def lookup(self, name: str) -> Callable[..., Any] | None:
+    def find_task(self, name: str) -> Callable[..., Any] | None:
         """``tasks=`` first, then the client's ``@client.task`` registry (read per request)."""
         func = self.tasks.get(name)
         return func if func is not None else self.backend.registered().get(name)
@@ -127,7 +127,7 @@ class _Server:
     async def submit(self, request: Request) -> Response:
         raw = await request.body()
         sub = parse_submit(
-            raw, self.lookup, self.task_names, allow_remote_code=self.allow_remote_code
+            raw, self.find_task, self.task_names, allow_remote_code=self.allow_remote_code
         )
         hit = self.backend.fast_hit(sub, small=len(raw) <= SMALL)
         if hit is not None:

@@ -13,7 +13,7 @@ import functools
 import inspect
 import threading
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
 from anyio import CapacityLimiter
@@ -28,6 +28,7 @@ from cashet.server.results import ResultEncoder, ServedResult
 if TYPE_CHECKING:
     from cashet.async_client import AsyncClient
     from cashet.client import Client
+    from cashet.models import ResultRef
 
 __all__ = [
     "BIG_RESULT",
@@ -39,7 +40,6 @@ __all__ = [
     "is_async_client",
 ]
 
-R = TypeVar("R")
 
 #: At most this many tasks run at once in the sync app; reads use other threads, so a
 #: server busy computing still answers ``/commit``, ``/log``, ...
@@ -56,7 +56,7 @@ def is_async_client(client: Any) -> bool:
     return inspect.iscoroutinefunction(getattr(client, "submit", None))
 
 
-class _Tasks:
+class _TaskWrappers:
     """The client's task for each registered function and its options, made once.
 
     ``Client.as_task`` wraps a function with the options it was registered with; a hot
@@ -98,7 +98,7 @@ class SyncBackend:
     def __init__(self, client: Client) -> None:
         self.client = client
         self.results = ResultEncoder(client.serializer)
-        self.tasks = _Tasks(client)
+        self.wrappers = _TaskWrappers(client)
         self.inline_reads = client.nonblocking_reads
         self._limiter: CapacityLimiter | None = None
 
@@ -150,14 +150,14 @@ class SyncBackend:
             self._limiter = CapacityLimiter(SUBMIT_THREADS)
         return await anyio.to_thread.run_sync(self._submit, sub, limiter=self._limiter)
 
-    def _lookup(self, sub: Submission, *, read_only: bool) -> Any:
-        task = self.tasks.of(sub)
+    def _lookup(self, sub: Submission, *, read_only: bool) -> ResultRef[Any] | None:
+        task = self.wrappers.of(sub)
         return self.client.lookup(
             task, *sub.args, **sub.submit_kwargs(), _read_only=read_only, **sub.kwargs
         )
 
     def _submit(self, sub: Submission) -> tuple[ServedResult, bool]:
-        task = self.tasks.of(sub)  # so that the task's own options (name, tags...) apply
+        task = self.wrappers.of(sub)  # so that the task's own options (name, tags...) apply
         try:
             ref = self.client.submit(task, *sub.args, **sub.submit_kwargs(), **sub.kwargs)
         except (TaskError, StoreError):
@@ -181,7 +181,7 @@ class AsyncBackend:
     def __init__(self, client: AsyncClient) -> None:
         self.client = client
         self.results = ResultEncoder(client.serializer)
-        self.tasks = _Tasks(client)
+        self.wrappers = _TaskWrappers(client)
 
     def registered(self) -> Mapping[str, Any]:
         """The client's ``@client.task`` registry (read per request: tasks may come late)."""
@@ -201,7 +201,7 @@ class AsyncBackend:
 
     async def cached(self, sub: Submission) -> ServedResult | None:
         """The stored result of ``sub`` without running it, or ``None``."""
-        task = self.tasks.of(sub)
+        task = self.wrappers.of(sub)
         ref = await self.client.lookup(task, *sub.args, **sub.submit_kwargs(), **sub.kwargs)
         return None if ref is None else await self._served(ref.commit, ref.object_ref)
 
@@ -212,7 +212,7 @@ class AsyncBackend:
 
     async def submit(self, sub: Submission) -> tuple[ServedResult, bool]:
         """Run (or find) ``sub``."""
-        task = self.tasks.of(sub)
+        task = self.wrappers.of(sub)
         try:
             ref = await self.client.submit(task, *sub.args, **sub.submit_kwargs(), **sub.kwargs)
         except (TaskError, StoreError):

@@ -145,7 +145,7 @@ class Submission:
 
 def parse_submit(
     raw: bytes,
-    lookup: Callable[[str], Callable[..., Any] | None],
+    find_task: Callable[[str], Callable[..., Any] | None],
     task_names: Callable[[], list[str]],
     *,
     allow_remote_code: bool,
@@ -173,7 +173,7 @@ def parse_submit(
     name = body.get("task")
     if not isinstance(name, str) or not name:
         raise bad("task must be the name of a registered task", "task")
-    func = lookup(name)
+    func = find_task(name)
     if func is None:
         raise HTTPError(
             404, f"unknown task {_quote(name, 200)}", field="task", tasks=task_names()[:200]
