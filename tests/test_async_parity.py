@@ -21,7 +21,10 @@ from cashet.protocols import AsyncExecutor, AsyncStore, Store
 from cashet.store import AsyncSQLiteStore, SQLiteStore
 
 #: Public ``AsyncClient`` methods that are not coroutines, and why.
-NOT_COROUTINES = {"task": "a decorator: registering does no IO"}
+NOT_COROUTINES = {
+    "task": "a decorator: registering does no IO",
+    "as_task": "wraps a function: no IO",
+}
 
 
 def public_methods(cls: type) -> dict[str, Any]:

@@ -21,7 +21,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from cashet import Client, TaskError
-from cashet.cli.app import main
+from cashet.cli import main
 
 CASHET = Path(sys.executable).with_name("cashet")
 
@@ -353,7 +353,7 @@ def test_gc_accepts_sizes(populated: Populated, size: str) -> None:
 
 def test_clear_confirmation(populated: Populated, monkeypatch: pytest.MonkeyPatch) -> None:
     p = populated
-    monkeypatch.setattr("cashet.cli.app._interactive", lambda: True)
+    monkeypatch.setattr("cashet.cli.maintenance._interactive", lambda: True)
     refused = cli(p, "clear", input="n\n")
     assert refused.exit_code == 1 and "Delete all 7 commit(s)" in refused.stdout
     assert cli(p, "stats", "--json").stdout.count('"total_commits": 7') == 1

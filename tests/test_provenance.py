@@ -20,7 +20,7 @@ from cashet import (
     TaskStatus,
 )
 from cashet.models import Commit, Lease, ObjectRef, TaskDef
-from cashet.provenance.query import diff_args
+from cashet.provenance.diff import diff_args
 from cashet.stores.codec import compute_commit_hash
 
 CALLS: list[Any] = []

@@ -39,6 +39,7 @@ from typing import Any, Generic, TypeVar, cast, overload
 from cashet._log import configure_from_env, log
 from cashet.client import Client, TaskFunction, _progress, default_store_dir
 from cashet.core.batch import BatchItem, plan_batch, substitute_task_refs
+from cashet.core.flow import TOUCH_AFTER
 from cashet.core.options import (
     DEFAULT_OPTIONS,
     TaskOptions,
@@ -46,10 +47,10 @@ from cashet.core.options import (
     make_options,
     make_task_def,
 )
-from cashet.errors import CashetError
+from cashet.errors import CashetError, StoreError
 from cashet.executors.async_local import BIG_BYTES, is_big
 from cashet.hashing import function_identity, hash_args
-from cashet.models import AsyncResultRef, Commit, ObjectRef, TaskStatus
+from cashet.models import AsyncResultRef, Commit, ObjectRef, TaskStatus, utcnow
 from cashet.protocols import AsyncExecutor, AsyncStore, Serializer, TagQuery
 from cashet.provenance.archive import ExportResult, ImportResult
 
@@ -415,7 +416,7 @@ class AsyncClient:
         """
         import uvicorn
 
-        from cashet.server.app import _is_loopback, create_async_app
+        from cashet.server.app import create_async_app, is_loopback
 
         app = create_async_app(
             self,
@@ -424,7 +425,7 @@ class AsyncClient:
             allow_remote_code=allow_remote_code,
             read_only=read_only,
         )
-        if require_token is None and not _is_loopback(host):
+        if require_token is None and not is_loopback(host):
             log.warning(
                 "serving on %s without a token: anyone who can reach port %s can run the "
                 "registered tasks and gc (use require_token)",
@@ -452,6 +453,104 @@ class AsyncClient:
 
     def __repr__(self) -> str:
         return f"AsyncClient(store={self.store!r})"
+
+    # --- for the shells: cache peeks, raw results, the store on disk -----------------------
+
+    @classmethod
+    def open_existing(cls, store_dir: str | os.PathLike[str]) -> AsyncClient:
+        """Open the store in ``store_dir`` without ever creating one (as ``Client``'s)."""
+        from cashet.stores.sqlite.layout import check_store_dir
+
+        check_store_dir(Path(store_dir))
+        return cls(store_dir=store_dir)
+
+    def as_task(self, func: Callable[..., T], options: TaskOptions) -> AsyncTaskFunction[T]:
+        """Return ``func`` as a task of this client with ``options``, without registering it.
+
+        What ``@client.task(...)`` makes, minus the entry in :attr:`tasks`: for a shell
+        that runs a function with the options it was registered with elsewhere.
+
+        Args:
+            func: the function to call (not a task: its own options would be ignored).
+            options: its default options (``task.options`` of a registered task).
+        """
+        return AsyncTaskFunction(self, func, options)
+
+    @property
+    def nonblocking_reads(self) -> bool:
+        """Whether point reads may be made inline on an event loop (as ``Client``'s)."""
+        return bool(getattr(self.store, "nonblocking_reads", False))
+
+    async def lookup(
+        self,
+        func: Callable[..., T],
+        /,
+        *args: Any,
+        _cache: bool | None = None,
+        _force: bool | None = None,
+        _tags: Mapping[str, str] | None = None,
+        _retries: int | None = None,
+        _timeout: float | None = None,
+        _ttl: float | None = None,
+        _read_only: bool = False,
+        **kwargs: Any,
+    ) -> AsyncResultRef[T] | None:
+        """Return the cached result of ``func(*args, **kwargs)``, or ``None``: never run it.
+
+        As :meth:`Client.lookup <cashet.client.Client.lookup>`.
+
+        Raises:
+            TypeError: ``func`` is not callable, or an argument cannot be hashed exactly.
+            ValueError: an option has a wrong type or value.
+        """
+        options = DEFAULT_OPTIONS
+        if isinstance(func, AsyncTaskFunction | TaskFunction):
+            options = func.options
+            func = func.func
+        options = call_options(options, _cache, _force, _tags, _retries, _timeout, _ttl)
+        if not callable(func):
+            raise TypeError(f"lookup() needs a callable, not {type(func).__name__}")
+        if not options.cache or options.force:
+            return None  # such a call runs whatever the cache holds
+        identity = function_identity(func)
+        if is_big(args) or is_big(kwargs):
+            args_hash = await asyncio.to_thread(hash_args, args, kwargs)
+        else:
+            args_hash = hash_args(args, kwargs)
+        task_def = make_task_def(identity, options, args_hash)
+        commit = await self.store.find_by_fingerprint(task_def.fingerprint)
+        if commit is None or commit.result is None:
+            return None
+        now = utcnow()
+        if commit.last_accessed is None or now - commit.last_accessed > TOUCH_AFTER:
+            if _read_only:
+                return None
+            try:
+                await self.store.touch(commit.hash, now)
+            except StoreError as exc:  # an access time is not worth failing a hit for
+                log.debug("could not record access to %s: %s", commit.hash[:12], exc)
+            commit.last_accessed = now
+        commit.from_cache = True
+        return AsyncResultRef(commit, self._load_object)
+
+    async def resolve_result(self, hash: str) -> tuple[ObjectRef, Commit | None]:
+        """Return the result blob ``hash`` names and its commit (as ``Client.resolve_result``)."""
+        return await self._sync(lambda c: c.resolve_result(hash))
+
+    async def result_bytes(self, result: str | ObjectRef) -> bytes:
+        """Return a stored result's serialized bytes (as ``Client.result_bytes``)."""
+        if isinstance(result, ObjectRef):
+            return await self.store.get_blob(result)
+        return await self._sync(lambda c: c.result_bytes(result))
+
+    async def database_info(self) -> tuple[str, int] | None:
+        """Return the store's database file name and size (as ``Client.database_info``)."""
+        from cashet.stores.sqlite.layout import database_info
+
+        path = getattr(self.store, "path", None)
+        if path is None:
+            return None
+        return await asyncio.to_thread(database_info, Path(path))
 
 
 def _check_workers(workers: Any) -> None:

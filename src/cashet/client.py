@@ -10,7 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, overload
 
-from cashet._log import configure_from_env
+from cashet._log import configure_from_env, log
 from cashet.core.batch import BatchItem, plan_batch, substitute_task_refs
 from cashet.core.options import (
     CALL_OPTIONS,
@@ -20,17 +20,17 @@ from cashet.core.options import (
     make_options,
     make_task_def,
 )
-from cashet.errors import CashetError
+from cashet.errors import CashetError, StoreError
 from cashet.hashing import function_identity, hash_args
-from cashet.models import Commit, ObjectRef, ResultRef, TaskStatus
+from cashet.models import Commit, ObjectRef, ResultRef, TaskStatus, utcnow
 from cashet.protocols import Executor, Serializer, Store, TagQuery
+from cashet.provenance.diff import diff_commits
 from cashet.provenance.query import (
-    diff_commits,
+    check_tag_query,
     gc_cutoff,
     parse_status,
     resolve_commit,
     resolve_result,
-    validate_tags,
 )
 
 if TYPE_CHECKING:
@@ -332,7 +332,7 @@ class Client:
             raise ValueError(f"limit must be a non-negative integer or None, not {limit!r}")
         if func_name is not None and not isinstance(func_name, str):
             raise TypeError(f"func_name must be a str, not {type(func_name).__name__}")
-        query = None if tags is None else validate_tags(tags) or None
+        query = None if tags is None else check_tag_query(tags) or None
         return self.store.list_commits(
             func_name=func_name, limit=limit, status=parse_status(status), tags=query
         )
@@ -442,7 +442,7 @@ class Client:
             ValueError: ``tags`` is empty (that would match everything).
             TypeError: ``tags`` is not a mapping of strings to strings or ``None``.
         """
-        return self.store.delete_by_tags(validate_tags(tags, allow_empty=False))
+        return self.store.delete_by_tags(check_tag_query(tags, allow_empty=False))
 
     def stats(self) -> dict[str, int]:
         """Return commit and storage counters.
@@ -530,6 +530,142 @@ class Client:
     def __repr__(self) -> str:
         return f"Client(store={self.store!r})"
 
+    # --- for the shells: cache peeks, raw results, the store on disk -----------------------
+
+    @classmethod
+    def open_existing(cls, store_dir: str | os.PathLike[str]) -> Client:
+        """Open the store in ``store_dir`` without ever creating one.
+
+        Args:
+            store_dir: the directory of an existing default (SQLite) store.
+
+        Raises:
+            StoreError: ``store_dir`` does not hold a store.
+        """
+        from cashet.stores.sqlite.layout import check_store_dir
+
+        check_store_dir(Path(store_dir))
+        return cls(store_dir=store_dir)
+
+    def as_task(self, func: Callable[..., T], options: TaskOptions) -> TaskFunction[T]:
+        """Return ``func`` as a task of this client with ``options``, without registering it.
+
+        What ``@client.task(...)`` makes, minus the entry in :attr:`tasks`: for a shell
+        that runs a function with the options it was registered with elsewhere.
+
+        Args:
+            func: the function to call (not a task: its own options would be ignored).
+            options: its default options (``task.options`` of a registered task).
+        """
+        return TaskFunction(self, func, options)
+
+    @property
+    def nonblocking_reads(self) -> bool:
+        """Whether point reads (``show``, a ``lookup`` that writes nothing, ``result_bytes``
+        of a small result) take microseconds and never wait for a writer, so an event loop
+        may make them inline (the embedded SQLite store in WAL mode)."""
+        return bool(getattr(self.store, "nonblocking_reads", False))
+
+    def lookup(
+        self,
+        func: Callable[..., T],
+        /,
+        *args: Any,
+        _cache: bool | None = None,
+        _force: bool | None = None,
+        _tags: Mapping[str, str] | None = None,
+        _retries: int | None = None,
+        _timeout: float | None = None,
+        _ttl: float | None = None,
+        _read_only: bool = False,
+        **kwargs: Any,
+    ) -> ResultRef[T] | None:
+        """Return the cached result of ``func(*args, **kwargs)``, or ``None``: never run it.
+
+        Takes what :meth:`submit` takes and finds what it would find as a cache hit,
+        without claiming or running anything; a hit's access time is recorded as
+        ``submit`` records it. A call that would run whatever the cache holds
+        (``cache=False`` or ``force=True``) finds nothing.
+
+        Args:
+            func: the function or task, as for :meth:`submit`.
+            *args: its positional arguments.
+            _cache, _force, _tags, _retries, _timeout, _ttl: as for :meth:`submit`.
+            _read_only: write nothing: a hit whose access ``submit`` would record now
+                (its last one is over a second old) is left alone and ``None`` returned.
+            **kwargs: its keyword arguments.
+
+        Returns:
+            A ``ResultRef`` (``.cached`` is true), or ``None`` when nothing is cached.
+
+        Raises:
+            TypeError: ``func`` is not callable, or an argument cannot be hashed exactly.
+            ValueError: an option has a wrong type or value.
+        """
+        options = DEFAULT_OPTIONS
+        if isinstance(func, TaskFunction):
+            options = func.options
+            func = func.func
+        options = call_options(options, _cache, _force, _tags, _retries, _timeout, _ttl)
+        if not callable(func):
+            raise TypeError(f"lookup() needs a callable, not {type(func).__name__}")
+        if not options.cache or options.force:
+            return None  # such a call runs whatever the cache holds
+        task_def = make_task_def(function_identity(func), options, hash_args(args, kwargs))
+        commit = self.store.find_by_fingerprint(task_def.fingerprint)
+        if commit is None or commit.result is None:
+            return None
+        now = utcnow()
+        if commit.last_accessed is None or now - commit.last_accessed > _touch_after():
+            if _read_only:
+                return None
+            try:
+                self.store.touch(commit.hash, now)
+            except StoreError as exc:  # an access time is not worth failing a hit for
+                log.debug("could not record access to %s: %s", commit.hash[:12], exc)
+            commit.last_accessed = now
+        commit.from_cache = True
+        return ResultRef(commit, self._load_object)
+
+    def resolve_result(self, hash: str) -> tuple[ObjectRef, Commit | None]:
+        """Return the result blob ``hash`` names, and the commit that recorded it.
+
+        Args:
+            hash: a commit hash or unique prefix; or, when no commit has it, the full hash
+                of a result blob (then the commit is ``None``).
+
+        Raises:
+            CommitNotFoundError: nothing matches, or the commit has no result (a failed run).
+            AmbiguousHashError: the prefix matches several commits.
+            ValueError: ``hash`` is not hexadecimal.
+        """
+        return resolve_result(self.store, hash)
+
+    def result_bytes(self, result: str | ObjectRef) -> bytes:
+        """Return a stored result's serialized bytes, verified but not deserialized.
+
+        Args:
+            result: what :meth:`get` takes (a commit hash or unique prefix, or a full blob
+                hash), or the blob itself (``ref.object_ref``).
+
+        Raises:
+            CommitNotFoundError, AmbiguousHashError: as :meth:`get`.
+            BlobError: the result blob is missing or corrupt.
+        """
+        ref = result if isinstance(result, ObjectRef) else resolve_result(self.store, result)[0]
+        return self.store.get_blob(ref)
+
+    def database_info(self) -> tuple[str, int] | None:
+        """Return the name and size in bytes of the store's database file on this machine.
+
+        The size includes the write-ahead log. ``None`` when the store keeps no database
+        file here (a Redis store, for one).
+        """
+        from cashet.stores.sqlite.layout import database_info
+
+        path = getattr(self.store, "path", None)
+        return None if path is None else database_info(Path(path))
+
 
 class _NoProgress:
     def __enter__(self) -> Callable[[], None]:
@@ -566,3 +702,11 @@ def _progress(total: int) -> _NoProgress | _RichProgress:
     if total >= PROGRESS_MIN_TASKS and sys.stderr is not None and sys.stderr.isatty():
         return _RichProgress(total)
     return _NoProgress()
+
+
+@functools.cache
+def _touch_after() -> timedelta:
+    """``core.flow.TOUCH_AFTER``, imported on first use (it would slow ``import cashet``)."""
+    from cashet.core.flow import TOUCH_AFTER
+
+    return TOUCH_AFTER

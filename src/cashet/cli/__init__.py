@@ -1,6 +1,19 @@
-"""The ``cashet`` command line (Click + Rich): a thin shell over ``Client``."""
+"""The ``cashet`` command line (Click + Rich): a thin shell over :class:`cashet.Client`.
 
-from cashet.cli import serve as _serve  # noqa: F401  (registers "serve")
+Layer 7: calls ``Client`` methods only (never a store). :mod:`.app` holds the group, its
+options and error mapping; each command family is a module of its own, added to the group
+here, so no command module is imported back by the group.
+"""
+
 from cashet.cli.app import main
+from cashet.cli.archive import export, import_
+from cashet.cli.maintenance import clear, gc, invalidate, rm, stats
+from cashet.cli.provenance import diff, get, history, log, show
+from cashet.cli.serve import serve
+
+for _command in (log, show, get, diff, history):  # queries
+    main.add_command(_command)
+for _command in (stats, rm, gc, clear, invalidate, export, import_, serve):
+    main.add_command(_command)
 
 __all__ = ["main"]

@@ -1,4 +1,5 @@
-"""``cashet serve``: the HTTP server from the command line (registered on :data:`cli.main`).
+"""``cashet serve``: the HTTP server from the command line (added to the group by
+:mod:`cashet.cli`).
 
 Kept apart from :mod:`cashet.cli.app` so the CLI does not import Starlette unless it serves.
 """
@@ -13,7 +14,7 @@ from typing import Any
 
 import click
 
-from cashet.cli.app import _State, main, pass_state
+from cashet.cli.app import CliContext, pass_cli
 
 __all__ = ["serve"]
 
@@ -40,7 +41,7 @@ def _load_tasks(specs: Sequence[str]) -> dict[str, Callable[..., Any]]:
     return tasks
 
 
-@main.command()
+@click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option(
     "--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="Port."
@@ -68,9 +69,9 @@ def _load_tasks(specs: Sequence[str]) -> dict[str, Callable[..., Any]]:
     metavar="MODULE:NAME",
     help="Register a function /submit may run (repeatable).",
 )
-@pass_state
+@pass_cli
 def serve(
-    state: _State,
+    cli: CliContext,
     host: str,
     port: int,
     require_token: str | None,
@@ -98,7 +99,7 @@ def serve(
         raise click.ClickException(
             f"the server needs the 'server' extra: pip install 'cashet[server]' ({exc.name})"
         ) from None
-    client = state.client(create=not read_only)
+    client = cli.client(create=not read_only)
     try:
         app = create_app(
             client,

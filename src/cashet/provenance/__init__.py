@@ -1,2 +1,7 @@
-"""What was computed from what: queries over a store (log, show, history, diff), the views
-the CLI and the server share, and archives (export, import)."""
+"""What was computed from what: queries over a store (:mod:`.query`: resolve hashes, check
+query arguments), the commit view the CLI and the server share (:mod:`.views`), commit
+diffs (:mod:`.diff`) and archives (:mod:`.archive`: export, import).
+
+Layer 4: uses ``models``, ``errors``, ``protocols`` and ``stores.codec``; never a client, an
+executor or a shell.
+"""

@@ -3,7 +3,7 @@
 Layout of an archive (every member a regular file)::
 
     cashet-archive/manifest.json          {"format": "cashet-archive", "version": 1, ...}
-    cashet-archive/commits/<hash>.json    one commit (``_codec.commit_to_json``)
+    cashet-archive/commits/<hash>.json    one commit (``stores.codec.commit_to_json``)
     cashet-archive/blobs/ab/cdef…         a result blob's serialized bytes, named by hash
 
 Export streams: one blob is in memory at a time, commits are read in batches.

@@ -1,4 +1,11 @@
-"""The HTTP server (Starlette): a thin shell over ``Client`` / ``AsyncClient``."""
+"""The HTTP server (Starlette): a thin shell over ``Client`` / ``AsyncClient``.
+
+Layer 5: it is handed a client and calls its public methods only; it never imports a
+client, the CLI or a store. :mod:`.app` wires the routes, :mod:`.backend` calls the client
+(sync or async), :mod:`.input` validates requests, :mod:`.results` encodes results,
+:mod:`.responses` maps errors, :mod:`.guard` checks tokens and body sizes,
+:mod:`.openapi` describes it all.
+"""
 
 from cashet.server.app import create_app, create_async_app, run_app
 

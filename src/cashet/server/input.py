@@ -18,7 +18,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from cashet.core.options import CALL_OPTIONS, DEFAULT_OPTIONS, TaskOptions, call_options
+from cashet._process import BoundedCache
+from cashet.core.options import CALL_OPTIONS, DEFAULT_OPTIONS, TaskOptions
 from cashet.models import TaskStatus
 
 __all__ = [
@@ -29,7 +30,7 @@ __all__ = [
     "MAX_RETRIES",
     "MAX_SECONDS",
     "REMOTE_FIELDS",
-    "Call",
+    "Submission",
     "GcQuery",
     "HTTPError",
     "LogQuery",
@@ -56,6 +57,8 @@ REMOTE_FIELDS = ("func_source", "func_b64", "args_b64", "kwargs_b64")
 
 _HASH = re.compile(r"^[0-9a-fA-F]{1,64}$")
 _OPTION_FIELDS = ("cache", "force", "tags", "retries", "timeout", "ttl")
+#: Each option's ``Client.submit`` keyword (``None`` there means "not given", as here).
+_KEYWORDS = {field: f"_{field}" for field in _OPTION_FIELDS}
 _SUBMIT_FIELDS = frozenset({"task", "args", "kwargs", *_OPTION_FIELDS})
 _REMOTE_ONLY_FIELDS = frozenset({*REMOTE_FIELDS, "func_name"})
 _GC_FIELDS = frozenset({"older_than_days", "max_size_bytes"})
@@ -115,7 +118,7 @@ def _unknown_fields(body: Mapping[str, Any], allowed: frozenset[str]) -> None:
 
 
 @dataclass(frozen=True, slots=True)
-class Call:
+class Submission:
     """A validated ``/submit``: the function, its arguments and the call-site options."""
 
     name: str
@@ -123,13 +126,13 @@ class Call:
     base: TaskOptions
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
-    #: ``cache``, ``force``, ``tags``, ``retries``, ``timeout``, ``ttl``; ``None``: not given.
+    #: Those of ``cache``, ``force``, ``tags``, ``retries``, ``timeout``, ``ttl`` given.
     options: dict[str, Any]
     remote: bool = False
 
     def submit_kwargs(self) -> dict[str, Any]:
-        """The options as ``Client.submit`` keywords (``_cache=...``)."""
-        return {f"_{k}": v for k, v in self.options.items()}
+        """The options given, as ``Client.submit`` keywords (``_cache=...``)."""
+        return {_KEYWORDS[k]: v for k, v in self.options.items()}
 
     def check_signature(self) -> None:
         """Refuse (400) arguments the function cannot take, before it runs.
@@ -139,26 +142,19 @@ class Call:
         if not self.remote:
             _check_signature(self.name, self.func, list(self.args), self.kwargs)
 
-    def effective_options(self) -> TaskOptions:
-        """Call-site options over the task's own (what the executor will use)."""
-        o = self.options
-        return call_options(
-            self.base, o["cache"], o["force"], o["tags"], o["retries"], o["timeout"], o["ttl"]
-        )
-
 
 def parse_submit(
     raw: bytes,
-    lookup: Callable[[str], Callable[..., Any] | None],
+    find_task: Callable[[str], Callable[..., Any] | None],
     task_names: Callable[[], list[str]],
     *,
     allow_remote_code: bool,
-) -> Call:
-    """Validate a ``/submit`` body into a :class:`Call`.
+) -> Submission:
+    """Validate a ``/submit`` body into a :class:`Submission`.
 
     Remote-code fields are refused (403) before anything is decoded unless
     ``allow_remote_code``; the caller has checked the token by then. Whether the arguments
-    fit the task's signature is checked by :meth:`Call.check_signature`, before running it.
+    fit the task's signature is checked by :meth:`Submission.check_signature` before it runs.
     """
     body = parse_json(raw)
     remote = [f for f in REMOTE_FIELDS if f in body]
@@ -177,7 +173,7 @@ def parse_submit(
     name = body.get("task")
     if not isinstance(name, str) or not name:
         raise bad("task must be the name of a registered task", "task")
-    func = lookup(name)
+    func = find_task(name)
     if func is None:
         raise HTTPError(
             404, f"unknown task {_quote(name, 200)}", field="task", tasks=task_names()[:200]
@@ -193,7 +189,7 @@ def parse_submit(
         _check_depth(args, "args")
         _check_depth(kwargs, "kwargs")
     inner, base = unwrap(func)
-    return Call(name, inner, base, tuple(args), kwargs, options)
+    return Submission(name, inner, base, tuple(args), kwargs, options)
 
 
 def _check_kwargs(kwargs: Mapping[str, Any]) -> None:
@@ -248,7 +244,7 @@ def _parse_options(body: Mapping[str, Any]) -> dict[str, Any]:
         not isinstance(tags, dict) or not all(k and isinstance(v, str) for k, v in tags.items())
     ):
         raise bad("tags must be an object of non-empty keys to string values", "tags")
-    return {
+    options = {
         "cache": _opt_bool(body, "cache"),
         "force": _opt_bool(body, "force"),
         "tags": tags,
@@ -256,10 +252,11 @@ def _parse_options(body: Mapping[str, Any]) -> dict[str, Any]:
         "timeout": _opt_seconds(body, "timeout"),
         "ttl": _opt_seconds(body, "ttl"),
     }
+    return {k: v for k, v in options.items() if v is not None}
 
 
 #: Signatures of the registered functions, computed once each.
-_SIGNATURES: dict[Any, inspect.Signature | None] = {}
+_SIGNATURES: BoundedCache[Any, inspect.Signature | None] = BoundedCache(4096)
 
 
 def _signature(func: Callable[..., Any]) -> inspect.Signature | None:
@@ -273,8 +270,7 @@ def _signature(func: Callable[..., Any]) -> inspect.Signature | None:
         sig: inspect.Signature | None = inspect.signature(func)
     except (TypeError, ValueError):
         sig = None
-    if len(_SIGNATURES) < 4096:
-        _SIGNATURES[func] = sig
+    _SIGNATURES.put(func, sig)
     return sig
 
 
@@ -303,7 +299,7 @@ def unwrap(func: Any) -> tuple[Callable[..., Any], TaskOptions]:
 # --- remote code (opt-in, token required) -------------------------------------------------------
 
 
-def _remote_call(body: Mapping[str, Any], options: dict[str, Any]) -> Call:
+def _remote_call(body: Mapping[str, Any], options: dict[str, Any]) -> Submission:
     """Decode the legacy remote-code payload. This runs client-supplied code."""
     import dill
 
@@ -331,7 +327,7 @@ def _remote_call(body: Mapping[str, Any], options: dict[str, Any]) -> Call:
     _check_kwargs(kwargs)
     inner, base = unwrap(func)
     name = str(getattr(inner, "__qualname__", None) or "remote")
-    return Call(name, inner, base, tuple(args), dict(kwargs), options, remote=True)
+    return Submission(name, inner, base, tuple(args), dict(kwargs), options, remote=True)
 
 
 def _dill_field(dill: Any, body: Mapping[str, Any], field: str) -> Any:

@@ -178,6 +178,9 @@ class SQLiteStore:
     #: Seconds an unreferenced blob is kept before ``evict`` removes it: a blob just
     #: written for a commit about to be recorded must not be collected in between.
     orphan_grace: float = 3600.0
+    #: Indexed point reads take microseconds and never wait for a writer (WAL mode), so an
+    #: event loop may make them inline (``Client.nonblocking_reads``; the HTTP server does).
+    nonblocking_reads = True
     #: Rows handled per write transaction in ``evict``, so writers are never held long.
     _BATCH = 256
     #: ``evict`` drops leases unrenewed for this long: no heartbeat is left to renew them.

@@ -1,0 +1,137 @@
+"""Maintenance commands: ``stats``, ``rm``, ``gc``, ``clear``, ``invalidate``."""
+
+from __future__ import annotations
+
+import sys
+from datetime import timedelta
+
+import click
+
+from cashet._humanize import format_size, parse_size
+from cashet.cli.app import CliContext, emit_json, fail, json_option, pass_cli
+from cashet.cli.output import parse_tags
+
+__all__ = ["clear", "gc", "invalidate", "rm", "stats"]
+
+
+@click.command()
+@json_option
+@pass_cli
+def stats(cli: CliContext, as_json: bool) -> None:
+    """Show commit counts and storage sizes."""
+    s = cli.client().stats()
+    if as_json:
+        emit_json(s)
+        return
+    db_name, db_bytes = cli.client().database_info() or ("database", 0)
+    if not cli.rich:
+        for key, value in s.items():
+            human = f" ({format_size(value)})" if key.endswith("_bytes") else ""
+            click.echo(f"{key}: {value}{human}")
+        click.echo(f"meta_db_bytes: {db_bytes} ({format_size(db_bytes)})")
+        return
+    from rich.table import Table
+
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("Store", str(cli.store_dir))
+    table.add_row("Commits", f"{s['total_commits']} ({s['completed_commits']} completed)")
+    table.add_row(
+        "Objects",
+        f"{s['stored_objects']} ({s['blob_objects']} files, {s['inline_objects']} inline)",
+    )
+    table.add_row(
+        "Size",
+        f"{format_size(s['disk_bytes'])} (files {format_size(s['blob_bytes'])}, "
+        f"inline {format_size(s['inline_bytes'])})",
+    )
+    table.add_row("Database", f"{format_size(db_bytes)} ({db_name})")
+    cli.console().print(table)
+
+
+@click.command()
+@click.argument("hash")
+@pass_cli
+def rm(cli: CliContext, hash: str) -> None:
+    """Delete a commit (and its result blob if nothing else uses it)."""
+    client = cli.client()
+    commit = client.show(hash)
+    if not client.rm(commit.hash):
+        fail(f"commit {commit.short_hash} was deleted meanwhile")
+    click.echo(f"Removed commit {commit.hash}")
+
+
+@click.command()
+@click.option(
+    "--older-than",
+    type=click.FloatRange(min=0),
+    default=30,
+    show_default=True,
+    metavar="DAYS",
+    help="Evict entries not used for this many days.",
+)
+@click.option(
+    "--max-size",
+    metavar="SIZE",
+    help="Then evict least recently used entries until the store fits (e.g. 1GB, 500MB).",
+)
+@json_option
+@pass_cli
+def gc(cli: CliContext, older_than: float, max_size: str | None, as_json: bool) -> None:
+    """Evict old entries, expired ones and orphaned blobs.
+
+    Sizes are binary: 1GB = 1024 MiB.
+    """
+    limit = None
+    if max_size is not None:
+        try:
+            limit = parse_size(max_size)
+        except ValueError as exc:
+            fail(f"--max-size: {exc}")
+    client = cli.client()
+    evicted = client.gc(older_than=timedelta(days=older_than), max_size_bytes=limit)
+    after = client.stats()
+    if as_json:
+        emit_json({"evicted": evicted, "stats": after})
+        return
+    click.echo(
+        f"Evicted {evicted} commit(s); {after['total_commits']} left, "
+        f"{format_size(after['disk_bytes'])} stored"
+    )
+
+
+def _interactive() -> bool:
+    return sys.stdin.isatty() and sys.stdout.isatty()
+
+
+@click.command()
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@pass_cli
+def clear(cli: CliContext, yes: bool) -> None:
+    """Delete every entry of the store (same as gc --older-than 0).
+
+    Asks first on a terminal; never asks when input is not a terminal.
+    """
+    client = cli.client()
+    if not yes and _interactive():
+        total = client.stats()["total_commits"]
+        click.confirm(f"Delete all {total} commit(s) in {cli.store_dir}?", abort=True)
+    removed = client.clear()
+    click.echo(f"Cleared {removed} commit(s)")
+
+
+@click.command()
+@click.option(
+    "--tag",
+    "tags",
+    multiple=True,
+    required=True,
+    metavar="KEY[=VALUE]",
+    help="Delete commits with this tag (KEY alone: any value). Repeat to AND them.",
+)
+@pass_cli
+def invalidate(cli: CliContext, tags: tuple[str, ...]) -> None:
+    """Delete every commit carrying all the given tags."""
+    deleted = cli.client().invalidate(parse_tags(tags))
+    click.echo(f"Invalidated {deleted} commit(s)")

@@ -1,0 +1,63 @@
+"""The JSON view of a commit, shared by the CLI (``--json``) and the HTTP server.
+
+Pure: no store, no IO. One function per view so both shells print the same keys.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from cashet.models import Commit
+
+__all__ = ["commit_view", "iso"]
+
+
+def iso(value: datetime | None) -> str | None:
+    """Return ``value`` in ISO 8601 (``None`` stays ``None``)."""
+    return None if value is None else value.isoformat()
+
+
+def commit_view(
+    commit: Commit, *, full: bool = True, now: datetime | None = None
+) -> dict[str, Any]:
+    """Return a JSON-able description of ``commit`` (what ``show --json`` prints).
+
+    Args:
+        commit: the commit.
+        full: include the function source (``log`` leaves it out).
+        now: the time against which ``expired`` is judged (default: now).
+    """
+    td = commit.task_def
+    view: dict[str, Any] = {
+        "hash": commit.hash,
+        "func_name": td.func_name,
+        "module": td.module,
+        "status": commit.status.value,
+        "created_at": iso(commit.created_at),
+        "last_accessed": iso(commit.last_accessed),
+        "expires_at": iso(commit.expires_at),
+        "expired": commit.is_expired(now),
+        "parent_hash": commit.parent_hash,
+        "result": None
+        if commit.result is None
+        else {"hash": commit.result.hash, "size": commit.result.size},
+        "compute_seconds": commit.compute_seconds,
+        "tags": dict(commit.tags),
+        "error": commit.error,
+        "fingerprint": td.fingerprint,
+        "func_hash": td.func_hash,
+        "args_hash": td.args_hash,
+        "args_snapshot": td.args_snapshot,
+        "input_hashes": list(commit.input_hashes),
+        "options": {
+            "cache": td.cache,
+            "force": td.force,
+            "retries": td.retries,
+            "timeout": td.timeout,
+            "ttl": td.ttl,
+        },
+    }
+    if full:
+        view["func_source"] = td.func_source
+    return view
