@@ -18,7 +18,6 @@ import pytest
 from blake3 import blake3
 
 from cashet import _process
-from cashet.core import leases as _lease
 from cashet.errors import BlobMissingError
 from cashet.models import Commit, Lease, ObjectRef, TaskDef, TaskStatus, utcnow
 from cashet.protocols import Store
