@@ -124,8 +124,11 @@ def call_flow(
 
     if use_cache:
         hit = yield Lookup(fp)
-        if hit is not None:
-            return (yield from _on_hit(hit))
+        if hit is not None:  # the hot path: inlined, no sub-generator
+            touch = _served(hit)
+            if touch is not None:
+                yield touch
+            return hit
 
     lease: Lease | None = None
     if task_def.cache:
@@ -221,10 +224,18 @@ def _with_result(seal: Callable[[Commit], str], base: Commit, ref: ObjectRef) ->
     return base
 
 
-def _on_hit(hit: Commit) -> CallFlow:
+def _served(hit: Commit) -> Touch | None:
+    """Mark ``hit`` as served from the cache; return the ``Touch`` it is due, if any."""
     hit.from_cache = True
     now = utcnow()
     if hit.last_accessed is None or now - hit.last_accessed > TOUCH_AFTER:
-        yield Touch(hit.hash, now)
         hit.last_accessed = now
+        return Touch(hit.hash, now)
+    return None
+
+
+def _on_hit(hit: Commit) -> CallFlow:
+    touch = _served(hit)
+    if touch is not None:
+        yield touch
     return hit

@@ -138,9 +138,9 @@ class AsyncLocalExecutor(FlowExecutor):
         serializer: Serializer,
     ) -> Commit:
         """Return the commit for this call: cached, computed by another caller, or run here."""
-        call = _AsyncHandler(func, args, kwargs, store, serializer, self)
-        flow = call_flow(task_def, self.running_ttl, seal_commit, call.describe)
-        return await run_flow(flow, call.answer, True)
+        handler = _AsyncHandler(func, args, kwargs, store, serializer, self)
+        flow = call_flow(task_def, self.running_ttl, seal_commit, handler.describe)
+        return await run_flow(flow, handler.answer, True)
 
 
 class _AsyncHandler:

@@ -125,9 +125,9 @@ class LocalExecutor(FlowExecutor):
         serializer: Serializer,
     ) -> Commit:
         """Return the commit for this call: cached, computed by another caller, or run here."""
-        call = _SyncHandler(func, args, kwargs, store, serializer, self._heartbeat)
-        flow = call_flow(task_def, self.running_ttl, seal_commit, call.describe)
-        return finish(run_flow(flow, call.answer, False))
+        handler = _SyncHandler(func, args, kwargs, store, serializer, self._heartbeat)
+        flow = call_flow(task_def, self.running_ttl, seal_commit, handler.describe)
+        return finish(run_flow(flow, handler.answer, False))
 
 
 class _SyncHandler:
