@@ -123,7 +123,7 @@ def call_flow(
     use_cache = task_def.cache and not task_def.force
 
     if use_cache:
-        hit = yield Lookup(fp)
+        hit: Commit | None = yield Lookup(fp)
         if hit is not None:  # the hot path: inlined, no sub-generator
             touch = _served(hit)
             if touch is not None:
