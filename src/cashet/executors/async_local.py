@@ -125,9 +125,6 @@ class AsyncLocalExecutor(FlowExecutor):
             a task runs its lease is renewed every ``running_ttl / 3``.
     """
 
-    def __init__(self, running_ttl: timedelta = timedelta(minutes=5)) -> None:
-        super().__init__(running_ttl)
-
     async def submit(
         self,
         func: Callable[..., Any],
