@@ -100,3 +100,29 @@ def test_async_client_records_in_steps_without_put_result(tmp_path: Path) -> Non
             assert await store.get_claim(ref.commit.fingerprint) is None
 
     asyncio.run(main())
+
+
+def test_make_task_def_fills_every_field_by_name() -> None:
+    from cashet.core.options import make_options, make_task_def
+    from cashet.hashing import function_identity
+
+    identity = function_identity(_double)
+    options = make_options(
+        cache=False, force=True, tags={"k": "v"}, retries=2, timeout=3.0, ttl=4.0, name="n"
+    )
+    got = make_task_def(identity, options, "args")
+    assert dataclasses.asdict(got) == {
+        "func_name": "n",
+        "func_hash": identity.hash,
+        "args_hash": "args",
+        "func_source": identity.source,
+        "args_snapshot": "",
+        "module": identity.module,
+        "cache": False,
+        "force": True,
+        "retries": 2,
+        "timeout": 3.0,
+        "ttl": 4.0,
+        "tags": {"k": "v"},
+    }
+    assert make_task_def(identity, make_options(), "a").func_name == identity.name

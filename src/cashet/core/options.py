@@ -182,17 +182,21 @@ def call_options(
 
 
 def make_task_def(identity: FunctionIdentity, options: TaskOptions, args_hash: str) -> TaskDef:
-    """The ``TaskDef`` of one call: what ``Client`` and ``AsyncClient`` hand their executor."""
+    """Return the ``TaskDef`` of one call: what ``Client`` and ``AsyncClient`` hand their
+    executor (``args_snapshot`` is filled in on a miss only)."""
+    # Positional, in TaskDef's field order: on the hit path this costs half of the keyword
+    # form (~0.4 µs of a ~16 µs hit). tests/test_call_flow.py pins the mapping.
     return TaskDef(
-        func_name=options.name or identity.name,
-        func_hash=identity.hash,
-        args_hash=args_hash,
-        func_source=identity.source,
-        module=identity.module,
-        cache=options.cache,
-        force=options.force,
-        retries=options.retries,
-        timeout=options.timeout,
-        ttl=options.ttl,
-        tags=options.tags,
+        options.name or identity.name,  # func_name
+        identity.hash,  # func_hash
+        args_hash,
+        identity.source,  # func_source
+        "",  # args_snapshot
+        identity.module,
+        options.cache,
+        options.force,
+        options.retries,
+        options.timeout,
+        options.ttl,
+        options.tags,
     )
