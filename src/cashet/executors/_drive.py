@@ -16,7 +16,7 @@ from collections.abc import Callable, Coroutine
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from cashet.core.effects import Outcome
+from cashet.core.effects import Effect, Outcome
 from cashet.core.flow import CallFlow
 from cashet.core.refs import find_refs
 from cashet.errors import TaskTimeoutError
@@ -64,7 +64,7 @@ class FlowExecutor:
         self.renew_every = max(running_ttl.total_seconds() / 3, 0.01)
 
 
-async def run_flow(flow: CallFlow, answer: Callable[[Any], Any], awaits: bool) -> Commit:
+async def run_flow(flow: CallFlow, answer: Callable[[Effect], Any], awaits: bool) -> Commit:
     """Run ``flow`` to its commit, answering each effect with ``answer(effect)``.
 
     With ``awaits`` the answer is awaited (the async executor); without, it is the value
