@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from blake3 import blake3
 
-from cashet.core import leases as _lease
+from cashet import _process
 from cashet.errors import BlobMissingError
 from cashet.models import Commit, Lease, ObjectRef, TaskDef, TaskStatus, utcnow
 from cashet.protocols import Store
@@ -90,7 +90,7 @@ def make_lease(
 ) -> Lease:
     return Lease(
         owner=owner,
-        host=_lease.hostname() if host is None else host,
+        host=_process.hostname() if host is None else host,
         pid=os.getpid() if pid is None else pid,
         expires_at=utcnow() + timedelta(seconds=seconds),
         func_name="f",

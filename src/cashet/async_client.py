@@ -1,15 +1,16 @@
 """``AsyncClient``: the same cache from asyncio — ``await client.submit(f, x)``.
 
-Thin by design. ``submit`` shares option merging and ``TaskDef`` construction
-(:mod:`cashet.core.options`), hashing (:mod:`cashet.hashing`) and the call flow
-(:mod:`cashet.core.flow`, driven by :class:`~cashet.executors.async_local.AsyncLocalExecutor`)
-with :class:`~cashet.client.Client`; ``submit_many`` shares its batch planning
-(:mod:`cashet.core.batch`). Everything else — ``log``, ``show``, ``get``, ``diff``, ``history``,
-``rm``, ``gc``, ``clear``, ``invalidate``, ``stats``, ``export``, ``import_archive`` — *is*
-the sync ``Client``'s method, run off the event loop against a sync view of the store: in
-the store's own worker thread for :class:`~cashet.stores.sqlite.async_store.AsyncSQLiteStore`, in a
-thread that forwards each store call back to the loop for any other ``AsyncStore``. So
-validation, errors and results are the same by construction (``tests/test_async_parity.py``).
+Thin by design: only the asyncio IO lives here. The decorator, option handling and function
+identity (:mod:`cashet._client_base`), hashing (:mod:`cashet.hashing`), batch planning
+(:mod:`cashet.core.batch`) and the call flow (:mod:`cashet.core.flow`, driven by
+:class:`~cashet.executors.async_local.AsyncLocalExecutor`) are shared with
+:class:`~cashet.client.Client`. Everything else — ``log``, ``show``, ``get``, ``diff``,
+``history``, ``rm``, ``gc``, ``clear``, ``invalidate``, ``stats``, ``export``,
+``import_archive`` — *is* the sync client's method (:class:`~cashet._client_base.StoreQueries`),
+run off the event loop against a sync view of the store: in the store's own worker thread
+for :class:`~cashet.stores.sqlite.async_store.AsyncSQLiteStore`, in a thread that forwards
+each store call back to the loop for any other ``AsyncStore``. So validation, errors and
+results are the same by construction (``tests/test_async_parity.py``).
 
 Off the loop: task functions that are not ``async def``, and hashing and (de)serializing of
 values estimated at 1 MiB or more. Small values stay on the loop, where they cost less than
@@ -19,7 +20,6 @@ a thread hop.
 from __future__ import annotations
 
 import asyncio
-import functools
 import os
 from collections.abc import (
     AsyncIterator,
@@ -34,22 +34,22 @@ from collections.abc import (
 from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Generic, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 
-from cashet._log import configure_from_env, log
-from cashet.client import Client, TaskFunction, _progress, default_store_dir
-from cashet.core.batch import BatchItem, plan_batch, substitute_task_refs
-from cashet.core.flow import TOUCH_AFTER
-from cashet.core.options import (
-    DEFAULT_OPTIONS,
-    TaskOptions,
-    call_options,
-    make_options,
-    make_task_def,
+from cashet._client_base import (
+    ClientBase,
+    StoreQueries,
+    TaskFunctionBase,
+    check_workers,
+    default_store_dir,
+    progress,
 )
-from cashet.errors import CashetError, StoreError
+from cashet._log import log
+from cashet.core.batch import BatchItem, plan_batch
+from cashet.core.options import TaskOptions, make_task_def
+from cashet.errors import StoreError
 from cashet.executors.async_local import BIG_BYTES, is_big
-from cashet.hashing import function_identity, hash_args
+from cashet.hashing import hash_args
 from cashet.models import AsyncResultRef, Commit, ObjectRef, TaskStatus, utcnow
 from cashet.protocols import AsyncExecutor, AsyncStore, Serializer, TagQuery
 from cashet.provenance.archive import ExportResult, ImportResult
@@ -60,15 +60,11 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-class AsyncTaskFunction(Generic[T]):
+class AsyncTaskFunction(TaskFunctionBase[T]):
     """A function registered with ``@async_client.task``: ``await f(x)`` submits it."""
 
-    def __init__(self, client: AsyncClient, func: Callable[..., Any], options: TaskOptions):
-        self.client = client
-        self.func = func
-        self.options = options
-        self.name = str(options.name or getattr(func, "__qualname__", repr(func)))
-        functools.update_wrapper(self, func)
+    client: AsyncClient
+    _kind = "async task"
 
     async def __call__(self, *args: Any, **kwargs: Any) -> AsyncResultRef[T]:
         return await self.client.submit(cast(Any, self), *args, **kwargs)
@@ -77,11 +73,8 @@ class AsyncTaskFunction(Generic[T]):
         """Same as calling the task."""
         return await self.client.submit(cast(Any, self), *args, **kwargs)
 
-    def __repr__(self) -> str:
-        return f"<cashet async task {self.name}>"
 
-
-class AsyncClient:
+class AsyncClient(ClientBase[AsyncTaskFunction[Any]]):
     """Persistent memoization of function calls, for asyncio.
 
     Mirrors :class:`~cashet.client.Client`: the same methods with the same parameters, each
@@ -99,6 +92,8 @@ class AsyncClient:
         max_workers: how many tasks of ``submit_many``/``map`` run at once (1 = sequential).
     """
 
+    _task_class = AsyncTaskFunction
+
     def __init__(
         self,
         store_dir: str | os.PathLike[str] | None = None,
@@ -107,8 +102,7 @@ class AsyncClient:
         serializer: Serializer | None = None,
         max_workers: int = 1,
     ) -> None:
-        configure_from_env()
-        _check_workers(max_workers)
+        super().__init__(serializer, max_workers)
         if store is None:
             from cashet.stores.sqlite.async_store import AsyncSQLiteStore
 
@@ -119,17 +113,9 @@ class AsyncClient:
             from cashet.executors.async_local import AsyncLocalExecutor
 
             executor = AsyncLocalExecutor()
-        if serializer is None:
-            from cashet.serializers import PickleSerializer
-
-            serializer = PickleSerializer()
         self.store: AsyncStore = store
         self.executor: AsyncExecutor = executor
-        self.serializer: Serializer = serializer
-        self.max_workers = max_workers
-        self._tasks: dict[str, AsyncTaskFunction[Any]] = {}
-        self._shadow: Client | None = None
-        self._closed = False
+        self._shadow: StoreQueries | None = None
 
     # --- submitting -----------------------------------------------------------------------
 
@@ -158,16 +144,9 @@ class AsyncClient:
             TypeError: an argument cannot be hashed exactly (its position is named).
             ValueError: an option has a wrong type or value.
         """
-        if self._closed:
-            raise CashetError("this AsyncClient is closed")
-        options = DEFAULT_OPTIONS
-        if isinstance(func, AsyncTaskFunction | TaskFunction):
-            options = func.options
-            func = func.func
-        options = call_options(options, _cache, _force, _tags, _retries, _timeout, _ttl)
-        if not callable(func):
-            raise TypeError(f"submit() needs a callable, not {type(func).__name__}")
-        identity = function_identity(func)
+        func, options, identity = self._prepare(
+            func, _cache, _force, _tags, _retries, _timeout, _ttl
+        )
         if is_big(args) or is_big(kwargs):
             args_hash = await asyncio.to_thread(hash_args, args, kwargs)
         else:
@@ -184,64 +163,51 @@ class AsyncClient:
             return await asyncio.to_thread(self.serializer.loads, data)
         return self.serializer.loads(data)
 
-    @overload
-    def task(self, func: Callable[..., T], /) -> AsyncTaskFunction[T]: ...
+    if TYPE_CHECKING:  # typing only: the one implementation is ClientBase.task
 
-    @overload
-    def task(
-        self,
-        func: None = None,
-        /,
-        *,
-        name: str | None = None,
-        cache: bool = True,
-        force: bool = False,
-        tags: Mapping[str, str] | None = None,
-        retries: int = 0,
-        timeout: float | None = None,
-        ttl: float | None = None,
-    ) -> Callable[[Callable[..., T]], AsyncTaskFunction[T]]: ...
+        @overload  # type: ignore[override]
+        def task(
+            self,
+            func: Callable[..., T],
+            /,
+            *,
+            name: str | None = None,
+            cache: bool = True,
+            force: bool = False,
+            tags: Mapping[str, str] | None = None,
+            retries: int = 0,
+            timeout: float | None = None,
+            ttl: float | None = None,
+        ) -> AsyncTaskFunction[T]: ...
 
-    def task(
-        self,
-        func: Callable[..., T] | None = None,
-        /,
-        *,
-        name: str | None = None,
-        cache: bool = True,
-        force: bool = False,
-        tags: Mapping[str, str] | None = None,
-        retries: int = 0,
-        timeout: float | None = None,
-        ttl: float | None = None,
-    ) -> AsyncTaskFunction[T] | Callable[[Callable[..., T]], AsyncTaskFunction[T]]:
-        """Register a task with default options; ``await task(x)`` returns an ``AsyncResultRef``.
+        @overload
+        def task(
+            self,
+            func: None = None,
+            /,
+            *,
+            name: str | None = None,
+            cache: bool = True,
+            force: bool = False,
+            tags: Mapping[str, str] | None = None,
+            retries: int = 0,
+            timeout: float | None = None,
+            ttl: float | None = None,
+        ) -> Callable[[Callable[..., T]], AsyncTaskFunction[T]]: ...
 
-        Use bare (``@client.task``) or with options (``@client.task(retries=3)``). Not a
-        coroutine: registering does no IO.
-        """
-        options = make_options(
-            cache=cache, force=force, tags=tags, retries=retries, timeout=timeout, ttl=ttl,
-            name=name,
-        )  # fmt: skip
-
-        def register(f: Callable[..., T]) -> AsyncTaskFunction[T]:
-            if not callable(f):
-                raise TypeError(f"@task needs a callable, not {type(f).__name__}")
-            if isinstance(f, AsyncTaskFunction | TaskFunction):
-                f = f.func
-            tf: AsyncTaskFunction[T] = AsyncTaskFunction(self, f, options)
-            self._tasks[tf.name] = tf
-            return tf
-
-        if func is not None:
-            return register(func)
-        return register
-
-    @property
-    def tasks(self) -> dict[str, AsyncTaskFunction[Any]]:
-        """Tasks registered with ``@client.task``, by name."""
-        return dict(self._tasks)
+        def task(
+            self,
+            func: Callable[..., T] | None = None,
+            /,
+            *,
+            name: str | None = None,
+            cache: bool = True,
+            force: bool = False,
+            tags: Mapping[str, str] | None = None,
+            retries: int = 0,
+            timeout: float | None = None,
+            ttl: float | None = None,
+        ) -> AsyncTaskFunction[T] | Callable[[Callable[..., T]], AsyncTaskFunction[T]]: ...
 
     @overload
     async def submit_many(
@@ -263,9 +229,8 @@ class AsyncClient:
         the tasks still running are cancelled (their leases released) and the error raised.
         """
         order = plan_batch(tasks)
-        workers = self.max_workers if max_workers is None else max_workers
-        _check_workers(workers)
-        with _progress(len(order)) as advance:
+        workers = check_workers(self.max_workers if max_workers is None else max_workers)
+        with progress(len(order)) as advance:
             if workers == 1 or len(order) == 1:
                 results: dict[Hashable, AsyncResultRef[Any]] = {}
                 for item in order:
@@ -273,16 +238,13 @@ class AsyncClient:
                     advance()
             else:
                 results = await self._run_concurrently(order, workers, advance)
-        if isinstance(tasks, Mapping):
-            return {k: results[k] for k in tasks}
-        return [results[i] for i in range(len(order))]
+        return self._batch_output(tasks, results)
 
     async def _submit_item(
         self, item: BatchItem, results: Mapping[Hashable, Any]
     ) -> AsyncResultRef[Any]:
-        args = substitute_task_refs(item.args, results)
-        kwargs = substitute_task_refs(item.kwargs, results)
-        return await self.submit(item.func, *args, **kwargs)
+        func, args, kwargs = self._batch_call(item, results)
+        return await self.submit(func, *args, **kwargs)
 
     async def _run_concurrently(
         self, order: list[BatchItem], workers: int, advance: Callable[[], None]
@@ -374,8 +336,9 @@ class AsyncClient:
         """Add the commits and blobs of an archive (as ``Client.import_archive``)."""
         return await self._sync(lambda c: c.import_archive(path))
 
-    async def _sync(self, method: Callable[[Client], R]) -> R:
-        """Run ``method(sync_client)`` off the loop, over a sync view of this store."""
+    async def _sync(self, method: Callable[[Any], R]) -> R:
+        """Run ``method(queries)`` off the loop; ``queries`` is a :class:`StoreQueries` over
+        a sync view of this store."""
         store: Any = self.store
         if hasattr(store, "run_sync") and hasattr(store, "sync_store"):
             # AsyncSQLiteStore: in its worker thread, on its own sync store.
@@ -384,13 +347,11 @@ class AsyncClient:
         view = _SyncView(store, asyncio.get_running_loop())
         return await asyncio.to_thread(method, self._shadow_over(view))
 
-    def _shadow_over(self, sync_store: Any) -> Client:
-        """A sync ``Client`` over ``sync_store`` (never closed: the store is ours to close)."""
+    def _shadow_over(self, sync_store: Any) -> StoreQueries:
+        """The sync queries over ``sync_store`` (never closed: the store is ours to close)."""
         shadow = self._shadow
         if shadow is None or shadow.store is not sync_store:
-            from cashet.executors.local import LocalExecutor
-
-            shadow = Client(store=sync_store, executor=LocalExecutor(), serializer=self.serializer)
+            shadow = StoreQueries(sync_store, self.serializer)
             if not isinstance(sync_store, _SyncView):
                 self._shadow = shadow
         return shadow
@@ -458,7 +419,11 @@ class AsyncClient:
 
     @classmethod
     def open_existing(cls, store_dir: str | os.PathLike[str]) -> AsyncClient:
-        """Open the store in ``store_dir`` without ever creating one (as ``Client``'s)."""
+        """Open the store in ``store_dir`` without ever creating one (as ``Client``'s).
+
+        Raises:
+            StoreError: ``store_dir`` does not hold a store.
+        """
         from cashet.stores.sqlite.layout import check_store_dir
 
         check_store_dir(Path(store_dir))
@@ -478,8 +443,8 @@ class AsyncClient:
 
     @property
     def nonblocking_reads(self) -> bool:
-        """Whether point reads may be made inline on an event loop (as ``Client``'s)."""
-        return bool(getattr(self.store, "nonblocking_reads", False))
+        """As :attr:`Client.nonblocking_reads <cashet.client.Client.nonblocking_reads>`."""
+        return bool(getattr(type(self.store), "nonblocking_reads", False))
 
     async def lookup(
         self,
@@ -503,26 +468,19 @@ class AsyncClient:
             TypeError: ``func`` is not callable, or an argument cannot be hashed exactly.
             ValueError: an option has a wrong type or value.
         """
-        options = DEFAULT_OPTIONS
-        if isinstance(func, AsyncTaskFunction | TaskFunction):
-            options = func.options
-            func = func.func
-        options = call_options(options, _cache, _force, _tags, _retries, _timeout, _ttl)
-        if not callable(func):
-            raise TypeError(f"lookup() needs a callable, not {type(func).__name__}")
-        if not options.cache or options.force:
-            return None  # such a call runs whatever the cache holds
-        identity = function_identity(func)
+        key = self._lookup_key(func, _cache, _force, _tags, _retries, _timeout, _ttl)
+        if key is None:
+            return None
         if is_big(args) or is_big(kwargs):
             args_hash = await asyncio.to_thread(hash_args, args, kwargs)
         else:
             args_hash = hash_args(args, kwargs)
-        task_def = make_task_def(identity, options, args_hash)
+        task_def = make_task_def(key[1], key[0], args_hash)
         commit = await self.store.find_by_fingerprint(task_def.fingerprint)
         if commit is None or commit.result is None:
             return None
         now = utcnow()
-        if commit.last_accessed is None or now - commit.last_accessed > TOUCH_AFTER:
+        if self._hit_needs_touch(commit, now):
             if _read_only:
                 return None
             try:
@@ -534,28 +492,23 @@ class AsyncClient:
         return AsyncResultRef(commit, self._load_object)
 
     async def resolve_result(self, hash: str) -> tuple[ObjectRef, Commit | None]:
-        """Return the result blob ``hash`` names and its commit (as ``Client.resolve_result``)."""
+        """Return the result blob ``hash`` names and its commit (as ``Client``'s)."""
         return await self._sync(lambda c: c.resolve_result(hash))
 
     async def result_bytes(self, result: str | ObjectRef) -> bytes:
-        """Return a stored result's serialized bytes (as ``Client.result_bytes``)."""
+        """Return a stored result's serialized bytes, verified (as ``Client``'s)."""
         if isinstance(result, ObjectRef):
             return await self.store.get_blob(result)
         return await self._sync(lambda c: c.result_bytes(result))
 
     async def database_info(self) -> tuple[str, int] | None:
-        """Return the store's database file name and size (as ``Client.database_info``)."""
+        """Return the database file's name and size (as ``Client``'s), or ``None``."""
         from cashet.stores.sqlite.layout import database_info
 
         path = getattr(self.store, "path", None)
         if path is None:
             return None
         return await asyncio.to_thread(database_info, Path(path))
-
-
-def _check_workers(workers: Any) -> None:
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"max_workers must be a positive integer, not {workers!r}")
 
 
 class _SyncView:

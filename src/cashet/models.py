@@ -6,7 +6,7 @@ This module is a leaf: it imports nothing else from cashet but :mod:`cashet.erro
 from __future__ import annotations
 
 import enum
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
@@ -17,6 +17,7 @@ __all__ = [
     "Lease",
     "ObjectRef",
     "ResultRef",
+    "ResultRefBase",
     "TaskDef",
     "TaskRef",
     "TaskStatus",
@@ -169,20 +170,20 @@ class TaskRef:
     index: Any
 
 
-class ResultRef(Generic[T]):
-    """A lazy handle to a stored result.
+class ResultRefBase(Generic[T]):
+    """What :class:`ResultRef` and :class:`AsyncResultRef` share: the commit, the blob, repr.
 
-    Pass it as an argument to another ``submit`` to chain steps: the downstream cache key
-    uses this result's blob hash, and the function receives the loaded value.
+    The subclasses differ only in ``load`` (a call or an await).
     """
 
     __slots__ = ("_loaded", "_loader", "_value", "commit", "commit_hash", "hash", "size")
 
-    def __init__(
-        self,
-        commit: Commit,
-        loader: Callable[[ObjectRef], Any],
-    ) -> None:
+    def __init__(self, commit: Commit, loader: Callable[[ObjectRef], Any]) -> None:
+        """Wrap ``commit``'s result; ``loader`` reads it (an async one for ``AsyncResultRef``).
+
+        Raises:
+            ValueError: the commit has no result (a failed run).
+        """
         if commit.result is None:
             raise ValueError(f"commit {commit.hash[:12]} has no result")
         self.commit = commit
@@ -208,6 +209,22 @@ class ResultRef(Generic[T]):
     def cached(self) -> bool:
         """Whether ``submit`` found this result in the cache instead of running the task."""
         return self.commit.from_cache
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(hash={self.hash[:12]}, commit={self.commit_hash[:12]}, "
+            f"size={self.size}, func={self.commit.func_name!r})"
+        )
+
+
+class ResultRef(ResultRefBase[T]):
+    """A lazy handle to a stored result.
+
+    Pass it as an argument to another ``submit`` to chain steps: the downstream cache key
+    uses this result's blob hash, and the function receives the loaded value.
+    """
+
+    __slots__ = ()
 
     def load(self) -> T:
         """Read, verify and deserialize the result (once; later calls return the same object)."""
@@ -216,48 +233,11 @@ class ResultRef(Generic[T]):
             self._loaded = True
         return self._value  # type: ignore[no-any-return]
 
-    def __repr__(self) -> str:
-        return (
-            f"ResultRef(hash={self.hash[:12]}, commit={self.commit_hash[:12]}, "
-            f"size={self.size}, func={self.commit.func_name!r})"
-        )
 
-
-class AsyncResultRef(Generic[T]):
+class AsyncResultRef(ResultRefBase[T]):
     """The asyncio twin of :class:`ResultRef`: ``await ref.load()``."""
 
-    __slots__ = ("_loaded", "_loader", "_value", "commit", "commit_hash", "hash", "size")
-
-    def __init__(
-        self,
-        commit: Commit,
-        loader: Callable[[ObjectRef], Awaitable[Any]],
-    ) -> None:
-        if commit.result is None:
-            raise ValueError(f"commit {commit.hash[:12]} has no result")
-        self.commit = commit
-        self.commit_hash: str = commit.hash
-        self.hash: str = commit.result.hash
-        self.size: int = commit.result.size
-        self._loader = loader
-        self._loaded = False
-        self._value: Any = None
-
-    @property
-    def short_hash(self) -> str:
-        """The first 12 hex digits of the result blob hash."""
-        return self.hash[:12]
-
-    @property
-    def object_ref(self) -> ObjectRef:
-        """The blob this handle points at."""
-        assert self.commit.result is not None
-        return self.commit.result
-
-    @property
-    def cached(self) -> bool:
-        """Whether ``submit`` found this result in the cache instead of running the task."""
-        return self.commit.from_cache
+    __slots__ = ()
 
     async def load(self) -> T:
         """Read, verify and deserialize the result (once)."""
@@ -265,9 +245,3 @@ class AsyncResultRef(Generic[T]):
             self._value = await self._loader(self.object_ref)
             self._loaded = True
         return self._value  # type: ignore[no-any-return]
-
-    def __repr__(self) -> str:
-        return (
-            f"AsyncResultRef(hash={self.hash[:12]}, commit={self.commit_hash[:12]}, "
-            f"size={self.size}, func={self.commit.func_name!r})"
-        )

@@ -1,10 +1,12 @@
 """The call flow, written once and free of IO.
 
-:func:`call_flow` is a generator that *yields effects* (look this fingerprint up, claim its
-lease, run the function, store these bytes, ...) and receives their results. The sync
-driver (:mod:`cashet.executors.local`) answers them with blocking calls; the async driver
-answers them with awaits. All decisions — cache hit or miss, who computes, retries, what
-commit is recorded, releasing the lease on every exit path — live here.
+:func:`call_flow` is a generator that *yields effects* (:mod:`cashet.core.effects`: look
+this fingerprint up, claim its lease, run the function, store these bytes, ...) and
+receives their answers. One driver (:mod:`cashet.executors._drive`) runs it for both
+executors: the sync one answers each effect with a blocking call, the async one with an
+await. All decisions — cache hit or miss, who computes, retries, what commit is recorded,
+releasing the lease on every exit path — live here; this module does no IO and imports
+no store, executor or client.
 
 Exit paths: the driver throws any exception raised while carrying out an effect (including
 ``KeyboardInterrupt`` and ``asyncio.CancelledError``) back into the generator with
@@ -16,177 +18,58 @@ from __future__ import annotations
 import functools
 import itertools
 import os
-import traceback
 from collections.abc import Callable, Generator
-from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
-from typing import Any
+from dataclasses import replace
+from datetime import timedelta
+from typing import Any, TypeAlias
 
+from cashet._process import after_fork_in_child, current_pid, hostname
+from cashet.core.effects import (
+    Claim,
+    Effect,
+    Execute,
+    LatestFor,
+    Lookup,
+    Outcome,
+    PutBlob,
+    PutCommit,
+    Record,
+    Release,
+    Serialize,
+    Sleep,
+    Touch,
+    WaitRelease,
+)
 from cashet.errors import TaskError, TaskTimeoutError
 from cashet.models import Commit, Lease, ObjectRef, TaskDef, TaskStatus, utcnow
-from cashet.stores.codec import seal_commit
 
 __all__ = [
-    "Claim",
-    "Execute",
-    "Flow",
-    "LatestFor",
-    "Lookup",
-    "Outcome",
-    "PutCommit",
-    "Record",
-    "Release",
-    "Serialize",
-    "Sleep",
-    "Touch",
-    "WaitRelease",
+    "TOUCH_AFTER",
+    "CallFlow",
     "call_flow",
+    "new_lease",
+    "record_flow",
     "retry_delay",
+    "unique_token",
 ]
+
+#: The generator type of one call's flow: yields effects, receives answers, returns a commit.
+CallFlow: TypeAlias = Generator[Effect, Any, Commit]
 
 #: Update ``last_accessed`` on a hit only when the stored value is older than this, so the
 #: hit path is a single read nearly always (GC works at coarser granularity anyway).
 TOUCH_AFTER = timedelta(seconds=1)
 
 
-# --- effects ------------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class Lookup:
-    """Return the newest completed, cacheable, unexpired commit for ``fingerprint`` or None."""
-
-    fingerprint: str
-
-
-@dataclass(slots=True)
-class LatestFor:
-    """Return the newest commit of any status for ``fingerprint`` (the parent), or None."""
-
-    fingerprint: str
-
-
-@dataclass(slots=True)
-class Touch:
-    """Record an access to commit ``hash`` at ``when``."""
-
-    hash: str
-    when: datetime
-
-
-@dataclass(slots=True)
-class Claim:
-    """Try to take the lease; return True when taken."""
-
-    fingerprint: str
-    lease: Lease
-
-
-@dataclass(slots=True)
-class WaitRelease:
-    """Block until the lease on ``fingerprint`` is released or dead, at most ``timeout`` s."""
-
-    fingerprint: str
-    timeout: float
-
-
-@dataclass(slots=True)
-class Release:
-    """Give the lease back."""
-
-    fingerprint: str
-    owner: str
-
-
-@dataclass(slots=True)
-class Execute:
-    """Run the task function once (resolving upstream results) and return an ``Outcome``.
-
-    While it runs the driver keeps the lease alive (``lease`` is None when no lease is held).
-    """
-
-    attempt: int
-    timeout: float | None
-    lease: Lease | None
-    fingerprint: str = ""
-
-
-@dataclass(slots=True)
-class Sleep:
-    """Wait ``seconds`` before the next attempt."""
-
-    seconds: float
-
-
-@dataclass(slots=True)
-class Serialize:
-    """Turn ``value`` into bytes with the client's serializer."""
-
-    value: Any
-
-
-@dataclass(slots=True)
-class PutCommit:
-    """Record ``commit``."""
-
-    commit: Commit
-
-
-@dataclass(slots=True)
-class Record:
-    """Store the result ``data``, record ``build(blob_ref)`` and release the lease.
-
-    Return the recorded commit. Stores with a ``put_result`` method do it in one
-    transaction; for others the driver falls back to ``put_blob``, ``put_commit`` and
-    ``release_claim``.
-    """
-
-    data: Any
-    build: Callable[[ObjectRef], Commit]
-    release: tuple[str, str] | None
-
-
-Effect = (
-    Lookup
-    | LatestFor
-    | Touch
-    | Claim
-    | WaitRelease
-    | Release
-    | Execute
-    | Sleep
-    | Serialize
-    | PutCommit
-)
-Flow = Generator[Any, Any, Commit]
-
-
-@dataclass(slots=True)
-class Outcome:
-    """What one attempt produced: a value, or an exception with its formatted traceback."""
-
-    value: Any = None
-    error: BaseException | None = None
-    traceback_text: str = ""
-    seconds: float = 0.0
-
-    @classmethod
-    def failed(cls, exc: BaseException, seconds: float = 0.0) -> Outcome:
-        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        return cls(error=exc, traceback_text=text, seconds=seconds)
-
-
 _token_prefix = os.urandom(8).hex()
 _token_counter = itertools.count()
 
 
-def _after_fork_in_child() -> None:
+@after_fork_in_child
+def _new_tokens_in_child() -> None:
     global _token_prefix, _token_counter
     _token_prefix = os.urandom(8).hex()
     _token_counter = itertools.count()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def unique_token() -> str:
@@ -199,22 +82,15 @@ def retry_delay(attempt: int) -> float:
     return float(min(0.1 * (2**attempt), 2.0))
 
 
-@dataclass(slots=True)
-class LeaseSettings:
-    """How long a lease lasts and who we are."""
-
-    ttl: timedelta
-    host: str
-    pid: int
-
-    def new_lease(self, func_name: str, now: datetime | None = None) -> Lease:
-        return Lease(
-            owner=unique_token(),
-            host=self.host,
-            pid=self.pid,
-            expires_at=(now or utcnow()) + self.ttl,
-            func_name=func_name,
-        )
+def new_lease(ttl: timedelta, func_name: str) -> Lease:
+    """Return a fresh lease for this process, valid for ``ttl`` from now."""
+    return Lease(
+        owner=unique_token(),
+        host=hostname(),
+        pid=current_pid(),
+        expires_at=utcnow() + ttl,
+        func_name=func_name,
+    )
 
 
 def _error_line(exc: BaseException) -> str:
@@ -224,35 +100,45 @@ def _error_line(exc: BaseException) -> str:
 
 def call_flow(
     task_def: TaskDef,
-    lease_settings: LeaseSettings,
+    lease_ttl: timedelta,
+    seal: Callable[[Commit], str],
     describe: Callable[[], tuple[str, tuple[str, ...]]] | None = None,
-) -> Flow:
-    """Drive one ``submit``: return the commit holding the result, or raise ``TaskError``.
+) -> CallFlow:
+    """Yield the effects of one ``submit``; return the commit holding the result.
 
     Args:
         task_def: the call's identity and options.
-        lease_settings: lease duration and this process's identity.
+        lease_ttl: how long a lease lasts without renewal.
+        seal: sets a commit's hash from its content and returns its stored JSON (the
+            store codec's ``seal_commit``, passed in so that this layer imports no store).
         describe: called on a miss only: returns the readable args snapshot and the blob
             hashes of the ``ResultRef`` arguments (lineage). Pure, but not free, so a hit
             never pays for it.
+
+    Raises:
+        TaskError: the function failed on every attempt (``TaskTimeoutError`` when the last
+            failure was a timeout).
     """
     fp = task_def.fingerprint
     use_cache = task_def.cache and not task_def.force
 
     if use_cache:
-        hit = yield Lookup(fp)
-        if hit is not None:
-            return (yield from _on_hit(hit))
+        hit: Commit | None = yield Lookup(fp)
+        if hit is not None:  # the hot path: inlined, no sub-generator
+            touch = _served(hit)
+            if touch is not None:
+                yield touch
+            return hit
 
     lease: Lease | None = None
     if task_def.cache:
         # Exactly once: only the lease holder computes; others wait for its result.
         while True:
-            candidate = lease_settings.new_lease(task_def.func_name)
+            candidate = new_lease(lease_ttl, task_def.func_name)
             if (yield Claim(fp, candidate)):
                 lease = candidate
                 break
-            yield WaitRelease(fp, lease_settings.ttl.total_seconds())
+            yield WaitRelease(fp, lease_ttl.total_seconds())
             if use_cache:
                 hit = yield Lookup(fp)
                 if hit is not None:
@@ -298,7 +184,7 @@ def call_flow(
 
         if outcome.error is not None:
             failed = replace(base, status=TaskStatus.FAILED, error=outcome.traceback_text)
-            failed.sealed_json = seal_commit(failed)
+            failed.sealed_json = seal(failed)
             yield PutCommit(failed)
             error_cls = TaskTimeoutError if isinstance(outcome.error, TimeoutError) else TaskError
             raise error_cls(
@@ -311,7 +197,10 @@ def call_flow(
 
         data = yield Serialize(outcome.value)
         release = None if lease is None else (fp, lease.owner)
-        done: Commit = yield Record(data, functools.partial(_with_result, base), release)
+        record = Record(data, functools.partial(_with_result, seal, base), release)
+        done: Commit | None = yield record
+        if done is None:  # the store cannot record in one step
+            done = yield from record_flow(record)
         lease = None  # released with the record
         return done
     finally:
@@ -319,16 +208,34 @@ def call_flow(
             yield Release(fp, lease.owner)
 
 
-def _with_result(base: Commit, ref: ObjectRef) -> Commit:
+def record_flow(effect: Record) -> CallFlow:
+    """Carry out ``effect`` in three steps, for a store without a one-step ``put_result``."""
+    ref = yield PutBlob(effect.data)
+    commit = effect.build(ref)
+    yield PutCommit(commit)
+    if effect.release is not None:
+        yield Release(*effect.release)
+    return commit
+
+
+def _with_result(seal: Callable[[Commit], str], base: Commit, ref: ObjectRef) -> Commit:
     base.result = ref
-    base.sealed_json = seal_commit(base)
+    base.sealed_json = seal(base)
     return base
 
 
-def _on_hit(hit: Commit) -> Generator[Any, Any, Commit]:
+def _served(hit: Commit) -> Touch | None:
+    """Mark ``hit`` as served from the cache; return the ``Touch`` it is due, if any."""
     hit.from_cache = True
     now = utcnow()
     if hit.last_accessed is None or now - hit.last_accessed > TOUCH_AFTER:
-        yield Touch(hit.hash, now)
         hit.last_accessed = now
+        return Touch(hit.hash, now)
+    return None
+
+
+def _on_hit(hit: Commit) -> CallFlow:
+    touch = _served(hit)
+    if touch is not None:
+        yield touch
     return hit

@@ -1,4 +1,5 @@
-"""Pure helpers that tell whether a lease's holder is still alive.
+"""The lease-judging rules: whether a lease's holder is still alive (no state, no IO but a
+probe of a local pid).
 
 Every store uses the same rule (see :func:`lease_is_dead`), so a lease taken through one
 backend is judged the same way by every other.
@@ -6,39 +7,13 @@ backend is judged the same way by every other.
 
 from __future__ import annotations
 
-import functools
 import os
-import socket
 import sys
 from datetime import datetime
 
 from cashet.models import Lease
 
-__all__ = ["current_pid", "hostname", "lease_is_dead", "pid_alive"]
-
-
-# getpid() is a system call; the leases of every submit need it, so it is cached here and
-# refreshed in a forked child.
-_pid = os.getpid()
-
-
-def _after_fork_in_child() -> None:
-    global _pid
-    _pid = os.getpid()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-def current_pid() -> int:
-    """Return this process's id (cached; correct after ``fork``)."""
-    return _pid
-
-
-@functools.cache
-def hostname() -> str:
-    """Return this host's name, as recorded in the leases it takes."""
-    return socket.gethostname()
+__all__ = ["lease_is_dead", "pid_alive"]
 
 
 def pid_alive(pid: int) -> bool:
@@ -71,7 +46,7 @@ def lease_is_dead(lease: Lease, now: datetime, host: str) -> bool:
     Args:
         lease: the lease currently recorded.
         now: the current time (aware).
-        host: the caller's host name, usually :func:`hostname`.
+        host: the caller's host name, usually :func:`cashet._process.hostname`.
     """
     if now >= lease.expires_at:
         return True

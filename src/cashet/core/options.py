@@ -18,8 +18,8 @@ __all__ = [
     "TaskOptions",
     "call_options",
     "make_task_def",
+    "check_tags",
     "merge_options",
-    "validate_tags",
 ]
 
 #: Longest accepted ``timeout``/``ttl``: beyond this, datetimes overflow.
@@ -75,7 +75,7 @@ def _check_retries(value: Any) -> int:
     return value
 
 
-def validate_tags(value: Any, option: str = "tags") -> dict[str, str]:
+def check_tags(value: Any, option: str = "tags") -> dict[str, str]:
     """Return ``value`` as a ``dict[str, str]`` or raise ``ValueError`` naming the option.
 
     Values may be ``str``, ``int``, ``float`` or ``bool`` (stored as text).
@@ -113,7 +113,7 @@ def make_options(
     return TaskOptions(
         cache=_check_bool("cache", cache),
         force=_check_bool("force", force),
-        tags=validate_tags(tags),
+        tags=check_tags(tags),
         retries=_check_retries(retries),
         timeout=_check_seconds("timeout", timeout),
         ttl=_check_seconds("ttl", ttl),
@@ -121,22 +121,26 @@ def make_options(
     )
 
 
-def merge_options(base: TaskOptions, call: dict[str, Any]) -> TaskOptions:
+def merge_options(base: TaskOptions, given: dict[str, Any]) -> TaskOptions:
     """Apply call-site options (keys without the leading underscore) over ``base``."""
     tags = dict(base.tags)
-    if "tags" in call and call["tags"] is not None:
-        tags.update(validate_tags(call["tags"], "_tags"))
+    if "tags" in given and given["tags"] is not None:
+        tags.update(check_tags(given["tags"], "_tags"))
     return TaskOptions(
-        cache=_check_bool("_cache", call["cache"]) if call.get("cache") is not None else base.cache,
-        force=_check_bool("_force", call["force"]) if call.get("force") is not None else base.force,
+        cache=_check_bool("_cache", given["cache"])
+        if given.get("cache") is not None
+        else base.cache,
+        force=_check_bool("_force", given["force"])
+        if given.get("force") is not None
+        else base.force,
         tags=tags,
-        retries=_check_retries(call["retries"])
-        if call.get("retries") is not None
+        retries=_check_retries(given["retries"])
+        if given.get("retries") is not None
         else base.retries,
-        timeout=_check_seconds("_timeout", call["timeout"])
-        if call.get("timeout") is not None
+        timeout=_check_seconds("_timeout", given["timeout"])
+        if given.get("timeout") is not None
         else base.timeout,
-        ttl=_check_seconds("_ttl", call["ttl"]) if call.get("ttl") is not None else base.ttl,
+        ttl=_check_seconds("_ttl", given["ttl"]) if given.get("ttl") is not None else base.ttl,
         name=base.name,
     )
 
@@ -178,17 +182,21 @@ def call_options(
 
 
 def make_task_def(identity: FunctionIdentity, options: TaskOptions, args_hash: str) -> TaskDef:
-    """The ``TaskDef`` of one call: what ``Client`` and ``AsyncClient`` hand their executor."""
+    """Return the ``TaskDef`` of one call: what ``Client`` and ``AsyncClient`` hand their
+    executor (``args_snapshot`` is filled in on a miss only)."""
+    # Positional, in TaskDef's field order: on the hit path this costs half of the keyword
+    # form (~0.4 µs of a ~16 µs hit). tests/test_call_flow.py pins the mapping.
     return TaskDef(
-        func_name=options.name or identity.name,
-        func_hash=identity.hash,
-        args_hash=args_hash,
-        func_source=identity.source,
-        module=identity.module,
-        cache=options.cache,
-        force=options.force,
-        retries=options.retries,
-        timeout=options.timeout,
-        ttl=options.ttl,
-        tags=options.tags,
+        options.name or identity.name,  # func_name
+        identity.hash,  # func_hash
+        args_hash,
+        identity.source,  # func_source
+        "",  # args_snapshot
+        identity.module,
+        options.cache,
+        options.force,
+        options.retries,
+        options.timeout,
+        options.ttl,
+        options.tags,
     )

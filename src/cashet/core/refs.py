@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from cashet.models import AsyncResultRef, ResultRef
+from cashet.models import ResultRefBase
 
 __all__ = ["find_refs", "has_refs", "replace_refs"]
 
-_REF_TYPES = (ResultRef, AsyncResultRef)
+_REF_TYPES = ResultRefBase
 
 
 def _children(obj: Any) -> Any:

@@ -1,11 +1,12 @@
 """``AsyncLocalExecutor``: the asyncio driver of the call flow (:mod:`cashet.core.flow`).
 
 The flow — lookup, lease, execute, store, release — is the same generator the sync
-:class:`~cashet.executors.local.LocalExecutor` drives; here each effect is answered with an
-``await``. Task functions: an ``async def`` is awaited on the loop (under
-``asyncio.timeout`` when it has a timeout, so a timed-out attempt is really cancelled); a
-plain function runs in a worker thread (``asyncio.to_thread``; its timeout is soft, as in
-``LocalExecutor``). While a task runs, an asyncio task renews its lease.
+:class:`~cashet.executors.local.LocalExecutor` drives, through the same loop
+(:func:`cashet.executors._drive.run_flow`); here each effect is answered with an ``await``.
+Task functions: an ``async def`` is awaited on the loop (under ``asyncio.timeout`` when it
+has a timeout, so a timed-out attempt is really cancelled); a plain function runs in a
+worker thread (``asyncio.to_thread``; its timeout is soft, as in ``LocalExecutor``). While
+a task runs, an asyncio task renews its lease.
 
 Cancelling the coroutine awaiting ``submit`` throws ``asyncio.CancelledError`` into the
 flow: its ``finally`` releases the lease (shielded, so it completes), then the error goes
@@ -18,16 +19,18 @@ import asyncio
 import inspect
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, assert_never
 
-from cashet.core.flow import (
+from cashet.core.effects import (
     Claim,
+    Effect,
     Execute,
     LatestFor,
     Lookup,
     Outcome,
+    PutBlob,
     PutCommit,
     Record,
     Release,
@@ -35,21 +38,24 @@ from cashet.core.flow import (
     Sleep,
     Touch,
     WaitRelease,
-    call_flow,
 )
+from cashet.core.flow import call_flow
 from cashet.core.refs import find_refs, replace_refs
-from cashet.errors import StoreError, TaskTimeoutError
-from cashet.executors.local import (
-    LocalExecutor,
-    _run_inline,
+from cashet.errors import StoreError
+from cashet.executors._drive import (
+    FlowExecutor,
     describe_call,
     log_commit,
+    run_flow,
+    run_inline,
     serialize,
+    timeout_error,
 )
-from cashet.models import AsyncResultRef, Commit, ObjectRef, TaskDef, utcnow
+from cashet.models import AsyncResultRef, Commit, ObjectRef, TaskDef, TaskStatus, utcnow
 from cashet.protocols import AsyncStore, Serializer
+from cashet.stores.codec import seal_commit
 
-__all__ = ["AsyncLocalExecutor", "is_big", "run_flow_async"]
+__all__ = ["BIG_BYTES", "AsyncLocalExecutor", "is_big"]
 
 log = logging.getLogger("cashet")
 
@@ -111,43 +117,13 @@ def is_big(obj: Any, limit: int = BIG_BYTES) -> bool:
     return visit(obj)
 
 
-async def run_flow_async(flow: Any, call: Any) -> Commit:
-    """Run a call-flow generator to completion, awaiting each effect's handler.
-
-    The asyncio twin of :func:`cashet.executors.local.run_flow`: ``call.HANDLERS`` maps each
-    effect type to a method of ``call`` returning an awaitable. An exception from a handler
-    (``asyncio.CancelledError`` and ``KeyboardInterrupt`` included) is thrown back into the
-    flow, so its ``finally`` releases the lease before the exception leaves.
-    """
-    handlers = call.HANDLERS
-    value: Any = None
-    error: BaseException | None = None
-    while True:
-        try:
-            effect = flow.send(value) if error is None else flow.throw(error)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
-        error = None
-        try:
-            value = await handlers[type(effect)](call, effect)
-        except BaseException as exc:
-            value = None
-            error = exc
-
-
-class AsyncLocalExecutor:
+class AsyncLocalExecutor(FlowExecutor):
     """Run tasks in this process from asyncio, exactly once per fingerprint.
 
     Args:
         running_ttl: how long a lease lasts without renewal (as in ``LocalExecutor``); while
             a task runs its lease is renewed every ``running_ttl / 3``.
     """
-
-    def __init__(self, running_ttl: timedelta = timedelta(minutes=5)) -> None:
-        # Validation and this process's lease identity are the sync executor's, shared.
-        self._identity = LocalExecutor(running_ttl)
-        self.running_ttl = running_ttl
-        self._interval = max(running_ttl.total_seconds() / 3, 0.01)
 
     async def submit(
         self,
@@ -159,16 +135,13 @@ class AsyncLocalExecutor:
         serializer: Serializer,
     ) -> Commit:
         """Return the commit for this call: cached, computed by another caller, or run here."""
-        call = _AsyncCall(func, args, kwargs, store, serializer, self)
-        flow = call_flow(task_def, self._identity._lease_settings(), call.describe)
-        commit = await run_flow_async(flow, call)
-        if commit.from_cache and log.isEnabledFor(logging.DEBUG):
-            log_commit(commit, "hit")
-        return commit
+        handler = _AsyncHandler(func, args, kwargs, store, serializer, self)
+        flow = call_flow(task_def, self.running_ttl, seal_commit, handler.describe)
+        return await run_flow(flow, handler.answer, True)
 
 
-class _AsyncCall:
-    """Answers the effects of one call's flow with awaits on the store (see ``_SyncCall``)."""
+class _AsyncHandler:
+    """Answers the effects of one call's flow with awaits on the store (see ``_SyncHandler``)."""
 
     __slots__ = ("args", "executor", "func", "kwargs", "serializer", "store")
 
@@ -191,17 +164,49 @@ class _AsyncCall:
     def describe(self) -> tuple[str, tuple[str, ...]]:
         return describe_call(self.args, self.kwargs)
 
-    def lookup(self, e: Lookup) -> Awaitable[Commit | None]:
-        return self.store.find_by_fingerprint(e.fingerprint)
-
-    def latest(self, e: LatestFor) -> Awaitable[Commit | None]:
-        return self.store.latest_for_fingerprint(e.fingerprint)
-
-    async def touch(self, e: Touch) -> None:
-        try:
-            await self.store.touch(e.hash, e.when)
-        except StoreError as exc:  # an access time is not worth failing a hit for
-            log.debug("could not record access to %s: %s", e.hash[:12], exc)
+    async def answer(self, effect: Effect) -> Any:
+        """Carry out ``effect``; return what the flow receives."""
+        store = self.store
+        match effect:
+            case Lookup():
+                return await store.find_by_fingerprint(effect.fingerprint)
+            case Touch():
+                try:
+                    await store.touch(effect.hash, effect.when)
+                except StoreError as exc:  # an access time is not worth failing a hit for
+                    log.debug("could not record access to %s: %s", effect.hash[:12], exc)
+                return None
+            case Claim():
+                return await self.claim(effect)
+            case WaitRelease():
+                return await store.wait_for_release(effect.fingerprint, effect.timeout)
+            case Release():
+                # Shielded: the lease is given back even while the caller is being cancelled.
+                return await asyncio.shield(store.release_claim(effect.fingerprint, effect.owner))
+            case Execute():
+                return await self.execute(effect)
+            case Sleep():
+                return await asyncio.sleep(effect.seconds)
+            case Serialize():
+                if is_big(effect.value):
+                    return await asyncio.to_thread(serialize, self.serializer, effect.value)
+                return serialize(self.serializer, effect.value)
+            case Record():
+                put_result = getattr(self.store, "put_result", None)
+                if put_result is not None:  # one step (AsyncSQLiteStore: one transaction)
+                    return await put_result(effect.data, effect.build, effect.release)
+                return None  # the flow records in steps
+            case LatestFor():
+                return await store.latest_for_fingerprint(effect.fingerprint)
+            case PutBlob():
+                return await _put_blob(store, effect.data)
+            case PutCommit():
+                await store.put_commit(effect.commit)
+                if effect.commit.status is TaskStatus.FAILED and log.isEnabledFor(logging.INFO):
+                    log_commit(effect.commit, "failed")
+                return None
+            case _:
+                assert_never(effect)
 
     async def claim(self, e: Claim) -> bool:
         # Shielded: a claim that lands after the caller was cancelled is given back.
@@ -216,13 +221,6 @@ class _AsyncCall:
                 log.warning("could not give back lease on %s: %s", e.fingerprint[:16], exc)
             raise
 
-    def wait_release(self, e: WaitRelease) -> Awaitable[None]:
-        return self.store.wait_for_release(e.fingerprint, e.timeout)
-
-    def release(self, e: Release) -> Awaitable[None]:
-        # Shielded: the lease is given back even while the caller is being cancelled.
-        return asyncio.shield(self.store.release_claim(e.fingerprint, e.owner))
-
     async def execute(self, e: Execute) -> Outcome:
         func = self.func
         call_args, call_kwargs = await _resolve_refs(self.args, self.kwargs)
@@ -230,7 +228,9 @@ class _AsyncCall:
         if e.lease is not None:
             ex = self.executor
             keeper = asyncio.create_task(
-                _keep_lease(self.store, e.fingerprint, e.lease.owner, ex.running_ttl, ex._interval)
+                _keep_lease(
+                    self.store, e.fingerprint, e.lease.owner, ex.running_ttl, ex.renew_every
+                )
             )
         try:
             if _is_async(func):
@@ -239,46 +239,6 @@ class _AsyncCall:
         finally:
             if keeper is not None:
                 keeper.cancel()
-
-    def sleep(self, e: Sleep) -> Awaitable[None]:
-        return asyncio.sleep(e.seconds)
-
-    async def serialize(self, e: Serialize) -> bytes | list[bytes | memoryview]:
-        if is_big(e.value):
-            return await asyncio.to_thread(serialize, self.serializer, e.value)
-        return serialize(self.serializer, e.value)
-
-    async def put_commit(self, e: PutCommit) -> None:
-        await self.store.put_commit(e.commit)
-        if log.isEnabledFor(logging.INFO):
-            log_commit(e.commit, "ran" if e.commit.status.value == "completed" else "failed")
-
-    async def record(self, e: Record) -> Commit:
-        put_result = getattr(self.store, "put_result", None)
-        if put_result is not None:  # one step (AsyncSQLiteStore: one transaction)
-            commit: Commit = await put_result(e.data, e.build, e.release)
-        else:
-            commit = e.build(await _put_blob(self.store, e.data))
-            await self.store.put_commit(commit)
-            if e.release is not None:
-                await asyncio.shield(self.store.release_claim(*e.release))
-        if log.isEnabledFor(logging.INFO):
-            log_commit(commit, "ran")
-        return commit
-
-    HANDLERS: dict[type, Callable[[Any, Any], Awaitable[Any]]] = {  # noqa: RUF012
-        Lookup: lookup,
-        LatestFor: latest,
-        Touch: touch,
-        Claim: claim,
-        WaitRelease: wait_release,
-        Release: release,
-        Execute: execute,
-        Sleep: sleep,
-        Serialize: serialize,
-        PutCommit: put_commit,
-        Record: record,
-    }
 
 
 async def _put_blob(store: AsyncStore, data: bytes | list[bytes | memoryview]) -> ObjectRef:
@@ -330,13 +290,6 @@ async def _keep_lease(
             log.warning("could not renew lease on %s: %s", fingerprint[:16], exc)
 
 
-def _timeout_error(func: Any, timeout: float, soft: bool) -> TaskTimeoutError:
-    what = f"{getattr(func, '__qualname__', func)!s} timed out after {timeout:g}s"
-    if soft:
-        what += " (the thread keeps running: timeouts of plain functions are soft)"
-    return TaskTimeoutError(what)
-
-
 async def _run_coroutine(func: Any, args: Any, kwargs: Any, timeout: float | None) -> Outcome:
     start = time.perf_counter()
     try:
@@ -348,7 +301,7 @@ async def _run_coroutine(func: Any, args: Any, kwargs: Any, timeout: float | Non
     except TimeoutError as exc:
         elapsed = time.perf_counter() - start
         if timeout is not None and deadline.expired():
-            return Outcome.failed(_timeout_error(func, timeout, soft=False), elapsed)
+            return Outcome.failed(timeout_error(func, timeout, soft=False), elapsed)
         return Outcome.failed(exc, elapsed)
     except Exception as exc:
         return Outcome.failed(exc, time.perf_counter() - start)
@@ -357,9 +310,9 @@ async def _run_coroutine(func: Any, args: Any, kwargs: Any, timeout: float | Non
 
 async def _run_in_thread(func: Any, args: Any, kwargs: Any, timeout: float | None) -> Outcome:
     if timeout is None:
-        return await asyncio.to_thread(_run_inline, func, args, kwargs)
+        return await asyncio.to_thread(run_inline, func, args, kwargs)
     start = time.perf_counter()
     try:
-        return await asyncio.wait_for(asyncio.to_thread(_run_inline, func, args, kwargs), timeout)
+        return await asyncio.wait_for(asyncio.to_thread(run_inline, func, args, kwargs), timeout)
     except TimeoutError:
-        return Outcome.failed(_timeout_error(func, timeout, soft=True), time.perf_counter() - start)
+        return Outcome.failed(timeout_error(func, timeout, soft=True), time.perf_counter() - start)

@@ -1,5 +1,9 @@
 """``LocalExecutor``: the synchronous driver of the call flow, running tasks in this process.
 
+It answers each effect of :func:`~cashet.core.flow.call_flow` with a blocking call; the
+loop that drives the flow is :func:`cashet.executors._drive.run_flow`, shared with the
+async executor.
+
 A task without a timeout runs in the calling thread (no thread hop); a task with a timeout
 runs in a daemon thread that the caller stops waiting for when time is up (Python cannot
 kill a thread: the timeout is soft, as documented). While a task runs, a single heartbeat
@@ -13,15 +17,17 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, assert_never
 
-from cashet.core.flow import (
+from cashet._process import current_pid
+from cashet.core.effects import (
     Claim,
+    Effect,
     Execute,
     LatestFor,
-    LeaseSettings,
     Lookup,
     Outcome,
+    PutBlob,
     PutCommit,
     Record,
     Release,
@@ -29,65 +35,27 @@ from cashet.core.flow import (
     Sleep,
     Touch,
     WaitRelease,
-    call_flow,
 )
-from cashet.core.leases import current_pid, hostname
-from cashet.core.refs import find_refs, replace_refs
-from cashet.errors import StoreError, TaskTimeoutError
-from cashet.hashing import args_snapshot
-from cashet.models import Commit, TaskDef, utcnow
+from cashet.core.flow import call_flow
+from cashet.core.refs import replace_refs
+from cashet.errors import StoreError
+from cashet.executors._drive import (
+    FlowExecutor,
+    describe_call,
+    finish,
+    log_commit,
+    run_flow,
+    run_inline,
+    serialize,
+    timeout_error,
+)
+from cashet.models import Commit, ObjectRef, TaskDef, TaskStatus, utcnow
 from cashet.protocols import Serializer, Store
+from cashet.stores.codec import seal_commit
 
-__all__ = ["LocalExecutor", "describe_call", "run_flow"]
+__all__ = ["LocalExecutor"]
 
 log = logging.getLogger("cashet")
-
-
-def log_commit(commit: Commit, what: str) -> None:
-    """Log one line about a commit: fingerprint, function, commit hash and duration."""
-    seconds = commit.compute_seconds
-    took = "" if seconds is None or commit.from_cache else f" in {seconds * 1000:.1f} ms"
-    level = logging.DEBUG if what == "hit" else logging.INFO
-    if commit.status.value == "failed":
-        level = logging.WARNING
-    log.log(
-        level,
-        "%s %s fingerprint=%s commit=%s%s",
-        what,
-        commit.func_name,
-        commit.fingerprint[:16],
-        commit.hash[:12],
-        took,
-    )
-
-
-def describe_call(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, tuple[str, ...]]:
-    """Return the readable snapshot of a call's arguments and its upstream blob hashes."""
-    refs = find_refs(kwargs, find_refs(args))
-    return args_snapshot(args, kwargs), tuple(dict.fromkeys(r.hash for r in refs))
-
-
-def run_flow(flow: Any, call: Any) -> Commit:
-    """Run a call-flow generator to completion, answering each effect through ``call``.
-
-    ``call.HANDLERS`` maps each effect type to a method of ``call``. An exception from a
-    handler is thrown back into the flow, so its ``finally`` releases the lease before the
-    exception leaves (KeyboardInterrupt included).
-    """
-    handlers = call.HANDLERS
-    value: Any = None
-    error: BaseException | None = None
-    while True:
-        try:
-            effect = flow.send(value) if error is None else flow.throw(error)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
-        error = None
-        try:
-            value = handlers[type(effect)](call, effect)
-        except BaseException as exc:
-            value = None
-            error = exc
 
 
 class _Heartbeat:
@@ -133,7 +101,7 @@ class _Heartbeat:
                     log.warning("could not renew lease on %s: %s", fp[:16], exc)
 
 
-class LocalExecutor:
+class LocalExecutor(FlowExecutor):
     """Run tasks in this process, exactly once per fingerprint across threads and processes.
 
     Args:
@@ -144,19 +112,8 @@ class LocalExecutor:
     """
 
     def __init__(self, running_ttl: timedelta = timedelta(minutes=5)) -> None:
-        if not isinstance(running_ttl, timedelta):
-            raise TypeError(f"running_ttl must be a datetime.timedelta, not {type(running_ttl)}")
-        if running_ttl.total_seconds() <= 0:
-            raise ValueError(f"running_ttl must be positive, not {running_ttl}")
-        self.running_ttl = running_ttl
-        self._heartbeat = _Heartbeat(running_ttl, max(running_ttl.total_seconds() / 3, 0.01))
-        self._settings: LeaseSettings | None = None
-
-    def _lease_settings(self) -> LeaseSettings:
-        settings = self._settings
-        if settings is None or settings.pid != current_pid():
-            settings = self._settings = LeaseSettings(self.running_ttl, hostname(), current_pid())
-        return settings
+        super().__init__(running_ttl)
+        self._heartbeat = _Heartbeat(running_ttl, self.renew_every)
 
     def submit(
         self,
@@ -168,14 +125,12 @@ class LocalExecutor:
         serializer: Serializer,
     ) -> Commit:
         """Return the commit for this call: cached, computed by another caller, or run here."""
-        call = _SyncCall(func, args, kwargs, store, serializer, self._heartbeat)
-        commit = run_flow(call_flow(task_def, self._lease_settings(), call.describe), call)
-        if commit.from_cache and log.isEnabledFor(logging.DEBUG):
-            log_commit(commit, "hit")
-        return commit
+        handler = _SyncHandler(func, args, kwargs, store, serializer, self._heartbeat)
+        flow = call_flow(task_def, self.running_ttl, seal_commit, handler.describe)
+        return finish(run_flow(flow, handler.answer, False))
 
 
-class _SyncCall:
+class _SyncHandler:
     """Answers the effects of one call's flow with blocking calls on the store."""
 
     __slots__ = ("args", "func", "heartbeat", "kwargs", "serializer", "store")
@@ -199,26 +154,46 @@ class _SyncCall:
     def describe(self) -> tuple[str, tuple[str, ...]]:
         return describe_call(self.args, self.kwargs)
 
-    def lookup(self, e: Lookup) -> Commit | None:
-        return self.store.find_by_fingerprint(e.fingerprint)
-
-    def latest(self, e: LatestFor) -> Commit | None:
-        return self.store.latest_for_fingerprint(e.fingerprint)
-
-    def touch(self, e: Touch) -> None:
-        try:
-            self.store.touch(e.hash, e.when)
-        except StoreError as exc:  # an access time is not worth failing a hit for
-            log.debug("could not record access to %s: %s", e.hash[:12], exc)
-
-    def claim(self, e: Claim) -> bool:
-        return self.store.try_claim(e.fingerprint, e.lease)
-
-    def wait_release(self, e: WaitRelease) -> None:
-        self.store.wait_for_release(e.fingerprint, e.timeout)
-
-    def release(self, e: Release) -> None:
-        self.store.release_claim(e.fingerprint, e.owner)
+    def answer(self, effect: Effect) -> Any:
+        """Carry out ``effect``; return what the flow receives."""
+        store = self.store
+        match effect:
+            case Lookup():
+                return store.find_by_fingerprint(effect.fingerprint)
+            case Touch():
+                try:
+                    store.touch(effect.hash, effect.when)
+                except StoreError as exc:  # an access time is not worth failing a hit for
+                    log.debug("could not record access to %s: %s", effect.hash[:12], exc)
+                return None
+            case Claim():
+                return store.try_claim(effect.fingerprint, effect.lease)
+            case WaitRelease():
+                return store.wait_for_release(effect.fingerprint, effect.timeout)
+            case Release():
+                return store.release_claim(effect.fingerprint, effect.owner)
+            case Execute():
+                return self.execute(effect)
+            case Sleep():
+                return time.sleep(effect.seconds)
+            case Serialize():
+                return serialize(self.serializer, effect.value)
+            case Record():
+                put_result = getattr(store, "put_result", None)
+                if put_result is not None:
+                    return put_result(effect.data, effect.build, effect.release)
+                return None  # the flow records in steps
+            case LatestFor():
+                return store.latest_for_fingerprint(effect.fingerprint)
+            case PutBlob():
+                return put_blob(store, effect.data)
+            case PutCommit():
+                store.put_commit(effect.commit)
+                if effect.commit.status is TaskStatus.FAILED and log.isEnabledFor(logging.INFO):
+                    log_commit(effect.commit, "failed")
+                return None
+            case _:
+                assert_never(effect)
 
     def execute(self, e: Execute) -> Outcome:
         call_args = replace_refs(self.args, _load_ref)
@@ -227,93 +202,32 @@ class _SyncCall:
             self.heartbeat.add(self.store, e.fingerprint, e.lease.owner)
         try:
             if e.timeout is None:
-                return _run_inline(self.func, call_args, call_kwargs)
+                return run_inline(self.func, call_args, call_kwargs)
             return _run_with_timeout(self.func, call_args, call_kwargs, e.timeout)
         finally:
             if e.lease is not None:
                 self.heartbeat.remove(e.lease.owner)
 
-    def sleep(self, e: Sleep) -> None:
-        time.sleep(e.seconds)
 
-    def serialize(self, e: Serialize) -> bytes | list[bytes | memoryview]:
-        return serialize(self.serializer, e.value)
-
-    def put_commit(self, e: PutCommit) -> None:
-        self.store.put_commit(e.commit)
-        if log.isEnabledFor(logging.INFO):
-            log_commit(e.commit, "ran" if e.commit.status.value == "completed" else "failed")
-
-    def record(self, e: Record) -> Commit:
-        commit = record_result(self.store, e)
-        if log.isEnabledFor(logging.INFO):
-            log_commit(commit, "ran")
-        return commit
-
-    HANDLERS: dict[type, Callable[[Any, Any], Any]] = {  # noqa: RUF012
-        Lookup: lookup,
-        LatestFor: latest,
-        Touch: touch,
-        Claim: claim,
-        WaitRelease: wait_release,
-        Release: release,
-        Execute: execute,
-        Sleep: sleep,
-        Serialize: serialize,
-        PutCommit: put_commit,
-        Record: record,
-    }
-
-
-def serialize(serializer: Serializer, value: Any) -> bytes | list[bytes | memoryview]:
-    """Serialize a result, as chunks when the serializer can avoid copying large buffers."""
-    parts = getattr(serializer, "dumps_parts", None)
-    if parts is not None:
-        chunks: list[bytes | memoryview] = parts(value)
-        return chunks[0] if len(chunks) == 1 and isinstance(chunks[0], bytes) else chunks
-    return serializer.dumps(value)
-
-
-def put_blob(store: Store, data: bytes | list[bytes | memoryview]) -> Any:
+def put_blob(store: Store, data: bytes | list[bytes | memoryview]) -> ObjectRef:
     """Store serialized bytes, handing chunks to stores that write them without joining."""
     if isinstance(data, list):
         put_parts = getattr(store, "put_blob_parts", None)
         if put_parts is not None:
-            return put_parts(data)
+            return put_parts(data)  # type: ignore[no-any-return]
         data = b"".join(data)
     return store.put_blob(data)
-
-
-def record_result(store: Store, e: Record) -> Commit:
-    """Carry out a ``Record`` effect on a sync store (one transaction when it can)."""
-    put_result = getattr(store, "put_result", None)
-    if put_result is not None:
-        return put_result(e.data, e.build, e.release)  # type: ignore[no-any-return]
-    commit = e.build(put_blob(store, e.data))
-    store.put_commit(commit)
-    if e.release is not None:
-        store.release_claim(*e.release)
-    return commit
 
 
 def _load_ref(ref: Any) -> Any:
     return ref.load()
 
 
-def _run_inline(func: Callable[..., Any], args: Any, kwargs: Any) -> Outcome:
-    start = time.perf_counter()
-    try:
-        value = func(*args, **kwargs)
-    except Exception as exc:
-        return Outcome.failed(exc, time.perf_counter() - start)
-    return Outcome(value=value, seconds=time.perf_counter() - start)
-
-
 def _run_with_timeout(func: Callable[..., Any], args: Any, kwargs: Any, timeout: float) -> Outcome:
     box: list[Outcome] = []
 
     def target() -> None:
-        box.append(_run_inline(func, args, kwargs))
+        box.append(run_inline(func, args, kwargs))
 
     start = time.perf_counter()
     worker = threading.Thread(target=target, name="cashet-task", daemon=True)
@@ -321,8 +235,4 @@ def _run_with_timeout(func: Callable[..., Any], args: Any, kwargs: Any, timeout:
     worker.join(timeout)
     if box:
         return box[0]
-    exc = TaskTimeoutError(
-        f"{getattr(func, '__qualname__', func)!s} timed out after {timeout:g}s "
-        "(the thread keeps running: local timeouts are soft)"
-    )
-    return Outcome.failed(exc, time.perf_counter() - start)
+    return Outcome.failed(timeout_error(func, timeout, soft=True), time.perf_counter() - start)

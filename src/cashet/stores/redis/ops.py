@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
+from cashet import _process
 from cashet.core import leases as _lease
 from cashet.errors import (
     BlobCorruptedError,
@@ -197,7 +198,7 @@ class Ops:
         self.keys = Keys(prefix)
         self.inline_threshold = inline_threshold
         self.chunk_size = chunk_size
-        self.host = _lease.hostname()
+        self.host = _process.hostname()
         self._templates: dict[str, Commit] = {}
         self._hints: dict[str, str] = {}
         self._blobs: dict[str, tuple[bytes, float]] = {}

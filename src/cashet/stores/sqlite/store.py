@@ -27,6 +27,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from cashet import _process
 from cashet.core import leases as _lease
 from cashet.errors import BlobCorruptedError, BlobMissingError, StoreError
 from cashet.models import Commit, Lease, ObjectRef, TaskDef, TaskStatus
@@ -199,7 +200,7 @@ class SQLiteStore:
         self._db_file = os.fspath(self._path / "meta.db")
         self._inline_threshold = inline_threshold
         self._busy_timeout = busy_timeout
-        self._host = _lease.hostname()
+        self._host = _process.hostname()
         self._local = threading.local()
         self._conns: list[tuple[threading.Thread, sqlite3.Connection]] = []
         self._conns_pid = _pid
