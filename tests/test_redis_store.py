@@ -29,7 +29,7 @@ import pytest
 
 from cashet.errors import BlobCorruptedError, BlobMissingError, StoreError, StoreUnavailableError
 from cashet.models import ObjectRef, utcnow
-from cashet.stores.codec import blob_hash
+from cashet.stores.blobs import blob_hash
 from tests._redis import (
     RedisServer,
     check_invariants,
@@ -335,7 +335,7 @@ def test_interrupted_chunked_write_leaves_no_visible_blob(
         while call.script is None:  # the chunk writes; stop before the publishing script
             call = flow.send(store._exec(call))
         flow.close()
-        from cashet.stores.codec import blob_hash
+        from cashet.stores.blobs import blob_hash
 
         h = blob_hash(data)
         chunks = [k for k in keys_of(raw, prefix) if k.startswith(f"blob:data:{h}:")]

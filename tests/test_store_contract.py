@@ -19,9 +19,10 @@ from blake3 import blake3
 
 from cashet.core import leases as _lease
 from cashet.errors import BlobMissingError
+from cashet.hashing.commits import compute_commit_hash
 from cashet.models import Commit, Lease, ObjectRef, TaskDef, TaskStatus, utcnow
 from cashet.protocols import Store
-from cashet.stores.codec import blob_hash, compute_commit_hash
+from cashet.stores.blobs import blob_hash
 
 pytestmark = pytest.mark.contract
 

@@ -50,8 +50,16 @@ from cashet.errors import CashetError
 from cashet.executors.async_local import BIG_BYTES, is_big
 from cashet.hashing import function_identity, hash_args
 from cashet.models import AsyncResultRef, Commit, ObjectRef, TaskStatus
-from cashet.protocols import AsyncExecutor, AsyncStore, Serializer, TagQuery
+from cashet.protocols import (
+    AsyncExecutor,
+    AsyncStore,
+    Serializer,
+    SyncBacked,
+    TagQuery,
+    supports,
+)
 from cashet.provenance.archive import ExportResult, ImportResult
+from cashet.stores.base import full_async_store
 
 __all__ = ["AsyncClient", "AsyncTaskFunction"]
 
@@ -375,11 +383,11 @@ class AsyncClient:
 
     async def _sync(self, method: Callable[[Client], R]) -> R:
         """Run ``method(sync_client)`` off the loop, over a sync view of this store."""
-        store: Any = self.store
-        if hasattr(store, "run_sync") and hasattr(store, "sync_store"):
+        store = self.store
+        if supports(store, SyncBacked):
             # AsyncSQLiteStore: in its worker thread, on its own sync store.
-            shadow = self._shadow_over(store.sync_store)
-            return await store.run_sync(method, shadow)  # type: ignore[no-any-return]
+            backed = cast(SyncBacked, store)
+            return await backed.run_sync(method, self._shadow_over(backed.sync_store))
         view = _SyncView(store, asyncio.get_running_loop())
         return await asyncio.to_thread(method, self._shadow_over(view))
 
@@ -485,11 +493,8 @@ class _SyncView:
         return call
 
     def iter_commits(self) -> Iterator[Any]:
-        native = getattr(self._store, "iter_commits", None)
-        if native is None:
-            yield from reversed(self._wait(self._store.list_commits(limit=None)))
-            return
-        it: AsyncIterator[Any] = native().__aiter__()
+        # The AsyncCommitIterator capability (list_commits for stores without it).
+        it: AsyncIterator[Any] = full_async_store(self._store).iter_commits().__aiter__()
         while True:
             try:
                 yield self._wait(it.__anext__())

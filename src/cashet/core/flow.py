@@ -23,8 +23,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from cashet.errors import TaskError, TaskTimeoutError
+from cashet.hashing.commits import seal_commit
 from cashet.models import Commit, Lease, ObjectRef, TaskDef, TaskStatus, utcnow
-from cashet.stores.codec import seal_commit
 
 __all__ = [
     "Claim",

@@ -46,8 +46,9 @@ from cashet.executors.local import (
     log_commit,
     serialize,
 )
-from cashet.models import AsyncResultRef, Commit, ObjectRef, TaskDef, utcnow
+from cashet.models import AsyncResultRef, Commit, TaskDef, utcnow
 from cashet.protocols import AsyncStore, Serializer
+from cashet.stores.base import full_async_store
 
 __all__ = ["AsyncLocalExecutor", "is_big", "run_flow_async"]
 
@@ -254,14 +255,9 @@ class _AsyncCall:
             log_commit(e.commit, "ran" if e.commit.status.value == "completed" else "failed")
 
     async def record(self, e: Record) -> Commit:
-        put_result = getattr(self.store, "put_result", None)
-        if put_result is not None:  # one step (AsyncSQLiteStore: one transaction)
-            commit: Commit = await put_result(e.data, e.build, e.release)
-        else:
-            commit = e.build(await _put_blob(self.store, e.data))
-            await self.store.put_commit(commit)
-            if e.release is not None:
-                await asyncio.shield(self.store.release_claim(*e.release))
+        # One step (AsyncSQLiteStore: one transaction); full_async_store supplies
+        # put_blob + put_commit + a shielded release_claim to stores without it.
+        commit = await full_async_store(self.store).put_result(e.data, e.build, e.release)
         if log.isEnabledFor(logging.INFO):
             log_commit(commit, "ran")
         return commit
@@ -279,16 +275,6 @@ class _AsyncCall:
         PutCommit: put_commit,
         Record: record,
     }
-
-
-async def _put_blob(store: AsyncStore, data: bytes | list[bytes | memoryview]) -> ObjectRef:
-    """Store serialized bytes, handing chunks to stores that write them without joining."""
-    if isinstance(data, list):
-        put_parts = getattr(store, "put_blob_parts", None)
-        if put_parts is not None:
-            return await put_parts(data)  # type: ignore[no-any-return]
-        data = await asyncio.to_thread(b"".join, data) if len(data) > 1 else bytes(data[0])
-    return await store.put_blob(data)
 
 
 def _is_async(func: Any) -> bool:

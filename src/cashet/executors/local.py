@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from cashet.core.flow import (
     Claim,
@@ -36,7 +36,8 @@ from cashet.core.refs import find_refs, replace_refs
 from cashet.errors import StoreError, TaskTimeoutError
 from cashet.hashing import args_snapshot
 from cashet.models import Commit, TaskDef, utcnow
-from cashet.protocols import Serializer, Store
+from cashet.protocols import PartsSerializer, Serializer, Store, supports
+from cashet.stores.base import full_store
 
 __all__ = ["LocalExecutor", "describe_call", "run_flow"]
 
@@ -267,33 +268,15 @@ class _SyncCall:
 
 def serialize(serializer: Serializer, value: Any) -> bytes | list[bytes | memoryview]:
     """Serialize a result, as chunks when the serializer can avoid copying large buffers."""
-    parts = getattr(serializer, "dumps_parts", None)
-    if parts is not None:
-        chunks: list[bytes | memoryview] = parts(value)
+    if supports(serializer, PartsSerializer):
+        chunks = cast(PartsSerializer, serializer).dumps_parts(value)
         return chunks[0] if len(chunks) == 1 and isinstance(chunks[0], bytes) else chunks
     return serializer.dumps(value)
 
 
-def put_blob(store: Store, data: bytes | list[bytes | memoryview]) -> Any:
-    """Store serialized bytes, handing chunks to stores that write them without joining."""
-    if isinstance(data, list):
-        put_parts = getattr(store, "put_blob_parts", None)
-        if put_parts is not None:
-            return put_parts(data)
-        data = b"".join(data)
-    return store.put_blob(data)
-
-
 def record_result(store: Store, e: Record) -> Commit:
     """Carry out a ``Record`` effect on a sync store (one transaction when it can)."""
-    put_result = getattr(store, "put_result", None)
-    if put_result is not None:
-        return put_result(e.data, e.build, e.release)  # type: ignore[no-any-return]
-    commit = e.build(put_blob(store, e.data))
-    store.put_commit(commit)
-    if e.release is not None:
-        store.release_claim(*e.release)
-    return commit
+    return full_store(store).put_result(e.data, e.build, e.release)
 
 
 def _load_ref(ref: Any) -> Any:

@@ -50,9 +50,10 @@ from blake3 import blake3
 
 from cashet._version import __version__
 from cashet.errors import ArchiveError, BlobError, CashetError
+from cashet.hashing.commits import commit_from_dict, commit_to_json, compute_commit_hash
 from cashet.models import Commit, ObjectRef, TaskStatus, utcnow
 from cashet.protocols import Store
-from cashet.stores.codec import blob_hash, commit_from_dict, commit_to_json, compute_commit_hash
+from cashet.stores.blobs import blob_hash
 
 __all__ = ["ExportResult", "ImportResult", "export_archive", "import_archive"]
 

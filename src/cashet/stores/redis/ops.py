@@ -26,16 +26,10 @@ from cashet.errors import (
     StoreError,
     StoreUnavailableError,
 )
+from cashet.hashing.commits import commit_from_json, commit_to_json
 from cashet.models import Commit, Lease, ObjectRef, TaskDef, TaskStatus
-from cashet.protocols import TagQuery
-from cashet.stores.codec import (
-    blob_hash,
-    commit_from_json,
-    commit_to_json,
-    decode_blob,
-    encode_blob,
-    verify_blob,
-)
+from cashet.protocols import Hit, TagQuery
+from cashet.stores.blobs import blob_hash, decode_blob, encode_blob, verify_blob
 from cashet.stores.redis.keys import (
     BATCH,
     BLOB_CACHE,
@@ -304,7 +298,7 @@ class Ops:
     def _commit_args(self, commit: Commit) -> tuple[Any, ...]:
         """The arguments of the Lua ``put_commit_at``."""
         if not commit.hash:
-            raise ValueError("a commit needs its hash (see _codec.compute_commit_hash)")
+            raise ValueError("a commit needs its hash (see cashet.hashing.commits.seal_commit)")
         k = self.keys
         td = commit.task_def
         completed = commit.status is TaskStatus.COMPLETED
@@ -400,6 +394,21 @@ class Ops:
         if result is not None:
             self._remember_blob(result.hash, reply[end:] if len(reply) > end else None, have)
         return _copy(template, None if la_ == b"-" else from_us(int(la_)))
+
+    def lookup(self, fingerprint: str) -> Flow[Hit | None]:
+        """``find_by_fingerprint``, with the result's bytes when the lookup brought them."""
+        commit = yield from self.find_by_fingerprint(fingerprint)
+        if commit is None:
+            return None
+        data = None
+        if commit.result is not None:
+            h = commit.result.hash
+            cached = self._blobs.get(h)
+            if cached is not None:
+                with suppress(BlobCorruptedError):  # get_blob reads, reports and drops it
+                    data = decode_blob(cached[0], h)
+                    verify_blob(data, h)
+        return Hit(commit, data)
 
     def _confirm(self, op: str, key: str, known: Commit, have: str) -> Flow[Commit | None]:
         k = self.keys

@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import os
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import suppress
 from datetime import datetime
 from types import TracebackType
@@ -38,9 +37,11 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
         'the Redis stores need the redis package: pip install "cashet[redis]"'
     ) from exc
 
+from cashet._process import current_pid
 from cashet.errors import StoreError
 from cashet.models import Commit, Lease, ObjectRef, TaskStatus
-from cashet.protocols import TagQuery
+from cashet.protocols import Hit, ResultData, TagQuery
+from cashet.stores.base import AsyncStoreBase, StoreBase
 from cashet.stores.redis.ops import Call, Flow, IterCursor, Ops, check_options
 
 __all__ = ["AsyncRedisStore", "RedisStore"]
@@ -49,18 +50,6 @@ T = TypeVar("T")
 _DOWN = (RedisConnectionError, RedisTimeoutError)
 #: Pauses before resending a call that is safe to repeat, after a dropped connection.
 BACKOFF = (0.05, 0.25)
-
-# The pid is checked on every call, and getpid() is a system call: cached, refreshed in a
-# forked child (which must not touch its parent's connections).
-_pid = os.getpid()
-
-
-def _after_fork_in_child() -> None:
-    global _pid
-    _pid = os.getpid()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
 
 # redis-py 5 requires a command name for ``get_connection``; from 6 on it is deprecated
 # (a warning when given). Both ends of ``redis>=5.0`` are tested (``make test``).
@@ -81,10 +70,10 @@ class _Held:
         self.pool = pool
         self.pid = -1  # until the connection is ours (get_connection may raise)
         self.conn = pool.get_connection(*_CONNECTION_ARGS)
-        self.pid = _pid
+        self.pid = current_pid()
 
     def __del__(self) -> None:
-        if self.pid == _pid:
+        if self.pid == current_pid():
             with suppress(Exception):
                 self.pool.release(self.conn)
 
@@ -200,7 +189,7 @@ _DOC_ARGS = """
 """
 
 
-class RedisStore(_Base):
+class RedisStore(_Base, StoreBase):
     """A ``Store`` in Redis, shared by every process and machine that uses the same URL.
 
     Safe to share between threads and across ``fork``. Each thread that uses the store
@@ -256,7 +245,7 @@ class RedisStore(_Base):
         """This thread's connection (one per thread, as the SQLite store; new after fork)."""
         local = self._local
         try:
-            if local.held.pid == _pid:
+            if local.held.pid == current_pid():
                 return local.held.conn
         except AttributeError:
             pass
@@ -315,7 +304,7 @@ class RedisStore(_Base):
 
     def put_result(
         self,
-        data: bytes | Sequence[bytes | memoryview],
+        data: ResultData,
         build: Callable[[ObjectRef], Commit],
         release: tuple[str, str] | None = None,
     ) -> Commit:
@@ -333,6 +322,18 @@ class RedisStore(_Base):
     def find_by_fingerprint(self, fingerprint: str) -> Commit | None:
         """Return the newest completed, cacheable, unexpired commit whose result is stored."""
         return self._run(self._ops.find_by_fingerprint(fingerprint))
+
+    def lookup(self, fingerprint: str) -> Hit | None:
+        """Return what ``find_by_fingerprint`` finds, with a small result's verified bytes."""
+        return self._run(self._ops.lookup(fingerprint))
+
+    def find_by_result(self, blob_hash: str, limit: int = 20) -> list[Commit]:
+        """Return the commits whose result is this blob, newest first.
+
+        Redis keeps no index by result: this scans ``iter_commits`` (a page of commits per
+        round trip), which is what ``show``/``get`` by a result's hash need, rarely.
+        """
+        return StoreBase.find_by_result(self, blob_hash, limit)
 
     def find_running_by_fingerprint(self, fingerprint: str) -> Commit | None:
         """Describe the live lease on ``fingerprint`` as a running commit, or ``None``."""
@@ -455,7 +456,7 @@ def _step(flow: Flow[Any], value: Any) -> tuple[bool, Any]:
         return True, stop.value
 
 
-class AsyncRedisStore(_Base):
+class AsyncRedisStore(_Base, AsyncStoreBase):
     """An ``AsyncStore`` in Redis (``redis.asyncio``): the same data and semantics as
     :class:`RedisStore`, so sync and async clients can share one cache.
     """
@@ -568,7 +569,7 @@ class AsyncRedisStore(_Base):
 
     async def put_result(
         self,
-        data: bytes | Sequence[bytes | memoryview],
+        data: ResultData,
         build: Callable[[ObjectRef], Commit],
         release: tuple[str, str] | None = None,
     ) -> Commit:
@@ -586,6 +587,15 @@ class AsyncRedisStore(_Base):
     async def find_by_fingerprint(self, fingerprint: str) -> Commit | None:
         """Return the newest completed, cacheable, unexpired commit whose result is stored."""
         return await self._run(self._ops.find_by_fingerprint(fingerprint))
+
+    async def lookup(self, fingerprint: str) -> Hit | None:
+        """Return what ``find_by_fingerprint`` finds, with a small result's verified bytes."""
+        return await self._run(self._ops.lookup(fingerprint))
+
+    async def find_by_result(self, blob_hash: str, limit: int = 20) -> list[Commit]:
+        """Return the commits whose result is this blob, newest first (a scan, as
+        :meth:`RedisStore.find_by_result`)."""
+        return await AsyncStoreBase.find_by_result(self, blob_hash, limit)
 
     async def find_running_by_fingerprint(self, fingerprint: str) -> Commit | None:
         """Describe the live lease on ``fingerprint`` as a running commit, or ``None``."""
