@@ -620,6 +620,7 @@ def test_show_and_history_accept_a_result_blob_hash(client: Client) -> None:
 
 def test_combined_filters_pick_an_index_and_agree_with_a_recount(client: Client) -> None:
     from cashet.stores.sqlite import schema as sql
+
     _driver = sql.choose_driver
 
     now = datetime.now(UTC)

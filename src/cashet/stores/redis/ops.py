@@ -1,6 +1,6 @@
 """Every Redis store operation once, free of IO, shared by the sync and the async store.
 
-Each operation is a generator that *yields* the Redis commands it needs (:class:`Call`) and
+Each operation is a generator that *yields* the Redis commands it needs (:class:`RedisCall`) and
 receives their replies; :class:`~cashet.stores.redis.store.RedisStore` answers them with blocking
 ``redis`` calls and :class:`~cashet.stores.redis.store.AsyncRedisStore` with awaited
 ``redis.asyncio`` ones. So every decision lives here and each store method is one line. The
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
+from cashet._process import BoundedCache
 from cashet.core import leases as _lease
 from cashet.errors import (
     BlobCorruptedError,
@@ -29,6 +30,7 @@ from cashet.errors import (
 from cashet.hashing.commits import commit_from_json, commit_to_json
 from cashet.models import Commit, Lease, ObjectRef, TaskDef, TaskStatus
 from cashet.protocols import Hit, TagQuery
+from cashet.stores.base import copy_commit
 from cashet.stores.blobs import blob_hash, decode_blob, encode_blob, verify_blob
 from cashet.stores.redis.keys import (
     BATCH,
@@ -70,17 +72,17 @@ from cashet.stores.redis.keys import (
     to_us,
 )
 
-__all__ = ["Call", "Flow", "IterCursor", "Ops", "check_options"]
+__all__ = ["RedisCall", "OpFlow", "IterCursor", "Ops", "check_options"]
 
 T = TypeVar("T")
 #: An operation: yields the calls it needs, receives their replies, returns its result.
-Flow = Generator["Call", Any, T]
+OpFlow = Generator["RedisCall", Any, T]
 
 _HEX = "0123456789abcdef"
 
 
 @dataclass(slots=True)
-class Call:
+class RedisCall:
     """One Redis command (or script, run by ``EVALSHA``) an operation needs.
 
     ``op`` says what was being done, for error messages. Every call is safe to send again
@@ -98,8 +100,8 @@ class Call:
     batch: tuple[tuple[Any, ...], ...] = ()
 
 
-def _run(op: str, script: Script, keys: tuple[str, ...], *argv: Any) -> Call:
-    return Call(op, (len(keys), *keys, *argv), script)
+def _run(op: str, script: Script, keys: tuple[str, ...], *argv: Any) -> RedisCall:
+    return RedisCall(op, (len(keys), *keys, *argv), script)
 
 
 def _token() -> str:
@@ -110,32 +112,12 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _bounded_put(cache: dict[str, T], key: str, value: T, cap: int) -> None:
-    """Insert into a dict of at most ``cap`` entries, dropping the oldest (thread-tolerant)."""
-    if len(cache) >= cap and key not in cache:
-        # Another thread may evict or insert at the same time: losing that race is harmless.
-        with suppress(KeyError, RuntimeError, StopIteration):
-            del cache[next(iter(cache))]
-    cache[key] = value
-
-
-def _copy(c: Commit, last_accessed: datetime | None) -> Commit:
-    """A fresh commit equal to ``c`` (callers mutate what a lookup returns)."""
-    return Commit(
-        hash=c.hash,
-        task_def=c.task_def,
-        status=c.status,
-        created_at=c.created_at,
-        result=c.result,
-        parent_hash=c.parent_hash,
-        error=c.error,
-        tags=dict(c.tags),
-        compute_seconds=c.compute_seconds,
-        expires_at=c.expires_at,
-        input_hashes=c.input_hashes,
-        salt=c.salt,
-        last_accessed=last_accessed,
-    )
+def _remember(cache: BoundedCache[str, T], key: str, value: T) -> None:
+    """``cache.put``, tolerating another thread evicting or inserting at the same time."""
+    try:
+        cache.put(key, value)
+    except (KeyError, RuntimeError, StopIteration):  # lost a race on the eviction: harmless
+        cache[key] = value
 
 
 def _commit(body: Any, la: Any) -> Commit:
@@ -173,7 +155,7 @@ class IterCursor:
 
 
 class Ops:
-    """Every store operation as a flow of :class:`Call`; shared by the sync and async store.
+    """Every store operation as a flow of :class:`RedisCall`; shared by the sync and async store.
 
     Holds the per-process caches of the hit path: commits recently found (immutable but
     for their last access, so the lookup can skip resending their JSON) and the stored
@@ -192,9 +174,9 @@ class Ops:
         self.inline_threshold = inline_threshold
         self.chunk_size = chunk_size
         self.host = _lease.hostname()
-        self._templates: dict[str, Commit] = {}
-        self._hints: dict[str, str] = {}
-        self._blobs: dict[str, tuple[bytes, float]] = {}
+        self._templates: BoundedCache[str, Commit] = BoundedCache(TEMPLATE_CACHE)
+        self._hints: BoundedCache[str, str] = BoundedCache(TEMPLATE_CACHE)
+        self._blobs: BoundedCache[str, tuple[bytes, float]] = BoundedCache(BLOB_CACHE)
 
     # errors
 
@@ -209,7 +191,7 @@ class Ops:
 
     # blobs
 
-    def put_blob(self, data: bytes) -> Flow[ObjectRef]:
+    def put_blob(self, data: bytes) -> OpFlow[ObjectRef]:
         h = blob_hash(data)
         ref = ObjectRef(h, len(data))
         op = f"store blob {h[:16]}"
@@ -222,19 +204,21 @@ class Ops:
         gen = secrets.token_hex(6)
         meta = (k.prefix, h, len(data), len(encoded), inline, now, gen)
         if len(encoded) <= self.chunk_size:
-            yield Call(op, (0, *meta, encoded), PUT_BLOB, bulky=True)
+            yield RedisCall(op, (0, *meta, encoded), PUT_BLOB, bulky=True)
             return ref
         view = memoryview(encoded)
         size = self.chunk_size
         n = math.ceil(len(encoded) / size)
         for i in range(n):
             chunk = view[i * size : (i + 1) * size]
-            yield Call(op, ("SET", k.blob_chunk(h, gen, i), chunk, "PX", CHUNK_TTL_MS), bulky=True)
+            yield RedisCall(
+                op, ("SET", k.blob_chunk(h, gen, i), chunk, "PX", CHUNK_TTL_MS), bulky=True
+            )
         if (yield _run(op, PUBLISH_CHUNKED, (), *meta, n)) == -1:
             raise StoreError(f"cannot {op}: its chunks vanished before they were published")
         return ref
 
-    def get_blob(self, ref: ObjectRef) -> Flow[bytes]:
+    def get_blob(self, ref: ObjectRef) -> OpFlow[bytes]:
         h = ref.hash
         cached = self._blobs.get(h)
         if cached is not None and time.monotonic() - cached[1] < BLOB_FRESH_S:
@@ -255,11 +239,11 @@ class Ops:
             stored: bytes | None = meta[3]
             if n == 0:
                 if stored is None and stored_size > SCRIPT_READ_MAX:
-                    stored = yield Call(op, ("GET", k.blob_data(h)))
+                    stored = yield RedisCall(op, ("GET", k.blob_data(h)))
             else:
                 parts = []
                 for i in range(n):
-                    part = yield Call(op, ("GET", k.blob_chunk(h, gen, i)))
+                    part = yield RedisCall(op, ("GET", k.blob_chunk(h, gen, i)))
                     if part is None:
                         break
                     parts.append(part)
@@ -280,13 +264,13 @@ class Ops:
                 raise BlobCorruptedError(f"{exc} (in {self.where()}; dropped)", h) from exc
             return data
 
-    def has_blob(self, hash: str) -> Flow[bool]:
+    def has_blob(self, hash: str) -> OpFlow[bool]:
         reply = yield _run(f"check blob {hash[:16]}", HAVE_BLOB, (), self.prefix, hash, 0, "0")
         return bool(reply == 1)
 
     # commits
 
-    def put_commit(self, commit: Commit) -> Flow[None]:
+    def put_commit(self, commit: Commit) -> OpFlow[None]:
         yield _run(
             f"record commit {commit.hash[:12]}",
             PUT_COMMIT,
@@ -327,7 +311,7 @@ class Ops:
         data: bytes | Sequence[bytes | memoryview],
         build: Callable[[ObjectRef], Commit],
         release: tuple[str, str] | None,
-    ) -> Flow[Commit]:
+    ) -> OpFlow[Commit]:
         """Store a result, record ``build(ref)`` and release the lease: a small result in
         one script, so one round trip and all or nothing; a large one is stored first."""
         if not isinstance(data, bytes):
@@ -348,14 +332,16 @@ class Ops:
             fp, owner = release
             lease = (k.lock(fp), owner, k.channel(fp))
         args = (0, k.prefix, *lease, *blob, *self._commit_args(commit))
-        yield Call(f"record commit {commit.hash[:12]}", args, PUT_RESULT)
+        yield RedisCall(f"record commit {commit.hash[:12]}", args, PUT_RESULT)
         return commit
 
-    def get_commit(self, hash: str) -> Flow[Commit | None]:
-        row = yield Call(f"read commit {hash[:12]}", ("HMGET", self.keys.commit(hash), "b", "la"))
+    def get_commit(self, hash: str) -> OpFlow[Commit | None]:
+        row = yield RedisCall(
+            f"read commit {hash[:12]}", ("HMGET", self.keys.commit(hash), "b", "la")
+        )
         return None if row[0] is None else _commit(row[0], row[1])
 
-    def find_by_fingerprint(self, fingerprint: str) -> Flow[Commit | None]:
+    def find_by_fingerprint(self, fingerprint: str) -> OpFlow[Commit | None]:
         hint = self._hints.get(fingerprint, "")
         known = self._templates.get(hint) if hint else None
         have = ""
@@ -383,19 +369,19 @@ class Ops:
         if template is None:
             body = reply[nl + 1 : end]
             if not body:  # forgotten meanwhile by another thread: fetch it
-                body = (yield Call(op, ("HGET", self.keys.commit(h), "b"))) or b""
+                body = (yield RedisCall(op, ("HGET", self.keys.commit(h), "b"))) or b""
                 if not body:
                     return None
             template = commit_from_json(body)
-            _bounded_put(self._templates, h, template, TEMPLATE_CACHE)
+            _remember(self._templates, h, template)
         if hint != h:
-            _bounded_put(self._hints, fingerprint, h, TEMPLATE_CACHE)
+            _remember(self._hints, fingerprint, h)
         result = template.result
         if result is not None:
             self._remember_blob(result.hash, reply[end:] if len(reply) > end else None, have)
-        return _copy(template, None if la_ == b"-" else from_us(int(la_)))
+        return copy_commit(template, None if la_ == b"-" else from_us(int(la_)))
 
-    def lookup(self, fingerprint: str) -> Flow[Hit | None]:
+    def lookup(self, fingerprint: str) -> OpFlow[Hit | None]:
         """``find_by_fingerprint``, with the result's bytes when the lookup brought them."""
         commit = yield from self.find_by_fingerprint(fingerprint)
         if commit is None:
@@ -410,7 +396,7 @@ class Ops:
                     verify_blob(data, h)
         return Hit(commit, data)
 
-    def _confirm(self, op: str, key: str, known: Commit, have: str) -> Flow[Commit | None]:
+    def _confirm(self, op: str, key: str, known: Commit, have: str) -> OpFlow[Commit | None]:
         k = self.keys
         batch: list[tuple[Any, ...]] = [
             ("ZREVRANGE", key, 0, 0),
@@ -418,7 +404,7 @@ class Ops:
         ]
         if have:
             batch.append(("EXISTS", k.blob_meta(have), k.blob_data(have)))
-        replies = yield Call(op, (), batch=tuple(batch))
+        replies = yield RedisCall(op, (), batch=tuple(batch))
         newest, (exists, la) = replies[0], replies[1]
         if (
             not newest
@@ -430,20 +416,20 @@ class Ops:
             return None
         if have:
             self._remember_blob(have, None, have)
-        return _copy(known, None if la is None else from_us(int(la)))
+        return copy_commit(known, None if la is None else from_us(int(la)))
 
     def _remember_blob(self, h: str, stored: bytes | None, have: str) -> None:
         # The stored form is kept (at most HIT_BLOB_MAX bytes each, whatever it decodes
         # to), and decoded and verified when get_blob serves it.
         now = time.monotonic()
         if stored is not None:
-            _bounded_put(self._blobs, h, (stored, now), BLOB_CACHE)
+            _remember(self._blobs, h, (stored, now))
         elif h == have:
             cached = self._blobs.get(h)
             if cached is not None:
                 self._blobs[h] = (cached[0], now)
 
-    def latest_for_fingerprint(self, fingerprint: str) -> Flow[Commit | None]:
+    def latest_for_fingerprint(self, fingerprint: str) -> OpFlow[Commit | None]:
         op = f"look up fingerprint {fingerprint[:16]}"
         row = yield _run(op, LATEST, (self.keys.fp(fingerprint),), self.prefix)
         return None if row is None or row[0] is None else _commit(row[0], row[1])
@@ -454,7 +440,7 @@ class Ops:
         limit: int | None,
         status: TaskStatus | str | None,
         tags: TagQuery | None,
-    ) -> Flow[list[Commit]]:
+    ) -> OpFlow[list[Commit]]:
         if limit is not None and limit < 0:
             raise ValueError(f"limit must not be negative, got {limit}")
         k = self.keys
@@ -470,7 +456,7 @@ class Ops:
         k = self.keys
         return [k.tag(key, None if v is None else str(v)) for key, v in (tags or {}).items()]
 
-    def iter_page(self, cursor: IterCursor) -> Flow[list[Commit]]:
+    def iter_page(self, cursor: IterCursor) -> OpFlow[list[Commit]]:
         flat = yield _run("list commits", ITER, (), self.prefix, cursor.min, cursor.offset, BATCH)
         out = []
         for i in range(0, len(flat), 3):
@@ -484,26 +470,26 @@ class Ops:
         cursor.done = len(flat) < 3 * BATCH
         return out
 
-    def get_history(self, hash: str) -> Flow[list[Commit]]:
+    def get_history(self, hash: str) -> OpFlow[list[Commit]]:
         flat = yield _run(f"read history of {hash[:12]}", HISTORY, (), self.prefix, hash, now_us())
         return _commits(flat)
 
-    def resolve_prefix(self, prefix: str, limit: int) -> Flow[list[str]]:
+    def resolve_prefix(self, prefix: str, limit: int) -> OpFlow[list[str]]:
         p = prefix.strip().lower()
         if not p or len(p) > 64 or p.strip(_HEX):
             raise ValueError(f"{prefix!r} is not a hash prefix (1-64 hex digits)")
         if limit == 0:
             return []
         args = ("ZRANGEBYLEX", self.keys.hashes, f"[{p}", f"({p}g", "LIMIT", 0, max(limit, -1))
-        found = yield Call(f"resolve hash prefix {p}", args)
+        found = yield RedisCall(f"resolve hash prefix {p}", args)
         return [_text(h) for h in found]
 
-    def touch(self, hash: str, when: datetime) -> Flow[None]:
+    def touch(self, hash: str, when: datetime) -> OpFlow[None]:
         yield _run(f"record access to {hash[:12]}", TOUCH, (), self.prefix, hash, to_us(when))
 
     # lifecycle
 
-    def stats(self) -> Flow[dict[str, int]]:
+    def stats(self) -> OpFlow[dict[str, int]]:
         reply = yield _run("read stats", STATS, (), self.prefix)
         total, completed, files, file_bytes, inline, inline_bytes = (int(v or 0) for v in reply)
         return {
@@ -519,7 +505,7 @@ class Ops:
 
     def evict(
         self, older_than: datetime, max_size_bytes: int | None, orphan_grace: float
-    ) -> Flow[int]:
+    ) -> OpFlow[int]:
         k = self.keys
         now = now_us()
         removed = 0
@@ -544,13 +530,13 @@ class Ops:
         self._blobs.clear()
         return removed
 
-    def delete_commit(self, hash: str) -> Flow[bool]:
+    def delete_commit(self, hash: str) -> OpFlow[bool]:
         op = f"delete commit {hash[:12]}"
         n = yield _run(op, DELETE, (), self.prefix, _token(), hash)
         self._blobs.clear()
         return bool(n)
 
-    def delete_by_tags(self, tags: TagQuery) -> Flow[int]:
+    def delete_by_tags(self, tags: TagQuery) -> OpFlow[int]:
         if not tags:
             raise ValueError("refusing to delete everything: no tags given")
         keys = tuple(self._tag_keys(tags))
@@ -560,7 +546,7 @@ class Ops:
 
     # leases
 
-    def try_claim(self, fingerprint: str, lease: Lease) -> Flow[bool]:
+    def try_claim(self, fingerprint: str, lease: Lease) -> OpFlow[bool]:
         key = self.keys.lock(fingerprint)
         op = f"claim fingerprint {fingerprint[:16]}"
         exp = to_us(lease.expires_at)
@@ -586,11 +572,11 @@ class Ops:
                 return True
         return False
 
-    def read_claim(self, fingerprint: str) -> Flow[tuple[Lease, int] | None]:
+    def read_claim(self, fingerprint: str) -> OpFlow[tuple[Lease, int] | None]:
         """The live lease on ``fingerprint`` and when it was taken (µs), or None."""
         key = self.keys.lock(fingerprint)
         op = f"read the lease on {fingerprint[:16]}"
-        row = yield Call(op, ("HMGET", key, "o", "e", "h", "p", "f", "c"))
+        row = yield RedisCall(op, ("HMGET", key, "o", "e", "h", "p", "f", "c"))
         if row[0] is None or row[1] is None:
             return None
         lease = _lease_of(row)
@@ -598,11 +584,11 @@ class Ops:
             return None
         return lease, int(row[5] or 0)
 
-    def get_claim(self, fingerprint: str) -> Flow[Lease | None]:
+    def get_claim(self, fingerprint: str) -> OpFlow[Lease | None]:
         found = yield from self.read_claim(fingerprint)
         return None if found is None else found[0]
 
-    def find_running_by_fingerprint(self, fingerprint: str) -> Flow[Commit | None]:
+    def find_running_by_fingerprint(self, fingerprint: str) -> OpFlow[Commit | None]:
         found = yield from self.read_claim(fingerprint)
         if found is None:
             return None
@@ -615,14 +601,14 @@ class Ops:
             created_at=from_us(claimed),
         )
 
-    def renew_claim(self, fingerprint: str, owner: str, expires_at: datetime) -> Flow[bool]:
+    def renew_claim(self, fingerprint: str, owner: str, expires_at: datetime) -> OpFlow[bool]:
         exp = to_us(expires_at)
         op = f"renew the lease on {fingerprint[:16]}"
         key = self.keys.lock(fingerprint)
         reply = yield _run(op, RENEW, (key,), owner, exp, _ttl_ms(exp, now_us()))
         return bool(reply == 1)
 
-    def release_claim(self, fingerprint: str, owner: str) -> Flow[None]:
+    def release_claim(self, fingerprint: str, owner: str) -> OpFlow[None]:
         op = f"release the lease on {fingerprint[:16]}"
         key = self.keys.lock(fingerprint)
         yield _run(op, RELEASE, (key,), self.prefix, owner, self.keys.channel(fingerprint))
