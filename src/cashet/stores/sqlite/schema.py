@@ -13,6 +13,7 @@ number of commits whose result it is) and the removal of a deleted commit's tags
 from __future__ import annotations
 
 import sqlite3
+from datetime import UTC, datetime
 from typing import Any
 
 from cashet.models import TaskStatus
@@ -387,3 +388,13 @@ def choose_driver(
         if count < best_count:
             best, best_count = i, count
     return best
+
+
+def to_epoch(dt: datetime) -> float:
+    """The column form of a time: UTC epoch seconds (a naive datetime is taken to be UTC)."""
+    return (dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)).timestamp()
+
+
+def from_epoch(ts: float) -> datetime:
+    """Invert :func:`to_epoch` (an aware UTC datetime)."""
+    return datetime.fromtimestamp(ts, UTC)

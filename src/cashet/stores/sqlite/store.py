@@ -7,7 +7,8 @@ Layout::
 
 ``meta.db`` runs in WAL mode: readers never wait for the writer (connections and
 transactions: :mod:`~cashet.stores.sqlite.connection`; blob files:
-:mod:`~cashet.stores.sqlite.files`). Counters, blob reference counts and tag clean-up are kept
+:mod:`~cashet.stores.sqlite.files`; leases: :mod:`~cashet.stores.sqlite.claims`; delete and
+evict: :mod:`~cashet.stores.sqlite.removal`). Counters, blob reference counts and tag clean-up are kept
 by triggers (see :mod:`cashet.stores.sqlite.schema`), so ``stats()`` is O(1) and garbage
 collection reads only unreferenced blobs. Every blob is verified against its hash when read.
 Every commit returned is a fresh object, the caller's to mutate.
@@ -21,7 +22,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from contextlib import suppress
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -30,7 +31,7 @@ from cashet import _process
 from cashet.core import leases as _lease
 from cashet.errors import BlobCorruptedError, BlobMissingError, StoreError
 from cashet.hashing.commits import commit_from_json, commit_to_json
-from cashet.models import Commit, Lease, ObjectRef, TaskDef, TaskStatus
+from cashet.models import Commit, ObjectRef, TaskStatus
 from cashet.protocols import BlobParts, Hit, ResultData, TagQuery
 from cashet.stores.base import StoreBase, copy_commit
 from cashet.stores.blobs import (
@@ -43,8 +44,11 @@ from cashet.stores.blobs import (
     worth_compressing,
 )
 from cashet.stores.sqlite import schema as sql
+from cashet.stores.sqlite.claims import ClaimsMixin
 from cashet.stores.sqlite.connection import Database
 from cashet.stores.sqlite.files import READINTO_MIN, BlobFiles, has_file, unlink
+from cashet.stores.sqlite.removal import RemovalMixin
+from cashet.stores.sqlite.schema import from_epoch, to_epoch
 
 __all__ = ["SQLiteStore"]
 
@@ -58,26 +62,13 @@ def _compressible(parts: BlobParts) -> bool:
 _HEX = "0123456789abcdef"
 
 
-def _ts(dt: datetime) -> float:
-    """UTC epoch seconds; a naive datetime is taken to be UTC, as everywhere in cashet."""
-    return (dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)).timestamp()
-
-
-def _dt(ts: float) -> datetime:
-    return datetime.fromtimestamp(ts, UTC)
-
-
 def _commit(row: Any) -> Commit:
     commit = commit_from_json(row[0])
-    commit.last_accessed = None if row[1] is None else _dt(row[1])
+    commit.last_accessed = None if row[1] is None else from_epoch(row[1])
     return commit
 
 
-def _lease_of(row: Any) -> Lease:
-    return Lease(owner=row[0], host=row[1], pid=row[2], expires_at=_dt(row[3]), func_name=row[4])
-
-
-class SQLiteStore(StoreBase):
+class SQLiteStore(ClaimsMixin, RemovalMixin, StoreBase):
     """The default store: SQLite metadata and content-addressed blob files in one directory.
 
     Safe to share between threads and across ``fork``; several processes may use one
@@ -290,15 +281,15 @@ class SQLiteStore(StoreBase):
             raise ValueError("a commit needs its hash (see cashet.hashing.commits.seal_commit)")
         td = commit.task_def
         result = commit.result
-        created = _ts(commit.created_at)
+        created = to_epoch(commit.created_at)
         row = (
             commit.hash,
             td.fingerprint,
             td.func_name,
             commit.status.value,
             created,
-            None if commit.expires_at is None else _ts(commit.expires_at),
-            None if commit.last_accessed is None else _ts(commit.last_accessed),
+            None if commit.expires_at is None else to_epoch(commit.expires_at),
+            None if commit.last_accessed is None else to_epoch(commit.last_accessed),
             int(td.cache),
             None if result is None else result.hash,
             0 if result is None else result.size,
@@ -365,7 +356,7 @@ class SQLiteStore(StoreBase):
         if template is None:
             template = commit_from_json(body)
             self._decoded.put(h, template)
-        commit = copy_commit(template, None if last_accessed is None else _dt(last_accessed))
+        commit = copy_commit(template, None if last_accessed is None else from_epoch(last_accessed))
         return commit, (inline if commit.result is not None else None)
 
     def find_by_fingerprint(self, fingerprint: str) -> Commit | None:
@@ -405,27 +396,6 @@ class SQLiteStore(StoreBase):
         """Return the newest commit of ``fingerprint`` whatever its status or expiry."""
         row = self._db.one(sql.LATEST, (fingerprint,))
         return None if row is None else _commit(row)
-
-    def find_running_by_fingerprint(self, fingerprint: str) -> Commit | None:
-        """Describe the live lease on ``fingerprint`` as a running commit, or ``None``.
-
-        Returns:
-            ``Commit(hash="", status=RUNNING, created_at=<when the lease was taken>)``
-            whose ``task_def`` has the lease's ``func_name`` and the ``func_hash`` and
-            ``args_hash`` of the fingerprint; nothing else is set. ``None`` when nobody
-            holds a live lease.
-        """
-        found = self._live_claim(fingerprint)
-        if found is None:
-            return None
-        lease, claimed_at = found
-        func_hash, _, args_hash = fingerprint.partition(":")
-        return Commit(
-            hash="",
-            task_def=TaskDef(func_name=lease.func_name, func_hash=func_hash, args_hash=args_hash),
-            status=TaskStatus.RUNNING,
-            created_at=_dt(claimed_at),
-        )
 
     def list_commits(
         self,
@@ -494,7 +464,7 @@ class SQLiteStore(StoreBase):
     def touch(self, hash: str, when: datetime) -> None:
         """Set the commit's ``last_accessed`` to ``when`` (an unknown hash is ignored)."""
         with self._db.transact() as conn:
-            conn.execute(sql.TOUCH, (_ts(when), hash))
+            conn.execute(sql.TOUCH, (to_epoch(when), hash))
 
     # lifecycle
 
@@ -516,196 +486,6 @@ class SQLiteStore(StoreBase):
             "inline_objects": inline,
             "inline_bytes": inline_bytes,
         }
-
-    def evict(self, older_than: datetime, max_size_bytes: int | None = None) -> int:
-        """Remove old, expired and (over a size limit) least recently used commits.
-
-        In order: commits last used (or created, if never used) before ``older_than``;
-        expired commits; blobs unreferenced for longer than ``orphan_grace``; then, with
-        ``max_size_bytes``, least recently used commits until the stored bytes fit. Blobs
-        are freed when their last commit goes. Live leases are never touched.
-
-        Returns:
-            The number of commits removed.
-        """
-        now = time.time()
-
-        def delete_commit(conn: sqlite3.Connection, row: Any) -> bool:
-            return self._delete(conn, row[0])
-
-        removed = self._in_batches(sql.LEAST_USED, _ts(older_than), delete_commit)
-        removed += self._in_batches(sql.EXPIRED, now, delete_commit)
-        self._in_batches(sql.ORPHANS, now - self.orphan_grace, self._drop_blob_row)
-        if max_size_bytes is not None:
-            removed += self._shrink(max_size_bytes)
-        with self._db.transact() as conn:
-            conn.execute(sql.STALE_CLAIMS, (now - self._STALE_LEASE_SECONDS,))
-        return removed
-
-    def _in_batches(
-        self, query: str, bound: float, delete: Callable[[sqlite3.Connection, Any], bool | None]
-    ) -> int:
-        """Apply ``delete`` to the rows ``query`` finds, one short transaction per batch.
-
-        Returns:
-            How many calls of ``delete`` returned true.
-        """
-        done = 0
-        while True:
-            with self._db.transact() as conn:
-                rows = conn.execute(query, (bound, self._BATCH)).fetchall()
-                for row in rows:
-                    done += bool(delete(conn, row))
-            if len(rows) < self._BATCH:
-                return done
-
-    def _shrink(self, max_size_bytes: int) -> int:
-        removed = 0
-        while True:
-            with self._db.transact() as conn:
-                # Young unreferenced blobs (their commits may be on the way) cannot be freed
-                # by removing commits; counting them would remove every commit in vain.
-                limit = max_size_bytes + conn.execute(sql.ORPHAN_BYTES).fetchone()[0]
-                batch = conn.execute(sql.LEAST_USED, (math.inf, self._BATCH)).fetchall()
-                for (h,) in batch:
-                    if conn.execute(sql.STORED_BYTES).fetchone()[0] <= limit:
-                        return removed
-                    removed += self._delete(conn, h)
-            if len(batch) < self._BATCH:
-                return removed
-
-    def delete_commit(self, hash: str) -> bool:
-        """Delete one commit and its tags; free its blob if nothing else references it.
-
-        Returns:
-            Whether the commit existed.
-        """
-        with self._db.transact() as conn:
-            return self._delete(conn, hash)
-
-    def delete_by_tags(self, tags: TagQuery) -> int:
-        """Delete every commit matching ``tags`` (as in ``list_commits``).
-
-        Returns:
-            The number of commits deleted.
-
-        Raises:
-            ValueError: ``tags`` is empty (that would delete everything).
-        """
-        if not tags:
-            raise ValueError("refusing to delete everything: no tags given")
-        with self._db.transact() as conn:
-            query, params = sql.select_commits(
-                "c.hash", None, None, tags, sql.choose_driver(conn, None, None, tags)
-            )
-            hashes = [row[0] for row in conn.execute(query, params).fetchall()]
-            return sum(self._delete(conn, h) for h in hashes)
-
-    def _delete(self, conn: sqlite3.Connection, hash: str) -> bool:
-        row = conn.execute(sql.RESULT_OF, (hash,)).fetchone()
-        if row is None:
-            return False
-        conn.execute(sql.DELETE_COMMIT, (hash,))  # triggers: counters, tags, refcount
-        if row[0] is not None:
-            blob = conn.execute(sql.BLOB_INFO, (row[0],)).fetchone()
-            if blob is not None and blob[2] <= 0:
-                self._drop_blob(conn, row[0], blob[1])
-        return True
-
-    def _drop_blob_row(self, conn: sqlite3.Connection, row: Any) -> None:
-        self._drop_blob(conn, row[0], row[1])
-
-    def _drop_blob(self, conn: sqlite3.Connection, hash: str, is_file: bool) -> None:
-        conn.execute(sql.DELETE_BLOB, (hash,))
-        if is_file:
-            # Unlinked inside the transaction, so that a concurrent put_blob of the same
-            # bytes, which checks the file under the same lock, sees it gone. Should the
-            # commit then fail, the row outlives its file: get_blob says BlobMissingError
-            # and put_blob of the bytes repairs it.
-            unlink(self._files.path(hash))
-
-    # leases
-
-    def _live_claim(self, fingerprint: str) -> tuple[Lease, float] | None:
-        row = self._db.one(sql.GET_CLAIM, (fingerprint,))
-        if row is None:
-            return None
-        lease = _lease_of(row)
-        if _lease.lease_is_dead(lease, datetime.now(UTC), self._host):
-            return None
-        return lease, row[5]
-
-    def try_claim(self, fingerprint: str, lease: Lease) -> bool:
-        """Take the lease on ``fingerprint`` unless another owner holds a live one.
-
-        A held lease is dead once expired, or at once when its holder was a process on
-        this host that no longer exists; re-claiming one's own lease renews it.
-
-        Returns:
-            Whether ``lease`` now holds the fingerprint.
-        """
-        now = datetime.now(UTC)
-        params = (
-            fingerprint,
-            lease.owner,
-            lease.host,
-            lease.pid,
-            _ts(lease.expires_at),
-            lease.func_name,
-            now.timestamp(),
-        )
-        # Fast path, one autocommit statement: nobody holds the fingerprint.
-        try:
-            if self._db.conn().execute(sql.NEW_CLAIM, params).rowcount == 1:
-                return True
-        except sqlite3.Error as exc:
-            raise self._db.error(exc) from exc
-        with self._db.transact() as conn:
-            row = conn.execute(sql.GET_CLAIM, (fingerprint,)).fetchone()
-            if (
-                row is not None
-                and row[0] != lease.owner
-                and not _lease.lease_is_dead(_lease_of(row), now, self._host)
-            ):
-                return False
-            conn.execute(sql.PUT_CLAIM, params)
-            return True
-
-    def get_claim(self, fingerprint: str) -> Lease | None:
-        """Return the live lease on ``fingerprint``, or ``None`` (a dead one counts as none)."""
-        found = self._live_claim(fingerprint)
-        return None if found is None else found[0]
-
-    def renew_claim(self, fingerprint: str, owner: str, expires_at: datetime) -> bool:
-        """Extend ``owner``'s lease to ``expires_at``.
-
-        Returns:
-            ``False`` when ``owner`` no longer holds the lease (someone took it over).
-        """
-        with self._db.transact() as conn:
-            cur = conn.execute(sql.RENEW_CLAIM, (_ts(expires_at), fingerprint, owner))
-            return cur.rowcount == 1
-
-    def release_claim(self, fingerprint: str, owner: str) -> None:
-        """Drop the lease on ``fingerprint`` if ``owner`` holds it; otherwise do nothing."""
-        try:  # one autocommit statement
-            self._db.conn().execute(sql.RELEASE_CLAIM, (fingerprint, owner))
-        except sqlite3.Error as exc:
-            raise self._db.error(exc) from exc
-
-    def wait_for_release(self, fingerprint: str, timeout: float) -> None:
-        """Block until nobody holds a live lease on ``fingerprint``, or ``timeout`` seconds.
-
-        SQLite cannot notify, so this polls one indexed row, backing off from 2 ms to 50 ms.
-        """
-        deadline = time.monotonic() + timeout
-        delay = 0.002
-        while self._live_claim(fingerprint) is not None:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return
-            time.sleep(min(delay, left))
-            delay = min(delay * 2, 0.05)
 
     def close(self) -> None:
         """Close every connection this store opened, in all threads. Idempotent.
