@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 from cashet.models import Commit, Lease, ObjectRef, TaskStatus
 from cashet.protocols import Hit, ResultData, TagQuery
 from cashet.stores.base import AsyncStoreBase
+from cashet.stores.redis.calls import OpFlow, RedisCall
 from cashet.stores.redis.common import (
     BACKOFF,
     DOC_ARGS,
@@ -23,7 +24,7 @@ from cashet.stores.redis.common import (
     RedisStoreBase,
     redis,
 )
-from cashet.stores.redis.ops import IterCursor, OpFlow, RedisCall
+from cashet.stores.redis.ops import IterCursor
 
 __all__ = ["AsyncRedisStore"]
 

@@ -24,7 +24,8 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
     ) from exc
 
 from cashet.errors import StoreError
-from cashet.stores.redis.ops import Ops, RedisCall, check_options
+from cashet.stores.redis.calls import RedisCall
+from cashet.stores.redis.ops import Ops, check_options
 
 __all__ = [
     "BACKOFF",

@@ -13,9 +13,8 @@ import json
 import math
 import secrets
 import time
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -28,16 +27,18 @@ from cashet.errors import (
     StoreUnavailableError,
 )
 from cashet.hashing.commits import commit_from_json, commit_to_json
-from cashet.models import Commit, Lease, ObjectRef, TaskDef, TaskStatus
+from cashet.models import Commit, ObjectRef, TaskStatus
 from cashet.protocols import Hit, TagQuery
 from cashet.stores.base import copy_commit
 from cashet.stores.blobs import blob_hash, decode_blob, encode_blob, verify_blob
+from cashet.stores.redis.calls import OpFlow, RedisCall, text
+from cashet.stores.redis.calls import run_script as _run
+from cashet.stores.redis.claim_ops import ClaimOps
 from cashet.stores.redis.keys import (
     BATCH,
     BLOB_CACHE,
     BLOB_FRESH_S,
     CHUNK_TTL_MS,
-    CLAIM,
     DELETE,
     DELETE_RANGE,
     DELETE_TAGS,
@@ -50,66 +51,32 @@ from cashet.stores.redis.keys import (
     ITER,
     LATEST,
     LIST,
-    LOCK_GRACE_MS,
     PUBLISH_CHUNKED,
     PUT_BLOB,
     PUT_COMMIT,
     PUT_RESULT,
-    RELEASE,
-    RENEW,
     SCRIPT_READ_MAX,
     SHRINK,
     SMALL_PUT,
     STATS,
-    TAKEOVER,
     TEMPLATE_CACHE,
     TOUCH,
     Keys,
-    Script,
     from_us,
     mask_url,
     now_us,
     to_us,
 )
 
-__all__ = ["RedisCall", "OpFlow", "IterCursor", "Ops", "check_options"]
+__all__ = ["IterCursor", "Ops", "check_options"]
 
 T = TypeVar("T")
-#: An operation: yields the calls it needs, receives their replies, returns its result.
-OpFlow = Generator["RedisCall", Any, T]
 
 _HEX = "0123456789abcdef"
 
 
-@dataclass(slots=True)
-class RedisCall:
-    """One Redis command (or script, run by ``EVALSHA``) an operation needs.
-
-    ``op`` says what was being done, for error messages. Every call is safe to send again
-    after a dropped connection: the writes are idempotent, and the scripts that report what
-    they did carry a token under which a resent call finds the first reply (``_once``).
-    """
-
-    op: str
-    args: tuple[Any, ...]
-    script: Script | None = None
-    #: Carries blob bytes (maybe megabytes): pack it without copying them.
-    bulky: bool = False
-    #: Plain commands sent together in one round trip (``args`` unused); the reply is the
-    #: list of their replies.
-    batch: tuple[tuple[Any, ...], ...] = ()
-
-
-def _run(op: str, script: Script, keys: tuple[str, ...], *argv: Any) -> RedisCall:
-    return RedisCall(op, (len(keys), *keys, *argv), script)
-
-
 def _token() -> str:
     return secrets.token_hex(8)
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _remember(cache: BoundedCache[str, T], key: str, value: T) -> None:
@@ -130,16 +97,6 @@ def _commits(flat: list[Any]) -> list[Commit]:
     return [_commit(flat[i], flat[i + 1]) for i in range(0, len(flat), 2) if flat[i] is not None]
 
 
-def _lease_of(fields: list[Any]) -> Lease:
-    return Lease(
-        owner=_text(fields[0]),
-        host=_text(fields[2]),
-        pid=int(fields[3]),
-        expires_at=from_us(int(fields[1])),
-        func_name=_text(fields[4]),
-    )
-
-
 class IterCursor:
     """Where ``iter_commits`` is: pages of ``index:created`` by (score, rank within score)."""
 
@@ -154,7 +111,7 @@ class IterCursor:
 # --- operations -----------------------------------------------------------------------------
 
 
-class Ops:
+class Ops(ClaimOps):
     """Every store operation as a flow of :class:`RedisCall`; shared by the sync and async store.
 
     Holds the per-process caches of the hit path: commits recently found (immutable but
@@ -235,7 +192,7 @@ class Ops:
             meta = yield _run(op, GET_BLOB, (), k.prefix, h, SCRIPT_READ_MAX)
             if meta is None:
                 raise BlobMissingError(f"blob {h} is not in the store ({self.where()})", h)
-            stored_size, n, gen = int(meta[0]), int(meta[1]), _text(meta[2])
+            stored_size, n, gen = int(meta[0]), int(meta[1]), text(meta[2])
             stored: bytes | None = meta[3]
             if n == 0:
                 if stored is None and stored_size > SCRIPT_READ_MAX:
@@ -408,7 +365,7 @@ class Ops:
         newest, (exists, la) = replies[0], replies[1]
         if (
             not newest
-            or _text(newest[0]) != known.hash
+            or text(newest[0]) != known.hash
             or exists is None
             or known.is_expired()
             or (have and replies[2] != 2)
@@ -460,7 +417,7 @@ class Ops:
         flat = yield _run("list commits", ITER, (), self.prefix, cursor.min, cursor.offset, BATCH)
         out = []
         for i in range(0, len(flat), 3):
-            score = _text(flat[i])
+            score = text(flat[i])
             if score == cursor.min:
                 cursor.offset += 1
             else:
@@ -482,7 +439,7 @@ class Ops:
             return []
         args = ("ZRANGEBYLEX", self.keys.hashes, f"[{p}", f"({p}g", "LIMIT", 0, max(limit, -1))
         found = yield RedisCall(f"resolve hash prefix {p}", args)
-        return [_text(h) for h in found]
+        return [text(h) for h in found]
 
     def touch(self, hash: str, when: datetime) -> OpFlow[None]:
         yield _run(f"record access to {hash[:12]}", TOUCH, (), self.prefix, hash, to_us(when))
@@ -543,90 +500,6 @@ class Ops:
         n = yield _run("delete commits by tags", DELETE_TAGS, keys, self.prefix, _token())
         self._blobs.clear()
         return int(n)
-
-    # leases
-
-    def try_claim(self, fingerprint: str, lease: Lease) -> OpFlow[bool]:
-        key = self.keys.lock(fingerprint)
-        op = f"claim fingerprint {fingerprint[:16]}"
-        exp = to_us(lease.expires_at)
-        for _ in range(3):
-            now = now_us()
-            mine = (
-                lease.owner,
-                exp,
-                lease.host,
-                lease.pid,
-                lease.func_name,
-                now,
-                _ttl_ms(exp, now),
-            )
-            reply = yield _run(op, CLAIM, (key,), *mine)
-            if reply == 1:
-                return True
-            held = _lease_of(reply)
-            if not _lease.lease_is_dead(held, from_us(now), self.host):
-                return False
-            # Its holder was a process of this host that is gone: replace exactly that lease.
-            if (yield _run(op, TAKEOVER, (key,), reply[0], reply[1], *mine)) == 1:
-                return True
-        return False
-
-    def read_claim(self, fingerprint: str) -> OpFlow[tuple[Lease, int] | None]:
-        """The live lease on ``fingerprint`` and when it was taken (µs), or None."""
-        key = self.keys.lock(fingerprint)
-        op = f"read the lease on {fingerprint[:16]}"
-        row = yield RedisCall(op, ("HMGET", key, "o", "e", "h", "p", "f", "c"))
-        if row[0] is None or row[1] is None:
-            return None
-        lease = _lease_of(row)
-        if _lease.lease_is_dead(lease, from_us(now_us()), self.host):
-            return None
-        return lease, int(row[5] or 0)
-
-    def get_claim(self, fingerprint: str) -> OpFlow[Lease | None]:
-        found = yield from self.read_claim(fingerprint)
-        return None if found is None else found[0]
-
-    def find_running_by_fingerprint(self, fingerprint: str) -> OpFlow[Commit | None]:
-        found = yield from self.read_claim(fingerprint)
-        if found is None:
-            return None
-        lease, claimed = found
-        func_hash, _, args_hash = fingerprint.partition(":")
-        return Commit(
-            hash="",
-            task_def=TaskDef(func_name=lease.func_name, func_hash=func_hash, args_hash=args_hash),
-            status=TaskStatus.RUNNING,
-            created_at=from_us(claimed),
-        )
-
-    def renew_claim(self, fingerprint: str, owner: str, expires_at: datetime) -> OpFlow[bool]:
-        exp = to_us(expires_at)
-        op = f"renew the lease on {fingerprint[:16]}"
-        key = self.keys.lock(fingerprint)
-        reply = yield _run(op, RENEW, (key,), owner, exp, _ttl_ms(exp, now_us()))
-        return bool(reply == 1)
-
-    def release_claim(self, fingerprint: str, owner: str) -> OpFlow[None]:
-        op = f"release the lease on {fingerprint[:16]}"
-        key = self.keys.lock(fingerprint)
-        yield _run(op, RELEASE, (key,), self.prefix, owner, self.keys.channel(fingerprint))
-
-    def pause(self, lease: Lease, left: float) -> float:
-        """How long a waiter may sleep before it must look at ``lease`` again.
-
-        Until the release is published, the lease expires, or the timeout; a lease of this
-        host is looked at every 0.25 s (its holder may die: a local check, and one GET),
-        any other every 2 s in case a release message was lost with a connection.
-        """
-        until_expiry = (to_us(lease.expires_at) - now_us()) / 1e6 + 0.001
-        recheck = 0.25 if lease.host == self.host else 2.0
-        return max(0.0, min(left, until_expiry, recheck))
-
-
-def _ttl_ms(expires_us: int, now: int) -> int:
-    return max(expires_us - now, 0) // 1000 + LOCK_GRACE_MS
 
 
 def check_options(options: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from cashet._process import current_pid
 from cashet.models import Commit, Lease, ObjectRef, TaskStatus
 from cashet.protocols import Hit, ResultData, TagQuery
 from cashet.stores.base import StoreBase
+from cashet.stores.redis.calls import OpFlow, RedisCall
 from cashet.stores.redis.common import (
     BACKOFF,
     DOC_ARGS,
@@ -39,7 +40,7 @@ from cashet.stores.redis.common import (
     Retry,
     redis,
 )
-from cashet.stores.redis.ops import IterCursor, OpFlow, RedisCall
+from cashet.stores.redis.ops import IterCursor
 
 __all__ = ["RedisStore"]
 

@@ -7,11 +7,11 @@ Layout::
 
 ``meta.db`` runs in WAL mode: readers never wait for the writer (connections and
 transactions: :mod:`~cashet.stores.sqlite.connection`; blob files:
-:mod:`~cashet.stores.sqlite.files`; leases: :mod:`~cashet.stores.sqlite.claims`; delete and
-evict: :mod:`~cashet.stores.sqlite.removal`). Counters, blob reference counts and tag clean-up are kept
-by triggers (see :mod:`cashet.stores.sqlite.schema`), so ``stats()`` is O(1) and garbage
-collection reads only unreferenced blobs. Every blob is verified against its hash when read.
-Every commit returned is a fresh object, the caller's to mutate.
+:mod:`~cashet.stores.sqlite.files`; leases: :mod:`~cashet.stores.sqlite.claims`; delete
+and evict: :mod:`~cashet.stores.sqlite.removal`). Counters, blob reference counts and tag
+clean-up are kept by triggers (see :mod:`cashet.stores.sqlite.schema`), so ``stats()`` is
+O(1) and garbage collection reads only unreferenced blobs. Every blob is verified against
+its hash when read. Every commit returned is a fresh object, the caller's to mutate.
 """
 
 from __future__ import annotations
