@@ -94,20 +94,21 @@ def copy_commit(c: Commit, last_accessed: datetime | None) -> Commit:
     The other fields are immutable values, so sharing them is safe; ``from_cache`` and
     ``sealed_json`` start fresh. About 0.5 µs: cheap enough for the hit path.
     """
+    # Positional (the field order of Commit): measurably cheaper on the hit path.
     return Commit(
-        hash=c.hash,
-        task_def=c.task_def,
-        status=c.status,
-        created_at=c.created_at,
-        result=c.result,
-        parent_hash=c.parent_hash,
-        error=c.error,
-        tags=dict(c.tags),
-        compute_seconds=c.compute_seconds,
-        expires_at=c.expires_at,
-        input_hashes=c.input_hashes,
-        salt=c.salt,
-        last_accessed=last_accessed,
+        c.hash,
+        c.task_def,
+        c.status,
+        c.created_at,
+        c.result,
+        c.parent_hash,
+        c.error,
+        dict(c.tags),
+        c.compute_seconds,
+        c.expires_at,
+        c.input_hashes,
+        c.salt,
+        last_accessed,
     )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
@@ -30,10 +31,19 @@ _registry_lock = threading.Lock()
 _inherited: list[sqlite3.Connection] = []
 
 
+# Every open Database, so that a forked child can drop their per-thread connections.
+_databases: weakref.WeakSet[Database] = weakref.WeakSet()
+
+
 @_process.after_fork_in_child
-def _new_registry_lock() -> None:
+def _forget_connections_in_child() -> None:
     global _registry_lock
     _registry_lock = threading.Lock()  # another thread may have held it during the fork
+    # Only the forking thread lives on in the child: dropping the thread-locals makes its
+    # next use open a fresh connection (the parent's are set aside by _disown_after_fork),
+    # so the hot path needs no pid check.
+    for db in list(_databases):
+        db._local = threading.local()
 
 
 def _is_busy(exc: sqlite3.Error) -> bool:
@@ -61,6 +71,7 @@ class Database:
         self._conns: list[tuple[threading.Thread, sqlite3.Connection]] = []
         self._conns_pid = _process.current_pid()
         self._closed = False
+        _databases.add(self)
         try:
             self._migrate()
         except BaseException:
@@ -69,14 +80,11 @@ class Database:
 
     def conn(self) -> sqlite3.Connection:
         """This thread's connection (opened on first use, and again after ``fork``)."""
-        local = self._local
         try:
-            if local.pid == _process.current_pid():
-                conn: sqlite3.Connection = local.conn
-                return conn
+            conn: sqlite3.Connection = self._local.conn
+            return conn
         except AttributeError:
-            pass
-        return self._connect()
+            return self._connect()
 
     def _connect(self) -> sqlite3.Connection:
         with _registry_lock:
@@ -112,7 +120,7 @@ class Database:
                 raise self.error(exc) from exc
             live.append((threading.current_thread(), conn))
             self._conns = live
-        self._local.conn, self._local.pid = conn, _process.current_pid()
+        self._local.conn = conn
         return conn
 
     def _disown_after_fork(self) -> None:

@@ -346,18 +346,13 @@ class SQLiteStore(ClaimsMixin, RemovalMixin, StoreBase):
         row = self._db.one(sql.GET_COMMIT, (hash,))
         return None if row is None else _commit(row)
 
-    def _find_hit(self, fingerprint: str) -> tuple[Commit, bytes | None] | None:
-        """The hit query: the commit (a copy) and its result's stored form if inline."""
-        row = self._db.one(sql.FIND_HIT, (fingerprint, time.time()))
-        if row is None:
-            return None
-        h, body, last_accessed, inline = row
+    def _template(self, h: str, body: str) -> Commit:
+        """The decoded commit ``h``, kept (never handed out: callers get copies)."""
         template = self._decoded.get(h)
         if template is None:
             template = commit_from_json(body)
             self._decoded.put(h, template)
-        commit = copy_commit(template, None if last_accessed is None else from_epoch(last_accessed))
-        return commit, (inline if commit.result is not None else None)
+        return template
 
     def find_by_fingerprint(self, fingerprint: str) -> Commit | None:
         """Return the newest completed, cacheable, unexpired commit of ``fingerprint``.
@@ -367,30 +362,33 @@ class SQLiteStore(ClaimsMixin, RemovalMixin, StoreBase):
         are immutable, so a decoded one is reused (the caller gets a copy), and a small
         result's stored bytes are kept for the ``get_blob`` that follows.
         """
-        found = self._find_hit(fingerprint)
-        if found is None:
+        row = self._db.one(sql.FIND_HIT, (fingerprint, time.time()))
+        if row is None:
             return None
-        commit, inline = found
-        if inline is not None:
-            self._found_results.put(commit.result.hash, inline)  # type: ignore[union-attr]
-        return commit
+        h, body, last_accessed, inline = row
+        template = self._decoded.get(h) or self._template(h, body)
+        if inline is not None and template.result is not None:
+            self._found_results.put(template.result.hash, inline)
+        return copy_commit(template, None if last_accessed is None else from_epoch(last_accessed))
 
     def lookup(self, fingerprint: str) -> Hit | None:
         """Return what ``find_by_fingerprint`` finds, with a small result's verified bytes.
 
         The same single query; nothing is kept for a later ``get_blob``.
         """
-        found = self._find_hit(fingerprint)
-        if found is None:
+        row = self._db.one(sql.FIND_HIT, (fingerprint, time.time()))
+        if row is None:
             return None
-        commit, inline = found
+        h, body, last_accessed, inline = row
+        template = self._template(h, body)
         data = None
-        if inline is not None:
-            h = commit.result.hash  # type: ignore[union-attr]
+        if inline is not None and template.result is not None:
+            blob = template.result.hash
             with suppress(BlobCorruptedError):  # get_blob reports (and forgets) it
-                data = decode_blob(inline, h)
-                verify_blob(data, h)
-        return Hit(commit, data)
+                data = decode_blob(inline, blob)
+                verify_blob(data, blob)
+        la = None if last_accessed is None else from_epoch(last_accessed)
+        return Hit(copy_commit(template, la), data)
 
     def latest_for_fingerprint(self, fingerprint: str) -> Commit | None:
         """Return the newest commit of ``fingerprint`` whatever its status or expiry."""
