@@ -774,3 +774,20 @@ def test_stall_longer_than_the_retries_is_an_error(server: RedisServer) -> None:
         admin.client_unpause()
         assert store.stats()["total_commits"] == 0
     admin.close()
+
+
+def test_lua_scripts_are_package_data_fully_filled_in() -> None:
+    from importlib import resources
+
+    from cashet.stores.redis import keys
+
+    shipped = {
+        f.name.removesuffix(".lua")
+        for f in (resources.files("cashet.stores.redis") / "scripts").iterdir()
+        if f.name.endswith(".lua")
+    }
+    used = {s.name for s in keys.SCRIPTS}
+    assert shipped == used | {"_prelude", "_once"}  # no file unused, none missing
+    for script in keys.SCRIPTS:
+        assert "${" not in script.source, script.name  # every placeholder filled in
+        assert keys.PUT_COMMIT.source.startswith(keys._PRELUDE)

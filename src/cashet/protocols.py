@@ -13,6 +13,8 @@ Semantics every store implements:
 * ``get_blob`` verifies the bytes against the hash and raises ``BlobCorruptedError`` /
   ``BlobMissingError`` instead of returning wrong bytes.
 * ``find_by_fingerprint`` returns the newest *completed*, *cacheable*, *unexpired* commit.
+* Every ``Commit`` returned is the caller's own: mutating it affects neither the store nor
+  what other calls return (stores that cache decoded commits hand out copies).
 * ``try_claim`` takes the lease on a fingerprint when nobody holds a live one (a lease is dead
   when expired, or when it was taken on this host by a process that no longer exists).
 

@@ -43,6 +43,7 @@ def _parse_dt(value: str | None) -> datetime | None:
 
 
 def task_def_to_dict(td: TaskDef) -> dict[str, Any]:
+    """Return the JSON-able form of a task definition (part of a commit's content)."""
     return {
         "func_name": td.func_name,
         "func_hash": td.func_hash,
@@ -60,6 +61,7 @@ def task_def_to_dict(td: TaskDef) -> dict[str, Any]:
 
 
 def task_def_from_dict(d: dict[str, Any]) -> TaskDef:
+    """Invert :func:`task_def_to_dict` (missing optional fields take their defaults)."""
     return TaskDef(
         func_name=str(d["func_name"]),
         func_hash=str(d["func_hash"]),
@@ -145,8 +147,10 @@ def commit_from_dict(d: dict[str, Any]) -> Commit:
 
 
 def commit_to_json(c: Commit) -> str:
+    """Return :func:`commit_to_dict` as compact JSON (what stores keep and archives hold)."""
     return json.dumps(commit_to_dict(c), separators=(",", ":"), ensure_ascii=False)
 
 
 def commit_from_json(s: str | bytes) -> Commit:
+    """Invert :func:`commit_to_json` (no hash check)."""
     return commit_from_dict(json.loads(s))

@@ -23,7 +23,6 @@ commits hand out :func:`copy_commit` copies.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
@@ -289,6 +288,8 @@ class AsyncStoreBase:
 
     async def put_blob_parts(self, parts: BlobParts) -> ObjectRef:
         """Store the concatenation of ``parts`` (default: joined in a thread, then stored)."""
+        import asyncio  # here: ``import cashet`` (sync users) must not load asyncio
+
         if len(parts) == 1:
             data = bytes(parts[0])
         else:
@@ -303,6 +304,8 @@ class AsyncStoreBase:
         release: tuple[str, str] | None = None,
     ) -> Commit:
         """As :meth:`StoreBase.put_result`; the lease is released even while cancelled."""
+        import asyncio
+
         if isinstance(data, bytes):
             ref: ObjectRef = await self.put_blob(data)
         else:
