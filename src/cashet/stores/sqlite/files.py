@@ -40,18 +40,19 @@ class BlobFiles:
     """The ``objects/`` directory of one store.
 
     Args:
-        objects: the directory (created if missing).
+        objects: the directory (created if missing, with its parents).
+        store_dir: the store directory, as errors name it.
 
     Raises:
         StoreError: the directory cannot be created.
     """
 
-    def __init__(self, objects: str) -> None:
+    def __init__(self, objects: str, store_dir: object) -> None:
         self.root = objects
         try:
             os.makedirs(objects, exist_ok=True)
         except OSError as exc:
-            raise StoreError(f"cannot create the store directory {objects}: {exc}") from exc
+            raise StoreError(f"cannot create the store directory {store_dir}: {exc}") from exc
 
     def path(self, hash: str) -> str:
         """Where the blob ``hash`` is kept."""

@@ -104,7 +104,7 @@ class SQLiteStore(ClaimsMixin, RemovalMixin, StoreBase):
         self._path = Path(path)
         self._inline_threshold = inline_threshold
         self._host = _lease.hostname()
-        self._files = BlobFiles(os.fspath(self._path / "objects"))
+        self._files = BlobFiles(os.fspath(self._path / "objects"), self._path)
         # Hit-path caches. Decoded commits by hash (commits never change; copies are handed
         # out). The stored bytes of the small results the last find_by_fingerprint calls
         # found, for the get_blob that follows (verified when served; see lookup for the
