@@ -18,10 +18,11 @@ from typing import Any
 import pytest
 
 from cashet import ArchiveError, Client, TaskError
+from cashet.hashing.commits import commit_from_json, commit_to_dict, compute_commit_hash
 from cashet.models import Commit
 from cashet.protocols import Store
 from cashet.provenance.archive import ExportResult, ImportResult, export_archive, import_archive
-from cashet.stores.codec import blob_hash, commit_from_json, commit_to_dict, compute_commit_hash
+from cashet.stores.blobs import blob_hash
 
 CALLS: list[Any] = []
 

@@ -17,9 +17,9 @@ from cashet.async_client import AsyncClient
 from cashet.core import effects
 from cashet.core.flow import call_flow, new_lease
 from cashet.executors._drive import finish, run_flow
+from cashet.hashing.commits import seal_commit
 from cashet.models import TaskDef
 from cashet.store import AsyncSQLiteStore, SQLiteStore
-from cashet.stores.codec import seal_commit
 
 
 def test_every_effect_is_frozen_slotted_and_in_the_union() -> None:
@@ -58,8 +58,9 @@ def test_finish_refuses_a_flow_that_suspends() -> None:
 
 
 class _OneStepHidden:
-    """A store without the one-step ``put_result`` (nor ``put_blob_parts``): the flow then
-    records in three effects (``PutBlob``, ``PutCommit``, ``Release``)."""
+    """A store without the one-step ``put_result`` (nor ``put_blob_parts``): the client then
+    records with the default ``put_result`` of ``stores.base.full_store``: put_blob,
+    put_commit, release_claim, each through the wrapper."""
 
     def __init__(self, store: Any) -> None:
         self._store = store

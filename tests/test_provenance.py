@@ -19,9 +19,9 @@ from cashet import (
     TaskError,
     TaskStatus,
 )
+from cashet.hashing.commits import compute_commit_hash
 from cashet.models import Commit, Lease, ObjectRef, TaskDef
 from cashet.provenance.diff import diff_args
-from cashet.stores.codec import compute_commit_hash
 
 CALLS: list[Any] = []
 
@@ -620,7 +620,8 @@ def test_show_and_history_accept_a_result_blob_hash(client: Client) -> None:
 
 def test_combined_filters_pick_an_index_and_agree_with_a_recount(client: Client) -> None:
     from cashet.stores.sqlite import schema as sql
-    from cashet.stores.sqlite.store import _driver
+
+    _driver = sql.choose_driver
 
     now = datetime.now(UTC)
     commits = [

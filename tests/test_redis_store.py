@@ -29,7 +29,7 @@ import pytest
 
 from cashet.errors import BlobCorruptedError, BlobMissingError, StoreError, StoreUnavailableError
 from cashet.models import ObjectRef, utcnow
-from cashet.stores.codec import blob_hash
+from cashet.stores.blobs import blob_hash
 from tests._redis import (
     RedisServer,
     check_invariants,
@@ -335,7 +335,7 @@ def test_interrupted_chunked_write_leaves_no_visible_blob(
         while call.script is None:  # the chunk writes; stop before the publishing script
             call = flow.send(store._exec(call))
         flow.close()
-        from cashet.stores.codec import blob_hash
+        from cashet.stores.blobs import blob_hash
 
         h = blob_hash(data)
         chunks = [k for k in keys_of(raw, prefix) if k.startswith(f"blob:data:{h}:")]
@@ -774,3 +774,20 @@ def test_stall_longer_than_the_retries_is_an_error(server: RedisServer) -> None:
         admin.client_unpause()
         assert store.stats()["total_commits"] == 0
     admin.close()
+
+
+def test_lua_scripts_are_package_data_fully_filled_in() -> None:
+    from importlib import resources
+
+    from cashet.stores.redis import keys
+
+    shipped = {
+        f.name.removesuffix(".lua")
+        for f in (resources.files("cashet.stores.redis") / "scripts").iterdir()
+        if f.name.endswith(".lua")
+    }
+    used = {s.name for s in keys.SCRIPTS}
+    assert shipped == used | {"_prelude", "_once"}  # no file unused, none missing
+    for script in keys.SCRIPTS:
+        assert "${" not in script.source, script.name  # every placeholder filled in
+        assert keys.PUT_COMMIT.source.startswith(keys._PRELUDE)

@@ -452,7 +452,7 @@ def test_close_closes_every_threads_connection(root: Path) -> None:
     for t in threads:
         t.start()
     ready.wait()
-    conns = [conn for _, conn in store._conns]
+    conns = [conn for _, conn in store._db._conns]
     assert len(conns) == 5
     store.close()
     done.set()
@@ -503,7 +503,7 @@ def test_connections_of_finished_threads_are_closed(store: SQLiteStore) -> None:
         t.start()
         t.join()
     store.stats()
-    assert len(store._conns) <= 2
+    assert len(store._db._conns) <= 2
 
 
 def _write_in_child(store: SQLiteStore, data: bytes) -> None:

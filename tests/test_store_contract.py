@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,9 +20,21 @@ from blake3 import blake3
 
 from cashet import _process
 from cashet.errors import BlobMissingError
+from cashet.hashing.commits import compute_commit_hash
 from cashet.models import Commit, Lease, ObjectRef, TaskDef, TaskStatus, utcnow
-from cashet.protocols import Store
-from cashet.stores.codec import blob_hash, compute_commit_hash
+from cashet.protocols import (
+    AsyncStore,
+    BlobPartsWriter,
+    Hit,
+    HitLookup,
+    ResultIndex,
+    ResultWriter,
+    Store,
+    protocol_members,
+    supports,
+)
+from cashet.stores.base import StoreBase, full_store
+from cashet.stores.blobs import blob_hash
 
 pytestmark = pytest.mark.contract
 
@@ -583,3 +596,317 @@ def test_wait_for_release_of_nothing_returns(store: Store) -> None:
 def test_close_is_idempotent(store: Store) -> None:
     store.close()
     store.close()
+
+
+# --- capabilities (cashet.protocols) on every backend, native and defaulted ------------------
+
+
+class SpecOnly:
+    """A third-party store that implements exactly the spec's ``Store`` methods, nothing more
+    (each forwards to a real backend), as a user would write one."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def put_blob(self, data: bytes) -> ObjectRef:
+        return self.inner.put_blob(data)  # type: ignore[no-any-return]
+
+    def get_blob(self, ref: ObjectRef) -> bytes:
+        return self.inner.get_blob(ref)  # type: ignore[no-any-return]
+
+    def has_blob(self, hash: str) -> bool:
+        return self.inner.has_blob(hash)  # type: ignore[no-any-return]
+
+    def put_commit(self, commit: Commit) -> None:
+        self.inner.put_commit(commit)
+
+    def get_commit(self, hash: str) -> Commit | None:
+        return self.inner.get_commit(hash)  # type: ignore[no-any-return]
+
+    def find_by_fingerprint(self, fingerprint: str) -> Commit | None:
+        return self.inner.find_by_fingerprint(fingerprint)  # type: ignore[no-any-return]
+
+    def find_running_by_fingerprint(self, fingerprint: str) -> Commit | None:
+        return self.inner.find_running_by_fingerprint(fingerprint)  # type: ignore[no-any-return]
+
+    def latest_for_fingerprint(self, fingerprint: str) -> Commit | None:
+        return self.inner.latest_for_fingerprint(fingerprint)  # type: ignore[no-any-return]
+
+    def list_commits(self, *args: Any, **kwargs: Any) -> list[Commit]:
+        return self.inner.list_commits(*args, **kwargs)  # type: ignore[no-any-return]
+
+    def iter_commits(self) -> Iterator[Commit]:
+        return iter(self.inner.iter_commits())
+
+    def get_history(self, hash: str) -> list[Commit]:
+        return self.inner.get_history(hash)  # type: ignore[no-any-return]
+
+    def resolve_prefix(self, prefix: str, limit: int = 20) -> list[str]:
+        return self.inner.resolve_prefix(prefix, limit)  # type: ignore[no-any-return]
+
+    def touch(self, hash: str, when: datetime) -> None:
+        self.inner.touch(hash, when)
+
+    def stats(self) -> dict[str, int]:
+        return self.inner.stats()  # type: ignore[no-any-return]
+
+    def evict(self, older_than: datetime, max_size_bytes: int | None = None) -> int:
+        return self.inner.evict(older_than, max_size_bytes)  # type: ignore[no-any-return]
+
+    def delete_commit(self, hash: str) -> bool:
+        return self.inner.delete_commit(hash)  # type: ignore[no-any-return]
+
+    def delete_by_tags(self, tags: Any) -> int:
+        return self.inner.delete_by_tags(tags)  # type: ignore[no-any-return]
+
+    def try_claim(self, fingerprint: str, lease: Lease) -> bool:
+        return self.inner.try_claim(fingerprint, lease)  # type: ignore[no-any-return]
+
+    def get_claim(self, fingerprint: str) -> Lease | None:
+        return self.inner.get_claim(fingerprint)  # type: ignore[no-any-return]
+
+    def renew_claim(self, fingerprint: str, owner: str, expires_at: datetime) -> bool:
+        return self.inner.renew_claim(fingerprint, owner, expires_at)  # type: ignore[no-any-return]
+
+    def release_claim(self, fingerprint: str, owner: str) -> None:
+        self.inner.release_claim(fingerprint, owner)
+
+    def wait_for_release(self, fingerprint: str, timeout: float) -> None:
+        self.inner.wait_for_release(fingerprint, timeout)
+
+    def close(self) -> None:
+        """The backend fixture closes the inner store."""
+
+
+class Delegating:
+    """A logging wrapper as users write them: its own ``put_blob``/``put_commit``, everything
+    else forwarded with ``__getattr__`` (so the instance *seems* to have ``put_result``)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.calls: list[str] = []
+
+    def put_blob(self, data: bytes) -> ObjectRef:
+        self.calls.append("put_blob")
+        return self.inner.put_blob(data)  # type: ignore[no-any-return]
+
+    def put_commit(self, commit: Commit) -> None:
+        self.calls.append("put_commit")
+        self.inner.put_commit(commit)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+@pytest.fixture(params=["native", "defaults"])
+def capable(request: pytest.FixtureRequest, store: Store) -> Any:
+    """Every capability of ``store``: its own methods, or full_store's defaults over the
+    spec methods alone."""
+    if request.param == "native":
+        return store
+    full = full_store(SpecOnly(store))
+    assert not isinstance(full, SpecOnly)
+    return full
+
+
+def test_full_store_is_the_store_itself_for_a_complete_class(store: Store) -> None:
+    from cashet.store import SQLiteStore
+
+    assert full_store(SQLiteStore.__new__(SQLiteStore)) is not None
+    if "SyncAdapter" not in type(store).__name__:  # the built-in sync stores: no adapter
+        assert full_store(store) is store
+        for capability in (ResultWriter, BlobPartsWriter, ResultIndex, HitLookup):
+            assert supports(store, capability)
+
+
+def test_capabilities_are_read_on_the_class_never_the_instance(store: Store) -> None:
+    wrapper = Delegating(store)
+    assert hasattr(wrapper, "put_result")  # the instance forwards it...
+    for capability in (ResultWriter, BlobPartsWriter, ResultIndex, HitLookup):
+        assert not supports(wrapper, capability)  # ...the class does not have it
+    assert isinstance(full_store(wrapper), StoreBase)
+
+
+@pytest.mark.parametrize("size", [5, 200_000])
+def test_put_blob_parts(capable: Any, size: int) -> None:
+    data = os.urandom(size)
+    parts = [data[:2], memoryview(data)[2 : size // 2], data[size // 2 :]]
+    ref = capable.put_blob_parts(parts)
+    assert ref == ObjectRef(blob_hash(data), size)
+    assert capable.get_blob(ref) == data
+
+
+@pytest.mark.parametrize("as_parts", [False, True], ids=["bytes", "parts"])
+def test_put_result_stores_records_and_releases(capable: Any, as_parts: bool) -> None:
+    data = b"result " * 50
+    lease = make_lease("me")
+    assert capable.try_claim(FP, lease)
+    built: list[Commit] = []
+
+    def build(ref: ObjectRef) -> Commit:
+        built.append(make_commit(result=ref))
+        return built[-1]
+
+    payload: Any = [data[:3], memoryview(data)[3:]] if as_parts else data
+    commit = capable.put_result(payload, build, (FP, "me"))
+    assert commit is built[0]
+    assert commit.result == ObjectRef(blob_hash(data), len(data))
+    assert capable.get_blob(commit.result) == data
+    assert capable.get_commit(commit.hash) == commit
+    assert capable.get_claim(FP) is None
+    assert capable.find_by_fingerprint(FP) == commit
+    assert capable.stats()["completed_commits"] == 1
+
+
+def test_put_result_without_a_lease(capable: Any) -> None:
+    other = make_lease("other")
+    assert capable.try_claim(FP, other)
+    ref = ObjectRef(blob_hash(b"x"), 1)
+    capable.put_result(b"x", lambda r: make_commit(result=r), None)
+    assert capable.get_claim(FP) == other  # a lease it was not told to drop stays
+    assert capable.get_blob(ref) == b"x"
+
+
+def test_find_by_result_newest_first(capable: Any) -> None:
+    ref = capable.put_blob(b"shared result")
+    other = capable.put_blob(b"another")
+    old = make_commit("f", "1", ago=30, result=ref)
+    new = make_commit("g", "2", ago=10, result=ref)
+    unrelated = make_commit("h", "3", ago=5, result=other)
+    put(capable, old, new, unrelated, make_commit("k", "4", status=FAILED))
+    assert hashes(capable.find_by_result(ref.hash)) == [new.hash, old.hash]
+    assert hashes(capable.find_by_result(ref.hash, limit=1)) == [new.hash]
+    assert capable.find_by_result(digest("no such blob")) == []
+
+
+@pytest.mark.parametrize("size", [10, 300_000])
+def test_lookup_returns_the_hit_with_its_bytes_or_none(capable: Any, size: int) -> None:
+    assert capable.lookup(FP) is None
+    data = os.urandom(size)
+    ref = capable.put_blob(data)
+    commit = make_commit(result=ref)
+    put(capable, commit)
+    hit = capable.lookup(FP)
+    assert isinstance(hit, Hit)
+    assert hit.commit == commit
+    assert hit.data is None or hit.data == data  # small results may come along
+    assert capable.get_blob(ref) == data
+
+
+def test_every_returned_commit_is_the_callers_own(capable: Any) -> None:
+    ref = capable.put_blob(b"r")
+    commit = make_commit(result=ref, tags={"team": "a"})
+    put(capable, commit)
+    readers = {
+        "get_commit": lambda: capable.get_commit(commit.hash),
+        "find_by_fingerprint": lambda: capable.find_by_fingerprint(FP),
+        "lookup": lambda: capable.lookup(FP).commit,
+        "latest_for_fingerprint": lambda: capable.latest_for_fingerprint(FP),
+        "list_commits": lambda: capable.list_commits()[0],
+        "list_commits(tags)": lambda: capable.list_commits(tags={"team": "a"})[0],
+        "iter_commits": lambda: next(iter(capable.iter_commits())),
+        "get_history": lambda: capable.get_history(commit.hash)[0],
+        "find_by_result": lambda: capable.find_by_result(ref.hash)[0],
+    }
+    for name, read in readers.items():
+        first, second = read(), read()
+        assert first == commit and first is not second, name
+        first.tags["team"] = "mutated"
+        first.tags["new"] = "x"
+        first.last_accessed = LONG_AGO
+        assert second.tags == {"team": "a"}, name
+        again = read()
+        assert again.tags == {"team": "a"} and again.last_accessed != LONG_AGO, name
+
+
+SQUARED: list[int] = []
+
+
+def square(x: int) -> int:
+    SQUARED.append(x)
+    return x * x
+
+
+def test_client_over_a_spec_only_store(store: Store) -> None:
+    """A third-party store with only the spec's methods works end to end."""
+    from cashet import Client
+
+    SQUARED.clear()
+    client = Client(store=SpecOnly(store))  # type: ignore[arg-type]
+    ref = client.submit(square, 7)
+    assert ref.load() == 49
+    again = client.submit(square, 7)
+    assert again.load() == 49 and again.commit_hash == ref.commit_hash
+    assert SQUARED == [7]  # the second was a hit
+    assert [c.hash for c in client.log()] == [ref.commit_hash]
+    assert client.show(ref.commit_hash).hash == ref.commit_hash
+    assert client.show(ref.hash).hash == ref.commit_hash  # by the result blob's hash
+    assert client.get(ref.hash) == 49
+    client.close()
+
+
+def test_client_calls_a_delegating_wrappers_own_writes(tmp_path: Any) -> None:
+    """The wrapper's put_blob/put_commit run: its forwarded put_result is not used."""
+    from cashet import Client
+    from cashet.store import SQLiteStore
+
+    inner = SQLiteStore(tmp_path / ".cashet")
+    wrapper = Delegating(inner)
+    client = Client(store=wrapper)  # type: ignore[arg-type]
+    ref = client.submit(pow, 2, 10)
+    assert wrapper.calls == ["put_blob", "put_commit"]
+    assert ref.load() == 1024
+    assert client.submit(pow, 2, 10).commit_hash == ref.commit_hash
+    assert wrapper.calls == ["put_blob", "put_commit"]  # a hit writes nothing
+    assert client.show(ref.hash).hash == ref.commit_hash
+    client.close()
+
+
+def test_async_defaults_over_a_spec_only_async_store(tmp_path: Any) -> None:
+    """full_async_store fills in every async capability from the AsyncStore methods."""
+    import asyncio
+
+    from cashet.store import AsyncSQLiteStore
+    from cashet.stores.base import full_async_store
+
+    class AsyncSpecOnly:
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+
+        def __getattr__(self, name: str) -> Any:
+            if name in protocol_members(AsyncStore):
+                return getattr(self.inner, name)
+            raise AttributeError(name)
+
+    async def main() -> None:
+        inner = AsyncSQLiteStore(tmp_path / ".cashet")
+        try:
+            full = full_async_store(AsyncSpecOnly(inner))  # type: ignore[arg-type]
+            assert full_async_store(inner) is inner
+            data = b"payload" * 100
+            ref = await full.put_blob_parts([data[:5], memoryview(data)[5:]])
+            assert await full.get_blob(ref) == data
+            assert await full.try_claim(FP, make_lease("me"))
+            commit = await full.put_result(data, lambda r: make_commit(result=r), (FP, "me"))
+            assert await full.get_claim(FP) is None
+            assert [c.hash async for c in full.iter_commits()] == [commit.hash]
+            assert hashes(await full.find_by_result(ref.hash)) == [commit.hash]
+            hit = await full.lookup(FP)
+            assert hit is not None and hit.commit == commit
+            assert (await inner.lookup(FP)).data == data  # type: ignore[union-attr]
+        finally:
+            await inner.close()
+
+    asyncio.run(main())
+
+
+def test_two_hits_share_no_commit(store: Store) -> None:
+    from cashet import Client
+
+    client = Client(store=store)
+    client.submit(square, 3)
+    r1, r2 = client.submit(square, 3), client.submit(square, 3)
+    assert r1.commit is not r2.commit and r1.commit == r2.commit
+    r1.commit.tags["mutated"] = "yes"
+    assert "mutated" not in r2.commit.tags
+    assert "mutated" not in client.submit(square, 3).commit.tags

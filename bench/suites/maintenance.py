@@ -79,9 +79,9 @@ def build(n: int) -> Built:
     """Fill (once per run) a store with ``n`` commits through the Store API."""
     if n in _templates:
         return _templates[n]
+    from cashet.hashing.commits import compute_commit_hash
     from cashet.models import Commit, TaskDef, TaskStatus
     from cashet.store import SQLiteStore
-    from cashet.stores.codec import compute_commit_hash
 
     path = _template_root() / f"store-{n}"
     rng = random.Random(n)

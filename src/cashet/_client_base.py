@@ -11,7 +11,8 @@
   them off the event loop over a sync view of its store, so both validate, fail and answer
   the same way by construction (``tests/test_async_parity.py``).
 
-Layer 6: imports the core, hashing, provenance and models, never a client module.
+Below the clients (docs/architecture.md): imports the core, hashing, provenance and models,
+never a client module.
 """
 
 from __future__ import annotations

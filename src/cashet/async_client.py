@@ -51,8 +51,16 @@ from cashet.errors import StoreError
 from cashet.executors.async_local import BIG_BYTES, is_big
 from cashet.hashing import hash_args
 from cashet.models import AsyncResultRef, Commit, ObjectRef, TaskStatus, utcnow
-from cashet.protocols import AsyncExecutor, AsyncStore, Serializer, TagQuery
+from cashet.protocols import (
+    AsyncExecutor,
+    AsyncStore,
+    Serializer,
+    SyncBacked,
+    TagQuery,
+    supports,
+)
 from cashet.provenance.archive import ExportResult, ImportResult
+from cashet.stores.base import full_async_store
 
 __all__ = ["AsyncClient", "AsyncTaskFunction"]
 
@@ -339,11 +347,11 @@ class AsyncClient(ClientBase[AsyncTaskFunction[Any]]):
     async def _sync(self, method: Callable[[Any], R]) -> R:
         """Run ``method(queries)`` off the loop; ``queries`` is a :class:`StoreQueries` over
         a sync view of this store."""
-        store: Any = self.store
-        if hasattr(store, "run_sync") and hasattr(store, "sync_store"):
+        store = self.store
+        if supports(store, SyncBacked):
             # AsyncSQLiteStore: in its worker thread, on its own sync store.
-            shadow = self._shadow_over(store.sync_store)
-            return await store.run_sync(method, shadow)  # type: ignore[no-any-return]
+            backed = cast(SyncBacked, store)
+            return await backed.run_sync(method, self._shadow_over(backed.sync_store))
         view = _SyncView(store, asyncio.get_running_loop())
         return await asyncio.to_thread(method, self._shadow_over(view))
 
@@ -537,11 +545,8 @@ class _SyncView:
         return call
 
     def iter_commits(self) -> Iterator[Any]:
-        native = getattr(self._store, "iter_commits", None)
-        if native is None:
-            yield from reversed(self._wait(self._store.list_commits(limit=None)))
-            return
-        it: AsyncIterator[Any] = native().__aiter__()
+        # The AsyncCommitIterator capability (list_commits for stores without it).
+        it: AsyncIterator[Any] = full_async_store(self._store).iter_commits().__aiter__()
         while True:
             try:
                 yield self._wait(it.__anext__())

@@ -96,7 +96,7 @@ class Commit:
     """One recorded run of a task: immutable except for ``last_accessed``.
 
     ``hash`` is the BLAKE3 digest of the commit's canonical content (see
-    :func:`cashet.stores.codec.compute_commit_hash`); ``result`` is the output blob of a
+    :func:`cashet.hashing.commits.compute_commit_hash`); ``result`` is the output blob of a
     completed run.
     """
 

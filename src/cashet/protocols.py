@@ -13,22 +13,115 @@ Semantics every store implements:
 * ``get_blob`` verifies the bytes against the hash and raises ``BlobCorruptedError`` /
   ``BlobMissingError`` instead of returning wrong bytes.
 * ``find_by_fingerprint`` returns the newest *completed*, *cacheable*, *unexpired* commit.
+* Every ``Commit`` returned is the caller's own: mutating it affects neither the store nor
+  what other calls return (stores that cache decoded commits hand out copies).
 * ``try_claim`` takes the lease on a fingerprint when nobody holds a live one (a lease is dead
   when expired, or when it was taken on this host by a process that no longer exists).
+
+``Store`` and ``AsyncStore`` are the whole required contract: a store implementing only them
+works everywhere. Whatever more cashet uses is an optional *capability*, a small protocol of
+its own (``ResultWriter``, ``BlobPartsWriter``, ``ResultIndex``, ``HitLookup``,
+``CommitIterator``, their ``Async*`` twins, ``SyncBacked``; ``PartsSerializer`` for
+serializers). Callers ask :func:`supports` whether a store's *class* has one, never the
+instance (an object delegating unknown attributes with ``__getattr__`` has none), or use
+:func:`cashet.stores.base.full_store`, which fills in every missing capability from the
+required methods.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+import functools
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from cashet.models import Commit, Lease, ObjectRef, TaskDef, TaskStatus
 
-__all__ = ["AsyncExecutor", "AsyncStore", "Executor", "Serializer", "Store", "TagQuery"]
+__all__ = [
+    "AsyncBlobPartsWriter",
+    "AsyncCommitIterator",
+    "AsyncExecutor",
+    "AsyncHitLookup",
+    "AsyncResultIndex",
+    "AsyncResultWriter",
+    "AsyncStore",
+    "BlobParts",
+    "BlobPartsWriter",
+    "CommitIterator",
+    "Executor",
+    "Hit",
+    "HitLookup",
+    "PartsSerializer",
+    "ResultData",
+    "ResultIndex",
+    "ResultWriter",
+    "Serializer",
+    "Store",
+    "SyncBacked",
+    "TagQuery",
+    "protocol_members",
+    "supports",
+]
+
+R = TypeVar("R")
 
 #: A tag filter: every key must be present; a ``None`` value matches any value.
 TagQuery = Mapping[str, str | None]
+#: A blob given as chunks to be stored as their concatenation (never joined in memory).
+BlobParts = Sequence[bytes | memoryview]
+#: A serialized result: one bytes object, or chunks (see ``PartsSerializer``).
+ResultData = bytes | BlobParts
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """What a cache lookup found: the commit, and its result's bytes when they came along.
+
+    ``data`` is the verified result (``ObjectRef`` ``commit.result``) when the store read it
+    with the lookup (small results); ``None`` otherwise: ``get_blob`` reads it then.
+    """
+
+    commit: Commit
+    data: bytes | None = None
+
+
+def protocol_members(protocol: type) -> tuple[str, ...]:
+    """The public names a protocol declares (its methods, properties and attributes)."""
+    names: set[str] = set()
+    for klass in protocol.__mro__:
+        if klass in (object, Protocol) or not getattr(klass, "_is_protocol", False):
+            continue
+        names.update(n for n in vars(klass) if not n.startswith("_"))
+        names.update(n for n in getattr(klass, "__annotations__", {}) if not n.startswith("_"))
+    return tuple(sorted(names))
+
+
+@functools.cache
+def _class_supports(cls: type, protocol: type) -> bool:
+    return all(hasattr(cls, name) for name in protocol_members(protocol))
+
+
+def supports(obj: object, capability: type) -> bool:
+    """Whether the *class* of ``obj`` has every member of the protocol ``capability``.
+
+    Looked up on ``type(obj)`` (cached per class), never on the instance: a wrapper that
+    forwards unknown attributes with ``__getattr__`` does not gain its target's
+    capabilities, so its own ``put_blob`` and ``put_commit`` are the ones called.
+    """
+    cls: Any = type(obj)
+    return _class_supports(cls, capability)
+
+
+@runtime_checkable
+class PartsSerializer(Protocol):
+    """A serializer capability: the result as chunks, large buffers not copied.
+
+    ``b"".join(dumps_parts(obj)) == dumps(obj)``; stores with ``put_blob_parts`` write the
+    chunks without joining them.
+    """
+
+    def dumps_parts(self, obj: Any) -> list[bytes | memoryview]: ...
 
 
 @runtime_checkable
@@ -83,6 +176,59 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
+# --- store capabilities (optional; see the module docstring) ---------------------------------
+
+
+@runtime_checkable
+class ResultWriter(Protocol):
+    """End a miss in one step: store the result, record its commit, drop the lease."""
+
+    def put_result(
+        self,
+        data: ResultData,
+        build: Callable[[ObjectRef], Commit],
+        release: tuple[str, str] | None = None,
+    ) -> Commit:
+        """Same effect as ``put_blob`` + ``put_commit(build(ref))`` + ``release_claim(*release)``.
+
+        Returns:
+            The recorded commit, ``build(ref)``.
+        """
+        ...
+
+
+@runtime_checkable
+class BlobPartsWriter(Protocol):
+    """Store a blob given as chunks (``put_blob(b"".join(parts))``, without the join)."""
+
+    def put_blob_parts(self, parts: BlobParts) -> ObjectRef: ...
+
+
+@runtime_checkable
+class ResultIndex(Protocol):
+    """Find the commits that produced a blob (``show``/``get`` by a result's hash)."""
+
+    def find_by_result(self, blob_hash: str, limit: int = 20) -> list[Commit]:
+        """Return up to ``limit`` commits whose ``result`` is this blob, newest first."""
+        ...
+
+
+@runtime_checkable
+class CommitIterator(Protocol):
+    """Every commit, oldest first (a ``Store`` method; a capability of async stores)."""
+
+    def iter_commits(self) -> Iterator[Commit]: ...
+
+
+@runtime_checkable
+class HitLookup(Protocol):
+    """``find_by_fingerprint`` that also hands over a small result's bytes (one read)."""
+
+    def lookup(self, fingerprint: str) -> Hit | None:
+        """Return what ``find_by_fingerprint`` finds, with the result's bytes if read along."""
+        ...
+
+
 @runtime_checkable
 class AsyncStore(Protocol):
     """Asynchronous storage backend: the same operations as :class:`Store`, awaited."""
@@ -115,6 +261,63 @@ class AsyncStore(Protocol):
     async def release_claim(self, fingerprint: str, owner: str) -> None: ...
     async def wait_for_release(self, fingerprint: str, timeout: float) -> None: ...
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class AsyncResultWriter(Protocol):
+    """The asyncio twin of :class:`ResultWriter`."""
+
+    async def put_result(
+        self,
+        data: ResultData,
+        build: Callable[[ObjectRef], Commit],
+        release: tuple[str, str] | None = None,
+    ) -> Commit: ...
+
+
+@runtime_checkable
+class AsyncBlobPartsWriter(Protocol):
+    """The asyncio twin of :class:`BlobPartsWriter`."""
+
+    async def put_blob_parts(self, parts: BlobParts) -> ObjectRef: ...
+
+
+@runtime_checkable
+class AsyncResultIndex(Protocol):
+    """The asyncio twin of :class:`ResultIndex`."""
+
+    async def find_by_result(self, blob_hash: str, limit: int = 20) -> list[Commit]: ...
+
+
+@runtime_checkable
+class AsyncCommitIterator(Protocol):
+    """Every commit, oldest first, with ``async for``."""
+
+    def iter_commits(self) -> AsyncIterator[Commit]: ...
+
+
+@runtime_checkable
+class AsyncHitLookup(Protocol):
+    """The asyncio twin of :class:`HitLookup`."""
+
+    async def lookup(self, fingerprint: str) -> Hit | None: ...
+
+
+class SyncBacked(Protocol):
+    """An async store that is a sync ``Store`` run in a worker thread of its own.
+
+    Sync code over the whole store (an archive export, a provenance query) runs there on
+    :attr:`sync_store` through :meth:`run_sync`, with no second connection.
+    """
+
+    @property
+    def sync_store(self) -> Store:
+        """The wrapped sync store; use it only through :meth:`run_sync`."""
+        ...
+
+    async def run_sync(self, fn: Callable[..., R], /, *args: Any) -> R:
+        """Run ``fn(*args)`` in the store's worker thread, after the calls queued before."""
+        ...
 
 
 @runtime_checkable

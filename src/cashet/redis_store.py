@@ -6,6 +6,7 @@ Needs the ``redis`` extra (``pip install "cashet[redis]"``); without it this imp
 
 from __future__ import annotations
 
-from cashet.stores.redis.store import AsyncRedisStore, RedisStore
+from cashet.stores.redis.async_store import AsyncRedisStore
+from cashet.stores.redis.store import RedisStore
 
 __all__ = ["AsyncRedisStore", "RedisStore"]

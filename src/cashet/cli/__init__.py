@@ -1,8 +1,8 @@
 """The ``cashet`` command line (Click + Rich): a thin shell over :class:`cashet.Client`.
 
-Layer 7: calls ``Client`` methods only (never a store). :mod:`.app` holds the group, its
-options and error mapping; each command family is a module of its own, added to the group
-here, so no command module is imported back by the group.
+A shell (docs/architecture.md): calls ``Client`` methods only (never a store). :mod:`.app`
+holds the group, its options and error mapping; each command family is a module of its own,
+added to the group here, so no command module is imported back by the group.
 """
 
 from cashet.cli.app import main

@@ -23,7 +23,6 @@ __all__ = [
     "LatestFor",
     "Lookup",
     "Outcome",
-    "PutBlob",
     "PutCommit",
     "Record",
     "Release",
@@ -108,13 +107,6 @@ class Serialize:
 
 
 @dataclass(frozen=True, slots=True)
-class PutBlob:
-    """Store serialized ``data`` (bytes or chunks); answer its :class:`ObjectRef`."""
-
-    data: Any
-
-
-@dataclass(frozen=True, slots=True)
 class PutCommit:
     """Store ``commit``."""
 
@@ -125,9 +117,9 @@ class PutCommit:
 class Record:
     """Store the result ``data``, record ``build(blob_ref)`` and release the lease.
 
-    Answer the recorded commit when the store does it in one step (``put_result``: one
-    transaction), else None: the flow then yields ``PutBlob``, ``PutCommit`` and
-    ``Release`` (:func:`cashet.core.flow.record_flow`).
+    Answer the recorded commit. Stores do it in one step where they can (``put_result``:
+    one transaction); :func:`cashet.stores.base.full_store` gives every other store the
+    default (``put_blob`` + ``put_commit`` + ``release_claim``).
     """
 
     data: Any
@@ -146,7 +138,6 @@ Effect: TypeAlias = (
     | Serialize
     | Record
     | LatestFor
-    | PutBlob
     | PutCommit
 )
 

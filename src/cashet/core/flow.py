@@ -31,7 +31,6 @@ from cashet.core.effects import (
     LatestFor,
     Lookup,
     Outcome,
-    PutBlob,
     PutCommit,
     Record,
     Release,
@@ -48,7 +47,6 @@ __all__ = [
     "CallFlow",
     "call_flow",
     "new_lease",
-    "record_flow",
     "retry_delay",
     "unique_token",
 ]
@@ -110,7 +108,7 @@ def call_flow(
         task_def: the call's identity and options.
         lease_ttl: how long a lease lasts without renewal.
         seal: sets a commit's hash from its content and returns its stored JSON (the
-            store codec's ``seal_commit``, passed in so that this layer imports no store).
+            ``hashing.commits.seal_commit``; passed in, so tests can seal differently).
         describe: called on a miss only: returns the readable args snapshot and the blob
             hashes of the ``ResultRef`` arguments (lineage). Pure, but not free, so a hit
             never pays for it.
@@ -198,24 +196,12 @@ def call_flow(
         data = yield Serialize(outcome.value)
         release = None if lease is None else (fp, lease.owner)
         record = Record(data, functools.partial(_with_result, seal, base), release)
-        done: Commit | None = yield record
-        if done is None:  # the store cannot record in one step
-            done = yield from record_flow(record)
+        done: Commit = yield record
         lease = None  # released with the record
         return done
     finally:
         if lease is not None:
             yield Release(fp, lease.owner)
-
-
-def record_flow(effect: Record) -> CallFlow:
-    """Carry out ``effect`` in three steps, for a store without a one-step ``put_result``."""
-    ref = yield PutBlob(effect.data)
-    commit = effect.build(ref)
-    yield PutCommit(commit)
-    if effect.release is not None:
-        yield Release(*effect.release)
-    return commit
 
 
 def _with_result(seal: Callable[[Commit], str], base: Commit, ref: ObjectRef) -> Commit:

@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Callable, Coroutine
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from cashet.core.effects import Effect, Outcome
 from cashet.core.flow import CallFlow
@@ -22,7 +22,7 @@ from cashet.core.refs import find_refs
 from cashet.errors import TaskTimeoutError
 from cashet.hashing import args_snapshot
 from cashet.models import Commit
-from cashet.protocols import Serializer
+from cashet.protocols import PartsSerializer, Serializer, supports
 
 __all__ = [
     "FlowExecutor",
@@ -132,9 +132,8 @@ def describe_call(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, t
 
 def serialize(serializer: Serializer, value: Any) -> bytes | list[bytes | memoryview]:
     """Serialize a result, as chunks when the serializer can avoid copying large buffers."""
-    parts = getattr(serializer, "dumps_parts", None)
-    if parts is not None:
-        chunks: list[bytes | memoryview] = parts(value)
+    if supports(serializer, PartsSerializer):
+        chunks = cast(PartsSerializer, serializer).dumps_parts(value)
         return chunks[0] if len(chunks) == 1 and isinstance(chunks[0], bytes) else chunks
     return serializer.dumps(value)
 

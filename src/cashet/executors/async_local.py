@@ -30,7 +30,6 @@ from cashet.core.effects import (
     LatestFor,
     Lookup,
     Outcome,
-    PutBlob,
     PutCommit,
     Record,
     Release,
@@ -51,9 +50,10 @@ from cashet.executors._drive import (
     serialize,
     timeout_error,
 )
-from cashet.models import AsyncResultRef, Commit, ObjectRef, TaskDef, TaskStatus, utcnow
+from cashet.hashing.commits import seal_commit
+from cashet.models import AsyncResultRef, Commit, TaskDef, TaskStatus, utcnow
 from cashet.protocols import AsyncStore, Serializer
-from cashet.stores.codec import seal_commit
+from cashet.stores.base import full_async_store
 
 __all__ = ["BIG_BYTES", "AsyncLocalExecutor", "is_big"]
 
@@ -191,15 +191,11 @@ class _AsyncHandler:
                 if is_big(effect.value):
                     return await asyncio.to_thread(serialize, self.serializer, effect.value)
                 return serialize(self.serializer, effect.value)
-            case Record():
-                put_result = getattr(self.store, "put_result", None)
-                if put_result is not None:  # one step (AsyncSQLiteStore: one transaction)
-                    return await put_result(effect.data, effect.build, effect.release)
-                return None  # the flow records in steps
+            case Record():  # one step where the store can (AsyncSQLiteStore: one transaction)
+                writer = full_async_store(self.store)
+                return await writer.put_result(effect.data, effect.build, effect.release)
             case LatestFor():
                 return await store.latest_for_fingerprint(effect.fingerprint)
-            case PutBlob():
-                return await _put_blob(store, effect.data)
             case PutCommit():
                 await store.put_commit(effect.commit)
                 if effect.commit.status is TaskStatus.FAILED and log.isEnabledFor(logging.INFO):
@@ -239,16 +235,6 @@ class _AsyncHandler:
         finally:
             if keeper is not None:
                 keeper.cancel()
-
-
-async def _put_blob(store: AsyncStore, data: bytes | list[bytes | memoryview]) -> ObjectRef:
-    """Store serialized bytes, handing chunks to stores that write them without joining."""
-    if isinstance(data, list):
-        put_parts = getattr(store, "put_blob_parts", None)
-        if put_parts is not None:
-            return await put_parts(data)  # type: ignore[no-any-return]
-        data = await asyncio.to_thread(b"".join, data) if len(data) > 1 else bytes(data[0])
-    return await store.put_blob(data)
 
 
 def _is_async(func: Any) -> bool:

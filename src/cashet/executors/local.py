@@ -27,7 +27,6 @@ from cashet.core.effects import (
     LatestFor,
     Lookup,
     Outcome,
-    PutBlob,
     PutCommit,
     Record,
     Release,
@@ -49,9 +48,10 @@ from cashet.executors._drive import (
     serialize,
     timeout_error,
 )
-from cashet.models import Commit, ObjectRef, TaskDef, TaskStatus, utcnow
+from cashet.hashing.commits import seal_commit
+from cashet.models import Commit, TaskDef, TaskStatus, utcnow
 from cashet.protocols import Serializer, Store
-from cashet.stores.codec import seal_commit
+from cashet.stores.base import full_store
 
 __all__ = ["LocalExecutor"]
 
@@ -178,15 +178,10 @@ class _SyncHandler:
                 return time.sleep(effect.seconds)
             case Serialize():
                 return serialize(self.serializer, effect.value)
-            case Record():
-                put_result = getattr(store, "put_result", None)
-                if put_result is not None:
-                    return put_result(effect.data, effect.build, effect.release)
-                return None  # the flow records in steps
+            case Record():  # one transaction where the store can (see stores.base)
+                return full_store(store).put_result(effect.data, effect.build, effect.release)
             case LatestFor():
                 return store.latest_for_fingerprint(effect.fingerprint)
-            case PutBlob():
-                return put_blob(store, effect.data)
             case PutCommit():
                 store.put_commit(effect.commit)
                 if effect.commit.status is TaskStatus.FAILED and log.isEnabledFor(logging.INFO):
@@ -207,16 +202,6 @@ class _SyncHandler:
         finally:
             if e.lease is not None:
                 self.heartbeat.remove(e.lease.owner)
-
-
-def put_blob(store: Store, data: bytes | list[bytes | memoryview]) -> ObjectRef:
-    """Store serialized bytes, handing chunks to stores that write them without joining."""
-    if isinstance(data, list):
-        put_parts = getattr(store, "put_blob_parts", None)
-        if put_parts is not None:
-            return put_parts(data)  # type: ignore[no-any-return]
-        data = b"".join(data)
-    return store.put_blob(data)
 
 
 def _load_ref(ref: Any) -> Any:

@@ -2,6 +2,6 @@
 query arguments), the commit view the CLI and the server share (:mod:`.views`), commit
 diffs (:mod:`.diff`) and archives (:mod:`.archive`: export, import).
 
-Layer 4: uses ``models``, ``errors``, ``protocols`` and ``stores.codec``; never a client, an
-executor or a shell.
+Below executors and clients (docs/architecture.md): uses ``models``, ``errors``,
+``protocols``, ``hashing.commits`` and ``stores``; never a client, an executor or a shell.
 """

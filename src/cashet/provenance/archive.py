@@ -3,7 +3,7 @@
 Layout of an archive (every member a regular file)::
 
     cashet-archive/manifest.json          {"format": "cashet-archive", "version": 1, ...}
-    cashet-archive/commits/<hash>.json    one commit (``stores.codec.commit_to_json``)
+    cashet-archive/commits/<hash>.json    one commit (``hashing.commits.commit_to_json``)
     cashet-archive/blobs/ab/cdef…         a result blob's serialized bytes, named by hash
 
 Export streams: one blob is in memory at a time, commits are read in batches.
@@ -50,9 +50,10 @@ from blake3 import blake3
 
 from cashet._version import __version__
 from cashet.errors import ArchiveError, BlobError, CashetError
+from cashet.hashing.commits import commit_from_dict, commit_to_json, compute_commit_hash
 from cashet.models import Commit, ObjectRef, TaskStatus, utcnow
 from cashet.protocols import Store
-from cashet.stores.codec import blob_hash, commit_from_dict, commit_to_json, compute_commit_hash
+from cashet.stores.blobs import blob_hash
 
 __all__ = ["ExportResult", "ImportResult", "export_archive", "import_archive"]
 

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from cashet.errors import AmbiguousHashError, CommitNotFoundError
 from cashet.models import Commit, ObjectRef, TaskStatus, utcnow
 from cashet.protocols import Store
+from cashet.stores.base import full_store
 
 __all__ = [
     "check_tag_query",
@@ -48,7 +49,7 @@ def resolve_commit(store: Store, hash_or_prefix: str, *, by_result: bool = False
             spaces are ignored).
         by_result: also accept the full hash of a result blob (what ``ref.hash`` prints,
             as in the README's notebook use case): the newest commit that produced it is
-            returned. Needs a store with ``find_by_result`` (``SQLiteStore`` has it).
+            returned (the store's ``ResultIndex`` capability).
 
     Raises:
         TypeError: ``hash_or_prefix`` is not a string.
@@ -79,11 +80,8 @@ def resolve_commit(store: Store, hash_or_prefix: str, *, by_result: bool = False
 
 
 def _newest_with_result(store: Store, blob_hash: str) -> Commit | None:
-    # An optional store capability (an indexed lookup), not yet part of the Store protocol.
-    find = getattr(store, "find_by_result", None)
-    if find is None:
-        return None
-    found: list[Commit] = find(blob_hash, limit=1)
+    # The ResultIndex capability: indexed on SQLite, a scan of iter_commits elsewhere.
+    found = full_store(store).find_by_result(blob_hash, limit=1)
     return found[0] if found else None
 
 

@@ -1,4 +1,5 @@
-"""The Redis stores' data layout, free of IO: key names, Lua scripts, time and URL helpers.
+"""The Redis stores' data layout, free of IO: key names, time and URL helpers, and the Lua
+scripts (``scripts/*.lua``, package data, loaded here with their placeholders filled in).
 
 The operations built on them are in :mod:`cashet.stores.redis.ops`; the stores that run
 those operations are in :mod:`cashet.stores.redis.store`.
@@ -43,9 +44,11 @@ from __future__ import annotations
 
 import hashlib
 import re
+import string
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from importlib import resources
 
 from cashet.models import TaskStatus
 
@@ -208,156 +211,42 @@ class Script:
     sha: str
 
 
-def _script(name: str, body: str, prelude: bool = True) -> Script:
-    source = (_PRELUDE + body) if prelude else body
+def _lua(name: str, **extra: str) -> str:
+    """The text of ``scripts/<name>.lua`` with its ``${NAME}`` placeholders filled in from
+    this module's constants (key names, limits: Python and Lua agree on them) and ``extra``."""
+    text = (resources.files(__package__) / "scripts" / f"{name}.lua").read_text("utf-8")
+    return string.Template(text).substitute(_LUA_CONSTANTS, **extra)
+
+
+def _script(name: str, prelude: bool = True, body: str | None = None) -> Script:
+    """The script ``scripts/<name>.lua`` (or ``body``), after the shared functions of
+    ``_prelude.lua`` (whose ``ARGV[1]`` is the prefix) unless ``prelude`` is false."""
+    text = _lua(name) if body is None else body
+    source = (_PRELUDE + text) if prelude else text
     return Script(name, source, hashlib.sha1(source.encode()).hexdigest())
 
 
-# ARGV[1] is the prefix in every script that uses the prelude.
-_PRELUDE = f"""
-local P = ARGV[1]
-local K_COMMIT, K_META = P .. '{COMMIT}', P .. '{BLOB_META}'
-local K_DATA, K_REF = P .. '{BLOB_DATA}', P .. '{BLOB_REF}'
-local K_ORPHANS = P .. '{IDX_ORPHANS}'
-local K_SBLOB, K_SCOMMIT = P .. '{STATS_BLOB}', P .. '{STATS_COMMIT}'
+def _once(name: str) -> Script:
+    """A script whose reply is kept for a while under its call's token (ARGV[2]), so that a
+    call resent after a lost reply does nothing more and gets the first reply back
+    (``_once.lua`` around ``<name>.lua``)."""
+    return _script(name, body=_lua("_once", body=_lua(name)))
 
-local function chunk_key(h, g, i) return K_DATA .. h .. ':' .. g .. ':' .. i end
 
-local function account(size, inline, sign)
-  local kind = (inline == '1') and 'inline' or 'blob'
-  redis.call('HINCRBY', K_SBLOB, kind .. '_objects', sign)
-  redis.call('HINCRBY', K_SBLOB, kind .. '_bytes', sign * tonumber(size))
-end
-
--- m = HMGET meta z n g i
-local function blob_intact(h, m)
-  if not m[1] then return false end
-  local n = tonumber(m[2])
-  if n == 0 then return redis.call('STRLEN', K_DATA .. h) == tonumber(m[1]) end
-  for i = 0, n - 1 do
-    if redis.call('EXISTS', chunk_key(h, m[3], i)) == 0 then return false end
-  end
-  return true
-end
-
--- Remove a blob's bytes, meta key and share of the stats; its reference count stays.
-local function drop_blob(h)
-  local mk = K_META .. h
-  local m = redis.call('HMGET', mk, 'z', 'n', 'g', 'i')
-  redis.call('ZREM', K_ORPHANS, h)
-  if not m[1] then return 0 end
-  local n = tonumber(m[2])
-  if n == 0 then
-    redis.call('DEL', K_DATA .. h)
-  else
-    for i = 0, n - 1 do redis.call('DEL', chunk_key(h, m[3], i)) end
-  end
-  redis.call('DEL', mk)
-  account(m[1], m[4], -1)
-  return 1
-end
-
--- An unreferenced blob is (re)dated now, so GC spares it until its commit is recorded.
-local function keep_if_orphan(h, now)
-  if tonumber(redis.call('GET', K_REF .. h) or '0') <= 0 then
-    redis.call('ZADD', K_ORPHANS, now, h)
-  end
-end
-
-local function delete_commit(h)
-  local ck = K_COMMIT .. h
-  local c = redis.call('HMGET', ck, 'x', 'r', 'c')
-  if not c[1] then return 0 end
-  for _, k in ipairs(cjson.decode(c[1])) do redis.call('ZREM', k, h) end
-  redis.call('ZREM', P .. '{IDX_CREATED}', h)
-  redis.call('ZREM', P .. '{IDX_LAST_ACCESSED}', h)
-  redis.call('ZREM', P .. '{IDX_EXPIRES}', h)
-  redis.call('ZREM', P .. '{IDX_HASHES}', h)
-  redis.call('DEL', ck)
-  redis.call('HINCRBY', K_SCOMMIT, 'total_commits', -1)
-  if c[3] == '1' then redis.call('HINCRBY', K_SCOMMIT, 'completed_commits', -1) end
-  if c[2] then
-    local rk = K_REF .. c[2]
-    if redis.call('DECR', rk) <= 0 then
-      redis.call('DEL', rk)
-      drop_blob(c[2])
-    end
-  end
-  return 1
-end
-
--- ARGV[o..o+6]: hash, size, stored size, inline, now, generation, encoded bytes.
-local function put_blob_at(o)
-  local h, now = ARGV[o], ARGV[o + 4]
-  local m = redis.call('HMGET', K_META .. h, 'z', 'n', 'g', 'i')
-  if blob_intact(h, m) then
-    keep_if_orphan(h, now)
-    return 0
-  end
-  if m[1] then drop_blob(h) end
-  redis.call('SET', K_DATA .. h, ARGV[o + 6])
-  redis.call('HSET', K_META .. h, 's', ARGV[o + 1], 'z', ARGV[o + 2], 'n', 0,
-    'g', ARGV[o + 5], 'i', ARGV[o + 3], 't', now)
-  account(ARGV[o + 2], ARGV[o + 3], 1)
-  keep_if_orphan(h, now)
-  return 1
-end
-
--- ARGV[o..]: hash, created, lru score, expires|'', completed '1'|'0', result|'', body,
--- last access|'', index-keys JSON, then the index keys (the fingerprint's first), to the end.
-local function put_commit_at(o)
-  local h, ca = ARGV[o], ARGV[o + 1]
-  local ck = K_COMMIT .. h
-  if redis.call('EXISTS', ck) == 1 then return 0 end
-  for i = o + 9, #ARGV do redis.call('ZADD', ARGV[i], ca, h) end
-  redis.call('HSET', ck, 'b', ARGV[o + 6], 'x', ARGV[o + 8], 'c', ARGV[o + 4], 'f', ARGV[o + 9])
-  redis.call('ZADD', P .. '{IDX_CREATED}', ca, h)
-  redis.call('ZADD', P .. '{IDX_LAST_ACCESSED}', ARGV[o + 2], h)
-  redis.call('ZADD', P .. '{IDX_HASHES}', 0, h)
-  local exp, res = ARGV[o + 3], ARGV[o + 5]
-  if exp ~= '' then
-    redis.call('HSET', ck, 'e', exp)
-    redis.call('ZADD', P .. '{IDX_EXPIRES}', exp, h)
-  end
-  if ARGV[o + 7] ~= '' then redis.call('HSET', ck, 'la', ARGV[o + 7]) end
-  redis.call('HINCRBY', K_SCOMMIT, 'total_commits', 1)
-  if ARGV[o + 4] == '1' then redis.call('HINCRBY', K_SCOMMIT, 'completed_commits', 1) end
-  if res ~= '' then
-    redis.call('HSET', ck, 'r', res)
-    redis.call('INCR', K_REF .. res)
-    redis.call('ZREM', K_ORPHANS, res)
-  end
-  return 1
-end
-
-local function release_lease(lock, owner, channel)
-  if redis.call('HGET', lock, 'o') ~= owner then return 0 end
-  redis.call('DEL', lock)
-  redis.call('PUBLISH', channel, '1')
-  return 1
-end
-
-local function ids_of(keys)
-  if #keys == 1 then return redis.call('ZRANGE', keys[1], 0, -1) end
-  return redis.call('ZINTER', #keys, unpack(keys))
-end
-"""
+_LUA_CONSTANTS = {
+    name: str(value)
+    for name, value in dict(globals()).items()
+    if name.isupper() and isinstance(value, str | int)
+}
+_PRELUDE = _lua("_prelude")
 
 # ARGV: P, then the commit (see put_commit_at). Returns 1 recorded, 0 already there.
-PUT_COMMIT = _script("put_commit", "return put_commit_at(2)")
+PUT_COMMIT = _script("put_commit")
 
 # Store a small result, record its commit and release the lease, as one step: the end of
 # a miss in one round trip. ARGV: P, lock key|'', owner, release channel, then the blob's 7
 # arguments of put_blob_at (its hash '' when stored already), then the commit's.
-PUT_RESULT = _script(
-    "put_result",
-    """
-if ARGV[5] ~= '' then put_blob_at(5) end
-put_commit_at(12)
-if ARGV[2] ~= '' then release_lease(ARGV[2], ARGV[3], ARGV[4]) end
-return 1
-""",
-)
+PUT_RESULT = _script("put_result")
 
 # The cache lookup, one round trip (a process that found the same commit before first
 # confirms it with three plain reads instead, see _redis_ops.Ops._confirm: a tenth of the
@@ -367,345 +256,74 @@ return 1
 # reply parses fastest): "<hash> <last access> <JSON length>\n<JSON><blob bytes>", the JSON
 # empty when the caller has it, the blob bytes only when small and not held by the caller.
 # No prelude: this is the hot path, and the prelude's closures cost a microsecond a call.
-FIND = _script(
-    "find",
-    f"""
-local P, now = ARGV[1], tonumber(ARGV[2])
-local K_COMMIT, K_META, K_DATA = P .. '{COMMIT}', P .. '{BLOB_META}', P .. '{BLOB_DATA}'
-local start, stop = 0, 0
-while true do
-  local ids = redis.call('ZREVRANGE', KEYS[1], start, stop)
-  if #ids == 0 then return false end
-  for _, h in ipairs(ids) do
-    local c = redis.call('HMGET', K_COMMIT .. h, 'c', 'e', 'r', 'la')
-    if c[1] and ((not c[2]) or tonumber(c[2]) > now) then
-      local ok, data = true, ''
-      local r = c[3]
-      if r then
-        local m = redis.call('HMGET', K_META .. r, 'z', 'n', 'g')
-        if not m[1] then
-          ok = false
-        elseif m[2] == '0' then
-          if r ~= ARGV[4] and tonumber(m[1]) <= {HIT_BLOB_MAX} then
-            data = redis.call('GET', K_DATA .. r)
-            ok = data ~= false
-          else
-            ok = redis.call('EXISTS', K_DATA .. r) == 1
-          end
-        else
-          local chunks = {{}}
-          for i = 0, tonumber(m[2]) - 1 do
-            chunks[#chunks + 1] = K_DATA .. r .. ':' .. m[3] .. ':' .. i
-          end
-          ok = redis.call('EXISTS', unpack(chunks)) == #chunks
-        end
-      end
-      if ok then
-        local body = ''
-        if h ~= ARGV[3] then body = redis.call('HGET', K_COMMIT .. h, 'b') end
-        return h .. ' ' .. (c[4] or '-') .. ' ' .. #body .. '\\n' .. body .. data
-      end
-    end
-  end
-  start, stop = stop + 1, stop + 16
-end
-""",
-    prelude=False,
-)
+FIND = _script("find", prelude=False)
 
 # KEYS[1]: the fingerprint index. Returns {body, last access} of its newest commit.
-LATEST = _script(
-    "latest",
-    """
-local ids = redis.call('ZREVRANGE', KEYS[1], 0, 0)
-if #ids == 0 then return false end
-return redis.call('HMGET', K_COMMIT .. ids[1], 'b', 'la')
-""",
-)
+LATEST = _script("latest")
 
 # KEYS: index keys to intersect. ARGV: P, limit (-1: all). Returns body, la, ... newest first.
-LIST = _script(
-    "list",
-    """
-local limit = tonumber(ARGV[2])
-if limit == 0 then return {} end
-local ids
-if #KEYS == 1 then
-  ids = redis.call('ZREVRANGE', KEYS[1], 0, limit < 0 and -1 or limit - 1)
-else
-  local all = redis.call('ZINTER', #KEYS, unpack(KEYS))
-  ids = {}
-  local stop = 1
-  if limit > 0 and #all > limit then stop = #all - limit + 1 end
-  for i = #all, stop, -1 do ids[#ids + 1] = all[i] end
-end
-local out = {}
-for _, h in ipairs(ids) do
-  local c = redis.call('HMGET', K_COMMIT .. h, 'b', 'la')
-  out[#out + 1] = c[1]
-  out[#out + 1] = c[2]
-end
-return out
-""",
-)
+LIST = _script("list")
 
 # ARGV: P, hash, now. Unexpired commits of the hash's fingerprint, oldest first.
-HISTORY = _script(
-    "history",
-    """
-local fk = redis.call('HGET', K_COMMIT .. ARGV[2], 'f')
-if not fk then return {} end
-local now = tonumber(ARGV[3])
-local out = {}
-for _, h in ipairs(redis.call('ZRANGE', fk, 0, -1)) do
-  local c = redis.call('HMGET', K_COMMIT .. h, 'b', 'la', 'e')
-  if c[1] and ((not c[3]) or tonumber(c[3]) > now) then
-    out[#out + 1] = c[1]
-    out[#out + 1] = c[2]
-  end
-end
-return out
-""",
-)
+HISTORY = _script("history")
 
 # ARGV: P, min score, offset, count. Returns score, body, la, ... oldest first.
-ITER = _script(
-    "iter",
-    f"""
-local rows = redis.call('ZRANGE', P .. '{IDX_CREATED}', ARGV[2], '+inf', 'BYSCORE', 'LIMIT',
-  ARGV[3], ARGV[4], 'WITHSCORES')
-local out = {{}}
-for i = 1, #rows, 2 do
-  local c = redis.call('HMGET', K_COMMIT .. rows[i], 'b', 'la')
-  out[#out + 1] = rows[i + 1]
-  out[#out + 1] = c[1]
-  out[#out + 1] = c[2]
-end
-return out
-""",
-)
+ITER = _script("iter")
 
 # ARGV: P, hash, last access.
-TOUCH = _script(
-    "touch",
-    f"""
-local ck = K_COMMIT .. ARGV[2]
-if redis.call('EXISTS', ck) == 0 then return 0 end
-redis.call('HSET', ck, 'la', ARGV[3])
-redis.call('ZADD', P .. '{IDX_LAST_ACCESSED}', ARGV[3], ARGV[2])
-return 1
-""",
-)
+TOUCH = _script("touch")
 
-STATS = _script(
-    "stats",
-    """
-local c = redis.call('HMGET', K_SCOMMIT, 'total_commits', 'completed_commits')
-local b = redis.call('HMGET', K_SBLOB, 'blob_objects', 'blob_bytes', 'inline_objects',
-  'inline_bytes')
-return {c[1], c[2], b[1], b[2], b[3], b[4]}
-""",
-)
-
-
-def _once(name: str, body: str) -> Script:
-    """A script whose reply is kept for a while under its call's token (ARGV[2]), so that a
-    call resent after a lost reply does nothing more and gets the first reply back."""
-    return _script(
-        name,
-        f"""
-local DONE = P .. 'done:' .. ARGV[2]
-local kept = redis.call('GET', DONE)
-if kept then return cjson.decode(kept) end
-local function run()
-{body}
-end
-local out = run()
-redis.call('SET', DONE, cjson.encode(out), 'PX', {DONE_TTL_MS})
-return out
-""",
-    )
+STATS = _script("stats")
 
 
 # ARGV: P, token, hashes... Returns how many existed.
-DELETE = _once(
-    "delete",
-    """
-local n = 0
-for i = 3, #ARGV do n = n + delete_commit(ARGV[i]) end
-return n
-""",
-)
+DELETE = _once("delete")
 
 # KEYS: tag index keys (intersected). ARGV: P, token.
-DELETE_TAGS = _once(
-    "delete_tags",
-    """
-local n = 0
-for _, h in ipairs(ids_of(KEYS)) do n = n + delete_commit(h) end
-return n
-""",
-)
+DELETE_TAGS = _once("delete_tags")
 
 # KEYS[1]: an index. ARGV: P, token, max score (a '(' prefix excludes it), batch.
 # Returns {deleted, looked at}.
-DELETE_RANGE = _once(
-    "delete_range",
-    """
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[3], 'LIMIT', 0, ARGV[4])
-local n = 0
-for _, h in ipairs(ids) do n = n + delete_commit(h) end
-return {n, #ids}
-""",
-)
+DELETE_RANGE = _once("delete_range")
 
 # ARGV: P, token, max stored bytes, batch. Drops least recently used commits until the
 # stored bytes fit. Returns {deleted, done}.
-SHRINK = _once(
-    "shrink",
-    f"""
-local max, n = tonumber(ARGV[3]), 0
-while n < tonumber(ARGV[4]) do
-  local b = redis.call('HMGET', K_SBLOB, 'blob_bytes', 'inline_bytes')
-  if tonumber(b[1] or '0') + tonumber(b[2] or '0') <= max then return {{n, 1}} end
-  local ids = redis.call('ZRANGE', P .. '{IDX_LAST_ACCESSED}', 0, 0)
-  if #ids == 0 then return {{n, 1}} end
-  n = n + delete_commit(ids[1])
-end
-return {{n, 0}}
-""",
-)
+SHRINK = _once("shrink")
 
 # ARGV: P, token, stored before, batch. Frees blobs unreferenced since before the bound.
-GC_ORPHANS = _once(
-    "gc_orphans",
-    """
-local ids = redis.call('ZRANGEBYSCORE', K_ORPHANS, '-inf', ARGV[3], 'LIMIT', 0, ARGV[4])
-for _, h in ipairs(ids) do
-  if tonumber(redis.call('GET', K_REF .. h) or '0') <= 0 then
-    drop_blob(h)
-  else
-    redis.call('ZREM', K_ORPHANS, h)
-  end
-end
-return #ids
-""",
-)
+GC_ORPHANS = _once("gc_orphans")
 
 # ARGV: P, then the blob (see put_blob_at). Returns 0 when an intact copy was already
 # there, 1 when written (or repaired).
-PUT_BLOB = _script("put_blob", "return put_blob_at(2)")
+PUT_BLOB = _script("put_blob")
 
 # ARGV: P, hash, now, refresh ('1': re-date an unreferenced blob). 1 when stored intact.
-HAVE_BLOB = _script(
-    "have_blob",
-    """
-local m = redis.call('HMGET', K_META .. ARGV[2], 'z', 'n', 'g', 'i')
-if not blob_intact(ARGV[2], m) then return 0 end
-if ARGV[4] == '1' then keep_if_orphan(ARGV[2], ARGV[3]) end
-return 1
-""",
-)
+HAVE_BLOB = _script("have_blob")
 
 # ARGV: P, hash, size, stored size, inline, now, generation, chunks.
 # Publishes chunks already written (with an expiry). Returns 1 published, 0 an intact copy
 # was already there (ours are dropped), -1 some of ours are gone.
-PUBLISH_CHUNKED = _script(
-    "publish_chunked",
-    """
-local h, g, n = ARGV[2], ARGV[7], tonumber(ARGV[8])
-local m = redis.call('HMGET', K_META .. h, 'z', 'n', 'g', 'i')
-if m[1] and m[3] == g then return 1 end  -- ours, published already: this call was resent
-if blob_intact(h, m) then
-  for i = 0, n - 1 do redis.call('DEL', chunk_key(h, g, i)) end
-  keep_if_orphan(h, ARGV[6])
-  return 0
-end
-for i = 0, n - 1 do
-  if redis.call('EXISTS', chunk_key(h, g, i)) == 0 then
-    for j = 0, n - 1 do redis.call('DEL', chunk_key(h, g, j)) end
-    return -1
-  end
-end
-if m[1] then drop_blob(h) end
-for i = 0, n - 1 do redis.call('PERSIST', chunk_key(h, g, i)) end
-redis.call('HSET', K_META .. h, 's', ARGV[3], 'z', ARGV[4], 'n', n, 'g', g, 'i', ARGV[5],
-  't', ARGV[6])
-account(ARGV[4], ARGV[5], 1)
-keep_if_orphan(h, ARGV[6])
-return 1
-""",
-)
+PUBLISH_CHUNKED = _script("publish_chunked")
 
 # ARGV: P, hash, max bytes to return. {stored size, chunks, generation, bytes|nil} or nil.
-GET_BLOB = _script(
-    "get_blob",
-    """
-local m = redis.call('HMGET', K_META .. ARGV[2], 'z', 'n', 'g')
-if not m[1] then return false end
-local data = false
-if m[2] == '0' and tonumber(m[1]) <= tonumber(ARGV[3]) then
-  data = redis.call('GET', K_DATA .. ARGV[2])
-end
-return {m[1], m[2], m[3], data}
-""",
-)
+GET_BLOB = _script("get_blob")
 
 # ARGV: P, hash, generation. Drops a blob found corrupt, unless it was rewritten since.
-DISCARD_BLOB = _script(
-    "discard_blob",
-    """
-if redis.call('HGET', K_META .. ARGV[2], 'g') ~= ARGV[3] then return 0 end
-return drop_blob(ARGV[2])
-""",
-)
+DISCARD_BLOB = _script("discard_blob")
 
 # KEYS[1]: the lock. ARGV: owner, expires, host, pid, function, now, key ttl (ms).
 # Takes the lease when it is free, ours or expired: 1; else the holder's fields.
-CLAIM = _script(
-    "claim",
-    """
-local cur = redis.call('HMGET', KEYS[1], 'o', 'e', 'h', 'p', 'f', 'c')
-if cur[1] and cur[1] ~= ARGV[1] and tonumber(cur[2]) > tonumber(ARGV[6]) then return cur end
-redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'o', ARGV[1], 'e', ARGV[2], 'h', ARGV[3], 'p', ARGV[4],
-  'f', ARGV[5], 'c', ARGV[6])
-redis.call('PEXPIRE', KEYS[1], ARGV[7])
-return 1
-""",
-    prelude=False,
-)
+CLAIM = _script("claim", prelude=False)
 
 # KEYS[1]: the lock. ARGV: holder's owner, holder's expiry, then CLAIM's ARGV.
 # Replaces the lease only if it is still the one judged dead.
-TAKEOVER = _script(
-    "takeover",
-    """
-local cur = redis.call('HMGET', KEYS[1], 'o', 'e')
-if cur[1] ~= ARGV[1] or cur[2] ~= ARGV[2] then return 0 end
-redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'o', ARGV[3], 'e', ARGV[4], 'h', ARGV[5], 'p', ARGV[6],
-  'f', ARGV[7], 'c', ARGV[8])
-redis.call('PEXPIRE', KEYS[1], ARGV[9])
-return 1
-""",
-    prelude=False,
-)
+TAKEOVER = _script("takeover", prelude=False)
 
 # KEYS[1]: the lock. ARGV: owner, expires, key ttl (ms).
-RENEW = _script(
-    "renew",
-    """
-if redis.call('HGET', KEYS[1], 'o') ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'e', ARGV[2])
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-return 1
-""",
-    prelude=False,
-)
+RENEW = _script("renew", prelude=False)
 
 # KEYS[1]: the lock. ARGV: P, owner, release channel.
-RELEASE = _script("release", "return release_lease(KEYS[1], ARGV[2], ARGV[3])")
+RELEASE = _script("release")
 
 SCRIPTS: tuple[Script, ...] = (
     PUT_COMMIT,

@@ -1,6 +1,6 @@
 """Every Redis store operation once, free of IO, shared by the sync and the async store.
 
-Each operation is a generator that *yields* the Redis commands it needs (:class:`Call`) and
+Each operation is a generator that *yields* the Redis commands it needs (:class:`RedisCall`) and
 receives their replies; :class:`~cashet.stores.redis.store.RedisStore` answers them with blocking
 ``redis`` calls and :class:`~cashet.stores.redis.store.AsyncRedisStore` with awaited
 ``redis.asyncio`` ones. So every decision lives here and each store method is one line. The
@@ -13,36 +13,32 @@ import json
 import math
 import secrets
 import time
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
 from cashet import _process
-from cashet.core import leases as _lease
+from cashet._process import BoundedCache
 from cashet.errors import (
     BlobCorruptedError,
     BlobMissingError,
     StoreError,
     StoreUnavailableError,
 )
-from cashet.models import Commit, Lease, ObjectRef, TaskDef, TaskStatus
-from cashet.protocols import TagQuery
-from cashet.stores.codec import (
-    blob_hash,
-    commit_from_json,
-    commit_to_json,
-    decode_blob,
-    encode_blob,
-    verify_blob,
-)
+from cashet.hashing.commits import commit_from_json, commit_to_json
+from cashet.models import Commit, ObjectRef, TaskStatus
+from cashet.protocols import Hit, TagQuery
+from cashet.stores.base import copy_commit
+from cashet.stores.blobs import blob_hash, decode_blob, encode_blob, verify_blob
+from cashet.stores.redis.calls import OpFlow, RedisCall, text
+from cashet.stores.redis.calls import run_script as _run
+from cashet.stores.redis.claim_ops import ClaimOps
 from cashet.stores.redis.keys import (
     BATCH,
     BLOB_CACHE,
     BLOB_FRESH_S,
     CHUNK_TTL_MS,
-    CLAIM,
     DELETE,
     DELETE_RANGE,
     DELETE_TAGS,
@@ -55,94 +51,40 @@ from cashet.stores.redis.keys import (
     ITER,
     LATEST,
     LIST,
-    LOCK_GRACE_MS,
     PUBLISH_CHUNKED,
     PUT_BLOB,
     PUT_COMMIT,
     PUT_RESULT,
-    RELEASE,
-    RENEW,
     SCRIPT_READ_MAX,
     SHRINK,
     SMALL_PUT,
     STATS,
-    TAKEOVER,
     TEMPLATE_CACHE,
     TOUCH,
     Keys,
-    Script,
     from_us,
     mask_url,
     now_us,
     to_us,
 )
 
-__all__ = ["Call", "Flow", "IterCursor", "Ops", "check_options"]
+__all__ = ["IterCursor", "Ops", "check_options"]
 
 T = TypeVar("T")
-#: An operation: yields the calls it needs, receives their replies, returns its result.
-Flow = Generator["Call", Any, T]
 
 _HEX = "0123456789abcdef"
-
-
-@dataclass(slots=True)
-class Call:
-    """One Redis command (or script, run by ``EVALSHA``) an operation needs.
-
-    ``op`` says what was being done, for error messages. Every call is safe to send again
-    after a dropped connection: the writes are idempotent, and the scripts that report what
-    they did carry a token under which a resent call finds the first reply (``_once``).
-    """
-
-    op: str
-    args: tuple[Any, ...]
-    script: Script | None = None
-    #: Carries blob bytes (maybe megabytes): pack it without copying them.
-    bulky: bool = False
-    #: Plain commands sent together in one round trip (``args`` unused); the reply is the
-    #: list of their replies.
-    batch: tuple[tuple[Any, ...], ...] = ()
-
-
-def _run(op: str, script: Script, keys: tuple[str, ...], *argv: Any) -> Call:
-    return Call(op, (len(keys), *keys, *argv), script)
 
 
 def _token() -> str:
     return secrets.token_hex(8)
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _bounded_put(cache: dict[str, T], key: str, value: T, cap: int) -> None:
-    """Insert into a dict of at most ``cap`` entries, dropping the oldest (thread-tolerant)."""
-    if len(cache) >= cap and key not in cache:
-        # Another thread may evict or insert at the same time: losing that race is harmless.
-        with suppress(KeyError, RuntimeError, StopIteration):
-            del cache[next(iter(cache))]
-    cache[key] = value
-
-
-def _copy(c: Commit, last_accessed: datetime | None) -> Commit:
-    """A fresh commit equal to ``c`` (callers mutate what a lookup returns)."""
-    return Commit(
-        hash=c.hash,
-        task_def=c.task_def,
-        status=c.status,
-        created_at=c.created_at,
-        result=c.result,
-        parent_hash=c.parent_hash,
-        error=c.error,
-        tags=dict(c.tags),
-        compute_seconds=c.compute_seconds,
-        expires_at=c.expires_at,
-        input_hashes=c.input_hashes,
-        salt=c.salt,
-        last_accessed=last_accessed,
-    )
+def _remember(cache: BoundedCache[str, T], key: str, value: T) -> None:
+    """``cache.put``, tolerating another thread evicting or inserting at the same time."""
+    try:
+        cache.put(key, value)
+    except (KeyError, RuntimeError, StopIteration):  # lost a race on the eviction: harmless
+        cache[key] = value
 
 
 def _commit(body: Any, la: Any) -> Commit:
@@ -153,16 +95,6 @@ def _commit(body: Any, la: Any) -> Commit:
 
 def _commits(flat: list[Any]) -> list[Commit]:
     return [_commit(flat[i], flat[i + 1]) for i in range(0, len(flat), 2) if flat[i] is not None]
-
-
-def _lease_of(fields: list[Any]) -> Lease:
-    return Lease(
-        owner=_text(fields[0]),
-        host=_text(fields[2]),
-        pid=int(fields[3]),
-        expires_at=from_us(int(fields[1])),
-        func_name=_text(fields[4]),
-    )
 
 
 class IterCursor:
@@ -179,8 +111,8 @@ class IterCursor:
 # --- operations -----------------------------------------------------------------------------
 
 
-class Ops:
-    """Every store operation as a flow of :class:`Call`; shared by the sync and async store.
+class Ops(ClaimOps):
+    """Every store operation as a flow of :class:`RedisCall`; shared by the sync and async store.
 
     Holds the per-process caches of the hit path: commits recently found (immutable but
     for their last access, so the lookup can skip resending their JSON) and the stored
@@ -199,9 +131,9 @@ class Ops:
         self.inline_threshold = inline_threshold
         self.chunk_size = chunk_size
         self.host = _process.hostname()
-        self._templates: dict[str, Commit] = {}
-        self._hints: dict[str, str] = {}
-        self._blobs: dict[str, tuple[bytes, float]] = {}
+        self._templates: BoundedCache[str, Commit] = BoundedCache(TEMPLATE_CACHE)
+        self._hints: BoundedCache[str, str] = BoundedCache(TEMPLATE_CACHE)
+        self._blobs: BoundedCache[str, tuple[bytes, float]] = BoundedCache(BLOB_CACHE)
 
     # errors
 
@@ -216,7 +148,7 @@ class Ops:
 
     # blobs
 
-    def put_blob(self, data: bytes) -> Flow[ObjectRef]:
+    def put_blob(self, data: bytes) -> OpFlow[ObjectRef]:
         h = blob_hash(data)
         ref = ObjectRef(h, len(data))
         op = f"store blob {h[:16]}"
@@ -229,19 +161,21 @@ class Ops:
         gen = secrets.token_hex(6)
         meta = (k.prefix, h, len(data), len(encoded), inline, now, gen)
         if len(encoded) <= self.chunk_size:
-            yield Call(op, (0, *meta, encoded), PUT_BLOB, bulky=True)
+            yield RedisCall(op, (0, *meta, encoded), PUT_BLOB, bulky=True)
             return ref
         view = memoryview(encoded)
         size = self.chunk_size
         n = math.ceil(len(encoded) / size)
         for i in range(n):
             chunk = view[i * size : (i + 1) * size]
-            yield Call(op, ("SET", k.blob_chunk(h, gen, i), chunk, "PX", CHUNK_TTL_MS), bulky=True)
+            yield RedisCall(
+                op, ("SET", k.blob_chunk(h, gen, i), chunk, "PX", CHUNK_TTL_MS), bulky=True
+            )
         if (yield _run(op, PUBLISH_CHUNKED, (), *meta, n)) == -1:
             raise StoreError(f"cannot {op}: its chunks vanished before they were published")
         return ref
 
-    def get_blob(self, ref: ObjectRef) -> Flow[bytes]:
+    def get_blob(self, ref: ObjectRef) -> OpFlow[bytes]:
         h = ref.hash
         cached = self._blobs.get(h)
         if cached is not None and time.monotonic() - cached[1] < BLOB_FRESH_S:
@@ -258,15 +192,15 @@ class Ops:
             meta = yield _run(op, GET_BLOB, (), k.prefix, h, SCRIPT_READ_MAX)
             if meta is None:
                 raise BlobMissingError(f"blob {h} is not in the store ({self.where()})", h)
-            stored_size, n, gen = int(meta[0]), int(meta[1]), _text(meta[2])
+            stored_size, n, gen = int(meta[0]), int(meta[1]), text(meta[2])
             stored: bytes | None = meta[3]
             if n == 0:
                 if stored is None and stored_size > SCRIPT_READ_MAX:
-                    stored = yield Call(op, ("GET", k.blob_data(h)))
+                    stored = yield RedisCall(op, ("GET", k.blob_data(h)))
             else:
                 parts = []
                 for i in range(n):
-                    part = yield Call(op, ("GET", k.blob_chunk(h, gen, i)))
+                    part = yield RedisCall(op, ("GET", k.blob_chunk(h, gen, i)))
                     if part is None:
                         break
                     parts.append(part)
@@ -287,13 +221,13 @@ class Ops:
                 raise BlobCorruptedError(f"{exc} (in {self.where()}; dropped)", h) from exc
             return data
 
-    def has_blob(self, hash: str) -> Flow[bool]:
+    def has_blob(self, hash: str) -> OpFlow[bool]:
         reply = yield _run(f"check blob {hash[:16]}", HAVE_BLOB, (), self.prefix, hash, 0, "0")
         return bool(reply == 1)
 
     # commits
 
-    def put_commit(self, commit: Commit) -> Flow[None]:
+    def put_commit(self, commit: Commit) -> OpFlow[None]:
         yield _run(
             f"record commit {commit.hash[:12]}",
             PUT_COMMIT,
@@ -305,7 +239,7 @@ class Ops:
     def _commit_args(self, commit: Commit) -> tuple[Any, ...]:
         """The arguments of the Lua ``put_commit_at``."""
         if not commit.hash:
-            raise ValueError("a commit needs its hash (see _codec.compute_commit_hash)")
+            raise ValueError("a commit needs its hash (see cashet.hashing.commits.seal_commit)")
         k = self.keys
         td = commit.task_def
         completed = commit.status is TaskStatus.COMPLETED
@@ -334,7 +268,7 @@ class Ops:
         data: bytes | Sequence[bytes | memoryview],
         build: Callable[[ObjectRef], Commit],
         release: tuple[str, str] | None,
-    ) -> Flow[Commit]:
+    ) -> OpFlow[Commit]:
         """Store a result, record ``build(ref)`` and release the lease: a small result in
         one script, so one round trip and all or nothing; a large one is stored first."""
         if not isinstance(data, bytes):
@@ -355,14 +289,16 @@ class Ops:
             fp, owner = release
             lease = (k.lock(fp), owner, k.channel(fp))
         args = (0, k.prefix, *lease, *blob, *self._commit_args(commit))
-        yield Call(f"record commit {commit.hash[:12]}", args, PUT_RESULT)
+        yield RedisCall(f"record commit {commit.hash[:12]}", args, PUT_RESULT)
         return commit
 
-    def get_commit(self, hash: str) -> Flow[Commit | None]:
-        row = yield Call(f"read commit {hash[:12]}", ("HMGET", self.keys.commit(hash), "b", "la"))
+    def get_commit(self, hash: str) -> OpFlow[Commit | None]:
+        row = yield RedisCall(
+            f"read commit {hash[:12]}", ("HMGET", self.keys.commit(hash), "b", "la")
+        )
         return None if row[0] is None else _commit(row[0], row[1])
 
-    def find_by_fingerprint(self, fingerprint: str) -> Flow[Commit | None]:
+    def find_by_fingerprint(self, fingerprint: str) -> OpFlow[Commit | None]:
         hint = self._hints.get(fingerprint, "")
         known = self._templates.get(hint) if hint else None
         have = ""
@@ -390,19 +326,34 @@ class Ops:
         if template is None:
             body = reply[nl + 1 : end]
             if not body:  # forgotten meanwhile by another thread: fetch it
-                body = (yield Call(op, ("HGET", self.keys.commit(h), "b"))) or b""
+                body = (yield RedisCall(op, ("HGET", self.keys.commit(h), "b"))) or b""
                 if not body:
                     return None
             template = commit_from_json(body)
-            _bounded_put(self._templates, h, template, TEMPLATE_CACHE)
+            _remember(self._templates, h, template)
         if hint != h:
-            _bounded_put(self._hints, fingerprint, h, TEMPLATE_CACHE)
+            _remember(self._hints, fingerprint, h)
         result = template.result
         if result is not None:
             self._remember_blob(result.hash, reply[end:] if len(reply) > end else None, have)
-        return _copy(template, None if la_ == b"-" else from_us(int(la_)))
+        return copy_commit(template, None if la_ == b"-" else from_us(int(la_)))
 
-    def _confirm(self, op: str, key: str, known: Commit, have: str) -> Flow[Commit | None]:
+    def lookup(self, fingerprint: str) -> OpFlow[Hit | None]:
+        """``find_by_fingerprint``, with the result's bytes when the lookup brought them."""
+        commit = yield from self.find_by_fingerprint(fingerprint)
+        if commit is None:
+            return None
+        data = None
+        if commit.result is not None:
+            h = commit.result.hash
+            cached = self._blobs.get(h)
+            if cached is not None:
+                with suppress(BlobCorruptedError):  # get_blob reads, reports and drops it
+                    data = decode_blob(cached[0], h)
+                    verify_blob(data, h)
+        return Hit(commit, data)
+
+    def _confirm(self, op: str, key: str, known: Commit, have: str) -> OpFlow[Commit | None]:
         k = self.keys
         batch: list[tuple[Any, ...]] = [
             ("ZREVRANGE", key, 0, 0),
@@ -410,11 +361,11 @@ class Ops:
         ]
         if have:
             batch.append(("EXISTS", k.blob_meta(have), k.blob_data(have)))
-        replies = yield Call(op, (), batch=tuple(batch))
+        replies = yield RedisCall(op, (), batch=tuple(batch))
         newest, (exists, la) = replies[0], replies[1]
         if (
             not newest
-            or _text(newest[0]) != known.hash
+            or text(newest[0]) != known.hash
             or exists is None
             or known.is_expired()
             or (have and replies[2] != 2)
@@ -422,20 +373,20 @@ class Ops:
             return None
         if have:
             self._remember_blob(have, None, have)
-        return _copy(known, None if la is None else from_us(int(la)))
+        return copy_commit(known, None if la is None else from_us(int(la)))
 
     def _remember_blob(self, h: str, stored: bytes | None, have: str) -> None:
         # The stored form is kept (at most HIT_BLOB_MAX bytes each, whatever it decodes
         # to), and decoded and verified when get_blob serves it.
         now = time.monotonic()
         if stored is not None:
-            _bounded_put(self._blobs, h, (stored, now), BLOB_CACHE)
+            _remember(self._blobs, h, (stored, now))
         elif h == have:
             cached = self._blobs.get(h)
             if cached is not None:
                 self._blobs[h] = (cached[0], now)
 
-    def latest_for_fingerprint(self, fingerprint: str) -> Flow[Commit | None]:
+    def latest_for_fingerprint(self, fingerprint: str) -> OpFlow[Commit | None]:
         op = f"look up fingerprint {fingerprint[:16]}"
         row = yield _run(op, LATEST, (self.keys.fp(fingerprint),), self.prefix)
         return None if row is None or row[0] is None else _commit(row[0], row[1])
@@ -446,7 +397,7 @@ class Ops:
         limit: int | None,
         status: TaskStatus | str | None,
         tags: TagQuery | None,
-    ) -> Flow[list[Commit]]:
+    ) -> OpFlow[list[Commit]]:
         if limit is not None and limit < 0:
             raise ValueError(f"limit must not be negative, got {limit}")
         k = self.keys
@@ -462,11 +413,11 @@ class Ops:
         k = self.keys
         return [k.tag(key, None if v is None else str(v)) for key, v in (tags or {}).items()]
 
-    def iter_page(self, cursor: IterCursor) -> Flow[list[Commit]]:
+    def iter_page(self, cursor: IterCursor) -> OpFlow[list[Commit]]:
         flat = yield _run("list commits", ITER, (), self.prefix, cursor.min, cursor.offset, BATCH)
         out = []
         for i in range(0, len(flat), 3):
-            score = _text(flat[i])
+            score = text(flat[i])
             if score == cursor.min:
                 cursor.offset += 1
             else:
@@ -476,26 +427,26 @@ class Ops:
         cursor.done = len(flat) < 3 * BATCH
         return out
 
-    def get_history(self, hash: str) -> Flow[list[Commit]]:
+    def get_history(self, hash: str) -> OpFlow[list[Commit]]:
         flat = yield _run(f"read history of {hash[:12]}", HISTORY, (), self.prefix, hash, now_us())
         return _commits(flat)
 
-    def resolve_prefix(self, prefix: str, limit: int) -> Flow[list[str]]:
+    def resolve_prefix(self, prefix: str, limit: int) -> OpFlow[list[str]]:
         p = prefix.strip().lower()
         if not p or len(p) > 64 or p.strip(_HEX):
             raise ValueError(f"{prefix!r} is not a hash prefix (1-64 hex digits)")
         if limit == 0:
             return []
         args = ("ZRANGEBYLEX", self.keys.hashes, f"[{p}", f"({p}g", "LIMIT", 0, max(limit, -1))
-        found = yield Call(f"resolve hash prefix {p}", args)
-        return [_text(h) for h in found]
+        found = yield RedisCall(f"resolve hash prefix {p}", args)
+        return [text(h) for h in found]
 
-    def touch(self, hash: str, when: datetime) -> Flow[None]:
+    def touch(self, hash: str, when: datetime) -> OpFlow[None]:
         yield _run(f"record access to {hash[:12]}", TOUCH, (), self.prefix, hash, to_us(when))
 
     # lifecycle
 
-    def stats(self) -> Flow[dict[str, int]]:
+    def stats(self) -> OpFlow[dict[str, int]]:
         reply = yield _run("read stats", STATS, (), self.prefix)
         total, completed, files, file_bytes, inline, inline_bytes = (int(v or 0) for v in reply)
         return {
@@ -511,7 +462,7 @@ class Ops:
 
     def evict(
         self, older_than: datetime, max_size_bytes: int | None, orphan_grace: float
-    ) -> Flow[int]:
+    ) -> OpFlow[int]:
         k = self.keys
         now = now_us()
         removed = 0
@@ -536,103 +487,19 @@ class Ops:
         self._blobs.clear()
         return removed
 
-    def delete_commit(self, hash: str) -> Flow[bool]:
+    def delete_commit(self, hash: str) -> OpFlow[bool]:
         op = f"delete commit {hash[:12]}"
         n = yield _run(op, DELETE, (), self.prefix, _token(), hash)
         self._blobs.clear()
         return bool(n)
 
-    def delete_by_tags(self, tags: TagQuery) -> Flow[int]:
+    def delete_by_tags(self, tags: TagQuery) -> OpFlow[int]:
         if not tags:
             raise ValueError("refusing to delete everything: no tags given")
         keys = tuple(self._tag_keys(tags))
         n = yield _run("delete commits by tags", DELETE_TAGS, keys, self.prefix, _token())
         self._blobs.clear()
         return int(n)
-
-    # leases
-
-    def try_claim(self, fingerprint: str, lease: Lease) -> Flow[bool]:
-        key = self.keys.lock(fingerprint)
-        op = f"claim fingerprint {fingerprint[:16]}"
-        exp = to_us(lease.expires_at)
-        for _ in range(3):
-            now = now_us()
-            mine = (
-                lease.owner,
-                exp,
-                lease.host,
-                lease.pid,
-                lease.func_name,
-                now,
-                _ttl_ms(exp, now),
-            )
-            reply = yield _run(op, CLAIM, (key,), *mine)
-            if reply == 1:
-                return True
-            held = _lease_of(reply)
-            if not _lease.lease_is_dead(held, from_us(now), self.host):
-                return False
-            # Its holder was a process of this host that is gone: replace exactly that lease.
-            if (yield _run(op, TAKEOVER, (key,), reply[0], reply[1], *mine)) == 1:
-                return True
-        return False
-
-    def read_claim(self, fingerprint: str) -> Flow[tuple[Lease, int] | None]:
-        """The live lease on ``fingerprint`` and when it was taken (µs), or None."""
-        key = self.keys.lock(fingerprint)
-        op = f"read the lease on {fingerprint[:16]}"
-        row = yield Call(op, ("HMGET", key, "o", "e", "h", "p", "f", "c"))
-        if row[0] is None or row[1] is None:
-            return None
-        lease = _lease_of(row)
-        if _lease.lease_is_dead(lease, from_us(now_us()), self.host):
-            return None
-        return lease, int(row[5] or 0)
-
-    def get_claim(self, fingerprint: str) -> Flow[Lease | None]:
-        found = yield from self.read_claim(fingerprint)
-        return None if found is None else found[0]
-
-    def find_running_by_fingerprint(self, fingerprint: str) -> Flow[Commit | None]:
-        found = yield from self.read_claim(fingerprint)
-        if found is None:
-            return None
-        lease, claimed = found
-        func_hash, _, args_hash = fingerprint.partition(":")
-        return Commit(
-            hash="",
-            task_def=TaskDef(func_name=lease.func_name, func_hash=func_hash, args_hash=args_hash),
-            status=TaskStatus.RUNNING,
-            created_at=from_us(claimed),
-        )
-
-    def renew_claim(self, fingerprint: str, owner: str, expires_at: datetime) -> Flow[bool]:
-        exp = to_us(expires_at)
-        op = f"renew the lease on {fingerprint[:16]}"
-        key = self.keys.lock(fingerprint)
-        reply = yield _run(op, RENEW, (key,), owner, exp, _ttl_ms(exp, now_us()))
-        return bool(reply == 1)
-
-    def release_claim(self, fingerprint: str, owner: str) -> Flow[None]:
-        op = f"release the lease on {fingerprint[:16]}"
-        key = self.keys.lock(fingerprint)
-        yield _run(op, RELEASE, (key,), self.prefix, owner, self.keys.channel(fingerprint))
-
-    def pause(self, lease: Lease, left: float) -> float:
-        """How long a waiter may sleep before it must look at ``lease`` again.
-
-        Until the release is published, the lease expires, or the timeout; a lease of this
-        host is looked at every 0.25 s (its holder may die: a local check, and one GET),
-        any other every 2 s in case a release message was lost with a connection.
-        """
-        until_expiry = (to_us(lease.expires_at) - now_us()) / 1e6 + 0.001
-        recheck = 0.25 if lease.host == self.host else 2.0
-        return max(0.0, min(left, until_expiry, recheck))
-
-
-def _ttl_ms(expires_us: int, now: int) -> int:
-    return max(expires_us - now, 0) // 1000 + LOCK_GRACE_MS
 
 
 def check_options(options: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -7,6 +7,9 @@ are serialized in the order they were awaited (Starlette's ``run_in_threadpool``
 
 ``wait_for_release`` polls with ``asyncio.sleep`` between cheap checks, so a waiter never
 occupies the worker thread that the lease holder needs to record its result.
+
+It is :class:`~cashet.protocols.SyncBacked`: sync code over the whole store runs on
+:attr:`~AsyncSQLiteStore.sync_store` through :meth:`~AsyncSQLiteStore.run_sync`.
 """
 
 from __future__ import annotations
@@ -16,18 +19,18 @@ import functools
 import itertools
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import suppress
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
-from cashet.errors import BlobCorruptedError, StoreError
+from cashet import _process
+from cashet.errors import StoreError
 from cashet.models import Commit, Lease, ObjectRef, TaskStatus
-from cashet.protocols import TagQuery
-from cashet.stores.codec import decode_blob, verify_blob
+from cashet.protocols import BlobParts, Hit, ResultData, TagQuery
+from cashet.stores.base import AsyncStoreBase
 from cashet.stores.sqlite.store import SQLiteStore
 
 __all__ = ["AsyncSQLiteStore"]
@@ -36,13 +39,15 @@ R = TypeVar("R")
 
 #: Commits ``iter_commits`` reads per hop to the worker thread.
 _BATCH = 256
+#: Small results kept between a lookup and its ``get_blob``.
+_FOUND_MAX = 4096
 
 
 def _take(it: Iterator[Commit], n: int) -> list[Commit]:
     return list(itertools.islice(it, n))
 
 
-class AsyncSQLiteStore:
+class AsyncSQLiteStore(AsyncStoreBase):
     """The default store of :class:`~cashet.async_client.AsyncClient`.
 
     Same directory layout and semantics as :class:`~cashet.stores.sqlite.store.SQLiteStore` (a
@@ -68,8 +73,9 @@ class AsyncSQLiteStore:
         # caller's thread, so that the constructor stays synchronous like the spec's.
         self._sync = SQLiteStore(path, inline_threshold=inline_threshold, busy_timeout=busy_timeout)
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cashet-sqlite")
-        # Small results found by find_by_fingerprint, kept for the get_blob that follows.
-        self._hints: dict[str, bytes] | None = getattr(self._sync, "_inline_hints", None)
+        # The verified bytes of the small results find_by_fingerprint found (from the sync
+        # store's lookup), for the get_blob that follows: it then needs no second hop.
+        self._found: _process.BoundedCache[str, bytes] = _process.BoundedCache(_FOUND_MAX)
         self._closed = False
 
     @property
@@ -116,24 +122,20 @@ class AsyncSQLiteStore:
         """Store ``data`` (deduplicated by content hash); return its ``ObjectRef``."""
         return await self.run_sync(self._sync.put_blob, data)
 
-    async def put_blob_parts(self, parts: Sequence[bytes | memoryview]) -> ObjectRef:
+    async def put_blob_parts(self, parts: BlobParts) -> ObjectRef:
         """Store the concatenation of ``parts`` without joining them in memory."""
         return await self.run_sync(self._sync.put_blob_parts, parts)
 
     async def get_blob(self, ref: ObjectRef) -> bytes:
         """Return the blob's bytes, verified against its hash.
 
-        The small result a cache hit just found comes with its lookup (the sync store keeps
-        it for the ``get_blob`` that follows): it is decoded and verified here, without a
-        second trip to the worker thread. Anything else is read there.
+        The small result a cache hit just found came with its lookup, verified: it is
+        served without a second trip to the worker thread. Anything else is read there.
         """
-        if self._hints is not None and not self._closed:
-            hinted = self._hints.pop(ref.hash, None)  # one dict op: atomic under the GIL
-            if hinted is not None:
-                with suppress(BlobCorruptedError):
-                    data = decode_blob(hinted, ref.hash)
-                    verify_blob(data, ref.hash)
-                    return data
+        if not self._closed:
+            found = self._found.pop(ref.hash, None)  # one dict op: atomic under the GIL
+            if found is not None:
+                return found
         return await self.run_sync(self._sync.get_blob, ref)
 
     async def has_blob(self, hash: str) -> bool:
@@ -148,7 +150,7 @@ class AsyncSQLiteStore:
 
     async def put_result(
         self,
-        data: bytes | Sequence[bytes | memoryview],
+        data: ResultData,
         build: Callable[[ObjectRef], Commit],
         release: tuple[str, str] | None = None,
     ) -> Commit:
@@ -160,8 +162,25 @@ class AsyncSQLiteStore:
         return await self.run_sync(self._sync.get_commit, hash)
 
     async def find_by_fingerprint(self, fingerprint: str) -> Commit | None:
-        """Return the newest completed, cacheable, unexpired commit of ``fingerprint``."""
-        return await self.run_sync(self._sync.find_by_fingerprint, fingerprint)
+        """Return the newest completed, cacheable, unexpired commit of ``fingerprint``.
+
+        One hop: the sync store's :meth:`~SQLiteStore.lookup`; a small result's bytes that
+        come along are kept for the ``get_blob`` that follows.
+        """
+        hit = await self.run_sync(self._sync.lookup, fingerprint)
+        if hit is None:
+            return None
+        if hit.data is not None:
+            self._found.put(hit.commit.result.hash, hit.data)  # type: ignore[union-attr]
+        return hit.commit
+
+    async def lookup(self, fingerprint: str) -> Hit | None:
+        """Return the hit with a small result's verified bytes (see ``SQLiteStore.lookup``)."""
+        return await self.run_sync(self._sync.lookup, fingerprint)
+
+    async def find_by_result(self, blob_hash: str, limit: int = 20) -> list[Commit]:
+        """Return the commits whose result is this blob, newest first (indexed)."""
+        return await self.run_sync(self._sync.find_by_result, blob_hash, limit)
 
     async def find_running_by_fingerprint(self, fingerprint: str) -> Commit | None:
         """Describe the live lease on ``fingerprint`` as a running commit, or ``None``."""

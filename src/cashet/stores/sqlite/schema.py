@@ -12,6 +12,8 @@ number of commits whose result it is) and the removal of a deleted commit's tags
 
 from __future__ import annotations
 
+import sqlite3
+from datetime import UTC, datetime
 from typing import Any
 
 from cashet.models import TaskStatus
@@ -351,3 +353,48 @@ def select_commits(
         query += " LIMIT ?"
         params.append(limit)
     return query, params
+
+
+def choose_driver(
+    conn: sqlite3.Connection,
+    func_name: str | None,
+    status: TaskStatus | str | None,
+    tags: TagQuery | None,
+) -> int | None:
+    """Pick the most selective filter to drive a commit query (see ``select_commits``).
+
+    Each filter's matches are counted up to ``SELECTIVITY_CAP`` on its index: a query
+    driven by a filter under the cap reads at most that many rows. Returns the index of
+    the driving tag, or ``None`` when the commits indexes (function, status) should drive.
+    """
+    items = list((tags or {}).items())
+    if not items:
+        return None
+    if len(items) == 1 and func_name is None and status is None:
+        return 0
+    cap = SELECTIVITY_CAP
+    best: int | None = None
+    best_count = cap + 1
+    if func_name is not None or status is not None:
+        query, params = count_commits(func_name, None if status is None else str(status))
+        best_count = len(conn.execute(query, [*params, cap]).fetchall())
+    for i, (key, value) in enumerate(items):
+        if best_count == 0:
+            break
+        if value is None:
+            count = len(conn.execute(COUNT_KEY, (key, cap)).fetchall())
+        else:
+            count = len(conn.execute(COUNT_TAG, (key, value, cap)).fetchall())
+        if count < best_count:
+            best, best_count = i, count
+    return best
+
+
+def to_epoch(dt: datetime) -> float:
+    """The column form of a time: UTC epoch seconds (a naive datetime is taken to be UTC)."""
+    return (dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)).timestamp()
+
+
+def from_epoch(ts: float) -> datetime:
+    """Invert :func:`to_epoch` (an aware UTC datetime)."""
+    return datetime.fromtimestamp(ts, UTC)

@@ -1,47 +1,37 @@
-"""Pure encoding of commits and blobs, shared by every store and by export/import.
+"""Blob bytes as stores keep them: content hash, framing, compression, verification.
 
-* ``commit_to_dict`` / ``commit_from_dict``: a JSON-able, versioned form of a commit.
-* ``compute_commit_hash``: BLAKE3 over the canonical JSON of everything in a commit except its
-  hash and ``last_accessed``; import recomputes it to reject forged commits.
-* ``encode_blob`` / ``decode_blob``: optional zstd compression with a one-byte header.
-* ``blob_hash``: BLAKE3 hex digest of blob bytes.
+Pure (no store IO), shared by every store and by export/import:
+
+* ``blob_hash`` / ``blob_hash_parts``: the BLAKE3 hex digest that names a blob.
+* ``encode_blob`` / ``decode_blob``: the stored form, a header byte (``BLOB_RAW`` or
+  ``BLOB_ZSTD``) then the raw or zstd-compressed bytes.
+* ``verify_blob``: raise ``BlobCorruptedError`` instead of returning wrong bytes.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
 from typing import Any
 
 from blake3 import blake3
 
+from cashet import _process
 from cashet.errors import BlobCorruptedError
 from cashet.hashing._blake import MULTITHREAD_MIN, new_hasher
-from cashet.models import Commit, ObjectRef, TaskDef, TaskStatus
 
 __all__ = [
     "BLOB_RAW",
     "BLOB_ZSTD",
-    "COMMIT_FORMAT",
     "blob_hash",
     "blob_hash_parts",
-    "commit_from_dict",
-    "commit_from_json",
-    "commit_to_dict",
-    "commit_to_json",
-    "compute_commit_hash",
-    "seal_commit",
     "decode_blob",
     "encode_blob",
     "verify_blob",
     "worth_compressing",
 ]
-
-COMMIT_FORMAT = 1
 
 BLOB_RAW = b"\x00"
 BLOB_ZSTD = b"\x01"
@@ -106,12 +96,10 @@ _decompressors = _ZstdPool(_new_decompressor)
 _of_parent: list[Any] = []
 
 
-def _after_fork_in_child() -> None:
+@_process.after_fork_in_child
+def _zstd_after_fork() -> None:
     _compressors.after_fork_in_child()
     _decompressors.after_fork_in_child()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def blob_hash(data: bytes | bytearray | memoryview) -> str:
@@ -159,8 +147,6 @@ def worth_compressing(data: bytes | memoryview) -> bool:
 
 
 def _cpu_count() -> int:
-    import os
-
     return os.cpu_count() or 1
 
 
@@ -197,121 +183,3 @@ def decode_blob(stored: bytes | memoryview, blob_hash_hint: str = "") -> bytes:
     raise BlobCorruptedError(
         f"blob {blob_hash_hint[:16]}… has an unknown header byte {head!r}", blob_hash_hint
     )
-
-
-def _dt(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat()
-
-
-def _parse_dt(value: str | None) -> datetime | None:
-    return None if value is None else datetime.fromisoformat(value)
-
-
-def task_def_to_dict(td: TaskDef) -> dict[str, Any]:
-    return {
-        "func_name": td.func_name,
-        "func_hash": td.func_hash,
-        "args_hash": td.args_hash,
-        "func_source": td.func_source,
-        "args_snapshot": td.args_snapshot,
-        "module": td.module,
-        "cache": td.cache,
-        "force": td.force,
-        "retries": td.retries,
-        "timeout": td.timeout,
-        "ttl": td.ttl,
-        "tags": dict(td.tags),
-    }
-
-
-def task_def_from_dict(d: dict[str, Any]) -> TaskDef:
-    return TaskDef(
-        func_name=str(d["func_name"]),
-        func_hash=str(d["func_hash"]),
-        args_hash=str(d["args_hash"]),
-        func_source=str(d.get("func_source", "")),
-        args_snapshot=str(d.get("args_snapshot", "")),
-        module=str(d.get("module", "")),
-        cache=bool(d.get("cache", True)),
-        force=bool(d.get("force", False)),
-        retries=int(d.get("retries", 0)),
-        timeout=None if d.get("timeout") is None else float(d["timeout"]),
-        ttl=None if d.get("ttl") is None else float(d["ttl"]),
-        tags={str(k): str(v) for k, v in dict(d.get("tags") or {}).items()},
-    )
-
-
-def _content_dict(c: Commit) -> dict[str, Any]:
-    """Everything that identifies a commit (not its hash, not its last access)."""
-    return {
-        "format": COMMIT_FORMAT,
-        "task_def": task_def_to_dict(c.task_def),
-        "status": c.status.value,
-        "created_at": _dt(c.created_at),
-        "result": None if c.result is None else {"hash": c.result.hash, "size": c.result.size},
-        "parent_hash": c.parent_hash,
-        "error": c.error,
-        "tags": dict(sorted(c.tags.items())),
-        "compute_seconds": c.compute_seconds,
-        "expires_at": _dt(c.expires_at),
-        "input_hashes": list(c.input_hashes),
-        "salt": c.salt,
-    }
-
-
-def _content_json(c: Commit) -> str:
-    return json.dumps(_content_dict(c), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def _hash_content(content: str) -> str:
-    return blake3(b"cashet.commit.v1\x00" + content.encode()).hexdigest()
-
-
-def compute_commit_hash(c: Commit) -> str:
-    """Return the content hash of ``c`` (its ``hash`` and ``last_accessed`` are ignored)."""
-    return _hash_content(_content_json(c))
-
-
-def seal_commit(c: Commit) -> str:
-    """Set ``c.hash`` from its content and return its stored JSON (one serialization)."""
-    content = _content_json(c)
-    c.hash = _hash_content(content)
-    accessed = json.dumps(_dt(c.last_accessed))
-    # The content JSON is an object with sorted keys; append the two non-content fields.
-    return f'{content[:-1]},"hash":"{c.hash}","last_accessed":{accessed}}}'
-
-
-def commit_to_dict(c: Commit) -> dict[str, Any]:
-    """Return a JSON-able dict of ``c``, hash and last access included."""
-    d = _content_dict(c)
-    d["hash"] = c.hash
-    d["last_accessed"] = _dt(c.last_accessed)
-    return d
-
-
-def commit_from_dict(d: dict[str, Any]) -> Commit:
-    """Rebuild a commit from :func:`commit_to_dict` output (no hash check: see import)."""
-    res = d.get("result")
-    return Commit(
-        hash=str(d["hash"]),
-        task_def=task_def_from_dict(d["task_def"]),
-        status=TaskStatus.parse(d["status"]),
-        created_at=datetime.fromisoformat(d["created_at"]),
-        result=None if res is None else ObjectRef(str(res["hash"]), int(res["size"])),
-        parent_hash=d.get("parent_hash"),
-        error=d.get("error"),
-        tags={str(k): str(v) for k, v in dict(d.get("tags") or {}).items()},
-        compute_seconds=d.get("compute_seconds"),
-        expires_at=_parse_dt(d.get("expires_at")),
-        input_hashes=tuple(d.get("input_hashes") or ()),
-        salt=str(d.get("salt", "")),
-        last_accessed=_parse_dt(d.get("last_accessed")),
-    )
-
-
-def commit_to_json(c: Commit) -> str:
-    return json.dumps(commit_to_dict(c), separators=(",", ":"), ensure_ascii=False)
-
-
-def commit_from_json(s: str | bytes) -> Commit:
-    return commit_from_dict(json.loads(s))

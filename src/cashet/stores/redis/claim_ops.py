@@ -1,0 +1,126 @@
+"""The lease operations of the Redis stores (``P lock:{fingerprint}``, released with a
+publish on ``P release:{fingerprint}``), free of IO like the rest of
+:mod:`cashet.stores.redis.ops`."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from cashet.core import leases as _lease
+from cashet.models import Commit, Lease, TaskDef, TaskStatus
+from cashet.stores.redis.calls import OpFlow, RedisCall, text
+from cashet.stores.redis.calls import run_script as _run
+from cashet.stores.redis.keys import (
+    CLAIM,
+    LOCK_GRACE_MS,
+    RELEASE,
+    RENEW,
+    TAKEOVER,
+    Keys,
+    from_us,
+    now_us,
+    to_us,
+)
+
+__all__ = ["ClaimOps"]
+
+
+def _lease_of(fields: list[Any]) -> Lease:
+    return Lease(
+        owner=text(fields[0]),
+        host=text(fields[2]),
+        pid=int(fields[3]),
+        expires_at=from_us(int(fields[1])),
+        func_name=text(fields[4]),
+    )
+
+
+def _ttl_ms(expires_us: int, now: int) -> int:
+    return max(expires_us - now, 0) // 1000 + LOCK_GRACE_MS
+
+
+class ClaimOps:
+    """The lease operations of :class:`~cashet.stores.redis.ops.Ops`."""
+
+    keys: Keys
+    prefix: str
+    host: str
+
+    def try_claim(self, fingerprint: str, lease: Lease) -> OpFlow[bool]:
+        key = self.keys.lock(fingerprint)
+        op = f"claim fingerprint {fingerprint[:16]}"
+        exp = to_us(lease.expires_at)
+        for _ in range(3):
+            now = now_us()
+            mine = (
+                lease.owner,
+                exp,
+                lease.host,
+                lease.pid,
+                lease.func_name,
+                now,
+                _ttl_ms(exp, now),
+            )
+            reply = yield _run(op, CLAIM, (key,), *mine)
+            if reply == 1:
+                return True
+            held = _lease_of(reply)
+            if not _lease.lease_is_dead(held, from_us(now), self.host):
+                return False
+            # Its holder was a process of this host that is gone: replace exactly that lease.
+            if (yield _run(op, TAKEOVER, (key,), reply[0], reply[1], *mine)) == 1:
+                return True
+        return False
+
+    def read_claim(self, fingerprint: str) -> OpFlow[tuple[Lease, int] | None]:
+        """The live lease on ``fingerprint`` and when it was taken (µs), or None."""
+        key = self.keys.lock(fingerprint)
+        op = f"read the lease on {fingerprint[:16]}"
+        row = yield RedisCall(op, ("HMGET", key, "o", "e", "h", "p", "f", "c"))
+        if row[0] is None or row[1] is None:
+            return None
+        lease = _lease_of(row)
+        if _lease.lease_is_dead(lease, from_us(now_us()), self.host):
+            return None
+        return lease, int(row[5] or 0)
+
+    def get_claim(self, fingerprint: str) -> OpFlow[Lease | None]:
+        found = yield from self.read_claim(fingerprint)
+        return None if found is None else found[0]
+
+    def find_running_by_fingerprint(self, fingerprint: str) -> OpFlow[Commit | None]:
+        found = yield from self.read_claim(fingerprint)
+        if found is None:
+            return None
+        lease, claimed = found
+        func_hash, _, args_hash = fingerprint.partition(":")
+        return Commit(
+            hash="",
+            task_def=TaskDef(func_name=lease.func_name, func_hash=func_hash, args_hash=args_hash),
+            status=TaskStatus.RUNNING,
+            created_at=from_us(claimed),
+        )
+
+    def renew_claim(self, fingerprint: str, owner: str, expires_at: datetime) -> OpFlow[bool]:
+        exp = to_us(expires_at)
+        op = f"renew the lease on {fingerprint[:16]}"
+        key = self.keys.lock(fingerprint)
+        reply = yield _run(op, RENEW, (key,), owner, exp, _ttl_ms(exp, now_us()))
+        return bool(reply == 1)
+
+    def release_claim(self, fingerprint: str, owner: str) -> OpFlow[None]:
+        op = f"release the lease on {fingerprint[:16]}"
+        key = self.keys.lock(fingerprint)
+        yield _run(op, RELEASE, (key,), self.prefix, owner, self.keys.channel(fingerprint))
+
+    def pause(self, lease: Lease, left: float) -> float:
+        """How long a waiter may sleep before it must look at ``lease`` again.
+
+        Until the release is published, the lease expires, or the timeout; a lease of this
+        host is looked at every 0.25 s (its holder may die: a local check, and one GET),
+        any other every 2 s in case a release message was lost with a connection.
+        """
+        until_expiry = (to_us(lease.expires_at) - now_us()) / 1e6 + 0.001
+        recheck = 0.25 if lease.host == self.host else 2.0
+        return max(0.0, min(left, until_expiry, recheck))

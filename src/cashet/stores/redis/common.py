@@ -1,0 +1,112 @@
+"""What the sync and the async Redis store share: the ``redis`` import, the options, the
+error translation and resend policy (see :mod:`cashet.stores.redis.store`).
+
+The one module that imports ``redis``: without the ``redis`` extra, importing a Redis store
+raises an ``ImportError`` that says what to install."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+try:
+    import redis
+    import redis.asyncio
+    from redis.asyncio.retry import Retry as AsyncRetry
+    from redis.backoff import NoBackoff
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import NoScriptError, RedisError, ResponseError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+    from redis.retry import Retry
+except ImportError as exc:  # pragma: no cover - exercised without the extra installed
+    raise ImportError(
+        'the Redis stores need the redis package: pip install "cashet[redis]"'
+    ) from exc
+
+from cashet.errors import StoreError
+from cashet.stores.redis.calls import RedisCall
+from cashet.stores.redis.ops import Ops, check_options
+
+__all__ = [
+    "BACKOFF",
+    "DOC_ARGS",
+    "AsyncRetry",
+    "NoBackoff",
+    "NoScriptError",
+    "RedisError",
+    "RedisStoreBase",
+    "ResponseError",
+    "Retry",
+    "redis",
+]
+
+_DOWN = (RedisConnectionError, RedisTimeoutError)
+#: Pauses before resending a call that is safe to repeat, after a dropped connection.
+BACKOFF = (0.05, 0.25)
+
+
+class RedisStoreBase:
+    """Options and helpers shared by both stores."""
+
+    #: Seconds an unreferenced blob is kept before ``evict`` removes it (as SQLiteStore).
+    orphan_grace: float = 3600.0
+
+    def __init__(
+        self,
+        url: str,
+        prefix: str,
+        max_connections: int | None,
+        socket_timeout: float | None,
+        socket_connect_timeout: float | None,
+        chunk_size: int,
+        inline_threshold: int,
+        options: Mapping[str, Any] | None,
+    ) -> None:
+        self._ops = Ops(url, prefix, inline_threshold, chunk_size)
+        self._closed = False
+        self._kwargs: dict[str, Any] = {
+            **check_options(options),
+            "socket_timeout": socket_timeout,
+            "socket_connect_timeout": socket_connect_timeout,
+            "decode_responses": False,
+        }
+        if max_connections is not None:
+            self._kwargs["max_connections"] = max_connections
+
+    @property
+    def url(self) -> str:
+        """The Redis URL, password masked."""
+        return self._ops.url
+
+    @property
+    def prefix(self) -> str:
+        """The prefix of every key of this store."""
+        return self._ops.prefix
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._ops.url!r}, prefix={self._ops.prefix!r})"
+
+    def _closed_error(self) -> StoreError:
+        return StoreError(f"{self!r} is closed")
+
+    def _down(self, call: RedisCall, exc: Exception, tries: int) -> float:
+        """Seconds to wait before resending ``call``; raise when it is time to give up."""
+        if isinstance(exc, _DOWN):
+            if tries < len(BACKOFF):
+                return BACKOFF[tries]
+            raise self._ops.unavailable(call.op, exc) from exc
+        raise self._ops.failed(call.op, exc) from exc
+
+
+DOC_ARGS = """
+    Args:
+        url: ``redis://[:password@]host:port/db``, ``rediss://`` (TLS) or
+            ``unix:///path/redis.sock``.
+        prefix: prepended to every key, so that several caches can share one Redis.
+        max_connections: size limit of the connection pool (default: unbounded).
+        socket_timeout: seconds a command may take before ``StoreUnavailableError``.
+        socket_connect_timeout: seconds to wait for a connection.
+        chunk_size: blobs whose stored form is larger are split into keys of this size.
+        inline_threshold: blobs stored smaller than this count as ``inline`` in ``stats()``.
+        options: further ``redis`` connection options (``ssl_ca_certs``, ``username``...).
+"""

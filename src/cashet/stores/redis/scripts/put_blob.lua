@@ -1,0 +1,1 @@
+return put_blob_at(2)

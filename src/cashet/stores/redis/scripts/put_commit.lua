@@ -1,0 +1,1 @@
+return put_commit_at(2)

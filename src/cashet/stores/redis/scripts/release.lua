@@ -1,0 +1,1 @@
+return release_lease(KEYS[1], ARGV[2], ARGV[3])

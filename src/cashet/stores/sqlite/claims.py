@@ -1,0 +1,135 @@
+"""Leases on fingerprints in ``meta.db`` (the ``claims`` table): who computes what now.
+
+A mixin of :class:`~cashet.stores.sqlite.store.SQLiteStore`: the lease methods of the
+``Store`` protocol, over the store's :class:`~cashet.stores.sqlite.connection.Database`.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from cashet.core import leases as _lease
+from cashet.models import Commit, Lease, TaskDef, TaskStatus
+from cashet.stores.sqlite import schema as sql
+from cashet.stores.sqlite.connection import Database
+from cashet.stores.sqlite.schema import from_epoch, to_epoch
+
+__all__ = ["ClaimsMixin"]
+
+
+def _lease_of(row: Any) -> Lease:
+    return Lease(
+        owner=row[0], host=row[1], pid=row[2], expires_at=from_epoch(row[3]), func_name=row[4]
+    )
+
+
+class ClaimsMixin:
+    """The lease methods of ``SQLiteStore`` (``_db`` and ``_host`` are the store's)."""
+
+    _db: Database
+    _host: str
+
+    def _live_claim(self, fingerprint: str) -> tuple[Lease, float] | None:
+        row = self._db.one(sql.GET_CLAIM, (fingerprint,))
+        if row is None:
+            return None
+        lease = _lease_of(row)
+        if _lease.lease_is_dead(lease, datetime.now(UTC), self._host):
+            return None
+        return lease, row[5]
+
+    def try_claim(self, fingerprint: str, lease: Lease) -> bool:
+        """Take the lease on ``fingerprint`` unless another owner holds a live one.
+
+        A held lease is dead once expired, or at once when its holder was a process on
+        this host that no longer exists; re-claiming one's own lease renews it.
+
+        Returns:
+            Whether ``lease`` now holds the fingerprint.
+        """
+        now = datetime.now(UTC)
+        params = (
+            fingerprint,
+            lease.owner,
+            lease.host,
+            lease.pid,
+            to_epoch(lease.expires_at),
+            lease.func_name,
+            now.timestamp(),
+        )
+        # Fast path, one autocommit statement: nobody holds the fingerprint.
+        try:
+            if self._db.conn().execute(sql.NEW_CLAIM, params).rowcount == 1:
+                return True
+        except sqlite3.Error as exc:
+            raise self._db.error(exc) from exc
+        with self._db.transact() as conn:
+            row = conn.execute(sql.GET_CLAIM, (fingerprint,)).fetchone()
+            if (
+                row is not None
+                and row[0] != lease.owner
+                and not _lease.lease_is_dead(_lease_of(row), now, self._host)
+            ):
+                return False
+            conn.execute(sql.PUT_CLAIM, params)
+            return True
+
+    def get_claim(self, fingerprint: str) -> Lease | None:
+        """Return the live lease on ``fingerprint``, or ``None`` (a dead one counts as none)."""
+        found = self._live_claim(fingerprint)
+        return None if found is None else found[0]
+
+    def renew_claim(self, fingerprint: str, owner: str, expires_at: datetime) -> bool:
+        """Extend ``owner``'s lease to ``expires_at``.
+
+        Returns:
+            ``False`` when ``owner`` no longer holds the lease (someone took it over).
+        """
+        with self._db.transact() as conn:
+            cur = conn.execute(sql.RENEW_CLAIM, (to_epoch(expires_at), fingerprint, owner))
+            return cur.rowcount == 1
+
+    def release_claim(self, fingerprint: str, owner: str) -> None:
+        """Drop the lease on ``fingerprint`` if ``owner`` holds it; otherwise do nothing."""
+        try:  # one autocommit statement
+            self._db.conn().execute(sql.RELEASE_CLAIM, (fingerprint, owner))
+        except sqlite3.Error as exc:
+            raise self._db.error(exc) from exc
+
+    def wait_for_release(self, fingerprint: str, timeout: float) -> None:
+        """Block until nobody holds a live lease on ``fingerprint``, or ``timeout`` seconds.
+
+        SQLite cannot notify, so this polls one indexed row, backing off from 2 ms to 50 ms.
+        """
+        deadline = time.monotonic() + timeout
+        delay = 0.002
+        while self._live_claim(fingerprint) is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            time.sleep(min(delay, left))
+            delay = min(delay * 2, 0.05)
+
+    def find_running_by_fingerprint(self, fingerprint: str) -> Commit | None:
+        """Describe the live lease on ``fingerprint`` as a running commit, or ``None``.
+
+        Returns:
+            ``Commit(hash="", status=RUNNING, created_at=<when the lease was taken>)``
+            whose ``task_def`` has the lease's ``func_name`` and the ``func_hash`` and
+            ``args_hash`` of the fingerprint; nothing else is set. ``None`` when nobody
+            holds a live lease.
+        """
+        found = self._live_claim(fingerprint)
+        if found is None:
+            return None
+        lease, claimed_at = found
+        func_hash, _, args_hash = fingerprint.partition(":")
+        return Commit(
+            hash="",
+            task_def=TaskDef(func_name=lease.func_name, func_hash=func_hash, args_hash=args_hash),
+            status=TaskStatus.RUNNING,
+            created_at=from_epoch(claimed_at),
+        )

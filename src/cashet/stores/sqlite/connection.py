@@ -1,0 +1,226 @@
+"""The ``meta.db`` connections of one SQLite store: one per thread, safe across ``fork``.
+
+:class:`Database` opens a connection per thread (and per process after ``fork``) in WAL
+mode, runs every write as one short ``BEGIN IMMEDIATE`` transaction (:meth:`~Database.
+transact`), retries the ``BEGIN`` that SQLite refuses at once, migrates the schema on open
+and translates ``sqlite3`` errors into :class:`~cashet.errors.StoreError`. It knows nothing
+of commits or blobs.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from typing import Any
+
+from cashet import _process
+from cashet.errors import StoreError
+from cashet.stores.sqlite import schema as sql
+
+__all__ = ["Database"]
+
+# Guards connection bookkeeping; taken on the slow path only (connect, close).
+_registry_lock = threading.Lock()
+# Connections a forked child inherited from its parent. SQLite forbids using them in the
+# child, and closing them there could drop locks or checkpoint the WAL under the parent,
+# so they are kept referenced (the garbage collector would close them) and never touched.
+_inherited: list[sqlite3.Connection] = []
+
+
+# Every open Database, so that a forked child can drop their per-thread connections.
+_databases: weakref.WeakSet[Database] = weakref.WeakSet()
+
+
+@_process.after_fork_in_child
+def _forget_connections_in_child() -> None:
+    global _registry_lock
+    _registry_lock = threading.Lock()  # another thread may have held it during the fork
+    # Only the forking thread lives on in the child: dropping the thread-locals makes its
+    # next use open a fresh connection (the parent's are set aside by _disown_after_fork),
+    # so the hot path needs no pid check.
+    for db in list(_databases):
+        db._local = threading.local()
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+    return code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or "locked" in str(exc)
+
+
+class Database:
+    """The connections to one ``meta.db`` file.
+
+    Args:
+        db_file: the database file (created, and migrated to the current schema, on open).
+        busy_timeout: seconds a write waits for another writer before ``StoreError``.
+        owner: how errors name the store (its ``repr``).
+
+    Raises:
+        StoreError: the file cannot be opened, or was written by a newer cashet.
+    """
+
+    def __init__(self, db_file: str, busy_timeout: float, owner: str) -> None:
+        self.file = db_file
+        self.busy_timeout = busy_timeout
+        self._owner = owner
+        self._local = threading.local()
+        self._conns: list[tuple[threading.Thread, sqlite3.Connection]] = []
+        self._conns_pid = _process.current_pid()
+        self._closed = False
+        _databases.add(self)
+        try:
+            self._migrate()
+        except BaseException:
+            self.close()
+            raise
+
+    def conn(self) -> sqlite3.Connection:
+        """This thread's connection (opened on first use, and again after ``fork``)."""
+        try:
+            conn: sqlite3.Connection = self._local.conn
+            return conn
+        except AttributeError:
+            return self._connect()
+
+    def _connect(self) -> sqlite3.Connection:
+        with _registry_lock:
+            if self._closed:
+                raise StoreError(f"{self._owner} is closed")
+            self._disown_after_fork()
+            # Close what threads that have ended left behind, so a store used from many
+            # short-lived threads does not pile up open files.
+            live = []
+            for thread, old in self._conns:
+                if thread.is_alive():
+                    live.append((thread, old))
+                else:
+                    with suppress(sqlite3.Error):
+                        old.close()
+            try:
+                # check_same_thread=False only so that close() can close every thread's
+                # connection; each connection is still used by its own thread alone.
+                conn = sqlite3.connect(
+                    self.file,
+                    timeout=self.busy_timeout,
+                    isolation_level=None,
+                    check_same_thread=False,
+                )
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot open {self.file}: {exc}") from exc
+            try:
+                # WAL keeps the database consistent with NORMAL; a power cut may only lose
+                # the last commits, which a cache can recompute.
+                conn.execute("PRAGMA synchronous = NORMAL")
+            except sqlite3.Error as exc:
+                conn.close()
+                raise self.error(exc) from exc
+            live.append((threading.current_thread(), conn))
+            self._conns = live
+        self._local.conn = conn
+        return conn
+
+    def _disown_after_fork(self) -> None:
+        """In a forked child, set the parent's connections aside (called under the lock)."""
+        if self._conns_pid != _process.current_pid():
+            _inherited.extend(conn for _, conn in self._conns)
+            self._conns, self._conns_pid = [], _process.current_pid()
+
+    def error(self, exc: sqlite3.Error) -> StoreError:
+        """The ``StoreError`` that reports ``exc``."""
+        return StoreError(f"{self.file}: {exc}")
+
+    def one(self, query: str, params: tuple[Any, ...]) -> Any:
+        """The first row of ``query`` (autocommit read), or ``None``."""
+        try:
+            return self.conn().execute(query, params).fetchone()
+        except sqlite3.Error as exc:
+            raise self.error(exc) from exc
+
+    def all(self, query: str, params: tuple[Any, ...] | list[Any]) -> list[Any]:
+        """Every row of ``query`` (autocommit read)."""
+        try:
+            return self.conn().execute(query, params).fetchall()
+        except sqlite3.Error as exc:
+            raise self.error(exc) from exc
+
+    def run(self, query: str, params: tuple[Any, ...]) -> int:
+        """Run one autocommit write; return the number of rows it changed."""
+        try:
+            return self.conn().execute(query, params).rowcount
+        except sqlite3.Error as exc:
+            raise self.error(exc) from exc
+
+    def _begin(self, conn: sqlite3.Connection) -> None:
+        # WAL lets readers run beside the writer, but writers still serialize on one lock.
+        # The busy handler (connect's timeout) waits for it in most cases, yet SQLite
+        # returns SQLITE_BUSY at once in some (another connection recovering the WAL index,
+        # a lock upgrade that would deadlock), so BEGIN is retried here with backoff.
+        deadline = time.monotonic() + self.busy_timeout
+        delay = 0.001
+        while True:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.Error as exc:
+                if not _is_busy(exc) or time.monotonic() >= deadline:
+                    raise self.error(exc) from exc
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+    @contextmanager
+    def transact(self) -> Iterator[sqlite3.Connection]:
+        """Run the block in one ``BEGIN IMMEDIATE`` transaction: commit, or roll back."""
+        conn = self.conn()
+        self._begin(conn)
+        try:
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            if conn.in_transaction:
+                with suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise self.error(exc) from exc
+            raise
+
+    def _migrate(self) -> None:
+        conn = self.conn()
+        version = self.one("PRAGMA user_version", ())[0]
+        if version == sql.SCHEMA_VERSION:
+            return
+        self._check_version(version)
+        try:
+            # Persistent in the file; it cannot change inside a transaction.
+            conn.execute("PRAGMA journal_mode = WAL")
+        except sqlite3.Error as exc:
+            raise self.error(exc) from exc
+        with self.transact():
+            # Re-read under the write lock: another process may have migrated meanwhile.
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            self._check_version(version)
+            for step in sql.MIGRATIONS[version:]:
+                for statement in step:
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {sql.SCHEMA_VERSION}")
+
+    def _check_version(self, version: int) -> None:
+        if version > sql.SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.file} has schema version {version}, newer than the "
+                f"{sql.SCHEMA_VERSION} this cashet knows: upgrade cashet to open it"
+            )
+
+    def close(self) -> None:
+        """Close every connection, in all threads. Idempotent; any later use raises."""
+        with _registry_lock:
+            self._closed = True
+            self._disown_after_fork()
+            conns, self._conns = self._conns, []
+            self._local = threading.local()
+        for _, conn in conns:
+            with suppress(sqlite3.Error):
+                conn.close()

@@ -1,0 +1,149 @@
+"""The blob files of a SQLite store: ``objects/ab/cdef…``, written atomically, read verified.
+
+A file holds a blob's stored form (:mod:`cashet.stores.blobs`: a header byte, then raw or
+zstd bytes). Writes go to a temporary name and are renamed into place, so a reader sees no
+file or the whole file. Reads verify the bytes against the hash; a corrupt file is removed
+so that storing the same bytes again repairs it. The index rows live in ``meta.db``.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Sequence
+from contextlib import suppress
+
+from cashet.errors import BlobCorruptedError, BlobMissingError, StoreError
+from cashet.stores.blobs import BLOB_RAW, BLOB_ZSTD, decode_blob, verify_blob
+
+__all__ = ["READINTO_MIN", "BlobFiles", "has_file", "unlink"]
+
+#: Raw blob files at least this large are read into a bytearray (see BlobFiles.read).
+READINTO_MIN = 1 << 20
+
+
+def has_file(path: str, size: int) -> bool:
+    """Whether ``path`` exists with ``size`` bytes: the cheap check before a rewrite."""
+    try:
+        return os.stat(path).st_size == size
+    except OSError:
+        return False
+
+
+def unlink(path: str) -> None:
+    """Remove ``path`` if it exists."""
+    with suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+class BlobFiles:
+    """The ``objects/`` directory of one store.
+
+    Args:
+        objects: the directory (created if missing, with its parents).
+        store_dir: the store directory, as errors name it.
+
+    Raises:
+        StoreError: the directory cannot be created.
+    """
+
+    def __init__(self, objects: str, store_dir: object) -> None:
+        self.root = objects
+        try:
+            os.makedirs(objects, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the store directory {store_dir}: {exc}") from exc
+
+    def path(self, hash: str) -> str:
+        """Where the blob ``hash`` is kept."""
+        return os.path.join(self.root, hash[:2], hash[2:])
+
+    def write(self, path: str, encoded: bytes | Sequence[bytes | memoryview]) -> None:
+        """Write ``encoded`` (one buffer, or chunks written in turn) to ``path`` atomically.
+
+        Raises:
+            StoreError: the file cannot be written.
+        """
+        # No fsync: every read verifies the hash, so a file torn by a power cut is reported
+        # as corrupt, removed, and rewritten when its task runs again; an fsync per blob
+        # would cost milliseconds for that rare case.
+        folder, name = os.path.split(path)
+        tmp = os.path.join(folder, f".tmp-{name[:8]}-{secrets.token_hex(6)}")
+        try:
+            os.makedirs(folder, exist_ok=True)
+            with open(tmp, "xb") as f:
+                if isinstance(encoded, bytes):
+                    f.write(encoded)
+                else:
+                    for chunk in encoded:
+                        f.write(chunk)
+            os.replace(tmp, path)
+        except BaseException as exc:
+            with suppress(OSError):
+                os.unlink(tmp)
+            if isinstance(exc, OSError):
+                raise StoreError(f"cannot write blob file {path}: {exc}") from exc
+            raise
+
+    def read(self, h: str) -> bytes:
+        """Return the blob ``h`` from its file, verified.
+
+        A large raw blob comes back as a ``bytearray`` (one copy from the kernel; NumPy
+        arrays loaded from it are writable).
+
+        Raises:
+            BlobMissingError: there is no file.
+            BlobCorruptedError: the bytes do not match the hash (the file is removed).
+            StoreError: the file cannot be read.
+        """
+        path = self.path(h)
+        try:
+            f = open(path, "rb", buffering=0)  # noqa: SIM115 (closed below)
+        except FileNotFoundError as exc:
+            raise BlobMissingError(f"blob {h} is missing: no file {path}", h) from exc
+        except OSError as exc:
+            raise StoreError(f"cannot read blob file {path}: {exc}") from exc
+        try:
+            with f:
+                st = os.fstat(f.fileno())
+                head = f.read(1)
+                want = max(st.st_size - 1, 0)
+                if head == BLOB_RAW and want >= READINTO_MIN:
+                    # A large raw blob (typically NumPy buffers) is read into a bytearray:
+                    # one copy from the kernel, and arrays loaded from it are writable
+                    # views instead of read-only ones.
+                    buf = bytearray(want)
+                    view = memoryview(buf)
+                    got = 0
+                    while got < want:
+                        n = f.readinto(view[got:])
+                        if not n:
+                            break
+                        got += n
+                    del view
+                    if got < want:
+                        del buf[got:]
+                    body: bytes | bytearray = buf
+                else:
+                    # FileIO.read(n) reads straight into one new bytes object of n bytes.
+                    body = f.read(want)
+                    if len(body) < want:  # one read(2) stops at 2 GiB on Linux
+                        body += f.readall()
+            data = body if head == BLOB_RAW else decode_blob(head + body, h)
+            verify_blob(data, h)
+            return data  # type: ignore[return-value]  # bytearray for large raw blobs
+        except BlobCorruptedError as exc:
+            if head in (BLOB_RAW, BLOB_ZSTD):  # never discard a format we cannot read
+                _discard(path, st)
+            raise BlobCorruptedError(f"{exc} (file {path})", h) from exc
+        except OSError as exc:
+            raise StoreError(f"cannot read blob file {path}: {exc}") from exc
+
+
+def _discard(path: str, read: os.stat_result) -> None:
+    # Remove the corrupt file (unless someone has already replaced it), so that the next
+    # put_blob of these bytes sees it missing and rewrites it.
+    with suppress(OSError):
+        now = os.stat(path)
+        if (now.st_ino, now.st_dev) == (read.st_ino, read.st_dev):
+            os.unlink(path)
