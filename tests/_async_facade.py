@@ -27,7 +27,7 @@ class FacadeRef(ResultRef[Any]):
     __slots__ = ("async_ref",)
 
     def __init__(self, async_ref: AsyncResultRef[Any], facade: AsyncClientFacade) -> None:
-        super().__init__(async_ref.commit, lambda _: facade.run(async_ref.load()))
+        super().__init__(async_ref.commit, lambda _ref, _data: facade.run(async_ref.load()))
         self.async_ref = async_ref
 
 

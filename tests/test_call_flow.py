@@ -127,3 +127,22 @@ def test_make_task_def_fills_every_field_by_name() -> None:
         "tags": {"k": "v"},
     }
     assert make_task_def(identity, make_options(), "a").func_name == identity.name
+
+
+def test_a_small_hit_loads_from_its_lookup_without_a_second_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bytes a hit's lookup read along travel on the returned commit, explicitly
+    (``Commit.result_data``), not through a cache inside the store (issue 10)."""
+    with Client(store_dir=tmp_path) as client:
+        client.submit(_double, 21)
+
+        def no_read(self: Any, ref: Any) -> bytes:
+            raise AssertionError("get_blob called on a hit whose lookup had the bytes")
+
+        monkeypatch.setattr(SQLiteStore, "get_blob", no_read)
+        hit = client.submit(_double, 21)
+        assert hit.cached and hit.commit.result_data is not None
+        assert hit.load() == 42 and hit.commit.result_data is None  # dropped once loaded
+        again = client.submit(_double, 21)  # another caller's commit is its own copy
+        assert again.commit is not hit.commit and again.commit.result_data is not None

@@ -255,8 +255,8 @@ class StoreQueries:
         self.store = store
         self.serializer = serializer
 
-    def _load_object(self, ref: ObjectRef) -> Any:
-        return self.serializer.loads(self.store.get_blob(ref))
+    def _load_object(self, ref: ObjectRef, data: bytes | None = None) -> Any:
+        return self.serializer.loads(self.store.get_blob(ref) if data is None else data)
 
     def log(
         self,

@@ -165,8 +165,9 @@ class AsyncClient(ClientBase[AsyncTaskFunction[Any]]):
         )
         return AsyncResultRef(commit, self._load_object)
 
-    async def _load_object(self, ref: ObjectRef) -> Any:
-        data = await self.store.get_blob(ref)
+    async def _load_object(self, ref: ObjectRef, data: bytes | None = None) -> Any:
+        if data is None:
+            data = await self.store.get_blob(ref)
         if len(data) >= BIG_BYTES:
             return await asyncio.to_thread(self.serializer.loads, data)
         return self.serializer.loads(data)
@@ -484,9 +485,11 @@ class AsyncClient(ClientBase[AsyncTaskFunction[Any]]):
         else:
             args_hash = hash_args(args, kwargs)
         task_def = make_task_def(key[1], key[0], args_hash)
-        commit = await self.store.find_by_fingerprint(task_def.fingerprint)
-        if commit is None or commit.result is None:
+        hit = await full_async_store(self.store).lookup(task_def.fingerprint)
+        if hit is None or hit.commit.result is None:
             return None
+        commit = hit.commit
+        commit.result_data = hit.data
         now = utcnow()
         if self._hit_needs_touch(commit, now):
             if _read_only:

@@ -28,6 +28,7 @@ from cashet.errors import StoreError
 from cashet.hashing import hash_args
 from cashet.models import ResultRef, utcnow
 from cashet.protocols import Executor, Serializer, Store
+from cashet.stores.base import full_store
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -362,9 +363,11 @@ class Client(ClientBase[TaskFunction[Any]], StoreQueries):
         if key is None:
             return None
         task_def = make_task_def(key[1], key[0], hash_args(args, kwargs))
-        commit = self.store.find_by_fingerprint(task_def.fingerprint)
-        if commit is None or commit.result is None:
+        hit = full_store(self.store).lookup(task_def.fingerprint)
+        if hit is None or hit.commit.result is None:
             return None
+        commit = hit.commit
+        commit.result_data = hit.data
         now = utcnow()
         if self._hit_needs_touch(commit, now):
             if _read_only:

@@ -117,6 +117,10 @@ class Commit:
     from_cache: bool = field(default=False, compare=False, repr=False)
     #: The stored JSON form, when it was produced together with ``hash`` (internal).
     sealed_json: str = field(default="", compare=False, repr=False)
+    #: The result's stored bytes, verified, when the cache lookup that found this commit
+    #: read them along (small results): the ``ResultRef`` then loads without another read.
+    #: Not stored, not hashed; cleared once loaded.
+    result_data: bytes | None = field(default=None, compare=False, repr=False)
 
     @property
     def fingerprint(self) -> str:
@@ -178,8 +182,10 @@ class ResultRefBase(Generic[T]):
 
     __slots__ = ("_loaded", "_loader", "_value", "commit", "commit_hash", "hash", "size")
 
-    def __init__(self, commit: Commit, loader: Callable[[ObjectRef], Any]) -> None:
-        """Wrap ``commit``'s result; ``loader`` reads it (an async one for ``AsyncResultRef``).
+    def __init__(self, commit: Commit, loader: Callable[[ObjectRef, bytes | None], Any]) -> None:
+        """Wrap ``commit``'s result; ``loader(ref, data)`` loads it: from ``data`` (the bytes a
+        cache lookup read along, ``commit.result_data``) when given, else from the store (an
+        async loader for ``AsyncResultRef``).
 
         Raises:
             ValueError: the commit has no result (a failed run).
@@ -229,7 +235,8 @@ class ResultRef(ResultRefBase[T]):
     def load(self) -> T:
         """Read, verify and deserialize the result (once; later calls return the same object)."""
         if not self._loaded:
-            self._value = self._loader(self.object_ref)
+            data, self.commit.result_data = self.commit.result_data, None
+            self._value = self._loader(self.object_ref, data)
             self._loaded = True
         return self._value  # type: ignore[no-any-return]
 
@@ -242,6 +249,7 @@ class AsyncResultRef(ResultRefBase[T]):
     async def load(self) -> T:
         """Read, verify and deserialize the result (once)."""
         if not self._loaded:
-            self._value = await self._loader(self.object_ref)
+            data, self.commit.result_data = self.commit.result_data, None
+            self._value = await self._loader(self.object_ref, data)
             self._loaded = True
         return self._value  # type: ignore[no-any-return]

@@ -168,8 +168,12 @@ class _AsyncHandler:
         """Carry out ``effect``; return what the flow receives."""
         store = self.store
         match effect:
-            case Lookup():
-                return await store.find_by_fingerprint(effect.fingerprint)
+            case Lookup():  # the hit, with a small result's bytes when read along
+                hit = await full_async_store(store).lookup(effect.fingerprint)
+                if hit is None:
+                    return None
+                hit.commit.result_data = hit.data
+                return hit.commit
             case Touch():
                 try:
                     await store.touch(effect.hash, effect.when)

@@ -26,7 +26,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
-from cashet import _process
 from cashet.errors import StoreError
 from cashet.models import Commit, Lease, ObjectRef, TaskStatus
 from cashet.protocols import BlobParts, Hit, ResultData, TagQuery
@@ -39,8 +38,6 @@ R = TypeVar("R")
 
 #: Commits ``iter_commits`` reads per hop to the worker thread.
 _BATCH = 256
-#: Small results kept between a lookup and its ``get_blob``.
-_FOUND_MAX = 4096
 
 
 def _take(it: Iterator[Commit], n: int) -> list[Commit]:
@@ -73,9 +70,6 @@ class AsyncSQLiteStore(AsyncStoreBase):
         # caller's thread, so that the constructor stays synchronous like the spec's.
         self._sync = SQLiteStore(path, inline_threshold=inline_threshold, busy_timeout=busy_timeout)
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cashet-sqlite")
-        # The verified bytes of the small results find_by_fingerprint found (from the sync
-        # store's lookup), for the get_blob that follows: it then needs no second hop.
-        self._found: _process.BoundedCache[str, bytes] = _process.BoundedCache(_FOUND_MAX)
         self._closed = False
 
     @property
@@ -127,15 +121,7 @@ class AsyncSQLiteStore(AsyncStoreBase):
         return await self.run_sync(self._sync.put_blob_parts, parts)
 
     async def get_blob(self, ref: ObjectRef) -> bytes:
-        """Return the blob's bytes, verified against its hash.
-
-        The small result a cache hit just found came with its lookup, verified: it is
-        served without a second trip to the worker thread. Anything else is read there.
-        """
-        if not self._closed:
-            found = self._found.pop(ref.hash, None)  # one dict op: atomic under the GIL
-            if found is not None:
-                return found
+        """Return the blob's bytes, verified against its hash."""
         return await self.run_sync(self._sync.get_blob, ref)
 
     async def has_blob(self, hash: str) -> bool:
@@ -164,15 +150,9 @@ class AsyncSQLiteStore(AsyncStoreBase):
     async def find_by_fingerprint(self, fingerprint: str) -> Commit | None:
         """Return the newest completed, cacheable, unexpired commit of ``fingerprint``.
 
-        One hop: the sync store's :meth:`~SQLiteStore.lookup`; a small result's bytes that
-        come along are kept for the ``get_blob`` that follows.
+        One hop to the worker thread (the hit path is :meth:`lookup`).
         """
-        hit = await self.run_sync(self._sync.lookup, fingerprint)
-        if hit is None:
-            return None
-        if hit.data is not None:
-            self._found.put(hit.commit.result.hash, hit.data)  # type: ignore[union-attr]
-        return hit.commit
+        return await self.run_sync(self._sync.find_by_fingerprint, fingerprint)
 
     async def lookup(self, fingerprint: str) -> Hit | None:
         """Return the hit with a small result's verified bytes (see ``SQLiteStore.lookup``)."""

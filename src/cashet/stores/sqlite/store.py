@@ -107,14 +107,8 @@ class SQLiteStore(ClaimsMixin, RemovalMixin, StoreBase):
         self._inline_threshold = inline_threshold
         self._host = _process.hostname()
         self._files = BlobFiles(os.fspath(self._path / "objects"), self._path)
-        # Hit-path caches. Decoded commits by hash (commits never change; copies are handed
-        # out). The stored bytes of the small results the last find_by_fingerprint calls
-        # found, for the get_blob that follows (verified when served; see lookup for the
-        # explicit form).
+        # Decoded commits by hash (commits never change; callers get copies).
         self._decoded: _process.BoundedCache[str, Commit] = _process.BoundedCache(self._DECODED_MAX)
-        self._found_results: _process.BoundedCache[str, bytes] = _process.BoundedCache(
-            self._DECODED_MAX
-        )
         self._db = Database(os.fspath(self._path / "meta.db"), busy_timeout, repr(self))
 
     @property
@@ -229,12 +223,6 @@ class SQLiteStore(ClaimsMixin, RemovalMixin, StoreBase):
                 removed, so that storing the same bytes again repairs the blob.
         """
         h = ref.hash
-        hinted = self._found_results.pop(h, None)
-        if hinted is not None:
-            with suppress(BlobCorruptedError):
-                data = decode_blob(hinted, h)
-                verify_blob(data, h)
-                return data
         row = self._db.one(sql.BLOB_READ, (h,))
         if row is None:
             raise BlobMissingError(f"blob {h} is not in the store {self._path}", h)
@@ -258,7 +246,6 @@ class SQLiteStore(ClaimsMixin, RemovalMixin, StoreBase):
         ``put_blob`` of the same bytes re-creates the row (counting the commits that point
         at it), which is how a re-run repairs the cache.
         """
-        self._found_results.pop(h, None)
         with suppress(StoreError), self._db.transact() as conn:
             conn.execute(sql.DELETE_BLOB, (h,))
 
@@ -360,17 +347,14 @@ class SQLiteStore(ClaimsMixin, RemovalMixin, StoreBase):
         """Return the newest completed, cacheable, unexpired commit of ``fingerprint``.
 
         A commit whose result blob is known to be lost is skipped, so the next ``submit``
-        recomputes (and so repairs) it. This is the hit path: one indexed query; commits
-        are immutable, so a decoded one is reused (the caller gets a copy), and a small
-        result's stored bytes are kept for the ``get_blob`` that follows.
+        recomputes (and so repairs) it. One indexed query; commits are immutable, so a
+        decoded one is reused (the caller gets a copy). The hit path is :meth:`lookup`.
         """
         row = self._db.one(sql.FIND_HIT, (fingerprint, time.time()))
         if row is None:
             return None
-        h, body, last_accessed, inline = row
+        h, body, last_accessed, _ = row
         template = self._decoded.get(h) or self._template(h, body)
-        if inline is not None and template.result is not None:
-            self._found_results.put(template.result.hash, inline)
         return copy_commit(template, None if last_accessed is None else from_epoch(last_accessed))
 
     def lookup(self, fingerprint: str) -> Hit | None:
