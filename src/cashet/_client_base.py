@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 from cashet._log import configure_from_env
 from cashet.core.batch import BatchItem, substitute_task_refs
 from cashet.core.options import DEFAULT_OPTIONS, TaskOptions, call_options, make_options
-from cashet.errors import CashetError
+from cashet.errors import CashetError, CommitNotFoundError
 from cashet.hashing import function_identity
 from cashet.models import Commit, ObjectRef, TaskStatus
 from cashet.protocols import Serializer, Store, TagQuery
@@ -289,8 +289,8 @@ class StoreQueries:
             func_name=func_name, limit=limit, status=parse_status(status), tags=query
         )
 
-    def show(self, hash: str) -> Commit:
-        """Return the commit with this hash or unique hash prefix.
+    def show(self, hash: str) -> Commit | None:
+        """Return the commit with this hash or unique hash prefix, or ``None`` if none has it.
 
         The full hash of a result blob (``ref.hash``) also works when the store can look
         results up (``SQLiteStore``): the newest commit that produced it is returned.
@@ -300,11 +300,13 @@ class StoreQueries:
         until ``gc`` deletes them.
 
         Raises:
-            CommitNotFoundError: no commit matches.
             AmbiguousHashError: the prefix matches several commits (``.candidates``).
             ValueError: ``hash`` is not hexadecimal.
         """
-        return resolve_commit(self.store, hash, by_result=True)
+        try:
+            return resolve_commit(self.store, hash, by_result=True)
+        except CommitNotFoundError:  # the spec's Store returns Commit | None, and so do we
+            return None
 
     def get(self, hash: str) -> Any:
         """Load the result recorded by a commit.
@@ -345,12 +347,18 @@ class StoreQueries:
         """Delete one commit (hash or unique prefix) and the blob only it used.
 
         Returns:
-            Whether a commit was deleted (``False`` if it went away meanwhile).
+            Whether a commit was deleted: ``False`` when no commit has that hash (or it
+            went away meanwhile).
 
         Raises:
-            CommitNotFoundError, AmbiguousHashError: as :meth:`show`.
+            AmbiguousHashError: the prefix matches several commits.
+            ValueError: ``hash`` is not hexadecimal.
         """
-        return self.store.delete_commit(resolve_commit(self.store, hash).hash)
+        try:
+            target = resolve_commit(self.store, hash)
+        except CommitNotFoundError:
+            return False
+        return self.store.delete_commit(target.hash)
 
     def gc(
         self, older_than: timedelta = timedelta(days=30), max_size_bytes: int | None = None

@@ -299,8 +299,8 @@ class AsyncClient(ClientBase[AsyncTaskFunction[Any]]):
         """List commits, newest first (as :meth:`Client.log <cashet.client.Client.log>`)."""
         return await self._sync(lambda c: c.log(func_name, limit, status, tags))
 
-    async def show(self, hash: str) -> Commit:
-        """Return the commit with this hash or unique prefix (as ``Client.show``)."""
+    async def show(self, hash: str) -> Commit | None:
+        """Return the commit with this hash or unique prefix, or ``None`` (as ``Client.show``)."""
         return await self._sync(lambda c: c.show(hash))
 
     async def get(self, hash: str) -> Any:

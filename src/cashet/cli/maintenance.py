@@ -10,6 +10,7 @@ import click
 from cashet._humanize import format_size, parse_size
 from cashet.cli.app import CliContext, emit_json, fail, json_option, pass_cli
 from cashet.cli.output import parse_tags
+from cashet.provenance.query import require_commit
 
 __all__ = ["clear", "gc", "invalidate", "rm", "stats"]
 
@@ -56,7 +57,7 @@ def stats(cli: CliContext, as_json: bool) -> None:
 def rm(cli: CliContext, hash: str) -> None:
     """Delete a commit (and its result blob if nothing else uses it)."""
     client = cli.client()
-    commit = client.show(hash)
+    commit = require_commit(client.show(hash), hash)
     if not client.rm(commit.hash):
         fail(f"commit {commit.short_hash} was deleted meanwhile")
     click.echo(f"Removed commit {commit.hash}")

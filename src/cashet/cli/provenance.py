@@ -23,6 +23,7 @@ from cashet.cli.output import (
     tags_text,
 )
 from cashet.models import Commit, TaskStatus
+from cashet.provenance.query import require_commit
 from cashet.provenance.views import commit_view
 
 __all__ = ["diff", "get", "history", "log", "show"]
@@ -83,7 +84,7 @@ def show(cli: CliContext, hash: str, as_json: bool) -> None:
 
     HASH is a commit hash or a unique prefix of one.
     """
-    commit = cli.client().show(hash)
+    commit = require_commit(cli.client().show(hash), hash)
     if as_json:
         emit_json(commit_view(commit))
     elif cli.rich:
@@ -347,7 +348,7 @@ def history(cli: CliContext, hash: str, as_json: bool) -> None:
     Forced runs and re-runs after a TTL expired each have their own commit.
     """
     client = cli.client()
-    target = client.show(hash)
+    target = require_commit(client.show(hash), hash)
     commits = client.history(target.hash)
     title = f"{len(commits)} run(s) of {target.func_name}, oldest first"
     print_commits(cli, commits, as_json, title, mark=target.hash)

@@ -17,6 +17,7 @@ from cashet.protocols import Store
 from cashet.stores.base import full_store
 
 __all__ = [
+    "require_commit",
     "check_tag_query",
     "gc_cutoff",
     "parse_status",
@@ -153,3 +154,17 @@ def gc_cutoff(older_than: timedelta) -> datetime:
     if older_than < timedelta(0):
         raise ValueError(f"older_than must not be negative, got {older_than}")
     return utcnow() - older_than
+
+
+def require_commit(commit: Commit | None, hash: str) -> Commit:
+    """Return ``commit``, or raise the not-found error a shell reports for ``hash``.
+
+    ``Client.show`` returns ``None`` for an unknown hash (as the spec's store does); the CLI
+    and the server still answer "not found" (exit 1, HTTP 404).
+
+    Raises:
+        CommitNotFoundError: ``commit`` is ``None``.
+    """
+    if commit is None:
+        raise CommitNotFoundError(f"no commit matches {hash!r}")
+    return commit

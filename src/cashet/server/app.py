@@ -45,6 +45,7 @@ from starlette.routing import Route
 
 from cashet.errors import TaskError
 from cashet.models import Commit
+from cashet.provenance.query import require_commit
 from cashet.provenance.views import commit_view
 from cashet.server.backend import SMALL, AsyncBackend, Backend, SyncBackend, is_async_client
 from cashet.server.guard import Guard
@@ -154,7 +155,7 @@ class _Server:
 
     async def commit(self, request: Request) -> Response:
         hash = parse_hash(request.path_params["hash"])
-        commit = await self.backend.read("show", hash)
+        commit = require_commit(await self.backend.read("show", hash), hash)
         return JSONBody(_view(commit, full=True))
 
     async def history(self, request: Request) -> Response:
