@@ -48,7 +48,7 @@ from cashet.core.options import (
 )
 from cashet.errors import CashetError
 from cashet.executors.async_local import BIG_BYTES, is_big
-from cashet.hashing import function_identity, hash_args
+from cashet.hashing import function_identity, hash_call
 from cashet.models import AsyncResultRef, Commit, ObjectRef, TaskStatus
 from cashet.protocols import AsyncExecutor, AsyncStore, Serializer, TagQuery
 from cashet.provenance.archive import ExportResult, ImportResult
@@ -168,9 +168,9 @@ class AsyncClient:
             raise TypeError(f"submit() needs a callable, not {type(func).__name__}")
         identity = function_identity(func)
         if is_big(args) or is_big(kwargs):
-            args_hash = await asyncio.to_thread(hash_args, args, kwargs)
+            args_hash = await asyncio.to_thread(hash_call, func, args, kwargs)
         else:
-            args_hash = hash_args(args, kwargs)
+            args_hash = hash_call(func, args, kwargs)
         task_def = make_task_def(identity, options, args_hash)
         commit = await self.executor.submit(
             func, args, kwargs, task_def, self.store, self.serializer

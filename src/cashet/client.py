@@ -21,7 +21,7 @@ from cashet.core.options import (
     make_task_def,
 )
 from cashet.errors import CashetError
-from cashet.hashing import function_identity, hash_args
+from cashet.hashing import function_identity, hash_call
 from cashet.models import Commit, ObjectRef, ResultRef, TaskStatus
 from cashet.protocols import Executor, Serializer, Store, TagQuery
 from cashet.provenance.query import (
@@ -154,7 +154,7 @@ class Client:
         options = call_options(options, _cache, _force, _tags, _retries, _timeout, _ttl)
         if not callable(func):
             raise TypeError(f"submit() needs a callable, not {type(func).__name__}")
-        task_def = make_task_def(function_identity(func), options, hash_args(args, kwargs))
+        task_def = make_task_def(function_identity(func), options, hash_call(func, args, kwargs))
         commit = self.executor.submit(func, args, kwargs, task_def, self.store, self.serializer)
         return ResultRef(commit, self._load_object)
 

@@ -56,7 +56,7 @@ from cashet.client import Client, TaskFunction
 from cashet.core.flow import TOUCH_AFTER
 from cashet.core.options import make_task_def
 from cashet.errors import AmbiguousHashError, BlobError, CommitNotFoundError, StoreError, TaskError
-from cashet.hashing import function_identity, hash_args
+from cashet.hashing import function_identity, hash_call
 from cashet.models import Commit, ObjectRef, utcnow
 from cashet.protocols import Serializer
 from cashet.provenance.query import commit_view, resolve_result
@@ -317,7 +317,7 @@ class _Results:
         options = call.effective_options()
         if not options.cache or options.force:
             return None  # this call runs whatever the cache holds
-        args_hash = hash_args(call.args, call.kwargs)
+        args_hash = hash_call(call.func, call.args, call.kwargs)
         task_def = make_task_def(function_identity(call.func), options, args_hash)
         commit = client.store.find_by_fingerprint(task_def.fingerprint)
         if commit is None or commit.result is None:
