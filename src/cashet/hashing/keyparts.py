@@ -19,6 +19,7 @@ Each part is reported as a :class:`KeyValue`, so a manifest of the key can be sh
 from __future__ import annotations
 
 import enum
+import pickle
 import reprlib
 import sys
 import threading
@@ -243,7 +244,7 @@ class FunctionIdentity:
 class LiveEntry:
     """A cached identity: valid while its bindings hold; its live values re-hashed per call."""
 
-    __slots__ = ("attrs", "base", "last", "live", "ns", "ref")
+    __slots__ = ("attrs", "base", "last", "live", "ns", "ref", "snaps")
 
     def __init__(
         self,
@@ -259,6 +260,8 @@ class LiveEntry:
         self.attrs = attrs
         self.live = live  # (label, value) re-hashed on every call
         self.last: tuple[tuple[str, ...], FunctionIdentity] | None = None
+        # per live value: (pickle snapshot of plain data or None, its digest)
+        self.snaps: list[tuple[bytes | None, str] | None] = [None] * len(live)
 
 
 def with_live(e: LiveEntry, func: Any) -> FunctionIdentity:
@@ -268,7 +271,7 @@ def with_live(e: LiveEntry, func: Any) -> FunctionIdentity:
         return e.base  # a live value holds the task itself (a registry dict)
     busy.add(id(func))
     try:
-        digests = tuple(_live_digest(label, v, e) for label, v in e.live)
+        digests = tuple(_live_digest(i, label, v, e) for i, (label, v) in enumerate(e.live))
     finally:
         busy.discard(id(func))
     last = e.last
@@ -283,18 +286,59 @@ def with_live(e: LiveEntry, func: Any) -> FunctionIdentity:
     return ident
 
 
-def _live_digest(label: bytes, v: Any, e: LiveEntry) -> str:
+_PLAIN = frozenset({dict, list, tuple, set, frozenset, str, int, float, bool, type(None), bytes})
+_CONTAINERS = (dict, list, tuple, set, frozenset)
+_SNAP_ITEMS, _SNAP_BYTES = 4096, 64 << 10
+
+
+def _is_plain(v: Any) -> bool:
+    """Whether ``v`` is small plain data (builtin containers of builtin scalars only)."""
+    stack, n = [v], 0
+    while stack:
+        x = stack.pop()
+        tp = type(x)
+        if tp not in _PLAIN:
+            return False
+        if tp is dict:
+            stack.extend(x.keys())
+            stack.extend(x.values())
+        elif tp in (list, tuple, set, frozenset):
+            stack.extend(x)
+        n += 1
+        if n > _SNAP_ITEMS:
+            return False
+    return True
+
+
+def _live_digest(i: int, label: bytes, v: Any, e: LiveEntry) -> str:
+    """The digest of a live value. Small plain data (a config dict) is re-validated by a
+    pickle snapshot, one C call: equal snapshots of plain data mean an equal value, exact
+    types included (``1``, ``1.0`` and ``True`` pickle differently). Anything else is
+    hashed again."""
+    snap = e.snaps[i]
+    if snap is not None and snap[0] is not None:
+        try:
+            if pickle.dumps(v, 5) == snap[0]:
+                return snap[1]
+        except Exception:
+            pass
     try:
-        return hash_value(v)
+        digest = hash_value(v)
     except (TypeError, RecursionError):  # changed in place into something unhashable
         tp = type(v)
         name = label[32:].decode("utf-8", "surrogatepass")
-        warn(
-            v if not isinstance(v, (dict, list, set)) else e,
-            e.base.name,
-            [f"{name} ({tp.__qualname__})"],
-        )
+        warn(e, e.base.name, [f"{name} ({tp.__qualname__})"])
         return f"unhashable:{tp.__module__}.{tp.__qualname__}"
+    saved: bytes | None = None
+    if type(v) in _CONTAINERS and _is_plain(v):
+        try:
+            saved = pickle.dumps(v, 5)
+        except Exception:
+            saved = None
+        if saved is not None and len(saved) > _SNAP_BYTES:
+            saved = None
+    e.snaps[i] = (saved, digest)
+    return digest
 
 
 # --- recursion guard and warnings -----------------------------------------------------------
