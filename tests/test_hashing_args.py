@@ -522,3 +522,29 @@ def test_args_snapshot() -> None:
             raise RuntimeError("no")
 
     assert args_snapshot((Broken(),), {}) == "((<Broken>,), {})"
+
+
+def test_dataclass_attributes_beyond_fields_but_not_cached_properties() -> None:
+    @dataclasses.dataclass
+    class P:
+        a: int
+
+        @functools.cached_property
+        def double(self) -> int:
+            return self.a * 2
+
+    p, q = P(1), P(1)
+    assert hash_value(p) == hash_value(q)
+    p.extra = 2  # type: ignore[attr-defined]
+    assert hash_value(p) != hash_value(q)
+    q.extra = 2  # type: ignore[attr-defined]
+    assert q.double == 2  # cached in __dict__: derived, not state
+    assert hash_value(p) == hash_value(q)
+
+
+def test_structured_dtype_layout_is_hashed() -> None:
+    fields = [("a", "u1"), ("b", "<i8")]
+    packed = np.zeros(2, dtype=np.dtype(fields))
+    aligned = np.zeros(2, dtype=np.dtype(fields, align=True))
+    assert hash_value(packed) != hash_value(aligned)
+    assert hash_value(packed) == hash_value(np.zeros(2, dtype=np.dtype(fields)))

@@ -19,7 +19,7 @@ import pytest
 
 from cashet._process import BoundedCache
 from cashet.errors import ClosureWarning
-from cashet.hashing import FunctionIdentity, function_identity
+from cashet.hashing import FunctionIdentity, function_identity, hash_args
 from cashet.hashing import dependencies as _deps
 from cashet.hashing import functions as _fnhash
 from cashet.hashing import source as _source
@@ -639,3 +639,56 @@ def test_notebook_class_counts_as_user_code_when_main_is_a_library_file() -> Non
             main.__file__ = saved
         else:
             del main.__file__
+
+
+# --- the argument key: calls bound to the signature (issue 11) ---------------------------------
+
+
+def test_equivalent_calls_hash_alike() -> None:
+    from cashet.hashing import hash_call
+
+    f = cell("def f(x, k=2):\n    return x * k\n")["f"]
+    forms = [((10, 2), {}), ((10,), {"k": 2}), ((), {"x": 10, "k": 2}), ((10,), {})]
+    assert len({hash_call(f, a, kw) for a, kw in forms}) == 1
+    assert hash_call(f, (10, 2), {}) == hash_args((10, 2), {})  # positional: as before
+    assert hash_call(f, (10, 3), {}) != hash_call(f, (10,), {})
+
+
+def test_binding_keeps_varargs_and_keyword_only_apart() -> None:
+    from cashet.hashing import hash_call
+
+    g = cell("def g(a, /, b=1, *rest, c, d=4, **more):\n    return a\n")["g"]
+    assert hash_call(g, (1,), {"c": 3}) == hash_call(g, (1, 1), {"c": 3, "d": 4})
+    assert hash_call(g, (1, 1, 9), {"c": 3}) != hash_call(g, (1, 1), {"c": 3})
+    assert hash_call(g, (1,), {"c": 3, "z": 0}) != hash_call(g, (1,), {"c": 3})
+    # a call that does not bind (it fails when run) is hashed as given, never an error
+    assert hash_call(g, (), {}) == hash_args((), {})
+    assert hash_call(g, (1,), {}) == hash_args((1,), {})  # c is missing
+    # ``a`` is positional-only: a=2 goes to **more, and binds as such
+    assert hash_call(g, (1,), {"a": 2, "c": 3}) == hash_args((1, 1), {"a": 2, "c": 3, "d": 4})
+
+
+def test_bound_method_instance_and_classmethod_class_are_arguments() -> None:
+    from cashet.hashing import hash_call
+
+    ns = cell(
+        "class S:\n    def __init__(self, k):\n        self.k = k\n"
+        "    def mul(self, x):\n        return x * self.k\n"
+        "    @classmethod\n    def make(cls, k):\n        return cls(k)\n"
+        "class T(S):\n    pass\n"
+    )
+    s, t = ns["S"], ns["T"]
+    assert hash_call(s(2).mul, (10,), {}) == hash_call(s(2).mul, (), {"x": 10})
+    assert hash_call(s(2).mul, (10,), {}) != hash_call(s(3).mul, (10,), {})
+    assert hash_call(s.make, (1,), {}) != hash_call(t.make, (1,), {})
+
+
+def test_an_unhashable_default_is_left_out_and_named() -> None:
+    from cashet.hashing import hash_call
+
+    ns = cell("import threading\ndef f(x, lock=threading.Lock()):\n    return x\n")
+    with pytest.warns(ClosureWarning, match=r"the default of lock \(lock\)"):
+        a = hash_call(ns["f"], (1,), {})
+    assert a != hash_call(ns["f"], (2,), {})
+    with pytest.raises(TypeError, match="argument 1"):  # one the caller passed: an error
+        hash_call(ns["f"], (1, ns["threading"].Lock()), {})

@@ -383,9 +383,10 @@ def warn(obj: Any, what: str, left_out: list[str]) -> None:
         _WARNED_IDS.add(key)
     names = ", ".join(left_out)
     warnings.warn(
-        f"{what} reads {names}, which cannot be hashed: left out of the cache key (a change "
-        "to it will not change the key). Give its class a __cashet_hash__ method, pass it "
-        "as an argument, or opt out with @cashet.hashing.ignore(...) to silence this",
+        f"{what} reads {names}: left out of the cache key, since it cannot be hashed or is "
+        "a handle rather than data (a change to it will not change the key). Give its class "
+        "a __cashet_hash__ method, pass what matters as an argument, or opt out with "
+        "@cashet.hashing.ignore(...) to silence this",
         ClosureWarning,
         stacklevel=_stacklevel(),
     )

@@ -204,7 +204,10 @@ def make_dataclass(tp: type) -> Handler:
     ``__init__`` or code after construction may set some: they are state too)."""
     names = tuple(f.name for f in dataclasses.fields(tp))
     counted = pack_Q(len(names))
-    field_set = frozenset(names)
+    # a cached_property's value lands in __dict__ when first read: derived, not state
+    cached = functools.cached_property
+    derived = {k for c in tp.__mro__ for k, v in vars(c).items() if isinstance(v, cached)}
+    field_set = frozenset(names) | derived
 
     @tracked
     def enc_dataclass(obj: Any, st: Stream) -> None:
