@@ -321,6 +321,8 @@ def test_identity_reports_its_parts() -> None:
     assert parts["SCALE"].digest and parts["SCALE"].preview == "2"
     assert parts["CFG"].reason == "live" and parts["CFG"].preview == "{'a': 1}"
     assert ident.skipped == ()
+    lib = cell("import json\nimport numpy as np\n\ndef f(x):\n    return np.sum(json.loads(x))\n")
+    assert function_identity(lib["f"]).libraries == ("numpy",)  # stdlib not listed
 
 
 def test_an_unhashable_global_is_left_out_and_named() -> None:

@@ -32,6 +32,7 @@ from here).
 from __future__ import annotations
 
 import functools
+import sys
 import types
 import weakref
 from collections.abc import Callable
@@ -94,6 +95,13 @@ class _CodeNode:
     parts: list[KeyValue] = field(default_factory=list)
     live: list[tuple[str, Any]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    libraries: frozenset[str] = frozenset()
+
+
+def _libraries(ext: list[tuple[str, str]]) -> frozenset[str]:
+    """Top-level third-party packages among library references (for a manifest's versions)."""
+    tops = {target.lstrip(".").partition(".")[0] for _, target in ext}
+    return frozenset(t for t in tops if t and t not in sys.stdlib_module_names and t != "cashet")
 
 
 class _Self:
@@ -185,6 +193,7 @@ def _function_node(f: types.FunctionType) -> _CodeNode:
     )
     n = _CodeNode(bytes.fromhex(local), edges, ns_checks, attr_checks, source, _qualified(f))
     n.parts, n.live, n.skipped = taken.parts, taken.live, taken.skipped
+    n.libraries = _libraries(ext)
     return _selfless(n, f)
 
 
@@ -232,6 +241,7 @@ def _class_node(cls: type) -> _CodeNode:
     )
     n = _CodeNode(bytes.fromhex(local), edges, ns_checks, attr_checks, name=_qualified(cls))
     n.parts, n.live, n.skipped = taken.parts, taken.live, taken.skipped
+    n.libraries = _libraries(ext)
     return _selfless(n, cls)
 
 
@@ -387,6 +397,7 @@ def _compute_identity(func: Any) -> LiveEntry | None:
     live.sort(key=lambda t: t[0])
     source = class_source(func) if isinstance(func, type) else members[0][1].source
     helpers = tuple(sorted({(n.name, n.local.hex()) for _, n in members if n.name}))
+    libraries = tuple(sorted(frozenset().union(*(n.libraries for _, n in members))))
     base = FunctionIdentity(
         digest.hex(),
         func.__qualname__,
@@ -394,6 +405,7 @@ def _compute_identity(func: Any) -> LiveEntry | None:
         source,
         helpers,
         tuple(parts),
+        libraries,
     )
     entry: list[LiveEntry] = []
 

@@ -226,6 +226,8 @@ class FunctionIdentity:
             task itself included); the digest covers that code only, not what it reaches.
         values: every value the code reads (:class:`KeyValue`: owner, label, digest,
             preview, and why it is left out when it is).
+        libraries: top-level third-party packages the code references (by name only: their
+            code is not in the key; a manifest records their versions).
     """
 
     hash: str
@@ -234,6 +236,7 @@ class FunctionIdentity:
     source: str
     helpers: tuple[tuple[str, str], ...] = ()
     values: tuple[KeyValue, ...] = ()
+    libraries: tuple[str, ...] = ()
 
     @property
     def skipped(self) -> tuple[KeyValue, ...]:
@@ -281,7 +284,9 @@ def with_live(e: LiveEntry, func: Any) -> FunctionIdentity:
     for (label, _), d in zip(e.live, digests, strict=True):
         h.update(len(label).to_bytes(4, "little") + label + d.encode())
     b = e.base
-    ident = FunctionIdentity(h.hexdigest(), b.name, b.module, b.source, b.helpers, b.values)
+    ident = FunctionIdentity(
+        h.hexdigest(), b.name, b.module, b.source, b.helpers, b.values, b.libraries
+    )
     e.last = (digests, ident)
     return ident
 
