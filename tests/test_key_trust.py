@@ -504,3 +504,11 @@ def test_a_bound_method_of_an_unhashable_instance_still_runs(tmp_path: Path) -> 
     with Client(store_dir=tmp_path / "s") as client:
         with pytest.warns(ClosureWarning, match=r"the bound instance self"):
             assert client.submit(Service().run, 1).load() == 2
+
+
+def test_a_constant_read_through_an_import_inside_the_body(tmp_path: Path) -> None:
+    src = "def f(x):\n    import cfg\n    return x * cfg.SCALE\nCALLS = [(f, (10,), {})]\n"
+    first, second = edited(
+        tmp_path, src, src, ({"cfg.py": "SCALE = 2\n"}, {"cfg.py": "SCALE = 3\n"})
+    )
+    assert (first, second) == ([20], [30])

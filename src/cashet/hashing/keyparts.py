@@ -144,7 +144,13 @@ def take_values(
         if name in ignored or name.partition(".")[0] in ignored:
             out.parts.append(KeyValue(owner, label, "", "ignored", v))
             continue
-        if uses is not None and uses.write_only(tuple(name.split("."))):
+        # (a value reached through an import in the body is named by its module, not by
+        # a name the AST shows: it counts as read)
+        if (
+            uses is not None
+            and not name.startswith("import:")
+            and uses.write_only(tuple(name.split(".")))
+        ):
             out.parts.append(KeyValue(owner, label, "", "write-only", v))
             continue
         try:
