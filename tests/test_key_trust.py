@@ -512,3 +512,20 @@ def test_a_constant_read_through_an_import_inside_the_body(tmp_path: Path) -> No
         tmp_path, src, src, ({"cfg.py": "SCALE = 2\n"}, {"cfg.py": "SCALE = 3\n"})
     )
     assert (first, second) == ([20], [30])
+
+
+def test_a_result_ref_global_is_keyed_by_its_content(tmp_path: Path) -> None:
+    import types as _types
+    import warnings
+
+    from cashet import Client
+
+    mod = _types.ModuleType("trust_ref_mod")
+    exec("def load(n):\n    return list(range(n))\ndef f(x):\n    return len(RAW.load()) + x\n",
+         mod.__dict__)  # fmt: skip
+    with Client(store_dir=tmp_path / "s") as client, warnings.catch_warnings():
+        warnings.simplefilter("error")
+        mod.RAW = client.submit(mod.load, 2)  # type: ignore[attr-defined]
+        assert client.submit(mod.f, 10).load() == 12
+        mod.RAW = client.submit(mod.load, 3)  # type: ignore[attr-defined]
+        assert client.submit(mod.f, 10).load() == 13

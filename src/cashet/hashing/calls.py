@@ -166,6 +166,6 @@ def hash_call(
 def _hashable(v: Any) -> bool:
     try:
         hash_value(v)
-    except (TypeError, RecursionError):
+    except Exception:
         return False
     return True

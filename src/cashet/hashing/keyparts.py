@@ -119,7 +119,8 @@ _RESOURCE_MODULES = frozenset(
 
 def _is_resource(v: Any) -> bool:
     mod = getattr(type(v), "__module__", None) or ""
-    return mod.partition(".")[0] in _RESOURCE_MODULES
+    # a ResultRef is data: its blob hash is its content
+    return mod.partition(".")[0] in _RESOURCE_MODULES and mod != "cashet.models"
 
 
 def _type_name(v: Any) -> str:
@@ -157,7 +158,7 @@ def take_values(
             if _is_resource(v):
                 raise TypeError("a resource, not data")
             digest = hash_value(v)
-        except (TypeError, RecursionError):
+        except Exception:  # TypeError mostly; a failing __reduce__/hook must not fail the task
             reason = f"unhashable: {_type_name(v)}"
             out.fixed.append((label, reason))
             out.parts.append(KeyValue(owner, label, "", reason, v))
@@ -335,7 +336,7 @@ def _live_digest(i: int, label: bytes, v: Any, e: LiveEntry) -> str:
             pass
     try:
         digest = hash_value(v)
-    except (TypeError, RecursionError):  # changed in place into something unhashable
+    except Exception:  # changed in place into something unhashable
         tp = type(v)
         name = label[32:].decode("utf-8", "surrogatepass")
         warn(e, e.base.name, [f"{name} ({tp.__qualname__})"])
