@@ -43,6 +43,29 @@ def produce_result(i):
     return RESULT[0]
 
 
+# A value the task reads is in its key (issue 11): RESULT is how the scenario hands over the
+# payload, not an input, so it is opted out (``cashet.hashing.ignore`` sets this attribute;
+# set directly, the module still imports where that function does not exist: other peers).
+produce_result.__cashet_ignore__ = ("RESULT",)  # type: ignore[attr-defined]
+
+#: A module constant and a 20-key config dict, read by ``scaled_by_config`` (both are in its
+#: key: the constant hashed once, the dict on every call since it can change in place).
+SCALE = 3
+CONFIG = {f"key{i}": i for i in range(20)}
+
+
+def scaled_by_config(x):
+    return x * SCALE + CONFIG["key7"]
+
+
+#: The 100 MiB NumPy global ``reads_big_global`` reads, set by the scenario before it runs.
+BIG_GLOBAL: Any = None
+
+
+def reads_big_global(i):
+    return float(BIG_GLOBAL[i])
+
+
 # The README's Quick Start pipeline.
 def load_dataset(path):
     return list(range(100))

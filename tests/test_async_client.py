@@ -24,7 +24,7 @@ from cashet import AsyncResultRef, Client, TaskError, TaskRef, TaskTimeoutError
 from cashet.async_client import AsyncClient
 from cashet.executor import AsyncLocalExecutor
 from cashet.executors.async_local import is_big
-from cashet.hashing import function_identity, hash_args
+from cashet.hashing import function_identity, hash_call
 from cashet.store import AsyncSQLiteStore
 
 # Task functions here close over events and lists on purpose (not part of any cache key).
@@ -43,7 +43,7 @@ def run(coro_fn: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
 
 
 def fingerprint(func: Any, *args: Any, **kwargs: Any) -> str:
-    return f"{function_identity(func).hash}:{hash_args(args, kwargs)}"
+    return f"{function_identity(func).hash}:{hash_call(func, args, kwargs)}"
 
 
 # --- the spec's async examples, as written -------------------------------------------------
@@ -369,11 +369,11 @@ def test_small_values_stay_on_the_loop_big_ones_do_not(
 
     hashed_in: list[int] = []
 
-    def recording_hash_args(args: Any, kwargs: Any) -> str:
+    def recording_hash_call(func: Any, args: Any, kwargs: Any) -> str:
         hashed_in.append(threading.get_ident())
-        return hash_args(args, kwargs)
+        return hash_call(func, args, kwargs)
 
-    monkeypatch.setattr(ac, "hash_args", recording_hash_args)
+    monkeypatch.setattr(ac, "hash_call", recording_hash_call)
     serializer = RecordingSerializer()
 
     async def main() -> None:

@@ -19,6 +19,8 @@ CORE_SCENARIOS = {
     "hit_f1",
     "miss_trivial",
     "hit_numpy_100mib",
+    "hit_reads_globals",
+    "hit_numpy_global_100mib",
     "hit_dataframe_40mb",
     "result_100mib_store",
     "result_100mib_load",

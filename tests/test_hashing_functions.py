@@ -19,7 +19,7 @@ import pytest
 
 from cashet._process import BoundedCache
 from cashet.errors import ClosureWarning
-from cashet.hashing import FunctionIdentity, function_identity
+from cashet.hashing import FunctionIdentity, function_identity, hash_args
 from cashet.hashing import dependencies as _deps
 from cashet.hashing import functions as _fnhash
 from cashet.hashing import source as _source
@@ -94,9 +94,10 @@ def test_cosmetic_changes_keep_identity(variant: str) -> None:
 
 def test_golden_identities() -> None:
     # pins the identity format (AST dump, graph entries): every cache key depends on it
-    assert fid(cell(BASE)) == "42a027852faae36d8c35a19d5e9e1e474ff8cf50c2b85ecda6a60a21962e460e"
+    # (format 2, issue 11: values read by the code are in the key; updated on purpose)
+    assert fid(cell(BASE)) == "84f1ff1e8367c123a29b5e27196be72140de31661df531f62f84e88ed2ee7c9c"
     helper = "def g(x):\n    return x + 1\n\ndef f(x):\n    return g(x) * 2\n"
-    assert fid(cell(helper)) == "1b401c2b76ef6b71c36f87b4979d9dfac5f7d922164bbfabe683da3da8836c11"
+    assert fid(cell(helper)) == "8e180847c3bd71a9aa6e43ebbd32f99253638a8dc60c14a8c7ae6fc0be01b52b"
 
 
 def test_identity_fields() -> None:
@@ -275,9 +276,79 @@ def test_library_binding_is_part_of_identity() -> None:
     assert fid(a) != fid(b)
 
 
-def test_global_values_are_not_hashed() -> None:
+def test_global_values_are_hashed() -> None:
+    # issue 11: a module-level value the code reads is in the key (it was left out before)
     ns = cell("K = 2\n\ndef f(x):\n    return x * K\n")
     before = fid(ns)
+    ns["K"] = 3
+    assert fid(ns) != before
+    ns["K"] = 2
+    assert fid(ns) == before
+
+
+def test_a_mutable_global_mutated_in_place_changes_the_identity() -> None:
+    ns = cell("CFG = {'k': 2}\n\ndef f(x):\n    return x * CFG['k']\n")
+    before = fid(ns)
+    ns["CFG"]["k"] = 3
+    assert fid(ns) != before
+    ns["CFG"]["k"] = 2
+    assert fid(ns) == before
+
+
+def test_a_global_only_written_into_is_not_in_the_key() -> None:
+    ns = cell(
+        "CALLS = []\nSEEN = {}\nN = 0\n\ndef f(x):\n    global N\n    N += 1\n"
+        "    CALLS.append(x)\n    SEEN[x] = True\n    return x\n"
+    )
+    before = function_identity(ns["f"])
+    ns["f"](1)
+    assert fid(ns) == before.hash
+    assert {v.label: v.reason for v in before.values} == {
+        "CALLS": "write-only",
+        "SEEN": "write-only",
+        "N": "write-only",
+    }
+
+
+def test_identity_reports_its_parts() -> None:
+    ns = cell(
+        "SCALE = 2\nCFG = {'a': 1}\n\ndef g(x):\n    return x * SCALE\n\n"
+        "def f(x):\n    return g(x) + CFG['a']\n"
+    )
+    ident = function_identity(ns["f"])
+    assert [name for name, _ in ident.helpers] == ["__main__.f", "__main__.g"]
+    parts = {v.label: v for v in ident.values}
+    assert parts["SCALE"].digest and parts["SCALE"].preview == "2"
+    assert parts["CFG"].reason == "live" and parts["CFG"].preview == "{'a': 1}"
+    assert ident.skipped == ()
+    lib = cell("import json\nimport numpy as np\n\ndef f(x):\n    return np.sum(json.loads(x))\n")
+    assert function_identity(lib["f"]).libraries == ("numpy",)  # stdlib not listed
+
+
+def test_an_unhashable_global_is_left_out_and_named() -> None:
+    ns = cell(
+        "import threading\nLOCK = threading.Lock()\n\ndef f(x):\n    with LOCK:\n        return x\n"
+    )
+    with pytest.warns(ClosureWarning, match=r"LOCK \(_thread.lock\).*__cashet_hash__") as rec:
+        ident = function_identity(ns["f"])
+    assert rec[0].filename == __file__  # points at the caller, not into cashet
+    assert [(v.label, v.reason) for v in ident.skipped] == [("LOCK", "unhashable: _thread.lock")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        function_identity(ns["f"])  # once
+
+
+def test_ignore_opts_a_value_out_without_a_warning() -> None:
+    from cashet.hashing import ignore
+
+    ns = cell(
+        "import threading\nLOCK = threading.Lock()\nK = 2\n\ndef f(x):\n"
+        "    with LOCK:\n        return x * K\n"
+    )
+    ignore("LOCK", "K")(ns["f"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        before = fid(ns)
     ns["K"] = 3
     assert fid(ns) == before
 
@@ -327,17 +398,13 @@ def test_reassigned_method_invalidates() -> None:
 # --- closures -------------------------------------------------------------------------------------
 
 
-def test_closure_over_plain_value_warns_once() -> None:
-    ns = cell(
-        "def make(k):\n    def inner(x):\n        return x * k\n    return inner\n\n"
-        "inner = make(3)\n"
-    )
-    with pytest.warns(ClosureWarning, match=r"inner closes over plain value\(s\) k") as rec:
-        function_identity(ns["inner"])
-    assert rec[0].filename == __file__  # points at the caller, not into cashet
+def test_closure_over_plain_value_is_hashed() -> None:
+    # issue 11: closure cells are values like any other (a ClosureWarning was all there was)
+    src = "def make(k):\n    def inner(x):\n        return x * k\n    return inner\n\n"
+    ns = cell(src + "a = make(3)\nb = make(3)\nc = make(4)\n")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        function_identity(ns["inner"])  # once per function object
+        assert fid(ns, "a") == fid(ns, "b") != fid(ns, "c")
 
 
 def test_closure_over_function_is_hashed_without_warning() -> None:
@@ -351,18 +418,21 @@ def test_closure_over_function_is_hashed_without_warning() -> None:
     assert a != b
 
 
-def test_closure_over_an_object_warns_even_if_callable() -> None:
+def test_closure_over_an_object_hashes_its_state_even_if_callable() -> None:
     ns = cell(
-        "class Model:\n    def __call__(self, x):\n        return x\n"
-        "    def predict(self, x):\n        return x\n\n"
+        "class Model:\n    def __init__(self, k):\n        self.k = k\n"
+        "    def __call__(self, x):\n        return x * self.k\n"
+        "    def predict(self, x):\n        return x * self.k\n\n"
         "def make(m):\n    def inner(x):\n        return m(x)\n    return inner\n\n"
         "def make_bound(m):\n    fn = m.predict\n    def inner2(x):\n        return fn(x)\n"
-        "    return inner2\n\ninner = make(Model())\ninner2 = make_bound(Model())\n"
+        "    return inner2\n\n"
+        "i2, i3 = make(Model(2)), make(Model(3))\n"
+        "b2, b3 = make_bound(Model(2)), make_bound(Model(3))\n"
     )
-    with pytest.warns(ClosureWarning, match=r"plain value\(s\) m"):
-        function_identity(ns["inner"])
-    with pytest.warns(ClosureWarning, match=r"plain value\(s\) fn"):
-        function_identity(ns["inner2"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert fid(ns, "i2") != fid(ns, "i3")
+        assert fid(ns, "b2") != fid(ns, "b3")
 
 
 def test_dataclass_dependency_hashes_fields_without_warnings() -> None:
@@ -441,8 +511,8 @@ def test_two_lambdas_on_one_line_differ() -> None:
 
 def test_nested_lambdas_are_told_apart() -> None:
     outer = function_identity(_nested)
-    with pytest.warns(ClosureWarning):  # the inner lambda closes over x
-        inner = function_identity(_nested(1))
+    inner = function_identity(_nested(1))  # its closure cell x is hashed
+    assert inner.hash != function_identity(_nested(2)).hash
     assert outer.source == "lambda x: lambda y: x + y"
     assert inner.source == "lambda y: x + y"
     assert outer.hash != inner.hash
@@ -571,3 +641,56 @@ def test_notebook_class_counts_as_user_code_when_main_is_a_library_file() -> Non
             main.__file__ = saved
         else:
             del main.__file__
+
+
+# --- the argument key: calls bound to the signature (issue 11) ---------------------------------
+
+
+def test_equivalent_calls_hash_alike() -> None:
+    from cashet.hashing import hash_call
+
+    f = cell("def f(x, k=2):\n    return x * k\n")["f"]
+    forms = [((10, 2), {}), ((10,), {"k": 2}), ((), {"x": 10, "k": 2}), ((10,), {})]
+    assert len({hash_call(f, a, kw) for a, kw in forms}) == 1
+    assert hash_call(f, (10, 2), {}) == hash_args((10, 2), {})  # positional: as before
+    assert hash_call(f, (10, 3), {}) != hash_call(f, (10,), {})
+
+
+def test_binding_keeps_varargs_and_keyword_only_apart() -> None:
+    from cashet.hashing import hash_call
+
+    g = cell("def g(a, /, b=1, *rest, c, d=4, **more):\n    return a\n")["g"]
+    assert hash_call(g, (1,), {"c": 3}) == hash_call(g, (1, 1), {"c": 3, "d": 4})
+    assert hash_call(g, (1, 1, 9), {"c": 3}) != hash_call(g, (1, 1), {"c": 3})
+    assert hash_call(g, (1,), {"c": 3, "z": 0}) != hash_call(g, (1,), {"c": 3})
+    # a call that does not bind (it fails when run) is hashed as given, never an error
+    assert hash_call(g, (), {}) == hash_args((), {})
+    assert hash_call(g, (1,), {}) == hash_args((1,), {})  # c is missing
+    # ``a`` is positional-only: a=2 goes to **more, and binds as such
+    assert hash_call(g, (1,), {"a": 2, "c": 3}) == hash_args((1, 1), {"a": 2, "c": 3, "d": 4})
+
+
+def test_bound_method_instance_and_classmethod_class_are_arguments() -> None:
+    from cashet.hashing import hash_call
+
+    ns = cell(
+        "class S:\n    def __init__(self, k):\n        self.k = k\n"
+        "    def mul(self, x):\n        return x * self.k\n"
+        "    @classmethod\n    def make(cls, k):\n        return cls(k)\n"
+        "class T(S):\n    pass\n"
+    )
+    s, t = ns["S"], ns["T"]
+    assert hash_call(s(2).mul, (10,), {}) == hash_call(s(2).mul, (), {"x": 10})
+    assert hash_call(s(2).mul, (10,), {}) != hash_call(s(3).mul, (10,), {})
+    assert hash_call(s.make, (1,), {}) != hash_call(t.make, (1,), {})
+
+
+def test_an_unhashable_default_is_left_out_and_named() -> None:
+    from cashet.hashing import hash_call
+
+    ns = cell("import threading\ndef f(x, lock=threading.Lock()):\n    return x\n")
+    with pytest.warns(ClosureWarning, match=r"the default of lock \(lock\)"):
+        a = hash_call(ns["f"], (1,), {})
+    assert a != hash_call(ns["f"], (2,), {})
+    with pytest.raises(TypeError, match="argument 1"):  # one the caller passed: an error
+        hash_call(ns["f"], (1, ns["threading"].Lock()), {})

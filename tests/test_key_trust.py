@@ -95,13 +95,11 @@ def test_a_rerun_without_edits_is_a_hit(tmp_path: Path) -> None:
 # --- module and class level values ----------------------------------------------------------
 
 
-@pytest.mark.xfail(reason=ISSUE_11, strict=True)
 def test_module_constant(tmp_path: Path) -> None:
     src = "SCALE = {k}\ndef f(x):\n    return x * SCALE\nCALLS = [(f, (10,), {{}})]\n"
     assert edited(tmp_path, src.format(k=2), src.format(k=3)) == ([20], [30])
 
 
-@pytest.mark.xfail(reason=ISSUE_11, strict=True)
 def test_config_dict_entry(tmp_path: Path) -> None:
     src = """
     CONFIG = {{"scale": {k}, "name": "x"}}
@@ -112,7 +110,6 @@ def test_config_dict_entry(tmp_path: Path) -> None:
     assert edited(tmp_path, src.format(k=2), src.format(k=3)) == ([20], [30])
 
 
-@pytest.mark.xfail(reason=ISSUE_11, strict=True)
 def test_instance_global(tmp_path: Path) -> None:
     src = """
     class Model:
@@ -126,7 +123,6 @@ def test_instance_global(tmp_path: Path) -> None:
     assert edited(tmp_path, src.format(k=2), src.format(k=3)) == ([20], [30])
 
 
-@pytest.mark.xfail(reason=ISSUE_11, strict=True)
 def test_constant_of_another_module(tmp_path: Path) -> None:
     src = "import cfg\ndef f(x):\n    return x * cfg.SCALE\nCALLS = [(f, (10,), {})]\n"
     first, second = edited(
@@ -135,7 +131,6 @@ def test_constant_of_another_module(tmp_path: Path) -> None:
     assert (first, second) == ([20], [30])
 
 
-@pytest.mark.xfail(reason=ISSUE_11, strict=True)
 def test_class_attribute_read_through_self(tmp_path: Path) -> None:
     src = """
     class Scaler:
@@ -149,7 +144,6 @@ def test_class_attribute_read_through_self(tmp_path: Path) -> None:
     assert edited(tmp_path, src.format(k=2), src.format(k=3)) == ([20], [30])
 
 
-@pytest.mark.xfail(reason=ISSUE_11, strict=True)
 def test_enum_member_value(tmp_path: Path) -> None:
     src = """
     import enum
@@ -165,7 +159,6 @@ def test_enum_member_value(tmp_path: Path) -> None:
 # --- bound methods, classmethods, closures ------------------------------------------------------
 
 
-@pytest.mark.xfail(reason=ISSUE_11, strict=True)
 def test_bound_method_instance_is_in_the_key(tmp_path: Path) -> None:
     src = """
     class Scaler:
@@ -178,7 +171,6 @@ def test_bound_method_instance_is_in_the_key(tmp_path: Path) -> None:
     assert values(run(tmp_path, src)) == [20, 30]
 
 
-@pytest.mark.xfail(reason=ISSUE_11, strict=True)
 def test_inherited_classmethod_is_keyed_by_its_class(tmp_path: Path) -> None:
     src = """
     class Reader:
@@ -197,7 +189,6 @@ def test_inherited_classmethod_is_keyed_by_its_class(tmp_path: Path) -> None:
     assert values(run(tmp_path, src)) == [3, 2]
 
 
-@pytest.mark.xfail(reason=ISSUE_11, strict=True)
 def test_closure_values_from_a_factory(tmp_path: Path) -> None:
     src = """
     def make(k):
@@ -209,7 +200,6 @@ def test_closure_values_from_a_factory(tmp_path: Path) -> None:
     assert values(run(tmp_path, src)) == [20, 30]
 
 
-@pytest.mark.xfail(reason=ISSUE_11, strict=True)
 def test_decorator_with_arguments(tmp_path: Path) -> None:
     src = """
     import functools
@@ -231,7 +221,6 @@ def test_decorator_with_arguments(tmp_path: Path) -> None:
 # --- helpers reached in other ways ----------------------------------------------------------
 
 
-@pytest.mark.xfail(reason=ISSUE_11, strict=True)
 def test_import_inside_the_task_body(tmp_path: Path) -> None:
     src = "def f(x):\n    import helper_mod\n    return helper_mod.g(x)\nCALLS = [(f, (10,), {})]\n"
     helper = "def g(x):\n    return x * {k}\n"
@@ -244,7 +233,6 @@ def test_import_inside_the_task_body(tmp_path: Path) -> None:
     assert (first, second) == ([20], [30])
 
 
-@pytest.mark.xfail(reason=ISSUE_11, strict=True)
 def test_dispatch_table(tmp_path: Path) -> None:
     src = """
     def double(v):
@@ -257,7 +245,6 @@ def test_dispatch_table(tmp_path: Path) -> None:
     assert edited(tmp_path, src.format(k=2), src.format(k=3)) == ([20], [30])
 
 
-@pytest.mark.xfail(reason=ISSUE_11, strict=True)
 def test_singledispatch_registered_implementation(tmp_path: Path) -> None:
     src = """
     import functools
@@ -274,7 +261,6 @@ def test_singledispatch_registered_implementation(tmp_path: Path) -> None:
     assert edited(tmp_path, src.format(k=2), src.format(k=3)) == ([20], [30])
 
 
-@pytest.mark.xfail(reason=ISSUE_11, strict=True)
 def test_class_based_decorator(tmp_path: Path) -> None:
     src = """
     class logged:
@@ -295,7 +281,6 @@ def test_class_based_decorator(tmp_path: Path) -> None:
 # --- classes and instances as data ----------------------------------------------------------
 
 
-@pytest.mark.xfail(reason=ISSUE_11, strict=True)
 def test_class_passed_as_an_argument(tmp_path: Path) -> None:
     src = """
     class Op:
@@ -309,7 +294,6 @@ def test_class_passed_as_an_argument(tmp_path: Path) -> None:
     assert edited(tmp_path, src.format(k=2), src.format(k=3)) == ([20], [30])
 
 
-@pytest.mark.xfail(reason=ISSUE_11, strict=True)
 def test_class_of_an_instance_argument(tmp_path: Path) -> None:
     src = """
     class Op:
@@ -322,7 +306,6 @@ def test_class_of_an_instance_argument(tmp_path: Path) -> None:
     assert edited(tmp_path, src.format(k=2), src.format(k=3)) == ([20], [30])
 
 
-@pytest.mark.xfail(reason=ISSUE_11, strict=True)
 def test_dataclass_attributes_beyond_its_fields(tmp_path: Path) -> None:
     src = """
     import dataclasses
@@ -341,7 +324,6 @@ def test_dataclass_attributes_beyond_its_fields(tmp_path: Path) -> None:
 # --- a needless miss --------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(reason="issue 11: arguments are not bound to the signature yet", strict=True)
 def test_equivalent_calls_share_one_key(tmp_path: Path) -> None:
     src = """
     RUNS = []
@@ -350,3 +332,200 @@ def test_equivalent_calls_share_one_key(tmp_path: Path) -> None:
     CALLS = [(f, (10, 2), {}), (f, (10,), {"k": 2}), (f, (), {"x": 10, "k": 2}), (f, (10,), {})]
     """
     assert run(tmp_path, src) == [[20, False], [20, True], [20, True], [20, True]]
+
+
+# --- more of issue 11: wrappers, layouts, in-place changes, what is left out -------------------
+
+
+def test_contextmanager_helper(tmp_path: Path) -> None:
+    src = """
+    import contextlib
+    @contextlib.contextmanager
+    def scaled():
+        yield {k}
+    def f(x):
+        with scaled() as k:
+            return x * k
+    CALLS = [(f, (10,), {{}})]
+    """
+    assert edited(tmp_path, src.format(k=2), src.format(k=3)) == ([20], [30])
+
+
+def test_numpy_vectorize_pyfunc(tmp_path: Path) -> None:
+    src = """
+    import numpy as np
+    def _scale(v):
+        return v * {k}
+    scale = np.vectorize(_scale)
+    def f(x):
+        return int(scale(np.array([x]))[0])
+    CALLS = [(f, (10,), {{}})]
+    """
+    assert edited(tmp_path, src.format(k=2), src.format(k=3)) == ([20], [30])
+
+
+def test_structured_dtype_layout_is_in_the_key(tmp_path: Path) -> None:
+    src = """
+    import numpy as np
+    fields = [("a", "u1"), ("b", "<i8")]
+    packed = np.zeros(2, dtype=np.dtype(fields))
+    aligned = np.zeros(2, dtype=np.dtype(fields, align=True))
+    def f(arr):
+        return arr.dtype.itemsize
+    CALLS = [(f, (packed,), {}), (f, (aligned,), {})]
+    """
+    assert values(run(tmp_path, src)) == [9, 16]
+
+
+def test_from_import_inside_the_task_body(tmp_path: Path) -> None:
+    src = "def f(x):\n    from helper_mod import g\n    return g(x)\nCALLS = [(f, (10,), {})]\n"
+    helper = "def g(x):\n    return x * {k}\n"
+    first, second = edited(
+        tmp_path,
+        src,
+        src,
+        ({"helper_mod.py": helper.format(k=2)}, {"helper_mod.py": helper.format(k=3)}),
+    )
+    assert (first, second) == ([20], [30])
+
+
+def test_a_helper_module_constant_read_by_a_helper(tmp_path: Path) -> None:
+    src = "import helper_mod\ndef f(x):\n    return helper_mod.g(x)\nCALLS = [(f, (10,), {})]\n"
+    helper = "SCALE = {k}\ndef g(x):\n    return x * SCALE\n"
+    first, second = edited(
+        tmp_path,
+        src,
+        src,
+        ({"helper_mod.py": helper.format(k=2)}, {"helper_mod.py": helper.format(k=3)}),
+    )
+    assert (first, second) == ([20], [30])
+
+
+def test_mutable_global_mutated_in_place_between_two_calls(tmp_path: Path) -> None:
+    src = """
+    CONFIG = {"scale": 2}
+    def f(x):
+        return x * CONFIG["scale"]
+    def set_scale(v):
+        CONFIG["scale"] = v
+        return v
+    CALLS = [(f, (10,), {}), (set_scale, (3,), {}), (f, (10,), {}), (set_scale, (2,), {}),
+             (f, (10,), {})]
+    """
+    result = run(tmp_path, src)
+    assert values(result) == [20, 3, 30, 2, 20]
+    assert result[4][1] is True  # back to scale 2: the first call's entry is hit
+
+
+def test_class_level_dict_mutated_in_place(tmp_path: Path) -> None:
+    src = """
+    class Pricing:
+        RATES = {"eur": 2}
+        def convert(self, x):
+            return x * self.RATES["eur"]
+    def f(x):
+        return Pricing().convert(x)
+    def set_rate(v):
+        Pricing.RATES["eur"] = v
+        return v
+    CALLS = [(f, (10,), {}), (set_rate, (3,), {}), (f, (10,), {})]
+    """
+    assert values(run(tmp_path, src)) == [20, 3, 30]
+
+
+def test_a_counter_the_task_only_writes_to_keeps_hits(tmp_path: Path) -> None:
+    src = """
+    RUNS = []
+    SEEN = {}
+    def f(x):
+        RUNS.append(x)
+        SEEN[x] = True
+        return x * 2
+    CALLS = [(f, (10,), {}), (f, (10,), {})]
+    """
+    assert run(tmp_path, src) == [[20, False], [20, True]]
+
+
+def test_keyword_only_defaults_bind(tmp_path: Path) -> None:
+    src = """
+    def f(x, *, k=2):
+        return x * k
+    CALLS = [(f, (10,), {}), (f, (10,), {"k": 2}), (f, (10,), {"k": 3})]
+    """
+    assert run(tmp_path, src) == [[20, False], [20, True], [30, False]]
+
+
+def test_an_enum_argument_is_keyed_by_its_class_code(tmp_path: Path) -> None:
+    src = """
+    import enum
+    class Mode(enum.Enum):
+        FAST = 1
+        def factor(self):
+            return {k}
+    def f(m, x):
+        return x * m.factor()
+    CALLS = [(f, (Mode.FAST, 10), {{}})]
+    """
+    assert edited(tmp_path, src.format(k=2), src.format(k=3)) == ([20], [30])
+
+
+# --- in one process: what is left out is named, never a crash ----------------------------------
+
+
+def test_an_unhashable_global_is_named_in_a_warning_and_the_call_works(tmp_path: Path) -> None:
+    import threading
+    import types as _types
+
+    from cashet import Client
+    from cashet.errors import ClosureWarning
+
+    mod = _types.ModuleType("trust_unhashable_mod")
+    exec("def f(x):\n    with LOCK:\n        return x * 2\n", mod.__dict__)
+    mod.LOCK = threading.Lock()  # type: ignore[attr-defined]
+    with Client(store_dir=tmp_path / "s") as client:
+        with pytest.warns(ClosureWarning, match=r"reads LOCK \(_thread\.lock\).*__cashet_hash__"):
+            assert client.submit(mod.f, 10).load() == 20
+        assert client.submit(mod.f, 10).load() == 20  # warned once; still a hit
+
+
+def test_a_bound_method_of_an_unhashable_instance_still_runs(tmp_path: Path) -> None:
+    import threading
+
+    from cashet import Client
+    from cashet.errors import ClosureWarning
+
+    class Service:
+        def __init__(self) -> None:
+            self.lock = threading.Lock()
+
+        def run(self, x: int) -> int:
+            return x + 1
+
+    with Client(store_dir=tmp_path / "s") as client:
+        with pytest.warns(ClosureWarning, match=r"the bound instance self"):
+            assert client.submit(Service().run, 1).load() == 2
+
+
+def test_a_constant_read_through_an_import_inside_the_body(tmp_path: Path) -> None:
+    src = "def f(x):\n    import cfg\n    return x * cfg.SCALE\nCALLS = [(f, (10,), {})]\n"
+    first, second = edited(
+        tmp_path, src, src, ({"cfg.py": "SCALE = 2\n"}, {"cfg.py": "SCALE = 3\n"})
+    )
+    assert (first, second) == ([20], [30])
+
+
+def test_a_result_ref_global_is_keyed_by_its_content(tmp_path: Path) -> None:
+    import types as _types
+    import warnings
+
+    from cashet import Client
+
+    mod = _types.ModuleType("trust_ref_mod")
+    exec("def load(n):\n    return list(range(n))\ndef f(x):\n    return len(RAW.load()) + x\n",
+         mod.__dict__)  # fmt: skip
+    with Client(store_dir=tmp_path / "s") as client, warnings.catch_warnings():
+        warnings.simplefilter("error")
+        mod.RAW = client.submit(mod.load, 2)  # type: ignore[attr-defined]
+        assert client.submit(mod.f, 10).load() == 12
+        mod.RAW = client.submit(mod.load, 3)  # type: ignore[attr-defined]
+        assert client.submit(mod.f, 10).load() == 13

@@ -176,6 +176,75 @@ def hit_numpy_100mib(ctx: Context) -> dict[str, Outcome]:
 
 
 @core.scenario(
+    "hit_reads_globals",
+    "hit of a task reading a module constant and a 20-key config dict",
+    targets=[within("baseline", 1.5), info("joblib"), info("diskcache")],
+    baseline="ours: hit of f(1)",
+)
+def hit_reads_globals(ctx: Context) -> dict[str, Outcome]:
+    ctx.note(
+        "the constant is hashed once per binding, the dict on every call (it can change in "
+        "place): both are in the key since issue 11"
+    )
+
+    def run() -> dict[str, Outcome]:
+        client_cls = ctx.ours()
+        with (
+            client_cls(store_dir=str(ctx.tmpdir("ours"))) as ours,
+            client_cls(store_dir=str(ctx.tmpdir("base"))) as base,
+        ):
+            ours.submit(w.scaled_by_config, 1).load()
+            base.submit(w.f, 1).load()
+
+            def hit_on(client: Any, func: Any) -> Callable[[Config], Outcome]:
+                return lambda cfg: measure(lambda: client.submit(func, 1).load(), cfg)
+
+            measurers = {"ours": hit_on(ours, w.scaled_by_config), "baseline": hit_on(base, w.f)}
+            return rounds(ctx.cfg, measurers, n=4)
+
+    def disk() -> Outcome:
+        cached = diskcache_memoize(ctx, w.scaled_by_config)
+        cached(1)
+        return measure(lambda: cached(1), ctx.cfg)
+
+    results = _both_or_baseline(ctx, run, None)
+    results["joblib"] = ctx.attempt("joblib", lambda: joblib_hit(ctx, w.scaled_by_config, 1))
+    results["diskcache"] = ctx.attempt("diskcache", disk)
+    return results
+
+
+@core.scenario(
+    "hit_numpy_global_100mib",
+    "hit of a task reading a 100 MiB NumPy global",
+    targets=[throughput("baseline", 70)],
+    baseline="blake3 1-thread",
+)
+def hit_numpy_global_100mib(ctx: Context) -> dict[str, Outcome]:
+    arr = w.make_array(ctx.cfg.pick(*api.NUMPY_ARG_BYTES))
+    ctx.note(
+        f"global: {arr.nbytes / MiB:.0f} MiB float64 array, re-hashed on every call (it can "
+        "change in place; opt out with cashet.hashing.ignore); baseline: blake3 over its "
+        "bytes, one thread"
+    )
+    w.BIG_GLOBAL = arr
+
+    def raw_blake3() -> Outcome:
+        blake3 = ctx.require("blake3").blake3
+        buf = memoryview(arr).cast("B")
+        return measure(lambda: blake3(buf).digest(), ctx.cfg, min_samples=5)
+
+    try:
+        return {
+            "ours": ctx.attempt(
+                "ours", lambda: ours_hit(ctx, w.reads_big_global, 1, min_samples=5)
+            ),
+            "baseline": ctx.attempt("baseline", raw_blake3),
+        }
+    finally:
+        w.BIG_GLOBAL = None
+
+
+@core.scenario(
     "hit_dataframe_40mb",
     "hit with a ~40 MB pandas DataFrame argument",
     targets=[faster("joblib", 3)],

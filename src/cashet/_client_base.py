@@ -207,13 +207,13 @@ class ClientBase(Generic[TF]):
         retries: Any,
         timeout: Any,
         ttl: Any,
-    ) -> tuple[TaskOptions, FunctionIdentity] | None:
-        """What a cache-only :meth:`lookup` keys on, or ``None`` when such a call would run
-        whatever the cache holds (``cache=False`` or ``force=True``): it finds nothing."""
-        _, options, identity = self._prepare(func, cache, force, tags, retries, timeout, ttl)
-        if not options.cache or options.force:
+    ) -> tuple[Callable[..., Any], TaskOptions, FunctionIdentity] | None:
+        """What a cache-only :meth:`lookup` keys on (as :meth:`_prepare`), or ``None`` when
+        such a call would run whatever the cache holds (``cache=False`` or ``force=True``)."""
+        prepared = self._prepare(func, cache, force, tags, retries, timeout, ttl)
+        if not prepared[1].cache or prepared[1].force:
             return None
-        return options, identity
+        return prepared
 
     @staticmethod
     def _hit_needs_touch(commit: Commit, now: datetime) -> bool:

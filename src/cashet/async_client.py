@@ -49,7 +49,7 @@ from cashet.core.batch import BatchItem, plan_batch
 from cashet.core.options import TaskOptions, make_task_def
 from cashet.errors import StoreError
 from cashet.executors.async_local import BIG_BYTES, is_big
-from cashet.hashing import hash_args
+from cashet.hashing import hash_call
 from cashet.models import AsyncResultRef, Commit, ObjectRef, TaskStatus, utcnow
 from cashet.protocols import (
     AsyncExecutor,
@@ -156,9 +156,9 @@ class AsyncClient(ClientBase[AsyncTaskFunction[Any]]):
             func, _cache, _force, _tags, _retries, _timeout, _ttl
         )
         if is_big(args) or is_big(kwargs):
-            args_hash = await asyncio.to_thread(hash_args, args, kwargs)
+            args_hash = await asyncio.to_thread(hash_call, func, args, kwargs)
         else:
-            args_hash = hash_args(args, kwargs)
+            args_hash = hash_call(func, args, kwargs)
         task_def = make_task_def(identity, options, args_hash)
         commit = await self.executor.submit(
             func, args, kwargs, task_def, self.store, self.serializer
@@ -480,11 +480,12 @@ class AsyncClient(ClientBase[AsyncTaskFunction[Any]]):
         key = self._lookup_key(func, _cache, _force, _tags, _retries, _timeout, _ttl)
         if key is None:
             return None
+        func, options, identity = key
         if is_big(args) or is_big(kwargs):
-            args_hash = await asyncio.to_thread(hash_args, args, kwargs)
+            args_hash = await asyncio.to_thread(hash_call, func, args, kwargs)
         else:
-            args_hash = hash_args(args, kwargs)
-        task_def = make_task_def(key[1], key[0], args_hash)
+            args_hash = hash_call(func, args, kwargs)
+        task_def = make_task_def(identity, options, args_hash)
         hit = await full_async_store(self.store).lookup(task_def.fingerprint)
         if hit is None or hit.commit.result is None:
             return None

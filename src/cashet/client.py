@@ -25,7 +25,7 @@ from cashet._log import log
 from cashet.core.batch import BatchItem, plan_batch
 from cashet.core.options import TaskOptions, make_task_def
 from cashet.errors import StoreError
-from cashet.hashing import hash_args
+from cashet.hashing import hash_call
 from cashet.models import ResultRef, utcnow
 from cashet.protocols import Executor, Serializer, Store
 from cashet.stores.base import full_store
@@ -118,7 +118,7 @@ class Client(ClientBase[TaskFunction[Any]], StoreQueries):
         func, options, identity = self._prepare(
             func, _cache, _force, _tags, _retries, _timeout, _ttl
         )
-        task_def = make_task_def(identity, options, hash_args(args, kwargs))
+        task_def = make_task_def(identity, options, hash_call(func, args, kwargs))
         commit = self.executor.submit(func, args, kwargs, task_def, self.store, self.serializer)
         return ResultRef(commit, self._load_object)
 
@@ -362,7 +362,8 @@ class Client(ClientBase[TaskFunction[Any]], StoreQueries):
         key = self._lookup_key(func, _cache, _force, _tags, _retries, _timeout, _ttl)
         if key is None:
             return None
-        task_def = make_task_def(key[1], key[0], hash_args(args, kwargs))
+        func, options, identity = key
+        task_def = make_task_def(identity, options, hash_call(func, args, kwargs))
         hit = full_store(self.store).lookup(task_def.fingerprint)
         if hit is None or hit.commit.result is None:
             return None

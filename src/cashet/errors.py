@@ -15,7 +15,7 @@ caller would naturally catch::
     ├── AmbiguousHashError (ValueError)   prefix matches several commits
     └── ArchiveError (ValueError)         archive rejected on import
 
-    ClosureWarning (UserWarning)          closure over plain values is not hashed
+    ClosureWarning (UserWarning)          a value the task reads is left out of the key
 
 All exceptions are picklable: executors ship them between processes.
 """
@@ -151,4 +151,6 @@ class ArchiveError(CashetError, ValueError):
 
 
 class ClosureWarning(UserWarning):
-    """A task function closes over plain values, which are not part of its cache key."""
+    """A value the task reads (a global, a closure cell, a class attribute, a bound method's
+    instance, a default) cannot be hashed and is left out of its cache key; the message names
+    it and how to silence it (``__cashet_hash__``, or ``cashet.hashing.ignore``)."""

@@ -52,8 +52,12 @@ def _enc_ndarray(a: Any, st: Stream) -> None:
         st.buf += pack_q(d)
     names = dt.names
     if names is not None:
-        # field by field: padding bytes between fields are not data
+        # field by field: padding bytes between fields are not data; the layout (itemsize,
+        # offsets, alignment) is, for code that views the buffer or writes it to a file
         st.buf += TAGS["fields"] + pack_Q(len(names))
+        st.buf += TAGS["layout"] + pack_Q(dt.itemsize) + (b"T" if dt.isalignedstruct else b"F")
+        for name in names:
+            st.buf += pack_Q(dt.fields[name][1])
         for name in names:
             enc_str(name, st)
             try:

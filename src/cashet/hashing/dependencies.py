@@ -3,8 +3,14 @@
 A function's identity covers every user-code function, class and method it reaches: bare
 global names (also in nested code: comprehensions, inner functions, lambdas), ``module.attr``
 chains into user modules, classes (all their methods), the class a method belongs to, and
-function-valued closure cells. Library code (builtins, the standard library, site-packages,
-cashet itself) is referenced by ``module.qualname`` only.
+function-valued closure cells, modules imported inside a body (``import m`` / ``from m import
+g`` there), and the user code a library wrapper holds (``functools.wraps``' ``__wrapped__``,
+``contextlib.contextmanager``, ``functools.singledispatch``'s registry, ``numpy.vectorize``'s
+``pyfunc``: see :func:`held_code`). Library code (builtins, the standard library,
+site-packages, cashet itself) is referenced by ``module.qualname`` only.
+
+Every *value* met on the way (a global constant, a config dict, an instance, ``cfg.SCALE`` of
+a user module) is reported with its dotted label, for the caller to hash by value.
 
 Every binding looked up on the way is recorded as a check (``NsCheck``: a namespace, a key
 and the object found; ``AttrCheck``: an object, an attribute and the object found), so a
@@ -15,6 +21,8 @@ from __future__ import annotations
 
 import dis
 import functools
+import importlib
+import importlib.util
 import os
 import sys
 import sysconfig
@@ -30,12 +38,15 @@ __all__ = [
     "NsCheck",
     "classify",
     "global_chains",
+    "held_code",
+    "import_chains",
     "is_code",
     "is_user_class",
     "is_user_function",
     "library_name",
     "owner_class",
     "resolve_chain",
+    "resolve_import",
     "unwrap_member",
 ]
 
@@ -104,9 +115,11 @@ def is_user_class(cls: type) -> bool:
     # Where the class body's own functions were compiled says where the class was written.
     # The module's file can mislead: a class made in a notebook cell or by exec lives in
     # ``__main__``, which under ``python -m tool`` is the tool's file in site-packages.
+    # (Functions written in the body only: an Enum's body holds enum's own helpers.)
+    prefix = f"{getattr(cls, '__qualname__', '')}."
     for attr in vars(cls).values():
         func = getattr(attr, "__func__", attr)  # staticmethod / classmethod
-        if isinstance(func, types.FunctionType):
+        if isinstance(func, types.FunctionType) and func.__qualname__.startswith(prefix):
             return _is_user(mod, func.__code__.co_filename)
     file = getattr(sys.modules.get(mod), "__file__", None) or ""
     return _is_user(mod, file)
@@ -134,7 +147,9 @@ def classify(v: Any) -> tuple[str, Any]:
     """Return what a binding is: ``("dep", function or class to descend into)``,
     ``("ext", "module.qualname")`` for library code, or ``("val", None)`` for a value."""
     if isinstance(v, types.FunctionType):
-        return ("dep", v) if is_user_function(v) else ("ext", library_name(v))
+        if is_user_function(v):
+            return ("dep", v)
+        return ("dep", v) if held_code(v) else ("ext", library_name(v))
     if isinstance(v, type):
         return ("dep", v) if is_user_class(v) else ("ext", library_name(v))
     if isinstance(v, types.ModuleType):
@@ -153,8 +168,64 @@ def classify(v: Any) -> tuple[str, Any]:
             kind, target = classify(wrapped)
             if kind == "dep":
                 return kind, target
+        if held_code(v):  # numpy.vectorize and other wrapper objects holding user code
+            return ("dep", v)
         return ("ext", library_name(v))
     return ("val", None)
+
+
+def _holds_user(v: Any, depth: int) -> bool:
+    if isinstance(v, types.FunctionType):
+        return is_user_function(v) or (depth > 0 and bool(_held(v, depth - 1)))
+    if isinstance(v, type):
+        return is_user_class(v)
+    if isinstance(v, (types.MethodType, staticmethod, classmethod)):
+        return _holds_user(v.__func__, depth)
+    if isinstance(v, functools.partial):
+        return _holds_user(v.func, depth)
+    return depth > 0 and callable(v) and not isinstance(v, type) and bool(_held(v, depth - 1))
+
+
+def _held(v: Any, depth: int) -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    d = getattr(v, "__dict__", None)
+    if isinstance(d, dict):
+        for k in sorted(x for x in d if isinstance(x, str)):
+            x = d[k]
+            if isinstance(x, Mapping | types.MappingProxyType) and not isinstance(x, type):
+                # singledispatch's registry: type -> implementation
+                try:
+                    items = list(x.items())
+                except Exception:
+                    continue
+                for key, y in items:
+                    if _holds_user(y, depth):
+                        out.append((f"{k}[{library_name(key)}]", y))
+            elif _holds_user(x, depth):
+                out.append((k, x))
+    if isinstance(v, types.FunctionType) and v.__closure__:
+        for name, c in zip(v.__code__.co_freevars, v.__closure__, strict=False):
+            try:
+                x = c.cell_contents
+            except ValueError:
+                continue
+            if _holds_user(x, depth):
+                out.append((f"closure:{name}", x))
+    return out
+
+
+def held_code(v: Any) -> list[tuple[str, Any]]:
+    """Return the user functions/classes a *library* callable holds, with labels.
+
+    A wrapper made by library code (``functools.wraps`` sets ``__wrapped__``;
+    ``contextlib.contextmanager`` closes over the generator function;
+    ``functools.singledispatch`` keeps a ``registry``; ``numpy.vectorize`` keeps ``pyfunc``)
+    runs user code: that code belongs in the key. Empty for anything else.
+    """
+    try:
+        return _held(v, 2)
+    except Exception:  # an exotic object whose __dict__ or closure misbehaves
+        return []
 
 
 # --- what a function reaches -------------------------------------------------------------
@@ -191,11 +262,14 @@ def resolve_chain(
     edges: list[tuple[str, Any]],
     ext: list[tuple[str, str]],
     ns_checks: list[NsCheck],
+    values: list[tuple[str, Any]] | None = None,
 ) -> None:
     """Follow a global name and its attribute chain; record what it reaches.
 
-    User functions and classes go to ``edges``, library code to ``ext``, and every binding
-    looked up (also a missing one: defining it later must invalidate) to ``ns_checks``.
+    User functions and classes go to ``edges``, library code to ``ext``, values (constants,
+    containers, instances; ``cfg.SCALE`` of a user module) to ``values`` with their dotted
+    label, and every binding looked up (also a missing one: defining it later must
+    invalidate) to ``ns_checks``.
     """
     name = chain[0]
     v = globs.get(name, MISSING)
@@ -224,16 +298,128 @@ def resolve_chain(
                     return
                 mod = v
                 continue
-            kind, target = classify(v)
-            if kind != "val":
-                ns_checks.append((d, attr, v))
-                (edges if kind == "dep" else ext).append((label, target))
+            _record(label, v, d, attr, edges, ext, ns_checks, values)
             return
         return
+    _record(label, v, globs, name, edges, ext, ns_checks, values)
+
+
+def _record(
+    label: str,
+    v: Any,
+    ns: Mapping[str, Any],
+    key: str,
+    edges: list[tuple[str, Any]],
+    ext: list[tuple[str, str]],
+    ns_checks: list[NsCheck],
+    values: list[tuple[str, Any]] | None,
+) -> None:
     kind, target = classify(v)
     if kind != "val":
-        ns_checks.append((globs, name, v))
+        ns_checks.append((ns, key, v))
         (edges if kind == "dep" else ext).append((label, target))
+    if values is not None and (kind == "val" or is_instance_state(v, target)):
+        if kind == "val":
+            ns_checks.append((ns, key, v))
+        values.append((label, v))
+
+
+def is_instance_state(v: Any, target: Any) -> bool:
+    """Whether ``v`` is an instance of a user class (``classify`` gave its class): state."""
+    return target is type(v) and not isinstance(v, type)
+
+
+# --- imports inside a body -----------------------------------------------------------------
+
+_STORES = frozenset({"STORE_FAST", "STORE_NAME", "STORE_DEREF", "STORE_GLOBAL"})
+_LOCAL_LOADS = frozenset({"LOAD_FAST", "LOAD_DEREF", "LOAD_CLOSURE", "LOAD_NAME"})
+
+
+def import_chains(code: types.CodeType, package: str | None) -> list[tuple[str, ...]]:
+    """Return ``(module, attr, ...)`` for what a body reaches through its own imports.
+
+    ``import m`` then ``m.g(x)`` gives ``("m", "g")``; ``from m import g`` gives
+    ``("m", "g")``; relative imports are resolved against ``package``.
+    """
+    chains: set[tuple[str, ...]] = set()
+    bound: dict[str, tuple[str, ...]] = {}
+    for co in walk_code(code):
+        consts: list[Any] = [None, None]
+        mod: str | None = None
+        fromlist = False
+        bind: tuple[str, ...] | None = None
+        cur: list[str] | None = None
+        for ins in dis.get_instructions(co):
+            op = ins.opname
+            if op == "LOAD_CONST":
+                consts = [consts[1], ins.argval]
+            elif op == "IMPORT_NAME":
+                level = consts[0] if isinstance(consts[0], int) else 0
+                fromlist = bool(consts[1])
+                try:
+                    mod = importlib.util.resolve_name("." * level + ins.argval, package)
+                except (ImportError, ValueError):
+                    mod = bind = None
+                    continue
+                chains.add((mod,))
+                bind = (mod,) if fromlist else (mod.partition(".")[0],)
+                continue
+            elif op == "IMPORT_FROM" and mod is not None:
+                # ``from m import g``: m.g; ``import a.b as c``: the submodule a.b itself
+                bind = (mod, ins.argval) if fromlist else (mod,)
+                chains.add(bind)
+                continue
+            elif op in _STORES:
+                if bind is not None:
+                    bound[ins.argval] = bind
+                bind = None
+            if op in _LOCAL_LOADS and ins.argval in bound:
+                if cur:
+                    chains.add(tuple(cur))
+                cur = list(bound[ins.argval])
+            elif op in _ATTR_OPS and cur is not None:
+                cur.append(ins.argval)
+            elif cur is not None:
+                chains.add(tuple(cur))
+                cur = None
+        if cur:
+            chains.add(tuple(cur))
+    return sorted(chains)
+
+
+def _user_spec(name: str) -> bool:
+    try:
+        spec = importlib.util.find_spec(name)
+    except Exception:
+        return False
+    origin = getattr(spec, "origin", None) if spec is not None else None
+    return isinstance(origin, str) and _is_user(name, origin)
+
+
+def resolve_import(
+    chain: tuple[str, ...],
+    edges: list[tuple[str, Any]],
+    ext: list[tuple[str, str]],
+    ns_checks: list[NsCheck],
+    values: list[tuple[str, Any]] | None = None,
+) -> None:
+    """Follow ``(module, attr, ...)`` from :func:`import_chains` like a global chain.
+
+    A user module not imported yet is imported now (the body would import it when it runs):
+    its code must be in the key before the first call, or an edit to it would go unseen.
+    """
+    modname = chain[0]
+    mod = sys.modules.get(modname)
+    if mod is None and _user_spec(modname):
+        try:
+            mod = importlib.import_module(modname)
+        except Exception:
+            mod = None
+    ns_checks.append((sys.modules, modname, mod if mod is not None else MISSING))
+    if not isinstance(mod, types.ModuleType):
+        return
+    key = f"import:{modname}"
+    resolve_chain((key, *chain[1:]), {key: mod}, edges, ext, ns_checks, values)
 
 
 def owner_class(f: types.FunctionType, ns_checks: list[NsCheck]) -> type | None:

@@ -74,7 +74,7 @@ fraction r  decimal q  uuid u  date d  datetime D  time t  timedelta v
 tz_none 0  tz_fixed z  tz_zone Z  tz_other w  path p  enum e  range g  slice l  type y
 module M  function @  method &  builtin %  partial P  descriptor $  funcwrap ~
 ref R  hook H  dataclass K  subclass S  reduce X  global G  fields #
-ndarray A  npscalar a  npsub j  masked k  ufunc U
+ndarray A  npscalar a  npsub j  masked k  ufunc U  class_code C  layout L
 pd_frame \x90  pd_series \x91  pd_index \x92  pd_range \x93  pd_multi \x94  pd_cat \x95
 pd_values \x96  pd_scalar \x97  pd_missing \x98
 """

@@ -2,15 +2,19 @@
 
 A function's identity covers its AST-normalized source (``source``), its qualified name,
 its defaults and keyword defaults, and — recursively and cycle-safe — every user-code
-function, class and method it reaches (``dependencies``). Closure cells holding values are
-not hashed and raise a ``ClosureWarning`` once per function (except in exec-generated code
-such as dataclasses' ``__init__``, whose cells — defaults, sentinels — are hashed instead).
+function, class and method it reaches (``dependencies``), and every value that code reads:
+module-level values (``SCALE``, a config dict, an instance, ``cfg.SCALE``), class-level values
+and enum members of the classes reached, and closure cells (``keyparts``). Values are hashed
+by value with the argument encoding; values only written into are left out (``reads``), and
+unhashable ones are left out and named in a one-time ``ClosureWarning``.
 
 The reachable functions and classes form a graph (it may have cycles: mutual recursion, a
-method and its class). Each node has a *local* digest (its own code, not its dependencies);
-the identity of a root is the digest of the root's entry and the sorted set of entries of
-every node it reaches, where an entry is a local digest plus its labelled edges to local
-digests. That is deterministic whatever order the graph is walked in.
+method and its class). Each node has a *local* digest (its own code and its fixed values,
+not its dependencies); the identity of a root is the digest of the root's entry and the
+sorted set of entries of every node it reaches, where an entry is a local digest plus its
+labelled edges to local digests. That is deterministic whatever order the graph is walked in.
+Mutable values (containers, instances) are *live*: re-hashed on every call and folded into
+the cached digest, since they can change in place.
 
 Identities are cached per function object. A cached identity stays valid while every
 binding it was computed from is unchanged — each global name, module attribute, class
@@ -19,9 +23,10 @@ member and closure cell it looked up, and each function's ``__code__``/``__defau
 change. Re-validation is a few identity checks: no parsing.
 
 Local digests use the value encoding (``hash_value``), and the value encoding writes a
-function as its identity digest: importing this module hands :func:`_digest` to
-``objects.set_function_digest``, so that mutual recursion is a late binding at run time and
-never an import cycle (``values`` and ``objects`` import nothing from here).
+function as its identity digest and a user class as its name and code digest: importing this
+module hands both to ``objects.set_code_digests``, so that mutual recursion is a late
+binding at run time and never an import cycle (``values`` and ``objects`` import nothing
+from here).
 """
 
 from __future__ import annotations
@@ -29,7 +34,6 @@ from __future__ import annotations
 import functools
 import sys
 import types
-import warnings
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,45 +42,44 @@ from typing import Any
 from blake3 import blake3
 
 from cashet._process import BoundedCache
-from cashet.errors import ClosureWarning
 from cashet.hashing.dependencies import (
     MISSING,
     AttrCheck,
     NsCheck,
     classify,
     global_chains,
+    held_code,
+    import_chains,
     is_code,
+    is_instance_state,
     is_user_class,
     is_user_function,
     library_name,
     owner_class,
     resolve_chain,
+    resolve_import,
     unwrap_member,
 )
-from cashet.hashing.objects import set_function_digest
+from cashet.hashing.keyparts import (
+    FunctionIdentity,
+    KeyValue,
+    LiveEntry,
+    active,
+    ignored_names,
+    is_class_value,
+    take_values,
+    warn,
+    with_live,
+)
+from cashet.hashing.objects import set_code_digests
+from cashet.hashing.reads import uses_of
 from cashet.hashing.source import ast_digest, class_source, code_digest, locate
 from cashet.hashing.values import hash_value
 
-__all__ = ["FunctionIdentity", "function_identity"]
+__all__ = ["FunctionIdentity", "KeyValue", "function_identity"]
 
-_FORMAT = b"cashet-fn-1"
-
-
-@dataclass(frozen=True, slots=True)
-class FunctionIdentity:
-    """Who a task function is.
-
-    Attributes:
-        hash: 64 lowercase hex chars (BLAKE3).
-        name: ``func.__qualname__`` (``"<lambda>"`` for a lambda).
-        module: ``func.__module__`` or ``""``.
-        source: the dedented source text shown to users; ``""`` when there is none.
-    """
-
-    hash: str
-    name: str
-    module: str
-    source: str
+# 2: values read (globals, class attributes, closure cells), imports in a body, wrappers
+_FORMAT = b"cashet-fn-2"
 
 
 @dataclass(slots=True)
@@ -88,7 +91,17 @@ class _CodeNode:
     ns_checks: list[NsCheck] = field(default_factory=list)
     attr_checks: list[AttrCheck] = field(default_factory=list)
     source: str = ""
-    closure_values: tuple[str, ...] = ()
+    name: str = ""
+    parts: list[KeyValue] = field(default_factory=list)
+    live: list[tuple[str, Any]] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    libraries: frozenset[str] = frozenset()
+
+
+def _libraries(ext: list[tuple[str, str]]) -> frozenset[str]:
+    """Top-level third-party packages among library references (for a manifest's versions)."""
+    tops = {target.lstrip(".").partition(".")[0] for _, target in ext}
+    return frozenset(t for t in tops if t and t not in sys.stdlib_module_names and t != "cashet")
 
 
 class _Self:
@@ -110,6 +123,10 @@ def _safe_hash(v: Any) -> str:
         return f"unhashable:{type(v).__module__}.{type(v).__qualname__}"
 
 
+def _qualified(obj: Any) -> str:
+    return f"{getattr(obj, '__module__', None) or ''}.{getattr(obj, '__qualname__', '?')}"
+
+
 def _function_node(f: types.FunctionType) -> _CodeNode:
     code = f.__code__
     globs = f.__globals__
@@ -126,13 +143,18 @@ def _function_node(f: types.FunctionType) -> _CodeNode:
         node, source = found
         code_id = ("ast", ast_digest(node))
     else:
-        source = ""
+        node, source = None, ""
         code_id = ("bytecode", code_digest(code))
+    user = is_user_function(f)
+    reads: list[tuple[str, Any]] = []
     for chain in global_chains(code):
-        resolve_chain(chain, globs, edges, ext, ns_checks)
-    plain: list[str] = []
+        resolve_chain(chain, globs, edges, ext, ns_checks, reads if user else None)
+    if user:
+        package = globs.get("__package__") or globs.get("__name__")
+        for chain in import_chains(code, package if isinstance(package, str) else None):
+            resolve_import(chain, edges, ext, ns_checks, reads)
     # code generated with exec (dataclasses' __init__ closes over defaults and sentinels):
-    # nobody wrote those closures, so hash their values rather than warn about them
+    # nobody wrote those closures; their values are hashed as they are, never warned about
     generated = code.co_filename == "<string>"
     hashed_cells: list[tuple[str, str]] = []
     for name, cell in zip(code.co_freevars, f.__closure__ or (), strict=False):
@@ -144,13 +166,15 @@ def _function_node(f: types.FunctionType) -> _CodeNode:
         if kind != "val":
             attr_checks.append((cell, "cell_contents", v))
             (edges if kind == "dep" else ext).append((f"closure:{name}", target))
-        if is_code(v):
+        if is_code(v) and not is_instance_state(v, target):
             continue
-        digest = _safe_hash(v) if generated else "unhashable"
-        if digest.startswith("unhashable"):
-            plain.append(name)  # an object's state is a value, even when it is callable
-        else:
-            hashed_cells.append((name, digest))
+        if generated:
+            hashed_cells.append((name, _safe_hash(v)))
+        elif user:
+            if kind == "val":
+                attr_checks.append((cell, "cell_contents", v))
+            reads.append((f"closure:{name}", v))
+    taken = take_values(_qualified(f), reads, uses_of(node), ignored_names(f))
     owner = owner_class(f, ns_checks)
     if owner is not None:
         edges.append(("owner", owner))
@@ -163,12 +187,14 @@ def _function_node(f: types.FunctionType) -> _CodeNode:
             _safe_hash(f.__kwdefaults__),
             tuple(sorted(set(ext))),
             tuple(hashed_cells),
+            tuple(sorted(taken.fixed)),
+            tuple(sorted(label for label, _ in taken.live)),
         )
     )
-    plain_values = tuple(plain) if is_user_function(f) else ()
-    return _selfless(
-        _CodeNode(bytes.fromhex(local), edges, ns_checks, attr_checks, source, plain_values), f
-    )
+    n = _CodeNode(bytes.fromhex(local), edges, ns_checks, attr_checks, source, _qualified(f))
+    n.parts, n.live, n.skipped = taken.parts, taken.live, taken.skipped
+    n.libraries = _libraries(ext)
+    return _selfless(n, f)
 
 
 def _class_node(cls: type) -> _CodeNode:
@@ -178,11 +204,15 @@ def _class_node(cls: type) -> _CodeNode:
     ns_checks: list[NsCheck] = []
     attr_checks: list[AttrCheck] = [(cls, "__bases__", cls.__bases__)]
     members: list[str] = []
+    reads: list[tuple[str, Any]] = []
     for name in sorted(k for k in d if isinstance(k, str)):
         v = d[name]
         held = unwrap_member(v)
         if not held:
-            continue  # class-level values are not hashed, like global values
+            if is_class_value(cls, name, v):
+                ns_checks.append((d, name, v))
+                reads.append((name, v))
+            continue
         ns_checks.append((d, name, v))
         for suffix, fn in held:
             label = f"{name}{suffix}"
@@ -198,8 +228,21 @@ def _class_node(cls: type) -> _CodeNode:
             edges.append((f"base{i}", target))
         else:
             ext.append((f"base{i}", library_name(base)))
-    local = hash_value(("class", cls.__qualname__, tuple(members), tuple(sorted(ext))))
-    return _selfless(_CodeNode(bytes.fromhex(local), edges, ns_checks, attr_checks), cls)
+    taken = take_values(_qualified(cls), reads, None, ignored_names(cls))
+    local = hash_value(
+        (
+            "class",
+            cls.__qualname__,
+            tuple(members),
+            tuple(sorted(ext)),
+            tuple(sorted(taken.fixed)),
+            tuple(sorted(label for label, _ in taken.live)),
+        )
+    )
+    n = _CodeNode(bytes.fromhex(local), edges, ns_checks, attr_checks, name=_qualified(cls))
+    n.parts, n.live, n.skipped = taken.parts, taken.live, taken.skipped
+    n.libraries = _libraries(ext)
+    return _selfless(n, cls)
 
 
 def _partial_node(p: functools.partial[Any]) -> _CodeNode:
@@ -209,14 +252,33 @@ def _partial_node(p: functools.partial[Any]) -> _CodeNode:
     return _CodeNode(bytes.fromhex(local), [("func", target)] if kind == "dep" else [])
 
 
+def _wrapper_node(obj: Any) -> _CodeNode:
+    """A library wrapper (contextmanager, singledispatch, numpy.vectorize, functools.wraps)
+    holding user code: its name, and edges to the code it holds."""
+    edges: list[tuple[str, Any]] = []
+    ns_checks: list[NsCheck] = []
+    d = getattr(obj, "__dict__", None)
+    for label, x in held_code(obj):
+        kind, target = classify(x)
+        if kind == "dep":
+            edges.append((label, target))
+        if isinstance(d, dict) and label in d:
+            ns_checks.append((d, label, x))
+    labels = tuple(sorted(label for label, _ in edges))
+    local = hash_value(("wrapper", library_name(obj), labels))
+    return _selfless(_CodeNode(bytes.fromhex(local), edges, ns_checks), obj)
+
+
 def _compute_node(obj: Any) -> _CodeNode:
     if isinstance(obj, types.FunctionType):
-        return _function_node(obj)
+        if is_user_function(obj) or not held_code(obj):
+            return _function_node(obj)
+        return _wrapper_node(obj)
     if isinstance(obj, type):
         return _class_node(obj)
     if isinstance(obj, functools.partial):
         return _partial_node(obj)
-    raise TypeError(f"not a function or class: {type(obj).__qualname__}")  # pragma: no cover
+    return _wrapper_node(obj)
 
 
 # --- caches -------------------------------------------------------------------------------
@@ -247,38 +309,42 @@ def _valid(ns_checks: Any, attr_checks: Any, obj: Any) -> bool:
 
 _CACHE_MAX = 50_000  # a bound: entries are cheap to recompute
 _NODES: BoundedCache[int, tuple[weakref.ref[Any], _CodeNode]] = BoundedCache(_CACHE_MAX)
-# id(func) -> (weakref, identity, ns checks, attr checks)
-_IdEntry = tuple[weakref.ref[Any], FunctionIdentity, tuple[NsCheck, ...], tuple[AttrCheck, ...]]
-_IDS: BoundedCache[int, _IdEntry] = BoundedCache(_CACHE_MAX)
-_WARNED: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
-def _remember(cache: BoundedCache[int, Any], obj: Any, *entry: Any) -> None:
+_IDS: BoundedCache[int, LiveEntry] = BoundedCache(_CACHE_MAX)
+
+
+def _remember(cache: BoundedCache[int, Any], obj: Any, make: Any) -> None:
     key = id(obj)
 
     def _drop(r: weakref.ref[Any]) -> None:
         hit = cache.get(key)
-        if hit is not None and hit[0] is r:
+        if hit is not None and (hit.ref if isinstance(hit, LiveEntry) else hit[0]) is r:
             cache.pop(key, None)
 
     try:
         r = weakref.ref(obj, _drop)
     except TypeError:
         return
-    cache.put(key, (r, *entry))
+    cache.put(key, make(r))
 
 
 def _get_node(obj: Any) -> _CodeNode:
     hit = _NODES.get(id(obj))
     if hit is not None and hit[0]() is obj and _valid(hit[1].ns_checks, hit[1].attr_checks, obj):
         return hit[1]
-    node = _compute_node(obj)
-    _remember(_NODES, obj, node)
+    busy = active()
+    busy.add(id(obj))
+    try:
+        node = _compute_node(obj)
+    finally:
+        busy.discard(id(obj))
+    _remember(_NODES, obj, lambda r: (r, node))
     return node
 
 
-def _graph_identity(root: Any) -> tuple[str, list[tuple[Any, _CodeNode]]]:
-    """Identity of ``root`` from the graph of everything it reaches."""
+def _graph_identity(root: Any) -> tuple[bytes, list[tuple[Any, _CodeNode]]]:
+    """Identity of ``root`` from the graph of everything it reaches (fixed values included)."""
     nodes: dict[int, tuple[Any, _CodeNode]] = {}
     stack = [root]
     seen = {id(root)}
@@ -302,37 +368,20 @@ def _graph_identity(root: Any) -> tuple[str, list[tuple[Any, _CodeNode]]]:
     root_entry = entry(*nodes[id(root)])
     entries = sorted({entry(o, n) for o, n in nodes.values()})
     h = blake3(_FORMAT + root_entry + len(entries).to_bytes(8, "little") + b"".join(entries))
-    return h.hexdigest(), list(nodes.values())
+    return h.digest(), list(nodes.values())
 
 
-def _stacklevel() -> int:
-    """The warnings stacklevel of the first frame outside cashet (seen from our caller)."""
-    frame = sys._getframe(1)
-    level = 1
-    while frame is not None and str(frame.f_globals.get("__name__", "")).startswith("cashet"):
-        frame = frame.f_back  # type: ignore[assignment]
-        level += 1
-    return level
-
-
-def _warn_closures(members: list[tuple[Any, _CodeNode]]) -> None:
-    for obj, n in members:
-        if not n.closure_values or obj in _WARNED:
-            continue
-        _WARNED.add(obj)
-        names = ", ".join(n.closure_values)
-        warnings.warn(
-            f"{obj.__module__}.{obj.__qualname__} closes over plain value(s) {names}; "
-            "closure variables are not part of the cache key, pass them as arguments",
-            ClosureWarning,
-            stacklevel=_stacklevel(),
-        )
-
-
-def _compute_function(func: Any) -> FunctionIdentity:
-    digest, members = _graph_identity(func)
+def _compute_identity(func: Any) -> LiveEntry | None:
+    busy = active()
+    busy.add(id(func))
+    try:
+        digest, members = _graph_identity(func)
+    finally:
+        busy.discard(id(func))
     ns: dict[tuple[int, str], NsCheck] = {}
     attrs: dict[tuple[int, str], AttrCheck] = {}
+    live: list[tuple[bytes, Any]] = []
+    parts: list[KeyValue] = []
     for o, n in members:
         # every node's bindings, with _SELF re-pointed at the root (never held strongly)
         def s(v: Any, o: Any = o) -> Any:
@@ -343,22 +392,67 @@ def _compute_function(func: Any) -> FunctionIdentity:
             ns[(id(d), k)] = (d, k, s(v))
         for t, a, v in n.attr_checks:
             attrs[(id(s(t)), a)] = (s(t), a, s(v))
-    root = members[0][1]
-    ident = FunctionIdentity(
-        digest, func.__qualname__, getattr(func, "__module__", None) or "", root.source
+        parts.extend(n.parts)
+        live.extend((n.local + label.encode("utf-8", "surrogatepass"), v) for label, v in n.live)
+    live.sort(key=lambda t: t[0])
+    source = class_source(func) if isinstance(func, type) else members[0][1].source
+    helpers = tuple(sorted({(n.name, n.local.hex()) for _, n in members if n.name}))
+    libraries = tuple(sorted(frozenset().union(*(n.libraries for _, n in members))))
+    base = FunctionIdentity(
+        digest.hex(),
+        func.__qualname__,
+        getattr(func, "__module__", None) or "",
+        source,
+        helpers,
+        tuple(parts),
+        libraries,
     )
-    _remember(_IDS, func, ident, tuple(ns.values()), tuple(attrs.values()))
-    _warn_closures(members)
-    return ident
+    entry: list[LiveEntry] = []
+
+    def make(r: weakref.ref[Any]) -> LiveEntry:
+        e = LiveEntry(r, base, tuple(ns.values()), tuple(attrs.values()), tuple(live))
+        entry.append(e)
+        return e
+
+    _remember(_IDS, func, make)
+    for o, n in members:
+        if n.skipped:
+            warn(o, n.name, n.skipped)
+    if not entry:  # not weak-referenceable: a one-off entry
+        return LiveEntry(weakref.ref(LiveEntry), base, (), (), tuple(live))
+    return entry[0]
+
+
+def _cached(func: Any) -> FunctionIdentity | None:
+    hit = _IDS.get(id(func))
+    if hit is not None and hit.ref() is func and _valid(hit.ns, hit.attrs, func):
+        return hit.base if not hit.live else with_live(hit, func)
+    return None
+
+
+def _identity(func: Any) -> FunctionIdentity:
+    """Identity of a plain function or a user class (cached, re-validated, live values)."""
+    hit = _cached(func)
+    if hit is not None:
+        return hit
+    if id(func) in active():  # met again while its own key is being computed
+        return FunctionIdentity(
+            hash_value(("computing", _qualified(func))), func.__qualname__, "", ""
+        )
+    e = _compute_identity(func)
+    assert e is not None
+    return e.base if not e.live else with_live(e, func)
 
 
 def function_identity(func: Callable[..., Any]) -> FunctionIdentity:
     """Return the identity of a task function (cached per function object).
 
-    Bound methods have the identity of their function (the instance is an argument);
-    ``functools.partial`` combines the function's identity with its bound arguments; a
-    class is identified by its methods; a callable object by its class and its state;
-    builtins and other C callables by ``module.qualname``.
+    A bound method has the identity of its function (``hash_call`` puts the instance in the
+    argument key); ``functools.partial`` combines the function's identity with its bound
+    arguments; a class is identified by its code and class-level values; a callable object
+    by its class and its state; builtins and other C callables by ``module.qualname``.
+    Values the code reads are in the identity: fixed ones hashed once per binding, mutable
+    ones (dicts, lists, instances) on every call.
 
     Args:
         func: any callable.
@@ -372,17 +466,17 @@ def function_identity(func: Callable[..., Any]) -> FunctionIdentity:
     if type(func) is types.MethodType:
         func = func.__func__
     hit = _IDS.get(id(func))
-    if hit is not None and hit[0]() is func and _valid(hit[2], hit[3], func):
-        return hit[1]
-    if isinstance(func, types.FunctionType):
-        return _compute_function(func)
+    if hit is not None and hit.ref() is func and _valid(hit.ns, hit.attrs, func):
+        return hit.base if not hit.live else with_live(hit, func)
+    if isinstance(func, types.FunctionType) or (isinstance(func, type) and is_user_class(func)):
+        return _identity(func)
     return _other_identity(func)
 
 
 def _other_identity(func: Any) -> FunctionIdentity:
     if isinstance(func, type):
-        digest, _ = _graph_identity(func)
-        return FunctionIdentity(digest, func.__qualname__, func.__module__, class_source(func))
+        code, _ = _graph_identity(func)
+        return FunctionIdentity(code.hex(), func.__qualname__, func.__module__, class_source(func))
     if isinstance(func, (types.MethodType, staticmethod, classmethod)):
         return function_identity(func.__func__)
     if isinstance(func, functools.partial):
@@ -399,10 +493,13 @@ def _other_identity(func: Any) -> FunctionIdentity:
         (c.__dict__["__call__"] for c in tp.__mro__ if "__call__" in c.__dict__), None
     )
     if isinstance(call, types.FunctionType):  # a callable object: class code + its state
-        cls_digest, _ = _graph_identity(tp)
-        digest = hash_value(("callable", cls_digest, hash_value(func)))
+        cls_digest = _identity(tp).hash if is_user_class(tp) else _graph_identity(tp)[0].hex()
+        state = hash_value(("callable", cls_digest, hash_value(func)))
         source = locate(call)
-        return FunctionIdentity(digest, tp.__qualname__, tp.__module__, source[1] if source else "")
+        return FunctionIdentity(state, tp.__qualname__, tp.__module__, source[1] if source else "")
+    if held_code(func):  # numpy.vectorize & co: the code it holds
+        code, _ = _graph_identity(func)
+        return FunctionIdentity(code.hex(), library_name(func), "", "")
     name = library_name(func)
     return FunctionIdentity(
         hash_value(("builtin", name)),
@@ -417,4 +514,21 @@ def _digest(func: Any) -> bytes:
     return bytes.fromhex(function_identity(func).hash)
 
 
-set_function_digest(_digest)
+_LIBRARY_CLASSES: BoundedCache[type, bool] = BoundedCache(20_000)
+
+
+def _class_digest(cls: type) -> bytes:
+    """The code digest of a user class met as a value (``b""`` for library classes)."""
+    lib = _LIBRARY_CLASSES.get(cls)
+    if lib is None:
+        try:
+            lib = not is_user_class(cls)
+        except Exception:
+            lib = True
+        _LIBRARY_CLASSES.put(cls, lib)
+    if lib or id(cls) in active():
+        return b""
+    return bytes.fromhex(_identity(cls).hash)
+
+
+set_code_digests(_digest, _class_digest)

@@ -48,7 +48,9 @@ __all__ = [
     "enc_ref",
     "make_dataclass",
     "make_reduce",
+    "enc_class",
     "make_subclass",
+    "set_code_digests",
     "set_function_digest",
 ]
 
@@ -68,7 +70,12 @@ def _no_function_digest(func: Any) -> bytes:
     raise RuntimeError("cashet.hashing.functions has not set the function digest")
 
 
+def _no_class_digest(cls: type) -> bytes:
+    return b""
+
+
 _function_digest: Callable[[Any], bytes] = _no_function_digest
+_class_digest: Callable[[type], bytes] = _no_class_digest
 
 
 def set_function_digest(digest: Callable[[Any], bytes]) -> None:
@@ -79,6 +86,31 @@ def set_function_digest(digest: Callable[[Any], bytes]) -> None:
     """
     global _function_digest
     _function_digest = digest
+
+
+def set_code_digests(function: Callable[[Any], bytes], cls: Callable[[type], bytes]) -> None:
+    """Encode functions by their identity, and user classes by name *and* code.
+
+    Args:
+        function: called with a plain function; returns its identity digest.
+        cls: called with a class; returns the digest of its code (methods, class-level
+            values), or ``b""`` for a library class, which stays known by name only.
+    """
+    global _class_digest
+    set_function_digest(function)
+    _class_digest = cls
+
+
+def class_tag(tp: type) -> bytes:
+    """The class of a value: ``module.qualname``, and for a user class its code digest too
+    (editing a method of the class of an argument must change the key)."""
+    d = _class_digest(tp)
+    return type_tag(tp) + (TAGS["class_code"] + d if d else b"")
+
+
+def enc_class(obj: type, st: Stream) -> None:
+    """A class passed as data: by name, and by code when the user wrote it."""
+    st.buf += class_tag(obj)
 
 
 def enc_function(obj: Any, st: Stream) -> None:
@@ -125,12 +157,12 @@ def enc_partial(obj: functools.partial[Any], st: Stream) -> None:
 
 @tracked
 def enc_hook(obj: Any, st: Stream) -> None:
-    st.buf += TAGS["hook"] + type_tag(type(obj))
+    st.buf += TAGS["hook"] + class_tag(type(obj))
     encode_at(obj.__cashet_hash__(), st, "attr", "__cashet_hash__()")
 
 
 def enc_enum(obj: enum.Enum, st: Stream) -> None:
-    st.buf += TAGS["enum"] + type_tag(type(obj))
+    st.buf += TAGS["enum"] + class_tag(type(obj))
     encode(obj._value_, st)
 
 
@@ -145,7 +177,7 @@ def make_reduce(reducer: Callable[[Any], Any] | None) -> Handler:
         except Exception as exc:
             raise Unhashable(obj, exc) from None
         tp = type(obj)
-        st.buf += TAGS["reduce"] + type_tag(tp)
+        st.buf += TAGS["reduce"] + class_tag(tp)
         if isinstance(rv, str):  # a global singleton, named relative to its module
             st.buf += TAGS["global"]
             enc_str(rv, st)
@@ -168,25 +200,33 @@ def make_reduce(reducer: Callable[[Any], Any] | None) -> Handler:
 
 
 def make_dataclass(tp: type) -> Handler:
+    """A dataclass: its class, its fields, and any other instance attribute (a subclass's
+    ``__init__`` or code after construction may set some: they are state too)."""
     names = tuple(f.name for f in dataclasses.fields(tp))
-    tag = TAGS["dataclass"] + type_tag(tp) + pack_Q(len(names))
+    counted = pack_Q(len(names))
+    # a cached_property's value lands in __dict__ when first read: derived, not state
+    cached = functools.cached_property
+    derived = {k for c in tp.__mro__ for k, v in vars(c).items() if isinstance(v, cached)}
+    field_set = frozenset(names) | derived
 
     @tracked
     def enc_dataclass(obj: Any, st: Stream) -> None:
-        st.buf += tag
+        st.buf += TAGS["dataclass"] + class_tag(tp) + counted
         for name in names:
             enc_str(name, st)
             encode_at(getattr(obj, name), st, "attr", name)
+        d = getattr(obj, "__dict__", None)
+        extra = {k: v for k, v in d.items() if k not in field_set} if d else None
+        encode_state(extra or None, st)
 
     return enc_dataclass
 
 
 def make_subclass(tp: type, base: Handler) -> Handler:
     """A subclass of a builtin (namedtuple, Counter, ...): class + content + ``__dict__``."""
-    tag = TAGS["subclass"] + type_tag(tp)
 
     def enc_subclass(obj: Any, st: Stream) -> None:
-        st.buf += tag
+        st.buf += TAGS["subclass"] + class_tag(tp)
         base(obj, st)  # tracks the container itself when it is mutable
         encode_state(getattr(obj, "__dict__", None) or None, st)
 

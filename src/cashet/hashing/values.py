@@ -70,6 +70,7 @@ from cashet.hashing.encoder import (
 )
 from cashet.hashing.objects import (
     enc_builtin,
+    enc_class,
     enc_descriptor,
     enc_enum,
     enc_function,
@@ -102,7 +103,6 @@ from cashet.hashing.scalars import (
     enc_str,
     enc_time,
     enc_timedelta,
-    enc_type,
     enc_uuid,
 )
 from cashet.models import AsyncResultRef, ResultRef
@@ -144,7 +144,7 @@ _BASE: dict[type, Handler] = {
     pathlib.WindowsPath: enc_path,
     range: enc_range,
     slice: enc_slice,
-    type: enc_type,
+    type: enc_class,
     types.ModuleType: enc_module,
     types.FunctionType: enc_function,
     types.MethodType: enc_method,
@@ -185,7 +185,7 @@ def _handler_for(tp: type) -> Handler:
     if callable(getattr(tp, "__cashet_hash__", None)):
         return enc_hook
     if issubclass(tp, type):
-        return enc_type
+        return enc_class
     if issubclass(tp, (ResultRef, AsyncResultRef)):
         return enc_ref
     h = array_handler(tp)
