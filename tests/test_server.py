@@ -337,7 +337,7 @@ async def test_signature_mismatch_is_400_and_runs_nothing(api: Api) -> None:
     assert error_of(r)["field"] == "args"
     r = await api.submit("add", kwargs={"z": 1})
     assert r.status_code == 400
-    assert (await api.get("/log")).json()["commits"] == []
+    assert (await api.get("/log")).json() == []
 
 
 async def test_task_failure_is_422_with_last_line_only(api: Api, tmp_path: Path) -> None:
@@ -354,7 +354,7 @@ async def test_task_failure_is_422_with_last_line_only(api: Api, tmp_path: Path)
     assert str(Path.cwd()) not in text and str(Path.home()) not in text
     assert "Traceback" not in text and "File " not in text
 
-    failed = (await api.get("/log", params={"status": "failed"})).json()["commits"]
+    failed = (await api.get("/log", params={"status": "failed"})).json()
     assert len(failed) == 2
     view = (await api.get(f"/commit/{failed[0]['hash']}")).json()
     assert view["error"].startswith("ValueError: ")
@@ -669,7 +669,7 @@ async def test_result_by_commit_and_by_blob(api: Api) -> None:
     assert (await api.get(f"/result/{'e' * 64}")).status_code == 404
 
     await api.submit("boom", "x")
-    failed = (await api.get("/log", params={"status": "failed"})).json()["commits"][0]
+    failed = (await api.get("/log", params={"status": "failed"})).json()[0]
     r = await api.get(f"/result/{failed['hash']}")
     assert r.status_code == 404
     assert "no result" in error_of(r)["error"]
@@ -705,15 +705,15 @@ async def test_history_and_diff(api: Api) -> None:
 async def test_log_filters(api: Api) -> None:
     await _fill(api, 6)
     await api.submit("add", 1, 2)
-    log = (await api.get("/log")).json()["commits"]
+    log = (await api.get("/log")).json()
     assert len(log) == 7 and "func_source" not in log[0]
-    assert len((await api.get("/log", params={"limit": 2})).json()["commits"]) == 2
-    assert {c["func_name"] for c in (await api.get("/log?func=add")).json()["commits"]} == {"add"}
-    b1 = (await api.get("/log?tag=batch=b1")).json()["commits"]
+    assert len((await api.get("/log", params={"limit": 2})).json()) == 2
+    assert {c["func_name"] for c in (await api.get("/log?func=add")).json()} == {"add"}
+    b1 = (await api.get("/log?tag=batch=b1")).json()
     assert len(b1) == 3 and all(c["tags"]["batch"] == "b1" for c in b1)
-    assert len((await api.get("/log?tag=batch")).json()["commits"]) == 6
-    assert (await api.get("/log?tag=batch=b1&tag=other")).json()["commits"] == []
-    assert len((await api.get("/log?status=completed")).json()["commits"]) == 7
+    assert len((await api.get("/log?tag=batch")).json()) == 6
+    assert (await api.get("/log?tag=batch=b1&tag=other")).json() == []
+    assert len((await api.get("/log?status=completed")).json()) == 7
 
 
 @pytest.mark.parametrize(
@@ -744,8 +744,11 @@ async def test_stats_and_gc(api: Api) -> None:
     await _fill(api, 3)
     stats = (await api.get("/stats")).json()
     assert stats["total_commits"] == 3 and all(isinstance(v, int) for v in stats.values())
-    assert (await api.post("/gc")).json() == {"evicted": 0}
-    assert (await api.post("/gc", json={"older_than_days": 0})).json() == {"evicted": 3}
+    assert (await api.post("/gc")).json() == {"evicted": 0, "deleted": 0}
+    assert (await api.post("/gc", json={"older_than_days": 0})).json() == {
+        "evicted": 3,
+        "deleted": 3,
+    }
     assert (await api.get("/stats")).json()["total_commits"] == 0
     for body in (
         {"older_than_days": -1},
@@ -854,3 +857,21 @@ def test_run_app_warns_when_exposed_without_token(
     assert runs[0]["host"] == host and runs[0]["port"] == 8123
     assert "cashet" in runs[0]["log_config"]["loggers"]
     assert any("without a token" in r.message for r in caplog.records) is warned
+
+
+async def test_published_clients_find_their_shapes(api: Api) -> None:
+    """Issue 12: HTTP clients written against the published cashet keep working: /log is a
+    list, commits carry the published names beside ours, /gc takes max_size, answers deleted."""
+    await _fill(api, 2)
+    log = (await api.get("/log")).json()
+    assert isinstance(log, list) and len(log) == 2
+    for c in log:
+        assert c["function"] == c["func_name"] and c["short_hash"] == c["hash"][:12]
+        assert c["output"] == c["result"]["hash"] and c["parent"] == c["parent_hash"]
+    one = (await api.get(f"/commit/{log[0]['hash']}")).json()
+    assert one["output"] == log[0]["output"] and one["function"] == log[0]["function"]
+    r = await api.post("/gc", json={"older_than_days": 30, "max_size": 10**9})
+    assert r.status_code == 200 and r.json() == {"evicted": 0, "deleted": 0}
+    bad = await api.post("/gc", json={"max_size": 1, "max_size_bytes": 2})
+    assert bad.status_code == 400 and "not both" in error_of(bad)["error"]
+    assert (await api.post("/gc", json={"max_size": -1})).status_code == 400

@@ -138,7 +138,7 @@ def test_cashet_serve_with_token_and_tasks(project: Path) -> None:
             assert http.get(f"/commit/{h[:12]}").json()["func_name"] == "double"
             result = http.get(f"/result/{h}").json()
             assert pickle.loads(base64.b64decode(result["result_b64"])) == 42
-            assert [c["hash"] for c in http.get("/log").json()["commits"]] == [h]
+            assert [c["hash"] for c in http.get("/log").json()] == [h]
             assert http.get(f"/history/{h}").status_code == 200
             assert http.get(f"/diff/{h}/{h}").json()["output_changed"] is False
             assert http.get("/stats").json()["total_commits"] == 1
@@ -158,7 +158,10 @@ def test_cashet_serve_with_token_and_tasks(project: Path) -> None:
             assert http.get("/stats").status_code == 200  # still serving
 
             assert http.get("/openapi.json").json()["openapi"].startswith("3.1")
-            assert http.post("/gc", json={"older_than_days": 0}).json() == {"evicted": 2}
+            assert http.post("/gc", json={"older_than_days": 0}).json() == {
+                "evicted": 2,
+                "deleted": 2,
+            }
 
 
 def test_client_serve_from_python(tmp_path: Path) -> None:

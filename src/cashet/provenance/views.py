@@ -58,6 +58,12 @@ def commit_view(
             "ttl": td.ttl,
         },
     }
+    # The published cashet's names for the same facts, kept beside ours so that clients
+    # written against it keep working (issue 12; docs/compatibility.md).
+    view["short_hash"] = commit.hash[:12]
+    view["function"] = td.func_name
+    view["output"] = None if commit.result is None else commit.result.hash
+    view["parent"] = commit.parent_hash
     if full:
         view["func_source"] = td.func_source
     return view

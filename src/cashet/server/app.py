@@ -173,7 +173,7 @@ class _Server:
         commits = await self.backend.call(
             "log", func_name=q.func, limit=q.limit, status=q.status, tags=q.tags
         )
-        return JSONBody({"commits": [_view(c, full=False) for c in commits]})
+        return JSONBody([_view(c, full=False) for c in commits])  # a list, as published
 
     async def stats(self, request: Request) -> Response:
         return JSONBody(await self.backend.call("stats"))
@@ -184,7 +184,7 @@ class _Server:
         q = parse_gc(parse_json(await request.body(), empty_ok=True))
         age = timedelta(days=q.older_than_days)
         evicted = await self.backend.call("gc", older_than=age, max_size_bytes=q.max_size_bytes)
-        return JSONBody({"evicted": evicted})
+        return JSONBody({"evicted": evicted, "deleted": evicted})  # deleted: published name
 
     async def openapi(self, request: Request) -> Response:
         names = tuple(self.task_names())

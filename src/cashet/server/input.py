@@ -61,7 +61,7 @@ _OPTION_FIELDS = ("cache", "force", "tags", "retries", "timeout", "ttl")
 _KEYWORDS = {field: f"_{field}" for field in _OPTION_FIELDS}
 _SUBMIT_FIELDS = frozenset({"task", "args", "kwargs", *_OPTION_FIELDS})
 _REMOTE_ONLY_FIELDS = frozenset({*REMOTE_FIELDS, "func_name"})
-_GC_FIELDS = frozenset({"older_than_days", "max_size_bytes"})
+_GC_FIELDS = frozenset({"older_than_days", "max_size_bytes", "max_size"})
 
 
 class HTTPError(Exception):
@@ -417,14 +417,25 @@ class GcQuery:
 
 
 def parse_gc(body: Mapping[str, Any]) -> GcQuery:
-    """``{"older_than_days": 30, "max_size_bytes": null}`` (both optional)."""
+    """``{"older_than_days": 30, "max_size_bytes": null}`` (both optional).
+
+    ``max_size`` (the published cashet's name) is accepted for ``max_size_bytes``.
+    """
     _unknown_fields(body, _GC_FIELDS)
     days = body.get("older_than_days", 30)
     if isinstance(days, bool) or not isinstance(days, int | float) or not 0 <= days <= MAX_GC_DAYS:
         raise bad(f"older_than_days must be a number in 0..{MAX_GC_DAYS}", "older_than_days")
-    size = body.get("max_size_bytes")
-    if size is not None and (
-        isinstance(size, bool) or not isinstance(size, int) or not 0 <= size < 2**63
-    ):
-        raise bad("max_size_bytes must be a non-negative integer or null", "max_size_bytes")
+    sizes = []
+    for field in ("max_size_bytes", "max_size"):
+        if field not in body:
+            continue
+        size = body[field]
+        if size is not None and (
+            isinstance(size, bool) or not isinstance(size, int) or not 0 <= size < 2**63
+        ):
+            raise bad(f"{field} must be a non-negative integer or null", field)
+        sizes.append(size)
+    if len(sizes) == 2 and sizes[0] != sizes[1]:
+        raise bad("give max_size_bytes or max_size (its other name), not both", "max_size")
+    size = sizes[0] if sizes else None
     return GcQuery(float(days), size)

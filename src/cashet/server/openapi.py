@@ -118,6 +118,10 @@ def _schemas(tasks: Sequence[str], remote_code: bool) -> dict[str, Any]:
         "args_snapshot": {"type": "string"},
         "input_hashes": {"type": "array", "items": {"type": "string"}},
         "options": {"type": "object"},
+        "short_hash": {"type": "string", "description": "the published cashet's name"},
+        "function": {"type": "string", "description": "= func_name (published name)"},
+        "output": {**_NULL_STR, "description": "= result.hash (published name)"},
+        "parent": {**_NULL_STR, "description": "= parent_hash (published name)"},
     }
     summary = {"type": "object", "properties": commit_props, "required": list(commit_props)}
     full = {
@@ -175,13 +179,22 @@ def _schemas(tasks: Sequence[str], remote_code: bool) -> dict[str, Any]:
                     "minimum": 0,
                     "maximum": 2**63 - 1,
                 },
+                "max_size": {
+                    "type": ["integer", "null"],
+                    "minimum": 0,
+                    "maximum": 2**63 - 1,
+                    "description": "the published cashet's name for max_size_bytes",
+                },
             },
             "additionalProperties": False,
         },
         "GcResponse": {
             "type": "object",
-            "properties": {"evicted": {"type": "integer", "minimum": 0}},
-            "required": ["evicted"],
+            "properties": {
+                "evicted": {"type": "integer", "minimum": 0},
+                "deleted": {"type": "integer", "minimum": 0, "description": "= evicted"},
+            },
+            "required": ["evicted", "deleted"],
         },
     }
 
@@ -315,7 +328,10 @@ def openapi_document(
                 "get": {
                     **op(
                         "List commits, newest first",
-                        _json(_ref("CommitList"), "the commits"),
+                        _json(
+                            {"type": "array", "items": _ref("CommitSummary")},
+                            "the commits (a list, as the published cashet answers)",
+                        ),
                         **{"400": _error("invalid query parameter")},
                     ),
                     "parameters": log_params,
