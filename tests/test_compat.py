@@ -31,3 +31,32 @@ def test_not_found_is_a_key_error_with_a_plain_message(tmp_path: Path) -> None:
             client.diff(missing, "cd" * 32)
     again = pickle.loads(pickle.dumps(info.value))
     assert type(again) is CommitNotFoundError and str(again) == str(info.value)
+
+
+def test_published_model_conveniences(tmp_path: Path) -> None:
+    from cashet.models import TaskStatus
+
+    def double(x: int) -> int:
+        return x * 2
+
+    with Client(store_dir=tmp_path / ".cashet") as client:
+        ref = client.submit(double, 21, _tags={"a": "b"})
+        commit = client.show(ref.commit_hash)
+        assert commit is not None
+        assert commit.short_hash == commit.hash[:12] == commit.short_hash()  # property or call
+        assert commit.output_ref == commit.result and commit.output_ref.hash == ref.hash
+        summary = commit.summary()
+        assert summary == {
+            "hash": commit.hash,
+            "short_hash": commit.hash[:12],
+            "function": commit.func_name,
+            "status": "completed",
+            "created_at": commit.created_at.isoformat(),
+            "output": ref.hash,
+            "parent": None,
+            "tags": {"a": "b"},
+        }
+        assert {s.name for s in TaskStatus} >= {"PENDING", "RUNNING", "COMPLETED", "FAILED"}
+        assert TaskStatus.CACHED.value == "cached"
+        assert client.log(status=TaskStatus.CACHED) == []  # no commit is recorded so
+        assert client.rm("0" * 64) is False and client.show("0" * 64) is None

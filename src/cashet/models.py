@@ -33,11 +33,23 @@ def utcnow() -> datetime:
 
 
 class TaskStatus(enum.StrEnum):
-    """Life-cycle state of a commit."""
+    """Life-cycle state of a commit.
 
+    Commits are ``RUNNING`` (a call in flight), ``COMPLETED`` or ``FAILED``. ``PENDING`` and
+    ``CACHED`` are the published cashet's other members, kept so that code naming them
+    still runs; no commit is recorded with them (a hit is ``ResultRef.cached``).
+    """
+
+    PENDING = "pending"
     RUNNING = "running"
     COMPLETED = "completed"
     FAILED = "failed"
+    CACHED = "cached"
+
+    @classmethod
+    def recorded(cls) -> tuple[TaskStatus, ...]:
+        """The statuses a commit can have (what ``log`` filters by)."""
+        return (cls.RUNNING, cls.COMPLETED, cls.FAILED)
 
     @classmethod
     def parse(cls, value: TaskStatus | str) -> TaskStatus:
@@ -55,6 +67,16 @@ class TaskStatus(enum.StrEnum):
                 pass
         valid = ", ".join(s.value for s in cls)
         raise ValueError(f"unknown status {value!r}; valid values are: {valid}")
+
+
+class ShortHash(str):
+    """A short hash that may also be called: the published cashet's ``short_hash()``."""
+
+    __slots__ = ()
+
+    def __call__(self) -> str:
+        """Return the short hash (for code written against the published method)."""
+        return str(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,8 +161,33 @@ class Commit:
 
     @property
     def short_hash(self) -> str:
-        """The first 12 hex digits of the commit hash."""
-        return self.hash[:12]
+        """The first 12 hex digits of the commit hash.
+
+        Also callable (``commit.short_hash()``), as the published cashet's method was.
+        """
+        return ShortHash(self.hash[:12])
+
+    @property
+    def output_ref(self) -> ObjectRef | None:
+        """The result blob (``result``), by the published cashet's name."""
+        return self.result
+
+    def summary(self) -> dict[str, Any]:
+        """A short JSON-able description, with the published cashet's keys.
+
+        Keys: ``hash``, ``short_hash``, ``function``, ``status``, ``created_at`` (ISO 8601),
+        ``output`` (the result blob hash or ``None``), ``parent``, ``tags``.
+        """
+        return {
+            "hash": self.hash,
+            "short_hash": self.hash[:12],
+            "function": self.task_def.func_name,
+            "status": self.status.value,
+            "created_at": self.created_at.isoformat(),
+            "output": None if self.result is None else self.result.hash,
+            "parent": self.parent_hash,
+            "tags": dict(self.tags),
+        }
 
     def is_expired(self, now: datetime | None = None) -> bool:
         """Whether the commit's TTL has run out at ``now`` (default: the current time)."""

@@ -42,7 +42,7 @@ _SERIALIZERS = ("pickle", "safe-pickle", "json")
 )
 @click.option(
     "--status",
-    type=click.Choice([s.value for s in TaskStatus], case_sensitive=False),
+    type=click.Choice([s.value for s in TaskStatus.recorded()], case_sensitive=False),
     help="Only commits in this state.",
 )
 @click.option(

@@ -388,7 +388,7 @@ def parse_log(query: Any) -> LogQuery:
     """``?func=&status=&tag=K=V&tag=K&limit=`` (a Starlette ``QueryParams``)."""
     status = query.get("status")
     if status is not None:
-        valid = [s.value for s in TaskStatus]
+        valid = [s.value for s in TaskStatus.recorded()]
         if status not in valid:
             raise HTTPError(
                 400, f"status must be one of {', '.join(valid)}", field="status", valid=valid
