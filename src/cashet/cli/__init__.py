@@ -15,5 +15,6 @@ for _command in (log, show, get, diff, history):  # queries
     main.add_command(_command)
 for _command in (stats, rm, gc, clear, invalidate, export, import_, serve):
     main.add_command(_command)
+main.add_command(log, "list")  # the published cashet's name for log
 
 __all__ = ["main"]

@@ -4,7 +4,8 @@ The commands live beside it, one module per family (:mod:`.provenance`, :mod:`.m
 :mod:`.archive`, :mod:`.serve`) and :mod:`cashet.cli` adds them to :data:`main`; none of
 them is imported here. Errors are one line on stderr: exit code 1, or 2 for a usage error;
 never a traceback (``CASHET_DEBUG=1`` shows one for an unexpected error). Read commands
-never create a store: they fail when ``--store-dir`` does not hold one.
+never create a store: ``log``, ``stats`` and ``history`` answer "no commits" (exit code 0)
+when ``--store-dir`` does not exist, the others fail.
 """
 
 from __future__ import annotations
@@ -52,6 +53,21 @@ class CliContext:
             else:
                 self._client = Client.open_existing(self.store_dir)
         return self._client
+
+    def has_store(self) -> bool:
+        """Whether ``--store-dir`` exists (a read command on none answers "no commits")."""
+        return self._client is not None or self.store_dir.exists()
+
+    def no_store(self, as_json: bool, empty: Any) -> None:
+        """Answer a read of a store that does not exist: no commits, exit code 0.
+
+        Scripts written against the published cashet expect that (issue 12); a hash that
+        names no commit in an existing store still fails.
+        """
+        if as_json:
+            emit_json(empty)
+        else:
+            click.echo(f"No cashet store found at {self.store_dir}: no commits.")
 
     def close(self) -> None:
         """Close the client, if one was opened (never failing the command)."""

@@ -14,12 +14,26 @@ from cashet.provenance.query import require_commit
 
 __all__ = ["clear", "gc", "invalidate", "rm", "stats"]
 
+#: What ``stats --json`` holds (all zero when there is no store).
+_STATS_KEYS = (
+    "total_commits",
+    "completed_commits",
+    "stored_objects",
+    "disk_bytes",
+    "blob_objects",
+    "blob_bytes",
+    "inline_objects",
+    "inline_bytes",
+)
+
 
 @click.command()
 @json_option
 @pass_cli
 def stats(cli: CliContext, as_json: bool) -> None:
     """Show commit counts and storage sizes."""
+    if not cli.has_store():
+        return cli.no_store(as_json, dict.fromkeys(_STATS_KEYS, 0))
     s = cli.client().stats()
     if as_json:
         emit_json(s)
@@ -66,6 +80,7 @@ def rm(cli: CliContext, hash: str) -> None:
 @click.command()
 @click.option(
     "--older-than",
+    "-d",
     type=click.FloatRange(min=0),
     default=30,
     show_default=True,
@@ -74,6 +89,7 @@ def rm(cli: CliContext, hash: str) -> None:
 )
 @click.option(
     "--max-size",
+    "-s",
     metavar="SIZE",
     help="Then evict least recently used entries until the store fits (e.g. 1GB, 500MB).",
 )

@@ -32,9 +32,10 @@ _SERIALIZERS = ("pickle", "safe-pickle", "json")
 
 
 @click.command()
-@click.option("--func", "func_name", metavar="NAME", help="Only commits of this function.")
+@click.option("--func", "-f", "func_name", metavar="NAME", help="Only commits of this function.")
 @click.option(
     "--tag",
+    "-t",
     "tags",
     multiple=True,
     metavar="KEY[=VALUE]",
@@ -42,6 +43,7 @@ _SERIALIZERS = ("pickle", "safe-pickle", "json")
 )
 @click.option(
     "--status",
+    "-s",
     type=click.Choice([s.value for s in TaskStatus.recorded()], case_sensitive=False),
     help="Only commits in this state.",
 )
@@ -69,6 +71,8 @@ def log(
     separated by tabs.
     """
     query = parse_tags(tags)
+    if not cli.has_store():
+        return cli.no_store(as_json, [])
     commits = cli.client().log(
         func_name=func_name, limit=limit or None, status=status, tags=query or None
     )
@@ -347,6 +351,8 @@ def history(cli: CliContext, hash: str, as_json: bool) -> None:
 
     Forced runs and re-runs after a TTL expired each have their own commit.
     """
+    if not cli.has_store():
+        return cli.no_store(as_json, [])
     client = cli.client()
     target = require_commit(client.show(hash), hash)
     commits = client.history(target.hash)

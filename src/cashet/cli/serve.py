@@ -41,10 +41,16 @@ def _load_tasks(specs: Sequence[str]) -> dict[str, Callable[..., Any]]:
     return tasks
 
 
-@click.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+# -h is --host here, as in the published cashet's ``serve`` (help stays --help).
+@click.command(context_settings={"help_option_names": ["--help"]})
+@click.option("--host", "-h", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option(
-    "--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="Port."
+    "--port",
+    "-p",
+    type=click.IntRange(0, 65535),
+    default=8000,
+    show_default=True,
+    help="Port.",
 )
 @click.option(
     "--require-token",
