@@ -60,3 +60,25 @@ def test_published_model_conveniences(tmp_path: Path) -> None:
         assert TaskStatus.CACHED.value == "cached"
         assert client.log(status=TaskStatus.CACHED) == []  # no commit is recorded so
         assert client.rm("0" * 64) is False and client.show("0" * 64) is None
+
+
+def test_task_decorator_on_a_method_binds_with_the_instance_in_the_key(tmp_path: Path) -> None:
+    runs: list[int] = []
+    client = Client(store_dir=tmp_path / ".cashet")
+
+    class Model:
+        def __init__(self, k: int) -> None:
+            self.k = k
+
+        @client.task
+        def predict(self, x: int) -> int:
+            runs.append(self.k)
+            return self.k * x
+
+    with client:
+        assert Model(3).predict(2).load() == 6
+        assert Model(4).predict(2).load() == 8  # another instance: another key
+        again = Model(3).predict(2)
+        assert again.cached and again.load() == 6
+        assert runs == [3, 4]
+        assert Model.predict.name.endswith("Model.predict")  # on the class: the task itself

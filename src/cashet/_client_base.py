@@ -100,6 +100,20 @@ class TaskFunctionBase(Generic[T]):
     def __repr__(self) -> str:
         return f"<cashet {self._kind} {self.name}>"
 
+    def __cashet_hash__(self) -> Any:
+        """A task read by other code (a method of a class, a helper) is keyed by its function."""
+        return self.func
+
+    def __get__(self, obj: Any, objtype: type | None = None) -> Any:
+        """Bind like a function: ``@client.task`` on a method gives ``Model(3).predict``, a
+        task of the bound method, so the instance is part of the call's key (issue 12)."""
+        if obj is None:
+            return self
+        bind = getattr(self.func, "__get__", None)
+        if bind is None:
+            return self
+        return type(self)(self.client, bind(obj, objtype), self.options)
+
 
 class ClientBase(Generic[TF]):
     """The IO-free half of a client, shared by ``Client`` and ``AsyncClient``.

@@ -118,6 +118,8 @@ _RESOURCE_MODULES = frozenset(
 
 
 def _is_resource(v: Any) -> bool:
+    if callable(getattr(type(v), "__cashet_hash__", None)):
+        return False  # its class says how to key it (a cashet task: by its function)
     mod = getattr(type(v), "__module__", None) or ""
     # a ResultRef is data: its blob hash is its content
     return mod.partition(".")[0] in _RESOURCE_MODULES and mod != "cashet.models"
