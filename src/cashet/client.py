@@ -19,6 +19,7 @@ from cashet._client_base import (
     TaskFunctionBase,
     check_workers,
     default_store_dir,
+    executor_commit,
     progress,
 )
 from cashet._log import log
@@ -119,8 +120,8 @@ class Client(ClientBase[TaskFunction[Any]], StoreQueries):
             func, _cache, _force, _tags, _retries, _timeout, _ttl
         )
         task_def = make_task_def(identity, options, hash_call(func, args, kwargs))
-        commit = self.executor.submit(func, args, kwargs, task_def, self.store, self.serializer)
-        return ResultRef(commit, self._load_object)
+        done = self.executor.submit(func, args, kwargs, task_def, self.store, self.serializer)
+        return ResultRef(executor_commit(done), self._load_object)
 
     if TYPE_CHECKING:  # typing only: the one implementation is ClientBase.task
 
@@ -374,7 +375,7 @@ class Client(ClientBase[TaskFunction[Any]], StoreQueries):
             if _read_only:
                 return None
             try:
-                self.store.touch(commit.hash, now)
+                full_store(self.store).touch(commit.hash, now)
             except StoreError as exc:  # an access time is not worth failing a hit for
                 log.debug("could not record access to %s: %s", commit.hash[:12], exc)
             commit.last_accessed = now

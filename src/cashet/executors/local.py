@@ -51,7 +51,7 @@ from cashet.executors._drive import (
 from cashet.hashing.commits import seal_commit
 from cashet.models import Commit, TaskDef, TaskStatus, utcnow
 from cashet.protocols import Serializer, Store
-from cashet.stores.base import full_store
+from cashet.stores.base import FullStore, full_store
 
 __all__ = ["LocalExecutor"]
 
@@ -64,13 +64,13 @@ class _Heartbeat:
     def __init__(self, ttl: timedelta, interval: float) -> None:
         self._ttl = ttl
         self._interval = interval
-        self._leases: dict[str, tuple[Store, str]] = {}
+        self._leases: dict[str, tuple[FullStore, str]] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._pid = current_pid()
 
-    def add(self, store: Store, fingerprint: str, owner: str) -> None:
+    def add(self, store: FullStore, fingerprint: str, owner: str) -> None:
         with self._lock:
             self._leases[owner] = (store, fingerprint)
             if self._thread is None or not self._thread.is_alive() or self._pid != current_pid():
@@ -147,7 +147,7 @@ class _SyncHandler:
         self.func = func
         self.args = args
         self.kwargs = kwargs
-        self.store = store
+        self.store: FullStore = full_store(store)  # the store itself for built-in stores
         self.serializer = serializer
         self.heartbeat = heartbeat
 

@@ -53,6 +53,7 @@ from cashet.errors import ArchiveError, BlobError, CashetError
 from cashet.hashing.commits import commit_from_dict, commit_to_json, compute_commit_hash
 from cashet.models import Commit, ObjectRef, TaskStatus, utcnow
 from cashet.protocols import Store
+from cashet.stores.base import full_store
 from cashet.stores.blobs import blob_hash
 
 __all__ = ["ExportResult", "ImportResult", "export_archive", "import_archive"]
@@ -176,7 +177,7 @@ def export_archive(store: Store, path: str | os.PathLike[str]) -> ExportResult:
                 "cashet_version": __version__,
             }
             _add(tar, MANIFEST, json.dumps(manifest, indent=2).encode(), now)
-            for commit in store.iter_commits():
+            for commit in full_store(store).iter_commits():
                 if not commit.hash or commit.status is TaskStatus.RUNNING:
                     continue
                 result = commit.result
@@ -263,7 +264,7 @@ def import_archive(store: Store, path: str | os.PathLike[str]) -> ImportResult:
                 f"commit {commit.hash[:12]} records a result of {result.size} bytes, but blob "
                 f"{result.hash[:12]} of the archive has {size} bytes"
             )
-        if store.has_blob(result.hash):
+        if full_store(store).has_blob(result.hash):
             continue
         if size is None:
             raise ArchiveError(

@@ -65,11 +65,11 @@ def resolve_commit(store: Store, hash_or_prefix: str, *, by_result: bool = False
             commit = _newest_with_result(store, text)
         if commit is None:
             hint = ""
-            if store.has_blob(text):
+            if full_store(store).has_blob(text):
                 hint = " (that is a result blob hash: `get` loads it; use ref.commit_hash)"
             raise CommitNotFoundError(f"no commit {text}{hint}")
         return commit
-    matches = store.resolve_prefix(text, limit=_MAX_CANDIDATES + 1)
+    matches = full_store(store).resolve_prefix(text, limit=_MAX_CANDIDATES + 1)
     if not matches:
         raise CommitNotFoundError(f"no commit matches {text!r}")
     if len(matches) > 1:
@@ -103,7 +103,7 @@ def resolve_result(store: Store, hash_or_prefix: str) -> tuple[ObjectRef, Commit
         commit = resolve_commit(store, hash_or_prefix)
     except CommitNotFoundError:
         text = _normalize_hash(hash_or_prefix)
-        if len(text) == 64 and store.has_blob(text):
+        if len(text) == 64 and full_store(store).has_blob(text):
             # Stores address blobs by hash alone; the size is not known here.
             return ObjectRef(text, 0), None
         raise

@@ -23,11 +23,15 @@ commits hand out :func:`copy_commit` copies.
 
 from __future__ import annotations
 
+import dataclasses
+import threading
+import time
+import warnings
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
-from cashet.models import Commit, Lease, ObjectRef, TaskStatus
+from cashet.models import Commit, Lease, ObjectRef, TaskStatus, utcnow
 from cashet.protocols import (
     AsyncBlobPartsWriter,
     AsyncCommitIterator,
@@ -37,8 +41,11 @@ from cashet.protocols import (
     AsyncStore,
     BlobParts,
     BlobPartsWriter,
+    CommitIterator,
     Hit,
     HitLookup,
+    Housekeeping,
+    Leases,
     ResultData,
     ResultIndex,
     ResultWriter,
@@ -59,7 +66,15 @@ __all__ = [
 ]
 
 #: The capabilities :func:`full_store` guarantees, each with the names of its members.
-SYNC_CAPABILITIES: tuple[type, ...] = (ResultWriter, BlobPartsWriter, ResultIndex, HitLookup)
+SYNC_CAPABILITIES: tuple[type, ...] = (
+    Housekeeping,
+    CommitIterator,
+    Leases,
+    ResultWriter,
+    BlobPartsWriter,
+    ResultIndex,
+    HitLookup,
+)
 ASYNC_CAPABILITIES: tuple[type, ...] = (
     AsyncResultWriter,
     AsyncBlobPartsWriter,
@@ -69,8 +84,23 @@ ASYNC_CAPABILITIES: tuple[type, ...] = (
 )
 
 
+#: Capabilities that are single store operations (not composed of others): a wrapper that
+#: forwards them by ``__getattr__`` may supply them (see ``_FullStore``).
+_PRIMITIVE: tuple[type, ...] = (Housekeeping, CommitIterator, Leases)
+
+
 @runtime_checkable
-class FullStore(Store, ResultWriter, BlobPartsWriter, ResultIndex, HitLookup, Protocol):
+class FullStore(
+    Store,
+    Housekeeping,
+    CommitIterator,
+    Leases,
+    ResultWriter,
+    BlobPartsWriter,
+    ResultIndex,
+    HitLookup,
+    Protocol,
+):
     """A sync store with every capability (what :func:`full_store` returns)."""
 
 
@@ -111,6 +141,83 @@ def copy_commit(c: Commit, last_accessed: datetime | None) -> Commit:
     )
 
 
+def _has_tags(commit: Commit, tags: TagQuery) -> bool:
+    return all(
+        key in commit.tags and (value is None or commit.tags[key] == value)
+        for key, value in tags.items()
+    )
+
+
+class _LocalLeases:
+    """Leases kept in this process, for a store without :class:`~cashet.protocols.Leases`."""
+
+    def __init__(self) -> None:
+        self._held: dict[str, Lease] = {}
+        self._changed = threading.Condition()
+
+    def try_claim(self, fingerprint: str, lease: Lease) -> bool:
+        with self._changed:
+            held = self._held.get(fingerprint)
+            if held is not None and held.expires_at > utcnow():
+                return False
+            self._held[fingerprint] = lease
+            return True
+
+    def get(self, fingerprint: str) -> Lease | None:
+        with self._changed:
+            return self._held.get(fingerprint)
+
+    def renew(self, fingerprint: str, owner: str, expires_at: datetime) -> bool:
+        with self._changed:
+            held = self._held.get(fingerprint)
+            if held is None or held.owner != owner:
+                return False
+            self._held[fingerprint] = dataclasses.replace(held, expires_at=expires_at)
+            return True
+
+    def release(self, fingerprint: str, owner: str) -> None:
+        with self._changed:
+            held = self._held.get(fingerprint)
+            if held is not None and held.owner == owner:
+                del self._held[fingerprint]
+            self._changed.notify_all()
+
+    def wait(self, fingerprint: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while fingerprint in self._held:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                self._changed.wait(left)
+
+
+#: In-process leases per store object (by id: a third-party store need not be hashable).
+_LEASES: dict[int, tuple[Any, _LocalLeases]] = {}
+_LEASES_LOCK = threading.Lock()
+_WARNED: set[type] = set()
+
+
+def _local_leases(store: Any) -> _LocalLeases:
+    target = getattr(store, "store", store) if isinstance(store, _FullStore) else store
+    with _LEASES_LOCK:
+        entry = _LEASES.get(id(target))
+        if entry is None or entry[0] is not target:
+            entry = (target, _LocalLeases())
+            _LEASES[id(target)] = entry
+        cls = type(target)
+        if cls not in _WARNED:
+            _WARNED.add(cls)
+            missing = [n for n in protocol_members(Leases) if not hasattr(cls, n)]
+            warnings.warn(
+                f"{cls.__qualname__} has no {', '.join(missing)}: cashet keeps its leases in "
+                "this process, so a call runs once per process, not once across processes",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+    return entry[1]
+
+
 def _newest_first(commits: list[Commit], limit: int) -> list[Commit]:
     commits.sort(key=lambda c: c.created_at, reverse=True)
     return commits[: max(limit, 0)]
@@ -128,9 +235,58 @@ class StoreBase:
     # The required methods the defaults use (declared for the type checker only).
     put_blob: Callable[[bytes], ObjectRef]
     put_commit: Callable[[Commit], None]
-    release_claim: Callable[[str, str], None]
     find_by_fingerprint: Callable[[str], Commit | None]
-    iter_commits: Callable[[], Iterator[Commit]]
+    list_commits: Callable[..., list[Commit]]
+    delete_commit: Callable[[str], bool]
+
+    # --- Housekeeping and CommitIterator: scans of list_commits -------------------------
+
+    def iter_commits(self) -> Iterator[Commit]:
+        """Every commit, oldest first (default: ``list_commits(limit=None)`` reversed)."""
+        return iter(sorted(self.list_commits(limit=None), key=lambda c: c.created_at))
+
+    def has_blob(self, hash: str) -> bool:
+        """Whether a commit's result is this blob (default: a scan of the commits)."""
+        return any(c.result is not None and c.result.hash == hash for c in self.iter_commits())
+
+    def latest_for_fingerprint(self, fingerprint: str) -> Commit | None:
+        """The newest commit of ``fingerprint`` whatever its status (default: a scan)."""
+        found = [c for c in self.iter_commits() if c.fingerprint == fingerprint]
+        return _newest_first(found, 1)[0] if found else None
+
+    def resolve_prefix(self, prefix: str, limit: int = 20) -> list[str]:
+        """Up to ``limit`` commit hashes starting with ``prefix`` (default: a scan)."""
+        return [c.hash for c in self.iter_commits() if c.hash.startswith(prefix)][:limit]
+
+    def touch(self, hash: str, when: datetime) -> None:
+        """Record an access (default: not tracked, so ``gc`` ages by creation time)."""
+
+    def delete_by_tags(self, tags: TagQuery) -> int:
+        """Delete the commits carrying ``tags`` (default: a scan, then ``delete_commit``)."""
+        doomed = [c.hash for c in self.iter_commits() if _has_tags(c, tags)]
+        return sum(1 for h in doomed if self.delete_commit(h))
+
+    # --- Leases: within this process ------------------------------------------------------
+
+    def try_claim(self, fingerprint: str, lease: Lease) -> bool:
+        """Take the lease of ``fingerprint`` unless a live one is held (this process only)."""
+        return _local_leases(self).try_claim(fingerprint, lease)
+
+    def get_claim(self, fingerprint: str) -> Lease | None:
+        """The lease held on ``fingerprint`` in this process, if any."""
+        return _local_leases(self).get(fingerprint)
+
+    def renew_claim(self, fingerprint: str, owner: str, expires_at: datetime) -> bool:
+        """Extend ``owner``'s lease; ``False`` when it is no longer held."""
+        return _local_leases(self).renew(fingerprint, owner, expires_at)
+
+    def release_claim(self, fingerprint: str, owner: str) -> None:
+        """Drop ``owner``'s lease and wake the waiters."""
+        _local_leases(self).release(fingerprint, owner)
+
+    def wait_for_release(self, fingerprint: str, timeout: float) -> None:
+        """Wait until the lease of ``fingerprint`` is released or ``timeout`` passes."""
+        _local_leases(self).wait(fingerprint, timeout)
 
     def put_blob_parts(self, parts: BlobParts) -> ObjectRef:
         """Store the concatenation of ``parts`` (default: join them, then ``put_blob``)."""
@@ -180,8 +336,16 @@ class _FullStore(StoreBase):
     def __init__(self, store: Store) -> None:
         self.store = store
         for capability in SYNC_CAPABILITIES:
+            names = protocol_members(capability)
             if supports(store, capability):  # the store's own, better version
-                for name in protocol_members(capability):
+                for name in names:
+                    setattr(self, name, getattr(store, name))
+            elif capability in _PRIMITIVE and all(hasattr(store, n) for n in names):
+                # A wrapper that forwards these with __getattr__ (a logging or metrics
+                # wrapper): they are single operations of the store it wraps, with no
+                # default built from other methods that the wrapper's own would be
+                # bypassed by, so they are used (its leases stay cross-process).
+                for name in names:
                     setattr(self, name, getattr(store, name))
 
     def __repr__(self) -> str:
@@ -192,9 +356,6 @@ class _FullStore(StoreBase):
 
     def get_blob(self, ref: ObjectRef) -> bytes:
         return self.store.get_blob(ref)
-
-    def has_blob(self, hash: str) -> bool:
-        return self.store.has_blob(hash)
 
     def put_commit(self, commit: Commit) -> None:
         self.store.put_commit(commit)
@@ -208,9 +369,6 @@ class _FullStore(StoreBase):
     def find_running_by_fingerprint(self, fingerprint: str) -> Commit | None:
         return self.store.find_running_by_fingerprint(fingerprint)
 
-    def latest_for_fingerprint(self, fingerprint: str) -> Commit | None:
-        return self.store.latest_for_fingerprint(fingerprint)
-
     def list_commits(
         self,
         func_name: str | None = None,
@@ -220,17 +378,8 @@ class _FullStore(StoreBase):
     ) -> list[Commit]:
         return self.store.list_commits(func_name, limit, status, tags)
 
-    def iter_commits(self) -> Iterator[Commit]:
-        return self.store.iter_commits()
-
     def get_history(self, hash: str) -> list[Commit]:
         return self.store.get_history(hash)
-
-    def resolve_prefix(self, prefix: str, limit: int = 20) -> list[str]:
-        return self.store.resolve_prefix(prefix, limit)
-
-    def touch(self, hash: str, when: datetime) -> None:
-        self.store.touch(hash, when)
 
     def stats(self) -> dict[str, int]:
         return self.store.stats()
@@ -240,24 +389,6 @@ class _FullStore(StoreBase):
 
     def delete_commit(self, hash: str) -> bool:
         return self.store.delete_commit(hash)
-
-    def delete_by_tags(self, tags: TagQuery) -> int:
-        return self.store.delete_by_tags(tags)
-
-    def try_claim(self, fingerprint: str, lease: Lease) -> bool:
-        return self.store.try_claim(fingerprint, lease)
-
-    def get_claim(self, fingerprint: str) -> Lease | None:
-        return self.store.get_claim(fingerprint)
-
-    def renew_claim(self, fingerprint: str, owner: str, expires_at: datetime) -> bool:
-        return self.store.renew_claim(fingerprint, owner, expires_at)
-
-    def release_claim(self, fingerprint: str, owner: str) -> None:
-        self.store.release_claim(fingerprint, owner)
-
-    def wait_for_release(self, fingerprint: str, timeout: float) -> None:
-        self.store.wait_for_release(fingerprint, timeout)
 
     def close(self) -> None:
         self.store.close()
