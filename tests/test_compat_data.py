@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sqlite3
 import tarfile
 import zlib
@@ -217,4 +216,32 @@ def test_an_old_archive_never_writes_outside_the_store(tmp_path: Path) -> None:
             client.import_archive(str(bad))
         assert client.log() == []
     assert not (tmp_path.parent / "evil.json").exists()
-    assert os.listdir(tmp_path) == sorted(os.listdir(tmp_path))  # nothing else checked here
+
+
+def test_a_migrated_store_exports_and_imports_again(tmp_path: Path) -> None:
+    archive = tmp_path / "again.tar.gz"
+    with Client(store_dir=old_store(tmp_path, "v0.4.3")) as client:
+        assert int(client.export(str(archive))) == 5
+    with Client(store_dir=tmp_path / "other") as other:
+        assert int(other.import_archive(str(archive))) == 5
+        check_values(other, "v0.4.3")
+
+
+def test_an_ordinary_commit_with_a_wrong_hash_is_still_refused(tmp_path: Path) -> None:
+    def triple(x: int) -> int:
+        return x * 3
+
+    archive = tmp_path / "ours.tar.gz"
+    with Client(store_dir=tmp_path / "a") as client:
+        client.submit(triple, 2)
+        client.export(str(archive))
+
+    def forge(member: tarfile.TarInfo, data: bytes) -> tuple[tarfile.TarInfo, bytes]:
+        if "/commits/" in member.name:
+            data = data.replace(b'"retries":0', b'"retries":1')
+        return member, data
+
+    bad = tmp_path / "bad.tar.gz"
+    _rewrite_archive(archive, bad, forge)
+    with Client(store_dir=tmp_path / "b") as client, pytest.raises(ArchiveError, match="forged"):
+        client.import_archive(str(bad))

@@ -54,6 +54,7 @@ from cashet.hashing.commits import commit_from_dict, commit_to_json, compute_com
 from cashet.models import Commit, ObjectRef, TaskStatus, utcnow
 from cashet.protocols import Store
 from cashet.stores.blobs import blob_hash
+from cashet.stores.legacy import LEGACY_SALT
 
 __all__ = ["ExportResult", "ImportResult", "export_archive", "import_archive"]
 
@@ -61,6 +62,8 @@ ROOT = "cashet-archive"
 FORMAT = "cashet-archive"
 VERSION = 1
 MANIFEST = f"{ROOT}/manifest.json"
+#: The root of the published cashet 0.4.x/0.5.x export (see provenance.legacy_archive).
+LEGACY_ROOT = "cashet-export"
 
 _COMMIT_NAME = re.compile(rf"^{ROOT}/commits/([0-9a-f]{{64}})\.json$")
 _BLOB_NAME = re.compile(rf"^{ROOT}/blobs/([0-9a-f]{{2}})/([0-9a-f]{{62}})$")
@@ -242,9 +245,14 @@ def import_archive(store: Store, path: str | os.PathLike[str]) -> ImportResult:
     source = Path(path)
     stamp = _stamp(source)
     plan = _Plan()
-    with _reading(source) as tar:
-        for member in tar:
-            _scan_member(tar, member, plan)
+    try:
+        with _reading(source) as tar:
+            for member in tar:
+                _scan_member(tar, member, plan)
+    except OldFormat:
+        from cashet.provenance.legacy_archive import import_legacy_archive
+
+        return import_legacy_archive(store, source)
     if plan.manifest is None:
         raise ArchiveError(f"{source} is not a cashet archive: it has no {MANIFEST}")
 
@@ -323,8 +331,12 @@ def _reading(path: Path) -> Iterator[tarfile.TarFile]:
         ) from exc
 
 
-def _member_kind(member: tarfile.TarInfo) -> tuple[str, str]:
-    """Check a member's name and type before anything is read; return (kind, hash)."""
+class OldFormat(Exception):
+    """The archive is a published cashet 0.4.x/0.5.x export (``cashet-export/`` members)."""
+
+
+def check_safe(member: tarfile.TarInfo) -> None:
+    """Refuse a member whose name or type could write outside the store, before reading it."""
     name = member.name
     shown = repr(name)
     if "\x00" in name or "\\" in name:
@@ -341,6 +353,15 @@ def _member_kind(member: tarfile.TarInfo) -> tuple[str, str]:
         )
     if member.ischr() or member.isblk() or member.isfifo():
         raise ArchiveError(f"unsafe member {shown}: a device or FIFO")
+
+
+def _member_kind(member: tarfile.TarInfo) -> tuple[str, str]:
+    """Check a member's name and type before anything is read; return (kind, hash)."""
+    check_safe(member)
+    name = member.name
+    shown = repr(name)
+    if name.split("/")[0] == LEGACY_ROOT:
+        raise OldFormat(name)
     if member.isdir():
         if not _DIR_NAME.match(name):
             raise ArchiveError(f"unexpected directory {shown} in a cashet archive")
@@ -433,7 +454,9 @@ def _check_commit(h: str, data: Any) -> Commit:
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise _bad(h, f"{type(exc).__name__}: {exc}") from exc
     actual = compute_commit_hash(commit)
-    if actual != h:
+    # A commit migrated from cashet 0.4.x/0.5.x keeps its old hash, which is not a content
+    # hash of ours: it cannot be recomputed (its result blob is still verified).
+    if actual != h and commit.salt != LEGACY_SALT:
         raise ArchiveError(
             f"commit {h[:12]} is forged or damaged: its content hashes to {actual[:12]}"
         )

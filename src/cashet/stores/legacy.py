@@ -24,7 +24,7 @@ from typing import Any
 
 from cashet.models import Commit, ObjectRef, TaskDef, TaskStatus
 
-__all__ = ["LEGACY", "NOT_CACHED", "legacy_blob", "legacy_commit", "parse_time"]
+__all__ = ["LEGACY", "LEGACY_SALT", "NOT_CACHED", "legacy_blob", "legacy_commit", "parse_time"]
 
 #: How messages name the published versions whose data this module reads.
 LEGACY = "cashet 0.4.x/0.5.x"
@@ -33,6 +33,10 @@ NOT_CACHED = (
     "they load by hash (get/show/log/history) but are not cache hits: the published "
     "cache key format differs, so their calls run once again"
 )
+
+#: The ``salt`` of every commit brought in from the old format: such a commit keeps its old
+#: hash, which this cashet's content hash cannot reproduce (archive import accepts it so).
+LEGACY_SALT = "legacy:cashet-0.4/0.5"
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -156,5 +160,6 @@ def legacy_commit(
         tags=dict(tags),
         expires_at=parse_time(old.get("expires_at")),
         input_hashes=tuple(inputs.get(str(x), str(x)) for x in old.get("input_refs") or ()),
+        salt=LEGACY_SALT,
         last_accessed=parse_time(old.get("last_accessed_at")),
     )
