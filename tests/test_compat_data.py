@@ -245,3 +245,38 @@ def test_an_ordinary_commit_with_a_wrong_hash_is_still_refused(tmp_path: Path) -
     _rewrite_archive(archive, bad, forge)
     with Client(store_dir=tmp_path / "b") as client, pytest.raises(ArchiveError, match="forged"):
         client.import_archive(str(bad))
+
+
+def test_an_old_store_open_elsewhere_is_refused_with_the_reason(tmp_path: Path) -> None:
+    store = old_store(tmp_path, "v0.5.0")
+    elsewhere = sqlite3.connect(store / "meta.db")  # as an old cashet would hold it
+    elsewhere.execute("SELECT count(*) FROM commits").fetchone()
+    try:
+        with pytest.raises(StoreError, match="another process"):
+            Client(store_dir=store)
+    finally:
+        elsewhere.close()
+    assert legacy.is_legacy(store)
+    with Client(store_dir=store) as client:
+        check_values(client, "v0.5.0")
+
+
+def test_two_processes_opening_an_old_store_migrate_it_once(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    store = old_store(tmp_path, "v0.4.3")
+    code = (
+        "import sys; from cashet import Client; c = Client(store_dir=sys.argv[1]);"
+        "print(len(c.log())); c.close()"
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(store)], stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(3)
+    ]
+    outs = [p.communicate(timeout=60)[0].strip() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0] and outs == ["5", "5", "5"]
+    with Client(store_dir=store) as client:
+        check_values(client, "v0.4.3")

@@ -35,14 +35,13 @@ from cashet._log import log
 from cashet.errors import ArchiveError
 from cashet.models import Commit, ObjectRef, utcnow
 from cashet.protocols import Store
-from cashet.provenance.archive import (
+from cashet.provenance.tar_input import (
     CLOCK_SKEW,
     LEGACY_ROOT,
     MAX_JSON_BYTES,
-    ImportResult,
-    _reading,
-    _stamp,
     check_safe,
+    reading,
+    stamp,
 )
 from cashet.stores.blobs import blob_hash
 from cashet.stores.legacy import LEGACY, NOT_CACHED, legacy_blob, legacy_commit
@@ -68,17 +67,20 @@ class _Plan:
     seen: set[str] = field(default_factory=set)
 
 
-def import_legacy_archive(store: Store, path: Path) -> ImportResult:
+def import_legacy_archive(store: Store, path: Path) -> tuple[int, int, int]:
     """Validate a cashet 0.4.x/0.5.x export, then add its commits and blobs to ``store``.
+
+    Returns:
+        The commits imported, those the store already had, and the blobs added.
 
     Raises:
         ArchiveError: the archive is unreadable, unsafe, inconsistent or tampered with;
             the store is unchanged.
         StoreError: the store failed while writing (commits written so far are removed).
     """
-    stamp = _stamp(path)
+    first = stamp(path)
     plan = _Plan()
-    with _reading(path) as tar:
+    with reading(path) as tar:
         for member in tar:
             _scan(tar, member, plan)
     if plan.manifest is None or plan.lines is None:
@@ -92,7 +94,7 @@ def import_legacy_archive(store: Store, path: Path) -> ImportResult:
         if c.result is not None and not store.has_blob(c.result.hash)
     }
     if needed:
-        if _stamp(path) != stamp:
+        if stamp(path) != first:
             raise ArchiveError(f"{path} changed while it was being imported")
         _store_blobs(store, path, plan, needed)
     stored: list[str] = []
@@ -109,7 +111,7 @@ def import_legacy_archive(store: Store, path: Path) -> ImportResult:
         log.warning(
             "imported %d commit(s) from a %s export %s; %s", len(new), LEGACY, path, NOT_CACHED
         )
-    return ImportResult(len(new), len(commits) - len(new), len(needed))
+    return len(new), len(commits) - len(new), len(needed)
 
 
 def _scan(tar: tarfile.TarFile, member: tarfile.TarInfo, plan: _Plan) -> None:
@@ -259,7 +261,7 @@ def _store_blobs(store: Store, path: Path, plan: _Plan, needed: dict[str, int]) 
     """Second read: store the blobs the new commits need, each verified again."""
     wanted = {ref.hash: old for old, ref in plan.blobs.items() if ref.hash in needed}
     left = dict(needed)
-    with _reading(path) as tar:
+    with reading(path) as tar:
         for member in tar:
             m = _BLOB.match(member.name)
             if m is None or not member.isfile() or member.issparse():

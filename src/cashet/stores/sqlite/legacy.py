@@ -120,8 +120,10 @@ def migrate_if_legacy(path: Path, inline_threshold: int) -> int:
     Raises:
         LegacyStoreError: the old store cannot be migrated (it is left as it was).
     """
-    if not is_legacy(path):
-        return 0
+    if _header_version(path / _DB) != 0:
+        return 0  # ours (the usual case: no connection opened), absent or not a database
+    # Checked under the lock: a connection opened while another process migrates would
+    # keep that process from taking the old database out of WAL mode.
     with _locked(path):
         if not is_legacy(path):  # another process migrated it meanwhile
             return 0
@@ -142,9 +144,13 @@ def _migrate(path: Path, inline_threshold: int) -> int:
     try:
         # Checkpoint the WAL into the file and drop it: the file that replaces this one must
         # not find an old WAL beside it. Fails while an old cashet still has the store open.
-        mode = old.execute("PRAGMA journal_mode = DELETE").fetchone()[0]
+        busy = "another process (an old cashet?) has it open: close it and try again"
+        try:
+            mode = old.execute("PRAGMA journal_mode = DELETE").fetchone()[0]
+        except sqlite3.OperationalError as exc:
+            raise refusal(path, busy) from exc
         if str(mode).lower() != "delete" or (path / (_DB + "-wal")).exists():
-            raise refusal(path, "another process has it open; close it and try again")
+            raise refusal(path, busy)
         old.row_factory = sqlite3.Row
         old.execute("BEGIN")  # one consistent read
         files = BlobFiles(os.fspath(path / "objects"), path)
@@ -160,8 +166,8 @@ def _migrate(path: Path, inline_threshold: int) -> int:
         old.close()
     if (path / (_TMP + "-wal")).exists():  # pragma: no cover - close checkpoints it
         raise refusal(path, "the new database was not closed cleanly")
+    unlink(os.fspath(path / (_DB + "-shm")))  # the old WAL index: nothing may reuse it
     os.replace(path / _TMP, db_file)
-    unlink(os.fspath(path / (_DB + "-shm")))
     for old_file in old_files:
         unlink(old_file)
         with suppress(OSError):
@@ -197,6 +203,7 @@ def _build(
         ).fetchone()
     )
     refs: dict[str, ObjectRef] = {}  # old hash -> new ref
+    renamed: dict[str, str] = {}  # old hash -> new hash (the inputs of later commits)
     failures: dict[str, str] = {}  # old hash -> why it was left out
     old_files: list[str] = []
     now = time.time()
@@ -229,6 +236,7 @@ def _build(
             sql.BLOB_UPSERT, (nh, len(data), len(encoded), encoded if inline else None, now)
         )
         refs[h] = ObjectRef(nh, len(data))
+        renamed[h] = nh
 
     count = 0
     for row in old.execute("SELECT * FROM commits ORDER BY created_at, rowid"):
@@ -236,14 +244,13 @@ def _build(
         out = old_commit.get("output_hash")
         if out:
             migrate_blob(str(out))
-        inputs = {h: r.hash for h, r in refs.items()}
         tags = old_commit.get("tags")
         old_commit["tags"] = _json_map(tags)
         old_commit["input_refs"] = _json_list(old_commit.get("input_refs"))
         commit = legacy_commit(
             old_commit,
             refs.get(str(out)) if out else None,
-            inputs,
+            renamed,
             failures.get(str(out)) if out else None,
         )
         _insert(new, commit)
