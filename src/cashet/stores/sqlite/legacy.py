@@ -53,7 +53,7 @@ def refusal(path: Path, why: str) -> LegacyStoreError:
     """The error that names the old version and the two ways out."""
     return LegacyStoreError(
         f"{path} is a store of {LEGACY} that cannot be migrated ({why}). Either empty it "
-        f"with `cashet clear --store-dir {path}` (its cached results are lost), or point "
+        f"with `cashet --store-dir {path} clear` (its cached results are lost), or point "
         "cashet at a new store directory (Client(store_dir=...) or --store-dir) and keep "
         "this one for the old cashet"
     )
@@ -105,8 +105,11 @@ def _locked(path: Path) -> Iterator[None]:
         return
     try:
         fd = os.open(path / _LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as exc:
-        raise refusal(path, f"cannot create its lock file: {exc}") from exc
+    except OSError:
+        # A read-only directory: nothing can be migrated there, and an old store is then
+        # refused when its migration fails to write.
+        yield
+        return
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
