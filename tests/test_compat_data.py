@@ -280,3 +280,52 @@ def test_two_processes_opening_an_old_store_migrate_it_once(tmp_path: Path) -> N
     assert [p.returncode for p in procs] == [0, 0, 0] and outs == ["5", "5", "5"]
     with Client(store_dir=store) as client:
         check_values(client, "v0.4.3")
+
+
+def test_the_async_client_opens_an_old_store(tmp_path: Path) -> None:
+    import asyncio
+
+    from cashet.async_client import AsyncClient
+
+    store = old_store(tmp_path, "v0.5.0")
+    want = expected("v0.5.0")
+
+    async def main() -> None:
+        async with AsyncClient(store_dir=store) as client:
+            assert await client.get(want["double"]["commit"]) == 42
+            assert len(await client.log()) == 5
+
+    asyncio.run(main())
+
+
+def test_an_old_archive_missing_a_blob_is_refused_whole(tmp_path: Path) -> None:
+    blob = expected("v0.4.3")["big_list"]["blob"]
+
+    def drop(member: tarfile.TarInfo, data: bytes) -> tuple[tarfile.TarInfo | None, bytes]:
+        return (None if member.name.endswith(blob[2:]) else member), data
+
+    bad = tmp_path / "bad.tar.gz"
+    _rewrite_archive(DATA / "v0.4.3" / "export.tar.gz", bad, drop)
+    with Client(store_dir=tmp_path / "new") as client:
+        with pytest.raises(ArchiveError, match="not in the archive"):
+            client.import_archive(str(bad))
+        assert client.log() == [] and client.stats()["stored_objects"] == 0
+
+
+def test_an_unknown_old_layout_is_refused_never_a_raw_sql_error(tmp_path: Path) -> None:
+    store = tmp_path / ".cashet"
+    store.mkdir()
+    conn = sqlite3.connect(store / "meta.db")
+    conn.execute("CREATE TABLE commits (hash TEXT PRIMARY KEY, result TEXT)")
+    conn.execute("INSERT INTO commits VALUES ('ab', 'x')")
+    conn.commit()
+    conn.close()
+    with pytest.raises(StoreError) as info:
+        Client(store_dir=store)
+    message = str(info.value)
+    assert "unknown layout" in message and "cashet clear" in message
+    assert "already exists" not in message
+    result = CliRunner().invoke(main, ["--store-dir", str(store), "clear", "--yes"])
+    assert result.exit_code == 0, result.output
+    with Client(store_dir=store) as client:
+        assert client.log() == []

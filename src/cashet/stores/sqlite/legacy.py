@@ -1,9 +1,10 @@
 """Open a store directory made by the published cashet 0.4.x/0.5.x: migrate it in place.
 
-An old ``meta.db`` has ``PRAGMA user_version`` 0 and a ``commits`` table with an
-``output_hash`` column (small blobs in ``inline_objects``, larger ones zlib files under
-``objects/`` named by SHA-256). :func:`migrate_if_legacy` (called before the store opens its
-database) turns it into this cashet's schema keeping every commit, tag, blob and history:
+An old ``meta.db`` has ``PRAGMA user_version`` 0 and a ``commits`` table (ours at version 0
+is an empty file); the published layout has an ``output_hash`` column (small blobs in
+``inline_objects``, larger ones zlib files under ``objects/`` named by SHA-256).
+:func:`migrate_if_legacy` (called before the store opens its database) turns it into this
+cashet's schema keeping every commit, tag, blob and history:
 
 1. under an exclusive lock file, the old database is taken out of WAL mode (so no WAL of
    it is left beside the file that replaces it);
@@ -43,6 +44,10 @@ __all__ = ["LegacyStoreError", "is_legacy", "migrate_if_legacy", "wipe"]
 _DB = "meta.db"
 _TMP = _DB + ".migrating"
 _LOCK = ".migrate.lock"
+#: The columns of the old commits table that migration reads (others are optional).
+_REQUIRED = frozenset(
+    {"hash", "func_name", "func_hash", "args_hash", "status", "created_at", "output_hash"}
+)
 
 
 class LegacyStoreError(StoreError):
@@ -74,8 +79,8 @@ def _header_version(db_file: Path) -> int | None:
 def _old_schema(conn: sqlite3.Connection) -> bool:
     if conn.execute("PRAGMA user_version").fetchone()[0] != 0:
         return False
-    columns = {row[1] for row in conn.execute("PRAGMA table_info(commits)")}
-    return "output_hash" in columns
+    # Ours at version 0 is an empty file: a commits table there is an old cashet's.
+    return bool(conn.execute("PRAGMA table_info(commits)").fetchall())
 
 
 def is_legacy(path: Path) -> bool:
@@ -194,6 +199,10 @@ def _build(
     inline_threshold: int,
 ) -> tuple[int, list[str], int]:
     """Fill the new database; return (commits, old blob files to remove, lost results)."""
+    columns = {row[1] for row in old.execute("PRAGMA table_info(commits)")}
+    missing = sorted(_REQUIRED - columns)
+    if missing:
+        raise refusal(path, f"its commits table has no {', '.join(missing)}: an unknown layout")
     new.execute("PRAGMA journal_mode = WAL")
     new.execute("BEGIN IMMEDIATE")
     for step in sql.MIGRATIONS:
