@@ -21,7 +21,9 @@ Import treats the archive as untrusted and is all-or-nothing:
 3. *Commits*: stored with ``put_commit``, oldest first; should the store fail midway, the
    commits already stored are deleted again.
 
-Only ``put_blob``/``put_commit`` write, so nothing lands outside the store. Integrity is
+An export of the published cashet 0.4.x/0.5.x (``cashet-export/`` members) is recognised by
+its first member and imported by :mod:`cashet.provenance.legacy_archive`, with the same
+checks. Only ``put_blob``/``put_commit`` write, so nothing lands outside the store. Integrity is
 what import can check; provenance is not: an archive is as trustworthy as whoever made it
 (a consistent archive from a malicious producer can record any result for any call, and
 pickled results run code when loaded). Import only from sources you trust.
