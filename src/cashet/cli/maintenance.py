@@ -130,7 +130,17 @@ def clear(cli: CliContext, yes: bool) -> None:
 
     Asks first on a terminal; never asks when input is not a terminal.
     """
-    client = cli.client()
+    from cashet.stores.sqlite.legacy import LegacyStoreError, wipe
+
+    try:
+        client = cli.client()
+    except LegacyStoreError as exc:
+        # An old store that cannot be migrated: clearing it must still work.
+        if not yes and _interactive():
+            click.confirm(f"{exc}\nDelete it all?", abort=True)
+        wipe(cli.store_dir)
+        click.echo(f"Cleared the old store in {cli.store_dir}")
+        return
     if not yes and _interactive():
         total = client.stats()["total_commits"]
         click.confirm(f"Delete all {total} commit(s) in {cli.store_dir}?", abort=True)

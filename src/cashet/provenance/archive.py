@@ -21,7 +21,9 @@ Import treats the archive as untrusted and is all-or-nothing:
 3. *Commits*: stored with ``put_commit``, oldest first; should the store fail midway, the
    commits already stored are deleted again.
 
-Only ``put_blob``/``put_commit`` write, so nothing lands outside the store. Integrity is
+An export of the published cashet 0.4.x/0.5.x (``cashet-export/`` members) is recognised by
+its first member and imported by :mod:`cashet.provenance.legacy_archive`, with the same
+checks. Only ``put_blob``/``put_commit`` write, so nothing lands outside the store. Integrity is
 what import can check; provenance is not: an archive is as trustworthy as whoever made it
 (a consistent archive from a malicious producer can record any result for any call, and
 pickled results run code when loaded). Import only from sources you trust.
@@ -38,23 +40,36 @@ import re
 import secrets
 import tarfile
 import time
-import zlib
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
 from blake3 import blake3
 
 from cashet._version import __version__
-from cashet.errors import ArchiveError, BlobError, CashetError
+from cashet.errors import ArchiveError, BlobError
 from cashet.hashing.commits import commit_from_dict, commit_to_json, compute_commit_hash
 from cashet.models import Commit, ObjectRef, TaskStatus, utcnow
 from cashet.protocols import Store
+from cashet.provenance.legacy_archive import import_legacy_archive
+from cashet.provenance.tar_input import (
+    CLOCK_SKEW,
+    LEGACY_ROOT,
+    MAX_JSON_BYTES,
+    OldFormat,
+    check_safe,
+)
+from cashet.provenance.tar_input import (
+    reading as _reading,
+)
+from cashet.provenance.tar_input import (
+    stamp as _stamp,
+)
 from cashet.stores.base import full_store
 from cashet.stores.blobs import blob_hash
+from cashet.stores.legacy import LEGACY_SALT
 
 __all__ = ["ExportResult", "ImportResult", "export_archive", "import_archive"]
 
@@ -70,12 +85,7 @@ _HASH = re.compile(r"^[0-9a-f]{64}$")
 #: Function and argument digests: lowercase hex, never a ``:`` (it separates them).
 _DIGEST = re.compile(r"^[0-9a-f]{16,128}$")
 
-#: Largest JSON member read (a commit holds its function's source and an args snapshot).
-MAX_JSON_BYTES = 16 << 20
 _CHUNK = 1 << 20
-#: A commit dated further in the future than this is rejected: it would outrank every
-#: real run of its call in cache lookups and escape age-based GC.
-CLOCK_SKEW = timedelta(minutes=5)
 _GZIP_LEVEL = 6
 
 
@@ -243,9 +253,12 @@ def import_archive(store: Store, path: str | os.PathLike[str]) -> ImportResult:
     source = Path(path)
     stamp = _stamp(source)
     plan = _Plan()
-    with _reading(source) as tar:
-        for member in tar:
-            _scan_member(tar, member, plan)
+    try:
+        with _reading(source) as tar:
+            for member in tar:
+                _scan_member(tar, member, plan)
+    except OldFormat:
+        return ImportResult(*import_legacy_archive(store, source))
     if plan.manifest is None:
         raise ArchiveError(f"{source} is not a cashet archive: it has no {MANIFEST}")
 
@@ -291,57 +304,13 @@ def import_archive(store: Store, path: str | os.PathLike[str]) -> ImportResult:
     return ImportResult(len(new), len(plan.commits) - len(new), len(needed))
 
 
-def _stamp(path: Path) -> tuple[int, int, int]:
-    try:
-        st = os.stat(path)
-    except OSError as exc:
-        raise ArchiveError(f"cannot read archive {path}: {exc.strerror or exc}") from exc
-    return st.st_size, st.st_mtime_ns, st.st_ino
-
-
-@contextmanager
-def _reading(path: Path) -> Iterator[tarfile.TarFile]:
-    """Open ``path`` as a gzip tar stream, turning every read failure into ArchiveError.
-
-    ``gzip.GzipFile`` (not tarfile's own gzip reader) checks the CRC and length at the end,
-    and the stream is read to its end: a truncated archive is an error, not a shorter
-    archive.
-    """
-    try:
-        with (
-            open(path, "rb") as raw,
-            gzip.GzipFile(fileobj=raw, mode="rb") as gz,
-            tarfile.open(fileobj=gz, mode="r|") as tar,
-        ):
-            yield tar
-            while gz.read(_CHUNK):
-                pass
-    except CashetError:
-        raise
-    except (tarfile.TarError, EOFError, zlib.error, OSError, ValueError, TypeError) as exc:
-        raise ArchiveError(
-            f"cannot read archive {path}: not a valid tar.gz or damaged ({exc})"
-        ) from exc
-
-
 def _member_kind(member: tarfile.TarInfo) -> tuple[str, str]:
     """Check a member's name and type before anything is read; return (kind, hash)."""
+    check_safe(member)
     name = member.name
     shown = repr(name)
-    if "\x00" in name or "\\" in name:
-        raise ArchiveError(f"unsafe member name {shown}: NUL or backslash")
-    if name.startswith("/") or re.match(r"^[A-Za-z]:", name):
-        raise ArchiveError(f"unsafe member {shown}: absolute path")
-    parts = name.split("/")
-    if ".." in parts:
-        raise ArchiveError(f"unsafe member {shown}: parent directory reference '..'")
-    if member.issym() or member.islnk():
-        raise ArchiveError(
-            f"unsafe member {shown}: a {'symbolic' if member.issym() else 'hard'} link "
-            f"(to {member.linkname!r}); archives hold regular files only"
-        )
-    if member.ischr() or member.isblk() or member.isfifo():
-        raise ArchiveError(f"unsafe member {shown}: a device or FIFO")
+    if name.split("/")[0] == LEGACY_ROOT:
+        raise OldFormat(name)
     if member.isdir():
         if not _DIR_NAME.match(name):
             raise ArchiveError(f"unexpected directory {shown} in a cashet archive")
@@ -434,7 +403,9 @@ def _check_commit(h: str, data: Any) -> Commit:
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise _bad(h, f"{type(exc).__name__}: {exc}") from exc
     actual = compute_commit_hash(commit)
-    if actual != h:
+    # A commit migrated from cashet 0.4.x/0.5.x keeps its old hash, which is not a content
+    # hash of ours: it cannot be recomputed (its result blob is still verified).
+    if actual != h and commit.salt != LEGACY_SALT:
         raise ArchiveError(
             f"commit {h[:12]} is forged or damaged: its content hashes to {actual[:12]}"
         )

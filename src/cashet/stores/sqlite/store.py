@@ -46,6 +46,7 @@ from cashet.stores.sqlite import schema as sql
 from cashet.stores.sqlite.claims import ClaimsMixin
 from cashet.stores.sqlite.connection import Database
 from cashet.stores.sqlite.files import READINTO_MIN, BlobFiles, has_file, unlink
+from cashet.stores.sqlite.legacy import migrate_if_legacy
 from cashet.stores.sqlite.removal import RemovalMixin
 from cashet.stores.sqlite.schema import from_epoch, to_epoch
 
@@ -109,6 +110,8 @@ class SQLiteStore(ClaimsMixin, RemovalMixin, StoreBase):
         self._files = BlobFiles(os.fspath(self._path / "objects"), self._path)
         # Decoded commits by hash (commits never change; callers get copies).
         self._decoded: _process.BoundedCache[str, Commit] = _process.BoundedCache(self._DECODED_MAX)
+        # A store of the published cashet 0.4.x/0.5.x is migrated first (or refused).
+        migrate_if_legacy(self._path, inline_threshold)
         self._db = Database(os.fspath(self._path / "meta.db"), busy_timeout, repr(self))
 
     @property
