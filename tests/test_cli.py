@@ -149,7 +149,7 @@ def test_readme_cli_section_runs_unchanged(populated: Populated) -> None:
     assert "args_changed: true" in outputs[f"cashet diff {p.train_a} {p.train_b}"]
     history = outputs[f"cashet history {p.train_a}"].splitlines()
     assert [line.split("\t")[0] for line in history] == [p.train_a, p.rerun]
-    assert "Removed commit" in outputs[f"cashet rm {p.text}"]
+    assert "Deleted commit" in outputs[f"cashet rm {p.text}"]
     assert "Exported 6 commit(s)" in outputs["cashet export backup.tar.gz"]
     assert "total_commits: 6" in outputs["cashet stats"]
     assert outputs["cashet clear"] == "Cleared 6 commit(s)\n"
@@ -332,7 +332,7 @@ def test_diff_plain_json_rich(populated: Populated) -> None:
 def test_rm(populated: Populated) -> None:
     p = populated
     result = cli(p, "rm", p.text[:10])
-    assert result.exit_code == 0 and result.stdout == f"Removed commit {p.text}\n"
+    assert result.exit_code == 0 and result.stdout == f"Deleted commit {p.text}\n"
     gone = cli(p, "show", p.text)
     assert gone.exit_code == 1 and "no commit" in gone.stderr
 
@@ -441,7 +441,7 @@ def test_failures_in_a_subprocess(populated: Populated, tmp_path: Path) -> None:
         (["--store-dir", str(p.store), "nosuchcommand"], 2, "No such command"),
         (["--store-dir", str(p.root), "log"], 1, "is not a cashet store"),
     ]
-    cases.append((["--store-dir", str(p.store), "show", ambiguous], 1, "is ambiguous"))
+    cases.append((["--store-dir", str(p.store), "show", ambiguous], 1, "Ambiguous prefix"))
     empty = tmp_path / "empty"
     empty.mkdir()
     for args, code, message in cases:

@@ -140,7 +140,7 @@ class AmbiguousHashError(CashetError, ValueError):
         self.candidates = list(candidates)
         shown = ", ".join(self.candidates[:10])
         more = "" if len(self.candidates) <= 10 else f" (and {len(self.candidates) - 10} more)"
-        super().__init__(f"hash prefix {prefix!r} is ambiguous; candidates: {shown}{more}")
+        super().__init__(f"Ambiguous prefix {prefix!r}: it matches {shown}{more}")
 
     def __reduce__(self) -> tuple[object, ...]:
         return (type(self), (self.prefix, self.candidates))

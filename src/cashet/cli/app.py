@@ -55,8 +55,19 @@ class CliContext:
         return self._client
 
     def has_store(self) -> bool:
-        """Whether ``--store-dir`` exists (a read command on none answers "no commits")."""
-        return self._client is not None or self.store_dir.exists()
+        """Whether ``--store-dir`` may hold a store: it exists and is not an empty directory
+        (a read command on none answers "no commits", or "not found" for a hash)."""
+        if self._client is not None:
+            return True
+        if self.store_dir.is_dir():
+            return any(self.store_dir.iterdir())
+        return self.store_dir.exists()
+
+    def require_store(self, hash: str, result: bool = False) -> None:
+        """Fail as for an unknown hash when there is no store to look ``hash`` up in."""
+        if not self.has_store():
+            what = f"No result for {hash}: commit" if result else f"commit {hash}"
+            fail(f"{what} not found (no cashet store at {self.store_dir})")
 
     def no_store(self, as_json: bool, empty: Any) -> None:
         """Answer a read of a store that does not exist: no commits, exit code 0.

@@ -70,11 +70,12 @@ def stats(cli: CliContext, as_json: bool) -> None:
 @pass_cli
 def rm(cli: CliContext, hash: str) -> None:
     """Delete a commit (and its result blob if nothing else uses it)."""
+    cli.require_store(hash)
     client = cli.client()
     commit = require_commit(client.show(hash), hash)
     if not client.rm(commit.hash):
         fail(f"commit {commit.short_hash} was deleted meanwhile")
-    click.echo(f"Removed commit {commit.hash}")
+    click.echo(f"Deleted commit {commit.hash}")
 
 
 @click.command()

@@ -88,6 +88,7 @@ def show(cli: CliContext, hash: str, as_json: bool) -> None:
 
     HASH is a commit hash or a unique prefix of one.
     """
+    cli.require_store(hash)
     commit = require_commit(cli.client().show(hash), hash)
     if as_json:
         emit_json(commit_view(commit))
@@ -208,6 +209,7 @@ def get(cli: CliContext, hash: str, output: Path | None, raw: bool, serializer: 
     as they are, strings as UTF-8, anything else as the stored serialized bytes (what the
     serializer produced, e.g. a pickle).
     """
+    cli.require_store(hash, result=True)
     data = cli.client().result_bytes(hash)
     if raw:
         _write_output(output, data)
@@ -275,6 +277,7 @@ def _serializer(name: str) -> Any:
 @pass_cli
 def diff(cli: CliContext, hash_a: str, hash_b: str, as_json: bool) -> None:
     """Compare two commits: function, arguments and output."""
+    cli.require_store(hash_a)
     d = cli.client().diff(hash_a, hash_b)
     if as_json:
         emit_json(d)

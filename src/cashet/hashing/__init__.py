@@ -22,6 +22,7 @@ The package's modules, bottom to top (each imports only those before it):
 
 from __future__ import annotations
 
+from cashet.errors import ClosureWarning
 from cashet.hashing.calls import hash_call
 from cashet.hashing.functions import FunctionIdentity, KeyValue, function_identity
 from cashet.hashing.keyparts import ignore
@@ -30,6 +31,7 @@ from cashet.hashing.values import hash_args, hash_bytes, hash_value
 from cashet.protocols import Serializer
 
 __all__ = [
+    "ClosureWarning",
     "FunctionIdentity",
     "KeyValue",
     "Serializer",

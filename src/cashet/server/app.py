@@ -222,6 +222,11 @@ class _Server:
 def _check_settings(
     require_token: Any, allow_remote_code: Any, read_only: Any, max_body_bytes: Any
 ) -> None:
+    if allow_remote_code is True and not require_token:
+        raise ValueError(
+            "allow_remote_code=True requires require_token (a non-empty token): remote code "
+            "runs arbitrary Python, so it is only served to clients holding the token"
+        )
     if require_token is not None and (
         not isinstance(require_token, str)
         or not require_token
@@ -230,11 +235,6 @@ def _check_settings(
         raise ValueError("require_token must be a non-empty string of printable ASCII, no spaces")
     if not isinstance(allow_remote_code, bool) or not isinstance(read_only, bool):
         raise TypeError("allow_remote_code and read_only must be True or False")
-    if allow_remote_code and not require_token:
-        raise ValueError(
-            "allow_remote_code=True needs require_token: remote code runs arbitrary Python, "
-            "so it is only served to clients holding the token"
-        )
     if allow_remote_code and read_only:
         raise ValueError("allow_remote_code and read_only contradict each other")
     if (
@@ -290,6 +290,7 @@ def create_app(
     allow_remote_code: bool = False,
     read_only: bool = False,
     max_body_bytes: int = MAX_BODY_BYTES,
+    max_content_length: int | None = None,
 ) -> Starlette:
     """Build the ASGI app serving ``client``'s cache (run it with uvicorn).
 
@@ -304,6 +305,7 @@ def create_app(
             ``require_token``.
         read_only: refuse ``/gc`` and every ``/submit`` that is not already cached (403).
         max_body_bytes: larger request bodies are refused with 413.
+        max_content_length: the published cashet's name for ``max_body_bytes`` (wins).
 
     Raises:
         ValueError: ``allow_remote_code`` without a token (or with ``read_only``), or a
@@ -316,6 +318,8 @@ def create_app(
             "(use create_async_app for an AsyncClient)"
         )
     backend = SyncBackend(client)
+    if max_content_length is not None:
+        max_body_bytes = max_content_length
     return _build(backend, require_token, tasks, allow_remote_code, read_only, max_body_bytes)
 
 
@@ -327,6 +331,7 @@ def create_async_app(
     allow_remote_code: bool = False,
     read_only: bool = False,
     max_body_bytes: int = MAX_BODY_BYTES,
+    max_content_length: int | None = None,
 ) -> Starlette:
     """Build the ASGI app serving an ``AsyncClient``'s cache, as :func:`create_app`.
 
@@ -341,6 +346,8 @@ def create_async_app(
             "(use create_app for a Client)"
         )
     backend = AsyncBackend(client)
+    if max_content_length is not None:
+        max_body_bytes = max_content_length
     return _build(backend, require_token, tasks, allow_remote_code, read_only, max_body_bytes)
 
 

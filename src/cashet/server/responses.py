@@ -82,7 +82,7 @@ def error_response(exc: Exception) -> Response:
         return JSONBody({"error": "client disconnected"}, status_code=400)
     if isinstance(exc, AmbiguousHashError):
         return JSONBody(
-            {"error": f"hash prefix {exc.prefix!r} is ambiguous", "candidates": exc.candidates},
+            {"error": f"Ambiguous prefix {exc.prefix!r}", "candidates": exc.candidates},
             status_code=409,
         )
     if isinstance(exc, CommitNotFoundError):
