@@ -791,3 +791,33 @@ def test_lua_scripts_are_package_data_fully_filled_in() -> None:
     for script in keys.SCRIPTS:
         assert "${" not in script.source, script.name  # every placeholder filled in
         assert keys.PUT_COMMIT.source.startswith(keys._PRELUDE)
+
+
+def test_default_prefix_is_one_no_published_cashet_uses(redis_url: str, raw: Any) -> None:
+    """Issue 12: the published cashet writes under ``cashet:`` (other key types than ours);
+    our default prefix is another, and foreign keys beside ours never make a call fail."""
+    foreign = {
+        b"cashet:commit:abc": "hash",
+        b"cashet:index:created": "zset",
+        b"cashet:blob:abc": "string",
+        b"cashet:tags:x": "set",
+    }
+    raw.hset(b"cashet:commit:abc", "x", "1")
+    raw.zadd(b"cashet:index:created", {"abc": 1})
+    raw.set(b"cashet:blob:abc", b"old bytes")
+    raw.sadd(b"cashet:tags:x", "abc")
+    try:
+        with RedisStore(redis_url) as store:
+            assert store.prefix == "cashet2:" and not store.prefix.startswith("cashet:")
+            ref = store.put_blob(b"ours")
+            commit = make_commit(result=ref)
+            store.put_commit(commit)
+            assert store.find_by_fingerprint(commit.fingerprint) == commit
+            assert [c.hash for c in store.list_commits()] == [commit.hash]
+            assert store.stats()["total_commits"] == 1
+            assert store.evict(utcnow() + timedelta(days=1)) == 1
+        for key, kind in foreign.items():  # untouched
+            assert raw.type(key).decode() == kind
+    finally:
+        raw.delete(*foreign)
+        drop_prefix(redis_url, "cashet2:")

@@ -24,6 +24,7 @@ from cashet.stores.redis.common import (
     RedisStoreBase,
     redis,
 )
+from cashet.stores.redis.keys import DEFAULT_PREFIX
 from cashet.stores.redis.ops import IterCursor
 
 __all__ = ["AsyncRedisStore"]
@@ -53,7 +54,7 @@ class AsyncRedisStore(RedisStoreBase, AsyncStoreBase):
         self,
         url: str = "redis://localhost:6379/0",
         *,
-        prefix: str = "cashet:",
+        prefix: str = DEFAULT_PREFIX,
         max_connections: int | None = None,
         socket_timeout: float | None = 30.0,
         socket_connect_timeout: float | None = 5.0,

@@ -4,7 +4,8 @@ scripts (``scripts/*.lua``, package data, loaded here with their placeholders fi
 The operations built on them are in :mod:`cashet.stores.redis.ops`; the stores that run
 those operations are in :mod:`cashet.stores.redis.store`.
 
-Key layout (``P`` is the store's prefix, ``cashet:`` by default)::
+Key layout (``P`` is the store's prefix, ``cashet2:`` by default, which no published
+cashet uses)::
 
     P commit:{hash}               HASH  b (commit JSON)  la (last access, µs)  e (expiry, µs)
                                         r (result blob)  c (1 if completed)  f (its fp index)
@@ -53,6 +54,7 @@ from importlib import resources
 from cashet.models import TaskStatus
 
 __all__ = [
+    "DEFAULT_PREFIX",
     "BATCH",
     "BLOB_CACHE",
     "BLOB_FRESH_S",
@@ -73,6 +75,9 @@ __all__ = [
 ]
 
 MiB = 1 << 20
+#: The default key prefix: no published cashet (which used ``cashet:``) writes under it,
+#: so the two never meet on one Redis (issue 12).
+DEFAULT_PREFIX = "cashet2:"
 #: Blobs up to this size are encoded and sent in one script call, even if already stored.
 SMALL_PUT = 64 << 10
 #: ``get_blob`` receives the bytes from its script up to this stored size, else a plain GET.

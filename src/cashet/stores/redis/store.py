@@ -40,6 +40,7 @@ from cashet.stores.redis.common import (
     Retry,
     redis,
 )
+from cashet.stores.redis.keys import DEFAULT_PREFIX
 from cashet.stores.redis.ops import IterCursor
 
 __all__ = ["RedisStore"]
@@ -134,7 +135,7 @@ class RedisStore(RedisStoreBase, StoreBase):
         self,
         url: str = "redis://localhost:6379/0",
         *,
-        prefix: str = "cashet:",
+        prefix: str = DEFAULT_PREFIX,
         max_connections: int | None = None,
         socket_timeout: float | None = 30.0,
         socket_connect_timeout: float | None = 5.0,
