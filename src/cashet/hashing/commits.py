@@ -7,6 +7,8 @@ export/import (which recomputes the hash to reject forged commits).
 * ``compute_commit_hash``: BLAKE3 over the canonical JSON of everything in a commit except its
   hash and ``last_accessed``.
 * ``seal_commit``: set a new commit's hash and return its stored JSON in one serialization.
+* ``verified_commit``: decode a stored commit and check it against the hash it is kept
+  under (stores call it on every commit they read: metadata is verified like blobs).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ __all__ = [
     "seal_commit",
     "task_def_from_dict",
     "task_def_to_dict",
+    "verified_commit",
 ]
 
 COMMIT_FORMAT = 1
@@ -154,3 +157,33 @@ def commit_to_json(c: Commit) -> str:
 def commit_from_json(s: str | bytes) -> Commit:
     """Invert :func:`commit_to_json` (no hash check)."""
     return commit_from_dict(json.loads(s))
+
+
+def verified_commit(body: object, expected_hash: object = None) -> Commit:
+    """Decode a stored commit and check that it is the commit ``expected_hash`` names
+    (``None``: the hash the commit records, when the store has no other).
+
+    ``body`` is what a store kept (``commit_to_json`` text, or its UTF-8 bytes); it may be
+    damaged in any way (a flipped bit, a value of another type), so every failure is
+    reported as one ``ValueError``.
+
+    Raises:
+        ValueError: the body is not a commit, or does not hash to ``expected_hash`` (its
+            recorded hash and its content's hash must both equal it). The message says which.
+    """
+    try:
+        if isinstance(body, bytes | bytearray | memoryview):
+            body = bytes(body).decode()
+        if not isinstance(body, str):
+            raise TypeError(f"stored as {type(body).__name__}, not JSON text")
+        commit = commit_from_json(body)
+        actual = compute_commit_hash(commit)
+    except Exception as exc:  # damaged data may fail anywhere in decoding: all one verdict
+        raise ValueError(f"not a readable commit ({type(exc).__name__}: {exc})") from None
+    if expected_hash is None:
+        expected_hash = commit.hash
+    if commit.hash != expected_hash:
+        raise ValueError(f"it records the hash {commit.hash[:16]}... instead")
+    if actual != expected_hash:
+        raise ValueError(f"its content hashes to {actual[:16]}... instead")
+    return commit

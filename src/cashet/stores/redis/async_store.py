@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 from cashet.models import Commit, Lease, ObjectRef, TaskStatus
 from cashet.protocols import Hit, ResultData, TagQuery
 from cashet.stores.base import AsyncStoreBase
+from cashet.stores.quarantine import QuarantineEntry
 from cashet.stores.redis.calls import OpFlow, RedisCall
 from cashet.stores.redis.common import (
     BACKOFF,
@@ -221,6 +222,10 @@ class AsyncRedisStore(RedisStoreBase, AsyncStoreBase):
         await self._run(self._ops.touch(hash, when))
 
     # lifecycle
+
+    async def quarantined(self) -> list[QuarantineEntry]:
+        """Every damaged entry set aside, oldest first (see :mod:`cashet.stores.quarantine`)."""
+        return await self._run(self._ops.quarantined())
 
     async def stats(self) -> dict[str, int]:
         """Return commit and blob counts and stored sizes (counters, O(1))."""

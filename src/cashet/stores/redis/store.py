@@ -28,6 +28,7 @@ from cashet._process import current_pid
 from cashet.models import Commit, Lease, ObjectRef, TaskStatus
 from cashet.protocols import Hit, ResultData, TagQuery
 from cashet.stores.base import StoreBase
+from cashet.stores.quarantine import QuarantineEntry
 from cashet.stores.redis.calls import OpFlow, RedisCall
 from cashet.stores.redis.common import (
     BACKOFF,
@@ -298,6 +299,10 @@ class RedisStore(RedisStoreBase, StoreBase):
     def touch(self, hash: str, when: datetime) -> None:
         """Set the commit's ``last_accessed`` to ``when`` (an unknown hash is ignored)."""
         self._run(self._ops.touch(hash, when))
+
+    def quarantined(self) -> list[QuarantineEntry]:
+        """Every damaged entry set aside, oldest first (see :mod:`cashet.stores.quarantine`)."""
+        return self._run(self._ops.quarantined())
 
     # lifecycle
 
