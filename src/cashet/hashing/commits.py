@@ -30,6 +30,7 @@ __all__ = [
     "compute_commit_hash",
     "seal_commit",
     "task_def_from_dict",
+    "check_commit_hash",
     "task_def_to_dict",
     "verified_commit",
 ]
@@ -187,3 +188,24 @@ def verified_commit(body: object, expected_hash: object = None) -> Commit:
     if actual != expected_hash:
         raise ValueError(f"its content hashes to {actual[:16]}... instead")
     return commit
+
+
+def check_commit_hash(c: Commit) -> None:
+    """Refuse to store a commit that would not verify when read back.
+
+    A commit sealed by :func:`seal_commit` (it carries its stored JSON) is trusted; any
+    other is hashed.
+
+    Raises:
+        ValueError: ``c`` has no hash, or its content hashes to another.
+    """
+    if not c.hash:
+        raise ValueError("a commit needs its hash (see cashet.hashing.commits.seal_commit)")
+    if c.sealed_json:
+        return
+    actual = compute_commit_hash(c)
+    if actual != c.hash:
+        raise ValueError(
+            f"commit {c.hash[:16]}... does not hash to its hash (its content hashes to"
+            f" {actual[:16]}...): it would never verify when read; seal it with seal_commit"
+        )

@@ -27,7 +27,7 @@ from cashet.errors import (
     StoreError,
     StoreUnavailableError,
 )
-from cashet.hashing.commits import commit_to_json, verified_commit
+from cashet.hashing.commits import check_commit_hash, commit_to_json, verified_commit
 from cashet.models import Commit, ObjectRef, TaskStatus
 from cashet.protocols import Hit, TagQuery
 from cashet.stores.base import copy_commit
@@ -251,6 +251,7 @@ class Ops(ClaimOps, DamageOps):
     # commits
 
     def put_commit(self, commit: Commit) -> OpFlow[None]:
+        check_commit_hash(commit)
         yield _run(
             f"record commit {commit.hash[:12]}",
             PUT_COMMIT,

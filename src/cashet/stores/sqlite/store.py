@@ -31,7 +31,7 @@ from typing import Any
 
 from cashet import _process
 from cashet.errors import BlobCorruptedError, BlobMissingError, StoreError
-from cashet.hashing.commits import commit_to_json, verified_commit
+from cashet.hashing.commits import check_commit_hash, commit_to_json, verified_commit
 from cashet.models import Commit, ObjectRef, TaskStatus
 from cashet.protocols import BlobParts, Hit, ResultData, TagQuery
 from cashet.stores.base import StoreBase, copy_commit
@@ -263,8 +263,10 @@ class SQLiteStore(ClaimsMixin, RemovalMixin, DamageMixin, StoreBase):
         """Record ``commit`` (idempotent by hash) and count a reference to its result blob.
 
         Raises:
-            ValueError: the commit has no hash.
+            ValueError: the commit has no hash, or does not hash to it (it would never
+                verify when read back).
         """
+        check_commit_hash(commit)
         with self._db.transact() as conn:
             self._insert_commit(conn, commit)
 
