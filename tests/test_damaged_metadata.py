@@ -354,3 +354,25 @@ def test_inline_result_bytes_that_do_not_verify_are_never_served(store_dir: Path
             value = 30
         assert value == 30  # was 31: the damaged bytes, decoded but not verified
         assert c.submit(times_ten, 3).load() == 30
+
+
+def test_verified_commit_fast_and_slow_forms(store_dir: Path) -> None:
+    from cashet.hashing.commits import commit_to_json, stored_json
+
+    with Client(store_dir) as c:
+        h = c.submit(times_ten, 5, _tags={"hash": "x", "a": ',"hash":"'}).commit_hash
+        commit = c.show(h)
+    sealed, plain = stored_json(commit), commit_to_json(commit)
+    assert sealed != plain  # the plain form (archives, older stores) is checked the slow way
+    for body in (sealed, plain):
+        got = verified_commit(body, h)
+        assert got.hash == h and got.tags == commit.tags and got.task_def == commit.task_def
+        assert verified_commit(body).hash == h
+    # Only the verified content is used: a damaged recorded hash in the tail is no matter
+    # when the store knows the hash, and fails when it does not.
+    damaged_tail = sealed.replace(f'"hash":"{h}"', f'"hash":"{"0" * 64}"')
+    assert verified_commit(damaged_tail, h) == verified_commit(sealed, h)
+    with pytest.raises(ValueError):
+        verified_commit(damaged_tail)
+    with pytest.raises(ValueError):
+        verified_commit(sealed.replace("x * 10", "x * 12"), h)

@@ -27,7 +27,7 @@ from cashet.errors import (
     StoreError,
     StoreUnavailableError,
 )
-from cashet.hashing.commits import check_commit_hash, commit_to_json, verified_commit
+from cashet.hashing.commits import check_commit_hash, stored_json, verified_commit
 from cashet.models import Commit, ObjectRef, TaskStatus
 from cashet.protocols import Hit, TagQuery
 from cashet.stores.base import copy_commit
@@ -281,7 +281,7 @@ class Ops(ClaimOps, DamageOps):
             "" if commit.expires_at is None else to_us(commit.expires_at),
             "1" if completed else "0",
             "" if commit.result is None else commit.result.hash,
-            commit.sealed_json or commit_to_json(commit),
+            commit.sealed_json or stored_json(commit),
             "" if la is None else la,
             json.dumps(index, ensure_ascii=False),
             *index,

@@ -31,7 +31,7 @@ from typing import Any
 
 from cashet import _process
 from cashet.errors import BlobCorruptedError, BlobMissingError, StoreError
-from cashet.hashing.commits import check_commit_hash, commit_to_json, verified_commit
+from cashet.hashing.commits import check_commit_hash, stored_json, verified_commit
 from cashet.models import Commit, ObjectRef, TaskStatus
 from cashet.protocols import BlobParts, Hit, ResultData, TagQuery
 from cashet.stores.base import StoreBase, copy_commit
@@ -288,7 +288,7 @@ class SQLiteStore(ClaimsMixin, RemovalMixin, DamageMixin, StoreBase):
             None if result is None else result.hash,
             0 if result is None else result.size,
             commit.parent_hash,
-            commit.sealed_json or commit_to_json(commit),
+            commit.sealed_json or stored_json(commit),
         )
         # Triggers count the commit and the blob reference, only if really inserted.
         if conn.execute(sql.INSERT_COMMIT, row).rowcount and commit.tags:
