@@ -376,3 +376,26 @@ def test_verified_commit_fast_and_slow_forms(store_dir: Path) -> None:
         verified_commit(damaged_tail)
     with pytest.raises(ValueError):
         verified_commit(sealed.replace("x * 10", "x * 12"), h)
+
+
+@pytest.mark.redis
+def test_redis_a_store_refusing_the_quarantine_write_still_misses(
+    redis_client: tuple[Client, Any, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hashlib
+
+    from cashet.stores.redis import damage_ops
+    from cashet.stores.redis.keys import Script
+
+    source = "return redis.error_reply('READONLY You can not write against a read only replica')"
+    refusing = Script("quarantine", source, hashlib.sha1(source.encode()).hexdigest())
+    monkeypatch.setattr(damage_ops, "QUARANTINE_COMMIT", refusing)
+    c, raw, p = redis_client
+    h = c.submit(times_ten, 4).commit_hash
+    body = raw.hget(f"{p}commit:{h}", "b")
+    raw.hset(f"{p}commit:{h}", "b", b"{not json")
+    CALLS.clear()
+    with fresh_client(c) as other:
+        assert other.submit(times_ten, 4).load() == 40 and CALLS == [4]
+        assert other.store.quarantined() == []  # type: ignore[attr-defined]
+    raw.hset(f"{p}commit:{h}", "b", body)  # consistent again, for the invariant check

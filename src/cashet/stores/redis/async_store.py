@@ -10,6 +10,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar
 
+from cashet.errors import StoreError
 from cashet.models import Commit, Lease, ObjectRef, TaskStatus
 from cashet.protocols import Hit, ResultData, TagQuery
 from cashet.stores.base import AsyncStoreBase
@@ -118,7 +119,12 @@ class AsyncRedisStore(RedisStoreBase, AsyncStoreBase):
         try:
             call = next(flow)
             while True:
-                call = flow.send(await self._exec(call))
+                try:
+                    reply = await self._exec(call)
+                except StoreError as exc:  # the flow may handle it (a best-effort write)
+                    call = flow.throw(exc)
+                    continue
+                call = flow.send(reply)
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
 

@@ -8,6 +8,7 @@ import time
 from contextlib import suppress
 from typing import Any
 
+from cashet.errors import StoreError
 from cashet.stores.quarantine import COMMIT, QuarantineEntry, record_json, report
 from cashet.stores.redis.calls import OpFlow, RedisCall, text
 from cashet.stores.redis.calls import run_script as _run
@@ -37,16 +38,19 @@ class DamageOps:
             {"kind": kind, "reason": reason, "found_at": entry.found_at, "record": record}
         )
         stored = b"" if body is None or kind != COMMIT else body
-        yield _run(
-            f"quarantine commit {h[:12]}",
-            QUARANTINE_COMMIT,
-            (),
-            self.prefix,
-            h,
-            stored,
-            value,
-            f"{kind}:{h}",
-        )
+        try:  # best effort: a store that refuses writes still answers with a miss
+            yield _run(
+                f"quarantine commit {h[:12]}",
+                QUARANTINE_COMMIT,
+                (),
+                self.prefix,
+                h,
+                stored,
+                value,
+                f"{kind}:{h}",
+            )
+        except StoreError as exc:
+            entry = QuarantineEntry(h, kind, f"{reason} (not recorded: {exc})", entry.found_at)
         self._templates.pop(h, None)
         report(self.where(), entry)
 

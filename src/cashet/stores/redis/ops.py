@@ -376,7 +376,8 @@ class Ops(ClaimOps, DamageOps):
                 )
                 yield from self.quarantine(h, None, reason, INDEX)
                 # Its own verified content says it is no hit of this fingerprint: never.
-                yield RedisCall(op, ("ZREM", key, h))
+                with suppress(StoreError):  # best effort, as the quarantine
+                    yield RedisCall(op, ("ZREM", key, h))
             return None
         if hint != h:
             _remember(self._hints, fingerprint, h)

@@ -25,6 +25,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from cashet._process import current_pid
+from cashet.errors import StoreError
 from cashet.models import Commit, Lease, ObjectRef, TaskStatus
 from cashet.protocols import Hit, ResultData, TagQuery
 from cashet.stores.base import StoreBase
@@ -201,7 +202,12 @@ class RedisStore(RedisStoreBase, StoreBase):
         try:
             call = next(flow)
             while True:
-                call = flow.send(self._exec(call))
+                try:
+                    reply = self._exec(call)
+                except StoreError as exc:  # the flow may handle it (a best-effort write)
+                    call = flow.throw(exc)
+                    continue
+                call = flow.send(reply)
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
 
