@@ -223,6 +223,16 @@ def test_put_commit_is_idempotent(store: Store) -> None:
     assert not store.has_blob(ref.hash)
 
 
+def test_put_commit_refuses_a_commit_that_does_not_hash_to_its_hash(store: Store) -> None:
+    # Stores verify every commit they read (issue 13): one stored under another hash would
+    # never be read back, so it is refused when written, with a clear error.
+    commit = make_commit()
+    commit.tags["added"] = "after hashing"
+    with pytest.raises(ValueError, match="does not hash to its hash"):
+        store.put_commit(commit)
+    assert store.get_commit(commit.hash) is None and store.stats()["total_commits"] == 0
+
+
 def test_find_by_fingerprint_skips_a_commit_whose_blob_is_gone(store: Store) -> None:
     # A completed commit is only a hit while its result blob exists: a lost blob makes
     # the next submit recompute (and so repair) it.

@@ -7,6 +7,8 @@ export/import (which recomputes the hash to reject forged commits).
 * ``compute_commit_hash``: BLAKE3 over the canonical JSON of everything in a commit except its
   hash and ``last_accessed``.
 * ``seal_commit``: set a new commit's hash and return its stored JSON in one serialization.
+* ``verified_commit``: decode a stored commit and check it against the hash it is kept
+  under (stores call it on every commit they read: metadata is verified like blobs).
 """
 
 from __future__ import annotations
@@ -27,8 +29,11 @@ __all__ = [
     "commit_to_json",
     "compute_commit_hash",
     "seal_commit",
+    "stored_json",
     "task_def_from_dict",
+    "check_commit_hash",
     "task_def_to_dict",
+    "verified_commit",
 ]
 
 COMMIT_FORMAT = 1
@@ -154,3 +159,91 @@ def commit_to_json(c: Commit) -> str:
 def commit_from_json(s: str | bytes) -> Commit:
     """Invert :func:`commit_to_json` (no hash check)."""
     return commit_from_dict(json.loads(s))
+
+
+_HASH_KEY = ',"hash":"'
+
+
+def _verified_sealed(body: str, expected_hash: object) -> Commit | None:
+    """The fast path of :func:`verified_commit`, for the stored form ``seal_commit`` and
+    ``stored_json`` write (the content JSON, then the hash and the last access): hash the
+    content text as it is and decode that very text, instead of decoding everything and
+    serializing it again. ``None`` when the body is not in that form or does not verify."""
+    cut = body.rfind(_HASH_KEY)  # the top-level key: it follows the whole content
+    if cut <= 0:
+        return None
+    start = cut + len(_HASH_KEY)
+    want = body[start : start + 64] if expected_hash is None else expected_hash
+    content = body[:cut] + "}"
+    if _hash_content(content) != want:
+        return None
+    d = json.loads(content)  # only verified text is decoded; the tail is not used
+    d["hash"] = want
+    return commit_from_dict(d)
+
+
+def stored_json(c: Commit) -> str:
+    """The stored form of a commit whose hash is set: what :func:`seal_commit` returns,
+    which :func:`verified_commit` checks fastest."""
+    accessed = json.dumps(_dt(c.last_accessed))
+    return f'{_content_json(c)[:-1]},"hash":"{c.hash}","last_accessed":{accessed}}}'
+
+
+#: The ``salt`` of every commit migrated from the published cashet 0.4.x/0.5.x: it keeps its
+#: old hash, which this content hash cannot reproduce. Such a commit is verified by its
+#: recorded hash and its result blob (checked on every read) only; it is never a cache hit.
+LEGACY_SALT = "legacy:cashet-0.4/0.5"
+
+
+def verified_commit(body: object, expected_hash: object = None) -> Commit:
+    """Decode a stored commit and check that it is the commit ``expected_hash`` names
+    (``None``: the hash the commit records, when the store has no other).
+
+    ``body`` is what a store kept (``commit_to_json`` text, or its UTF-8 bytes); it may be
+    damaged in any way (a flipped bit, a value of another type), so every failure is
+    reported as one ``ValueError``.
+
+    Raises:
+        ValueError: the body is not a commit, or does not hash to ``expected_hash`` (its
+            recorded hash and its content's hash must both equal it). The message says which.
+    """
+    try:
+        if isinstance(body, bytes | bytearray | memoryview):
+            body = bytes(body).decode()
+        if not isinstance(body, str):
+            raise TypeError(f"stored as {type(body).__name__}, not JSON text")
+        fast = _verified_sealed(body, expected_hash)
+        if fast is not None:
+            return fast
+        commit = commit_from_json(body)
+        actual = compute_commit_hash(commit)
+    except Exception as exc:  # damaged data may fail anywhere in decoding: all one verdict
+        raise ValueError(f"not a readable commit ({type(exc).__name__}: {exc})") from None
+    if expected_hash is None:
+        expected_hash = commit.hash
+    if commit.hash != expected_hash:
+        raise ValueError(f"it records the hash {commit.hash[:16]}... instead")
+    if actual != expected_hash and commit.salt != LEGACY_SALT:
+        raise ValueError(f"its content hashes to {actual[:16]}... instead")
+    return commit
+
+
+def check_commit_hash(c: Commit) -> None:
+    """Refuse to store a commit that would not verify when read back.
+
+    A commit sealed by :func:`seal_commit` (it carries its stored JSON) is trusted; any
+    other is hashed.
+
+    Raises:
+        ValueError: ``c`` has no hash, or its content hashes to another.
+    """
+    if not c.hash:
+        raise ValueError("a commit needs its hash (see cashet.hashing.commits.seal_commit)")
+    if c.sealed_json or c.salt == LEGACY_SALT:
+        return
+    actual = compute_commit_hash(c)
+    if actual != c.hash:
+        raise ValueError(
+            f"commit {c.hash[:16]}... does not hash to its hash (its content hashes to"
+            f" {actual[:16]}...): it would never verify when read; seal it with seal_commit"
+        )

@@ -15,6 +15,7 @@ from cashet.errors import AmbiguousHashError, CommitNotFoundError
 from cashet.models import Commit, ObjectRef, TaskStatus, utcnow
 from cashet.protocols import Store
 from cashet.stores.base import full_store
+from cashet.stores.quarantine import COMMIT, QuarantineLog
 
 __all__ = [
     "require_commit",
@@ -67,6 +68,8 @@ def resolve_commit(store: Store, hash_or_prefix: str, *, by_result: bool = False
             hint = ""
             if full_store(store).has_blob(text):
                 hint = " (that is a result blob hash: `get` loads it; use ref.commit_hash)"
+            elif reason := _quarantined(store, text):
+                hint = f" (it was found damaged and set aside in the store's quarantine: {reason})"
             raise CommitNotFoundError(f"no commit {text}{hint}")
         return commit
     matches = full_store(store).resolve_prefix(text, limit=_MAX_CANDIDATES + 1)
@@ -78,6 +81,14 @@ def resolve_commit(store: Store, hash_or_prefix: str, *, by_result: bool = False
     if commit is None:  # deleted between the two queries
         raise CommitNotFoundError(f"no commit matches {text!r}")
     return commit
+
+
+def _quarantined(store: Store, commit_hash: str) -> str:
+    """Why the store set the commit aside as damaged, or ``""`` (not quarantined)."""
+    if not issubclass(type(store), QuarantineLog):
+        return ""
+    entries = store.quarantined()  # type: ignore[attr-defined]
+    return next((e.reason for e in entries if e.hash == commit_hash and e.kind == COMMIT), "")
 
 
 def _newest_with_result(store: Store, blob_hash: str) -> Commit | None:

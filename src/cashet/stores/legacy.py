@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from cashet.hashing.commits import LEGACY_SALT
 from cashet.models import Commit, ObjectRef, TaskDef, TaskStatus
 
 __all__ = ["LEGACY", "LEGACY_SALT", "NOT_CACHED", "legacy_blob", "legacy_commit", "parse_time"]
@@ -34,9 +35,6 @@ NOT_CACHED = (
     "cache key format differs, so their calls run once again"
 )
 
-#: The ``salt`` of every commit brought in from the old format: such a commit keeps its old
-#: hash, which this cashet's content hash cannot reproduce (archive import accepts it so).
-LEGACY_SALT = "legacy:cashet-0.4/0.5"
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 

@@ -10,9 +10,11 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar
 
+from cashet.errors import StoreError
 from cashet.models import Commit, Lease, ObjectRef, TaskStatus
 from cashet.protocols import Hit, ResultData, TagQuery
 from cashet.stores.base import AsyncStoreBase
+from cashet.stores.quarantine import QuarantineEntry
 from cashet.stores.redis.calls import OpFlow, RedisCall
 from cashet.stores.redis.common import (
     BACKOFF,
@@ -118,7 +120,12 @@ class AsyncRedisStore(RedisStoreBase, AsyncStoreBase):
         try:
             call = next(flow)
             while True:
-                call = flow.send(await self._exec(call))
+                try:
+                    reply = await self._exec(call)
+                except StoreError as exc:  # the flow may handle it (a best-effort write)
+                    call = flow.throw(exc)
+                    continue
+                call = flow.send(reply)
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
 
@@ -222,6 +229,10 @@ class AsyncRedisStore(RedisStoreBase, AsyncStoreBase):
         await self._run(self._ops.touch(hash, when))
 
     # lifecycle
+
+    async def quarantined(self) -> list[QuarantineEntry]:
+        """Every damaged entry set aside, oldest first (see :mod:`cashet.stores.quarantine`)."""
+        return await self._run(self._ops.quarantined())
 
     async def stats(self) -> dict[str, int]:
         """Return commit and blob counts and stored sizes (counters, O(1))."""

@@ -32,6 +32,8 @@ cashet uses)::
     P release:{fingerprint}       pub/sub channel, published when a lease is released
     P done:{token}                STRING the reply of a counting script (delete, evict), kept
                                         10 minutes so that a resent call gets it back
+    P quarantine                  HASH  {kind}:{hash} -> a damaged entry set aside (JSON: see
+                                        cashet.stores.quarantine); a damaged commit is moved out
 
 Every multi-key change is one Lua script, so a client killed mid-write leaves nothing half
 done. A blob is trusted only through its meta key: chunks are written first with an expiry,
@@ -138,6 +140,7 @@ IDX_HASHES = "index:hashes"
 IDX_ORPHANS = "index:orphans"
 STATS_BLOB = "stats:blob"
 STATS_COMMIT = "stats:commit"
+QUARANTINE = "quarantine"
 
 
 class Keys:
@@ -150,6 +153,7 @@ class Keys:
         "last_accessed",
         "orphans",
         "prefix",
+        "quarantine",
         "stats_blob",
         "stats_commit",
     )
@@ -163,6 +167,7 @@ class Keys:
         self.orphans = prefix + IDX_ORPHANS
         self.stats_blob = prefix + STATS_BLOB
         self.stats_commit = prefix + STATS_COMMIT
+        self.quarantine = prefix + QUARANTINE
 
     def commit(self, h: str) -> str:
         return f"{self.prefix}{COMMIT}{h}"
@@ -316,6 +321,10 @@ GET_BLOB = _script("get_blob")
 # ARGV: P, hash, generation. Drops a blob found corrupt, unless it was rewritten since.
 DISCARD_BLOB = _script("discard_blob")
 
+# ARGV: P, hash, body as found ('' for none), entry JSON, its field. Sets a damaged commit
+# aside (see scripts/quarantine.lua). Returns 1 when the commit was moved out.
+QUARANTINE_COMMIT = _script("quarantine")
+
 # KEYS[1]: the lock. ARGV: owner, expires, host, pid, function, now, key ttl (ms).
 # Takes the lease when it is free, ours or expired: 1; else the holder's fields.
 CLAIM = _script("claim", prelude=False)
@@ -350,6 +359,7 @@ SCRIPTS: tuple[Script, ...] = (
     PUBLISH_CHUNKED,
     GET_BLOB,
     DISCARD_BLOB,
+    QUARANTINE_COMMIT,
     CLAIM,
     TAKEOVER,
     RENEW,

@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from cashet import _process
+from cashet._log import log
 from cashet._process import BoundedCache
 from cashet.errors import (
     BlobCorruptedError,
@@ -26,14 +27,16 @@ from cashet.errors import (
     StoreError,
     StoreUnavailableError,
 )
-from cashet.hashing.commits import commit_from_json, commit_to_json
+from cashet.hashing.commits import check_commit_hash, stored_json, verified_commit
 from cashet.models import Commit, ObjectRef, TaskStatus
 from cashet.protocols import Hit, TagQuery
 from cashet.stores.base import copy_commit
 from cashet.stores.blobs import blob_hash, decode_blob, encode_blob, verify_blob
+from cashet.stores.quarantine import INDEX, hit_fingerprint
 from cashet.stores.redis.calls import OpFlow, RedisCall, text
 from cashet.stores.redis.calls import run_script as _run
 from cashet.stores.redis.claim_ops import ClaimOps
+from cashet.stores.redis.damage_ops import DamageOps
 from cashet.stores.redis.keys import (
     BATCH,
     BLOB_CACHE,
@@ -87,14 +90,34 @@ def _remember(cache: BoundedCache[str, T], key: str, value: T) -> None:
         cache[key] = value
 
 
-def _commit(body: Any, la: Any) -> Commit:
-    commit = commit_from_json(body)
-    commit.last_accessed = None if la is None else from_us(int(la))
+def _last_access(la: Any) -> datetime | None:
+    """A commit's last access from its field; a damaged value reads as never accessed."""
+    if la is None:
+        return None
+    try:
+        return from_us(int(la))
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def _commit(body: Any, la: Any, h: str | None = None) -> Commit | None:
+    """The verified commit of a stored body (against ``h`` when known, else the hash it
+    records), or ``None`` when it is damaged (logged; see ``Ops.quarantine``)."""
+    try:
+        commit = verified_commit(body, h)
+    except ValueError as exc:
+        log.warning("a commit %s in Redis is damaged and left out: %s", h or "", exc)
+        return None
+    commit.last_accessed = _last_access(la)
     return commit
 
 
 def _commits(flat: list[Any]) -> list[Commit]:
-    return [_commit(flat[i], flat[i + 1]) for i in range(0, len(flat), 2) if flat[i] is not None]
+    return [
+        c
+        for i in range(0, len(flat), 2)
+        if flat[i] is not None and (c := _commit(flat[i], flat[i + 1])) is not None
+    ]
 
 
 class IterCursor:
@@ -111,7 +134,7 @@ class IterCursor:
 # --- operations -----------------------------------------------------------------------------
 
 
-class Ops(ClaimOps):
+class Ops(ClaimOps, DamageOps):
     """Every store operation as a flow of :class:`RedisCall`; shared by the sync and async store.
 
     Holds the per-process caches of the hit path: commits recently found (immutable but
@@ -228,6 +251,7 @@ class Ops(ClaimOps):
     # commits
 
     def put_commit(self, commit: Commit) -> OpFlow[None]:
+        check_commit_hash(commit)
         yield _run(
             f"record commit {commit.hash[:12]}",
             PUT_COMMIT,
@@ -257,7 +281,7 @@ class Ops(ClaimOps):
             "" if commit.expires_at is None else to_us(commit.expires_at),
             "1" if completed else "0",
             "" if commit.result is None else commit.result.hash,
-            commit.sealed_json or commit_to_json(commit),
+            commit.sealed_json or stored_json(commit),
             "" if la is None else la,
             json.dumps(index, ensure_ascii=False),
             *index,
@@ -296,7 +320,15 @@ class Ops(ClaimOps):
         row = yield RedisCall(
             f"read commit {hash[:12]}", ("HMGET", self.keys.commit(hash), "b", "la")
         )
-        return None if row[0] is None else _commit(row[0], row[1])
+        if row[0] is None:
+            return None
+        try:
+            commit = verified_commit(row[0], hash)
+        except ValueError as exc:
+            yield from self.quarantine(hash, row[0], f"the stored commit is damaged: {exc}")
+            return None
+        commit.last_accessed = _last_access(row[1])
+        return commit
 
     def find_by_fingerprint(self, fingerprint: str) -> OpFlow[Commit | None]:
         hint = self._hints.get(fingerprint, "")
@@ -329,14 +361,30 @@ class Ops(ClaimOps):
                 body = (yield RedisCall(op, ("HGET", self.keys.commit(h), "b"))) or b""
                 if not body:
                     return None
-            template = commit_from_json(body)
+            try:  # verified once per commit per process, like a blob
+                template = verified_commit(body, h)
+            except ValueError as exc:
+                yield from self.quarantine(h, body, f"the stored commit is damaged: {exc}")
+                return None
             _remember(self._templates, h, template)
+        if hit_fingerprint(template) != fingerprint or template.is_expired():
+            # Another call's commit (or one that is no hit): whatever the index said, a miss.
+            if template.task_def.fingerprint != fingerprint:
+                reason = (
+                    f"the hit index of fingerprint {fingerprint[:24]}... held this commit of"
+                    f" another call ({template.task_def.fingerprint[:24]}...); removed from it"
+                )
+                yield from self.quarantine(h, None, reason, INDEX)
+                # Its own verified content says it is no hit of this fingerprint: never.
+                with suppress(StoreError):  # best effort, as the quarantine
+                    yield RedisCall(op, ("ZREM", key, h))
+            return None
         if hint != h:
             _remember(self._hints, fingerprint, h)
         result = template.result
         if result is not None:
             self._remember_blob(result.hash, reply[end:] if len(reply) > end else None, have)
-        return copy_commit(template, None if la_ == b"-" else from_us(int(la_)))
+        return copy_commit(template, None if la_ == b"-" else _last_access(la_))
 
     def lookup(self, fingerprint: str) -> OpFlow[Hit | None]:
         """``find_by_fingerprint``, with the result's bytes when the lookup brought them."""
@@ -349,8 +397,9 @@ class Ops(ClaimOps):
             cached = self._blobs.get(h)
             if cached is not None:
                 with suppress(BlobCorruptedError):  # get_blob reads, reports and drops it
-                    data = decode_blob(cached[0], h)
-                    verify_blob(data, h)
+                    decoded = decode_blob(cached[0], h)
+                    verify_blob(decoded, h)
+                    data = decoded  # only once verified
         return Hit(commit, data)
 
     def _confirm(self, op: str, key: str, known: Commit, have: str) -> OpFlow[Commit | None]:
@@ -373,7 +422,7 @@ class Ops(ClaimOps):
             return None
         if have:
             self._remember_blob(have, None, have)
-        return copy_commit(known, None if la is None else from_us(int(la)))
+        return copy_commit(known, _last_access(la))
 
     def _remember_blob(self, h: str, stored: bytes | None, have: str) -> None:
         # The stored form is kept (at most HIT_BLOB_MAX bytes each, whatever it decodes
@@ -422,8 +471,8 @@ class Ops(ClaimOps):
                 cursor.offset += 1
             else:
                 cursor.min, cursor.offset = score, 1
-            if flat[i + 1] is not None:
-                out.append(_commit(flat[i + 1], flat[i + 2]))
+            if flat[i + 1] is not None and (c := _commit(flat[i + 1], flat[i + 2])) is not None:
+                out.append(c)
         cursor.done = len(flat) < 3 * BATCH
         return out
 

@@ -25,9 +25,11 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from cashet._process import current_pid
+from cashet.errors import StoreError
 from cashet.models import Commit, Lease, ObjectRef, TaskStatus
 from cashet.protocols import Hit, ResultData, TagQuery
 from cashet.stores.base import StoreBase
+from cashet.stores.quarantine import QuarantineEntry
 from cashet.stores.redis.calls import OpFlow, RedisCall
 from cashet.stores.redis.common import (
     BACKOFF,
@@ -201,7 +203,12 @@ class RedisStore(RedisStoreBase, StoreBase):
         try:
             call = next(flow)
             while True:
-                call = flow.send(self._exec(call))
+                try:
+                    reply = self._exec(call)
+                except StoreError as exc:  # the flow may handle it (a best-effort write)
+                    call = flow.throw(exc)
+                    continue
+                call = flow.send(reply)
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
 
@@ -299,6 +306,10 @@ class RedisStore(RedisStoreBase, StoreBase):
     def touch(self, hash: str, when: datetime) -> None:
         """Set the commit's ``last_accessed`` to ``when`` (an unknown hash is ignored)."""
         self._run(self._ops.touch(hash, when))
+
+    def quarantined(self) -> list[QuarantineEntry]:
+        """Every damaged entry set aside, oldest first (see :mod:`cashet.stores.quarantine`)."""
+        return self._run(self._ops.quarantined())
 
     # lifecycle
 

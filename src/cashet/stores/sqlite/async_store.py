@@ -30,6 +30,7 @@ from cashet.errors import StoreError
 from cashet.models import Commit, Lease, ObjectRef, TaskStatus
 from cashet.protocols import BlobParts, Hit, ResultData, TagQuery
 from cashet.stores.base import AsyncStoreBase
+from cashet.stores.quarantine import QuarantineEntry
 from cashet.stores.sqlite.store import SQLiteStore
 
 __all__ = ["AsyncSQLiteStore"]
@@ -203,6 +204,10 @@ class AsyncSQLiteStore(AsyncStoreBase):
         await self.run_sync(self._sync.touch, hash, when)
 
     # lifecycle
+
+    async def quarantined(self) -> list[QuarantineEntry]:
+        """Every damaged entry set aside, oldest first (see :mod:`cashet.stores.quarantine`)."""
+        return await self.run_sync(self._sync.quarantined)
 
     async def stats(self) -> dict[str, int]:
         """Return commit and blob counts and stored sizes."""

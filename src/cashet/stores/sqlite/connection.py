@@ -21,7 +21,7 @@ from cashet import _process
 from cashet.errors import StoreError
 from cashet.stores.sqlite import schema as sql
 
-__all__ = ["Database"]
+__all__ = ["DB_ERRORS", "Database", "tolerant_text"]
 
 # Guards connection bookkeeping; taken on the slow path only (connect, close).
 _registry_lock = threading.Lock()
@@ -46,7 +46,34 @@ def _forget_connections_in_child() -> None:
         db._local = threading.local()
 
 
-def _is_busy(exc: sqlite3.Error) -> bool:
+#: What a query may raise: SQLite's errors, and the UnicodeDecodeError of an error message
+#: that quotes damaged schema text (a flipped bit in ``sqlite_master``).
+DB_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, UnicodeDecodeError)
+
+
+def _tolerant_text(data: bytes) -> str:
+    """Text that is not UTF-8 (a damaged row), kept readable: bad bytes as surrogates."""
+    return data.decode("utf-8", "surrogateescape")
+
+
+def _undecodable(exc: Exception) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and "decode to UTF-8" in str(exc)
+
+
+@contextmanager
+def tolerant_text(conn: sqlite3.Connection) -> Iterator[None]:
+    """Read text columns that are not valid UTF-8 (damage) instead of failing the query.
+
+    Only on the rare path: the default decoding is C code, this one a Python call per value.
+    """
+    conn.text_factory = _tolerant_text
+    try:
+        yield
+    finally:
+        conn.text_factory = str
+
+
+def _is_busy(exc: Exception) -> bool:
     code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
     return code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or "locked" in str(exc)
 
@@ -109,13 +136,13 @@ class Database:
                     isolation_level=None,
                     check_same_thread=False,
                 )
-            except sqlite3.Error as exc:
+            except DB_ERRORS as exc:
                 raise StoreError(f"cannot open {self.file}: {exc}") from exc
             try:
                 # WAL keeps the database consistent with NORMAL; a power cut may only lose
                 # the last commits, which a cache can recompute.
                 conn.execute("PRAGMA synchronous = NORMAL")
-            except sqlite3.Error as exc:
+            except DB_ERRORS as exc:
                 conn.close()
                 raise self.error(exc) from exc
             live.append((threading.current_thread(), conn))
@@ -129,29 +156,46 @@ class Database:
             _inherited.extend(conn for _, conn in self._conns)
             self._conns, self._conns_pid = [], _process.current_pid()
 
-    def error(self, exc: sqlite3.Error) -> StoreError:
+    def error(self, exc: Exception) -> StoreError:
         """The ``StoreError`` that reports ``exc``."""
         return StoreError(f"{self.file}: {exc}")
 
     def one(self, query: str, params: tuple[Any, ...]) -> Any:
-        """The first row of ``query`` (autocommit read), or ``None``."""
+        """The first row of ``query`` (autocommit read), or ``None``.
+
+        Text that is not UTF-8 (damage) is read with the bad bytes as surrogates, for the
+        caller to find it damaged, instead of failing the query.
+        """
         try:
             return self.conn().execute(query, params).fetchone()
-        except sqlite3.Error as exc:
-            raise self.error(exc) from exc
+        except DB_ERRORS as exc:
+            if not _undecodable(exc):
+                raise self.error(exc) from exc
+        rows = self._tolerant(query, params)
+        return rows[0] if rows else None
 
     def all(self, query: str, params: tuple[Any, ...] | list[Any]) -> list[Any]:
-        """Every row of ``query`` (autocommit read)."""
+        """Every row of ``query`` (autocommit read); text as in :meth:`one`."""
         try:
             return self.conn().execute(query, params).fetchall()
-        except sqlite3.Error as exc:
+        except DB_ERRORS as exc:
+            if not _undecodable(exc):
+                raise self.error(exc) from exc
+        return self._tolerant(query, params)
+
+    def _tolerant(self, query: str, params: tuple[Any, ...] | list[Any]) -> list[Any]:
+        conn = self.conn()
+        try:
+            with tolerant_text(conn):
+                return conn.execute(query, params).fetchall()
+        except DB_ERRORS as exc:
             raise self.error(exc) from exc
 
     def run(self, query: str, params: tuple[Any, ...]) -> int:
         """Run one autocommit write; return the number of rows it changed."""
         try:
             return self.conn().execute(query, params).rowcount
-        except sqlite3.Error as exc:
+        except DB_ERRORS as exc:
             raise self.error(exc) from exc
 
     def _begin(self, conn: sqlite3.Connection) -> None:
@@ -165,7 +209,7 @@ class Database:
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 return
-            except sqlite3.Error as exc:
+            except DB_ERRORS as exc:
                 if not _is_busy(exc) or time.monotonic() >= deadline:
                     raise self.error(exc) from exc
             time.sleep(delay)
@@ -183,7 +227,7 @@ class Database:
             if conn.in_transaction:
                 with suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.Error):
+            if isinstance(exc, DB_ERRORS):
                 raise self.error(exc) from exc
             raise
 
@@ -196,7 +240,7 @@ class Database:
         try:
             # Persistent in the file; it cannot change inside a transaction.
             conn.execute("PRAGMA journal_mode = WAL")
-        except sqlite3.Error as exc:
+        except DB_ERRORS as exc:
             raise self.error(exc) from exc
         with self.transact():
             # Re-read under the write lock: another process may have migrated meanwhile.

@@ -186,14 +186,34 @@ _V3: tuple[str, ...] = (
     "ALTER TABLE claims_v3 RENAME TO claims",
 )
 
+# Version 4: quarantine. Metadata is verified like blobs: a commit row whose body does not
+# decode, does not hash to the row's hash, or contradicts the row's indexed columns is moved
+# here (``kind`` 'commit', ``row`` its columns as found, as JSON), and a lookup that an index
+# led to another call's commit is noted (``kind`` 'index', ``row`` NULL: the commit stays).
+# Nothing reads this table on a normal path; ``quarantined()`` lists it for a doctor.
+_V4: tuple[str, ...] = (
+    """
+    CREATE TABLE quarantine (
+        hash     TEXT NOT NULL,
+        kind     TEXT NOT NULL,
+        reason   TEXT NOT NULL,
+        found_at REAL NOT NULL,
+        row      TEXT,
+        PRIMARY KEY (hash, kind)
+    )
+    """,
+)
+
 #: ``MIGRATIONS[i]`` upgrades a database from ``user_version`` i to i + 1.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
 # Queries
 
-SELECT_COMMIT = "SELECT body, last_accessed FROM commits"
+# Every commit read returns (body, last_accessed, hash, rowid): the body is verified against
+# the hash, and a damaged row is quarantined by its rowid (its hash may be the damage).
+SELECT_COMMIT = "SELECT body, last_accessed, hash, rowid FROM commits"
 GET_COMMIT = f"{SELECT_COMMIT} WHERE hash = ?"
 # The cache lookup: one range of the (fingerprint, created_at) index, newest first. The
 # unary + keeps the planner off the (status, created_at) index, which it would otherwise
@@ -206,7 +226,7 @@ FIND = (
 # was found missing or corrupt (and forgotten, see SQLiteStore._forget_blob) is a miss, and
 # a small result's bytes come back in the same query.
 FIND_HIT = (
-    "SELECT c.hash, c.body, c.last_accessed, b.inline FROM commits AS c"
+    "SELECT c.hash, c.body, c.last_accessed, b.inline, c.rowid FROM commits AS c"
     " JOIN blobs AS b ON b.hash = c.result_hash"
     " WHERE c.fingerprint = ? AND +c.status = 'completed' AND +c.cache = 1"
     " AND (c.expires_at IS NULL OR c.expires_at > ?)"
@@ -218,7 +238,7 @@ HISTORY = (
     " AND (expires_at IS NULL OR expires_at > ?) ORDER BY created_at, rowid"
 )
 ITER = (
-    "SELECT body, last_accessed, created_at, rowid FROM commits"
+    "SELECT body, last_accessed, hash, rowid, created_at FROM commits"
     " WHERE (created_at, rowid) > (?, ?) ORDER BY created_at, rowid LIMIT ?"
 )
 PREFIX = "SELECT hash FROM commits WHERE hash >= ? AND hash < ? ORDER BY hash LIMIT ?"
@@ -277,6 +297,26 @@ NEW_CLAIM = (
 )
 RELEASE_CLAIM = "DELETE FROM claims WHERE fingerprint = ? AND owner = ?"
 STALE_CLAIMS = "DELETE FROM claims WHERE expires_at < ?"
+COMMIT_COLUMNS = (
+    "hash",
+    "fingerprint",
+    "func_name",
+    "status",
+    "created_at",
+    "expires_at",
+    "last_accessed",
+    "cache",
+    "result_hash",
+    "result_size",
+    "parent_hash",
+    "body",
+)
+ROW_BY_ID = f"SELECT {', '.join(COMMIT_COLUMNS)} FROM commits WHERE rowid = ?"
+DELETE_ROW = "DELETE FROM commits WHERE rowid = ?"
+QUARANTINE = (
+    "INSERT OR REPLACE INTO quarantine (hash, kind, reason, found_at, row) VALUES (?, ?, ?, ?, ?)"
+)
+LIST_QUARANTINE = "SELECT hash, kind, reason, found_at, row FROM quarantine ORDER BY found_at"
 
 
 #: Filter counts stop here: enough to tell a selective filter from a common one, cheap.

@@ -11,7 +11,9 @@ transactions: :mod:`~cashet.stores.sqlite.connection`; blob files:
 and evict: :mod:`~cashet.stores.sqlite.removal`). Counters, blob reference counts and tag
 clean-up are kept by triggers (see :mod:`cashet.stores.sqlite.schema`), so ``stats()`` is
 O(1) and garbage collection reads only unreferenced blobs. Every blob is verified against
-its hash when read. Every commit returned is a fresh object, the caller's to mutate.
+its hash when read, and so is every commit (a damaged row is never returned: it is
+quarantined, see :mod:`~cashet.stores.sqlite.damage`). Every commit returned is a fresh
+object, the caller's to mutate.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from typing import Any
 
 from cashet import _process
 from cashet.errors import BlobCorruptedError, BlobMissingError, StoreError
-from cashet.hashing.commits import commit_from_json, commit_to_json
+from cashet.hashing.commits import check_commit_hash, stored_json, verified_commit
 from cashet.models import Commit, ObjectRef, TaskStatus
 from cashet.protocols import BlobParts, Hit, ResultData, TagQuery
 from cashet.stores.base import StoreBase, copy_commit
@@ -42,9 +44,11 @@ from cashet.stores.blobs import (
     verify_blob,
     worth_compressing,
 )
+from cashet.stores.quarantine import hit_fingerprint
 from cashet.stores.sqlite import schema as sql
 from cashet.stores.sqlite.claims import ClaimsMixin
-from cashet.stores.sqlite.connection import Database
+from cashet.stores.sqlite.connection import DB_ERRORS, Database
+from cashet.stores.sqlite.damage import DamageMixin, epoch_or_none
 from cashet.stores.sqlite.files import READINTO_MIN, BlobFiles, has_file, unlink
 from cashet.stores.sqlite.legacy import migrate_if_legacy
 from cashet.stores.sqlite.removal import RemovalMixin
@@ -62,13 +66,7 @@ def _compressible(parts: BlobParts) -> bool:
 _HEX = "0123456789abcdef"
 
 
-def _commit(row: Any) -> Commit:
-    commit = commit_from_json(row[0])
-    commit.last_accessed = None if row[1] is None else from_epoch(row[1])
-    return commit
-
-
-class SQLiteStore(ClaimsMixin, RemovalMixin, StoreBase):
+class SQLiteStore(ClaimsMixin, RemovalMixin, DamageMixin, StoreBase):
     """The default store: SQLite metadata and content-addressed blob files in one directory.
 
     Safe to share between threads and across ``fork``; several processes may use one
@@ -108,8 +106,11 @@ class SQLiteStore(ClaimsMixin, RemovalMixin, StoreBase):
         self._inline_threshold = inline_threshold
         self._host = _process.hostname()
         self._files = BlobFiles(os.fspath(self._path / "objects"), self._path)
-        # Decoded commits by hash (commits never change; callers get copies).
-        self._decoded: _process.BoundedCache[str, Commit] = _process.BoundedCache(self._DECODED_MAX)
+        # Decoded and verified commits by hash (commits never change; callers get copies),
+        # each with the fingerprint it answers as a hit ("" if none: failed, uncached).
+        self._decoded: _process.BoundedCache[str, tuple[Commit, str]] = _process.BoundedCache(
+            self._DECODED_MAX
+        )
         # A store of the published cashet 0.4.x/0.5.x is migrated first (or refused).
         migrate_if_legacy(self._path, inline_threshold)
         self._db = Database(os.fspath(self._path / "meta.db"), busy_timeout, repr(self))
@@ -234,6 +235,8 @@ class SQLiteStore(ClaimsMixin, RemovalMixin, StoreBase):
             if inline is None:
                 return self._files.read(h)
             try:
+                if not isinstance(inline, bytes):
+                    raise BlobCorruptedError(f"blob {h[:16]}… is stored as {type(inline)}", h)
                 data = decode_blob(inline, h)
                 verify_blob(data, h)
             except BlobCorruptedError as exc:
@@ -263,8 +266,10 @@ class SQLiteStore(ClaimsMixin, RemovalMixin, StoreBase):
         """Record ``commit`` (idempotent by hash) and count a reference to its result blob.
 
         Raises:
-            ValueError: the commit has no hash.
+            ValueError: the commit has no hash, or does not hash to it (it would never
+                verify when read back).
         """
+        check_commit_hash(commit)
         with self._db.transact() as conn:
             self._insert_commit(conn, commit)
 
@@ -286,7 +291,7 @@ class SQLiteStore(ClaimsMixin, RemovalMixin, StoreBase):
             None if result is None else result.hash,
             0 if result is None else result.size,
             commit.parent_hash,
-            commit.sealed_json or commit_to_json(commit),
+            commit.sealed_json or stored_json(commit),
         )
         # Triggers count the commit and the blob reference, only if really inserted.
         if conn.execute(sql.INSERT_COMMIT, row).rowcount and commit.tags:
@@ -334,17 +339,27 @@ class SQLiteStore(ClaimsMixin, RemovalMixin, StoreBase):
         return commit
 
     def get_commit(self, hash: str) -> Commit | None:
-        """Return the commit with this full hash, or ``None``."""
+        """Return the commit with this full hash, or ``None`` (also when it is damaged)."""
         row = self._db.one(sql.GET_COMMIT, (hash,))
-        return None if row is None else _commit(row)
+        return None if row is None else self._row_commit(row)
 
-    def _template(self, h: str, body: str) -> Commit:
-        """The decoded commit ``h``, kept (never handed out: callers get copies)."""
-        template = self._decoded.get(h)
-        if template is None:
-            template = commit_from_json(body)
-            self._decoded.put(h, template)
-        return template
+    def _template(self, h: str, body: Any, rowid: Any) -> tuple[Commit, str] | None:
+        """The decoded and verified commit ``h`` and the fingerprint it is a hit for, kept
+        (never handed out: callers get copies); ``None`` when the row is damaged (it is
+        quarantined).
+
+        Verified once per commit per process: the kept template is what hashes to ``h``.
+        """
+        cached = self._decoded.get(h)
+        if cached is None:
+            try:
+                template = verified_commit(body, h)
+            except ValueError as exc:
+                self._quarantine_row(rowid, h, body, f"the stored commit is damaged: {exc}")
+                return None
+            cached = (template, hit_fingerprint(template))
+            self._decoded.put(h, cached)
+        return cached
 
     def find_by_fingerprint(self, fingerprint: str) -> Commit | None:
         """Return the newest completed, cacheable, unexpired commit of ``fingerprint``.
@@ -356,33 +371,51 @@ class SQLiteStore(ClaimsMixin, RemovalMixin, StoreBase):
         row = self._db.one(sql.FIND_HIT, (fingerprint, time.time()))
         if row is None:
             return None
-        h, body, last_accessed, _ = row
-        template = self._decoded.get(h) or self._template(h, body)
-        return copy_commit(template, None if last_accessed is None else from_epoch(last_accessed))
+        h, body, last_accessed, _, rowid = row
+        cached = self._decoded.get(h) or self._template(h, body, rowid)
+        if cached is None:
+            return None
+        template, answers = cached
+        if answers != fingerprint or (template.expires_at is not None and template.is_expired()):
+            self._mismatch(rowid, template, fingerprint)
+            return None
+        return copy_commit(template, epoch_or_none(last_accessed))
 
     def lookup(self, fingerprint: str) -> Hit | None:
         """Return what ``find_by_fingerprint`` finds, with a small result's verified bytes.
 
-        The same single query; nothing is kept for a later ``get_blob``.
+        The same single query; nothing is kept for a later ``get_blob``. The commit found
+        must be the one asked for by its own verified content (its fingerprint, completed,
+        cacheable, unexpired): whatever the indexes or columns say, anything else is a miss.
         """
         row = self._db.one(sql.FIND_HIT, (fingerprint, time.time()))
         if row is None:
             return None
-        h, body, last_accessed, inline = row
-        template = self._template(h, body)
+        h, body, last_accessed, inline, rowid = row
+        cached = self._decoded.get(h) or self._template(h, body, rowid)
+        if cached is None:
+            return None
+        template, answers = cached
+        if answers != fingerprint or (template.expires_at is not None and template.is_expired()):
+            self._mismatch(rowid, template, fingerprint)
+            return None
         data = None
-        if inline is not None and template.result is not None:
+        if type(inline) is bytes and template.result is not None:
             blob = template.result.hash
             with suppress(BlobCorruptedError):  # get_blob reports (and forgets) it
-                data = decode_blob(inline, blob)
-                verify_blob(data, blob)
-        la = None if last_accessed is None else from_epoch(last_accessed)
+                decoded = decode_blob(inline, blob)
+                verify_blob(decoded, blob)
+                data = decoded  # only once verified
+        try:
+            la = None if last_accessed is None else from_epoch(last_accessed)
+        except (TypeError, ValueError, OverflowError, OSError):
+            la = None
         return Hit(copy_commit(template, la), data)
 
     def latest_for_fingerprint(self, fingerprint: str) -> Commit | None:
         """Return the newest commit of ``fingerprint`` whatever its status or expiry."""
         row = self._db.one(sql.LATEST, (fingerprint,))
-        return None if row is None else _commit(row)
+        return None if row is None else self._row_commit(row)
 
     def list_commits(
         self,
@@ -399,42 +432,53 @@ class SQLiteStore(ClaimsMixin, RemovalMixin, StoreBase):
             status: only commits in this state.
             tags: every key must be present; a ``None`` value matches any value.
 
+        A damaged row is left out (and quarantined); the next rows take its place.
+
         Raises:
             ValueError: ``limit`` is negative, or ``status`` is not a status.
         """
         if limit is not None and limit < 0:
             raise ValueError(f"limit must not be negative, got {limit}")
-        conn = self._db.conn()
-        try:
-            driver = sql.choose_driver(conn, func_name, status, tags)
-            query, params = sql.select_commits(
-                "c.body, c.last_accessed", func_name, status, tags, driver, limit
-            )
-            return [_commit(row) for row in conn.execute(query, params).fetchall()]
-        except sqlite3.Error as exc:
-            raise self._db.error(exc) from exc
+        want = limit
+        while True:
+            try:
+                driver = sql.choose_driver(self._db.conn(), func_name, status, tags)
+                query, params = sql.select_commits(
+                    "c.body, c.last_accessed, c.hash, c.rowid",
+                    func_name,
+                    status,
+                    tags,
+                    driver,
+                    want,
+                )
+            except DB_ERRORS as exc:
+                raise self._db.error(exc) from exc
+            rows = self._db.all(query, params)
+            commits = self._rows_commits(rows)
+            if limit is None or want is None or len(commits) >= limit or len(rows) < want:
+                return commits[:limit]
+            want += len(rows) - len(commits)  # as many more as were left out
 
     def find_by_result(self, blob_hash: str, limit: int = 20) -> list[Commit]:
         """Return the commits whose result is this blob, newest first (indexed)."""
-        return [_commit(row) for row in self._db.all(sql.FIND_BY_RESULT, (blob_hash, limit))]
+        return self._rows_commits(self._db.all(sql.FIND_BY_RESULT, (blob_hash, limit)))
 
     def iter_commits(self) -> Iterator[Commit]:
         """Yield every commit, oldest first, a batch at a time (no long read transaction)."""
         after: tuple[float, int] = (-math.inf, 0)
         while True:
             rows = self._db.all(sql.ITER, (*after, self._BATCH))
-            for row in rows:
-                yield _commit(row)
+            yield from self._rows_commits(rows)
             if len(rows) < self._BATCH:
                 return
-            after = (rows[-1][2], rows[-1][3])
+            after = (rows[-1][4], rows[-1][3])
 
     def get_history(self, hash: str) -> list[Commit]:
         """Return every unexpired commit with the same fingerprint as ``hash``, oldest first.
 
         An unknown hash gives ``[]``.
         """
-        return [_commit(row) for row in self._db.all(sql.HISTORY, (hash, time.time()))]
+        return self._rows_commits(self._db.all(sql.HISTORY, (hash, time.time())))
 
     def resolve_prefix(self, prefix: str, limit: int = 20) -> list[str]:
         """Return up to ``limit`` full commit hashes starting with ``prefix``, sorted.
