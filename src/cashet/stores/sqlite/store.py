@@ -402,14 +402,18 @@ class SQLiteStore(ClaimsMixin, RemovalMixin, DamageMixin, StoreBase):
         data = None
         if type(inline) is bytes and template.result is not None:
             blob = template.result.hash
-            with suppress(BlobCorruptedError):  # get_blob reports (and forgets) it
+            try:  # (try, not contextlib.suppress: this is the hit path)
                 decoded = decode_blob(inline, blob)
                 verify_blob(decoded, blob)
                 data = decoded  # only once verified
-        try:
-            la = None if last_accessed is None else from_epoch(last_accessed)
-        except (TypeError, ValueError, OverflowError, OSError):
-            la = None
+            except BlobCorruptedError:  # get_blob reports (and forgets) it
+                pass
+        la = None
+        if last_accessed is not None:
+            try:
+                la = from_epoch(last_accessed)
+            except (TypeError, ValueError, OverflowError, OSError):
+                la = None
         return Hit(copy_commit(template, la), data)
 
     def latest_for_fingerprint(self, fingerprint: str) -> Commit | None:
