@@ -52,7 +52,7 @@ from cashet.stores.sqlite.damage import DamageMixin, epoch_or_none
 from cashet.stores.sqlite.files import READINTO_MIN, BlobFiles, has_file, unlink
 from cashet.stores.sqlite.legacy import migrate_if_legacy
 from cashet.stores.sqlite.removal import RemovalMixin
-from cashet.stores.sqlite.schema import from_epoch, to_epoch
+from cashet.stores.sqlite.schema import to_epoch
 
 __all__ = ["SQLiteStore"]
 
@@ -368,18 +368,8 @@ class SQLiteStore(ClaimsMixin, RemovalMixin, DamageMixin, StoreBase):
         recomputes (and so repairs) it. One indexed query; commits are immutable, so a
         decoded one is reused (the caller gets a copy). The hit path is :meth:`lookup`.
         """
-        row = self._db.one(sql.FIND_HIT, (fingerprint, time.time()))
-        if row is None:
-            return None
-        h, body, last_accessed, _, rowid = row
-        cached = self._decoded.get(h) or self._template(h, body, rowid)
-        if cached is None:
-            return None
-        template, answers = cached
-        if answers != fingerprint or (template.expires_at is not None and template.is_expired()):
-            self._mismatch(rowid, template, fingerprint)
-            return None
-        return copy_commit(template, epoch_or_none(last_accessed))
+        hit = self.lookup(fingerprint)
+        return None if hit is None else hit.commit
 
     def lookup(self, fingerprint: str) -> Hit | None:
         """Return what ``find_by_fingerprint`` finds, with a small result's verified bytes.
@@ -408,13 +398,7 @@ class SQLiteStore(ClaimsMixin, RemovalMixin, DamageMixin, StoreBase):
                 data = decoded  # only once verified
             except BlobCorruptedError:  # get_blob reports (and forgets) it
                 pass
-        la = None
-        if last_accessed is not None:
-            try:
-                la = from_epoch(last_accessed)
-            except (TypeError, ValueError, OverflowError, OSError):
-                la = None
-        return Hit(copy_commit(template, la), data)
+        return Hit(copy_commit(template, epoch_or_none(last_accessed)), data)
 
     def latest_for_fingerprint(self, fingerprint: str) -> Commit | None:
         """Return the newest commit of ``fingerprint`` whatever its status or expiry."""
