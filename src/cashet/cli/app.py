@@ -69,8 +69,8 @@ class CliContext:
             what = f"No result for {hash}: commit" if result else f"commit {hash}"
             fail(f"{what} not found (no cashet store at {self.store_dir})")
 
-    def no_store(self, as_json: bool, empty: Any) -> None:
-        """Answer a read of a store that does not exist: no commits, exit code 0.
+    def no_store(self, as_json: bool, empty: Any, what: str = "commits") -> None:
+        """Answer a read of a store that does not exist: nothing found, exit code 0.
 
         Scripts written against the published cashet expect that (issue 12); a hash that
         names no commit in an existing store still fails.
@@ -78,7 +78,7 @@ class CliContext:
         if as_json:
             emit_json(empty)
         else:
-            click.echo(f"No cashet store found at {self.store_dir}: no commits.")
+            click.echo(f"No {what} found (no cashet store at {self.store_dir}).")
 
     def close(self) -> None:
         """Close the client, if one was opened (never failing the command)."""

@@ -33,7 +33,11 @@ _STATS_KEYS = (
 def stats(cli: CliContext, as_json: bool) -> None:
     """Show commit counts and storage sizes."""
     if not cli.has_store():
-        return cli.no_store(as_json, dict.fromkeys(_STATS_KEYS, 0))
+        if as_json:
+            return emit_json(dict.fromkeys(_STATS_KEYS, 0))
+        for key in _STATS_KEYS:
+            click.echo(f"{key}: 0")
+        return None
     s = cli.client().stats()
     if as_json:
         emit_json(s)
@@ -152,6 +156,7 @@ def clear(cli: CliContext, yes: bool) -> None:
 @click.command()
 @click.option(
     "--tag",
+    "-t",
     "tags",
     multiple=True,
     required=True,

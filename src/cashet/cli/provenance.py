@@ -355,7 +355,7 @@ def history(cli: CliContext, hash: str, as_json: bool) -> None:
     Forced runs and re-runs after a TTL expired each have their own commit.
     """
     if not cli.has_store():
-        return cli.no_store(as_json, [])
+        return cli.no_store(as_json, [], "history")
     client = cli.client()
     target = require_commit(client.show(hash), hash)
     commits = client.history(target.hash)
