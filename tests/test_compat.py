@@ -187,3 +187,41 @@ def test_an_executor_of_the_published_protocol_works() -> None:
         first = c.submit(cube, 3)
         assert first.load() == 27 and not first.cached
         assert c.submit(cube, 3).cached
+
+
+def test_log_lists_calls_in_flight_as_running(tmp_path: Path) -> None:
+    import threading
+
+    from click.testing import CliRunner
+
+    from cashet.cli import main
+    from cashet.hashing import ignore
+    from cashet.models import TaskStatus
+
+    started, finish = threading.Event(), threading.Event()
+
+    @ignore("started", "finish")
+    def slow(x: int) -> int:
+        started.set()
+        finish.wait(30)
+        return x
+
+    store = tmp_path / ".cashet"
+    with Client(store_dir=store) as client, Client(store_dir=store) as other:
+        worker = threading.Thread(target=lambda: client.submit(slow, 5))
+        worker.start()
+        try:
+            assert started.wait(30)
+            running = other.log(status="running")
+            assert [c.func_name for c in running] == [slow.__qualname__]
+            assert running[0].status is TaskStatus.RUNNING and running[0].result is None
+            assert other.show(running[0].hash) is None  # shown, not stored
+            assert other.log(status="running", func_name="nothing") == []
+            cli = CliRunner().invoke(main, ["--store-dir", str(store), "log", "-s", "running"])
+            assert cli.exit_code == 0 and "slow" in cli.stdout
+            assert other.log(status="completed") == []
+        finally:
+            finish.set()
+            worker.join(30)
+        assert other.log(status="running") == []
+        assert [c.func_name for c in other.log(status="completed")] == [slow.__qualname__]

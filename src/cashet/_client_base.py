@@ -25,12 +25,14 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
+from blake3 import blake3
+
 from cashet._log import configure_from_env
 from cashet.core.batch import BatchItem, substitute_task_refs
 from cashet.core.options import DEFAULT_OPTIONS, TaskOptions, call_options, make_options
 from cashet.errors import CashetError, CommitNotFoundError
 from cashet.hashing import function_identity
-from cashet.models import Commit, ObjectRef, TaskStatus
+from cashet.models import Commit, Lease, ObjectRef, TaskDef, TaskStatus
 from cashet.protocols import Serializer, Store, TagQuery
 from cashet.provenance.diff import diff_commits
 from cashet.provenance.query import (
@@ -286,6 +288,8 @@ class StoreQueries:
             func_name: only commits of the function with this name.
             limit: at most this many (``None``: all).
             status: only commits in this state (``TaskStatus`` or its string value).
+                ``"running"`` lists the calls in flight right now (their leases), each as
+                a commit with no result (its hash names no stored commit).
             tags: only commits carrying every tag (``{key: None}`` = the key with any value).
 
         Raises:
@@ -300,9 +304,20 @@ class StoreQueries:
         if func_name is not None and not isinstance(func_name, str):
             raise TypeError(f"func_name must be a str, not {type(func_name).__name__}")
         query = None if tags is None else check_tag_query(tags) or None
-        return self.store.list_commits(
-            func_name=func_name, limit=limit, status=parse_status(status), tags=query
+        wanted = parse_status(status)
+        commits = self.store.list_commits(
+            func_name=func_name, limit=limit, status=wanted, tags=query
         )
+        if wanted is not TaskStatus.RUNNING or query:
+            return commits
+        running = [
+            running_commit(fingerprint, lease, claimed_at)
+            for fingerprint, lease, claimed_at in full_store(self.store).running_claims()
+            if func_name is None or lease.func_name == func_name
+        ]
+        running.extend(commits)
+        running.sort(key=lambda c: c.created_at, reverse=True)
+        return running if limit is None else running[:limit]
 
     def show(self, hash: str) -> Commit | None:
         """Return the commit with this hash or unique hash prefix, or ``None`` if none has it.
@@ -554,3 +569,18 @@ def executor_commit(done: Any) -> Commit:
             "or a (Commit, was_cached) pair"
         )
     return done
+
+
+def running_commit(fingerprint: str, lease: Lease, claimed_at: datetime) -> Commit:
+    """A call in flight, shown as a ``RUNNING`` commit (not stored: its hash names nothing)."""
+    func_hash, _, args_hash = fingerprint.partition(":")
+    task_def = TaskDef(func_name=lease.func_name, func_hash=func_hash, args_hash=args_hash)
+    digest = blake3(f"running\0{fingerprint}\0{lease.owner}".encode()).hexdigest()
+    return Commit(
+        hash=digest,
+        task_def=task_def,
+        status=TaskStatus.RUNNING,
+        created_at=claimed_at,
+        expires_at=None,
+        tags={"host": lease.host, "pid": str(lease.pid)},
+    )

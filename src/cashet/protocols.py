@@ -53,6 +53,7 @@ __all__ = [
     "Hit",
     "HitLookup",
     "Housekeeping",
+    "LeaseListing",
     "Leases",
     "PartsSerializer",
     "ResultData",
@@ -234,6 +235,15 @@ class Leases(Protocol):
     def renew_claim(self, fingerprint: str, owner: str, expires_at: datetime) -> bool: ...
     def release_claim(self, fingerprint: str, owner: str) -> None: ...
     def wait_for_release(self, fingerprint: str, timeout: float) -> None: ...
+
+
+@runtime_checkable
+class LeaseListing(Protocol):
+    """The calls running right now: every live lease, for ``log(status="running")``."""
+
+    def running_claims(self) -> list[tuple[str, Lease, datetime]]:
+        """Return ``(fingerprint, lease, claimed_at)`` of every live lease."""
+        ...
 
 
 @runtime_checkable

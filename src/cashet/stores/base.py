@@ -45,6 +45,7 @@ from cashet.protocols import (
     Hit,
     HitLookup,
     Housekeeping,
+    LeaseListing,
     Leases,
     ResultData,
     ResultIndex,
@@ -70,6 +71,7 @@ SYNC_CAPABILITIES: tuple[type, ...] = (
     Housekeeping,
     CommitIterator,
     Leases,
+    LeaseListing,
     ResultWriter,
     BlobPartsWriter,
     ResultIndex,
@@ -86,7 +88,7 @@ ASYNC_CAPABILITIES: tuple[type, ...] = (
 
 #: Capabilities that are single store operations (not composed of others): a wrapper that
 #: forwards them by ``__getattr__`` may supply them (see ``_FullStore``).
-_PRIMITIVE: tuple[type, ...] = (Housekeeping, CommitIterator, Leases)
+_PRIMITIVE: tuple[type, ...] = (Housekeeping, CommitIterator, Leases, LeaseListing)
 
 
 @runtime_checkable
@@ -95,6 +97,7 @@ class FullStore(
     Housekeeping,
     CommitIterator,
     Leases,
+    LeaseListing,
     ResultWriter,
     BlobPartsWriter,
     ResultIndex,
@@ -268,6 +271,10 @@ class StoreBase:
 
     # --- Leases: within this process ------------------------------------------------------
 
+    def running_claims(self) -> list[tuple[str, Lease, datetime]]:
+        """The live leases (default: none known; a store with ``LeaseListing`` lists them)."""
+        return []
+
     def try_claim(self, fingerprint: str, lease: Lease) -> bool:
         """Take the lease of ``fingerprint`` unless a live one is held (this process only)."""
         return _local_leases(self).try_claim(fingerprint, lease)
@@ -416,6 +423,10 @@ class AsyncStoreBase:
     release_claim: Callable[[str, str], Any]
     find_by_fingerprint: Callable[[str], Any]
     list_commits: Callable[..., Any]
+
+    async def running_claims(self) -> list[tuple[str, Lease, datetime]]:
+        """The live leases (default: none known), as the sync ``running_claims``."""
+        return []
 
     async def put_blob_parts(self, parts: BlobParts) -> ObjectRef:
         """Store the concatenation of ``parts`` (default: joined in a thread, then stored)."""

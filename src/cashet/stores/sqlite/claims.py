@@ -41,6 +41,16 @@ class ClaimsMixin:
             return None
         return lease, row[5]
 
+    def running_claims(self) -> list[tuple[str, Lease, datetime]]:
+        """Return ``(fingerprint, lease, claimed_at)`` of every live lease, newest first."""
+        now = datetime.now(UTC)
+        out = []
+        for row in self._db.all(sql.LIVE_CLAIMS, (to_epoch(now),)):
+            lease = _lease_of(row[1:])
+            if not _lease.lease_is_dead(lease, now, self._host):
+                out.append((row[0], lease, from_epoch(row[6])))
+        return out
+
     def try_claim(self, fingerprint: str, lease: Lease) -> bool:
         """Take the lease on ``fingerprint`` unless another owner holds a live one.
 

@@ -280,6 +280,10 @@ STATS = (
 )
 STORED_BYTES = "SELECT blob_bytes + inline_bytes FROM counters WHERE id = 0"
 ORPHAN_BYTES = "SELECT coalesce(sum(stored_size), 0) FROM blobs WHERE refcount = 0"
+LIVE_CLAIMS = (
+    "SELECT fingerprint, owner, host, pid, expires_at, func_name, claimed_at FROM claims"
+    " WHERE expires_at > ? ORDER BY claimed_at DESC"
+)
 GET_CLAIM = (
     "SELECT owner, host, pid, expires_at, func_name, claimed_at FROM claims WHERE fingerprint = ?"
 )
