@@ -79,8 +79,12 @@ def _header_version(db_file: Path) -> int | None:
 def _old_schema(conn: sqlite3.Connection) -> bool:
     if conn.execute("PRAGMA user_version").fetchone()[0] != 0:
         return False
-    # Ours at version 0 is an empty file: a commits table there is an old cashet's.
-    return bool(conn.execute("PRAGMA table_info(commits)").fetchall())
+    # Judged by the old layout itself, not by the version alone: our own store, while
+    # another thread or process is still creating it, can show a commits table at
+    # version 0 (tests/test_exactly_once.py found that race). Ours always has a body
+    # column; an old cashet's commits table (or one of a layout we do not know) has none.
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(commits)").fetchall()}
+    return bool(columns) and "body" not in columns
 
 
 def is_legacy(path: Path) -> bool:
