@@ -488,8 +488,7 @@ class AsyncClient(ClientBase[AsyncTaskFunction[Any]]):
         hit = await full_async_store(self.store).lookup(task_def.fingerprint)
         if hit is None or hit.commit.result is None:
             return None
-        commit = hit.commit
-        commit.result_data = hit.data
+        commit = hit.loaded_commit()
         now = utcnow()
         if self._hit_needs_touch(commit, now):
             if _read_only:

@@ -88,6 +88,12 @@ class Hit:
     commit: Commit
     data: bytes | None = None
 
+    def loaded_commit(self) -> Commit:
+        """The commit, carrying the bytes read along (``Commit.result_data``) for its
+        ``ResultRef`` to load without a second read."""
+        self.commit.result_data = self.data
+        return self.commit
+
 
 def protocol_members(protocol: type) -> tuple[str, ...]:
     """The public names a protocol declares (its methods, properties and attributes)."""

@@ -160,10 +160,7 @@ class _SyncHandler:
         match effect:
             case Lookup():  # the hit, with a small result's bytes when read along
                 hit = full_store(store).lookup(effect.fingerprint)
-                if hit is None:
-                    return None
-                hit.commit.result_data = hit.data
-                return hit.commit
+                return None if hit is None else hit.loaded_commit()
             case Touch():
                 try:
                     store.touch(effect.hash, effect.when)

@@ -262,7 +262,10 @@ def _build(
     allow_remote_code: bool,
     read_only: bool,
     max_body_bytes: int,
+    max_content_length: int | None,
 ) -> Starlette:
+    if max_content_length is not None:  # the published cashet's name wins
+        max_body_bytes = max_content_length
     _check_settings(require_token, allow_remote_code, read_only, max_body_bytes)
     _check_tasks(tasks)
     server = _Server(
@@ -318,9 +321,15 @@ def create_app(
             "(use create_async_app for an AsyncClient)"
         )
     backend = SyncBackend(client)
-    if max_content_length is not None:
-        max_body_bytes = max_content_length
-    return _build(backend, require_token, tasks, allow_remote_code, read_only, max_body_bytes)
+    return _build(
+        backend,
+        require_token,
+        tasks,
+        allow_remote_code,
+        read_only,
+        max_body_bytes,
+        max_content_length,
+    )
 
 
 def create_async_app(
@@ -346,9 +355,15 @@ def create_async_app(
             "(use create_app for a Client)"
         )
     backend = AsyncBackend(client)
-    if max_content_length is not None:
-        max_body_bytes = max_content_length
-    return _build(backend, require_token, tasks, allow_remote_code, read_only, max_body_bytes)
+    return _build(
+        backend,
+        require_token,
+        tasks,
+        allow_remote_code,
+        read_only,
+        max_body_bytes,
+        max_content_length,
+    )
 
 
 def is_loopback(host: str) -> bool:

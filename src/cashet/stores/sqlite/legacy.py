@@ -37,7 +37,6 @@ from cashet.stores.blobs import blob_hash, encode_blob
 from cashet.stores.legacy import LEGACY, NOT_CACHED, legacy_blob, legacy_commit
 from cashet.stores.sqlite import schema as sql
 from cashet.stores.sqlite.files import BlobFiles, unlink
-from cashet.stores.sqlite.schema import to_epoch
 
 __all__ = ["LegacyStoreError", "is_legacy", "migrate_if_legacy", "wipe"]
 
@@ -298,28 +297,11 @@ def _json_list(value: Any) -> list[Any]:
 
 
 def _insert(conn: sqlite3.Connection, commit: Any) -> None:
-    td = commit.task_def
-    result = commit.result
-    created = to_epoch(commit.created_at)
-    conn.execute(
-        sql.INSERT_COMMIT,
-        (
-            commit.hash,
-            td.fingerprint,
-            td.func_name,
-            commit.status.value,
-            created,
-            None if commit.expires_at is None else to_epoch(commit.expires_at),
-            None if commit.last_accessed is None else to_epoch(commit.last_accessed),
-            int(td.cache),
-            None if result is None else result.hash,
-            0 if result is None else result.size,
-            commit.parent_hash,
-            commit_to_json(commit),
-        ),
-    )
+    row = sql.commit_row(commit, commit_to_json(commit))
+    conn.execute(sql.INSERT_COMMIT, row)
     conn.executemany(
-        sql.INSERT_TAG, [(commit.hash, k, str(v), created) for k, v in commit.tags.items()]
+        sql.INSERT_TAG,
+        [(commit.hash, k, str(v), row[sql.ROW_CREATED]) for k, v in commit.tags.items()],
     )
 
 

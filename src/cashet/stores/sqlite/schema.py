@@ -16,7 +16,7 @@ import sqlite3
 from datetime import UTC, datetime
 from typing import Any
 
-from cashet.models import TaskStatus
+from cashet.models import Commit, TaskStatus
 from cashet.protocols import TagQuery
 
 _V1: tuple[str, ...] = (
@@ -442,3 +442,27 @@ def to_epoch(dt: datetime) -> float:
 def from_epoch(ts: float) -> datetime:
     """Invert :func:`to_epoch` (an aware UTC datetime)."""
     return datetime.fromtimestamp(ts, UTC)
+
+
+#: Where ``created_at`` (epoch seconds) stands in a :func:`commit_row` (tag rows repeat it).
+ROW_CREATED = 4
+
+
+def commit_row(commit: Commit, body: str) -> tuple[Any, ...]:
+    """The ``INSERT_COMMIT`` parameters of ``commit``, stored as ``body``."""
+    td = commit.task_def
+    result = commit.result
+    return (
+        commit.hash,
+        td.fingerprint,
+        td.func_name,
+        commit.status.value,
+        to_epoch(commit.created_at),
+        None if commit.expires_at is None else to_epoch(commit.expires_at),
+        None if commit.last_accessed is None else to_epoch(commit.last_accessed),
+        int(td.cache),
+        None if result is None else result.hash,
+        0 if result is None else result.size,
+        commit.parent_hash,
+        body,
+    )

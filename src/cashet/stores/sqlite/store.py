@@ -276,23 +276,8 @@ class SQLiteStore(ClaimsMixin, RemovalMixin, DamageMixin, StoreBase):
     def _insert_commit(self, conn: sqlite3.Connection, commit: Commit) -> None:
         if not commit.hash:
             raise ValueError("a commit needs its hash (see cashet.hashing.commits.seal_commit)")
-        td = commit.task_def
-        result = commit.result
-        created = to_epoch(commit.created_at)
-        row = (
-            commit.hash,
-            td.fingerprint,
-            td.func_name,
-            commit.status.value,
-            created,
-            None if commit.expires_at is None else to_epoch(commit.expires_at),
-            None if commit.last_accessed is None else to_epoch(commit.last_accessed),
-            int(td.cache),
-            None if result is None else result.hash,
-            0 if result is None else result.size,
-            commit.parent_hash,
-            commit.sealed_json or stored_json(commit),
-        )
+        row = sql.commit_row(commit, commit.sealed_json or stored_json(commit))
+        created = row[sql.ROW_CREATED]
         # Triggers count the commit and the blob reference, only if really inserted.
         if conn.execute(sql.INSERT_COMMIT, row).rowcount and commit.tags:
             conn.executemany(
