@@ -353,6 +353,32 @@ def test_ignore_opts_a_value_out_without_a_warning() -> None:
     assert fid(ns) == before
 
 
+def test_ignore_applied_after_the_first_identity_takes_effect() -> None:
+    from cashet.hashing import ignore
+
+    ns = cell("K = 2\n\ndef f(x):\n    return x * K\n")
+    with_k = fid(ns)
+    ignore("K")(ns["f"])
+    without_k = fid(ns)
+    assert without_k != with_k  # the cached identity is not reused once K is opted out
+    ns["K"] = 3
+    assert fid(ns) == without_k
+
+
+def test_task_ignore_globals_option(tmp_path: Path) -> None:
+    from cashet import Client
+
+    ns = cell("K = 2\n\ndef f(x):\n    return x * K\n")
+    with Client(store_dir=tmp_path) as client:
+        task = client.task(ignore_globals=["K"])(ns["f"])
+        assert task(10).load() == 20
+        ns["K"] = 3
+        assert task(10).load() == 20  # K is out of the key, by request
+        for bad in ("K", 3, [""], [" K"], [None]):
+            with pytest.raises(ValueError, match="ignore_globals"):
+                client.task(ignore_globals=bad)
+
+
 # --- notebook redefinition and caching ----------------------------------------------------------
 
 

@@ -529,3 +529,45 @@ def test_a_result_ref_global_is_keyed_by_its_content(tmp_path: Path) -> None:
         assert client.submit(mod.f, 10).load() == 12
         mod.RAW = client.submit(mod.load, 3)  # type: ignore[attr-defined]
         assert client.submit(mod.f, 10).load() == 13
+
+
+def test_singledispatch_registration_after_the_first_call(tmp_path: Path) -> None:
+    src = """
+    import functools
+    @functools.singledispatch
+    def fmt(v):
+        return "object"
+    def f(x):
+        return fmt(x)
+    def register(_):
+        @fmt.register
+        def _(v: int):
+            return "int"
+        return "registered"
+    def replace(_):
+        @fmt.register
+        def _(v: int):
+            return "int, again"
+        return "replaced"
+    CALLS = [(f, (10,), {}), (register, (0,), {}), (f, (10,), {}), (replace, (0,), {}),
+             (f, (10,), {})]
+    """
+    assert values(run(tmp_path, src)) == ["object", "registered", "int", "replaced", "int, again"]
+
+
+def test_ignore_globals_option_leaves_a_global_out_silently(tmp_path: Path) -> None:
+    src = """
+    import threading, warnings
+    warnings.simplefilter("error")
+    from cashet import Client
+    LOCK = threading.Lock()
+    SCALE = {k}
+    client = Client(store_dir=__file__ + ".unused")
+    @client.task(ignore_globals=["LOCK", "SCALE"])
+    def f(x):
+        with LOCK:
+            return x * SCALE
+    CALLS = [(f, (10,), {{}})]
+    """
+    first, second = edited(tmp_path, src.format(k=2), src.format(k=3))
+    assert (first, second) == ([20], [20])  # SCALE opted out: the edit does not change the key

@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
@@ -29,9 +29,15 @@ from blake3 import blake3
 
 from cashet._log import configure_from_env
 from cashet.core.batch import BatchItem, substitute_task_refs
-from cashet.core.options import DEFAULT_OPTIONS, TaskOptions, call_options, make_options
+from cashet.core.options import (
+    DEFAULT_OPTIONS,
+    TaskOptions,
+    call_options,
+    check_ignore_globals,
+    make_options,
+)
 from cashet.errors import CashetError, CommitNotFoundError
-from cashet.hashing import function_identity
+from cashet.hashing import function_identity, ignore
 from cashet.models import Commit, Lease, ObjectRef, TaskDef, TaskStatus
 from cashet.protocols import Serializer, Store, TagQuery
 from cashet.provenance.diff import diff_commits
@@ -155,12 +161,19 @@ class ClientBase(Generic[TF]):
         retries: int = 0,
         timeout: float | None = None,
         ttl: float | None = None,
+        ignore_globals: Iterable[str] | None = None,
     ) -> TF | Callable[[Callable[..., T]], TF]:
         """Register a task with default options; calling it submits it.
 
         Use bare (``@client.task``) or with options (``@client.task(retries=3)``). The task
         is also registered under its name for the HTTP server. Not a coroutine on
         ``AsyncClient`` either: registering does no IO.
+
+        ``ignore_globals`` names values the task's code reads that must stay out of its cache
+        key (global names such as ``"LOCK"``, dotted paths such as ``"cfg.CACHE"``, closure
+        variables): a lock, a logger, a connection, a cache. They are neither hashed nor
+        warned about; a change to them does not change the key (see ``docs/cache-keys.md``;
+        the same as ``@cashet.hashing.ignore(...)``).
 
         Raises:
             ValueError: an option has a wrong type or value.
@@ -170,12 +183,15 @@ class ClientBase(Generic[TF]):
             cache=cache, force=force, tags=tags, retries=retries, timeout=timeout, ttl=ttl,
             name=name,
         )  # fmt: skip
+        ignored = check_ignore_globals(ignore_globals)
 
         def register(f: Callable[..., T]) -> TF:
             if not callable(f):
                 raise TypeError(f"@task needs a callable, not {type(f).__name__}")
             if isinstance(f, TaskFunctionBase):
                 f = f.func
+            if ignored:
+                ignore(*ignored)(getattr(f, "__func__", f))
             tf = self._task_class(self, f, options)
             self._tasks[tf.name] = tf
             return tf

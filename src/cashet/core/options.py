@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +17,7 @@ __all__ = [
     "DEFAULT_OPTIONS",
     "TaskOptions",
     "call_options",
+    "check_ignore_globals",
     "make_task_def",
     "check_tags",
     "merge_options",
@@ -119,6 +120,22 @@ def make_options(
         ttl=_check_seconds("ttl", ttl),
         name=name,
     )
+
+
+def check_ignore_globals(names: Any) -> tuple[str, ...]:
+    """Validate ``@task(ignore_globals=...)``: names of values left out of the key."""
+    if names is None:
+        return ()
+    if isinstance(names, str) or not isinstance(names, Iterable):
+        raise ValueError(
+            "option 'ignore_globals' must be a list of names (such as ['LOCK', 'cfg.CACHE']),"
+            f" not {names!r}"
+        )
+    out = tuple(names)
+    for n in out:
+        if not isinstance(n, str) or not n.strip() or n != n.strip():
+            raise ValueError(f"option 'ignore_globals' holds {n!r}: each entry must be a name")
+    return out
 
 
 def merge_options(base: TaskOptions, given: dict[str, Any]) -> TaskOptions:

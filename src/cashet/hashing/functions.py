@@ -35,9 +35,9 @@ import functools
 import sys
 import types
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from blake3 import blake3
 
@@ -137,6 +137,7 @@ def _function_node(f: types.FunctionType) -> _CodeNode:
         (_SELF, "__code__", code),
         (_SELF, "__defaults__", f.__defaults__),
         (_SELF, "__kwdefaults__", f.__kwdefaults__),
+        (_SELF, "__cashet_ignore__", f.__dict__.get("__cashet_ignore__", MISSING)),
     ]
     found = locate(f)
     if found is not None:
@@ -202,7 +203,10 @@ def _class_node(cls: type) -> _CodeNode:
     edges: list[tuple[str, Any]] = []
     ext: list[tuple[str, str]] = []
     ns_checks: list[NsCheck] = []
-    attr_checks: list[AttrCheck] = [(cls, "__bases__", cls.__bases__)]
+    attr_checks: list[AttrCheck] = [
+        (cls, "__bases__", cls.__bases__),
+        (cls, "__cashet_ignore__", getattr(cls, "__cashet_ignore__", MISSING)),
+    ]
     members: list[str] = []
     reads: list[tuple[str, Any]] = []
     for name in sorted(k for k in d if isinstance(k, str)):
@@ -264,9 +268,34 @@ def _wrapper_node(obj: Any) -> _CodeNode:
             edges.append((label, target))
         if isinstance(d, dict) and label in d:
             ns_checks.append((d, label, x))
+    if isinstance(d, dict):
+        # a registry (singledispatch's): an implementation registered or replaced after
+        # the first call must change the key, so each entry and the entry count are bindings
+        for k, m in d.items():
+            if isinstance(m, Mapping | types.MappingProxyType) and not isinstance(m, type):
+                try:
+                    items = list(m.items())
+                except Exception:
+                    continue
+                ns_checks.append((cast(Any, _Size(m)), k, len(items)))
+                ns_checks.extend((m, key, impl) for key, impl in items)
     labels = tuple(sorted(label for label, _ in edges))
     local = hash_value(("wrapper", library_name(obj), labels))
     return _selfless(_CodeNode(bytes.fromhex(local), edges, ns_checks), obj)
+
+
+class _Size:
+    """A binding check on a mapping's size: ``.get`` answers its length (small ints are
+    shared objects, so an unchanged size passes the identity check; a registry of more
+    than 256 entries is merely re-walked on every call)."""
+
+    __slots__ = ("m",)
+
+    def __init__(self, m: Any) -> None:
+        self.m = m
+
+    def get(self, _key: Any, _default: Any = None) -> int:
+        return len(self.m)
 
 
 def _compute_node(obj: Any) -> _CodeNode:
