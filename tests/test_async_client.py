@@ -396,6 +396,42 @@ def test_small_values_stay_on_the_loop_big_ones_do_not(
     run(main)
 
 
+class _BigGlobal:
+    """A big value a task reads (``nbytes`` says so); records where it is hashed."""
+
+    nbytes = 4 << 20
+
+    def __cashet_hash__(self) -> Any:
+        HASHED_IN.append(threading.get_ident())
+        return "big"
+
+
+HASHED_IN: list[int] = []
+
+
+BIG_GLOBAL = _BigGlobal()
+
+
+def reads_a_big_global(x: int) -> int:
+    return x + len(type(BIG_GLOBAL).__name__)
+
+
+def test_a_big_global_is_rehashed_off_the_loop(tmp_path: Path) -> None:
+    async def main() -> None:
+        loop_thread = threading.get_ident()
+        async with AsyncClient(store_dir=tmp_path) as client:
+            await client.submit(reads_a_big_global, 1)  # the first identity: on the loop
+            HASHED_IN.clear()
+            ref = await client.submit(reads_a_big_global, 1)
+            assert ref.cached and await ref.load() == 11
+            assert HASHED_IN and loop_thread not in HASHED_IN
+            HASHED_IN.clear()
+            assert await client.lookup(reads_a_big_global, 1) is not None
+            assert HASHED_IN and loop_thread not in HASHED_IN
+
+    run(main)
+
+
 def test_size_estimate() -> None:
     np = pytest.importorskip("numpy")
     assert not is_big((1, "a", 2.5, None, {"k": [1, 2, 3]}))

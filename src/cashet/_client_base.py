@@ -220,6 +220,20 @@ class ClientBase(Generic[TF]):
         """The function to run, its options and identity: everything of a ``submit`` but
         the arguments' digest (hashed by the client: in a thread when big, on ``AsyncClient``).
         """
+        func, options = self._resolve(func, cache, force, tags, retries, timeout, ttl)
+        return func, options, function_identity(func)
+
+    def _resolve(
+        self,
+        func: Callable[..., Any],
+        cache: Any,
+        force: Any,
+        tags: Any,
+        retries: Any,
+        timeout: Any,
+        ttl: Any,
+    ) -> tuple[Callable[..., Any], TaskOptions]:
+        """The function to run and its options (:meth:`_prepare` without the identity)."""
         if self._closed:
             raise CashetError(f"this {type(self).__name__} is closed")
         options = DEFAULT_OPTIONS
@@ -229,7 +243,7 @@ class ClientBase(Generic[TF]):
         options = call_options(options, cache, force, tags, retries, timeout, ttl)
         if not callable(func):
             raise TypeError(f"submit() needs a callable, not {type(func).__name__}")
-        return func, options, function_identity(func)
+        return func, options
 
     def _lookup_key(
         self,
@@ -240,13 +254,13 @@ class ClientBase(Generic[TF]):
         retries: Any,
         timeout: Any,
         ttl: Any,
-    ) -> tuple[Callable[..., Any], TaskOptions, FunctionIdentity] | None:
-        """What a cache-only :meth:`lookup` keys on (as :meth:`_prepare`), or ``None`` when
+    ) -> tuple[Callable[..., Any], TaskOptions] | None:
+        """What a cache-only :meth:`lookup` keys on (as :meth:`_resolve`), or ``None`` when
         such a call would run whatever the cache holds (``cache=False`` or ``force=True``)."""
-        prepared = self._prepare(func, cache, force, tags, retries, timeout, ttl)
-        if not prepared[1].cache or prepared[1].force:
+        resolved = self._resolve(func, cache, force, tags, retries, timeout, ttl)
+        if not resolved[1].cache or resolved[1].force:
             return None
-        return prepared
+        return resolved
 
     @staticmethod
     def _hit_needs_touch(commit: Commit, now: datetime) -> bool:

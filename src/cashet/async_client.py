@@ -50,8 +50,9 @@ from cashet.core.batch import BatchItem, plan_batch
 from cashet.core.options import TaskOptions, make_task_def
 from cashet.errors import StoreError
 from cashet.executors.async_local import BIG_BYTES, is_big
-from cashet.hashing import hash_call
-from cashet.models import AsyncResultRef, Commit, ObjectRef, TaskStatus, utcnow
+from cashet.hashing import FunctionIdentity, function_identity, hash_call
+from cashet.hashing.functions import identity_is_heavy
+from cashet.models import AsyncResultRef, Commit, ObjectRef, TaskDef, TaskStatus, utcnow
 from cashet.protocols import (
     AsyncExecutor,
     AsyncStore,
@@ -81,6 +82,24 @@ class AsyncTaskFunction(TaskFunctionBase[T]):
     async def submit(self, *args: Any, **kwargs: Any) -> AsyncResultRef[T]:
         """Same as calling the task."""
         return await self.client.submit(cast(Any, self), *args, **kwargs)
+
+
+def _call_key(
+    func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[FunctionIdentity, str]:
+    return function_identity(func), hash_call(func, args, kwargs)
+
+
+async def _task_def(
+    func: Callable[..., Any], options: TaskOptions, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> TaskDef:
+    """The ``TaskDef`` of one call: keyed in a thread when that may take long (a big
+    argument, or a big global re-hashed on every call), on the event loop otherwise."""
+    if identity_is_heavy(func) or is_big(args) or is_big(kwargs):
+        identity, args_hash = await asyncio.to_thread(_call_key, func, args, kwargs)
+    else:
+        identity, args_hash = function_identity(func), hash_call(func, args, kwargs)
+    return make_task_def(identity, options, args_hash)
 
 
 class AsyncClient(ClientBase[AsyncTaskFunction[Any]]):
@@ -153,14 +172,8 @@ class AsyncClient(ClientBase[AsyncTaskFunction[Any]]):
             TypeError: an argument cannot be hashed exactly (its position is named).
             ValueError: an option has a wrong type or value.
         """
-        func, options, identity = self._prepare(
-            func, _cache, _force, _tags, _retries, _timeout, _ttl
-        )
-        if is_big(args) or is_big(kwargs):
-            args_hash = await asyncio.to_thread(hash_call, func, args, kwargs)
-        else:
-            args_hash = hash_call(func, args, kwargs)
-        task_def = make_task_def(identity, options, args_hash)
+        func, options = self._resolve(func, _cache, _force, _tags, _retries, _timeout, _ttl)
+        task_def = await _task_def(func, options, args, kwargs)
         done = await self.executor.submit(func, args, kwargs, task_def, self.store, self.serializer)
         return AsyncResultRef(executor_commit(done), self._load_object)
 
@@ -479,12 +492,7 @@ class AsyncClient(ClientBase[AsyncTaskFunction[Any]]):
         key = self._lookup_key(func, _cache, _force, _tags, _retries, _timeout, _ttl)
         if key is None:
             return None
-        func, options, identity = key
-        if is_big(args) or is_big(kwargs):
-            args_hash = await asyncio.to_thread(hash_call, func, args, kwargs)
-        else:
-            args_hash = hash_call(func, args, kwargs)
-        task_def = make_task_def(identity, options, args_hash)
+        task_def = await _task_def(*key, args, kwargs)
         hit = await full_async_store(self.store).lookup(task_def.fingerprint)
         if hit is None or hit.commit.result is None:
             return None

@@ -26,7 +26,7 @@ from cashet._log import log
 from cashet.core.batch import BatchItem, plan_batch
 from cashet.core.options import TaskOptions, make_task_def
 from cashet.errors import StoreError
-from cashet.hashing import hash_call
+from cashet.hashing import function_identity, hash_call
 from cashet.models import ResultRef, utcnow
 from cashet.protocols import Executor, Serializer, Store
 from cashet.stores.base import full_store
@@ -363,8 +363,8 @@ class Client(ClientBase[TaskFunction[Any]], StoreQueries):
         key = self._lookup_key(func, _cache, _force, _tags, _retries, _timeout, _ttl)
         if key is None:
             return None
-        func, options, identity = key
-        task_def = make_task_def(identity, options, hash_call(func, args, kwargs))
+        func, options = key
+        task_def = make_task_def(function_identity(func), options, hash_call(func, args, kwargs))
         hit = full_store(self.store).lookup(task_def.fingerprint)
         if hit is None or hit.commit.result is None:
             return None

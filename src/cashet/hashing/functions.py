@@ -76,7 +76,7 @@ from cashet.hashing.reads import uses_of
 from cashet.hashing.source import ast_digest, class_source, code_digest, locate
 from cashet.hashing.values import hash_value
 
-__all__ = ["FunctionIdentity", "KeyValue", "function_identity"]
+__all__ = ["FunctionIdentity", "KeyValue", "function_identity", "identity_is_heavy"]
 
 # 2: values read (globals, class attributes, closure cells), imports in a body, wrappers
 _FORMAT = b"cashet-fn-2"
@@ -500,6 +500,15 @@ def function_identity(func: Callable[..., Any]) -> FunctionIdentity:
     if isinstance(func, types.FunctionType) or (isinstance(func, type) and is_user_class(func)):
         return _identity(func)
     return _other_identity(func)
+
+
+def identity_is_heavy(func: Callable[..., Any]) -> bool:
+    """Whether computing ``func``'s identity re-hashes a big value (a 100 MiB global): then
+    an event loop should not wait for it. ``False`` for an identity not computed yet."""
+    if type(func) is types.MethodType:
+        func = func.__func__
+    hit = _IDS.get(id(func))
+    return hit is not None and hit.heavy and hit.ref() is func
 
 
 def _other_identity(func: Any) -> FunctionIdentity:

@@ -256,7 +256,7 @@ class FunctionIdentity:
 class LiveEntry:
     """A cached identity: valid while its bindings hold; its live values re-hashed per call."""
 
-    __slots__ = ("attrs", "base", "last", "live", "ns", "ref", "snaps")
+    __slots__ = ("attrs", "base", "heavy", "last", "live", "ns", "ref", "snaps")
 
     def __init__(
         self,
@@ -274,6 +274,8 @@ class LiveEntry:
         self.last: tuple[tuple[str, ...], FunctionIdentity] | None = None
         # per live value: (pickle snapshot of plain data or None, its digest)
         self.snaps: list[tuple[bytes | None, str] | None] = [None] * len(live)
+        #: a live value is big enough that re-hashing it may block an event loop
+        self.heavy = any(_weighty(v) for _, v in live)
 
 
 def with_live(e: LiveEntry, func: Any) -> FunctionIdentity:
@@ -298,6 +300,22 @@ def with_live(e: LiveEntry, func: Any) -> FunctionIdentity:
     )
     e.last = (digests, ident)
     return ident
+
+
+_HEAVY_BYTES = 1 << 20
+
+
+def _weighty(v: Any) -> bool:
+    """Whether re-hashing ``v`` on every call may take milliseconds (a cheap guess)."""
+    nbytes = getattr(v, "nbytes", None)  # numpy arrays, pandas objects
+    if isinstance(nbytes, int):
+        return nbytes >= _HEAVY_BYTES
+    if isinstance(v, str | bytes | bytearray | memoryview):
+        return len(v) >= _HEAVY_BYTES
+    try:
+        return len(v) >= _HEAVY_BYTES >> 6  # a container of many items
+    except Exception:
+        return False
 
 
 _PLAIN = frozenset({dict, list, tuple, set, frozenset, str, int, float, bool, type(None), bytes})
