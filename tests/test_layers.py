@@ -17,7 +17,7 @@ SRC = Path(__file__).resolve().parent.parent / "src" / "cashet"
 #: Bottom to top. A module imports its own package, its own layer's modules of the same
 #: package, or anything in a lower layer; names in one layer are independent of each other.
 LAYERS: list[set[str]] = [
-    {"_version", "errors", "_process", "_humanize", "_log"},
+    {"_version", "errors", "_process", "_humanize", "_log", "_progress"},
     {"models"},
     {"protocols"},
     {"hashing", "serializers"},

@@ -179,6 +179,17 @@ async def test_submit_kwargs_and_defaults(api: Api) -> None:
     assert r.json()["result"] == 5
 
 
+async def test_a_commit_shows_the_manifest_of_its_key(api: Api) -> None:
+    r = await api.submit("add", 5)
+    commit = (await api.get(f"/commit/{r.json()['commit_hash']}")).json()
+    manifest = commit["manifest"]
+    assert manifest["function"]["name"].endswith(".add")
+    assert manifest["function"]["digest"] == commit["func_hash"]
+    assert [(a["name"], a["preview"], a.get("default", False)) for a in manifest["arguments"]] == [
+        ("x", "5", False), ("y", "0", True),
+    ]  # fmt: skip
+
+
 async def test_submit_options_reach_the_commit(api: Api) -> None:
     r = await api.submit("double", 3, tags={"team": "ml"}, ttl=3600, retries=2, timeout=30)
     assert r.status_code == 200, r.text

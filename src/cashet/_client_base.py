@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import functools
 import os
-import sys
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -55,20 +54,15 @@ if TYPE_CHECKING:
     from cashet.provenance.archive import ExportResult, ImportResult
 
 __all__ = [
-    "PROGRESS_MIN_TASKS",
     "ClientBase",
     "StoreQueries",
     "TaskFunctionBase",
     "check_workers",
     "default_store_dir",
-    "progress",
 ]
 
 T = TypeVar("T")
 TF = TypeVar("TF", bound="TaskFunctionBase[Any]")
-
-#: Batches at least this long show a progress bar when stderr is a terminal.
-PROGRESS_MIN_TASKS = 8
 
 
 def default_store_dir() -> Path:
@@ -503,8 +497,6 @@ class StoreQueries:
 
         return import_archive(self.store, path)
 
-    # --- progress bar of a batch ----------------------------------------------------------------
-
     # --- reads the shells need (the server and the CLI never touch the store) -------------
 
     def resolve_result(self, hash: str) -> tuple[ObjectRef, Commit | None]:
@@ -534,44 +526,6 @@ class StoreQueries:
         """
         ref = result if isinstance(result, ObjectRef) else resolve_result(self.store, result)[0]
         return self.store.get_blob(ref)
-
-
-class _NoProgress:
-    def __enter__(self) -> Callable[[], None]:
-        return lambda: None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
-class _RichProgress:
-    def __init__(self, total: int) -> None:
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-        self._progress = Progress(
-            "[progress.description]{task.description}",
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=Console(stderr=True),
-            transient=True,
-        )
-        self._task = self._progress.add_task("cashet", total=total)
-
-    def __enter__(self) -> Callable[[], None]:
-        self._progress.start()
-        return lambda: self._progress.advance(self._task)
-
-    def __exit__(self, *exc: object) -> None:
-        self._progress.stop()
-
-
-def progress(total: int) -> _NoProgress | _RichProgress:
-    """A context manager giving an ``advance()`` callable: a bar on a terminal, else nothing."""
-    if total >= PROGRESS_MIN_TASKS and sys.stderr is not None and sys.stderr.isatty():
-        return _RichProgress(total)
-    return _NoProgress()
 
 
 @functools.cache

@@ -43,9 +43,9 @@ from cashet._client_base import (
     check_workers,
     default_store_dir,
     executor_commit,
-    progress,
 )
 from cashet._log import log
+from cashet._progress import progress
 from cashet.core.batch import BatchItem, plan_batch
 from cashet.core.options import TaskOptions, make_task_def
 from cashet.errors import StoreError

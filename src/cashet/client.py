@@ -13,16 +13,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 
 from cashet._client_base import (
-    PROGRESS_MIN_TASKS,
     ClientBase,
     StoreQueries,
     TaskFunctionBase,
     check_workers,
     default_store_dir,
     executor_commit,
-    progress,
 )
 from cashet._log import log
+from cashet._progress import PROGRESS_MIN_TASKS, progress
 from cashet.core.batch import BatchItem, plan_batch
 from cashet.core.options import TaskOptions, make_task_def
 from cashet.errors import StoreError

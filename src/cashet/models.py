@@ -106,11 +106,30 @@ class TaskDef:
     timeout: float | None = None
     ttl: float | None = None
     tags: Mapping[str, str] = field(default_factory=dict)
+    #: What went into the key (see :mod:`cashet.hashing.manifest`): the code reached, the
+    #: values read, the arguments by name, Python and package versions. Recorded on a miss;
+    #: empty for commits made before it existed.
+    manifest: Mapping[str, Any] = field(default_factory=dict)
+    #: The ``FunctionIdentity`` the key was computed from (internal: not stored, not
+    #: hashed, not pickled; the manifest is made from it on a miss).
+    identity: Any = field(default=None, compare=False, repr=False)
 
     @property
     def fingerprint(self) -> str:
         """The cache key: ``func_hash:args_hash``."""
         return f"{self.func_hash}:{self.args_hash}"
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = {name: getattr(self, name) for name in self.__slots__}
+        state["identity"] = None  # holds the values the code reads (maybe a lock)
+        return state
+
+    def __setstate__(self, state: Mapping[str, Any]) -> None:
+        if isinstance(state, tuple):  # (None, slots): the form before __getstate__
+            state = state[1]
+        defaults = TaskDef("", "", "")  # a field missing from an older pickle: its default
+        for name in self.__slots__:
+            object.__setattr__(self, name, state.get(name, getattr(defaults, name)))
 
 
 @dataclass(slots=True)

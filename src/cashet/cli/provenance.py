@@ -24,7 +24,7 @@ from cashet.cli.output import (
 )
 from cashet.models import Commit, TaskStatus
 from cashet.provenance.query import require_commit
-from cashet.provenance.views import commit_view
+from cashet.provenance.views import commit_view, manifest_rows
 
 __all__ = ["diff", "get", "history", "log", "show"]
 
@@ -146,7 +146,15 @@ def _show_plain(c: Commit) -> None:
         error = c.error.rstrip("\n").splitlines()
         lines.append(f"{'Error:':<10}{error[0]}")
         lines += [f"{pad}{line}".rstrip() for line in error[1:]]
+    rows = manifest_rows(c.task_def.manifest)
+    width = max((len(kind) for kind, _, _ in rows), default=0)
+    key = [f"{kind:<{width}}  {digest:<12}  {what}".rstrip() for kind, what, digest in rows]
+    lines.append(f"{'Key:':<10}{key[0] if key else _NO_MANIFEST}")
+    lines += [f"{pad}{line}" for line in key[1:]]
     click.echo("\n".join(lines))
+
+
+_NO_MANIFEST = "not recorded (a commit made before key manifests)"
 
 
 def _show_rich(cli: CliContext, c: Commit) -> None:
@@ -175,6 +183,14 @@ def _show_rich(cli: CliContext, c: Commit) -> None:
         parts.append(
             Panel(Text(c.error.rstrip("\n")), title="Error", title_align="left", style="red")
         )
+    rows = manifest_rows(c.task_def.manifest)
+    key = Table(title="Key", title_justify="left", header_style="bold", expand=False)
+    key.add_column("part", no_wrap=True)
+    key.add_column("digest", no_wrap=True, style="dim")
+    key.add_column("what")
+    for kind, what, digest in rows:
+        key.add_row(kind, digest, Text(what, style="yellow" if kind == "left out" else ""))
+    parts.append(key if rows else Text(f"Key: {_NO_MANIFEST}", style="dim"))
     cli.console().print(
         Panel(Group(*parts), title=f"commit {c.short_hash}", title_align="left", expand=True)
     )

@@ -43,6 +43,7 @@ from cashet.errors import TaskError, TaskTimeoutError
 from cashet.models import Commit, Lease, ObjectRef, TaskDef, TaskStatus, utcnow
 
 __all__ = [
+    "Description",
     "TOUCH_AFTER",
     "CallFlow",
     "call_flow",
@@ -50,6 +51,10 @@ __all__ = [
     "retry_delay",
     "unique_token",
 ]
+
+#: What ``describe`` returns on a miss: the readable args snapshot, the lineage (blob hashes
+#: of the ``ResultRef`` arguments) and the key's manifest.
+Description: TypeAlias = tuple[str, tuple[str, ...], dict[str, Any]]
 
 #: The generator type of one call's flow: yields effects, receives answers, returns a commit.
 CallFlow: TypeAlias = Generator[Effect, Any, Commit]
@@ -100,7 +105,7 @@ def call_flow(
     task_def: TaskDef,
     lease_ttl: timedelta,
     seal: Callable[[Commit], str],
-    describe: Callable[[], tuple[str, tuple[str, ...]]] | None = None,
+    describe: Callable[[TaskDef], Description] | None = None,
 ) -> CallFlow:
     """Yield the effects of one ``submit``; return the commit holding the result.
 
@@ -109,9 +114,10 @@ def call_flow(
         lease_ttl: how long a lease lasts without renewal.
         seal: sets a commit's hash from its content and returns its stored JSON (the
             ``hashing.commits.seal_commit``; passed in, so tests can seal differently).
-        describe: called on a miss only: returns the readable args snapshot and the blob
-            hashes of the ``ResultRef`` arguments (lineage). Pure, but not free, so a hit
-            never pays for it.
+        describe: called on a miss only, before the function runs (so that an argument
+            or a global it mutates is recorded as it was keyed): returns the readable args
+            snapshot, the blob hashes of the ``ResultRef`` arguments (lineage) and the key's
+            manifest. Pure, but not free, so a hit never pays for it.
 
     Raises:
         TaskError: the function failed on every attempt (``TaskTimeoutError`` when the last
@@ -149,6 +155,14 @@ def call_flow(
             if hit is not None:
                 return (yield from _on_hit(hit))
 
+        snapshot, input_hashes, manifest = (
+            describe(task_def) if describe is not None else ("", (), {})
+        )
+        if snapshot and not task_def.args_snapshot:
+            task_def.args_snapshot = snapshot
+        if manifest and not task_def.manifest:
+            task_def.manifest = manifest
+
         outcome = Outcome()
         total_seconds = 0.0
         attempts = 0
@@ -162,9 +176,6 @@ def call_flow(
                 yield Sleep(retry_delay(attempt))
 
         parent = yield LatestFor(fp)
-        snapshot, input_hashes = describe() if describe is not None else ("", ())
-        if snapshot and not task_def.args_snapshot:
-            task_def.args_snapshot = snapshot
         now = utcnow()
         base = Commit(
             hash="",

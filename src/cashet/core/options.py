@@ -216,4 +216,6 @@ def make_task_def(identity: FunctionIdentity, options: TaskOptions, args_hash: s
         options.timeout,
         options.ttl,
         options.tags,
+        {},  # manifest: made on a miss
+        identity,
     )

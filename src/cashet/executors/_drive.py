@@ -17,11 +17,12 @@ from datetime import timedelta
 from typing import Any, TypeVar, cast
 
 from cashet.core.effects import Effect, Outcome
-from cashet.core.flow import CallFlow
+from cashet.core.flow import CallFlow, Description
 from cashet.core.refs import find_refs
 from cashet.errors import TaskTimeoutError
-from cashet.hashing import args_snapshot
-from cashet.models import Commit
+from cashet.hashing import args_snapshot, function_identity
+from cashet.hashing.manifest import key_manifest
+from cashet.models import Commit, TaskDef
 from cashet.protocols import PartsSerializer, Serializer, supports
 
 __all__ = [
@@ -124,10 +125,17 @@ def log_commit(commit: Commit, what: str) -> None:
     )
 
 
-def describe_call(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, tuple[str, ...]]:
-    """Return the readable snapshot of a call's arguments and its upstream blob hashes."""
+def describe_call(
+    func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], task_def: TaskDef
+) -> Description:
+    """Return the readable snapshot of a call's arguments, its upstream blob hashes and the
+    manifest of its key (made from the identity the client keyed the call with)."""
     refs = find_refs(kwargs, find_refs(args))
-    return args_snapshot(args, kwargs), tuple(dict.fromkeys(r.hash for r in refs))
+    identity = task_def.identity
+    if identity is None:  # a TaskDef made by hand: the function's identity now
+        identity = function_identity(func)
+    manifest = key_manifest(identity, func, args, kwargs)
+    return args_snapshot(args, kwargs), tuple(dict.fromkeys(r.hash for r in refs)), manifest
 
 
 def serialize(serializer: Serializer, value: Any) -> bytes | list[bytes | memoryview]:

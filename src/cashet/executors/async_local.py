@@ -38,7 +38,7 @@ from cashet.core.effects import (
     Touch,
     WaitRelease,
 )
-from cashet.core.flow import call_flow
+from cashet.core.flow import Description, call_flow
 from cashet.core.refs import find_refs, replace_refs
 from cashet.errors import StoreError
 from cashet.executors._drive import (
@@ -161,8 +161,8 @@ class _AsyncHandler:
         self.serializer = serializer
         self.executor = executor
 
-    def describe(self) -> tuple[str, tuple[str, ...]]:
-        return describe_call(self.args, self.kwargs)
+    def describe(self, task_def: TaskDef) -> Description:
+        return describe_call(self.func, self.args, self.kwargs, task_def)
 
     async def answer(self, effect: Effect) -> Any:
         """Carry out ``effect``; return what the flow receives."""

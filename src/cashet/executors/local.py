@@ -35,7 +35,7 @@ from cashet.core.effects import (
     Touch,
     WaitRelease,
 )
-from cashet.core.flow import call_flow
+from cashet.core.flow import Description, call_flow
 from cashet.core.refs import replace_refs
 from cashet.errors import StoreError
 from cashet.executors._drive import (
@@ -151,8 +151,8 @@ class _SyncHandler:
         self.serializer = serializer
         self.heartbeat = heartbeat
 
-    def describe(self) -> tuple[str, tuple[str, ...]]:
-        return describe_call(self.args, self.kwargs)
+    def describe(self, task_def: TaskDef) -> Description:
+        return describe_call(self.func, self.args, self.kwargs, task_def)
 
     def answer(self, effect: Effect) -> Any:
         """Carry out ``effect``; return what the flow receives."""

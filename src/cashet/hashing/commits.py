@@ -49,7 +49,7 @@ def _parse_dt(value: str | None) -> datetime | None:
 
 def task_def_to_dict(td: TaskDef) -> dict[str, Any]:
     """Return the JSON-able form of a task definition (part of a commit's content)."""
-    return {
+    d: dict[str, Any] = {
         "func_name": td.func_name,
         "func_hash": td.func_hash,
         "args_hash": td.args_hash,
@@ -63,6 +63,9 @@ def task_def_to_dict(td: TaskDef) -> dict[str, Any]:
         "ttl": td.ttl,
         "tags": dict(td.tags),
     }
+    if td.manifest:  # absent from commits made before manifests: their hashes stay
+        d["manifest"] = td.manifest
+    return d
 
 
 def task_def_from_dict(d: dict[str, Any]) -> TaskDef:
@@ -80,7 +83,16 @@ def task_def_from_dict(d: dict[str, Any]) -> TaskDef:
         timeout=None if d.get("timeout") is None else float(d["timeout"]),
         ttl=None if d.get("ttl") is None else float(d["ttl"]),
         tags={str(k): str(v) for k, v in dict(d.get("tags") or {}).items()},
+        manifest=_manifest(d.get("manifest")),
     )
+
+
+def _manifest(value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise TypeError(f"a manifest is a JSON object, not {type(value).__name__}")
+    return value
 
 
 def _content_dict(c: Commit) -> dict[str, Any]:

@@ -409,7 +409,7 @@ def _compute_identity(func: Any) -> LiveEntry | None:
         busy.discard(id(func))
     ns: dict[tuple[int, str], NsCheck] = {}
     attrs: dict[tuple[int, str], AttrCheck] = {}
-    live: list[tuple[bytes, Any]] = []
+    live: list[tuple[bytes, Any, tuple[str, str]]] = []
     parts: list[KeyValue] = []
     for o, n in members:
         # every node's bindings, with _SELF re-pointed at the root (never held strongly)
@@ -422,8 +422,13 @@ def _compute_identity(func: Any) -> LiveEntry | None:
         for t, a, v in n.attr_checks:
             attrs[(id(s(t)), a)] = (s(t), a, s(v))
         parts.extend(n.parts)
-        live.extend((n.local + label.encode("utf-8", "surrogatepass"), v) for label, v in n.live)
+        live.extend(
+            (n.local + label.encode("utf-8", "surrogatepass"), v, (n.name, label))
+            for label, v in n.live
+        )
     live.sort(key=lambda t: t[0])
+    names = tuple(name for _, _, name in live)
+    values = tuple((label, v) for label, v, _ in live)
     source = class_source(func) if isinstance(func, type) else members[0][1].source
     helpers = tuple(sorted({(n.name, n.local.hex()) for _, n in members if n.name}))
     libraries = tuple(sorted(frozenset().union(*(n.libraries for _, n in members))))
@@ -439,7 +444,7 @@ def _compute_identity(func: Any) -> LiveEntry | None:
     entry: list[LiveEntry] = []
 
     def make(r: weakref.ref[Any]) -> LiveEntry:
-        e = LiveEntry(r, base, tuple(ns.values()), tuple(attrs.values()), tuple(live))
+        e = LiveEntry(r, base, tuple(ns.values()), tuple(attrs.values()), values, names)
         entry.append(e)
         return e
 
@@ -448,7 +453,7 @@ def _compute_identity(func: Any) -> LiveEntry | None:
         if n.skipped:
             warn(o, n.name, n.skipped)
     if not entry:  # not weak-referenceable: a one-off entry
-        return LiveEntry(weakref.ref(LiveEntry), base, (), (), tuple(live))
+        return LiveEntry(weakref.ref(LiveEntry), base, (), (), values, names)
     return entry[0]
 
 

@@ -64,8 +64,8 @@ class KeyValue:
         owner: ``module.qualname`` of the function or class that reads it.
         label: how it is read: ``SCALE``, ``cfg.SCALE``, ``closure:k``, a class attribute
             name, ``import:m.X``.
-        digest: the value's digest (64 hex chars); ``""`` when left out or re-hashed per
-            call (then the identity's own digest covers the value of this call).
+        digest: the value's digest (64 hex chars): for a live value, its digest in the
+            call the identity was computed for; ``""`` when left out.
         reason: ``""`` when in the key; ``"live"`` for a value re-hashed on every call;
             ``"write-only"``, ``"ignored"`` or ``"unhashable: <type>"`` when left out.
     """
@@ -256,7 +256,7 @@ class FunctionIdentity:
 class LiveEntry:
     """A cached identity: valid while its bindings hold; its live values re-hashed per call."""
 
-    __slots__ = ("attrs", "base", "heavy", "last", "live", "ns", "ref", "snaps")
+    __slots__ = ("attrs", "base", "heavy", "last", "live", "names", "ns", "ref", "snaps")
 
     def __init__(
         self,
@@ -265,12 +265,14 @@ class LiveEntry:
         ns: tuple[tuple[Any, str, Any], ...],
         attrs: tuple[tuple[Any, str, Any], ...],
         live: tuple[tuple[bytes, Any], ...],
+        names: tuple[tuple[str, str], ...] = (),
     ) -> None:
         self.ref = ref
         self.base = base  # the identity of the code and of its fixed values
         self.ns = ns
         self.attrs = attrs
         self.live = live  # (label, value) re-hashed on every call
+        self.names = names  # (owner, label) of each live value: its KeyValue in base.values
         self.last: tuple[tuple[str, ...], FunctionIdentity] | None = None
         # per live value: (pickle snapshot of plain data or None, its digest)
         self.snaps: list[tuple[bytes | None, str] | None] = [None] * len(live)
@@ -296,10 +298,24 @@ def with_live(e: LiveEntry, func: Any) -> FunctionIdentity:
         h.update(len(label).to_bytes(4, "little") + label + d.encode())
     b = e.base
     ident = FunctionIdentity(
-        h.hexdigest(), b.name, b.module, b.source, b.helpers, b.values, b.libraries
-    )
+        h.hexdigest(), b.name, b.module, b.source, b.helpers, _with_digests(e, digests),
+        b.libraries,
+    )  # fmt: skip
     e.last = (digests, ident)
     return ident
+
+
+def _with_digests(e: LiveEntry, digests: tuple[str, ...]) -> tuple[KeyValue, ...]:
+    """The identity's values with each live one's digest for this call (for a manifest)."""
+    now = dict(zip(e.names, digests, strict=False))
+    if not now:
+        return e.base.values
+    return tuple(
+        KeyValue(kv.owner, kv.label, now.get((kv.owner, kv.label), ""), kv.reason, kv._value)
+        if kv.reason == "live"
+        else kv
+        for kv in e.base.values
+    )
 
 
 _HEAVY_BYTES = 1 << 20
