@@ -465,3 +465,16 @@ def test_gc_and_clear_basics(client: Client) -> None:
     assert client.gc(timedelta(days=1)) == 0
     assert client.clear() == 2
     assert client.stats()["total_commits"] == 0
+
+
+async def _an_async_def(x: int) -> int:
+    return x
+
+
+def test_sync_client_refuses_an_async_def_with_a_clear_error(tmp_path: Path) -> None:
+    from cashet import Client
+
+    with Client(store_dir=tmp_path) as client:
+        with pytest.raises(TypeError, match="async def.*AsyncClient"):
+            client.submit(_an_async_def, 1)
+        assert client.log() == []  # nothing recorded, no lease left

@@ -7,6 +7,7 @@ methods are shared with ``AsyncClient`` (:mod:`cashet._client_base`).
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -32,6 +33,9 @@ from cashet.stores.base import full_store
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
+
+#: ``async def`` and async generator functions: a blocking client cannot run them.
+_ASYNC_FLAGS = inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR
 
 __all__ = ["PROGRESS_MIN_TASKS", "Client", "TaskFunction", "default_store_dir"]
 
@@ -118,6 +122,12 @@ class Client(ClientBase[TaskFunction[Any]], StoreQueries):
         func, options, identity = self._prepare(
             func, _cache, _force, _tags, _retries, _timeout, _ttl
         )
+        code = getattr(func, "__code__", None)
+        if code is not None and code.co_flags & _ASYNC_FLAGS:
+            raise TypeError(
+                f"{getattr(func, '__qualname__', func)!r} is an async def: Client cannot await"
+                " it; submit it with AsyncClient (await client.submit(...))"
+            )
         task_def = make_task_def(identity, options, hash_call(func, args, kwargs))
         done = self.executor.submit(func, args, kwargs, task_def, self.store, self.serializer)
         return ResultRef(executor_commit(done), self._load_object)

@@ -416,6 +416,12 @@ def _stacklevel() -> int:
     return level
 
 
+def _opt_out_names(left_out: list[str]) -> list[str]:
+    """The names to pass to ``ignore_globals`` for ``left_out`` entries (``"LOCK (lock)"``)."""
+    names = (entry.rpartition(" (")[0] or entry for entry in left_out)
+    return [n.removeprefix("closure:") for n in names if " " not in n]  # not "the default of"
+
+
 def warn(obj: Any, what: str, left_out: list[str]) -> None:
     """Warn once per object that ``left_out`` values it reads are not in the key."""
     if not left_out:
@@ -430,11 +436,13 @@ def warn(obj: Any, what: str, left_out: list[str]) -> None:
             return
         _WARNED_IDS.add(key)
     names = ", ".join(left_out)
+    opt_out = _opt_out_names(left_out)
+    how = f"@client.task(ignore_globals={opt_out!r}) or " if opt_out else ""
     warnings.warn(
         f"{what} reads {names}: left out of the cache key, since it cannot be hashed or is "
         "a handle rather than data (a change to it will not change the key). Give its class "
         "a __cashet_hash__ method, pass what matters as an argument, or opt out with "
-        "@cashet.hashing.ignore(...) to silence this",
+        f"{how}@cashet.hashing.ignore(...) to silence this",
         ClosureWarning,
         stacklevel=_stacklevel(),
     )
