@@ -475,6 +475,6 @@ def test_sync_client_refuses_an_async_def_with_a_clear_error(tmp_path: Path) -> 
     from cashet import Client
 
     with Client(store_dir=tmp_path) as client:
-        with pytest.raises(TypeError, match="async def.*AsyncClient"):
+        with pytest.raises(TypeError, match=r"async def.*AsyncClient"):
             client.submit(_an_async_def, 1)
         assert client.log() == []  # nothing recorded, no lease left
