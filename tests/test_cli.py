@@ -436,7 +436,7 @@ def test_failures_in_a_subprocess(populated: Populated, tmp_path: Path) -> None:
         (["--store-dir", str(p.store), "get", p.failed], 1, "has no result"),
         (["--store-dir", str(p.store), "gc", "--max-size", "12XB"], 1, "invalid size '12XB'"),
         (["--store-dir", str(p.store), "gc", "--max-size", "-5MB"], 1, "invalid size"),
-        (["--store-dir", str(p.store), "log", "--status", "done"], 2, "'done' is not one of"),
+        (["--store-dir", str(p.store), "log", "--status", "done"], 1, "Invalid status 'done'"),
         (["--store-dir", str(p.store), "log", "--limit", "-1"], 2, "--limit"),
         (["--store-dir", str(p.store), "nosuchcommand"], 2, "No such command"),
         (["--store-dir", str(p.root), "log"], 1, "is not a cashet store"),

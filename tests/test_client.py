@@ -478,3 +478,20 @@ def test_sync_client_refuses_an_async_def_with_a_clear_error(tmp_path: Path) -> 
         with pytest.raises(TypeError, match=r"async def.*AsyncClient"):
             client.submit(_an_async_def, 1)
         assert client.log() == []  # nothing recorded, no lease left
+
+
+def _plus_one(x: int) -> int:
+    return x + 1
+
+
+def test_a_result_less_commit_is_no_hit(tmp_path: Path) -> None:
+    from cashet import Client
+    from cashet.hashing import function_identity, hash_call
+    from cashet.models import Commit, TaskDef, TaskStatus
+
+    with Client(store_dir=tmp_path) as client:
+        td = TaskDef("_plus_one", function_identity(_plus_one).hash, hash_call(_plus_one, (1,), {}))
+        client.store.put_commit(Commit(hash="c" * 64, task_def=td, status=TaskStatus.COMPLETED))
+        ref = client.submit(_plus_one, 1)
+        assert not ref.cached and ref.load() == 2
+        assert client.submit(_plus_one, 1).cached

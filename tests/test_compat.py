@@ -225,3 +225,76 @@ def test_log_lists_calls_in_flight_as_running(tmp_path: Path) -> None:
             worker.join(30)
         assert other.log(status="running") == []
         assert [c.func_name for c in other.log(status="completed")] == [slow.__qualname__]
+
+
+def test_commits_built_with_the_published_constructor(tmp_path: Path) -> None:
+    # The published store tests build commits by hand: a chosen hash, no created_at,
+    # ``output_ref=`` for the result and bytes for the snapshot.
+    from datetime import datetime
+
+    from cashet.models import Commit, TaskDef, TaskStatus
+    from cashet.store import SQLiteStore
+
+    store = SQLiteStore(tmp_path / ".cashet")
+    ref = store.put_blob(b"data")
+    td = TaskDef(
+        func_hash="a" * 64, func_name="f", func_source="def f(): pass",
+        args_hash="b" * 64, args_snapshot=b"args",
+    )  # fmt: skip
+    commit = Commit(hash="c" * 64, task_def=td, status=TaskStatus.COMPLETED, output_ref=ref)
+    assert commit.result == ref and isinstance(commit.created_at, datetime)
+    store.put_commit(commit)
+    found = store.find_by_fingerprint(td.fingerprint)
+    assert found is not None and found.hash == "c" * 64 and found.output_ref == ref
+    assert store.get_commit("c" * 64) == found
+    with pytest.raises(TypeError, match="output_ref"):
+        Commit(hash="d" * 64, task_def=td, status=TaskStatus.COMPLETED, result=ref, output_ref=ref)
+    store.close()
+
+
+def test_server_answers_in_the_published_words(tmp_path: Path) -> None:
+    import asyncio
+
+    import httpx
+
+    from cashet.server import create_app
+
+    def boom() -> None:
+        raise RuntimeError("no such file /srv/secret")
+
+    async def check(app: Any) -> None:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://cashet"
+        ) as http:
+            no_token = await http.post("/submit", json={"task": "boom"})
+            assert no_token.json()["error"] == "unauthorized"
+            http.headers["Authorization"] = "Bearer t0k"
+            failed = await http.post("/submit", json={"task": "boom"})
+            assert failed.status_code == 422 and failed.json()["error"] == "task failed"
+            assert "Traceback" not in failed.text and 'File "' not in failed.text
+            big = await http.post("/submit", json={"task": "boom", "pad": "x" * 500})
+            assert big.status_code == 413 and "exceeds" in big.json()["error"]
+            code = await http.post("/submit", json={"func_source": "def f(): pass"})
+            assert code.status_code == 403
+            assert code.json()["error"] == "remote code execution is disabled"
+            args = await http.post("/submit", json={"task": "boom", "args_b64": "AA=="})
+            assert args.json()["error"] == "serialized args are disabled"
+
+    with Client(store_dir=tmp_path / ".cashet") as client:
+        app = create_app(client, require_token="t0k", tasks={"boom": boom}, max_body_bytes=200)
+        assert app.state.client is client
+        asyncio.run(check(app))
+
+
+def test_cli_usage_errors_in_the_published_words(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from cashet.cli import main
+
+    store = ["--store-dir", str(tmp_path / ".cashet")]
+    bad_tag = CliRunner().invoke(main, [*store, "log", "--tag", "=v"])
+    assert bad_tag.exit_code == 2 and "Invalid tag" in bad_tag.output
+    assert "key cannot be empty" in CliRunner().invoke(main, [*store, "log", "--tag", ""]).output
+    bad_status = CliRunner().invoke(main, [*store, "log", "--status", "nope"])
+    assert bad_status.exit_code == 1 and "Invalid status 'nope'" in bad_status.output
+    assert CliRunner().invoke(main, [*store, "log", "-s", "FAILED"]).exit_code == 0

@@ -355,7 +355,8 @@ async def test_task_failure_is_422_with_last_line_only(api: Api, tmp_path: Path)
     r = await api.submit("boom", "bad input")
     assert r.status_code == 422
     body = error_of(r)
-    assert body["error"] == "ValueError: bad input"
+    assert body["error"] == "task failed"  # the published answer's shape
+    assert body["detail"] == "ValueError: bad input"
     assert body["task"] == "boom"
 
     leaky = f"cannot open {Path.cwd() / 'secret.txt'} under {Path.home()}"
@@ -375,7 +376,8 @@ async def test_task_failure_is_422_with_last_line_only(api: Api, tmp_path: Path)
 async def test_result_that_does_not_serialize_is_422(api: Api) -> None:
     r = await api.submit("unpicklable")
     assert r.status_code == 422
-    assert "lock" in error_of(r)["error"].lower()
+    assert error_of(r)["error"] == "task failed"
+    assert "lock" in error_of(r)["detail"].lower()
 
 
 # --- remote code --------------------------------------------------------------------------------

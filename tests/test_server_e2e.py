@@ -145,7 +145,8 @@ def test_cashet_serve_with_token_and_tasks(project: Path) -> None:
 
             failed = http.post("/submit", json={"task": "boom", "args": ["bad input"]})
             assert failed.status_code == 422
-            assert failed.json()["error"] == "ValueError: bad input"
+            assert failed.json()["error"] == "task failed"
+            assert failed.json()["detail"] == "ValueError: bad input"
             assert http.get("/log?limit=0").status_code == 400
             assert http.get("/commit/nothex").status_code == 400
             assert http.get(f"/commit/{'0' * 64}").status_code == 404

@@ -223,14 +223,24 @@ def test_put_commit_is_idempotent(store: Store) -> None:
     assert not store.has_blob(ref.hash)
 
 
-def test_put_commit_refuses_a_commit_that_does_not_hash_to_its_hash(store: Store) -> None:
-    # Stores verify every commit they read (issue 13): one stored under another hash would
-    # never be read back, so it is refused when written, with a clear error.
-    commit = make_commit()
+def test_a_commit_named_by_its_caller_is_kept_and_verified(store: Store) -> None:
+    # The published store protocol lets a caller choose a commit's hash (its tests store
+    # Commit(hash="c" * 64, ...)): such a commit is kept with its content's digest beside,
+    # so it is verified on read like any other (issue 12 and 13).
+    commit = make_commit(result=store.put_blob(b"r"))
     commit.tags["added"] = "after hashing"
-    with pytest.raises(ValueError, match="does not hash to its hash"):
-        store.put_commit(commit)
-    assert store.get_commit(commit.hash) is None and store.stats()["total_commits"] == 0
+    store.put_commit(commit)
+    assert store.get_commit(commit.hash) == commit
+    assert store.find_by_fingerprint(FP) == commit
+    named = make_commit(ago=1)
+    named.hash = "c" * 64
+    store.put_commit(named)
+    assert store.get_commit("c" * 64) == named
+    assert hashes(store.list_commits()) == [commit.hash, "c" * 64]
+    nameless = make_commit(ago=2)
+    nameless.hash = ""
+    with pytest.raises(ValueError, match="needs its hash"):
+        store.put_commit(nameless)
 
 
 def test_find_by_fingerprint_skips_a_commit_whose_blob_is_gone(store: Store) -> None:
@@ -920,3 +930,24 @@ def test_two_hits_share_no_commit(store: Store) -> None:
     r1.commit.tags["mutated"] = "yes"
     assert "mutated" not in r2.commit.tags
     assert "mutated" not in client.submit(square, 3).commit.tags
+
+
+def test_a_completed_commit_without_a_result_is_found(store: Store) -> None:
+    # As the published stores do (their protocol tests store one); the call flow does not
+    # take it for a hit (tests/test_client.py::test_a_result_less_commit_is_no_hit).
+    bare = make_commit()
+    put(store, bare)
+    assert store.find_by_fingerprint(FP) == bare
+
+
+def test_delete_commit_takes_a_unique_prefix(store: Store) -> None:
+    from cashet.errors import AmbiguousHashError
+
+    a, b = make_commit("f", "1"), make_commit("f", "2")
+    a.hash, b.hash = "ab1" + "0" * 61, "ab2" + "0" * 61
+    put(store, a, b)
+    with pytest.raises(AmbiguousHashError):
+        store.delete_commit("ab")
+    assert store.delete_commit("ff") is False
+    assert store.delete_commit("ab1") is True
+    assert store.get_commit(a.hash) is None and store.get_commit(b.hash) is not None

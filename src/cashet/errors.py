@@ -112,8 +112,9 @@ class BlobError(StoreError):
         return (type(self), (str(self), self.blob_hash))
 
 
-class BlobMissingError(BlobError):
-    """A blob that a commit references is not in the store."""
+class BlobMissingError(BlobError, ValueError):
+    """A blob that a commit references is not in the store (also a ``ValueError``, as the
+    published stores raised)."""
 
 
 class BlobCorruptedError(BlobError):

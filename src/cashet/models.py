@@ -6,12 +6,14 @@ This module is a leaf: it imports nothing else from cashet but :mod:`cashet.erro
 from __future__ import annotations
 
 import enum
+import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 __all__ = [
+    "new_commit",
     "AsyncResultRef",
     "Commit",
     "Lease",
@@ -144,7 +146,7 @@ class Commit:
     hash: str
     task_def: TaskDef
     status: TaskStatus
-    created_at: datetime
+    created_at: datetime = field(default_factory=utcnow)
     result: ObjectRef | None = None
     parent_hash: str | None = None
     error: str | None = None
@@ -213,6 +215,36 @@ class Commit:
         if self.expires_at is None:
             return False
         return (now or utcnow()) >= self.expires_at
+
+
+_dataclass_commit_init = Commit.__init__
+_UNSET: Any = object()
+
+
+def _commit_init(self: Commit, *args: Any, output_ref: Any = _UNSET, **kwargs: Any) -> None:
+    if output_ref is not _UNSET:  # the published cashet's name of ``result``
+        if len(args) > 4 or "result" in kwargs:
+            raise TypeError("Commit() got both 'result' and its alias 'output_ref'")
+        kwargs["result"] = output_ref
+    _dataclass_commit_init(self, *args, **kwargs)
+
+
+_commit_init.__doc__ = _dataclass_commit_init.__doc__
+_signature = inspect.signature(_dataclass_commit_init)
+_commit_init.__signature__ = _signature.replace(  # type: ignore[attr-defined]
+    parameters=[
+        *_signature.parameters.values(),
+        inspect.Parameter("output_ref", inspect.Parameter.KEYWORD_ONLY, default=None),
+    ]
+)
+Commit.__init__ = _commit_init  # type: ignore[method-assign]
+
+
+def new_commit(*fields: Any) -> Commit:
+    """A ``Commit`` from its fields in order, without the alias check (the hit path)."""
+    c: Commit = object.__new__(Commit)
+    _dataclass_commit_init(c, *fields)
+    return c
 
 
 @dataclass(frozen=True, slots=True)

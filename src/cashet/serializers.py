@@ -147,11 +147,6 @@ _SAFE_GLOBALS: frozenset[tuple[str, str]] = frozenset(
         ("decimal", "Decimal"),
         ("fractions", "Fraction"),
         ("uuid", "UUID"),
-        ("pathlib", "PurePosixPath"),
-        ("pathlib", "PureWindowsPath"),
-        ("pathlib", "PosixPath"),
-        ("pathlib", "WindowsPath"),
-        ("pathlib", "Path"),
         ("zoneinfo", "ZoneInfo"),
     }
 )
@@ -243,8 +238,8 @@ class _RestrictedUnpickler(pickle.Unpickler):
         if (module, name) in self._allowed:
             return super().find_class(module, name)
         raise pickle.UnpicklingError(
-            f"SafePickleSerializer refused to load global {module}.{name}: it is not in the "
-            "allowlist (add trusted classes with SafePickleSerializer(extra_classes=[...]))"
+            f"Blocked class {module}.{name}: SafePickleSerializer loads only its allowlist"
+            " (add trusted classes with SafePickleSerializer(extra_classes=[...]))"
         )
 
 
@@ -252,7 +247,7 @@ class SafePickleSerializer:
     """Pickle that only loads an allowlist of plain-data types.
 
     Builtin containers and scalars, ``datetime``, ``Decimal``, ``Fraction``, ``UUID``,
-    paths, and (with ``allow_numpy=True``, the default) NumPy arrays and scalars load; any
+    ``ZoneInfo`` and (with ``allow_numpy=True``, the default) NumPy arrays and scalars load; any
     other global raises ``pickle.UnpicklingError``. Add your own classes with
     ``extra_classes``; ``object``, ``type`` and callables that run code are never allowed.
 

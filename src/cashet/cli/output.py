@@ -72,7 +72,10 @@ def parse_tags(values: Sequence[str], option: str = "--tag") -> dict[str, str | 
         key, sep, value = text.partition("=")
         key = key.strip()
         if not key:
-            raise click.BadParameter(f"{text!r}: expected KEY=VALUE or KEY", param_hint=option)
+            raise click.BadParameter(
+                f"Invalid tag {text!r}: tag key cannot be empty (expected KEY=VALUE or KEY)",
+                param_hint=option,
+            )
         parsed = value if sep else None
         if key in out and out[key] != parsed:
             raise click.BadParameter(f"tag {key!r} given twice", param_hint=option)

@@ -44,7 +44,7 @@ _SERIALIZERS = ("pickle", "safe-pickle", "json")
 @click.option(
     "--status",
     "-s",
-    type=click.Choice([s.value for s in TaskStatus.recorded()], case_sensitive=False),
+    metavar="[" + "|".join(s.value for s in TaskStatus.recorded()) + "]",
     help="Only commits in this state.",
 )
 @click.option(
@@ -71,12 +71,22 @@ def log(
     separated by tabs.
     """
     query = parse_tags(tags)
+    if status is not None:
+        status = _check_status(status)
     if not cli.has_store():
         return cli.no_store(as_json, [])
     commits = cli.client().log(
         func_name=func_name, limit=limit or None, status=status, tags=query or None
     )
     print_commits(cli, commits, as_json, f"{len(commits)} commit(s), newest first")
+
+
+def _check_status(text: str) -> str:
+    """A ``--status`` value, or exit 1 naming the valid ones (as the published CLI did)."""
+    valid = [s.value for s in TaskStatus.recorded()]
+    if text.lower() not in valid:
+        fail(f"Invalid status {text!r}: expected one of {', '.join(valid)}")
+    return text.lower()
 
 
 @click.command()

@@ -128,7 +128,8 @@ def call_flow(
 
     if use_cache:
         hit: Commit | None = yield Lookup(fp)
-        if hit is not None:  # the hot path: inlined, no sub-generator
+        # (a completed commit without a result, which a third-party store may hold, is no hit)
+        if hit is not None and hit.result is not None:  # the hot path: inlined
             touch = _served(hit)
             if touch is not None:
                 yield touch
@@ -145,14 +146,14 @@ def call_flow(
             yield WaitRelease(fp, lease_ttl.total_seconds())
             if use_cache:
                 hit = yield Lookup(fp)
-                if hit is not None:
+                if hit is not None and hit.result is not None:
                     return (yield from _on_hit(hit))
 
     try:
         if use_cache:
             # Someone may have finished between our lookup and our claim.
             hit = yield Lookup(fp)
-            if hit is not None:
+            if hit is not None and hit.result is not None:
                 return (yield from _on_hit(hit))
 
         snapshot, input_hashes, manifest = (

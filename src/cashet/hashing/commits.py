@@ -54,7 +54,7 @@ def task_def_to_dict(td: TaskDef) -> dict[str, Any]:
         "func_hash": td.func_hash,
         "args_hash": td.args_hash,
         "func_source": td.func_source,
-        "args_snapshot": td.args_snapshot,
+        "args_snapshot": _text(td.args_snapshot),
         "module": td.module,
         "cache": td.cache,
         "force": td.force,
@@ -66,6 +66,13 @@ def task_def_to_dict(td: TaskDef) -> dict[str, Any]:
     if td.manifest:  # absent from commits made before manifests: their hashes stay
         d["manifest"] = td.manifest
     return d
+
+
+def _text(value: object) -> str:
+    """A snapshot as text (the published cashet's ``TaskDef`` took bytes)."""
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).decode("utf-8", "replace")
+    return str(value)
 
 
 def task_def_from_dict(d: dict[str, Any]) -> TaskDef:
@@ -196,9 +203,23 @@ def _verified_sealed(body: str, expected_hash: object) -> Commit | None:
 
 def stored_json(c: Commit) -> str:
     """The stored form of a commit whose hash is set: what :func:`seal_commit` returns,
-    which :func:`verified_commit` checks fastest."""
+    which :func:`verified_commit` checks fastest.
+
+    A commit named by its caller (a hash that is not its content's: the published cashet's
+    store protocol lets a caller choose it) also records its content's digest as
+    ``content_hash``, so that it is verified on read like any other."""
     accessed = json.dumps(_dt(c.last_accessed))
-    return f'{_content_json(c)[:-1]},"hash":"{c.hash}","last_accessed":{accessed}}}'
+    content = _content_json(c)
+    attest = ""
+    if c.salt != LEGACY_SALT:
+        actual = _hash_content(content)
+        if actual != c.hash:
+            attest = f',"{_ATTESTED}":"{actual}"'
+    return f'{content[:-1]}{attest},"hash":"{c.hash}","last_accessed":{accessed}}}'
+
+
+#: The field of a caller-named commit's stored form that holds its content's digest.
+_ATTESTED = "content_hash"
 
 
 #: The ``salt`` of every commit migrated from the published cashet 0.4.x/0.5.x: it keeps its
@@ -227,7 +248,9 @@ def verified_commit(body: object, expected_hash: object = None) -> Commit:
         fast = _verified_sealed(body, expected_hash)
         if fast is not None:
             return fast
-        commit = commit_from_json(body)
+        d = json.loads(body)
+        attested = d.pop(_ATTESTED, None)
+        commit = commit_from_dict(d)
         actual = compute_commit_hash(commit)
     except Exception as exc:  # damaged data may fail anywhere in decoding: all one verdict
         raise ValueError(f"not a readable commit ({type(exc).__name__}: {exc})") from None
@@ -235,27 +258,20 @@ def verified_commit(body: object, expected_hash: object = None) -> Commit:
         expected_hash = commit.hash
     if commit.hash != expected_hash:
         raise ValueError(f"it records the hash {commit.hash[:16]}... instead")
-    if actual != expected_hash and commit.salt != LEGACY_SALT:
+    if actual != expected_hash and commit.salt != LEGACY_SALT and actual != attested:
         raise ValueError(f"its content hashes to {actual[:16]}... instead")
     return commit
 
 
 def check_commit_hash(c: Commit) -> None:
-    """Refuse to store a commit that would not verify when read back.
+    """Refuse to store a commit without a hash.
 
-    A commit sealed by :func:`seal_commit` (it carries its stored JSON) is trusted; any
-    other is hashed.
+    A commit is normally named by its content's hash (:func:`seal_commit`); one named by its
+    caller is accepted too and stored with its content's digest beside (see
+    :func:`stored_json`), so both verify when read.
 
     Raises:
-        ValueError: ``c`` has no hash, or its content hashes to another.
+        ValueError: ``c`` has no hash.
     """
     if not c.hash:
         raise ValueError("a commit needs its hash (see cashet.hashing.commits.seal_commit)")
-    if c.sealed_json or c.salt == LEGACY_SALT:
-        return
-    actual = compute_commit_hash(c)
-    if actual != c.hash:
-        raise ValueError(
-            f"commit {c.hash[:16]}... does not hash to its hash (its content hashes to"
-            f" {actual[:16]}...): it would never verify when read; seal it with seal_commit"
-        )

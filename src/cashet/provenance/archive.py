@@ -3,7 +3,7 @@
 Layout of an archive (every member a regular file)::
 
     cashet-archive/manifest.json          {"format": "cashet-archive", "version": 1, ...}
-    cashet-archive/commits/<hash>.json    one commit (``hashing.commits.commit_to_json``)
+    cashet-archive/commits/<hash>.json    one commit (``hashing.commits.stored_json``)
     cashet-archive/blobs/ab/cdef…         a result blob's serialized bytes, named by hash
 
 Export streams: one blob is in memory at a time, commits are read in batches.
@@ -50,7 +50,7 @@ from blake3 import blake3
 
 from cashet._version import __version__
 from cashet.errors import ArchiveError, BlobError
-from cashet.hashing.commits import commit_from_dict, commit_to_json, compute_commit_hash
+from cashet.hashing.commits import commit_from_dict, compute_commit_hash, stored_json
 from cashet.models import Commit, ObjectRef, TaskStatus, utcnow
 from cashet.protocols import Store
 from cashet.provenance.legacy_archive import import_legacy_archive
@@ -206,7 +206,7 @@ def export_archive(store: Store, path: str | os.PathLike[str]) -> ExportResult:
                     written.add(h)
                     total += len(data)
                     del data
-                body = commit_to_json(commit).encode()
+                body = stored_json(commit).encode()
                 _add(tar, f"{ROOT}/commits/{commit.hash}.json", body, now)
                 commits += 1
             # tar and gzip end markers are written as the with-block closes
@@ -404,8 +404,10 @@ def _check_commit(h: str, data: Any) -> Commit:
         raise _bad(h, f"{type(exc).__name__}: {exc}") from exc
     actual = compute_commit_hash(commit)
     # A commit migrated from cashet 0.4.x/0.5.x keeps its old hash, which is not a content
-    # hash of ours: it cannot be recomputed (its result blob is still verified).
-    if actual != h and commit.salt != LEGACY_SALT:
+    # hash of ours: it cannot be recomputed (its result blob is still verified). A commit its
+    # caller named records its content's digest beside (``stored_json``).
+    attested = data.get("content_hash")
+    if actual != h and commit.salt != LEGACY_SALT and actual != attested:
         raise ArchiveError(
             f"commit {h[:12]} is forged or damaged: its content hashes to {actual[:12]}"
         )

@@ -145,7 +145,10 @@ class _Server:
         try:
             result, cached = await self.backend.submit(sub)
         except (TaskError, TaskProblem) as exc:
-            raise HTTPError(422, error_line(exc) or str(exc), task=sub.name[:200]) from None
+            # The published answer's shape: a fixed error, the failure's last line as detail
+            # (never a traceback: no file paths); `cashet show` has the rest.
+            detail = error_line(exc) or str(exc)
+            raise HTTPError(422, "task failed", detail=detail, task=sub.name[:200]) from None
         return JSONBody(result.body(cached=cached))
 
     async def result(self, request: Request) -> Response:
@@ -282,6 +285,7 @@ def _build(
         exception_handlers={HTTPException: http_exception},
     )
     app.state.cashet = server
+    app.state.client = backend.client  # the client served (the published app's attribute)
     return app
 
 

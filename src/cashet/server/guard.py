@@ -21,6 +21,10 @@ __all__ = ["BodyTooLarge", "Guard", "bearer_credentials", "send_json"]
 class BodyTooLarge(Exception):
     """Raised by the guarded ``receive`` once a body outgrows the limit (a 413)."""
 
+    def __init__(self, limit: int) -> None:
+        super().__init__(limit)
+        self.limit = limit
+
 
 async def send_json(
     send: Send,
@@ -65,6 +69,14 @@ def bearer_credentials(headers: list[tuple[bytes, bytes]]) -> bytes | None:
     return credentials
 
 
+_UNAUTHORIZED = {"error": "unauthorized", "detail": "missing or invalid bearer token"}
+
+
+def too_large(limit: int) -> dict[str, str]:
+    """The 413 body: the published wording ("exceeds") with the limit."""
+    return {"error": f"request body too large: it exceeds the limit of {limit} bytes"}
+
+
 _UNAUTHORIZED_HEADERS = ((b"www-authenticate", b'Bearer realm="cashet"'),)
 
 
@@ -101,9 +113,7 @@ class Guard:
             return
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         if not self.authorized(headers):
-            await send_json(
-                send, 401, {"error": "missing or invalid bearer token"}, _UNAUTHORIZED_HEADERS
-            )
+            await send_json(send, 401, _UNAUTHORIZED, _UNAUTHORIZED_HEADERS)
             return
         lengths = [v for k, v in headers if k.lower() == b"content-length"]
         if lengths:
@@ -112,7 +122,7 @@ class Guard:
                 await send_json(send, 400, {"error": "invalid Content-Length header"})
                 return
             if int(text) > self.max_body_bytes:
-                await send_json(send, 413, {"error": "request body too large"})
+                await send_json(send, 413, too_large(self.max_body_bytes))
                 return
 
         limit = self.max_body_bytes
@@ -125,7 +135,7 @@ class Guard:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise BodyTooLarge
+                    raise BodyTooLarge(limit)
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -139,4 +149,4 @@ class Guard:
         except BodyTooLarge:
             # Handlers turn it into a 413 themselves; this is for any that do not.
             if not started:
-                await send_json(send, 413, {"error": "request body too large"})
+                await send_json(send, 413, too_large(self.max_body_bytes))

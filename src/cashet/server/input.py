@@ -159,9 +159,11 @@ def parse_submit(
     body = parse_json(raw)
     remote = [f for f in REMOTE_FIELDS if f in body]
     if remote and not allow_remote_code:
+        code = any(f in body for f in ("func_source", "func_b64"))
         raise HTTPError(
             403,
-            f"remote code ({', '.join(remote)}) is disabled on this server; submit a "
+            "remote code execution is disabled" if code else "serialized args are disabled",
+            detail=f"remote code ({', '.join(remote)}) is disabled on this server; submit a "
             "registered task by name with JSON args",
             field=remote[0],
         )

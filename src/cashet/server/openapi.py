@@ -142,6 +142,7 @@ def _schemas(tasks: Sequence[str], remote_code: bool) -> dict[str, Any]:
             "type": "object",
             "properties": {
                 "error": {"type": "string"},
+                "detail": {"type": "string", "description": "more about the error"},
                 "field": {"type": "string", "description": "the request field at fault"},
                 "candidates": {"type": "array", "items": {"type": "string"}},
                 "tasks": {"type": "array", "items": {"type": "string"}},
@@ -238,7 +239,9 @@ def openapi_document(
             "403": _error("remote code refused, or read-only server and the call is not cached"),
             "404": _error("unknown task; `tasks` lists the registered ones"),
             "413": too_large,
-            "422": _error("the task failed; `error` is the last line of its error"),
+            "422": _error(
+                'the task failed: `error` is "task failed", `detail` the last line of its error'
+            ),
         },
     )
     submit["requestBody"] = {

@@ -18,7 +18,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from cashet.errors import AmbiguousHashError, BlobError, CommitNotFoundError, StoreError, TaskError
-from cashet.server.guard import BodyTooLarge
+from cashet.server.guard import BodyTooLarge, too_large
 from cashet.server.input import HTTPError
 
 __all__ = [
@@ -77,7 +77,7 @@ def error_response(exc: Exception) -> Response:
     if isinstance(exc, HTTPError):
         return JSONBody(exc.body, status_code=exc.status)
     if isinstance(exc, BodyTooLarge):
-        return JSONBody({"error": "request body too large"}, status_code=413)
+        return JSONBody(too_large(exc.limit), status_code=413)
     if isinstance(exc, ClientDisconnect):
         return JSONBody({"error": "client disconnected"}, status_code=400)
     if isinstance(exc, AmbiguousHashError):
@@ -94,7 +94,7 @@ def error_response(exc: Exception) -> Response:
         log.error("store error: %s", exc)
         return JSONBody({"error": "the store is unavailable"}, status_code=503)
     log.exception("unexpected error in the cashet server")
-    return JSONBody({"error": "internal server error"}, status_code=500)
+    return JSONBody({"error": "Internal server error"}, status_code=500)
 
 
 async def http_exception(request: Request, exc: Exception) -> Response:

@@ -31,7 +31,8 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
-from cashet.models import Commit, Lease, ObjectRef, TaskStatus, utcnow
+from cashet.errors import AmbiguousHashError
+from cashet.models import Commit, Lease, ObjectRef, TaskStatus, new_commit, utcnow
 from cashet.protocols import (
     AsyncBlobPartsWriter,
     AsyncCommitIterator,
@@ -57,6 +58,7 @@ from cashet.protocols import (
 )
 
 __all__ = [
+    "unique_prefix",
     "AsyncFullStore",
     "AsyncStoreBase",
     "FullStore",
@@ -120,6 +122,17 @@ class AsyncFullStore(
     """An async store with every capability (what :func:`full_async_store` returns)."""
 
 
+def unique_prefix(prefix: str, found: list[str]) -> str | None:
+    """The one commit hash ``found`` for ``prefix``; ``None`` when none.
+
+    Raises:
+        AmbiguousHashError: several match.
+    """
+    if len(found) > 1:
+        raise AmbiguousHashError(prefix, found)
+    return found[0] if found else None
+
+
 def copy_commit(c: Commit, last_accessed: datetime | None) -> Commit:
     """Return a new commit equal to ``c`` with ``last_accessed`` set, its tags copied.
 
@@ -127,7 +140,7 @@ def copy_commit(c: Commit, last_accessed: datetime | None) -> Commit:
     ``sealed_json`` start fresh. About 0.5 µs: cheap enough for the hit path.
     """
     # Positional (the field order of Commit): measurably cheaper on the hit path.
-    return Commit(
+    return new_commit(
         c.hash,
         c.task_def,
         c.status,

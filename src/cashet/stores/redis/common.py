@@ -50,6 +50,7 @@ class RedisStoreBase:
 
     #: Seconds an unreferenced blob is kept before ``evict`` removes it (as SQLiteStore).
     orphan_grace: float = 3600.0
+    _r: Any  # the redis-py client, set by each store
 
     def __init__(
         self,
@@ -82,6 +83,15 @@ class RedisStoreBase:
     def prefix(self) -> str:
         """The prefix of every key of this store."""
         return self._ops.prefix
+
+    @property
+    def redis(self) -> Any:
+        """The redis-py client the store talks through (``redis.Redis``, or
+        ``redis.asyncio.Redis`` for the async store): for what the store does not offer."""
+        return self._r
+
+    #: The published cashet's name for :attr:`redis` (its users' test fixtures reach for it).
+    _redis = redis
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._ops.url!r}, prefix={self._ops.prefix!r})"

@@ -30,7 +30,7 @@ from cashet.errors import (
 from cashet.hashing.commits import check_commit_hash, stored_json, verified_commit
 from cashet.models import Commit, ObjectRef, TaskStatus
 from cashet.protocols import Hit, TagQuery
-from cashet.stores.base import copy_commit
+from cashet.stores.base import copy_commit, unique_prefix
 from cashet.stores.blobs import blob_hash, decode_blob, encode_blob, verify_blob
 from cashet.stores.quarantine import INDEX, hit_fingerprint
 from cashet.stores.redis.calls import OpFlow, RedisCall, text
@@ -214,7 +214,7 @@ class Ops(ClaimOps, DamageOps):
         while True:
             meta = yield _run(op, GET_BLOB, (), k.prefix, h, SCRIPT_READ_MAX)
             if meta is None:
-                raise BlobMissingError(f"blob {h} is not in the store ({self.where()})", h)
+                raise BlobMissingError(f"blob {h} not found in the store ({self.where()})", h)
             stored_size, n, gen = int(meta[0]), int(meta[1]), text(meta[2])
             stored: bytes | None = meta[3]
             if n == 0:
@@ -537,6 +537,11 @@ class Ops(ClaimOps, DamageOps):
         return removed
 
     def delete_commit(self, hash: str) -> OpFlow[bool]:
+        if len(hash) < 64:  # a unique prefix, as the published stores took it
+            found = unique_prefix(hash, (yield from self.resolve_prefix(hash, 21)))
+            if found is None:
+                return False
+            hash = found
         op = f"delete commit {hash[:12]}"
         n = yield _run(op, DELETE, (), self.prefix, _token(), hash)
         self._blobs.clear()

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from cashet.protocols import TagQuery
+from cashet.stores.base import unique_prefix
 from cashet.stores.sqlite import schema as sql
 from cashet.stores.sqlite.connection import Database
 from cashet.stores.sqlite.files import BlobFiles, unlink
@@ -93,9 +94,19 @@ class RemovalMixin:
     def delete_commit(self, hash: str) -> bool:
         """Delete one commit and its tags; free its blob if nothing else references it.
 
+        ``hash`` may be a unique prefix (as the published stores took it).
+
         Returns:
             Whether the commit existed.
+
+        Raises:
+            AmbiguousHashError: a prefix matches several commits.
         """
+        if len(hash) < 64:
+            found = unique_prefix(hash, self.resolve_prefix(hash, 21))  # type: ignore[attr-defined]
+            if found is None:
+                return False
+            hash = found
         with self._db.transact() as conn:
             return self._delete(conn, hash)
 

@@ -224,12 +224,15 @@ FIND = (
 )
 # The hit path: the cache lookup joined with the result's blob row, so a commit whose blob
 # was found missing or corrupt (and forgotten, see SQLiteStore._forget_blob) is a miss, and
-# a small result's bytes come back in the same query.
+# a small result's bytes come back in the same query. A completed commit without a result
+# (written through the published store protocol) is found, as by the published stores; the
+# call flow does not take it for a hit.
 FIND_HIT = (
     "SELECT c.hash, c.body, c.last_accessed, b.inline, c.rowid FROM commits AS c"
-    " JOIN blobs AS b ON b.hash = c.result_hash"
+    " LEFT JOIN blobs AS b ON b.hash = c.result_hash"
     " WHERE c.fingerprint = ? AND +c.status = 'completed' AND +c.cache = 1"
     " AND (c.expires_at IS NULL OR c.expires_at > ?)"
+    " AND (b.hash IS NOT NULL OR c.result_hash IS NULL)"
     " ORDER BY c.created_at DESC, c.rowid DESC LIMIT 1"
 )
 LATEST = f"{SELECT_COMMIT} WHERE fingerprint = ? ORDER BY created_at DESC, rowid DESC LIMIT 1"

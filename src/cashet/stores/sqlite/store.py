@@ -229,7 +229,7 @@ class SQLiteStore(ClaimsMixin, RemovalMixin, DamageMixin, StoreBase):
         h = ref.hash
         row = self._db.one(sql.BLOB_READ, (h,))
         if row is None:
-            raise BlobMissingError(f"blob {h} is not in the store {self._path}", h)
+            raise BlobMissingError(f"blob {h} not found in the store {self._path}", h)
         inline = row[0]
         try:
             if inline is None:
