@@ -29,17 +29,22 @@ from blake3 import blake3
 from cashet._log import configure_from_env
 from cashet.core.batch import BatchItem, substitute_task_refs
 from cashet.core.options import (
+    CALL_OPTIONS,
     DEFAULT_OPTIONS,
     TaskOptions,
     call_options,
     check_ignore_globals,
     make_options,
+    make_task_def,
 )
 from cashet.errors import CashetError, CommitNotFoundError
-from cashet.hashing import function_identity, ignore
+from cashet.hashing import function_identity, hash_call, ignore
+from cashet.hashing.manifest import key_manifest
 from cashet.models import Commit, Lease, ObjectRef, TaskDef, TaskStatus
 from cashet.protocols import Serializer, Store, TagQuery
 from cashet.provenance.diff import diff_commits
+from cashet.provenance.explain import Explanation
+from cashet.provenance.explain import why as explain_why
 from cashet.provenance.query import (
     check_tag_query,
     gc_cutoff,
@@ -256,6 +261,16 @@ class ClientBase(Generic[TF]):
             return None
         return resolved
 
+    def _explained_call(
+        self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[TaskDef, dict[str, Any], str]:
+        """The key of a call, its manifest and its source, for ``explain`` (nothing runs).
+        Call-site options (``_cache=``...) are taken as ``submit`` takes them."""
+        given = {k[1:]: kwargs.pop(k) for k in CALL_OPTIONS if k in kwargs}
+        func, options, identity = self._prepare(func, *(given.get(k[1:]) for k in CALL_OPTIONS))
+        task_def = make_task_def(identity, options, hash_call(func, args, kwargs))
+        return task_def, key_manifest(identity, func, args, kwargs), identity.source
+
     @staticmethod
     def _hit_needs_touch(commit: Commit, now: datetime) -> bool:
         """Whether a hit on ``commit`` at ``now`` records its access (as ``submit`` does)."""
@@ -388,6 +403,17 @@ class StoreQueries:
         """
         a = resolve_commit(self.store, hash_a, by_result=True)
         return diff_commits(a, resolve_commit(self.store, hash_b, by_result=True))
+
+    def why(self, hash: str) -> Explanation:
+        """Why the commit ``hash`` (or a unique prefix) was computed: what differs from the
+        nearest earlier run of the same function (the most key parts in common, then the
+        newest). ``str(explanation)`` is a readable report.
+
+        Raises:
+            CommitNotFoundError: no commit has that hash.
+            AmbiguousHashError: the prefix matches several commits.
+        """
+        return explain_why(self.store, hash)
 
     def history(self, hash: str) -> list[Commit]:
         """Every run of the same function and arguments as this commit, oldest first.

@@ -62,6 +62,7 @@ from cashet.protocols import (
     supports,
 )
 from cashet.provenance.archive import ExportResult, ImportResult
+from cashet.provenance.explain import Explanation, explain_key
 from cashet.stores.base import full_async_store
 
 __all__ = ["AsyncClient", "AsyncTaskFunction"]
@@ -322,6 +323,17 @@ class AsyncClient(ClientBase[AsyncTaskFunction[Any]]):
     async def diff(self, hash_a: str, hash_b: str) -> dict[str, Any]:
         """Compare two commits (as ``Client.diff``)."""
         return await self._sync(lambda c: c.diff(hash_a, hash_b))
+
+    async def explain(self, func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Explanation:
+        """Whether the call would be a hit, and why not (as ``Client.explain``)."""
+        task_def, manifest, source = await asyncio.to_thread(
+            self._explained_call, func, args, dict(kwargs)
+        )
+        return await self._sync(lambda c: explain_key(c.store, task_def, manifest, source))
+
+    async def why(self, hash: str) -> Explanation:
+        """Why a commit was computed (as ``Client.why``)."""
+        return await self._sync(lambda c: c.why(hash))
 
     async def history(self, hash: str) -> list[Commit]:
         """Every run of the same function and arguments, oldest first (as ``Client.history``)."""

@@ -29,6 +29,7 @@ from cashet.errors import StoreError
 from cashet.hashing import function_identity, hash_call
 from cashet.models import ResultRef, utcnow
 from cashet.protocols import Executor, Serializer, Store
+from cashet.provenance.explain import Explanation, explain_key
 from cashet.stores.base import full_store
 
 if TYPE_CHECKING:
@@ -131,6 +132,15 @@ class Client(ClientBase[TaskFunction[Any]], StoreQueries):
         task_def = make_task_def(identity, options, hash_call(func, args, kwargs))
         done = self.executor.submit(func, args, kwargs, task_def, self.store, self.serializer)
         return ResultRef(executor_commit(done), self._load_object)
+
+    def explain(self, func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Explanation:
+        """Say, without running anything, whether ``submit(func, *args, **kwargs)`` would be
+        a cache hit, and if not, what differs from the nearest earlier run of the same
+        function: ``.hit``, ``.changes`` (each a ``Change``: ``kind``, ``name``, ``before``,
+        ``after``), ``str(explanation)`` a readable report.
+        """
+        task_def, manifest, source = self._explained_call(func, args, dict(kwargs))
+        return explain_key(self.store, task_def, manifest, source)
 
     if TYPE_CHECKING:  # typing only: the one implementation is ClientBase.task
 

@@ -10,8 +10,9 @@ from cashet.cli.archive import export, import_
 from cashet.cli.maintenance import clear, gc, invalidate, rm, stats
 from cashet.cli.provenance import diff, get, history, log, show
 from cashet.cli.serve import serve
+from cashet.cli.why import why
 
-for _command in (log, show, get, diff, history):  # queries
+for _command in (log, show, get, diff, history, why):  # queries
     main.add_command(_command)
 for _command in (stats, rm, gc, clear, invalidate, export, import_, serve):
     main.add_command(_command)

@@ -130,6 +130,7 @@ def _show_fields(c: Commit) -> list[tuple[str, str]]:
     ]
     if c.input_hashes:
         rows.append(("Inputs", " ".join(c.input_hashes)))
+    rows.append(("Why", f"cashet why {c.hash[:12]}"))
     options = []
     if not td.cache:
         options.append("cache=False")

@@ -96,6 +96,7 @@ class _CodeNode:
     live: list[tuple[str, Any]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     libraries: frozenset[str] = frozenset()
+    code: bytes = b""  # the digest of its code alone (for a manifest; ``local`` is the key's)
 
 
 def _libraries(ext: list[tuple[str, str]]) -> frozenset[str]:
@@ -193,9 +194,18 @@ def _function_node(f: types.FunctionType) -> _CodeNode:
         )
     )
     n = _CodeNode(bytes.fromhex(local), edges, ns_checks, attr_checks, source, _qualified(f))
+    n.code = _code_only("function", f.__qualname__, code_id, f.__defaults__, f.__kwdefaults__, ext)
     n.parts, n.live, n.skipped = taken.parts, taken.live, taken.skipped
     n.libraries = _libraries(ext)
     return _selfless(n, f)
+
+
+def _code_only(kind: str, name: str, code: Any, defaults: Any, kw: Any, ext: Any) -> bytes:
+    """A node's digest of its code alone, without the values it reads: what a manifest
+    shows for it, so that a changed global is not also reported as changed code."""
+    return bytes.fromhex(
+        hash_value((kind, name, code, _safe_hash(defaults), _safe_hash(kw), tuple(sorted(ext))))
+    )
 
 
 def _class_node(cls: type) -> _CodeNode:
@@ -244,6 +254,7 @@ def _class_node(cls: type) -> _CodeNode:
         )
     )
     n = _CodeNode(bytes.fromhex(local), edges, ns_checks, attr_checks, name=_qualified(cls))
+    n.code = _code_only("class", cls.__qualname__, tuple(members), None, None, ext)
     n.parts, n.live, n.skipped = taken.parts, taken.live, taken.skipped
     n.libraries = _libraries(ext)
     return _selfless(n, cls)
@@ -430,7 +441,7 @@ def _compute_identity(func: Any) -> LiveEntry | None:
     names = tuple(name for _, _, name in live)
     values = tuple((label, v) for label, v, _ in live)
     source = class_source(func) if isinstance(func, type) else members[0][1].source
-    helpers = tuple(sorted({(n.name, n.local.hex()) for _, n in members if n.name}))
+    helpers = tuple(sorted({(n.name, (n.code or n.local).hex()) for _, n in members if n.name}))
     libraries = tuple(sorted(frozenset().union(*(n.libraries for _, n in members))))
     base = FunctionIdentity(
         digest.hex(),

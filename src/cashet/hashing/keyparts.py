@@ -232,7 +232,8 @@ class FunctionIdentity:
         module: ``func.__module__`` or ``""``.
         source: the dedented source text shown to users; ``""`` when there is none.
         helpers: ``(module.qualname, digest)`` of every function and class reached (the
-            task itself included); the digest covers that code only, not what it reaches.
+            task itself included); the digest covers that code only: not what it reaches,
+            not the values it reads (those are in ``values``).
         values: every value the code reads (:class:`KeyValue`: owner, label, digest,
             preview, and why it is left out when it is).
         libraries: top-level third-party packages the code references (by name only: their
