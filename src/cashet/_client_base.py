@@ -35,10 +35,10 @@ from cashet.core.options import (
     check_ignore_globals,
     make_options,
 )
-from cashet.errors import CashetError, CommitNotFoundError
+from cashet.errors import CashetError, CommitNotFoundError, ReadOnlyStoreError
 from cashet.hashing import function_identity, ignore
 from cashet.models import Commit, Lease, ObjectRef, TaskDef, TaskStatus
-from cashet.protocols import Serializer, Store, TagQuery
+from cashet.protocols import CheckReport, Checkup, Serializer, Store, TagQuery, supports
 from cashet.provenance.diff import diff_commits
 from cashet.provenance.query import (
     check_tag_query,
@@ -59,6 +59,7 @@ __all__ = [
     "TaskFunctionBase",
     "check_workers",
     "default_store_dir",
+    "store_check",
 ]
 
 T = TypeVar("T")
@@ -495,7 +496,31 @@ class StoreQueries:
         """
         from cashet.provenance.archive import import_archive
 
+        if getattr(self.store, "readonly", False) is True:
+            raise ReadOnlyStoreError(f"{self.store!r} is read-only: cannot import {path}")
         return import_archive(self.store, path)
+
+    def check(self, repair: bool = False) -> CheckReport:
+        """Check the store for damage (``cashet doctor``); with ``repair``, fix what can be.
+
+        What a built-in store checks: for SQLite, ``meta.db``'s integrity (``REINDEX`` on
+        repair), every commit verified (damaged ones quarantined), the quarantine listed,
+        blob files no row knows (adopted when a commit uses them, else reclaimed), blobs
+        that are gone (their commits removed: the calls recompute), reference counts and
+        counters, and stale leases (removed); for Redis, its keys' invariants. A store that
+        cannot check itself gives a report saying so.
+
+        Returns:
+            A :class:`~cashet.protocols.CheckReport`: ``ok``, the findings and what was
+            done about each; ``to_dict()`` is JSON-able.
+
+        Raises:
+            TypeError: ``repair`` is not a bool.
+            StoreError: the store cannot be read at all.
+        """
+        if not isinstance(repair, bool):
+            raise TypeError(f"repair must be a bool, not {type(repair).__name__}")
+        return store_check(self.store, repair)
 
     # --- reads the shells need (the server and the CLI never touch the store) -------------
 
@@ -526,6 +551,17 @@ class StoreQueries:
         """
         ref = result if isinstance(result, ObjectRef) else resolve_result(self.store, result)[0]
         return self.store.get_blob(ref)
+
+
+def store_check(store: Any, repair: bool) -> CheckReport:
+    """``store.check(repair)``, or a report that the store has no check (not a problem)."""
+    if supports(store, Checkup):
+        report: CheckReport = store.check(repair)
+        return report
+    report = CheckReport(repr(store), repair)
+    finding = report.add("unsupported", repr(store), "this store cannot check itself")
+    finding.problem = False
+    return report
 
 
 @functools.cache

@@ -65,6 +65,10 @@ class Client(ClientBase[TaskFunction[Any]], StoreQueries):
         executor: any ``Executor``; default ``LocalExecutor()``.
         serializer: any ``Serializer``; default ``PickleSerializer()``.
         max_workers: parallelism of ``submit_many``/``map`` (1 = sequential).
+        readonly: open the default store read-only: hits are served, misses computed and
+            returned but not stored, nothing written (``rm``, ``gc``, ``import_archive``
+            raise ``ReadOnlyStoreError``). A store directory that cannot be written is
+            opened so anyway, with a ``ReadOnlyStoreWarning``. Ignored with ``store``.
     """
 
     _task_class = TaskFunction
@@ -76,12 +80,16 @@ class Client(ClientBase[TaskFunction[Any]], StoreQueries):
         executor: Executor | None = None,
         serializer: Serializer | None = None,
         max_workers: int = 1,
+        readonly: bool = False,
     ) -> None:
         super().__init__(serializer, max_workers)
         if store is None:
             from cashet.stores.sqlite.store import SQLiteStore
 
-            store = SQLiteStore(Path(store_dir) if store_dir is not None else default_store_dir())
+            store = SQLiteStore(
+                Path(store_dir) if store_dir is not None else default_store_dir(),
+                readonly=readonly,
+            )
         if executor is None:
             from cashet.executors.local import LocalExecutor
 
