@@ -308,18 +308,21 @@ class Client(ClientBase[TaskFunction[Any]], StoreQueries):
     # --- for the shells: cache peeks and the store on disk -------------------------------
 
     @classmethod
-    def open_existing(cls, store_dir: str | os.PathLike[str]) -> Client:
+    def open_existing(cls, store_dir: str | os.PathLike[str], *, repair: bool = False) -> Client:
         """Open the store in ``store_dir`` without ever creating one.
 
         Args:
             store_dir: the directory of an existing default (SQLite) store.
+            repair: also open a store whose database is gone while its blob files remain
+                (``cashet doctor``: it opens empty, and ``check(repair=True)`` reclaims
+                them).
 
         Raises:
             StoreError: ``store_dir`` does not hold a store.
         """
         from cashet.stores.sqlite.layout import check_store_dir
 
-        check_store_dir(Path(store_dir))
+        check_store_dir(Path(store_dir), lost_db=repair)
         return cls(store_dir=store_dir)
 
     def as_task(self, func: Callable[..., T], options: TaskOptions) -> TaskFunction[T]:
