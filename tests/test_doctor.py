@@ -15,6 +15,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Iterator
 from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -301,3 +302,100 @@ def test_temporary_files_of_a_dead_write_are_reclaimed(store_dir: Path) -> None:
         assert kinds(c.check()) == ["orphan_file"]
         assert c.check(repair=True).ok
     assert not tmp.exists() and young.exists()
+
+
+# --- the same on Redis ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def redis_store(redis_url: str) -> Iterator[tuple[Client, Any, str]]:
+    import redis
+
+    from cashet.redis_store import RedisStore
+    from tests._redis import drop_prefix, fresh_prefix
+
+    prefix = fresh_prefix()
+    raw = redis.Redis.from_url(redis_url)
+    try:
+        with Client(store=RedisStore(redis_url, prefix=prefix)) as c:
+            yield c, raw, prefix
+    finally:
+        raw.close()
+        drop_prefix(redis_url, prefix)
+
+
+@pytest.mark.redis
+def test_redis_a_clean_store_is_ok(redis_store: tuple[Client, Any, str], redis_url: str) -> None:
+    from tests._redis import check_invariants
+
+    c, _, p = redis_store
+    populate_client(c)
+    report = c.check()
+    assert report.ok and report.findings == [], report.findings
+    assert report.counts["commits"] == 3 and report.counts["blobs"] == 3
+    check_invariants(redis_url, p)
+
+
+def populate_client(c: Client) -> dict[int, Any]:
+    refs = {x: c.submit(times_ten, x) for x in range(2)}
+    refs[40] = c.submit(block, 40)
+    return refs
+
+
+@pytest.mark.redis
+def test_redis_invariants_broken_then_repaired(
+    redis_store: tuple[Client, Any, str], redis_url: str
+) -> None:
+    """Each invariant of tests/_redis.py check_invariants broken by hand: found, repaired,
+    and the invariants hold again."""
+    from tests._redis import check_invariants
+
+    c, raw, p = redis_store
+    refs = populate_client(c)
+    h0, h1 = refs[0].commit_hash, refs[1].commit_hash
+    raw.zadd(f"{p}index:created", {"f" * 64: 1})  # a dangling index entry
+    raw.zadd(f"{p}index:func:gone", {"e" * 64: 1})
+    raw.zrem(f"{p}index:hashes", h0)  # a commit missing from an index
+    raw.set(f"{p}blob:ref:{refs[1].hash}", 5)  # a wrong reference count
+    raw.set(f"{p}blob:data:{'d' * 64}", b"stray")  # bytes no meta key publishes
+    raw.hset(f"{p}commit:{h1}", "b", b"{not json")  # a damaged commit
+    raw.hincrby(f"{p}stats:commit", "total_commits", 3)  # wrong counters
+    report = c.check()
+    found = sorted(set(kinds(report)))
+    assert found == [
+        "counters",
+        "damaged_commit",
+        "dangling_index",
+        "missing_index",
+        "orphan_blob",
+        "refcount",
+    ], report.findings
+    with pytest.raises(AssertionError):
+        check_invariants(redis_url, p)
+    c.check(repair=True)
+    again = c.check(repair=True)  # counters are judged after the other repairs settle
+    assert again.ok, again.remaining
+    assert c.check().ok
+    check_invariants(redis_url, p)
+    CALLS.clear()
+    assert c.submit(times_ten, 0).cached and c.submit(times_ten, 1).load() == 10
+    assert CALLS == [1]
+
+
+@pytest.mark.redis
+def test_redis_a_lost_blob_and_a_stale_lease(redis_store: tuple[Client, Any, str]) -> None:
+    c, raw, p = redis_store
+    refs = populate_client(c)
+    raw.delete(f"{p}blob:data:{refs[40].hash}")
+    soon = datetime.now(UTC) + timedelta(minutes=5)
+    dead = Lease(
+        owner="dead", host=hostname(), pid=_exited_pid(), expires_at=soon, func_name="gone"
+    )
+    assert c.store.try_claim("f:dead", dead)  # type: ignore[attr-defined]
+    report = c.check()
+    assert sorted(kinds(report)) == ["missing_blob", "stale_lease"], report.findings
+    repaired = c.check(repair=True)
+    assert repaired.ok and c.check().ok
+    assert c.show(refs[40].commit_hash) is None
+    BIG.clear()
+    assert not c.submit(block, 40).cached and BIG == [40]

@@ -503,16 +503,12 @@ class StoreQueries:
     def check(self, repair: bool = False) -> CheckReport:
         """Check the store for damage (``cashet doctor``); with ``repair``, fix what can be.
 
-        What a built-in store checks: for SQLite, ``meta.db``'s integrity (``REINDEX`` on
-        repair), every commit verified (damaged ones quarantined), the quarantine listed,
-        blob files no row knows (adopted when a commit uses them, else reclaimed), blobs
-        that are gone (their commits removed: the calls recompute), reference counts and
-        counters, and stale leases (removed); for Redis, its keys' invariants. A store that
-        cannot check itself gives a report saying so.
+        What is checked and repaired: :mod:`cashet.stores.sqlite.doctor` (SQLite) and
+        :mod:`cashet.stores.redis.doctor_ops` (Redis); a store without the ``Checkup``
+        capability gives a report saying so.
 
         Returns:
-            A :class:`~cashet.protocols.CheckReport`: ``ok``, the findings and what was
-            done about each; ``to_dict()`` is JSON-able.
+            A :class:`~cashet.protocols.CheckReport` (``ok``, ``findings``, ``to_dict()``).
 
         Raises:
             TypeError: ``repair`` is not a bool.
@@ -556,11 +552,9 @@ class StoreQueries:
 def store_check(store: Any, repair: bool) -> CheckReport:
     """``store.check(repair)``, or a report that the store has no check (not a problem)."""
     if supports(store, Checkup):
-        report: CheckReport = store.check(repair)
-        return report
+        return cast(CheckReport, store.check(repair))
     report = CheckReport(repr(store), repair)
-    finding = report.add("unsupported", repr(store), "this store cannot check itself")
-    finding.problem = False
+    report.add("unsupported", repr(store), "this store cannot check itself").problem = False
     return report
 
 

@@ -176,5 +176,5 @@ class ReadOnlyStoreWarning(UserWarning):
 
 
 class DamagedStoreWarning(UserWarning):
-    """A store opened with damage it cannot repair by itself (its ``meta.db`` is gone or
+    """A store opened with damage it cannot repair by itself (its database is gone or
     empty while ``objects/`` still holds blob files); ``cashet doctor --repair`` does."""

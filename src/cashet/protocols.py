@@ -297,14 +297,14 @@ class CheckReport:
     """What a store's check (``client.check()``, ``cashet doctor``) found and did.
 
     Attributes:
-        store: the store checked (its ``repr``).
+        where: the store checked (its ``repr``, or where it lives).
         repair: whether repairs were asked for.
         findings: everything found, in the order found.
         counts: what was examined (``commits``, ``blobs``, ``files``, ``leases``, ...).
         reclaimed_bytes: bytes of blob files (or values) the repair removed.
     """
 
-    store: str
+    where: str
     repair: bool
     findings: list[Finding] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
@@ -329,7 +329,7 @@ class CheckReport:
     def to_dict(self) -> dict[str, Any]:
         """The report as JSON-able data (``cashet doctor --json``)."""
         return {
-            "store": self.store,
+            "store": self.where,
             "repair": self.repair,
             "ok": self.ok,
             "counts": dict(self.counts),

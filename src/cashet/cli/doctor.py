@@ -39,7 +39,7 @@ def doctor(cli: CliContext, repair: bool, as_json: bool) -> None:
     if as_json:
         emit_json(report.to_dict())
     else:
-        click.echo(f"Store: {report.store}")
+        click.echo(f"Store: {report.where}")
         counts = ", ".join(f"{n} {what}" for what, n in report.counts.items())
         click.echo(f"Checked: {counts or 'nothing'}")
         for f in report.findings:
