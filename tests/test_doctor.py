@@ -399,3 +399,29 @@ def test_redis_a_lost_blob_and_a_stale_lease(redis_store: tuple[Client, Any, str
     assert c.show(refs[40].commit_hash) is None
     BIG.clear()
     assert not c.submit(block, 40).cached and BIG == [40]
+
+
+@pytest.mark.redis
+def test_redis_async_check(redis_url: str) -> None:
+    import redis
+
+    from cashet.redis_store import AsyncRedisStore
+    from tests._redis import drop_prefix, fresh_prefix
+
+    prefix = fresh_prefix()
+
+    async def go() -> tuple[CheckReport, CheckReport]:
+        async with AsyncClient(store=AsyncRedisStore(redis_url, prefix=prefix)) as c:
+            await c.submit(times_ten, 7)
+            raw = redis.Redis.from_url(redis_url)
+            try:
+                raw.zadd(f"{prefix}index:created", {"f" * 64: 1})
+            finally:
+                raw.close()
+            return await c.check(), await c.check(repair=True)
+
+    try:
+        found, repaired = asyncio.run(go())
+    finally:
+        drop_prefix(redis_url, prefix)
+    assert kinds(found) == ["dangling_index"] and repaired.ok
