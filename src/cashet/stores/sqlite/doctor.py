@@ -54,18 +54,23 @@ _ROWS = (
     "SELECT rowid, hash, body, fingerprint, status, cache FROM commits"
     " WHERE rowid > ? ORDER BY rowid LIMIT ?"
 )
-_FILE_BLOBS = "SELECT hash, stored_size FROM blobs WHERE inline IS NULL"
-_INLINE_BLOBS = "SELECT hash, inline FROM blobs WHERE inline IS NOT NULL"
+# Rows are named by rowid: a damaged hash (text that is not UTF-8) cannot be a parameter.
+_FILE_BLOBS = "SELECT rowid, hash, stored_size FROM blobs WHERE inline IS NULL"
+_INLINE_BLOBS = "SELECT rowid, hash, inline FROM blobs WHERE inline IS NOT NULL"
 _UNKNOWN_RESULTS = (
-    "SELECT c.hash, c.result_hash FROM commits AS c LEFT JOIN blobs AS b"
+    "SELECT c.rowid, c.result_hash FROM commits AS c LEFT JOIN blobs AS b"
     " ON b.hash = c.result_hash WHERE c.result_hash IS NOT NULL AND b.hash IS NULL"
 )
 _USERS = "SELECT hash FROM commits WHERE result_hash = ?"
-_REFCOUNTS = (
-    "SELECT b.hash, b.refcount, (SELECT count(*) FROM commits AS c WHERE c.result_hash = b.hash)"
-    " FROM blobs AS b"
+_USERS_OF_ROW = (
+    "SELECT c.rowid FROM commits AS c JOIN blobs AS b ON c.result_hash = b.hash WHERE b.rowid = ?"
 )
-_SET_REFCOUNT = "UPDATE blobs SET refcount = ? WHERE hash = ?"
+_DELETE_BLOB_ROW = "DELETE FROM blobs WHERE rowid = ?"
+_REFCOUNTS = (
+    "SELECT b.rowid, b.hash, b.refcount,"
+    " (SELECT count(*) FROM commits AS c WHERE c.result_hash = b.hash) FROM blobs AS b"
+)
+_SET_REFCOUNT = "UPDATE blobs SET refcount = ? WHERE rowid = ?"
 #: The ``stats`` counters computed from the tables (``counters`` row order).
 COUNTED = (
     "SELECT (SELECT count(*) FROM commits),"
@@ -218,7 +223,7 @@ class DoctorMixin:
                 rows = conn.execute("PRAGMA integrity_check").fetchall()
         except DB_ERRORS as exc:
             return [f"integrity_check failed: {exc}"]
-        messages = [str(row[0]) for row in rows]
+        messages = [_shown(row[0]) for row in rows]
         return [] if messages == ["ok"] else messages
 
     def _check_commits(self, report: CheckReport, repair: bool) -> None:
@@ -234,7 +239,7 @@ class DoctorMixin:
                 if repair:
                     self._quarantine_row(rowid, h, body, reason)
                     action = "quarantined"
-                report.add("damaged_commit", str(h), reason, action)
+                report.add("damaged_commit", _shown(h), _shown(reason), action)
             if len(rows) < 256:
                 break
             after = rows[-1][0]
@@ -319,51 +324,52 @@ class DoctorMixin:
                 report.add("orphan_file", path, detail, "reclaimed")
 
     def _check_blobs(self, report: CheckReport, repair: bool) -> None:
-        lost: dict[str, str] = {}
+        # what is lost: its hash -> (why, the blob row's rowid or None, its users' rowids)
+        lost: dict[str, tuple[str, Any, list[Any]]] = {}
         n = 0
-        for h, stored_size in self._db.all(_FILE_BLOBS, ()):
+        for rowid, h, stored_size in self._db.all(_FILE_BLOBS, ()):
             n += 1
-            if not has_file(self._files.path(h), stored_size):
-                lost[h] = f"its file {self._files.path(h)} is missing or not {stored_size} bytes"
-        for h, inline in self._db.all(_INLINE_BLOBS, ()):
+            path = self._files.path(str(h))
+            if not has_file(path, stored_size):
+                lost[h] = (f"its file {path} is missing or not {stored_size} bytes", rowid, [])
+        for rowid, h, inline in self._db.all(_INLINE_BLOBS, ()):
             n += 1
             try:
                 if not isinstance(inline, bytes):
                     raise ValueError(f"stored as {type(inline).__name__}")
                 verify_blob(decode_blob(inline, h), h)
-            except (BlobError, ValueError) as exc:
-                lost[h] = f"its inline bytes do not verify ({exc})"
+            except (BlobError, ValueError, TypeError) as exc:
+                lost[h] = (f"its inline bytes do not verify ({exc})", rowid, [])
         report.counts["blobs"] = n
-        for _, result in self._db.all(_UNKNOWN_RESULTS, ()):
-            lost.setdefault(result, "no blob row has it")
-        for h, why in list(lost.items())[:_LIST_MAX]:
-            users = [row[0] for row in self._db.all(_USERS, (h,))]
-            detail = f"result blob {h[:16]}... is gone: {why}; {len(users)} commit(s) use it"
+        for _, rowid, users in lost.values():
+            users.extend(row[0] for row in self._db.all(_USERS_OF_ROW, (rowid,)))
+        for user, result in self._db.all(_UNKNOWN_RESULTS, ()):
+            lost.setdefault(result, ("no blob row has it", None, []))[2].append(user)
+        for h, (why, rowid, users) in list(lost.items())[:_LIST_MAX]:
+            shown = _shown(h)
+            detail = f"result blob {shown[:16]}... is gone: {why}; {len(users)} commit(s) use it"
             action = ""
             if repair:
-                with self._write(report, f"remove the commits of lost blob {h[:16]}") as conn:
+                with self._write(report, f"remove the commits of lost blob {shown[:16]}") as conn:
                     if conn is not None:
                         for user in users:
-                            self._delete(conn, user)
-                        conn.execute(sql.DELETE_BLOB, (h,))
+                            conn.execute(sql.DELETE_ROW, (user,))  # triggers: counts, tags
+                        if rowid is not None:
+                            conn.execute(_DELETE_BLOB_ROW, (rowid,))
                         action = f"removed {len(users)} commit(s): their calls will recompute"
-            report.add("missing_blob", h, detail, action)
+            report.add("missing_blob", shown, detail, action)
 
     def _check_counts(self, report: CheckReport, repair: bool) -> None:
-        wrong = [
-            (h, stored, actual)
-            for h, stored, actual in self._db.all(_REFCOUNTS, ())
-            if stored != actual
-        ]
-        for h, stored, actual in wrong[:_LIST_MAX]:
+        wrong = [row for row in self._db.all(_REFCOUNTS, ()) if row[2] != row[3]]
+        for rowid, h, stored, actual in wrong[:_LIST_MAX]:
             action = ""
             if repair:
-                with self._write(report, f"recount blob {h[:16]}") as conn:
+                with self._write(report, f"recount blob {_shown(h)[:16]}") as conn:
                     if conn is not None:
-                        conn.execute(_SET_REFCOUNT, (actual, h))
+                        conn.execute(_SET_REFCOUNT, (actual, rowid))
                         action = "recounted"
             report.add(
-                "refcount", str(h), f"reference count {stored!r}, {actual} commit(s)", action
+                "refcount", _shown(h), f"reference count {stored!r}, {actual} commit(s)", action
             )
         counted = self._db.one(COUNTED, ())
         stored_row = self._db.one(f"SELECT {', '.join(_COUNTERS)} FROM counters WHERE id = 0", ())
@@ -409,7 +415,7 @@ class DoctorMixin:
                     if conn is not None:
                         conn.execute(sql.RELEASE_CLAIM, (row[0], row[1]))
                         action = "removed"
-            report.add("stale_lease", str(row[0]), detail, action)
+            report.add("stale_lease", _shown(row[0]), _shown(detail), action)
 
 
 def _damage(h: Any, body: Any, fingerprint: Any, status: Any, cache: Any) -> str | None:
@@ -422,6 +428,12 @@ def _damage(h: Any, body: Any, fingerprint: Any, status: Any, cache: Any) -> str
     if fingerprint != td.fingerprint or status != commit.status.value or cache != int(td.cache):
         return "its indexed columns contradict its verified content"
     return None
+
+
+def _shown(value: Any) -> str:
+    """A value read from a damaged row as printable text (bad bytes as escapes)."""
+    text = value if isinstance(value, str) else repr(value)
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _unlink(path: str) -> bool:
@@ -457,7 +469,7 @@ class _Repair:
             return False
         try:
             self._cm.__exit__(*exc_info)
-        except StoreError as exc:
+        except (StoreError, UnicodeEncodeError) as exc:
             self._report.add("repair_failed", self._db.file, f"cannot {self._what}: {exc}")
             return True
         return False
