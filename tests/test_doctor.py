@@ -372,9 +372,8 @@ def test_redis_invariants_broken_then_repaired(
     ], report.findings
     with pytest.raises(AssertionError):
         check_invariants(redis_url, p)
-    c.check(repair=True)
-    again = c.check(repair=True)  # counters are judged after the other repairs settle
-    assert again.ok, again.remaining
+    repaired = c.check(repair=True)
+    assert repaired.ok, repaired.remaining
     assert c.check().ok
     check_invariants(redis_url, p)
     CALLS.clear()
@@ -473,3 +472,14 @@ def test_fuzz_the_doctor_over_flipped_bits(tmp_path: Path) -> None:
         except CashetError:
             errors += 1
     assert left < 10 and errors < 30
+
+
+def test_a_read_command_on_a_store_that_lost_its_database_points_at_the_doctor(
+    store_dir: Path,
+) -> None:
+    with Client(store_dir) as c:
+        c.submit(block, 40)
+    for name in ("meta.db", "meta.db-wal", "meta.db-shm"):
+        (store_dir / name).unlink(missing_ok=True)
+    result = CliRunner().invoke(main, ["--store-dir", str(store_dir), "log"])
+    assert result.exit_code == 1 and "cashet doctor --repair" in result.output

@@ -141,7 +141,7 @@ class DoctorOps:
                     action = "removed"
                 report.add("dangling_index", f"{name}:{h}", "names no commit", action)
         yield from self._check_blobs(report, repair, good)
-        yield from self._check_stats(report, repair, good)
+        yield from self._check_stats(report, repair)
         yield from self._check_leases(report, repair)
         return report
 
@@ -226,12 +226,15 @@ class DoctorOps:
                 action = "reclaimed"
             report.add("orphan_blob", name, "blob bytes no meta key publishes", action)
 
-    def _check_stats(self, report: CheckReport, repair: bool, good: dict[str, Any]) -> OpFlow[None]:
+    def _check_stats(self, report: CheckReport, repair: bool) -> OpFlow[None]:
         k = self.keys
-        if any(f.kind in ("damaged_commit", "missing_blob") and f.action for f in report.findings):
-            return  # the counters moved with the repairs: a second check judges them
-        completed = sum(1 for c, *_ in good.values() if c.status.value == "completed")
-        want_c = {"total_commits": len(good), "completed_commits": completed}
+        # Counted afresh: the repairs above moved the counters with what they removed.
+        names = yield from self._scan("commit:*")
+        completed = 0
+        for name in names:
+            flag = yield RedisCall("read a commit", ("HGET", self.prefix + name, "c"))
+            completed += flag is not None and text(flag) == "1"
+        want_c = {"total_commits": len(names), "completed_commits": completed}
         have_c = {
             n: int(v) for n, v in _pairs((yield RedisCall("read", ("HGETALL", k.stats_commit))))
         }

@@ -33,8 +33,13 @@ def check_store_dir(path: Path, *, lost_db: bool = False) -> None:
     """
     if not path.exists():
         raise StoreError(f"no cashet store at {path}")
-    if lost_db and path.is_dir() and (path / "objects").is_dir():
-        return
+    if path.is_dir() and (path / "objects").is_dir() and not (path / DB_FILE).is_file():
+        if lost_db:
+            return
+        raise StoreError(
+            f"the cashet store {path} has lost its {DB_FILE} but its objects/ remain:"
+            " `cashet doctor --repair` reclaims them"
+        )
     if not path.is_dir() or not (path / DB_FILE).is_file():
         raise StoreError(f"{path} is not a cashet store (it has no {DB_FILE})")
 
