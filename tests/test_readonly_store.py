@@ -319,3 +319,34 @@ def test_cli_readonly_in_process(tmp_path: Path) -> None:
         warnings.simplefilter("error")
         result = CliRunner().invoke(main, ["--store-dir", str(store), "log"])
     assert result.exit_code == 0, result.output
+
+
+def big(n: int) -> bytes:
+    CALLS.append(n)
+    return b"".join(hashlib.sha256(b"%d" % i).digest() for i in range(32 * n))
+
+
+def test_readonly_damage_is_a_miss_never_a_write(tmp_path: Path) -> None:
+    """A damaged row and a lost blob file in a read-only store: misses (recomputed), never
+    an exception other than the lost blob's own, and nothing written."""
+    from cashet.errors import BlobMissingError
+
+    store = tmp_path / "s"
+    with Client(store) as c:
+        damaged = c.submit(triple, 1).commit_hash
+        c.submit(triple, 2)
+        lost = c.submit(big, 40)
+    with closing(sqlite3.connect(store / "meta.db")) as conn:
+        conn.execute("UPDATE commits SET body = '{not json' WHERE hash = ?", (damaged,))
+        conn.commit()
+    (store / "objects" / lost.hash[:2] / lost.hash[2:]).unlink()
+    before = _snapshot(store)
+    CALLS.clear()
+    with Client(store, readonly=True) as c:
+        assert len(c.log()) == 2 and c.submit(triple, 2).cached
+        assert c.submit(triple, 1).load() == 3 and CALLS == [1]
+        with pytest.raises(BlobMissingError):
+            c.submit(big, 40).load()
+        assert len(c.submit(big, 40).load()) == 40 * 1024 and CALLS == [1, 40]
+        assert c.store.quarantined() == []  # type: ignore[attr-defined]
+    assert _snapshot(store) == before
