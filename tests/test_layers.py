@@ -25,6 +25,7 @@ LAYERS: list[set[str]] = [
     {"stores"},
     {"provenance", "executors"},
     {"server"},
+    {"_queries"},
     {"_client_base"},
     {"client", "async_client", "store", "redis_store", "executor"},
     {"cli"},

@@ -5,11 +5,8 @@
   clients keep only their IO: how they hash, drive the executor and load results.
 * :class:`TaskFunctionBase`: a registered task (``TaskFunction`` calls, ``AsyncTaskFunction``
   awaits).
-* :class:`StoreQueries`: the provenance and maintenance methods (``log``, ``show``, ``get``,
-  ``diff``, ``history``, ``rm``, ``gc``, ``clear``, ``invalidate``, ``stats``, ``export``,
-  ``import_archive``) over a *sync* store. ``Client`` inherits them; ``AsyncClient`` runs
-  them off the event loop over a sync view of its store, so both validate, fail and answer
-  the same way by construction (``tests/test_async_parity.py``).
+* :class:`StoreQueries` (in :mod:`cashet._queries`, re-exported here): the provenance and
+  maintenance methods over a *sync* store.
 
 Below the clients (docs/architecture.md): imports the core, hashing, provenance and models,
 never a client module.
@@ -24,9 +21,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
-from blake3 import blake3
-
 from cashet._log import configure_from_env
+from cashet._queries import StoreQueries, running_commit, store_check
 from cashet.core.batch import BatchItem, substitute_task_refs
 from cashet.core.options import (
     CALL_OPTIONS,
@@ -37,26 +33,14 @@ from cashet.core.options import (
     make_options,
     make_task_def,
 )
-from cashet.errors import CashetError, CommitNotFoundError
+from cashet.errors import CashetError
 from cashet.hashing import function_identity, hash_call, ignore
 from cashet.hashing.manifest import key_manifest
-from cashet.models import Commit, Lease, ObjectRef, TaskDef, TaskStatus
-from cashet.protocols import Serializer, Store, TagQuery
-from cashet.provenance.diff import diff_commits
-from cashet.provenance.explain import Explanation
-from cashet.provenance.explain import why as explain_why
-from cashet.provenance.query import (
-    check_tag_query,
-    gc_cutoff,
-    parse_status,
-    resolve_commit,
-    resolve_result,
-)
-from cashet.stores.base import full_store
+from cashet.models import Commit, TaskDef
+from cashet.protocols import Serializer
 
 if TYPE_CHECKING:
     from cashet.hashing.functions import FunctionIdentity
-    from cashet.provenance.archive import ExportResult, ImportResult
 
 __all__ = [
     "ClientBase",
@@ -64,6 +48,10 @@ __all__ = [
     "TaskFunctionBase",
     "check_workers",
     "default_store_dir",
+    "executor_commit",
+    "running_commit",
+    "store_check",
+    "touch_after",
 ]
 
 T = TypeVar("T")
@@ -295,265 +283,6 @@ class ClientBase(Generic[TF]):
         return [results[i] for i in range(len(results))]
 
 
-class StoreQueries:
-    """Provenance and maintenance over a sync store: ``Client``'s, and ``AsyncClient``'s
-    off the loop.
-
-    Args:
-        store: a sync ``Store`` (for ``AsyncClient``: a sync view of its async store).
-        serializer: loads results for :meth:`get`.
-    """
-
-    store: Store
-    serializer: Serializer
-
-    def __init__(self, store: Store, serializer: Serializer) -> None:
-        self.store = store
-        self.serializer = serializer
-
-    def _load_object(self, ref: ObjectRef, data: bytes | None = None) -> Any:
-        return self.serializer.loads(self.store.get_blob(ref) if data is None else data)
-
-    def log(
-        self,
-        func_name: str | None = None,
-        limit: int | None = 50,
-        status: TaskStatus | str | None = None,
-        tags: TagQuery | None = None,
-    ) -> list[Commit]:
-        """List commits, newest first.
-
-        Args:
-            func_name: only commits of the function with this name.
-            limit: at most this many (``None``: all).
-            status: only commits in this state (``TaskStatus`` or its string value).
-                ``"running"`` lists the calls in flight right now (their leases), each as
-                a commit with no result (its hash names no stored commit).
-            tags: only commits carrying every tag (``{key: None}`` = the key with any value).
-
-        Raises:
-            ValueError: ``limit`` is negative, or ``status`` is unknown (the valid values
-                are listed).
-            TypeError: ``tags`` is not a mapping of strings to strings or ``None``.
-        """
-        if limit is not None and (
-            isinstance(limit, bool) or not isinstance(limit, int) or limit < 0
-        ):
-            raise ValueError(f"limit must be a non-negative integer or None, not {limit!r}")
-        if func_name is not None and not isinstance(func_name, str):
-            raise TypeError(f"func_name must be a str, not {type(func_name).__name__}")
-        query = None if tags is None else check_tag_query(tags) or None
-        wanted = parse_status(status)
-        commits = self.store.list_commits(
-            func_name=func_name, limit=limit, status=wanted, tags=query
-        )
-        if wanted is not TaskStatus.RUNNING or query:
-            return commits
-        running = [
-            running_commit(fingerprint, lease, claimed_at)
-            for fingerprint, lease, claimed_at in full_store(self.store).running_claims()
-            if func_name is None or lease.func_name == func_name
-        ]
-        running.extend(commits)
-        running.sort(key=lambda c: c.created_at, reverse=True)
-        return running if limit is None else running[:limit]
-
-    def show(self, hash: str) -> Commit | None:
-        """Return the commit with this hash or unique hash prefix, or ``None`` if none has it.
-
-        The full hash of a result blob (``ref.hash``) also works when the store can look
-        results up (``SQLiteStore``): the newest commit that produced it is returned.
-        The commit carries its provenance: ``task_def.func_source``,
-        ``task_def.args_snapshot``, ``parent_hash``, ``created_at``, ``tags``, ``error``,
-        ``compute_seconds`` and ``result`` (blob hash and size). Expired commits are shown
-        until ``gc`` deletes them.
-
-        Raises:
-            AmbiguousHashError: the prefix matches several commits (``.candidates``).
-            ValueError: ``hash`` is not hexadecimal.
-        """
-        try:
-            return resolve_commit(self.store, hash, by_result=True)
-        except CommitNotFoundError:  # the spec's Store returns Commit | None, and so do we
-            return None
-
-    def get(self, hash: str) -> Any:
-        """Load the result recorded by a commit.
-
-        Args:
-            hash: a commit hash or unique prefix; or, when no commit has it, the full hash
-                of a result blob (``ref.hash``).
-
-        Raises:
-            CommitNotFoundError: nothing matches, or the commit has no result (a failed run).
-            AmbiguousHashError: the prefix matches several commits.
-            BlobError: the result blob is missing or corrupt.
-        """
-        ref, _ = resolve_result(self.store, hash)
-        return self._load_object(ref)
-
-    def diff(self, hash_a: str, hash_b: str) -> dict[str, Any]:
-        """Compare two commits (hashes or unique prefixes).
-
-        Returns:
-            ``{'func_changed': ..., 'args_changed': ..., 'output_changed': ..., ...}`` plus
-            ``source_diff`` (unified diff of the sources) and ``args_diff`` (a list of
-            ``{'path', 'change', 'a', 'b'}`` from a structural comparison of the argument
-            snapshots).
-        """
-        a = resolve_commit(self.store, hash_a, by_result=True)
-        return diff_commits(a, resolve_commit(self.store, hash_b, by_result=True))
-
-    def why(self, hash: str) -> Explanation:
-        """Why the commit ``hash`` (or a unique prefix) was computed: what differs from the
-        nearest earlier run of the same function (the most key parts in common, then the
-        newest). ``str(explanation)`` is a readable report.
-
-        Raises:
-            CommitNotFoundError: no commit has that hash.
-            AmbiguousHashError: the prefix matches several commits.
-        """
-        return explain_why(self.store, hash)
-
-    def history(self, hash: str) -> list[Commit]:
-        """Every run of the same function and arguments as this commit, oldest first.
-
-        Forced runs and re-runs after a TTL expired are separate commits (each one's
-        ``parent_hash`` names the run before it); expired commits are left out.
-        """
-        return self.store.get_history(resolve_commit(self.store, hash, by_result=True).hash)
-
-    def rm(self, hash: str) -> bool:
-        """Delete one commit (hash or unique prefix) and the blob only it used.
-
-        Returns:
-            Whether a commit was deleted: ``False`` when no commit has that hash (or it
-            went away meanwhile).
-
-        Raises:
-            AmbiguousHashError: the prefix matches several commits.
-            ValueError: ``hash`` is not hexadecimal.
-        """
-        try:
-            target = resolve_commit(self.store, hash)
-        except CommitNotFoundError:
-            return False
-        return self.store.delete_commit(target.hash)
-
-    def gc(
-        self, older_than: timedelta = timedelta(days=30), max_size_bytes: int | None = None
-    ) -> int:
-        """Evict entries unused for ``older_than``, expired entries and orphaned blobs.
-
-        Age is measured from a commit's last access: its last cache hit, or its creation if
-        never hit (``show`` and ``get`` do not count). With ``max_size_bytes``, least
-        recently used entries are also evicted until the stored bytes fit. A running
-        task's lease is never touched.
-
-        Returns:
-            The number of commits removed.
-
-        Raises:
-            TypeError: ``older_than`` is not a ``timedelta``.
-            ValueError: a negative age or size.
-        """
-        cutoff = gc_cutoff(older_than)
-        if max_size_bytes is not None and (
-            isinstance(max_size_bytes, bool)
-            or not isinstance(max_size_bytes, int)
-            or max_size_bytes < 0
-        ):
-            raise ValueError(
-                f"max_size_bytes must be a non-negative integer, not {max_size_bytes!r}"
-            )
-        return self.store.evict(cutoff, max_size_bytes)
-
-    def clear(self) -> int:
-        """Remove every entry and orphaned blob (``gc(timedelta(0))``); return the count."""
-        return self.gc(timedelta(0))
-
-    def invalidate(self, tags: TagQuery) -> int:
-        """Delete the commits carrying all these tags (``{key: None}`` = key present).
-
-        Returns:
-            The number of commits deleted.
-
-        Raises:
-            ValueError: ``tags`` is empty (that would match everything).
-            TypeError: ``tags`` is not a mapping of strings to strings or ``None``.
-        """
-        return full_store(self.store).delete_by_tags(check_tag_query(tags, allow_empty=False))
-
-    def stats(self) -> dict[str, int]:
-        """Return commit and storage counters.
-
-        Keys: ``total_commits``, ``completed_commits``, ``stored_objects``, ``disk_bytes``,
-        ``blob_objects``, ``blob_bytes``, ``inline_objects``, ``inline_bytes``.
-        """
-        return self.store.stats()
-
-    def export(self, path: str | os.PathLike[str]) -> ExportResult:
-        """Write every commit and the result blobs they use to a portable ``.tar.gz``.
-
-        Streams (one blob in memory at a time); the file appears only when complete.
-
-        Returns:
-            The number of commits written (an ``int``; ``.blobs``, ``.bytes`` and
-            ``.skipped`` — commits left out because their blob was unreadable — too).
-        """
-        from cashet.provenance.archive import export_archive
-
-        return export_archive(self.store, path)
-
-    def import_archive(self, path: str | os.PathLike[str]) -> ImportResult:
-        """Add the commits and blobs of an archive made by :meth:`export`.
-
-        The archive is untrusted: every member name, blob and commit is verified before
-        anything is written, and nothing is written unless all of it is valid. Commits the
-        store already has are skipped.
-
-        Returns:
-            The number of commits imported (an ``int``, also ``.imported``), with
-            ``.skipped`` and ``.blobs``.
-
-        Raises:
-            ArchiveError: the archive was rejected; the store is unchanged.
-        """
-        from cashet.provenance.archive import import_archive
-
-        return import_archive(self.store, path)
-
-    # --- reads the shells need (the server and the CLI never touch the store) -------------
-
-    def resolve_result(self, hash: str) -> tuple[ObjectRef, Commit | None]:
-        """Return the result blob ``hash`` names, and the commit that recorded it.
-
-        Args:
-            hash: a commit hash or unique prefix; or, when no commit has it, the full hash
-                of a result blob (then the commit is ``None``).
-
-        Raises:
-            CommitNotFoundError: nothing matches, or the commit has no result (a failed run).
-            AmbiguousHashError: the prefix matches several commits.
-            ValueError: ``hash`` is not hexadecimal.
-        """
-        return resolve_result(self.store, hash)
-
-    def result_bytes(self, result: str | ObjectRef) -> bytes:
-        """Return a stored result's serialized bytes, verified but not deserialized.
-
-        Args:
-            result: what :meth:`get` takes (a commit hash or unique prefix, or a full blob
-                hash), or the blob itself (``ref.object_ref``).
-
-        Raises:
-            CommitNotFoundError, AmbiguousHashError: as :meth:`get`.
-            BlobError: the result blob is missing or corrupt.
-        """
-        ref = result if isinstance(result, ObjectRef) else resolve_result(self.store, result)[0]
-        return self.store.get_blob(ref)
-
-
 @functools.cache
 def touch_after() -> timedelta:
     """``core.flow.TOUCH_AFTER``, imported on first use (it would slow ``import cashet``)."""
@@ -579,18 +308,3 @@ def executor_commit(done: Any) -> Commit:
             "or a (Commit, was_cached) pair"
         )
     return done
-
-
-def running_commit(fingerprint: str, lease: Lease, claimed_at: datetime) -> Commit:
-    """A call in flight, shown as a ``RUNNING`` commit (not stored: its hash names nothing)."""
-    func_hash, _, args_hash = fingerprint.partition(":")
-    task_def = TaskDef(func_name=lease.func_name, func_hash=func_hash, args_hash=args_hash)
-    digest = blake3(f"running\0{fingerprint}\0{lease.owner}".encode()).hexdigest()
-    return Commit(
-        hash=digest,
-        task_def=task_def,
-        status=TaskStatus.RUNNING,
-        created_at=claimed_at,
-        expires_at=None,
-        tags={"host": lease.host, "pid": str(lease.pid)},
-    )

@@ -54,8 +54,10 @@ from cashet.hashing import FunctionIdentity, function_identity, hash_call
 from cashet.hashing.functions import identity_is_heavy
 from cashet.models import AsyncResultRef, Commit, ObjectRef, TaskDef, TaskStatus, utcnow
 from cashet.protocols import (
+    AsyncCheckup,
     AsyncExecutor,
     AsyncStore,
+    CheckReport,
     Serializer,
     SyncBacked,
     TagQuery,
@@ -119,6 +121,7 @@ class AsyncClient(ClientBase[AsyncTaskFunction[Any]]):
         executor: any ``AsyncExecutor``; default ``AsyncLocalExecutor()``.
         serializer: any ``Serializer``; default ``PickleSerializer()``.
         max_workers: how many tasks of ``submit_many``/``map`` run at once (1 = sequential).
+        readonly: open the default store read-only (as ``Client``'s ``readonly``).
     """
 
     _task_class = AsyncTaskFunction
@@ -130,13 +133,15 @@ class AsyncClient(ClientBase[AsyncTaskFunction[Any]]):
         executor: AsyncExecutor | None = None,
         serializer: Serializer | None = None,
         max_workers: int = 1,
+        readonly: bool = False,
     ) -> None:
         super().__init__(serializer, max_workers)
         if store is None:
             from cashet.stores.sqlite.async_store import AsyncSQLiteStore
 
             store = AsyncSQLiteStore(
-                Path(store_dir) if store_dir is not None else default_store_dir()
+                Path(store_dir) if store_dir is not None else default_store_dir(),
+                readonly=readonly,
             )
         if executor is None:
             from cashet.executors.async_local import AsyncLocalExecutor
@@ -368,6 +373,16 @@ class AsyncClient(ClientBase[AsyncTaskFunction[Any]]):
     async def import_archive(self, path: str | os.PathLike[str]) -> ImportResult:
         """Add the commits and blobs of an archive (as ``Client.import_archive``)."""
         return await self._sync(lambda c: c.import_archive(path))
+
+    async def check(self, repair: bool = False) -> CheckReport:
+        """Check the store for damage; with ``repair``, fix what can be (as ``Client.check``)."""
+        if not isinstance(repair, bool):
+            raise TypeError(f"repair must be a bool, not {type(repair).__name__}")
+        store = self.store
+        if supports(store, AsyncCheckup):
+            report: CheckReport = await cast(AsyncCheckup, store).check(repair)
+            return report
+        return await self._sync(lambda c: c.check(repair))
 
     async def _sync(self, method: Callable[[Any], R]) -> R:
         """Run ``method(queries)`` off the loop; ``queries`` is a :class:`StoreQueries` over

@@ -66,6 +66,10 @@ class Client(ClientBase[TaskFunction[Any]], StoreQueries):
         executor: any ``Executor``; default ``LocalExecutor()``.
         serializer: any ``Serializer``; default ``PickleSerializer()``.
         max_workers: parallelism of ``submit_many``/``map`` (1 = sequential).
+        readonly: open the default store read-only: hits are served, misses computed and
+            returned but not stored, nothing written (``rm``, ``gc``, ``import_archive``
+            raise ``ReadOnlyStoreError``). A store directory that cannot be written is
+            opened so anyway, with a ``ReadOnlyStoreWarning``. Ignored with ``store``.
     """
 
     _task_class = TaskFunction
@@ -77,12 +81,16 @@ class Client(ClientBase[TaskFunction[Any]], StoreQueries):
         executor: Executor | None = None,
         serializer: Serializer | None = None,
         max_workers: int = 1,
+        readonly: bool = False,
     ) -> None:
         super().__init__(serializer, max_workers)
         if store is None:
             from cashet.stores.sqlite.store import SQLiteStore
 
-            store = SQLiteStore(Path(store_dir) if store_dir is not None else default_store_dir())
+            store = SQLiteStore(
+                Path(store_dir) if store_dir is not None else default_store_dir(),
+                readonly=readonly,
+            )
         if executor is None:
             from cashet.executors.local import LocalExecutor
 
@@ -310,18 +318,21 @@ class Client(ClientBase[TaskFunction[Any]], StoreQueries):
     # --- for the shells: cache peeks and the store on disk -------------------------------
 
     @classmethod
-    def open_existing(cls, store_dir: str | os.PathLike[str]) -> Client:
+    def open_existing(cls, store_dir: str | os.PathLike[str], *, repair: bool = False) -> Client:
         """Open the store in ``store_dir`` without ever creating one.
 
         Args:
             store_dir: the directory of an existing default (SQLite) store.
+            repair: also open a store whose database is gone while its blob files remain
+                (``cashet doctor``: it opens empty, and ``check(repair=True)`` reclaims
+                them).
 
         Raises:
             StoreError: ``store_dir`` does not hold a store.
         """
         from cashet.stores.sqlite.layout import check_store_dir
 
-        check_store_dir(Path(store_dir))
+        check_store_dir(Path(store_dir), lost_db=repair)
         return cls(store_dir=store_dir)
 
     def as_task(self, func: Callable[..., T], options: TaskOptions) -> TaskFunction[T]:

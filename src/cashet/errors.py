@@ -8,6 +8,7 @@ caller would naturally catch::
     │   └── TaskTimeoutError (TimeoutError)
     ├── StoreError                        the store could not do what was asked
     │   ├── StoreUnavailableError         backend unreachable (Redis down, ...)
+    │   ├── ReadOnlyStoreError            a write asked of a read-only store
     │   └── BlobError
     │       ├── BlobMissingError          blob referenced but absent
     │       └── BlobCorruptedError        bytes do not match their hash
@@ -16,6 +17,8 @@ caller would naturally catch::
     └── ArchiveError (ValueError)         archive rejected on import
 
     ClosureWarning (UserWarning)          a value the task reads is left out of the key
+    ReadOnlyStoreWarning (UserWarning)    a store opened read-only: misses are not stored
+    DamagedStoreWarning (UserWarning)     a store opened with blobs no database knows
 
 All exceptions are picklable: executors ship them between processes.
 """
@@ -33,6 +36,9 @@ __all__ = [
     "CashetError",
     "ClosureWarning",
     "CommitNotFoundError",
+    "DamagedStoreWarning",
+    "ReadOnlyStoreError",
+    "ReadOnlyStoreWarning",
     "StoreError",
     "StoreUnavailableError",
     "TaskError",
@@ -101,6 +107,13 @@ class StoreUnavailableError(StoreError):
     """The store's backend cannot be reached (connection refused, dropped, ...)."""
 
 
+class ReadOnlyStoreError(StoreError):
+    """A write (``rm``, ``gc``, ``import``, a repair) was asked of a store opened read-only.
+
+    Computing a miss is not such a write: a read-only store returns its result unstored.
+    """
+
+
 class BlobError(StoreError):
     """A stored blob cannot be returned."""
 
@@ -155,3 +168,14 @@ class ClosureWarning(UserWarning):
     """A value the task reads (a global, a closure cell, a class attribute, a bound method's
     instance, a default) cannot be hashed and is left out of its cache key; the message names
     it and how to silence it (``__cashet_hash__``, or ``cashet.hashing.ignore``)."""
+
+
+class ReadOnlyStoreWarning(UserWarning):
+    """A store was opened read-only because its directory cannot be written: hits are
+    served, misses are computed and returned but not stored. Said once per store; open it
+    with ``readonly=True`` to say you know (no warning then)."""
+
+
+class DamagedStoreWarning(UserWarning):
+    """A store opened with damage it cannot repair by itself (its database is gone or
+    empty while ``objects/`` still holds blob files); ``cashet doctor --repair`` does."""

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
@@ -40,6 +40,7 @@ from cashet.models import Commit, Lease, ObjectRef, TaskDef, TaskStatus
 
 __all__ = [
     "AsyncBlobPartsWriter",
+    "AsyncCheckup",
     "AsyncCommitIterator",
     "AsyncExecutor",
     "AsyncHitLookup",
@@ -48,8 +49,11 @@ __all__ = [
     "AsyncStore",
     "BlobParts",
     "BlobPartsWriter",
+    "CheckReport",
+    "Checkup",
     "CommitIterator",
     "Executor",
+    "Finding",
     "Hit",
     "HitLookup",
     "Housekeeping",
@@ -259,6 +263,99 @@ class HitLookup(Protocol):
     def lookup(self, fingerprint: str) -> Hit | None:
         """Return what ``find_by_fingerprint`` finds, with the result's bytes if read along."""
         ...
+
+
+@dataclass(slots=True)
+class Finding:
+    """One thing a store's check found.
+
+    Attributes:
+        kind: what it is: ``"integrity"`` (the database's own check failed),
+            ``"damaged_commit"`` (a commit row that does not verify), ``"quarantined"``
+            (an entry set aside earlier, listed), ``"orphan_file"`` (a blob file no row
+            knows), ``"missing_blob"`` (a commit whose result blob is gone),
+            ``"stale_lease"`` (a lease whose holder is dead or expired),
+            ``"dangling_index"`` (an index entry naming nothing), ``"orphan_blob"`` (a blob
+            no commit references), ``"store_gone"`` (a database gone while blobs remain),
+            ``"readonly"`` (a repair the store cannot make: it is read-only).
+        subject: what it concerns (a commit or blob hash, a fingerprint, a file, a key).
+        detail: what is wrong, in words.
+        action: what ``repair`` did about it (``""``: nothing, or not asked to).
+        problem: whether it is damage (``False``: informational, e.g. an entry already
+            quarantined).
+    """
+
+    kind: str
+    subject: str
+    detail: str
+    action: str = ""
+    problem: bool = True
+
+
+@dataclass(slots=True)
+class CheckReport:
+    """What a store's check (``client.check()``, ``cashet doctor``) found and did.
+
+    Attributes:
+        where: the store checked (its ``repr``, or where it lives).
+        repair: whether repairs were asked for.
+        findings: everything found, in the order found.
+        counts: what was examined (``commits``, ``blobs``, ``files``, ``leases``, ...).
+        reclaimed_bytes: bytes of blob files (or values) the repair removed.
+    """
+
+    where: str
+    repair: bool
+    findings: list[Finding] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+    reclaimed_bytes: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """Whether nothing wrong is left: every problem found was repaired."""
+        return not self.remaining
+
+    @property
+    def remaining(self) -> list[Finding]:
+        """The problems not repaired (all of them when ``repair`` was not asked)."""
+        return [f for f in self.findings if f.problem and not f.action]
+
+    def add(self, kind: str, subject: str, detail: str, action: str = "") -> Finding:
+        """Record a problem (``action``: what was done about it, if anything)."""
+        finding = Finding(kind, subject, detail, action)
+        self.findings.append(finding)
+        return finding
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as JSON-able data (``cashet doctor --json``)."""
+        return {
+            "store": self.where,
+            "repair": self.repair,
+            "ok": self.ok,
+            "counts": dict(self.counts),
+            "reclaimed_bytes": self.reclaimed_bytes,
+            "findings": [asdict(f) for f in self.findings],
+        }
+
+
+@runtime_checkable
+class Checkup(Protocol):
+    """A store that checks its own invariants and repairs what it can (``cashet doctor``)."""
+
+    def check(self, repair: bool = False) -> CheckReport:
+        """Examine the whole store; with ``repair``, fix what can be fixed.
+
+        Never raises for damage found (it is reported); raises ``StoreError`` only when the
+        store cannot be read at all.
+        """
+        ...
+
+
+@runtime_checkable
+class AsyncCheckup(Protocol):
+    """The asyncio twin of :class:`Checkup`."""
+
+    async def check(self, repair: bool = False) -> CheckReport: ...
 
 
 @runtime_checkable

@@ -7,6 +7,7 @@ added to the group here, so no command module is imported back by the group.
 
 from cashet.cli.app import main
 from cashet.cli.archive import export, import_
+from cashet.cli.doctor import doctor
 from cashet.cli.maintenance import clear, gc, invalidate, rm, stats
 from cashet.cli.provenance import diff, get, history, log, show
 from cashet.cli.serve import serve
@@ -14,7 +15,7 @@ from cashet.cli.why import why
 
 for _command in (log, show, get, diff, history, why):  # queries
     main.add_command(_command)
-for _command in (stats, rm, gc, clear, invalidate, export, import_, serve):
+for _command in (stats, rm, gc, clear, invalidate, doctor, export, import_, serve):
     main.add_command(_command)
 main.add_command(log, "list")  # the published cashet's name for log
 

@@ -41,8 +41,11 @@ class CliContext:
         self.rich = rich
         self._client: Client | None = None
 
-    def client(self, *, create: bool = False) -> Client:
-        """Open the store; unless ``create``, fail when there is none (never make one)."""
+    def client(self, *, create: bool = False, repair: bool = False) -> Client:
+        """Open the store; unless ``create``, fail when there is none (never make one).
+
+        ``repair``: also a store whose database is gone but whose blobs remain (doctor).
+        """
         if self._client is None:
             from cashet.client import Client
 
@@ -51,7 +54,7 @@ class CliContext:
             elif not self.store_dir.exists():
                 fail(f"no cashet store at {self.store_dir} (use --store-dir or set CASHET_DIR)")
             else:
-                self._client = Client.open_existing(self.store_dir)
+                self._client = Client.open_existing(self.store_dir, repair=repair)
         return self._client
 
     def has_store(self) -> bool:

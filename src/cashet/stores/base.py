@@ -62,6 +62,7 @@ __all__ = [
     "AsyncFullStore",
     "AsyncStoreBase",
     "FullStore",
+    "LocalLeases",
     "StoreBase",
     "copy_commit",
     "full_async_store",
@@ -207,6 +208,9 @@ class _LocalLeases:
                     return
                 self._changed.wait(left)
 
+
+#: Leases kept in this process (a read-only store's, a store without ``Leases``).
+LocalLeases = _LocalLeases
 
 #: In-process leases per store object (by id: a third-party store need not be hashable).
 _LEASES: dict[int, tuple[Any, _LocalLeases]] = {}

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from cashet.errors import StoreError
 from cashet.models import Commit, Lease, ObjectRef, TaskStatus
-from cashet.protocols import Hit, ResultData, TagQuery
+from cashet.protocols import CheckReport, Hit, ResultData, TagQuery
 from cashet.stores.base import AsyncStoreBase
 from cashet.stores.quarantine import QuarantineEntry
 from cashet.stores.redis.calls import OpFlow, RedisCall
@@ -229,6 +229,11 @@ class AsyncRedisStore(RedisStoreBase, AsyncStoreBase):
         await self._run(self._ops.touch(hash, when))
 
     # lifecycle
+
+    async def check(self, repair: bool = False) -> CheckReport:
+        """Check the store's invariants; with ``repair``, fix what can be fixed (see
+        :mod:`cashet.stores.redis.doctor_ops`)."""
+        return await self._run(self._ops.check(repair))
 
     async def quarantined(self) -> list[QuarantineEntry]:
         """Every damaged entry set aside, oldest first (see :mod:`cashet.stores.quarantine`)."""

@@ -37,6 +37,7 @@ from cashet.stores.redis.calls import OpFlow, RedisCall, text
 from cashet.stores.redis.calls import run_script as _run
 from cashet.stores.redis.claim_ops import ClaimOps
 from cashet.stores.redis.damage_ops import DamageOps
+from cashet.stores.redis.doctor_ops import DoctorOps
 from cashet.stores.redis.keys import (
     BATCH,
     BLOB_CACHE,
@@ -134,7 +135,7 @@ class IterCursor:
 # --- operations -----------------------------------------------------------------------------
 
 
-class Ops(ClaimOps, DamageOps):
+class Ops(ClaimOps, DamageOps, DoctorOps):
     """Every store operation as a flow of :class:`RedisCall`; shared by the sync and async store.
 
     Holds the per-process caches of the hit path: commits recently found (immutable but

@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 from cashet._process import current_pid
 from cashet.errors import StoreError
 from cashet.models import Commit, Lease, ObjectRef, TaskStatus
-from cashet.protocols import Hit, ResultData, TagQuery
+from cashet.protocols import CheckReport, Hit, ResultData, TagQuery
 from cashet.stores.base import StoreBase
 from cashet.stores.quarantine import QuarantineEntry
 from cashet.stores.redis.calls import OpFlow, RedisCall
@@ -306,6 +306,11 @@ class RedisStore(RedisStoreBase, StoreBase):
     def touch(self, hash: str, when: datetime) -> None:
         """Set the commit's ``last_accessed`` to ``when`` (an unknown hash is ignored)."""
         self._run(self._ops.touch(hash, when))
+
+    def check(self, repair: bool = False) -> CheckReport:
+        """Check the store's invariants; with ``repair``, fix what can be fixed (see
+        :mod:`cashet.stores.redis.doctor_ops`)."""
+        return self._run(self._ops.check(repair))
 
     def quarantined(self) -> list[QuarantineEntry]:
         """Every damaged entry set aside, oldest first (see :mod:`cashet.stores.quarantine`)."""

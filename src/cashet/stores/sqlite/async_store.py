@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 
 from cashet.errors import StoreError
 from cashet.models import Commit, Lease, ObjectRef, TaskStatus
-from cashet.protocols import BlobParts, Hit, ResultData, TagQuery
+from cashet.protocols import BlobParts, CheckReport, Hit, ResultData, TagQuery
 from cashet.stores.base import AsyncStoreBase
 from cashet.stores.quarantine import QuarantineEntry
 from cashet.stores.sqlite.store import SQLiteStore
@@ -55,6 +55,7 @@ class AsyncSQLiteStore(AsyncStoreBase):
         path: the store directory (created if missing).
         inline_threshold: as in ``SQLiteStore``.
         busy_timeout: as in ``SQLiteStore``.
+        readonly: as in ``SQLiteStore``.
 
     Raises:
         StoreError: the directory or database cannot be opened.
@@ -66,10 +67,13 @@ class AsyncSQLiteStore(AsyncStoreBase):
         *,
         inline_threshold: int = 1024,
         busy_timeout: float = 30.0,
+        readonly: bool = False,
     ) -> None:
         # Opening (mkdir, schema migration) is quick and happens once: done here, in the
         # caller's thread, so that the constructor stays synchronous like the spec's.
-        self._sync = SQLiteStore(path, inline_threshold=inline_threshold, busy_timeout=busy_timeout)
+        self._sync = SQLiteStore(
+            path, inline_threshold=inline_threshold, busy_timeout=busy_timeout, readonly=readonly
+        )
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cashet-sqlite")
         self._closed = False
 
@@ -204,6 +208,15 @@ class AsyncSQLiteStore(AsyncStoreBase):
         await self.run_sync(self._sync.touch, hash, when)
 
     # lifecycle
+
+    @property
+    def readonly(self) -> bool:
+        """Whether the store was opened read-only (see ``SQLiteStore``)."""
+        return self._sync.readonly
+
+    async def check(self, repair: bool = False) -> CheckReport:
+        """Check the store (``SQLiteStore.check``), in its worker thread."""
+        return await self.run_sync(self._sync.check, repair)
 
     async def quarantined(self) -> list[QuarantineEntry]:
         """Every damaged entry set aside, oldest first (see :mod:`cashet.stores.quarantine`)."""

@@ -9,6 +9,7 @@ of commits or blobs.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
@@ -16,12 +17,13 @@ import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
+from urllib.parse import quote
 
 from cashet import _process
 from cashet.errors import StoreError
 from cashet.stores.sqlite import schema as sql
 
-__all__ = ["DB_ERRORS", "Database", "tolerant_text"]
+__all__ = ["DB_ERRORS", "Database", "readonly_uri", "tolerant_text"]
 
 # Guards connection bookkeeping; taken on the slow path only (connect, close).
 _registry_lock = threading.Lock()
@@ -73,6 +75,24 @@ def tolerant_text(conn: sqlite3.Connection) -> Iterator[None]:
         conn.text_factory = str
 
 
+def readonly_uri(db_file: str) -> str:
+    """The URI that opens ``db_file`` read-only, without ever writing beside it.
+
+    ``mode=ro`` reads a WAL database when its ``-shm`` and ``-wal`` files exist or its
+    directory is writable (SQLite creates them). In a directory nobody may write (a
+    read-only mount, ``chmod a-w``) where they do not exist, SQLite cannot open the WAL
+    index at all, and ``immutable=1`` is the way in: no locks, no ``-shm``. That is safe
+    there because no writer can change the database either: a writer needs those files.
+    """
+    folder = os.path.dirname(db_file) or "."
+    uri = f"file:{quote(os.path.abspath(db_file))}?mode=ro"
+    if not os.access(folder, os.W_OK) and not all(
+        os.path.exists(db_file + suffix) for suffix in ("-wal", "-shm")
+    ):
+        uri += "&immutable=1"
+    return uri
+
+
 def _is_busy(exc: Exception) -> bool:
     code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
     return code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or "locked" in str(exc)
@@ -85,13 +105,19 @@ class Database:
         db_file: the database file (created, and migrated to the current schema, on open).
         busy_timeout: seconds a write waits for another writer before ``StoreError``.
         owner: how errors name the store (its ``repr``).
+        readonly: open it read-only (:func:`readonly_uri`): nothing is created, migrated
+            or written; a write raises ``StoreError``.
 
     Raises:
-        StoreError: the file cannot be opened, or was written by a newer cashet.
+        StoreError: the file cannot be opened, or was written by a newer cashet (or, read
+            only, by an older one: it cannot be upgraded).
     """
 
-    def __init__(self, db_file: str, busy_timeout: float, owner: str) -> None:
+    def __init__(
+        self, db_file: str, busy_timeout: float, owner: str, *, readonly: bool = False
+    ) -> None:
         self.file = db_file
+        self.readonly = readonly
         self.busy_timeout = busy_timeout
         self._owner = owner
         self._local = threading.local()
@@ -131,10 +157,11 @@ class Database:
                 # check_same_thread=False only so that close() can close every thread's
                 # connection; each connection is still used by its own thread alone.
                 conn = sqlite3.connect(
-                    self.file,
+                    readonly_uri(self.file) if self.readonly else self.file,
                     timeout=self.busy_timeout,
                     isolation_level=None,
                     check_same_thread=False,
+                    uri=self.readonly,
                 )
             except DB_ERRORS as exc:
                 raise StoreError(f"cannot open {self.file}: {exc}") from exc
@@ -237,6 +264,12 @@ class Database:
         if version == sql.SCHEMA_VERSION:
             return
         self._check_version(version)
+        if self.readonly:
+            raise StoreError(
+                f"{self.file} has schema version {version}, older than the"
+                f" {sql.SCHEMA_VERSION} this cashet reads, and it is opened read-only: open"
+                " it once where it can be written to upgrade it"
+            )
         try:
             # Persistent in the file; it cannot change inside a transaction.
             conn.execute("PRAGMA journal_mode = WAL")

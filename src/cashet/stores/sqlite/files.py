@@ -42,13 +42,16 @@ class BlobFiles:
     Args:
         objects: the directory (created if missing, with its parents).
         store_dir: the store directory, as errors name it.
+        create: create the directory (``False``: a read-only store, which creates nothing).
 
     Raises:
         StoreError: the directory cannot be created.
     """
 
-    def __init__(self, objects: str, store_dir: object) -> None:
+    def __init__(self, objects: str, store_dir: object, *, create: bool = True) -> None:
         self.root = objects
+        if not create:
+            return
         try:
             os.makedirs(objects, exist_ok=True)
         except OSError as exc:

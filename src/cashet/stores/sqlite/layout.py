@@ -20,14 +20,26 @@ DB_FILE = "meta.db"
 WAL_FILE = DB_FILE + "-wal"
 
 
-def check_store_dir(path: Path) -> None:
+def check_store_dir(path: Path, *, lost_db: bool = False) -> None:
     """Raise unless ``path`` is a directory holding a store's database.
+
+    Args:
+        path: the store directory.
+        lost_db: accept a store whose database is gone while its ``objects/`` remain (for
+            the doctor, which reclaims them).
 
     Raises:
         StoreError: ``path`` does not exist, or is not a store directory.
     """
     if not path.exists():
         raise StoreError(f"no cashet store at {path}")
+    if path.is_dir() and (path / "objects").is_dir() and not (path / DB_FILE).is_file():
+        if lost_db:
+            return
+        raise StoreError(
+            f"the cashet store {path} has lost its {DB_FILE} but its objects/ remain:"
+            " `cashet doctor --repair` reclaims them"
+        )
     if not path.is_dir() or not (path / DB_FILE).is_file():
         raise StoreError(f"{path} is not a cashet store (it has no {DB_FILE})")
 

@@ -22,6 +22,7 @@ import math
 import os
 import sqlite3
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import suppress
 from datetime import datetime
@@ -30,11 +31,16 @@ from types import TracebackType
 from typing import Any
 
 from cashet import _process
-from cashet.errors import BlobCorruptedError, BlobMissingError, StoreError
+from cashet.errors import (
+    BlobCorruptedError,
+    BlobMissingError,
+    ReadOnlyStoreWarning,
+    StoreError,
+)
 from cashet.hashing.commits import check_commit_hash, stored_json, verified_commit
 from cashet.models import Commit, ObjectRef, TaskStatus
 from cashet.protocols import BlobParts, Hit, ResultData, TagQuery
-from cashet.stores.base import StoreBase, copy_commit
+from cashet.stores.base import LocalLeases, StoreBase, copy_commit
 from cashet.stores.blobs import (
     BLOB_RAW,
     blob_hash,
@@ -49,8 +55,11 @@ from cashet.stores.sqlite import schema as sql
 from cashet.stores.sqlite.claims import ClaimsMixin
 from cashet.stores.sqlite.connection import DB_ERRORS, Database
 from cashet.stores.sqlite.damage import DamageMixin, epoch_or_none
+from cashet.stores.sqlite.doctor import COUNTED, DoctorMixin, warn_files_left
 from cashet.stores.sqlite.files import READINTO_MIN, BlobFiles, has_file, unlink
+from cashet.stores.sqlite.layout import DB_FILE, check_store_dir
 from cashet.stores.sqlite.legacy import migrate_if_legacy
+from cashet.stores.sqlite.readonly import ReadOnlyMixin, unwritable
 from cashet.stores.sqlite.removal import RemovalMixin
 from cashet.stores.sqlite.schema import to_epoch
 
@@ -66,21 +75,38 @@ def _compressible(parts: BlobParts) -> bool:
 _HEX = "0123456789abcdef"
 
 
-class SQLiteStore(ClaimsMixin, RemovalMixin, DamageMixin, StoreBase):
+def _has_content(db_file: str) -> bool:
+    """Whether ``meta.db`` exists with something in it (else a store opens empty)."""
+    try:
+        return os.stat(db_file).st_size > 0
+    except OSError:
+        return False
+
+
+class SQLiteStore(ReadOnlyMixin, DoctorMixin, ClaimsMixin, RemovalMixin, DamageMixin, StoreBase):
     """The default store: SQLite metadata and content-addressed blob files in one directory.
 
     Safe to share between threads and across ``fork``; several processes may use one
     directory at once.
 
     Args:
-        path: the store directory (created if missing).
+        path: the store directory (created if missing, unless read-only).
         inline_threshold: blobs whose encoded form is smaller than this many bytes live in
             ``meta.db``; larger ones are files under ``objects/``.
         busy_timeout: seconds a write waits for another writer before ``StoreError``.
+        readonly: open the store read-only (:mod:`~cashet.stores.sqlite.readonly`): hits
+            are served, misses computed and not stored, nothing is written. A store whose
+            directory cannot be written is opened so anyway, with a
+            :class:`~cashet.errors.ReadOnlyStoreWarning`.
+
+    Warns:
+        DamagedStoreWarning: ``meta.db`` was missing or empty while ``objects/`` holds blob
+            files (no commit knows them any more; ``cashet doctor --repair`` reclaims them).
 
     Raises:
         StoreError: the directory or database cannot be opened, or ``meta.db`` was written
-            by a newer cashet whose schema this one does not know.
+            by a newer cashet whose schema this one does not know; read-only, also when
+            there is no store there or it needs an upgrade.
     """
 
     #: Seconds an unreferenced blob is kept before ``evict`` removes it: a blob just
@@ -101,19 +127,44 @@ class SQLiteStore(ClaimsMixin, RemovalMixin, DamageMixin, StoreBase):
         *,
         inline_threshold: int = 1024,
         busy_timeout: float = 30.0,
+        readonly: bool = False,
     ) -> None:
         self._path = Path(path)
         self._inline_threshold = inline_threshold
         self._host = _process.hostname()
-        self._files = BlobFiles(os.fspath(self._path / "objects"), self._path)
+        db_file = os.fspath(self._path / DB_FILE)
+        why = "" if readonly else unwritable(self._path, db_file)
+        self.readonly: bool = readonly or bool(why)
+        self._local_leases = LocalLeases()
+        self._lost: set[str] = set()
+        self._told_unstored = False
+        if self.readonly:
+            check_store_dir(self._path)  # never created read-only
+        self._files = BlobFiles(
+            os.fspath(self._path / "objects"), self._path, create=not self.readonly
+        )
         # Decoded and verified commits by hash (commits never change; callers get copies),
         # each with the fingerprint it answers as a hit ("" if none: failed, uncached).
         self._decoded: _process.BoundedCache[str, tuple[Commit, str]] = _process.BoundedCache(
             self._DECODED_MAX
         )
-        # A store of the published cashet 0.4.x/0.5.x is migrated first (or refused).
-        migrate_if_legacy(self._path, inline_threshold)
-        self._db = Database(os.fspath(self._path / "meta.db"), busy_timeout, repr(self))
+        gone = False
+        if not self.readonly:
+            # A store of the published cashet 0.4.x/0.5.x is migrated first (or refused).
+            migrate_if_legacy(self._path, inline_threshold)
+            gone = not _has_content(db_file)
+        self._db = Database(db_file, busy_timeout, repr(self), readonly=self.readonly)
+        if gone and not self.stats()["total_commits"]:  # (not recovered from the WAL)
+            warn_files_left(self._path, self._files.root)
+        if why:
+            warnings.warn(
+                ReadOnlyStoreWarning(
+                    f"the cashet store {self._path} is opened read-only because {why}:"
+                    " cache hits are served, misses are computed but not stored (pass"
+                    " readonly=True to say you know)"
+                ),
+                stacklevel=3,
+            )
 
     @property
     def path(self) -> Path:
@@ -151,6 +202,8 @@ class SQLiteStore(ClaimsMixin, RemovalMixin, DamageMixin, StoreBase):
         """
         h = blob_hash(data)
         ref = ObjectRef(h, len(data))
+        if self.readonly:
+            return ref  # not stored (see cashet.stores.sqlite.readonly)
         row = self._db.one(sql.BLOB_STATE, (h,))
         if (
             row is not None
@@ -188,6 +241,8 @@ class SQLiteStore(ClaimsMixin, RemovalMixin, DamageMixin, StoreBase):
         Equivalent to ``put_blob(b"".join(parts))``.
         """
         h, size = blob_hash_parts(parts)
+        if self.readonly:
+            return ObjectRef(h, size)  # not stored
         if size < READINTO_MIN or _compressible(parts):
             return self.put_blob(b"".join(parts))
         ref = ObjectRef(h, size)
@@ -252,6 +307,9 @@ class SQLiteStore(ClaimsMixin, RemovalMixin, DamageMixin, StoreBase):
         ``put_blob`` of the same bytes re-creates the row (counting the commits that point
         at it), which is how a re-run repairs the cache.
         """
+        if self.readonly:
+            self._remember_lost(h)
+            return
         with suppress(StoreError), self._db.transact() as conn:
             conn.execute(sql.DELETE_BLOB, (h,))
 
@@ -270,6 +328,8 @@ class SQLiteStore(ClaimsMixin, RemovalMixin, DamageMixin, StoreBase):
                 verify when read back).
         """
         check_commit_hash(commit)
+        if self.readonly:
+            return  # not stored
         with self._db.transact() as conn:
             self._insert_commit(conn, commit)
 
@@ -294,8 +354,12 @@ class SQLiteStore(ClaimsMixin, RemovalMixin, DamageMixin, StoreBase):
         """Store a result, record its commit and drop the lease: the end of a miss.
 
         Same effect as ``put_blob`` + ``put_commit(build(ref))`` + ``release_claim``, but a
-        small (inline) result takes one transaction instead of three.
+        small (inline) result takes one transaction instead of three. Read-only, nothing
+        is stored: the commit carries the bytes (``Commit.result_data``) for its
+        ``ResultRef`` to load.
         """
+        if self.readonly:
+            return self._unstored_result(data, build, release)
         if not isinstance(data, bytes):
             ref = self.put_blob_parts(data)
             encoded = None
@@ -321,6 +385,20 @@ class SQLiteStore(ClaimsMixin, RemovalMixin, DamageMixin, StoreBase):
                     unlink(self._files.path(ref.hash))  # the blob moved into meta.db
             if release is not None:
                 conn.execute(sql.RELEASE_CLAIM, release)
+        return commit
+
+    def _unstored_result(
+        self,
+        data: ResultData,
+        build: Callable[[ObjectRef], Commit],
+        release: tuple[str, str] | None,
+    ) -> Commit:
+        joined = data if isinstance(data, bytes) else b"".join(data)
+        commit = build(ObjectRef(blob_hash(joined), len(joined)))
+        commit.result_data = joined
+        if release is not None:
+            self.release_claim(*release)
+        self._unstored(commit.task_def.func_name)
         return commit
 
     def get_commit(self, hash: str) -> Commit | None:
@@ -374,6 +452,8 @@ class SQLiteStore(ClaimsMixin, RemovalMixin, DamageMixin, StoreBase):
         if answers != fingerprint or (template.expires_at is not None and template.is_expired()):
             self._mismatch(rowid, template, fingerprint)
             return None
+        if self._lost and template.result is not None and template.result.hash in self._lost:
+            return None  # read-only: found lost in this process
         data = None
         if type(inline) is bytes and template.result is not None:
             blob = template.result.hash
@@ -479,7 +559,11 @@ class SQLiteStore(ClaimsMixin, RemovalMixin, DamageMixin, StoreBase):
         ``blob_objects``, ``blob_bytes``, ``inline_objects``, ``inline_bytes``; sizes are
         the stored (encoded, possibly compressed) bytes.
         """
-        total, completed, files, file_bytes, inline, inline_bytes = self._db.one(sql.STATS, ())
+        row = self._db.one(sql.STATS, ())
+        if row is None or not all(type(v) is int for v in row):
+            # Damaged counters (``cashet doctor --repair`` rewrites them): counted instead.
+            row = self._db.one(COUNTED, ())
+        total, completed, files, file_bytes, inline, inline_bytes = row
         return {
             "total_commits": total,
             "completed_commits": completed,

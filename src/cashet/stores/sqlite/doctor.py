@@ -1,0 +1,475 @@
+"""The check-up of a SQLite store (``client.check()``, ``cashet doctor``): find and repair.
+
+A mixin of :class:`~cashet.stores.sqlite.store.SQLiteStore`. :meth:`DoctorMixin.check` looks
+at the whole store, in this order, and with ``repair=True`` fixes what it can:
+
+1. ``PRAGMA integrity_check`` of ``meta.db`` (indexes included); repair: ``REINDEX``, then
+   the check again (what is still wrong is reported: only a restore can fix a damaged table).
+2. every commit row verified (its body hashes to its hash, its indexed columns agree with
+   its body); repair: the damaged rows are quarantined (:mod:`cashet.stores.quarantine`).
+3. the entries quarantined before, listed (information, not a problem).
+4. blob files no row knows (``objects/``): one a commit references is *adopted* (verified,
+   then indexed again); any other is reclaimed (unlinked under the write lock, so a
+   concurrent ``put_blob`` of the same bytes rewrites it). Temporary files of a write
+   older than ``orphan_grace`` are reclaimed too. This is how the space of a ``meta.db``
+   that was deleted or truncated comes back (``gc`` never walks the files).
+5. blobs that are gone (an indexed file missing or of the wrong size, inline bytes that do
+   not verify, a result no row knows); repair: the blob row and the commits that need it
+   are removed, so those calls are misses and recompute. Blob files are checked by size,
+   not read: ``get_blob`` verifies content on every read.
+6. reference counts and the ``stats`` counters, recomputed; repair: rewritten.
+7. leases whose holder is dead or that expired; repair: removed.
+
+Nothing is written without ``repair``; a read-only store reports what it would repair.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+import warnings
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from cashet._humanize import format_size
+from cashet._log import log
+from cashet.core import leases as _lease
+from cashet.errors import BlobError, DamagedStoreWarning, StoreError
+from cashet.hashing.commits import verified_commit
+from cashet.protocols import CheckReport
+from cashet.stores.blobs import decode_blob, verify_blob
+from cashet.stores.sqlite import schema as sql
+from cashet.stores.sqlite.claims import _lease_of
+from cashet.stores.sqlite.connection import DB_ERRORS, Database, tolerant_text
+from cashet.stores.sqlite.files import BlobFiles, has_file
+
+__all__ = ["COUNTED", "DoctorMixin", "count_blob_files", "warn_files_left"]
+
+_HEX = frozenset("0123456789abcdef")
+#: Findings of one kind listed at most (the rest are counted).
+_LIST_MAX = 1000
+_ROWS = (
+    "SELECT rowid, hash, body, fingerprint, status, cache FROM commits"
+    " WHERE rowid > ? ORDER BY rowid LIMIT ?"
+)
+# Rows are named by rowid: a damaged hash (text that is not UTF-8) cannot be a parameter.
+_FILE_BLOBS = "SELECT rowid, hash, stored_size FROM blobs WHERE inline IS NULL"
+_INLINE_BLOBS = "SELECT rowid, hash, inline FROM blobs WHERE inline IS NOT NULL"
+_UNKNOWN_RESULTS = (
+    "SELECT c.rowid, c.result_hash FROM commits AS c LEFT JOIN blobs AS b"
+    " ON b.hash = c.result_hash WHERE c.result_hash IS NOT NULL AND b.hash IS NULL"
+)
+_USERS = "SELECT hash FROM commits WHERE result_hash = ?"
+_USERS_OF_ROW = (
+    "SELECT c.rowid FROM commits AS c JOIN blobs AS b ON c.result_hash = b.hash WHERE b.rowid = ?"
+)
+_DELETE_BLOB_ROW = "DELETE FROM blobs WHERE rowid = ?"
+_REFCOUNTS = (
+    "SELECT b.rowid, b.hash, b.refcount,"
+    " (SELECT count(*) FROM commits AS c WHERE c.result_hash = b.hash) FROM blobs AS b"
+)
+_SET_REFCOUNT = "UPDATE blobs SET refcount = ? WHERE rowid = ?"
+#: The ``stats`` counters computed from the tables (``counters`` row order).
+COUNTED = (
+    "SELECT (SELECT count(*) FROM commits),"
+    " (SELECT count(*) FROM commits WHERE status = 'completed'),"
+    " (SELECT count(*) FROM blobs WHERE inline IS NULL),"
+    " (SELECT coalesce(sum(stored_size), 0) FROM blobs WHERE inline IS NULL),"
+    " (SELECT count(*) FROM blobs WHERE inline IS NOT NULL),"
+    " (SELECT coalesce(sum(stored_size), 0) FROM blobs WHERE inline IS NOT NULL)"
+)
+_COUNTERS = (
+    "total_commits",
+    "completed_commits",
+    "blob_objects",
+    "blob_bytes",
+    "inline_objects",
+    "inline_bytes",
+)
+_SET_COUNTERS = (
+    "INSERT OR REPLACE INTO counters (id, total_commits, completed_commits, blob_objects,"
+    " blob_bytes, inline_objects, inline_bytes) VALUES (0, ?, ?, ?, ?, ?, ?)"
+)
+_ALL_CLAIMS = sql.LIVE_CLAIMS
+
+
+def _walk(root: str) -> Iterator[tuple[str, str, os.stat_result]]:
+    """Every file under ``objects/``: ``(shard, name, stat)``."""
+    try:
+        shards = sorted(os.scandir(root), key=lambda e: e.name)
+    except OSError:
+        return
+    for shard in shards:
+        if not shard.is_dir(follow_symlinks=False):
+            continue
+        try:
+            entries = sorted(os.scandir(shard.path), key=lambda e: e.name)
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                if entry.is_file(follow_symlinks=False):
+                    yield shard.name, entry.name, entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+
+
+def count_blob_files(objects: str) -> tuple[int, int]:
+    """How many files ``objects/`` holds, and their bytes (for the warning at open)."""
+    n = size = 0
+    for _, _, st in _walk(objects):
+        n += 1
+        size += st.st_size
+    return n, size
+
+
+def warn_files_left(path: object, objects: str) -> None:
+    """A store opened with no (or an empty) ``meta.db``: say so, once, if blob files
+    outlived it (a ``DamagedStoreWarning`` and a log line naming the way out)."""
+    files, size = count_blob_files(objects)
+    if not files:
+        return
+    message = (
+        f"the cashet store {path} had no meta.db (it was missing or empty) but its objects/"
+        f" directory holds {files} blob file(s), {format_size(size)}, that no commit knows"
+        " any more: run `cashet doctor --repair` (or client.check(repair=True)) to reclaim"
+        " the space"
+    )
+    log.warning("%s", message)
+    warnings.warn(DamagedStoreWarning(message), stacklevel=4)
+
+
+class DoctorMixin:
+    """``check`` of ``SQLiteStore`` (its ``_db``, ``_files``, ``_host`` and settings)."""
+
+    _db: Database
+    _files: BlobFiles
+    _host: str
+    orphan_grace: float
+    readonly: bool
+
+    if TYPE_CHECKING:  # the other mixins' (a stub here would shadow them)
+
+        def _quarantine_row(self, rowid: Any, h: Any, body: Any, reason: str) -> None: ...
+        def quarantined(self) -> list[Any]: ...
+        def _delete(self, conn: Any, hash: str) -> bool: ...
+
+    def check(self, repair: bool = False) -> CheckReport:
+        """Check the whole store, and with ``repair`` fix what can be fixed (see the module
+        docstring for what is checked and what a repair does).
+
+        Returns:
+            The report: every finding, and what was done about each.
+
+        Raises:
+            StoreError: ``meta.db`` cannot be read at all.
+        """
+        report = CheckReport(repr(self), repair)
+        if repair and self.readonly:
+            report.add(
+                "readonly",
+                os.path.dirname(self._db.file),
+                "the store is read-only: nothing was repaired (run the doctor where the"
+                " store can be written)",
+            )
+            repair = False
+        self._check_integrity(report, repair)
+        self._check_commits(report, repair)
+        for entry in self.quarantined():
+            finding = report.add("quarantined", entry.hash, f"{entry.kind}: {entry.reason}")
+            finding.problem = False
+        self._check_files(report, repair)
+        self._check_blobs(report, repair)
+        self._check_counts(report, repair)
+        self._check_leases(report, repair)
+        return report
+
+    def _write(self, report: CheckReport, what: str) -> Any:
+        """A write transaction for a repair; a failure is reported, not raised."""
+        return _Repair(self._db, report, what)
+
+    def _check_integrity(self, report: CheckReport, repair: bool) -> None:
+        problems = self._integrity()
+        if not problems:
+            return
+        fixed = False
+        if repair:
+            try:
+                self._db.conn().execute("REINDEX")
+                fixed = not self._integrity()
+            except DB_ERRORS as exc:
+                report.add("integrity", self._db.file, f"REINDEX failed: {exc}")
+        for message in problems[:_LIST_MAX]:
+            report.add(
+                "integrity",
+                self._db.file,
+                message,
+                "reindexed" if fixed else "",
+            )
+        if not fixed and repair:
+            report.add(
+                "integrity",
+                self._db.file,
+                "still damaged after REINDEX: the damaged table cannot be repaired in place"
+                " (restore it, or move the store away and let it be rebuilt)",
+            )
+
+    def _integrity(self) -> list[str]:
+        try:
+            conn = self._db.conn()
+            with tolerant_text(conn):
+                rows = conn.execute("PRAGMA integrity_check").fetchall()
+        except DB_ERRORS as exc:
+            return [f"integrity_check failed: {exc}"]
+        messages = [_shown(row[0]) for row in rows]
+        return [] if messages == ["ok"] else messages
+
+    def _check_commits(self, report: CheckReport, repair: bool) -> None:
+        after, seen = -math.inf, 0
+        while True:
+            rows = self._db.all(_ROWS, (after, 256))
+            for rowid, h, body, fingerprint, status, cache in rows:
+                seen += 1
+                reason = _damage(h, body, fingerprint, status, cache)
+                if reason is None:
+                    continue
+                action = ""
+                if repair:
+                    self._quarantine_row(rowid, h, body, reason)
+                    action = "quarantined"
+                report.add("damaged_commit", _shown(h), _shown(reason), action)
+            if len(rows) < 256:
+                break
+            after = rows[-1][0]
+        report.counts["commits"] = seen
+
+    def _check_files(self, report: CheckReport, repair: bool) -> None:
+        files = 0
+        stale_tmp = time.time() - self.orphan_grace
+        for shard, name, st in _walk(self._files.root):
+            files += 1
+            path = os.path.join(self._files.root, shard, name)
+            if name.startswith(".tmp-"):
+                if st.st_mtime < stale_tmp:
+                    action = ""
+                    if repair and _unlink(path):
+                        report.reclaimed_bytes += st.st_size
+                        action = "reclaimed"
+                    report.add("orphan_file", path, "a write that never finished", action)
+                continue
+            h = shard + name
+            if len(shard) != 2 or len(h) != 64 or not set(h) <= _HEX:
+                report.add("orphan_file", path, "not a blob file (its name is no blob hash)")
+                continue
+            row = self._db.one(sql.BLOB_INFO, (h,))
+            if row is not None and row[1]:
+                continue  # an indexed file (its size is checked with the rows)
+            users = self._db.all(_USERS, (h,)) if row is None else []
+            if users:
+                self._adopt(report, repair, h, path, st, len(users))
+            else:
+                self._reclaim(report, repair, h, path, st, inline=row is not None)
+        report.counts["files"] = files
+
+    def _adopt(
+        self, report: CheckReport, repair: bool, h: str, path: str, st: os.stat_result, n: int
+    ) -> None:
+        detail = f"no row indexes this blob file, which {n} commit(s) use"
+        if not repair:
+            report.add("orphan_file", path, detail)
+            return
+        try:
+            data = self._files.read(h)  # verified (a corrupt file is removed)
+        except BlobError as exc:
+            report.add("orphan_file", path, f"{detail}; it does not verify: {exc}", "removed")
+            report.reclaimed_bytes += st.st_size
+            return
+        except StoreError as exc:
+            report.add("orphan_file", path, f"{detail}; it cannot be read: {exc}")
+            return
+        with self._write(report, f"adopt {path}") as conn:
+            if conn is not None:
+                conn.execute(sql.BLOB_UPSERT, (h, len(data), st.st_size, None, time.time()))
+                report.add("orphan_file", path, detail, "adopted")
+
+    def _reclaim(
+        self,
+        report: CheckReport,
+        repair: bool,
+        h: str,
+        path: str,
+        st: os.stat_result,
+        inline: bool,
+    ) -> None:
+        detail = (
+            "a leftover copy of a blob now stored inline"
+            if inline
+            else "no row indexes this blob file and no commit uses it"
+        )
+        if not repair:
+            report.add("orphan_file", path, detail)
+            return
+        with self._write(report, f"reclaim {path}") as conn:
+            if conn is None:
+                return
+            # Under the write lock: a put_blob of these bytes that indexed it meanwhile
+            # keeps it; one still to come finds it gone and writes it again.
+            row = conn.execute(sql.BLOB_INFO, (h,)).fetchone()
+            if row is not None and row[1]:
+                return
+            if _unlink(path):
+                report.reclaimed_bytes += st.st_size
+                report.add("orphan_file", path, detail, "reclaimed")
+
+    def _check_blobs(self, report: CheckReport, repair: bool) -> None:
+        # what is lost: its hash -> (why, the blob row's rowid or None, its users' rowids)
+        lost: dict[str, tuple[str, Any, list[Any]]] = {}
+        n = 0
+        for rowid, h, stored_size in self._db.all(_FILE_BLOBS, ()):
+            n += 1
+            path = self._files.path(str(h))
+            if not has_file(path, stored_size):
+                lost[h] = (f"its file {path} is missing or not {stored_size} bytes", rowid, [])
+        for rowid, h, inline in self._db.all(_INLINE_BLOBS, ()):
+            n += 1
+            try:
+                if not isinstance(inline, bytes):
+                    raise ValueError(f"stored as {type(inline).__name__}")
+                verify_blob(decode_blob(inline, h), h)
+            except (BlobError, ValueError, TypeError) as exc:
+                lost[h] = (f"its inline bytes do not verify ({exc})", rowid, [])
+        report.counts["blobs"] = n
+        for _, rowid, users in lost.values():
+            users.extend(row[0] for row in self._db.all(_USERS_OF_ROW, (rowid,)))
+        for user, result in self._db.all(_UNKNOWN_RESULTS, ()):
+            lost.setdefault(result, ("no blob row has it", None, []))[2].append(user)
+        for h, (why, rowid, users) in list(lost.items())[:_LIST_MAX]:
+            shown = _shown(h)
+            detail = f"result blob {shown[:16]}... is gone: {why}; {len(users)} commit(s) use it"
+            action = ""
+            if repair:
+                with self._write(report, f"remove the commits of lost blob {shown[:16]}") as conn:
+                    if conn is not None:
+                        for user in users:
+                            conn.execute(sql.DELETE_ROW, (user,))  # triggers: counts, tags
+                        if rowid is not None:
+                            conn.execute(_DELETE_BLOB_ROW, (rowid,))
+                        action = f"removed {len(users)} commit(s): their calls will recompute"
+            report.add("missing_blob", shown, detail, action)
+
+    def _check_counts(self, report: CheckReport, repair: bool) -> None:
+        wrong = [row for row in self._db.all(_REFCOUNTS, ()) if row[2] != row[3]]
+        for rowid, h, stored, actual in wrong[:_LIST_MAX]:
+            action = ""
+            if repair:
+                with self._write(report, f"recount blob {_shown(h)[:16]}") as conn:
+                    if conn is not None:
+                        conn.execute(_SET_REFCOUNT, (actual, rowid))
+                        action = "recounted"
+            report.add(
+                "refcount", _shown(h), f"reference count {stored!r}, {actual} commit(s)", action
+            )
+        counted = self._db.one(COUNTED, ())
+        stored_row = self._db.one(f"SELECT {', '.join(_COUNTERS)} FROM counters WHERE id = 0", ())
+        if stored_row is None or tuple(stored_row) != tuple(counted):
+            action = ""
+            if repair:
+                with self._write(report, "rewrite the counters") as conn:
+                    if conn is not None:
+                        conn.execute(_SET_COUNTERS, tuple(counted))
+                        action = "recounted"
+            found: Any = "missing"
+            if stored_row is not None:
+                found = dict(zip(_COUNTERS, stored_row, strict=True))
+            report.add(
+                "counters",
+                self._db.file,
+                f"the stats counters are {found}, the store holds"
+                f" {dict(zip(_COUNTERS, counted, strict=True))}",
+                action,
+            )
+
+    def _check_leases(self, report: CheckReport, repair: bool) -> None:
+        now = datetime.now(UTC)
+        rows = self._db.all(_ALL_CLAIMS, (-1e300,))
+        report.counts["leases"] = len(rows)
+        for row in rows:
+            try:
+                lease = _lease_of(row[1:])
+                dead = _lease.lease_is_dead(lease, now, self._host)
+            except (TypeError, ValueError, OverflowError, OSError):
+                lease, dead = None, True
+            if not dead:
+                continue
+            detail = (
+                "an unreadable lease row"
+                if lease is None
+                else f"lease of {lease.func_name} held by pid {lease.pid} on {lease.host}:"
+                " its holder is gone or it expired"
+            )
+            action = ""
+            if repair:
+                with self._write(report, "drop a stale lease") as conn:
+                    if conn is not None:
+                        conn.execute(sql.RELEASE_CLAIM, (row[0], row[1]))
+                        action = "removed"
+            report.add("stale_lease", _shown(row[0]), _shown(detail), action)
+
+
+def _damage(h: Any, body: Any, fingerprint: Any, status: Any, cache: Any) -> str | None:
+    """Why a commit row is damaged, or ``None``."""
+    try:
+        commit = verified_commit(body, h)
+    except ValueError as exc:
+        return f"the stored commit is damaged: {exc}"
+    td = commit.task_def
+    if fingerprint != td.fingerprint or status != commit.status.value or cache != int(td.cache):
+        return "its indexed columns contradict its verified content"
+    return None
+
+
+def _shown(value: Any) -> str:
+    """A value read from a damaged row as printable text (bad bytes as escapes)."""
+    text = value if isinstance(value, str) else repr(value)
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _unlink(path: str) -> bool:
+    """Remove ``path``; whether it was removed."""
+    try:
+        os.unlink(path)
+    except OSError:
+        return False
+    return True
+
+
+class _Repair:
+    """``with`` a write transaction for one repair: yields the connection, or ``None``
+    (and reports why) when the transaction cannot start or fails."""
+
+    def __init__(self, db: Database, report: CheckReport, what: str) -> None:
+        self._db = db
+        self._report = report
+        self._what = what
+        self._cm: Any = None
+
+    def __enter__(self) -> Any:
+        self._cm = self._db.transact()
+        try:
+            return self._cm.__enter__()
+        except StoreError as exc:
+            self._cm = None
+            self._report.add("repair_failed", self._db.file, f"cannot {self._what}: {exc}")
+            return None
+
+    def __exit__(self, *exc_info: Any) -> bool:
+        if self._cm is None:
+            return False
+        try:
+            self._cm.__exit__(*exc_info)
+        except (StoreError, UnicodeEncodeError) as exc:
+            self._report.add("repair_failed", self._db.file, f"cannot {self._what}: {exc}")
+            return True
+        return False
