@@ -192,3 +192,37 @@ def test_environment_changes_are_named_even_outside_the_key() -> None:
         ("environment", "python", "3.11.7 (CPython)", "3.12.1 (CPython)"),
         ("environment", "np", "1", "2"),
     ]
+
+
+def uses_numpy(x: int) -> int:
+    import numpy as np
+
+    return int(np.int64(x) + 1)
+
+
+def test_library_versions_in_the_key_by_policy(tmp_path: Path) -> None:
+    import numpy as np
+
+    from cashet.hashing.manifest import versioned_identity
+
+    with Client(store_dir=tmp_path) as off, Client(store_dir=tmp_path, versions="minor") as minor:
+        first = off.submit(uses_numpy, 1)
+        assert off.submit(uses_numpy, 1).cached
+        keyed = minor.submit(uses_numpy, 1)  # another key: numpy's version is in it
+        assert not keyed.cached and keyed.load() == 2
+        assert keyed.commit.task_def.func_hash != first.commit.task_def.func_hash
+        task = off.task(versions="exact")(uses_numpy)
+        assert not task(1).cached and task(1).cached
+        with pytest.raises(ValueError, match="versions"):
+            Client(store_dir=tmp_path, versions="newest")
+    base = function_identity_of(uses_numpy)
+    major, minor_id = versioned_identity(base, "major"), versioned_identity(base, "minor")
+    assert len({base.hash, major.hash, minor_id.hash}) == 3
+    assert versioned_identity(base, "major") is major  # cached
+    assert np.__version__.split(".")[0]  # a real version was read
+
+
+def function_identity_of(func: Any) -> Any:
+    from cashet.hashing import function_identity
+
+    return function_identity(func)

@@ -30,12 +30,13 @@ from cashet.core.options import (
     TaskOptions,
     call_options,
     check_ignore_globals,
+    check_versions,
     make_options,
     make_task_def,
 )
 from cashet.errors import CashetError
 from cashet.hashing import function_identity, hash_call, ignore
-from cashet.hashing.manifest import key_manifest
+from cashet.hashing.manifest import key_manifest, versioned_identity
 from cashet.models import Commit, TaskDef
 from cashet.protocols import Serializer
 
@@ -121,10 +122,13 @@ class ClientBase(Generic[TF]):
     serializer: Serializer
     max_workers: int
 
-    def __init__(self, serializer: Serializer | None, max_workers: int) -> None:
+    def __init__(
+        self, serializer: Serializer | None, max_workers: int, versions: str = "off"
+    ) -> None:
         """Check ``max_workers`` and set the defaults; the subclass then sets its store."""
         configure_from_env()
         check_workers(max_workers)
+        self.versions = check_versions(versions)
         if serializer is None:
             from cashet.serializers import PickleSerializer
 
@@ -149,6 +153,7 @@ class ClientBase(Generic[TF]):
         timeout: float | None = None,
         ttl: float | None = None,
         ignore_globals: Iterable[str] | None = None,
+        versions: str | None = None,
     ) -> TF | Callable[[Callable[..., T]], TF]:
         """Register a task with default options; calling it submits it.
 
@@ -162,13 +167,16 @@ class ClientBase(Generic[TF]):
         warned about; a change to them does not change the key (see ``docs/cache-keys.md``;
         the same as ``@cashet.hashing.ignore(...)``).
 
+        ``versions`` puts the versions of the libraries the task uses in its key:
+        ``"off"``, ``"major"``, ``"minor"`` or ``"exact"`` (default: the client's policy).
+
         Raises:
             ValueError: an option has a wrong type or value.
             TypeError: what is decorated is not callable.
         """
         options = make_options(
             cache=cache, force=force, tags=tags, retries=retries, timeout=timeout, ttl=ttl,
-            name=name,
+            name=name, versions=versions,
         )  # fmt: skip
         ignored = check_ignore_globals(ignore_globals)
 
@@ -208,7 +216,14 @@ class ClientBase(Generic[TF]):
         the arguments' digest (hashed by the client: in a thread when big, on ``AsyncClient``).
         """
         func, options = self._resolve(func, cache, force, tags, retries, timeout, ttl)
-        return func, options, function_identity(func)
+        return func, options, self._identity(func, options)
+
+    def _identity(self, func: Callable[..., Any], options: TaskOptions) -> FunctionIdentity:
+        """The function's identity, with library versions in it when the policy says so
+        (``@client.task(versions=...)``, else ``Client(versions=...)``)."""
+        identity = function_identity(func)
+        policy = options.versions or self.versions
+        return identity if policy == "off" else versioned_identity(identity, policy)
 
     def _resolve(
         self,

@@ -20,6 +20,7 @@ a thread hop.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 from collections.abc import (
     AsyncIterator,
@@ -50,7 +51,7 @@ from cashet.core.batch import BatchItem, plan_batch
 from cashet.core.options import TaskOptions, make_task_def
 from cashet.errors import StoreError
 from cashet.executors.async_local import BIG_BYTES, is_big
-from cashet.hashing import FunctionIdentity, function_identity, hash_call
+from cashet.hashing import FunctionIdentity, hash_call
 from cashet.hashing.functions import identity_is_heavy
 from cashet.models import AsyncResultRef, Commit, ObjectRef, TaskDef, TaskStatus, utcnow
 from cashet.protocols import (
@@ -88,20 +89,28 @@ class AsyncTaskFunction(TaskFunctionBase[T]):
 
 
 def _call_key(
-    func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    identity_of: Callable[[], FunctionIdentity],
+    func: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
 ) -> tuple[FunctionIdentity, str]:
-    return function_identity(func), hash_call(func, args, kwargs)
+    return identity_of(), hash_call(func, args, kwargs)
 
 
 async def _task_def(
-    func: Callable[..., Any], options: TaskOptions, args: tuple[Any, ...], kwargs: dict[str, Any]
+    client: AsyncClient,
+    func: Callable[..., Any],
+    options: TaskOptions,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
 ) -> TaskDef:
     """The ``TaskDef`` of one call: keyed in a thread when that may take long (a big
     argument, or a big global re-hashed on every call), on the event loop otherwise."""
     if identity_is_heavy(func) or is_big(args) or is_big(kwargs):
-        identity, args_hash = await asyncio.to_thread(_call_key, func, args, kwargs)
+        identity_of = functools.partial(client._identity, func, options)
+        identity, args_hash = await asyncio.to_thread(_call_key, identity_of, func, args, kwargs)
     else:
-        identity, args_hash = function_identity(func), hash_call(func, args, kwargs)
+        identity, args_hash = client._identity(func, options), hash_call(func, args, kwargs)
     return make_task_def(identity, options, args_hash)
 
 
@@ -122,6 +131,7 @@ class AsyncClient(ClientBase[AsyncTaskFunction[Any]]):
         serializer: any ``Serializer``; default ``PickleSerializer()``.
         max_workers: how many tasks of ``submit_many``/``map`` run at once (1 = sequential).
         readonly: open the default store read-only (as ``Client``'s ``readonly``).
+        versions: library versions in the key (as ``Client``'s ``versions``).
     """
 
     _task_class = AsyncTaskFunction
@@ -134,8 +144,9 @@ class AsyncClient(ClientBase[AsyncTaskFunction[Any]]):
         serializer: Serializer | None = None,
         max_workers: int = 1,
         readonly: bool = False,
+        versions: str = "off",
     ) -> None:
-        super().__init__(serializer, max_workers)
+        super().__init__(serializer, max_workers, versions)
         if store is None:
             from cashet.stores.sqlite.async_store import AsyncSQLiteStore
 
@@ -179,7 +190,7 @@ class AsyncClient(ClientBase[AsyncTaskFunction[Any]]):
             ValueError: an option has a wrong type or value.
         """
         func, options = self._resolve(func, _cache, _force, _tags, _retries, _timeout, _ttl)
-        task_def = await _task_def(func, options, args, kwargs)
+        task_def = await _task_def(self, func, options, args, kwargs)
         done = await self.executor.submit(func, args, kwargs, task_def, self.store, self.serializer)
         return AsyncResultRef(executor_commit(done), self._load_object)
 
@@ -519,7 +530,7 @@ class AsyncClient(ClientBase[AsyncTaskFunction[Any]]):
         key = self._lookup_key(func, _cache, _force, _tags, _retries, _timeout, _ttl)
         if key is None:
             return None
-        task_def = await _task_def(*key, args, kwargs)
+        task_def = await _task_def(self, *key, args, kwargs)
         hit = await full_async_store(self.store).lookup(task_def.fingerprint)
         if hit is None or hit.commit.result is None:
             return None

@@ -26,7 +26,7 @@ from cashet._progress import PROGRESS_MIN_TASKS, progress
 from cashet.core.batch import BatchItem, plan_batch
 from cashet.core.options import TaskOptions, make_task_def
 from cashet.errors import StoreError
-from cashet.hashing import function_identity, hash_call
+from cashet.hashing import hash_call
 from cashet.models import ResultRef, utcnow
 from cashet.protocols import Executor, Serializer, Store
 from cashet.provenance.explain import Explanation, explain_key
@@ -70,6 +70,9 @@ class Client(ClientBase[TaskFunction[Any]], StoreQueries):
             returned but not stored, nothing written (``rm``, ``gc``, ``import_archive``
             raise ``ReadOnlyStoreError``). A store directory that cannot be written is
             opened so anyway, with a ``ReadOnlyStoreWarning``. Ignored with ``store``.
+        versions: put the versions of the libraries a task uses in its key: ``"off"``
+            (default: recorded in each commit's manifest, not in the key), ``"major"``,
+            ``"minor"`` or ``"exact"``; ``@client.task(versions=...)`` overrides it.
     """
 
     _task_class = TaskFunction
@@ -82,8 +85,9 @@ class Client(ClientBase[TaskFunction[Any]], StoreQueries):
         serializer: Serializer | None = None,
         max_workers: int = 1,
         readonly: bool = False,
+        versions: str = "off",
     ) -> None:
-        super().__init__(serializer, max_workers)
+        super().__init__(serializer, max_workers, versions)
         if store is None:
             from cashet.stores.sqlite.store import SQLiteStore
 
@@ -394,7 +398,9 @@ class Client(ClientBase[TaskFunction[Any]], StoreQueries):
         if key is None:
             return None
         func, options = key
-        task_def = make_task_def(function_identity(func), options, hash_call(func, args, kwargs))
+        task_def = make_task_def(
+            self._identity(func, options), options, hash_call(func, args, kwargs)
+        )
         hit = full_store(self.store).lookup(task_def.fingerprint)
         if hit is None or hit.commit.result is None:
             return None

@@ -18,6 +18,7 @@ __all__ = [
     "TaskOptions",
     "call_options",
     "check_ignore_globals",
+    "check_versions",
     "make_task_def",
     "check_tags",
     "merge_options",
@@ -41,9 +42,25 @@ class TaskOptions:
     timeout: float | None = None
     ttl: float | None = None
     name: str | None = None
+    #: Library versions in the key: ``"off"``, ``"major"``, ``"minor"``, ``"exact"``;
+    #: ``None``: the client's policy.
+    versions: str | None = None
 
 
 DEFAULT_OPTIONS = TaskOptions()
+
+#: The policies of ``Client(versions=...)`` / ``@client.task(versions=...)``.
+VERSION_POLICIES = ("off", "major", "minor", "exact")
+
+
+def check_versions(value: Any) -> str:
+    """Validate a versions policy."""
+    if value not in VERSION_POLICIES:
+        raise ValueError(
+            f"option 'versions' must be one of {', '.join(map(repr, VERSION_POLICIES))},"
+            f" not {value!r}"
+        )
+    return str(value)
 
 
 def _check_bool(option: str, value: Any) -> bool:
@@ -107,6 +124,7 @@ def make_options(
     timeout: Any = None,
     ttl: Any = None,
     name: Any = None,
+    versions: Any = None,
 ) -> TaskOptions:
     """Validate decorator options into a ``TaskOptions``."""
     if name is not None and (not isinstance(name, str) or not name):
@@ -119,6 +137,7 @@ def make_options(
         timeout=_check_seconds("timeout", timeout),
         ttl=_check_seconds("ttl", ttl),
         name=name,
+        versions=None if versions is None else check_versions(versions),
     )
 
 
@@ -159,6 +178,7 @@ def merge_options(base: TaskOptions, given: dict[str, Any]) -> TaskOptions:
         else base.timeout,
         ttl=_check_seconds("_ttl", given["ttl"]) if given.get("ttl") is not None else base.ttl,
         name=base.name,
+        versions=base.versions,
     )
 
 

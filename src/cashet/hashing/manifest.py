@@ -33,7 +33,14 @@ from cashet.hashing.calls import bind
 from cashet.hashing.keyparts import FunctionIdentity
 from cashet.hashing.values import hash_value
 
-__all__ = ["DIGEST_CHARS", "MANIFEST_FORMAT", "key_manifest", "package_version", "python_version"]
+__all__ = [
+    "DIGEST_CHARS",
+    "MANIFEST_FORMAT",
+    "key_manifest",
+    "package_version",
+    "python_version",
+    "versioned_identity",
+]
 
 MANIFEST_FORMAT = 1
 
@@ -208,3 +215,42 @@ def key_manifest(
         "python": _PYTHON,
         "packages": packages,
     }
+
+
+# --- library versions in the key, by policy ---------------------------------------------------
+
+_VERSIONED: dict[tuple[str, str], FunctionIdentity] = {}
+
+
+def _cut(version: str, policy: str) -> str:
+    if policy == "exact":
+        return version
+    parts = version.split(".")
+    return ".".join(parts[: 1 if policy == "major" else 2])
+
+
+def versioned_identity(identity: FunctionIdentity, policy: str) -> FunctionIdentity:
+    """``identity`` with the versions of the packages its code uses in its digest, cut to
+    ``policy`` (``"major"``: ``2``, ``"minor"``: ``2.1``, ``"exact"``: ``2.1.3``). Packages
+    are those the code references and those whose objects it reads (as a manifest records
+    them). Cached per identity and policy: versions do not change within a process."""
+    key = (identity.hash, policy)
+    found = _VERSIONED.get(key)
+    if found is not None:
+        return found
+    tops = set(identity.libraries)
+    tops.update(_package_of(kv._value) for kv in identity.values)
+    pins = sorted(
+        (top, _cut(version, policy))
+        for top in tops
+        if top and (version := package_version(top)) is not None
+    )
+    digest = hash_value(("versions", identity.hash, policy, tuple(pins)))
+    found = FunctionIdentity(
+        digest, identity.name, identity.module, identity.source, identity.helpers,
+        identity.values, identity.libraries,
+    )  # fmt: skip
+    if len(_VERSIONED) > 50_000:
+        _VERSIONED.clear()
+    _VERSIONED[key] = found
+    return found
