@@ -23,12 +23,9 @@ import asyncio
 import functools
 import os
 from collections.abc import (
-    AsyncIterator,
-    Awaitable,
     Callable,
     Hashable,
     Iterable,
-    Iterator,
     Mapping,
     Sequence,
 )
@@ -67,6 +64,7 @@ from cashet.protocols import (
 from cashet.provenance.archive import ExportResult, ImportResult
 from cashet.provenance.explain import Explanation, explain_key
 from cashet.stores.base import full_async_store
+from cashet.stores.sync_view import SyncView
 
 __all__ = ["AsyncClient", "AsyncTaskFunction"]
 
@@ -403,7 +401,7 @@ class AsyncClient(ClientBase[AsyncTaskFunction[Any]]):
             # AsyncSQLiteStore: in its worker thread, on its own sync store.
             backed = cast(SyncBacked, store)
             return await backed.run_sync(method, self._shadow_over(backed.sync_store))
-        view = _SyncView(store, asyncio.get_running_loop())
+        view = SyncView(store, asyncio.get_running_loop())
         return await asyncio.to_thread(method, self._shadow_over(view))
 
     def _shadow_over(self, sync_store: Any) -> StoreQueries:
@@ -411,7 +409,7 @@ class AsyncClient(ClientBase[AsyncTaskFunction[Any]]):
         shadow = self._shadow
         if shadow is None or shadow.store is not sync_store:
             shadow = StoreQueries(sync_store, self.serializer)
-            if not isinstance(sync_store, _SyncView):
+            if not isinstance(sync_store, SyncView):
                 self._shadow = shadow
         return shadow
 
@@ -565,41 +563,3 @@ class AsyncClient(ClientBase[AsyncTaskFunction[Any]]):
         if path is None:
             return None
         return await asyncio.to_thread(database_info, Path(path))
-
-
-class _SyncView:
-    """A sync ``Store`` over an ``AsyncStore``, for a worker thread while the loop runs.
-
-    Each call is submitted to ``loop`` and waited for, so sync code (the ``Client``'s
-    provenance methods, the archive) runs unchanged over any async store.
-    """
-
-    def __init__(self, store: Any, loop: asyncio.AbstractEventLoop) -> None:
-        self._store = store
-        self._loop = loop
-
-    def _wait(self, awaitable: Awaitable[R]) -> R:
-        async def run() -> R:
-            return await awaitable
-
-        return asyncio.run_coroutine_threadsafe(run(), self._loop).result()
-
-    def __getattr__(self, name: str) -> Callable[..., Any]:
-        method = getattr(self._store, name)
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            return self._wait(method(*args, **kwargs))
-
-        return call
-
-    def iter_commits(self) -> Iterator[Any]:
-        # The AsyncCommitIterator capability (list_commits for stores without it).
-        it: AsyncIterator[Any] = full_async_store(self._store).iter_commits().__aiter__()
-        while True:
-            try:
-                yield self._wait(it.__anext__())
-            except StopAsyncIteration:
-                return
-
-    def close(self) -> None:
-        """Do nothing: the async store belongs to the ``AsyncClient``."""
