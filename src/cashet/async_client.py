@@ -65,6 +65,7 @@ from cashet.provenance.archive import ExportResult, ImportResult
 from cashet.provenance.explain import Explanation, explain_key
 from cashet.stores.base import full_async_store
 from cashet.stores.sync_view import SyncView
+from cashet.stores.urls import client_store
 
 __all__ = ["AsyncClient", "AsyncTaskFunction"]
 
@@ -124,7 +125,8 @@ class AsyncClient(ClientBase[AsyncTaskFunction[Any]]):
     Args:
         store_dir: directory of the default ``AsyncSQLiteStore`` (default ``$CASHET_DIR`` or
             ``.cashet``). Ignored when ``store`` is given.
-        store: any ``AsyncStore`` (``AsyncSQLiteStore``, ``AsyncRedisStore``, your own).
+        store: any ``AsyncStore`` (``AsyncSQLiteStore``, ``AsyncRedisStore``, your own), or a
+            store URL (as ``Client``'s).
         executor: any ``AsyncExecutor``; default ``AsyncLocalExecutor()``.
         serializer: any ``Serializer``; default ``PickleSerializer()``.
         max_workers: how many tasks of ``submit_many``/``map`` run at once (1 = sequential).
@@ -137,7 +139,7 @@ class AsyncClient(ClientBase[AsyncTaskFunction[Any]]):
     def __init__(
         self,
         store_dir: str | os.PathLike[str] | None = None,
-        store: AsyncStore | None = None,
+        store: AsyncStore | str | None = None,
         executor: AsyncExecutor | None = None,
         serializer: Serializer | None = None,
         max_workers: int = 1,
@@ -145,18 +147,12 @@ class AsyncClient(ClientBase[AsyncTaskFunction[Any]]):
         versions: str = "off",
     ) -> None:
         super().__init__(serializer, max_workers, versions)
-        if store is None:
-            from cashet.stores.sqlite.async_store import AsyncSQLiteStore
-
-            store = AsyncSQLiteStore(
-                Path(store_dir) if store_dir is not None else default_store_dir(),
-                readonly=readonly,
-            )
+        opened = client_store(store, store_dir, default_store_dir(), readonly, asynchronous=True)
         if executor is None:
             from cashet.executors.async_local import AsyncLocalExecutor
 
             executor = AsyncLocalExecutor()
-        self.store: AsyncStore = store
+        self.store: AsyncStore = opened
         self.executor: AsyncExecutor = executor
         self._shadow: StoreQueries | None = None
 

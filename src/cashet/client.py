@@ -31,6 +31,7 @@ from cashet.models import ResultRef, utcnow
 from cashet.protocols import Executor, Serializer, Store
 from cashet.provenance.explain import Explanation, explain_key
 from cashet.stores.base import full_store
+from cashet.stores.urls import client_store
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -62,7 +63,10 @@ class Client(ClientBase[TaskFunction[Any]], StoreQueries):
     Args:
         store_dir: directory of the default ``SQLiteStore`` (default ``$CASHET_DIR`` or
             ``.cashet``). Ignored when ``store`` is given.
-        store: any ``Store`` (``SQLiteStore``, ``RedisStore``, your own).
+        store: any ``Store`` (``SQLiteStore``, ``RedisStore``, your own), or a store URL:
+            ``"sqlite:///path/to/.cashet"``, ``"redis://host:6379/0"`` (``?prefix=...``),
+            ``"rediss://..."``, ``"unix:///path/redis.sock"``. Default: ``$CASHET_STORE``
+            when set (and no ``store_dir``), else the SQLite store in ``store_dir``.
         executor: any ``Executor``; default ``LocalExecutor()``.
         serializer: any ``Serializer``; default ``PickleSerializer()``.
         max_workers: parallelism of ``submit_many``/``map`` (1 = sequential).
@@ -80,7 +84,7 @@ class Client(ClientBase[TaskFunction[Any]], StoreQueries):
     def __init__(
         self,
         store_dir: str | os.PathLike[str] | None = None,
-        store: Store | None = None,
+        store: Store | str | None = None,
         executor: Executor | None = None,
         serializer: Serializer | None = None,
         max_workers: int = 1,
@@ -88,18 +92,12 @@ class Client(ClientBase[TaskFunction[Any]], StoreQueries):
         versions: str = "off",
     ) -> None:
         super().__init__(serializer, max_workers, versions)
-        if store is None:
-            from cashet.stores.sqlite.store import SQLiteStore
-
-            store = SQLiteStore(
-                Path(store_dir) if store_dir is not None else default_store_dir(),
-                readonly=readonly,
-            )
+        opened = client_store(store, store_dir, default_store_dir(), readonly, asynchronous=False)
         if executor is None:
             from cashet.executors.local import LocalExecutor
 
             executor = LocalExecutor()
-        self.store: Store = store
+        self.store: Store = opened
         self.executor: Executor = executor
 
     # --- submitting -----------------------------------------------------------------------

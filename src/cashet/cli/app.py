@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
     from cashet.client import Client
 
-__all__ = ["CliContext", "emit_json", "fail", "json_option", "main", "pass_cli"]
+__all__ = ["CliContext", "emit_json", "fail", "json_option", "main", "mask", "pass_cli"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -36,10 +36,17 @@ F = TypeVar("F", bound=Callable[..., Any])
 class CliContext:
     """Per-invocation settings and the lazily opened client."""
 
-    def __init__(self, store_dir: Path, rich: bool) -> None:
+    def __init__(self, store_dir: Path, rich: bool, store_url: str | None = None) -> None:
         self.store_dir = store_dir
         self.rich = rich
+        #: A store given by URL that is not a directory (Redis); ``None`` for SQLite.
+        self.store_url = store_url
         self._client: Client | None = None
+
+    @property
+    def where(self) -> str:
+        """The store, for messages: its directory, or its URL without a password."""
+        return self.store_dir.as_posix() if self.store_url is None else mask(self.store_url)
 
     def client(self, *, create: bool = False, repair: bool = False) -> Client:
         """Open the store; unless ``create``, fail when there is none (never make one).
@@ -49,7 +56,9 @@ class CliContext:
         if self._client is None:
             from cashet.client import Client
 
-            if create:
+            if self.store_url is not None:
+                self._client = Client(store=self.store_url)
+            elif create:
                 self._client = Client(store_dir=self.store_dir)
             elif not self.store_dir.exists():
                 fail(f"no cashet store at {self.store_dir} (use --store-dir or set CASHET_DIR)")
@@ -60,7 +69,7 @@ class CliContext:
     def has_store(self) -> bool:
         """Whether ``--store-dir`` may hold a store: it exists and is not an empty directory
         (a read command on none answers "no commits", or "not found" for a hash)."""
-        if self._client is not None:
+        if self._client is not None or self.store_url is not None:
             return True
         if self.store_dir.is_dir():
             return any(self.store_dir.iterdir())
@@ -95,6 +104,17 @@ class CliContext:
         from rich.console import Console
 
         return Console(highlight=False, force_terminal=True if self.rich else None)
+
+
+def mask(url: str) -> str:
+    """``url`` with its password replaced by ``***``."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
 
 
 def fail(message: str) -> NoReturn:
@@ -150,6 +170,14 @@ class _Group(click.Group):
     help="Directory of the store.",
 )
 @click.option(
+    "--store",
+    "store_url",
+    metavar="URL",
+    envvar="CASHET_STORE",
+    help="The store as a URL: sqlite:///path/to/.cashet, redis://host:6379/0, rediss://...,"
+    " unix:///path/redis.sock (instead of --store-dir) [env: CASHET_STORE].",
+)
+@click.option(
     "--plain/--rich",
     "plain",
     default=None,
@@ -157,10 +185,19 @@ class _Group(click.Group):
 )
 @click.version_option(__version__, "-V", "--version", prog_name="cashet")
 @click.pass_context
-def main(ctx: click.Context, store_dir: Path, plain: bool | None) -> None:
+def main(ctx: click.Context, store_dir: Path, store_url: str | None, plain: bool | None) -> None:
     """Inspect and maintain a cashet store: history, results, diffs, GC, backups."""
     rich = sys.stdout.isatty() if plain is None else not plain
-    cli = CliContext(store_dir, rich)
+    if store_url:
+        from cashet.stores.urls import sqlite_path
+
+        try:
+            path = sqlite_path(store_url)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--store") from None
+        if path is not None:  # a directory after all: the SQLite paths below
+            store_dir, store_url = path, None
+    cli = CliContext(store_dir, rich, store_url or None)
     ctx.obj = cli
     ctx.call_on_close(cli.close)
 

@@ -30,7 +30,7 @@ __all__ = ["doctor"]
 def doctor(cli: CliContext, repair: bool, as_json: bool) -> None:
     """Check the store for damage; --repair fixes what it can and reports the rest."""
     if not cli.has_store():
-        fail(f"no cashet store at {cli.store_dir}")
+        fail(f"no cashet store at {cli.where}")
     with warnings.catch_warnings():
         # A lost database is reported below, with what the repair did about it.
         warnings.simplefilter("ignore", DamagedStoreWarning)

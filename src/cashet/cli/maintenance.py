@@ -54,7 +54,7 @@ def stats(cli: CliContext, as_json: bool) -> None:
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold")
     table.add_column()
-    table.add_row("Store", str(cli.store_dir))
+    table.add_row("Store", cli.where)
     table.add_row("Commits", f"{s['total_commits']} ({s['completed_commits']} completed)")
     table.add_row(
         "Objects",
@@ -148,7 +148,7 @@ def clear(cli: CliContext, yes: bool) -> None:
         return
     if not yes and _interactive():
         total = client.stats()["total_commits"]
-        click.confirm(f"Delete all {total} commit(s) in {cli.store_dir}?", abort=True)
+        click.confirm(f"Delete all {total} commit(s) in {cli.where}?", abort=True)
     removed = client.clear()
     click.echo(f"Cleared {removed} commit(s)")
 
