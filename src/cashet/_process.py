@@ -3,6 +3,12 @@ redo, and the small bounded caches the hot paths keep.
 
 Every other module asks here instead of keeping its own pid cache or fork hook: one
 ``os.register_at_fork`` for the whole package, hooks run in the order they were added.
+
+:data:`fork_gate` keeps forks and native library calls apart: code that must not be
+interrupted by a fork (every SQLite call) runs inside ``with fork_gate:``; a fork waits
+until no thread is inside, and no thread enters until the fork is done. A thread forked in
+the middle of a C library call would leave the child with that library's mutexes held
+forever (the child then hangs in ``sqlite3_open``) or with its half-made locks.
 """
 
 from __future__ import annotations
@@ -10,10 +16,20 @@ from __future__ import annotations
 import functools
 import os
 import socket
+import threading
 from collections.abc import Callable
+from types import TracebackType
 from typing import TypeVar
 
-__all__ = ["BoundedCache", "after_fork_in_child", "current_pid", "hostname"]
+__all__ = [
+    "BoundedCache",
+    "ForkGate",
+    "after_fork_in_child",
+    "before_fork",
+    "current_pid",
+    "fork_gate",
+    "hostname",
+]
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -45,14 +61,101 @@ def after_fork_in_child(hook: Callable[[], None]) -> Callable[[], None]:
     return hook
 
 
+def before_fork(hook: Callable[[], None]) -> Callable[[], None]:
+    """Run ``hook`` in the forking thread before every fork from now on, once no thread is
+    inside :data:`fork_gate` (and none can enter until the fork is done).
+
+    Usable as a decorator. A hook may make the parent's state safe to copy (close
+    connections that the child must not inherit); it must not enter the gate itself.
+    """
+    _before_hooks.append(hook)
+    return hook
+
+
+class ForkGate:
+    """A process-wide gate between forks and the code that must not be forked through.
+
+    ``with fork_gate:`` is a shared entry, re-entrant per thread; a fork takes the gate
+    exclusively: it waits for the threads inside to leave and holds new ones at the door
+    until the fork is done, in the parent and in the child. A fork made by a thread that
+    is itself inside the gate waits only for the others.
+    """
+
+    def __init__(self) -> None:
+        self._reset(0)
+
+    def _reset(self, active: int) -> None:
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._active = active  # threads inside (each counted once)
+        self._forking = False
+        if active == 0:
+            self._depth = threading.local()
+
+    def __enter__(self) -> None:
+        depth = self._depth
+        n = getattr(depth, "n", 0)
+        if n == 0:
+            with self._lock:
+                while self._forking:
+                    self._idle.wait()
+                self._active += 1
+        depth.n = n + 1
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        depth = self._depth
+        depth.n -= 1
+        if depth.n == 0:
+            with self._lock:
+                self._active -= 1
+                if self._forking and self._active <= 1:
+                    self._idle.notify_all()
+
+    def _close(self) -> int:
+        """Take the gate exclusively (the fork is next); return how deep this thread is in."""
+        own = getattr(self._depth, "n", 0)
+        with self._lock:
+            self._forking = True
+            while self._active > (1 if own else 0):
+                self._idle.wait()
+        return own
+
+    def _open(self) -> None:
+        with self._lock:
+            self._forking = False
+            self._idle.notify_all()
+
+
+#: The one gate of the process (see the module docstring).
+fork_gate = ForkGate()
+_before_hooks: list[Callable[[], None]] = []
+
+
+def _before() -> None:
+    fork_gate._close()
+    for hook in _before_hooks:
+        hook()
+
+
+def _in_parent() -> None:
+    fork_gate._open()
+
+
 def _in_child() -> None:
     global _pid
     _pid = os.getpid()
+    # Only the forking thread lives on: the gate starts over with it alone (inside or not).
+    fork_gate._reset(1 if getattr(fork_gate._depth, "n", 0) else 0)
     for hook in _child_hooks:
         hook()
 
 
-os.register_at_fork(after_in_child=_in_child)
+os.register_at_fork(before=_before, after_in_parent=_in_parent, after_in_child=_in_child)
 
 
 class BoundedCache(dict[K, V]):

@@ -112,7 +112,8 @@ class SQLiteStore(ClaimsMixin, RemovalMixin, DamageMixin, StoreBase):
             self._DECODED_MAX
         )
         # A store of the published cashet 0.4.x/0.5.x is migrated first (or refused).
-        migrate_if_legacy(self._path, inline_threshold)
+        with _process.fork_gate:
+            migrate_if_legacy(self._path, inline_threshold)
         self._db = Database(os.fspath(self._path / "meta.db"), busy_timeout, repr(self))
 
     @property
@@ -415,7 +416,8 @@ class SQLiteStore(ClaimsMixin, RemovalMixin, DamageMixin, StoreBase):
         want = limit
         while True:
             try:
-                driver = sql.choose_driver(self._db.conn(), func_name, status, tags)
+                with self._db.gated():
+                    driver = sql.choose_driver(self._db.conn(), func_name, status, tags)
                 query, params = sql.select_commits(
                     "c.body, c.last_accessed, c.hash, c.rowid",
                     func_name,
