@@ -4,18 +4,31 @@ PID namespaces (issue 13, items 2, 3 and 4). Real forks, real processes, a real 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import os
+import shutil
 import signal
+import subprocess
+import sys
+import textwrap
 import threading
 import time
+from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from cashet import Client
+from cashet import Client, _process
 from cashet.async_client import AsyncClient
+from cashet.models import Lease, utcnow
+from cashet.store import SQLiteStore
 
 pytestmark = [pytest.mark.filterwarnings("ignore::cashet.errors.ClosureWarning")]
+
+ROOT = Path(__file__).resolve().parents[1]
 
 needs_fork = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 
@@ -118,3 +131,187 @@ def test_async_sqlite_store_works_in_a_forked_child(tmp_path: Path) -> None:
         await client.close()
 
     asyncio.run(close())
+
+
+# --- item 4: a lease names its holder by host, boot and PID namespace ------------------------
+
+
+def _free_pid() -> int:
+    """A pid no process of this host's (our) PID namespace has."""
+    pid = 4_000_000 if Path("/proc/sys/kernel/pid_max").exists() else 99_999
+    with contextlib.suppress(OSError, ValueError):
+        pid = min(pid, int(Path("/proc/sys/kernel/pid_max").read_text()) - 1)
+    while Path(f"/proc/{pid}").exists() or not _dead(pid):
+        pid -= 1
+    return pid
+
+
+def _dead(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
+@contextlib.contextmanager
+def _lease_store(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Any]:
+    if kind == "sqlite":
+        with SQLiteStore(tmp_path / "cache") as store:
+            yield store
+        return
+    from cashet.redis_store import RedisStore
+    from tests._redis import drop_prefix, fresh_prefix
+
+    url = request.getfixturevalue("redis_url")
+    prefix = fresh_prefix()
+    store = RedisStore(url, prefix=prefix)
+    try:
+        yield store
+    finally:
+        store.close()
+        drop_prefix(url, prefix)
+
+
+LEASE_STORES = ["sqlite", pytest.param("redis", marks=pytest.mark.redis)]
+
+
+@pytest.mark.parametrize("kind", LEASE_STORES)
+def test_a_live_holder_in_another_pid_namespace_is_not_judged_by_pid(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Item 4, with the lease written as a holder in another container (same host name and
+    boot, another PID namespace) writes it: its pid means nothing here, so only its expiry
+    may free it. The real thing, under ``unshare``, is the next test (it needs root)."""
+    other = Lease(
+        owner="container-b",
+        host=_process.hostname(),
+        pid=_free_pid(),  # no such process here; it lives in the other namespace
+        expires_at=utcnow() + timedelta(minutes=5),
+        func_name="f",
+        boot_id=_process.boot_id(),
+        pid_ns="4026599999" if _process.pid_namespace() != "4026599999" else "4026599998",
+    )
+    mine = Lease("me", _process.hostname(), os.getpid(), utcnow() + timedelta(minutes=5))
+    with _lease_store(kind, tmp_path, request) as store:
+        assert store.try_claim("fp", other)
+        held = store.get_claim("fp")
+        assert held is not None and held.owner == "container-b"
+        assert (held.host, held.boot_id, held.pid_ns) == (other.host, other.boot_id, other.pid_ns)
+        assert not store.try_claim("fp", mine)  # it used to be taken over here
+        # The same lease from this very namespace is a dead holder's: taken over at once.
+        store.release_claim("fp", "container-b")
+        here = dataclasses.replace(other, pid_ns=_process.pid_namespace())
+        assert store.try_claim("fp", here)
+        assert store.try_claim("fp", mine)
+        # A lease of an older cashet (no boot id, no namespace) is judged as before.
+        store.release_claim("fp", "me")
+        old = dataclasses.replace(other, boot_id="", pid_ns="")
+        assert store.try_claim("fp", old)
+        assert store.try_claim("fp", mine)
+
+
+NAMESPACED = textwrap.dedent(
+    """
+    import os, sys, time
+    from pathlib import Path
+
+    if os.environ["MODE"] == "inner":
+        # In a new PID namespace (we are its pid 1): the holder forks with a pid chosen to
+        # be free in the parent namespace, so that a probe from there finds "no such pid".
+        Path("/proc/sys/kernel/ns_last_pid").write_text(str(int(os.environ["PID"]) - 1))
+        child = os.fork()
+        if child:
+            sys.exit(os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]))
+        assert os.getpid() == int(os.environ["PID"]), os.getpid()
+
+    from cashet import Client
+
+    def guarded(x):
+        with open(os.environ["RUNS"], "a") as fh:
+            fh.write(os.environ["MODE"] + "\\n")
+        deadline = time.monotonic() + 120
+        while not os.path.exists(os.environ["GO"]) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return os.environ["MODE"] + " " + str(x)
+
+    with Client(store_dir=os.environ["STORE"]) as c:
+        print("ready", flush=True)
+        print(c.submit(guarded, 1).load(), flush=True)
+    """
+)
+
+
+def _unshare_works() -> bool:
+    if shutil.which("unshare") is None or not sys.platform.startswith("linux"):
+        return False
+    try:
+        probe = ["unshare", "--pid", "--fork", "--mount-proc", "true"]
+        return subprocess.run(probe, capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _unshare_works(), reason="unshare --pid --mount-proc needs root here")
+def test_a_holder_in_another_pid_namespace_keeps_its_lease(tmp_path: Path) -> None:
+    """Item 4 for real: a holder runs in a new PID namespace (as in a container with the
+    same host name, ``--network host``) under a pid that does not exist out here. A process
+    out here submitting the same call must wait for it, not judge it dead and run it too."""
+    script = tmp_path / "namespaced.py"
+    script.write_text(NAMESPACED)
+    runs, go = tmp_path / "runs.txt", tmp_path / "go"
+    runs.touch()
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT / "src"),
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "STORE": str(tmp_path / "cache"),
+        "RUNS": str(runs),
+        "GO": str(go),
+        "PID": str(_free_pid()),
+    }
+    unshare = ["unshare", "--pid", "--fork", "--mount-proc"]
+    inner = subprocess.Popen(
+        [*unshare, sys.executable, str(script)],
+        env={**env, "MODE": "inner"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    outer: subprocess.Popen[str] | None = None
+    try:
+        deadline = time.monotonic() + 60
+        while runs.read_text() != "inner\n" and inner.poll() is None:
+            assert time.monotonic() < deadline, "the namespaced holder never started"
+            time.sleep(0.02)
+        outer = subprocess.Popen(
+            [sys.executable, str(script)],
+            env={**env, "MODE": "outer"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert outer.stdout is not None
+        assert outer.stdout.readline().strip() == "ready"
+        # The outer process claims within milliseconds of "ready": give it ample time to
+        # (wrongly) take the lease over and run the task before the holder may finish.
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline and "outer" not in runs.read_text():
+            time.sleep(0.05)
+        go.touch()
+        out, err = outer.communicate(timeout=120)
+        inner_out, inner_err = inner.communicate(timeout=120)
+    finally:
+        go.touch()
+        for proc in (inner, outer):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    assert inner.returncode == 0, inner_err
+    assert outer.returncode == 0, err
+    assert runs.read_text() == "inner\n"  # the task ran once, in its namespace
+    assert out.strip() == "inner 1"  # the outer process waited and got its result
+    assert inner_out.split() == ["ready", "inner", "1"]

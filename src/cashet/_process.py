@@ -1,6 +1,8 @@
 """Process-wide concerns in one place: who we are (pid, host), what a forked child must
 redo, and the small bounded caches the hot paths keep.
 
+Who we are, for the leases we take: host name, boot id, PID namespace and pid.
+
 Every other module asks here instead of keeping its own pid cache or fork hook: one
 ``os.register_at_fork`` for the whole package, hooks run in the order they were added.
 
@@ -28,7 +30,9 @@ __all__ = [
     "before_fork",
     "current_pid",
     "fork_gate",
+    "boot_id",
     "hostname",
+    "pid_namespace",
 ]
 
 K = TypeVar("K")
@@ -49,6 +53,42 @@ def current_pid() -> int:
 def hostname() -> str:
     """Return this host's name, as recorded in the leases it takes."""
     return socket.gethostname()
+
+
+@functools.cache
+def boot_id() -> str:
+    """Return this boot's id (Linux: ``/proc/sys/kernel/random/boot_id``), or ``""``.
+
+    Containers share their host's: it tells two hosts of one name (or one host before and
+    after a reboot) apart, as recorded in the leases this process takes.
+    """
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as fh:
+            return fh.read().strip()
+    except (OSError, ValueError):
+        return ""
+
+
+def _read_pid_namespace() -> str:
+    try:
+        link = os.readlink("/proc/self/ns/pid")  # "pid:[4026531836]"
+    except (OSError, ValueError):
+        return ""
+    return link.partition("[")[2].rstrip("]") or link
+
+
+_pid_ns = _read_pid_namespace()
+
+
+def pid_namespace() -> str:
+    """Return the id of the PID namespace this process's pid is valid in (Linux: the inode
+    of ``/proc/self/ns/pid``), or ``""`` where unknown.
+
+    Two containers of one host name have different ones: a pid seen in one means nothing
+    in the other. Refreshed in a forked child (a parent that called ``unshare(CLONE_NEWPID)``
+    forks its children into a new namespace).
+    """
+    return _pid_ns
 
 
 def after_fork_in_child(hook: Callable[[], None]) -> Callable[[], None]:
@@ -147,8 +187,9 @@ def _in_parent() -> None:
 
 
 def _in_child() -> None:
-    global _pid
+    global _pid, _pid_ns
     _pid = os.getpid()
+    _pid_ns = _read_pid_namespace()
     # Only the forking thread lives on: the gate starts over with it alone (inside or not).
     fork_gate._reset(1 if getattr(fork_gate._depth, "n", 0) else 0)
     for hook in _child_hooks:

@@ -1,5 +1,5 @@
 """The lease-judging rules: whether a lease's holder is still alive (no state, no IO but a
-probe of a local pid).
+probe of a local pid), and how a lease's holder is kept in a store.
 
 Every store uses the same rule (see :func:`lease_is_dead`), so a lease taken through one
 backend is judged the same way by every other.
@@ -8,12 +8,14 @@ backend is judged the same way by every other.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from datetime import datetime
 
+from cashet import _process
 from cashet.models import Lease
 
-__all__ = ["lease_is_dead", "pid_alive"]
+__all__ = ["holder_text", "lease_is_dead", "parse_holder", "pid_alive", "same_process_space"]
 
 
 def pid_alive(pid: int) -> bool:
@@ -36,12 +38,27 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def same_process_space(lease: Lease, host: str) -> bool:
+    """Return whether ``lease``'s pid names a process a caller on ``host`` can probe: the
+    same host name, and (when the lease records them) the same boot and PID namespace.
+
+    A lease written by an older cashet records neither and is judged by its host as before.
+    """
+    if lease.host != host:
+        return False
+    if lease.boot_id and lease.boot_id != _process.boot_id():
+        return False
+    return not lease.pid_ns or lease.pid_ns == _process.pid_namespace()
+
+
 def lease_is_dead(lease: Lease, now: datetime, host: str) -> bool:
     """Return whether ``lease`` may be taken over at ``now`` by a caller on ``host``.
 
-    A lease is dead once it has expired, or at once when it was taken on this same host by
-    a process that no longer exists (a crashed holder need not be waited for). A zombie
-    (exited, not yet reaped) still counts as alive until its expiry.
+    A lease is dead once it has expired, or at once when it was taken in this same process
+    space (host, boot and PID namespace: :func:`same_process_space`) by a process that no
+    longer exists (a crashed holder need not be waited for). A holder elsewhere — another
+    container of the same host name has its own PID namespace — is judged by the expiry
+    alone. A zombie (exited, not yet reaped) still counts as alive until its expiry.
 
     Args:
         lease: the lease currently recorded.
@@ -50,4 +67,26 @@ def lease_is_dead(lease: Lease, now: datetime, host: str) -> bool:
     """
     if now >= lease.expires_at:
         return True
-    return lease.host == host and not pid_alive(lease.pid)
+    return same_process_space(lease, host) and not pid_alive(lease.pid)
+
+
+# How a store keeps a lease's holder in one text field (the ``host`` column of SQLite's
+# ``claims``, the ``h`` field of a Redis lock), so that the stored format stays the one
+# older cashets read: they see a host name that is not theirs, and judge the lease by its
+# expiry alone, which is safe.
+_HOLDER = re.compile(r"(?P<host>.*) boot=(?P<boot>\S*) pidns=(?P<ns>\S*)", re.DOTALL)
+
+
+def holder_text(lease: Lease) -> str:
+    """The stored form of ``lease``'s holder: its host, with boot id and PID namespace."""
+    if not lease.boot_id and not lease.pid_ns:
+        return lease.host
+    return f"{lease.host} boot={lease.boot_id} pidns={lease.pid_ns}"
+
+
+def parse_holder(text: str) -> tuple[str, str, str]:
+    """``(host, boot_id, pid_ns)`` from :func:`holder_text`'s form (or a bare host name)."""
+    found = _HOLDER.fullmatch(text)
+    if found is None:
+        return text, "", ""
+    return found["host"], found["boot"], found["ns"]

@@ -20,8 +20,15 @@ __all__ = ["ClaimsMixin"]
 
 
 def _lease_of(row: Any) -> Lease:
+    host, boot, ns = _lease.parse_holder(row[1])
     return Lease(
-        owner=row[0], host=row[1], pid=row[2], expires_at=from_epoch(row[3]), func_name=row[4]
+        owner=row[0],
+        host=host,
+        pid=row[2],
+        expires_at=from_epoch(row[3]),
+        func_name=row[4],
+        boot_id=boot,
+        pid_ns=ns,
     )
 
 
@@ -63,7 +70,7 @@ class ClaimsMixin:
         params = (
             fingerprint,
             lease.owner,
-            lease.host,
+            _lease.holder_text(lease),
             lease.pid,
             to_epoch(lease.expires_at),
             lease.func_name,
