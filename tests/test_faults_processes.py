@@ -9,6 +9,7 @@ import dataclasses
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -23,6 +24,7 @@ import pytest
 
 from cashet import Client, _process
 from cashet.async_client import AsyncClient
+from cashet.hashing import function_identity, hash_call
 from cashet.models import Lease, utcnow
 from cashet.store import SQLiteStore
 
@@ -315,3 +317,70 @@ def test_a_holder_in_another_pid_namespace_keeps_its_lease(tmp_path: Path) -> No
     assert runs.read_text() == "inner\n"  # the task ran once, in its namespace
     assert out.strip() == "inner 1"  # the outer process waited and got its result
     assert inner_out.split() == ["ready", "inner", "1"]
+
+
+# --- item 3: leases never outlive their holder's intent ---------------------------------------
+
+
+def _fingerprint(func: Any, *args: Any) -> str:
+    return f"{function_identity(func).hash}:{hash_call(func, args, {})}"
+
+
+async def _cancel_until_done(task: asyncio.Task[Any], seconds: float) -> None:
+    """Cancel ``task`` again and again (every 20 ms, ``seconds`` long), then await it."""
+    deadline = time.monotonic() + seconds
+    while not task.done() and time.monotonic() < deadline:
+        task.cancel()
+        await asyncio.sleep(0.02)
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 60)
+
+
+@pytest.mark.parametrize("where", ["claim", "release"])
+def test_a_task_cancelled_again_and_again_leaves_no_lease(tmp_path: Path, where: str) -> None:
+    """Item 3, asyncio: the cancelled call is cancelled again while its claim (or its
+    release) is in flight — held up for real by another connection's write transaction on
+    ``meta.db``. When the cancelled call ends, its lease is gone: a claim that landed late is
+    given back, and a release is not abandoned half-way."""
+    runs: list[int] = []
+
+    async def hang(x: int) -> int:
+        runs.append(x)
+        await asyncio.sleep(60)
+        return x
+
+    async def main() -> None:
+        fp = _fingerprint(hang, 7)
+        async with AsyncClient(store_dir=tmp_path / "cache") as client:
+            await client.log()  # the store exists
+            blocker = sqlite3.connect(tmp_path / "cache" / "meta.db", isolation_level=None)
+            loop = asyncio.get_running_loop()
+            try:
+                if where == "claim":
+                    blocker.execute("BEGIN IMMEDIATE")  # the claim waits for this writer
+                    task = asyncio.ensure_future(client.submit(hang, 7))
+                    await asyncio.sleep(0.5)  # it is waiting in the claim now
+                    assert runs == []
+                else:
+                    task = asyncio.ensure_future(client.submit(hang, 7))
+                    while not runs:
+                        await asyncio.sleep(0.01)
+                    blocker.execute("BEGIN IMMEDIATE")  # the release will wait for this
+                loop.call_later(0.6, blocker.execute, "ROLLBACK")
+                await _cancel_until_done(task, 1.0)
+            finally:
+                if blocker.in_transaction:
+                    blocker.execute("ROLLBACK")
+                blocker.close()
+            with SQLiteStore(tmp_path / "cache") as other:  # another connection, at once
+                assert other.get_claim(fp) is None
+            assert await client.store.get_claim(fp) is None  # after what was queued
+            # And the same call runs again at once.
+            again = asyncio.ensure_future(client.submit(hang, 7))
+            while len(runs) < (2 if where == "release" else 1):
+                await asyncio.sleep(0.01)
+            again.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await again
+
+    asyncio.run(main())

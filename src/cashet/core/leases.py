@@ -1,5 +1,11 @@
-"""The lease-judging rules: whether a lease's holder is still alive (no state, no IO but a
-probe of a local pid), and how a lease's holder is kept in a store.
+"""The lease-judging rules: whether a lease's holder is still alive (no IO but a probe of a
+local pid), and how a lease's holder is kept in a store.
+
+One piece of process-local state: the leases this process *disowned* — took, then failed
+to release (a full disk, a Redis that went away, an interrupted release). They are being
+released again in the background (``executors/_orphans``); meanwhile every judgment made
+in this process counts them dead, so this process never waits for a lease it no longer
+uses (it takes it over), while other processes wait for the late release or the expiry.
 
 Every store uses the same rule (see :func:`lease_is_dead`), so a lease taken through one
 backend is judged the same way by every other.
@@ -15,7 +21,40 @@ from datetime import datetime
 from cashet import _process
 from cashet.models import Lease
 
-__all__ = ["holder_text", "lease_is_dead", "parse_holder", "pid_alive", "same_process_space"]
+__all__ = [
+    "disown",
+    "disowned",
+    "holder_text",
+    "lease_is_dead",
+    "parse_holder",
+    "pid_alive",
+    "reclaimed",
+    "same_process_space",
+]
+
+# Owners of the leases this process disowned (see the module docstring).
+_disowned: set[str] = set()
+
+
+@_process.after_fork_in_child
+def _forget_disowned_in_child() -> None:
+    _disowned.clear()  # the parent's, which the parent goes on releasing
+
+
+def disown(owner: str) -> None:
+    """Record that this process gave up the lease ``owner`` without releasing it: from now
+    on this process judges it dead (and may take it over)."""
+    _disowned.add(owner)
+
+
+def reclaimed(owner: str) -> None:
+    """Forget a disowned lease: it was released at last, or it has expired anyway."""
+    _disowned.discard(owner)
+
+
+def disowned(owner: str) -> bool:
+    """Return whether this process disowned the lease ``owner``."""
+    return owner in _disowned
 
 
 def pid_alive(pid: int) -> bool:
@@ -54,7 +93,8 @@ def same_process_space(lease: Lease, host: str) -> bool:
 def lease_is_dead(lease: Lease, now: datetime, host: str) -> bool:
     """Return whether ``lease`` may be taken over at ``now`` by a caller on ``host``.
 
-    A lease is dead once it has expired, or at once when it was taken in this same process
+    A lease is dead once it has expired, once this process has disowned it (:func:`disown`:
+    it took it and could not release it), or at once when it was taken in this same process
     space (host, boot and PID namespace: :func:`same_process_space`) by a process that no
     longer exists (a crashed holder need not be waited for). A holder elsewhere — another
     container of the same host name has its own PID namespace — is judged by the expiry
@@ -65,7 +105,7 @@ def lease_is_dead(lease: Lease, now: datetime, host: str) -> bool:
         now: the current time (aware).
         host: the caller's host name, usually :func:`cashet._process.hostname`.
     """
-    if now >= lease.expires_at:
+    if now >= lease.expires_at or lease.owner in _disowned:
         return True
     return same_process_space(lease, host) and not pid_alive(lease.pid)
 
