@@ -24,9 +24,12 @@ import pytest
 
 from cashet import Client, _process
 from cashet.async_client import AsyncClient
+from cashet.errors import StoreError
+from cashet.executor import LocalExecutor
 from cashet.hashing import function_identity, hash_call
 from cashet.models import Lease, utcnow
 from cashet.store import SQLiteStore
+from tests._redis import ping
 
 pytestmark = [pytest.mark.filterwarnings("ignore::cashet.errors.ClosureWarning")]
 
@@ -384,3 +387,163 @@ def test_a_task_cancelled_again_and_again_leaves_no_lease(tmp_path: Path, where:
                 await again
 
     asyncio.run(main())
+
+
+def _claims_rows(db: Path) -> list[str]:
+    """The owners in ``meta.db``'s lease table, as any other process reads them."""
+    conn = sqlite3.connect(db)
+    try:
+        return [row[0] for row in conn.execute("SELECT owner FROM claims")]
+    finally:
+        conn.close()
+
+
+def _submit_within(client: Client, seconds: float, func: Any, *args: Any) -> Any:
+    """``client.submit(func, *args)`` in a daemon thread: what it returned or raised, or
+    ``"stuck"`` when it is still waiting after ``seconds`` (for a lease, presumably)."""
+    box: list[Any] = []
+
+    def run() -> None:
+        try:
+            box.append(client.submit(func, *args))
+        except BaseException as exc:
+            box.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    return box[0] if box else "stuck"
+
+
+def _can_mount_tmpfs(where: Path) -> bool:
+    if not sys.platform.startswith("linux") or os.geteuid() != 0 or not shutil.which("mount"):
+        return False
+    where.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(where)])
+    if done.returncode != 0:
+        return False
+    subprocess.run(["umount", str(where)], check=True)
+    return True
+
+
+@pytest.mark.slow
+def test_a_lease_whose_release_fails_on_a_full_disk_is_released_later(tmp_path: Path) -> None:
+    """Item 3, disk full at the commit: the store lives on a real 8 MiB tmpfs that the task
+    fills. Recording the result fails, and so does releasing the lease (SQLite: "database or
+    disk is full"). This process must not wait for its own leaked lease, and once space is
+    freed the release goes through: nobody waits out ``running_ttl``."""
+    disk = tmp_path / "disk"
+    if not _can_mount_tmpfs(disk):
+        pytest.skip("mounting a tmpfs needs root on Linux")
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(disk)], check=True)
+    filler = disk / "filler"
+    try:
+        executor = LocalExecutor(running_ttl=timedelta(seconds=90))
+        client = Client(store_dir=disk / "cache", executor=executor)
+
+        def fill_the_disk(x: int) -> bytes:
+            with contextlib.suppress(OSError), open(filler, "ab", buffering=0) as fh:
+                while True:
+                    fh.write(b"\0" * 65536)
+            return os.urandom(100_000) if filler.exists() else b""
+
+        client.submit(_square, 2)  # the store works
+        # The error is the real failure (writing the result), not the failed release's.
+        with pytest.raises(StoreError, match="cannot write blob file .*No space left"):
+            client.submit(fill_the_disk, 1)
+        assert len(_claims_rows(disk / "cache" / "meta.db")) == 1  # the lease leaked
+        # This process does not wait for the lease it leaked (the disk is still full).
+        again = _submit_within(client, 30, fill_the_disk, 1)
+        assert isinstance(again, StoreError), again
+        filler.unlink()  # space again: the release goes through, long before running_ttl
+        deadline = time.monotonic() + 30
+        while _claims_rows(disk / "cache" / "meta.db"):
+            assert time.monotonic() < deadline, "the leaked lease was never released"
+            time.sleep(0.1)
+        filler.write_bytes(b"")  # now it fills nothing: an empty file stays put
+        filler.unlink()
+        assert client.submit(_square, 3).load() == 9
+        client.close()
+    finally:
+        subprocess.run(["umount", "-l", str(disk)])
+
+
+def _persistent_redis(folder: Path) -> tuple[list[str], str]:
+    """The command line and URL of a private redis-server that keeps every write in its
+    append-only file (``appendfsync always``), so that a lease survives a SIGKILL."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not on PATH: this test needs a server it may kill")
+    sock = folder / "redis.sock"
+    args = [binary, "--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700"]
+    args += ["--save", "", "--appendonly", "yes", "--appendfsync", "always"]
+    args += ["--dir", str(folder)]
+    return args, f"unix://{sock}"
+
+
+def _start_redis(args: list[str], url: str) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 20
+    while ping(url) is not None:
+        assert proc.poll() is None and time.monotonic() < deadline, "redis-server did not start"
+        time.sleep(0.02)
+    return proc
+
+
+@pytest.mark.slow
+@pytest.mark.redis
+def test_a_lease_survives_no_redis_restart(tmp_path: Path) -> None:
+    """Item 3, Redis killed and restarted mid-task (a real private server with an
+    append-only file, SIGKILLed by the task and started again 3 s later): recording the
+    result and releasing the lease fail while it is down. The lease was persisted, so it
+    is back with the server; it must be released once the server is, not left to expire,
+    and this process must not wait for it meanwhile."""
+    pytest.importorskip("redis")
+    import redis
+
+    from cashet.redis_store import RedisStore
+
+    folder = tmp_path / "redis"
+    folder.mkdir()
+    args, url = _persistent_redis(folder)
+    procs = [_start_redis(args, url)]
+    restarted = threading.Event()
+    killed: list[int] = []
+
+    def restart_later() -> None:
+        time.sleep(3)
+        procs.append(_start_redis(args, url))
+        restarted.set()
+
+    store = RedisStore(url, prefix="faults:")
+    client = Client(store=store, executor=LocalExecutor(running_ttl=timedelta(seconds=120)))
+    raw = redis.Redis.from_url(url)
+    try:
+
+        def kill_redis(x: int) -> int:
+            if not killed:  # once (a closure is no part of the key)
+                killed.append(x)
+                procs[0].kill()
+                procs[0].wait()
+                threading.Thread(target=restart_later, daemon=True).start()
+            return x
+
+        fp = _fingerprint(kill_redis, 1)
+        with pytest.raises(StoreError, match="Redis|redis|connect"):
+            client.submit(kill_redis, 1)
+        assert restarted.wait(30)
+        # The lease came back with the server (append-only file) and is released now, by
+        # the retries in the background: another process would not wait for it.
+        lock = store._ops.keys.lock(fp)
+        deadline = time.monotonic() + 30
+        while raw.exists(lock):
+            assert time.monotonic() < deadline, "the lease was never released"
+            time.sleep(0.1)
+        assert client.submit(kill_redis, 1).load() == 1
+        assert killed == [1]
+    finally:
+        raw.close()
+        client.close()
+        for proc in procs:
+            proc.kill()
+            proc.wait()
