@@ -124,22 +124,24 @@ class ForkGate:
     def __init__(self) -> None:
         self._reset(0)
 
-    def _reset(self, active: int) -> None:
+    def _reset(self, inside: int) -> None:
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
-        self._active = active  # threads inside (each counted once)
+        # One item per thread inside. The hot path takes no lock: list.append and pop are
+        # atomic, and a thread re-checks ``_forking`` after it counted itself in, while a
+        # fork counts the threads after it raised ``_forking`` (one of them sees the other).
+        self._inside: list[None] = [None] * inside
         self._forking = False
-        if active == 0:
+        if inside == 0:
             self._depth = threading.local()
 
     def __enter__(self) -> None:
         depth = self._depth
         n = getattr(depth, "n", 0)
         if n == 0:
-            with self._lock:
-                while self._forking:
-                    self._idle.wait()
-                self._active += 1
+            self._inside.append(None)
+            if self._forking:
+                self._wait_for_fork()
         depth.n = n + 1
 
     def __exit__(
@@ -151,17 +153,27 @@ class ForkGate:
         depth = self._depth
         depth.n -= 1
         if depth.n == 0:
+            self._leave()
+
+    def _leave(self) -> None:
+        self._inside.pop()
+        if self._forking:
             with self._lock:
-                self._active -= 1
-                if self._forking and self._active <= 1:
-                    self._idle.notify_all()
+                self._idle.notify_all()
+
+    def _wait_for_fork(self) -> None:
+        self._leave()
+        with self._lock:
+            while self._forking:
+                self._idle.wait()
+            self._inside.append(None)  # under the lock: a fork to come counts it
 
     def _close(self) -> int:
         """Take the gate exclusively (the fork is next); return how deep this thread is in."""
         own = getattr(self._depth, "n", 0)
         with self._lock:
             self._forking = True
-            while self._active > (1 if own else 0):
+            while len(self._inside) > (1 if own else 0):
                 self._idle.wait()
         return own
 
