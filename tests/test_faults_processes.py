@@ -31,7 +31,11 @@ from cashet.models import Lease, utcnow
 from cashet.store import SQLiteStore
 from tests._redis import ping
 
-pytestmark = [pytest.mark.filterwarnings("ignore::cashet.errors.ClosureWarning")]
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::cashet.errors.ClosureWarning"),
+    # Python 3.12+ warns on a fork while threads run: forking so is what these tests test.
+    pytest.mark.filterwarnings("ignore:.*multi-threaded.*fork:DeprecationWarning"),
+]
 
 ROOT = Path(__file__).resolve().parents[1]
 

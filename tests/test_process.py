@@ -48,6 +48,7 @@ def test_forked_child_gets_its_own_pid_and_runs_the_hooks() -> None:
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="fork")
+@pytest.mark.filterwarnings("ignore:.*multi-threaded.*fork:DeprecationWarning")
 def test_a_fork_waits_for_the_threads_inside_the_fork_gate() -> None:
     inside, left = threading.Event(), threading.Event()
 
