@@ -25,7 +25,7 @@ import pytest
 from cashet import Client, _process
 from cashet.async_client import AsyncClient
 from cashet.errors import StoreError
-from cashet.executor import LocalExecutor
+from cashet.executor import AsyncLocalExecutor, LocalExecutor
 from cashet.hashing import function_identity, hash_call
 from cashet.models import Lease, utcnow
 from cashet.store import SQLiteStore
@@ -430,46 +430,80 @@ def _can_mount_tmpfs(where: Path) -> bool:
     return True
 
 
-@pytest.mark.slow
-def test_a_lease_whose_release_fails_on_a_full_disk_is_released_later(tmp_path: Path) -> None:
-    """Item 3, disk full at the commit: the store lives on a real 8 MiB tmpfs that the task
-    fills. Recording the result fails, and so does releasing the lease (SQLite: "database or
-    disk is full"). This process must not wait for its own leaked lease, and once space is
-    freed the release goes through: nobody waits out ``running_ttl``."""
+@pytest.fixture
+def tmpfs(tmp_path: Path) -> Iterator[Path]:
+    """A real 8 MiB tmpfs mounted for the test (root only), unmounted after it."""
     disk = tmp_path / "disk"
     if not _can_mount_tmpfs(disk):
         pytest.skip("mounting a tmpfs needs root on Linux")
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(disk)], check=True)
-    filler = disk / "filler"
     try:
-        executor = LocalExecutor(running_ttl=timedelta(seconds=90))
-        client = Client(store_dir=disk / "cache", executor=executor)
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)])
 
-        def fill_the_disk(x: int) -> bytes:
-            with contextlib.suppress(OSError), open(filler, "ab", buffering=0) as fh:
-                while True:
-                    fh.write(b"\0" * 65536)
-            return os.urandom(100_000) if filler.exists() else b""
 
+def _disk_filler(filler: Path) -> Any:
+    def fill_the_disk(x: int) -> bytes:
+        with contextlib.suppress(OSError), open(filler, "ab", buffering=0) as fh:
+            while True:
+                fh.write(b"\0" * 65536)
+        return os.urandom(100_000)  # a blob file: there is no room for it
+
+    return fill_the_disk
+
+
+@pytest.mark.slow
+def test_a_lease_whose_release_fails_on_a_full_disk_is_released_later(tmpfs: Path) -> None:
+    """Item 3, disk full at the commit: the store lives on a real 8 MiB tmpfs that the task
+    fills. Recording the result fails, and so does releasing the lease (SQLite: "database or
+    disk is full"). This process must not wait for its own leaked lease, and once space is
+    freed the release goes through: nobody waits out ``running_ttl``."""
+    filler, db = tmpfs / "filler", tmpfs / "cache" / "meta.db"
+    fill_the_disk = _disk_filler(filler)
+    executor = LocalExecutor(running_ttl=timedelta(seconds=90))
+    with Client(store_dir=tmpfs / "cache", executor=executor) as client:
         client.submit(_square, 2)  # the store works
         # The error is the real failure (writing the result), not the failed release's.
         with pytest.raises(StoreError, match=r"cannot write blob file .*No space left"):
             client.submit(fill_the_disk, 1)
-        assert len(_claims_rows(disk / "cache" / "meta.db")) == 1  # the lease leaked
+        assert len(_claims_rows(db)) == 1  # the lease leaked
         # This process does not wait for the lease it leaked (the disk is still full).
         again = _submit_within(client, 30, fill_the_disk, 1)
         assert isinstance(again, StoreError), again
         filler.unlink()  # space again: the release goes through, long before running_ttl
         deadline = time.monotonic() + 30
-        while _claims_rows(disk / "cache" / "meta.db"):
+        while _claims_rows(db):
             assert time.monotonic() < deadline, "the leaked lease was never released"
             time.sleep(0.1)
-        filler.write_bytes(b"")  # now it fills nothing: an empty file stays put
-        filler.unlink()
         assert client.submit(_square, 3).load() == 9
-        client.close()
-    finally:
-        subprocess.run(["umount", "-l", str(disk)])
+
+
+@pytest.mark.slow
+def test_an_async_lease_whose_release_fails_on_a_full_disk_is_released_later(
+    tmpfs: Path,
+) -> None:
+    """Item 3 with the ``AsyncClient`` (the retries run as a task on its loop)."""
+    filler, db = tmpfs / "filler", tmpfs / "cache" / "meta.db"
+    fill_the_disk = _disk_filler(filler)
+
+    async def main() -> None:
+        executor = AsyncLocalExecutor(running_ttl=timedelta(seconds=90))
+        async with AsyncClient(store_dir=tmpfs / "cache", executor=executor) as client:
+            await client.submit(_square, 2)
+            with pytest.raises(StoreError, match=r"cannot write blob file .*No space left"):
+                await client.submit(fill_the_disk, 1)
+            assert len(_claims_rows(db)) == 1
+            with pytest.raises(StoreError):  # not a TimeoutError: it does not wait
+                await asyncio.wait_for(client.submit(fill_the_disk, 1), 30)
+            filler.unlink()
+            deadline = time.monotonic() + 30
+            while _claims_rows(db):
+                assert time.monotonic() < deadline, "the leaked lease was never released"
+                await asyncio.sleep(0.1)
+            assert await (await client.submit(_square, 3)).load() == 9
+
+    asyncio.run(main())
 
 
 def _persistent_redis(folder: Path) -> tuple[list[str], str]:
