@@ -24,6 +24,7 @@ import pytest
 
 from cashet import Client, _process
 from cashet.async_client import AsyncClient
+from cashet.core import leases
 from cashet.errors import StoreError
 from cashet.executor import AsyncLocalExecutor, LocalExecutor
 from cashet.hashing import function_identity, hash_call
@@ -585,3 +586,13 @@ def test_a_lease_survives_no_redis_restart(tmp_path: Path) -> None:
         for proc in procs:
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.parametrize("host", ["vm", "a host name with spaces", "", "x boot=y"])
+def test_a_lease_holder_round_trips_through_its_stored_form(host: str) -> None:
+    lease = Lease("o", host, 7, utcnow(), boot_id="b-1", pid_ns="4026531836")
+    assert leases.parse_holder(leases.holder_text(lease)) == (host, "b-1", "4026531836")
+    old = Lease("o", host, 7, utcnow())  # no identity (an older cashet): the bare host name
+    assert leases.holder_text(old) == host
+    if " boot=" not in host:
+        assert leases.parse_holder(host) == (host, "", "")
