@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
+import time
 
 import pytest
 
@@ -43,3 +45,32 @@ def test_forked_child_gets_its_own_pid_and_runs_the_hooks() -> None:
         assert _process.current_pid() == os.getpid() and seen == []
     finally:
         _process._child_hooks.remove(hook)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="fork")
+@pytest.mark.filterwarnings("ignore:.*multi-threaded.*fork:DeprecationWarning")
+def test_a_fork_waits_for_the_threads_inside_the_fork_gate() -> None:
+    inside, left = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with _process.fork_gate:
+            with _process.fork_gate:  # re-entrant
+                inside.set()
+                time.sleep(0.3)
+            left.set()  # still inside the outer entry
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    inside.wait(10)
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child reports through the pipe
+        with _process.fork_gate:  # the child's gate is open
+            os.write(write, b"1" if left.is_set() else b"0")
+        os._exit(0)
+    os.close(write)
+    thread.join()
+    assert os.read(read, 1) == b"1"  # the fork happened after the thread left the gate
+    os.waitpid(child, 0)
+    with _process.fork_gate:  # and the parent's gate is open again
+        pass

@@ -251,8 +251,12 @@ def new_commit(*fields: Any) -> Commit:
 class Lease:
     """Who is computing a fingerprint right now, and until when the claim holds.
 
-    ``host`` and ``pid`` let a caller on the same host see at once that the holder's
-    process is gone, without waiting for ``expires_at``.
+    ``host``, ``boot_id`` and ``pid_ns`` name the machine and the PID namespace the holder
+    runs in, ``pid`` its process there: a caller on the same host, boot and PID namespace
+    sees at once that the holder's process is gone, without waiting for ``expires_at``.
+    A holder anywhere else (another container with the same host name, another boot) is
+    judged by ``expires_at`` alone. ``boot_id`` and ``pid_ns`` are empty where they are
+    unknown (a lease written by an older cashet, a system without ``/proc``).
     """
 
     owner: str
@@ -260,6 +264,8 @@ class Lease:
     pid: int
     expires_at: datetime
     func_name: str = ""
+    boot_id: str = ""
+    pid_ns: str = ""
 
 
 @dataclass(frozen=True, slots=True)

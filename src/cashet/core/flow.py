@@ -23,7 +23,7 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import Any, TypeAlias
 
-from cashet._process import after_fork_in_child, current_pid, hostname
+from cashet._process import after_fork_in_child, boot_id, current_pid, hostname, pid_namespace
 from cashet.core.effects import (
     Claim,
     Effect,
@@ -93,6 +93,8 @@ def new_lease(ttl: timedelta, func_name: str) -> Lease:
         pid=current_pid(),
         expires_at=utcnow() + ttl,
         func_name=func_name,
+        boot_id=boot_id(),
+        pid_ns=pid_namespace(),
     )
 
 

@@ -9,8 +9,12 @@ worker thread (``asyncio.to_thread``; its timeout is soft, as in ``LocalExecutor
 a task runs, an asyncio task renews its lease.
 
 Cancelling the coroutine awaiting ``submit`` throws ``asyncio.CancelledError`` into the
-flow: its ``finally`` releases the lease (shielded, so it completes), then the error goes
-on. See ``tests/test_async_client.py::test_cancel_releases_lease``.
+flow: its ``finally`` releases the lease, then the error goes on. A claim or a release in
+flight is carried to its end however often the caller is cancelled meanwhile (a claim that
+landed is given back), so the cancelled call returns only once its lease is gone; a
+release that fails is retried (:mod:`cashet.executors._orphans`). See
+``tests/test_async_client.py::test_cancel_releases_lease`` and
+``tests/test_faults_processes.py``.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, assert_never
 
+from cashet.core import leases as _lease
 from cashet.core.effects import (
     Claim,
     Effect,
@@ -50,6 +55,7 @@ from cashet.executors._drive import (
     serialize,
     timeout_error,
 )
+from cashet.executors._orphans import AsyncOrphans
 from cashet.hashing.commits import seal_commit
 from cashet.models import AsyncResultRef, Commit, TaskDef, TaskStatus, utcnow
 from cashet.protocols import AsyncStore, Serializer
@@ -125,6 +131,10 @@ class AsyncLocalExecutor(FlowExecutor):
             a task runs its lease is renewed every ``running_ttl / 3``.
     """
 
+    def __init__(self, running_ttl: timedelta = timedelta(minutes=5)) -> None:
+        super().__init__(running_ttl)
+        self._orphans = AsyncOrphans()
+
     async def submit(
         self,
         func: Callable[..., Any],
@@ -182,8 +192,7 @@ class _AsyncHandler:
             case WaitRelease():
                 return await store.wait_for_release(effect.fingerprint, effect.timeout)
             case Release():
-                # Shielded: the lease is given back even while the caller is being cancelled.
-                return await asyncio.shield(store.release_claim(effect.fingerprint, effect.owner))
+                return await self.release(effect.fingerprint, effect.owner)
             case Execute():
                 return await self.execute(effect)
             case Sleep():
@@ -206,17 +215,32 @@ class _AsyncHandler:
                 assert_never(effect)
 
     async def claim(self, e: Claim) -> bool:
-        # Shielded: a claim that lands after the caller was cancelled is given back.
+        await self.executor._orphans.retry(self.store)  # a release that failed before, again
+        # Carried to its end however often the caller is cancelled meanwhile: a claim that
+        # lands after the caller was cancelled is given back.
         attempt = asyncio.ensure_future(self.store.try_claim(e.fingerprint, e.lease))
-        try:
-            return await asyncio.shield(attempt)
-        except asyncio.CancelledError:
-            try:
-                if await attempt:
-                    await self.store.release_claim(e.fingerprint, e.lease.owner)
-            except Exception as exc:
-                log.warning("could not give back lease on %s: %s", e.fingerprint[:16], exc)
-            raise
+        cancelled = await _outlast_cancellation(attempt)
+        if not cancelled:
+            return attempt.result()
+        if not attempt.cancelled() and attempt.exception() is None and attempt.result():
+            await self.release(e.fingerprint, e.lease.owner)
+        elif attempt.cancelled():  # the loop is shutting down: it may have landed
+            _lease.disown(e.lease.owner)
+        raise asyncio.CancelledError
+
+    async def release(self, fingerprint: str, owner: str) -> None:
+        """Give the lease back, to the end however often the caller is cancelled meanwhile
+        (then re-raise the cancellation). One that cannot be given back is retried in the
+        background (and this process stops waiting for it): the error that ended the call
+        stays the error."""
+        attempt = asyncio.ensure_future(self.store.release_claim(fingerprint, owner))
+        cancelled = await _outlast_cancellation(attempt)
+        error = asyncio.CancelledError() if attempt.cancelled() else attempt.exception()
+        if error is not None:
+            ttl = self.executor.running_ttl.total_seconds()
+            self.executor._orphans.add(self.store, fingerprint, owner, ttl, error)
+        if cancelled:
+            raise asyncio.CancelledError
 
     async def execute(self, e: Execute) -> Outcome:
         func = self.func
@@ -236,6 +260,23 @@ class _AsyncHandler:
         finally:
             if keeper is not None:
                 keeper.cancel()
+
+
+async def _outlast_cancellation(attempt: asyncio.Future[Any]) -> bool:
+    """Wait for ``attempt`` to finish even when this task is cancelled meanwhile (any
+    number of times); return whether it was. ``attempt`` itself is cancelled only when the
+    loop shuts down under it (``asyncio.run`` cancels every task left)."""
+    cancelled = False
+    while not attempt.done():
+        try:
+            await asyncio.shield(attempt)
+        except asyncio.CancelledError:
+            if attempt.cancelled():
+                break
+            cancelled = True
+        except Exception:
+            pass
+    return cancelled
 
 
 def _is_async(func: Any) -> bool:

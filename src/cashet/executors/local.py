@@ -48,6 +48,7 @@ from cashet.executors._drive import (
     serialize,
     timeout_error,
 )
+from cashet.executors._orphans import SyncOrphans
 from cashet.hashing.commits import seal_commit
 from cashet.models import Commit, TaskDef, TaskStatus, utcnow
 from cashet.protocols import Serializer, Store
@@ -114,6 +115,7 @@ class LocalExecutor(FlowExecutor):
     def __init__(self, running_ttl: timedelta = timedelta(minutes=5)) -> None:
         super().__init__(running_ttl)
         self._heartbeat = _Heartbeat(running_ttl, self.renew_every)
+        self._orphans = SyncOrphans()
 
     def submit(
         self,
@@ -125,7 +127,7 @@ class LocalExecutor(FlowExecutor):
         serializer: Serializer,
     ) -> Commit:
         """Return the commit for this call: cached, computed by another caller, or run here."""
-        handler = _SyncHandler(func, args, kwargs, store, serializer, self._heartbeat)
+        handler = _SyncHandler(func, args, kwargs, store, serializer, self)
         flow = call_flow(task_def, self.running_ttl, seal_commit, handler.describe)
         return finish(run_flow(flow, handler.answer, False))
 
@@ -133,7 +135,7 @@ class LocalExecutor(FlowExecutor):
 class _SyncHandler:
     """Answers the effects of one call's flow with blocking calls on the store."""
 
-    __slots__ = ("args", "func", "heartbeat", "kwargs", "serializer", "store")
+    __slots__ = ("args", "executor", "func", "heartbeat", "kwargs", "serializer", "store")
 
     def __init__(
         self,
@@ -142,14 +144,15 @@ class _SyncHandler:
         kwargs: dict[str, Any],
         store: Store,
         serializer: Serializer,
-        heartbeat: _Heartbeat,
+        executor: LocalExecutor,
     ) -> None:
         self.func = func
         self.args = args
         self.kwargs = kwargs
         self.store: FullStore = full_store(store)  # the store itself for built-in stores
         self.serializer = serializer
-        self.heartbeat = heartbeat
+        self.executor = executor
+        self.heartbeat = executor._heartbeat
 
     def describe(self, task_def: TaskDef) -> Description:
         return describe_call(self.func, self.args, self.kwargs, task_def)
@@ -168,11 +171,12 @@ class _SyncHandler:
                     log.debug("could not record access to %s: %s", effect.hash[:12], exc)
                 return None
             case Claim():
+                self.executor._orphans.retry(store)  # a release that failed before, again
                 return store.try_claim(effect.fingerprint, effect.lease)
             case WaitRelease():
                 return store.wait_for_release(effect.fingerprint, effect.timeout)
             case Release():
-                return store.release_claim(effect.fingerprint, effect.owner)
+                return self.release(effect)
             case Execute():
                 return self.execute(effect)
             case Sleep():
@@ -190,6 +194,17 @@ class _SyncHandler:
                 return None
             case _:
                 assert_never(effect)
+
+    def release(self, e: Release) -> None:
+        """Give the lease back; one that cannot be is retried in the background (and this
+        process stops waiting for it), so the error that ended the call stays the error."""
+        try:
+            self.store.release_claim(e.fingerprint, e.owner)
+        except BaseException as exc:
+            ttl = self.executor.running_ttl.total_seconds()
+            self.executor._orphans.add(self.store, e.fingerprint, e.owner, ttl, exc)
+            if not isinstance(exc, Exception):
+                raise  # a second Ctrl-C: stop, the release goes on in the background
 
     def execute(self, e: Execute) -> Outcome:
         call_args = replace_refs(self.args, _load_ref)

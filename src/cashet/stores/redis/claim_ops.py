@@ -27,12 +27,15 @@ __all__ = ["ClaimOps"]
 
 
 def _lease_of(fields: list[Any]) -> Lease:
+    host, boot, ns = _lease.parse_holder(text(fields[2]))
     return Lease(
         owner=text(fields[0]),
-        host=text(fields[2]),
+        host=host,
         pid=int(fields[3]),
         expires_at=from_us(int(fields[1])),
         func_name=text(fields[4]),
+        boot_id=boot,
+        pid_ns=ns,
     )
 
 
@@ -56,7 +59,7 @@ class ClaimOps:
             mine = (
                 lease.owner,
                 exp,
-                lease.host,
+                _lease.holder_text(lease),
                 lease.pid,
                 lease.func_name,
                 now,
@@ -121,6 +124,7 @@ class ClaimOps:
         host is looked at every 0.25 s (its holder may die: a local check, and one GET),
         any other every 2 s in case a release message was lost with a connection.
         """
+        local = _lease.same_process_space(lease, self.host)
         until_expiry = (to_us(lease.expires_at) - now_us()) / 1e6 + 0.001
-        recheck = 0.25 if lease.host == self.host else 2.0
+        recheck = 0.25 if local else 2.0
         return max(0.0, min(left, until_expiry, recheck))

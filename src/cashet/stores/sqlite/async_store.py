@@ -19,6 +19,7 @@ import functools
 import itertools
 import os
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -26,6 +27,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
+from cashet import _process
 from cashet.errors import StoreError
 from cashet.models import Commit, Lease, ObjectRef, TaskStatus
 from cashet.protocols import BlobParts, CheckReport, Hit, ResultData, TagQuery
@@ -39,6 +41,22 @@ R = TypeVar("R")
 
 #: Commits ``iter_commits`` reads per hop to the worker thread.
 _BATCH = 256
+
+
+#: Every open store, so that a forked child can give each a worker thread of its own.
+_stores: weakref.WeakSet[AsyncSQLiteStore] = weakref.WeakSet()
+
+
+@_process.after_fork_in_child
+def _new_workers_in_child() -> None:
+    # The parent's worker thread did not survive the fork, but its pool believes it idle
+    # and would queue calls for it forever.
+    for store in list(_stores):
+        store._worker = _new_worker()
+
+
+def _new_worker() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="cashet-sqlite")
 
 
 def _take(it: Iterator[Commit], n: int) -> list[Commit]:
@@ -74,8 +92,9 @@ class AsyncSQLiteStore(AsyncStoreBase):
         self._sync = SQLiteStore(
             path, inline_threshold=inline_threshold, busy_timeout=busy_timeout, readonly=readonly
         )
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cashet-sqlite")
+        self._worker = _new_worker()
         self._closed = False
+        _stores.add(self)
 
     @property
     def path(self) -> Path:

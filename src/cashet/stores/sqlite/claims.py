@@ -6,7 +6,6 @@ A mixin of :class:`~cashet.stores.sqlite.store.SQLiteStore`: the lease methods o
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -21,8 +20,15 @@ __all__ = ["ClaimsMixin"]
 
 
 def _lease_of(row: Any) -> Lease:
+    host, boot, ns = _lease.parse_holder(row[1])
     return Lease(
-        owner=row[0], host=row[1], pid=row[2], expires_at=from_epoch(row[3]), func_name=row[4]
+        owner=row[0],
+        host=host,
+        pid=row[2],
+        expires_at=from_epoch(row[3]),
+        func_name=row[4],
+        boot_id=boot,
+        pid_ns=ns,
     )
 
 
@@ -64,18 +70,15 @@ class ClaimsMixin:
         params = (
             fingerprint,
             lease.owner,
-            lease.host,
+            _lease.holder_text(lease),
             lease.pid,
             to_epoch(lease.expires_at),
             lease.func_name,
             now.timestamp(),
         )
         # Fast path, one autocommit statement: nobody holds the fingerprint.
-        try:
-            if self._db.conn().execute(sql.NEW_CLAIM, params).rowcount == 1:
-                return True
-        except sqlite3.Error as exc:
-            raise self._db.error(exc) from exc
+        if self._db.run(sql.NEW_CLAIM, params) == 1:
+            return True
         with self._db.transact() as conn:
             row = conn.execute(sql.GET_CLAIM, (fingerprint,)).fetchone()
             if (
@@ -104,10 +107,7 @@ class ClaimsMixin:
 
     def release_claim(self, fingerprint: str, owner: str) -> None:
         """Drop the lease on ``fingerprint`` if ``owner`` holds it; otherwise do nothing."""
-        try:  # one autocommit statement
-            self._db.conn().execute(sql.RELEASE_CLAIM, (fingerprint, owner))
-        except sqlite3.Error as exc:
-            raise self._db.error(exc) from exc
+        self._db.run(sql.RELEASE_CLAIM, (fingerprint, owner))  # one autocommit statement
 
     def wait_for_release(self, fingerprint: str, timeout: float) -> None:
         """Block until nobody holds a live lease on ``fingerprint``, or ``timeout`` seconds.

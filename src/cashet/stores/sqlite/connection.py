@@ -5,6 +5,12 @@ mode, runs every write as one short ``BEGIN IMMEDIATE`` transaction (:meth:`~Dat
 transact`), retries the ``BEGIN`` that SQLite refuses at once, migrates the schema on open
 and translates ``sqlite3`` errors into :class:`~cashet.errors.StoreError`. It knows nothing
 of commits or blobs.
+
+Fork safety: every call into SQLite runs inside :data:`cashet._process.fork_gate`, so a
+fork never happens while a thread is inside SQLite (its mutexes would stay held in the
+child, which then hangs in ``sqlite3_open``), and just before a fork, with the gate taken,
+every connection of the process is closed: the child inherits no SQLite connection nor
+the per-file lock bookkeeping SQLite keeps for them, and both sides reopen on next use.
 """
 
 from __future__ import annotations
@@ -35,6 +41,18 @@ _inherited: list[sqlite3.Connection] = []
 
 # Every open Database, so that a forked child can drop their per-thread connections.
 _databases: weakref.WeakSet[Database] = weakref.WeakSet()
+
+
+@_process.before_fork
+def _close_connections_before_fork() -> None:
+    # The gate is taken: no thread of ours is inside SQLite, so every connection is idle.
+    # Their threads' next calls reopen (dropping the thread-locals forgets the old ones).
+    for db in list(_databases):
+        db._local = threading.local()
+        conns, db._conns = db._conns, []
+        for _, conn in conns:
+            with suppress(sqlite3.Error):
+                conn.close()
 
 
 @_process.after_fork_in_child
@@ -131,8 +149,16 @@ class Database:
             self.close()
             raise
 
+    def gated(self) -> _process.ForkGate:
+        """The fork gate: hold it (``with db.gated():``) around any direct use of
+        :meth:`conn`; the methods below take it themselves."""
+        return _process.fork_gate
+
     def conn(self) -> sqlite3.Connection:
-        """This thread's connection (opened on first use, and again after ``fork``)."""
+        """This thread's connection (opened on first use, and again after ``fork``).
+
+        Use it only inside :meth:`gated` (or the methods below, which are).
+        """
         try:
             conn: sqlite3.Connection = self._local.conn
             return conn
@@ -193,22 +219,24 @@ class Database:
         Text that is not UTF-8 (damage) is read with the bad bytes as surrogates, for the
         caller to find it damaged, instead of failing the query.
         """
-        try:
-            return self.conn().execute(query, params).fetchone()
-        except DB_ERRORS as exc:
-            if not _undecodable(exc):
-                raise self.error(exc) from exc
-        rows = self._tolerant(query, params)
+        with _process.fork_gate:
+            try:
+                return self.conn().execute(query, params).fetchone()
+            except DB_ERRORS as exc:
+                if not _undecodable(exc):
+                    raise self.error(exc) from exc
+            rows = self._tolerant(query, params)
         return rows[0] if rows else None
 
     def all(self, query: str, params: tuple[Any, ...] | list[Any]) -> list[Any]:
         """Every row of ``query`` (autocommit read); text as in :meth:`one`."""
-        try:
-            return self.conn().execute(query, params).fetchall()
-        except DB_ERRORS as exc:
-            if not _undecodable(exc):
-                raise self.error(exc) from exc
-        return self._tolerant(query, params)
+        with _process.fork_gate:
+            try:
+                return self.conn().execute(query, params).fetchall()
+            except DB_ERRORS as exc:
+                if not _undecodable(exc):
+                    raise self.error(exc) from exc
+            return self._tolerant(query, params)
 
     def _tolerant(self, query: str, params: tuple[Any, ...] | list[Any]) -> list[Any]:
         conn = self.conn()
@@ -220,10 +248,11 @@ class Database:
 
     def run(self, query: str, params: tuple[Any, ...]) -> int:
         """Run one autocommit write; return the number of rows it changed."""
-        try:
-            return self.conn().execute(query, params).rowcount
-        except DB_ERRORS as exc:
-            raise self.error(exc) from exc
+        with _process.fork_gate:
+            try:
+                return self.conn().execute(query, params).rowcount
+            except DB_ERRORS as exc:
+                raise self.error(exc) from exc
 
     def _begin(self, conn: sqlite3.Connection) -> None:
         # WAL lets readers run beside the writer, but writers still serialize on one lock.
@@ -244,21 +273,29 @@ class Database:
 
     @contextmanager
     def transact(self) -> Iterator[sqlite3.Connection]:
-        """Run the block in one ``BEGIN IMMEDIATE`` transaction: commit, or roll back."""
-        conn = self.conn()
-        self._begin(conn)
-        try:
-            yield conn
-            conn.execute("COMMIT")
-        except BaseException as exc:
-            if conn.in_transaction:
-                with suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-            if isinstance(exc, DB_ERRORS):
-                raise self.error(exc) from exc
-            raise
+        """Run the block in one ``BEGIN IMMEDIATE`` transaction: commit, or roll back.
+
+        A fork waits for the block to end (the fork gate is held throughout).
+        """
+        with _process.fork_gate:
+            conn = self.conn()
+            self._begin(conn)
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                if conn.in_transaction:
+                    with suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
+                if isinstance(exc, DB_ERRORS):
+                    raise self.error(exc) from exc
+                raise
 
     def _migrate(self) -> None:
+        with _process.fork_gate:
+            self._migrate_gated()
+
+    def _migrate_gated(self) -> None:
         conn = self.conn()
         version = self.one("PRAGMA user_version", ())[0]
         if version == sql.SCHEMA_VERSION:
@@ -293,11 +330,12 @@ class Database:
 
     def close(self) -> None:
         """Close every connection, in all threads. Idempotent; any later use raises."""
-        with _registry_lock:
-            self._closed = True
-            self._disown_after_fork()
-            conns, self._conns = self._conns, []
-            self._local = threading.local()
-        for _, conn in conns:
-            with suppress(sqlite3.Error):
-                conn.close()
+        with _process.fork_gate:
+            with _registry_lock:
+                self._closed = True
+                self._disown_after_fork()
+                conns, self._conns = self._conns, []
+                self._local = threading.local()
+            for _, conn in conns:
+                with suppress(sqlite3.Error):
+                    conn.close()

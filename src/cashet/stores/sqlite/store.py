@@ -151,7 +151,8 @@ class SQLiteStore(ReadOnlyMixin, DoctorMixin, ClaimsMixin, RemovalMixin, DamageM
         gone = False
         if not self.readonly:
             # A store of the published cashet 0.4.x/0.5.x is migrated first (or refused).
-            migrate_if_legacy(self._path, inline_threshold)
+            with _process.fork_gate:
+                migrate_if_legacy(self._path, inline_threshold)
             gone = not _has_content(db_file)
         self._db = Database(db_file, busy_timeout, repr(self), readonly=self.readonly)
         if gone and not self.stats()["total_commits"]:  # (not recovered from the WAL)
@@ -495,7 +496,8 @@ class SQLiteStore(ReadOnlyMixin, DoctorMixin, ClaimsMixin, RemovalMixin, DamageM
         want = limit
         while True:
             try:
-                driver = sql.choose_driver(self._db.conn(), func_name, status, tags)
+                with self._db.gated():
+                    driver = sql.choose_driver(self._db.conn(), func_name, status, tags)
                 query, params = sql.select_commits(
                     "c.body, c.last_accessed, c.hash, c.rowid",
                     func_name,
