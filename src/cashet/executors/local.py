@@ -211,9 +211,13 @@ def _load_ref(ref: Any) -> Any:
 
 def _run_with_timeout(func: Callable[..., Any], args: Any, kwargs: Any, timeout: float) -> Outcome:
     box: list[Outcome] = []
+    escaped: list[BaseException] = []
 
     def target() -> None:
-        box.append(run_inline(func, args, kwargs))
+        try:
+            box.append(run_inline(func, args, kwargs))
+        except BaseException as exc:  # SystemExit, KeyboardInterrupt: not a task failure
+            escaped.append(exc)
 
     start = time.perf_counter()
     worker = threading.Thread(target=target, name="cashet-task", daemon=True)
@@ -221,4 +225,8 @@ def _run_with_timeout(func: Callable[..., Any], args: Any, kwargs: Any, timeout:
     worker.join(timeout)
     if box:
         return box[0]
+    if escaped:
+        # The task raised what a plain call lets through (a Ctrl-C, sys.exit()): it leaves
+        # this call as itself, as without a timeout, never disguised as a timeout.
+        raise escaped[0]
     return Outcome.failed(timeout_error(func, timeout, soft=True), time.perf_counter() - start)
