@@ -87,3 +87,67 @@ def test_unpicklable_result_sync_client_message(tmp_path: Any) -> None:
     with Client(store_dir=tmp_path) as c:
         with pytest.raises(ResultSerializationError, match=r"_returns_lock .*\(a _thread\.lock"):
             c.submit(_returns_lock)
+
+
+# --- the store fails while a task runs: its failure is the error --------------------------
+
+
+@pytest.mark.redis
+def test_redis_killed_during_task_reports_the_failed_write(tmp_path: Any) -> None:
+    """A real Redis stopped while the task runs: storing the result fails, and so does the
+    release of the lease; the error is the failed write, the release is a note."""
+    from cashet import StoreUnavailableError
+    from cashet.redis_store import RedisStore
+    from tests._redis import start_private_server
+
+    server = start_private_server(tmp_path)
+    try:
+        store = RedisStore(server.url, socket_timeout=2, socket_connect_timeout=1)
+        with Client(store=store) as c:
+
+            def task() -> int:
+                server.stop()
+                return 41
+
+            with pytest.raises(StoreUnavailableError) as info:
+                c.submit(task)
+        err = info.value
+        assert not str(err).startswith("cannot release"), str(err)
+        assert "release" not in str(err)
+        notes = getattr(err, "__notes__", [])
+        assert any("lease" in n and "released" in n for n in notes), notes
+    finally:
+        server.stop()
+
+
+def test_disk_full_during_a_miss_reports_the_failed_write(tmp_path: Any) -> None:
+    """A real resource limit (RLIMIT_FSIZE, in a child process) makes the blob write fail:
+    the error is the write that failed, a StoreError naming the file, and the lease is free."""
+    import subprocess
+    import sys
+
+    code = (
+        "import os, resource, signal, sys\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "from cashet import Client, StoreError\n"
+        "with Client(store_dir=sys.argv[1]) as c:\n"
+        "    c.submit(len, 'warm')\n"
+        "    hard = resource.getrlimit(resource.RLIMIT_FSIZE)[1]\n"
+        "    resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, hard))\n"
+        "    def big():\n"
+        "        return os.urandom(4 << 20)\n"
+        "    try:\n"
+        "        c.submit(big)\n"
+        "    except StoreError as e:\n"
+        "        print('ERR', e)\n"
+        "    resource.setrlimit(resource.RLIMIT_FSIZE, (hard, hard))\n"
+        "    print('AGAIN', len(c.submit(big, _timeout=30).load()))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "s")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "ERR cannot write blob file" in out.stdout and "AGAIN 4194304" in out.stdout

@@ -226,6 +226,19 @@ def call_flow(
         done: Commit = yield record
         lease = None  # released with the record
         return done
+    except BaseException as exc:
+        if lease is not None and not isinstance(exc, GeneratorExit):
+            # What failed stays the error; a failed release (the store is down, the disk
+            # full) is said in a note, never in its place.
+            owner, lease = lease.owner, None
+            try:
+                yield Release(fp, owner)
+            except Exception as release_error:
+                exc.add_note(
+                    f"The lease on this call could not be released either: "
+                    f"{_error_line(release_error)}"
+                )
+        raise
     finally:
         if lease is not None:
             yield Release(fp, lease.owner)
