@@ -151,3 +151,73 @@ def test_disk_full_during_a_miss_reports_the_failed_write(tmp_path: Any) -> None
     )
     assert out.returncode == 0, out.stderr
     assert "ERR cannot write blob file" in out.stdout and "AGAIN 4194304" in out.stdout
+
+
+# --- a blackholed Redis link: socket_timeout bounds the operation ------------------------
+
+
+class _Blackhole:
+    """A TCP server that accepts connections and never answers (nor closes them)."""
+
+    def __init__(self) -> None:
+        import socket
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.held: list[Any] = []
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.held.append(conn)  # read nothing, answer nothing
+
+    def close(self) -> None:
+        import socket
+        from contextlib import suppress
+
+        with suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+        for conn in self.held:
+            conn.close()
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_blackholed_redis_fails_within_socket_timeout(mode: str) -> None:
+    """Before: three sends, each waiting socket_timeout (3x the documented bound)."""
+    pytest.importorskip("redis")
+    import asyncio
+
+    from cashet import StoreUnavailableError
+    from cashet.redis_store import AsyncRedisStore, RedisStore
+
+    hole = _Blackhole()
+    url = f"redis://127.0.0.1:{hole.port}/0"
+    try:
+        start = time.monotonic()
+        with pytest.raises(StoreUnavailableError, match="unreachable"):
+            if mode == "sync":
+                with RedisStore(url, socket_timeout=1.5, socket_connect_timeout=1.5) as s:
+                    s.lookup("ab" * 32 + ":" + "cd" * 32)
+            else:
+
+                async def go() -> None:
+                    s = AsyncRedisStore(url, socket_timeout=1.5, socket_connect_timeout=1.5)
+                    try:
+                        await s.lookup("ab" * 32 + ":" + "cd" * 32)
+                    finally:
+                        await s.close()
+
+                asyncio.run(go())
+        elapsed = time.monotonic() - start
+        assert elapsed < 3.2, f"failed after {elapsed:.1f}s, socket_timeout=1.5"
+    finally:
+        hole.close()

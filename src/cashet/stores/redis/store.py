@@ -190,13 +190,14 @@ class RedisStore(RedisStoreBase, StoreBase):
         # connection out of the pool and back in, wrapped in retries and metrics, for each
         # call; that costs as much as the round trip itself (bench: redis_hit_f1).
         tries = 0
+        started = time.monotonic()
         while True:
             if self._closed:
                 raise self._closed_error()
             try:
                 return _send(self._conn(), call)
             except RedisError as exc:
-                time.sleep(self._down(call, exc, tries))
+                time.sleep(self._down(call, exc, tries, started))
                 tries += 1
 
     def _run(self, flow: OpFlow[T]) -> T:
