@@ -221,3 +221,107 @@ def test_blackholed_redis_fails_within_socket_timeout(mode: str) -> None:
         assert elapsed < 3.2, f"failed after {elapsed:.1f}s, socket_timeout=1.5"
     finally:
         hole.close()
+
+
+# --- arguments nested thousands deep ----------------------------------------------------
+
+
+def _nested(depth: int, leaf: Any = 0, kinds: str = "l") -> Any:
+    value = leaf
+    for i in range(depth):
+        kind = kinds[i % len(kinds)]
+        value = [value] if kind == "l" else (value,) if kind == "t" else {"k": value, "z": i}
+    return value
+
+
+def _first(x: Any) -> int:
+    return 1
+
+
+@pytest.mark.parametrize("kinds", ["l", "ltd"])
+def test_arguments_nested_10000_deep_hash_and_hit(client: Any, kinds: str) -> None:
+    """Before: a bare RecursionError from 249 lists deep on."""
+    deep = _nested(10_000, kinds=kinds)
+    first = client.submit(_first, deep)
+    assert first.load() == 1 and not first.cached
+    assert client.submit(_first, _nested(10_000, kinds=kinds)).cached
+    other = client.submit(_first, _nested(10_000, leaf=1, kinds=kinds))
+    assert not other.cached  # a different leaf is a different key
+    assert client.submit(_first, x=_nested(10_000, kinds=kinds)).load() == 1
+
+
+def test_deep_encoding_is_the_recursive_encoding() -> None:
+    """The stack-walked encoding writes the same bytes as the recursive one: checked on
+    mixed values (cycles, shared parts, packed runs, unsortable keys) and, in a child
+    process with a large stack and recursion limit, on values 10,000 deep."""
+    import subprocess
+    import sys
+
+    from cashet.hashing.values import _hash_args_deep, hash_args
+
+    shared = [1, 2]
+    cyc: list[Any] = [1]
+    cyc.append(cyc)
+    samples: list[Any] = [
+        _nested(50, kinds="ltd"),
+        [shared, shared, (shared,), {"a": shared}],
+        cyc,
+        {"x": cyc, "y": [cyc, (cyc,)]},
+        [list(range(20)), [1.5] * 20, ["s"] * 20, tuple(range(30))],
+        {1: "a", "b": 2, (3,): [4]},  # unsortable keys: digests of entries
+        [{1, 2}, frozenset({"a"}), b"bytes", None, 3.5, "text"],
+        [],
+        {},
+    ]
+    for value in samples:
+        assert _hash_args_deep((value,), {"k": value}, None) == hash_args((value,), {"k": value})
+
+    code = (
+        "import sys, threading\n"
+        "sys.setrecursionlimit(1_000_000)\n"
+        "threading.stack_size(512 << 20)\n"
+        "from cashet.hashing.values import hash_args\n"
+        "from tests.test_faults_errors import _nested\n"
+        "out = []\n"
+        "t = threading.Thread(target=lambda: out.append(hash_args("
+        "(_nested(10_000, kinds='ltd'),), {})))\n"
+        "t.start(); t.join()\n"
+        "print(out[0])\n"
+    )
+    child = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert child.stdout.strip() == hash_args((_nested(10_000, kinds="ltd"),), {})
+
+
+class _Node:
+    def __init__(self, child: Any) -> None:
+        self.child = child
+
+
+def test_too_deep_inside_an_object_names_the_argument(client: Any) -> None:
+    node: Any = None
+    for _ in range(10_000):
+        node = _Node(node)
+    with pytest.raises(TypeError, match=r"argument 1 \(args\[1\]\) of type .*_Node is nested"):
+        client.submit(_first2, 0, node)
+    with pytest.raises(TypeError, match=r"argument 'z' \(kwargs\['z'\]\) of type .*_Node"):
+        client.submit(_any_kw, z=node)
+
+
+def _first2(x: Any, y: Any) -> int:
+    return 1
+
+
+def _any_kw(**kw: Any) -> int:
+    return 1
+
+
+def _deep_result() -> Any:
+    return _nested(100_000)
+
+
+def test_result_too_deep_to_pickle_names_the_task(client: Any) -> None:
+    with pytest.raises(ResultSerializationError, match="_deep_result"):
+        client.submit(_deep_result)
+    assert client.log() == []
