@@ -14,7 +14,14 @@ from collections.abc import Sequence
 from contextlib import suppress
 
 from cashet.errors import BlobCorruptedError, BlobMissingError, StoreError
-from cashet.stores.blobs import BLOB_RAW, BLOB_ZSTD, decode_blob, verify_blob
+from cashet.stores.blobs import (
+    BLOB_RAW,
+    BLOB_ZSTD,
+    decode_blob,
+    read_encoded,
+    verify_blob,
+    write_encoded,
+)
 
 __all__ = ["READINTO_MIN", "BlobFiles", "has_file", "unlink"]
 
@@ -85,6 +92,44 @@ class BlobFiles:
                 raise StoreError(f"cannot write blob file {path}: {exc}") from exc
             raise
 
+    def write_parts(
+        self,
+        path: str,
+        parts: Sequence[bytes | bytearray | memoryview],
+        size: int,
+        compress: bool,
+        inline_below: int = 0,
+    ) -> tuple[int, bytes | None]:
+        """Write the stored form of the concatenation of ``parts`` to ``path`` atomically,
+        chunk by chunk (compressed on the way when ``compress``); return its size.
+
+        When the stored form is shorter than ``inline_below`` (a large blob that compresses
+        to almost nothing), no file is left: its bytes are returned to be kept inline.
+
+        Raises:
+            StoreError: the file cannot be written.
+        """
+        folder, name = os.path.split(path)
+        tmp = os.path.join(folder, f".tmp-{name[:8]}-{secrets.token_hex(6)}")
+        try:
+            os.makedirs(folder, exist_ok=True)
+            with open(tmp, "xb+") as f:
+                stored = write_encoded(f, parts, size, compress)
+                if stored < inline_below:
+                    f.seek(0)
+                    inline = f.read()
+                    f.close()
+                    os.unlink(tmp)
+                    return stored, inline
+            os.replace(tmp, path)
+        except BaseException as exc:
+            with suppress(OSError):
+                os.unlink(tmp)
+            if isinstance(exc, OSError):
+                raise StoreError(f"cannot write blob file {path}: {exc}") from exc
+            raise
+        return stored, None
+
     def read(self, h: str) -> bytes:
         """Return the blob ``h`` from its file, verified.
 
@@ -108,6 +153,15 @@ class BlobFiles:
                 st = os.fstat(f.fileno())
                 head = f.read(1)
                 want = max(st.st_size - 1, 0)
+                if head == BLOB_ZSTD:
+                    # Decompressed straight into one buffer (the compressed form is never
+                    # held whole beside it); small ones come back as bytes.
+                    f.seek(0)
+                    out = read_encoded(f, st.st_size, h)
+                    data: bytes | bytearray = out if len(out) >= READINTO_MIN else bytes(out)
+                    del out
+                    verify_blob(data, h)
+                    return data  # type: ignore[return-value]  # bytearray when large
                 if head == BLOB_RAW and want >= READINTO_MIN:
                     # A large raw blob (typically NumPy buffers) is read into a bytearray:
                     # one copy from the kernel, and arrays loaded from it are writable

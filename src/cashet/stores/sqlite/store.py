@@ -36,7 +36,6 @@ from cashet.models import Commit, ObjectRef, TaskStatus
 from cashet.protocols import BlobParts, Hit, ResultData, TagQuery
 from cashet.stores.base import StoreBase, copy_commit
 from cashet.stores.blobs import (
-    BLOB_RAW,
     blob_hash,
     blob_hash_parts,
     decode_blob,
@@ -149,7 +148,11 @@ class SQLiteStore(ClaimsMixin, RemovalMixin, DamageMixin, StoreBase):
         Returns:
             The blob's hash and its size in bytes.
         """
-        h = blob_hash(data)
+        if len(data) >= READINTO_MIN:
+            return self._put_large([data], blob_hash(data), len(data))
+        return self._put_small(data, blob_hash(data), None)
+
+    def _put_small(self, data: bytes, h: str, encoded: bytes | None) -> ObjectRef:
         ref = ObjectRef(h, len(data))
         row = self._db.one(sql.BLOB_STATE, (h,))
         if (
@@ -160,7 +163,8 @@ class SQLiteStore(ClaimsMixin, RemovalMixin, DamageMixin, StoreBase):
             and (row[2] > 0 or row[3] > time.time() - self.orphan_grace / 2)
         ):
             return ref
-        encoded = encode_blob(data)
+        if encoded is None:
+            encoded = encode_blob(data)
         inline = len(encoded) < self._inline_threshold
         path = self._files.path(h)
         if not inline and not has_file(path, len(encoded)):
@@ -184,30 +188,46 @@ class SQLiteStore(ClaimsMixin, RemovalMixin, DamageMixin, StoreBase):
         """Store the concatenation of ``parts`` without joining them in memory.
 
         Serializers that keep large buffers out of band (``PickleSerializer`` with NumPy
-        arrays) hand their chunks here: the blob is hashed and written chunk by chunk.
-        Equivalent to ``put_blob(b"".join(parts))``.
+        arrays) hand their chunks here: the blob is hashed, compressed and written chunk
+        by chunk. Equivalent to ``put_blob(b"".join(parts))``.
         """
         h, size = blob_hash_parts(parts)
-        if size < READINTO_MIN or _compressible(parts):
-            return self.put_blob(b"".join(parts))
+        if size < READINTO_MIN:
+            return self._put_small(b"".join(parts), h, None)
+        return self._put_large(parts, h, size)
+
+    def _put_large(self, parts: BlobParts, h: str, size: int) -> ObjectRef:
+        """Store a blob of at least ``READINTO_MIN`` bytes, streamed: its stored form is
+        written to the file as it is made (no joined copy, no whole compressed copy)."""
         ref = ObjectRef(h, size)
-        stored_size = size + 1
         path = self._files.path(h)
         row = self._db.one(sql.BLOB_STATE, (h,))
         if (
             row is not None
-            and row[1] is None
-            and has_file(path, row[0])
+            # Inline bytes of a large blob are not decoded here to be compared (that is
+            # the whole blob again in memory): every read verifies them, and a damaged
+            # copy is forgotten there, so the next put rewrites it.
+            and (row[1] is not None or has_file(path, row[0]))
             and (row[2] > 0 or row[3] > time.time() - self.orphan_grace / 2)
         ):
             return ref
-        chunks = [BLOB_RAW, *parts]
-        if not has_file(path, stored_size):
-            self._files.write(path, chunks)  # outside the lock: other writers go on
+        compress = _compressible(parts)
+        if not compress and has_file(path, size + 1):
+            stored, inline = size + 1, None
+        else:  # outside the lock: other writers go on
+            stored, inline = self._files.write_parts(
+                path, parts, size, compress, self._inline_threshold
+            )
         with self._db.transact() as conn:
-            conn.execute(sql.BLOB_UPSERT, (h, size, stored_size, None, time.time()))
-            if not has_file(path, stored_size):
-                self._files.write(path, chunks)  # a concurrent delete removed it
+            was = conn.execute(sql.BLOB_INFO, (h,)).fetchone()
+            conn.execute(sql.BLOB_UPSERT, (h, size, stored, inline, time.time()))
+            if inline is not None:
+                if was is not None and was[1]:
+                    unlink(path)  # the blob moved into meta.db
+            elif not has_file(path, stored):
+                # a concurrent delete removed it: write it again (raw: no guessing sizes)
+                stored, _ = self._files.write_parts(path, parts, size, False)
+                conn.execute(sql.BLOB_UPSERT, (h, size, stored, None, time.time()))
         return ref
 
     def _intact(self, h: str, stored_size: int, inline: bytes | None, data: bytes) -> bool:
@@ -299,10 +319,13 @@ class SQLiteStore(ClaimsMixin, RemovalMixin, DamageMixin, StoreBase):
         if not isinstance(data, bytes):
             ref = self.put_blob_parts(data)
             encoded = None
+        elif len(data) >= READINTO_MIN:  # streamed, never encoded whole in memory
+            ref = self._put_large([data], blob_hash(data), len(data))
+            encoded = None
         else:
             encoded = encode_blob(data)
             if len(encoded) >= self._inline_threshold:
-                ref = self.put_blob(data)
+                ref = self._put_small(data, blob_hash(data), encoded)  # encoded once
                 encoded = None
             else:
                 ref = ObjectRef(blob_hash(data), len(data))
