@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 from cashet.models import ObjectRef
-from cashet.stores.blobs import BLOB_RAW, BLOB_ZSTD, blob_hash
 from cashet.store import SQLiteStore
+from cashet.stores.blobs import BLOB_RAW, BLOB_ZSTD, blob_hash
 
 np = pytest.importorskip("numpy")
 
