@@ -38,7 +38,14 @@ from cashet.core.options import (
 from cashet.errors import CashetError, CommitNotFoundError
 from cashet.hashing import function_identity, ignore
 from cashet.models import Commit, Lease, ObjectRef, TaskDef, TaskStatus
-from cashet.protocols import Serializer, Store, TagQuery
+from cashet.protocols import (
+    BlobOpener,
+    Serializer,
+    Store,
+    StreamSerializer,
+    TagQuery,
+    supports,
+)
 from cashet.provenance.diff import diff_commits
 from cashet.provenance.query import (
     check_tag_query,
@@ -280,6 +287,17 @@ class ClientBase(Generic[TF]):
         return [results[i] for i in range(len(results))]
 
 
+#: Results at least this large load from a file the store opens (when it can, and the
+#: serializer can read one), so that their bytes and their value are never held at once.
+_STREAM_MIN = 1 << 20
+
+
+def _open_blob(store: Store, serializer: Serializer, ref: ObjectRef) -> Any:
+    if supports(store, BlobOpener) and supports(serializer, StreamSerializer):
+        return cast(BlobOpener, store).open_blob(ref)
+    return None
+
+
 class StoreQueries:
     """Provenance and maintenance over a sync store: ``Client``'s, and ``AsyncClient``'s
     off the loop.
@@ -297,6 +315,11 @@ class StoreQueries:
         self.serializer = serializer
 
     def _load_object(self, ref: ObjectRef, data: bytes | None = None) -> Any:
+        if data is None and ref.size >= _STREAM_MIN:
+            opened = _open_blob(self.store, self.serializer, ref)
+            if opened is not None:  # a large result, read straight into its own memory
+                with opened as f:
+                    return cast(StreamSerializer, self.serializer).load(f)
         return self.serializer.loads(self.store.get_blob(ref) if data is None else data)
 
     def log(

@@ -31,6 +31,7 @@ __all__ = [
     "blob_hash_parts",
     "decode_blob",
     "encode_blob",
+    "open_decoded",
     "read_encoded",
     "verify_blob",
     "worth_compressing",
@@ -303,3 +304,27 @@ def _read_exactly(f: IO[bytes], want: int) -> bytearray:
     if got < want:
         del buf[got:]
     return buf
+
+
+@contextmanager
+def open_decoded(f: IO[bytes], blob_hash_hint: str = "") -> Iterator[IO[bytes]]:
+    """A readable stream of the decoded bytes of the stored form in ``f`` (at its start):
+    ``f`` itself past the header byte, or a zstd stream over it. Not verified.
+
+    Raises:
+        BlobCorruptedError: the header byte is unknown.
+    """
+    head = f.read(1)
+    if head == BLOB_RAW:
+        yield f
+        return
+    if head != BLOB_ZSTD:
+        raise BlobCorruptedError(
+            f"blob {blob_hash_hint[:16]}… has an unknown header byte {head!r}", blob_hash_hint
+        )
+    with _decompressors.lend() as zd:
+        reader = zd.stream_reader(f, read_size=1 << 20, closefd=False)
+        try:
+            yield reader
+        finally:
+            reader.close()

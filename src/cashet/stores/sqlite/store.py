@@ -23,11 +23,11 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
-from contextlib import suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import IO, Any
 
 from cashet import _process
 from cashet.errors import BlobCorruptedError, BlobMissingError, StoreError
@@ -264,6 +264,27 @@ class SQLiteStore(ClaimsMixin, RemovalMixin, DamageMixin, StoreBase):
             return data
         except (BlobMissingError, BlobCorruptedError):
             self._forget_blob(h)
+            raise
+
+    def open_blob(self, ref: ObjectRef) -> AbstractContextManager[IO[bytes]] | None:
+        """The blob as a file verified as it is read, or ``None`` when it is kept inline.
+
+        For loading a large result without holding its bytes and its value at once (see
+        ``protocols.BlobOpener``). A blob found lost or corrupt is forgotten, as by
+        :meth:`get_blob`.
+        """
+        row = self._db.one(sql.BLOB_READ, (ref.hash,))
+        if row is None or row[0] is not None:
+            return None  # unknown (get_blob says so) or inline (small)
+        return self._opened(ref)
+
+    @contextmanager
+    def _opened(self, ref: ObjectRef) -> Iterator[IO[bytes]]:
+        try:
+            with self._files.open_verified(ref.hash, ref.size) as f:
+                yield f
+        except (BlobMissingError, BlobCorruptedError):
+            self._forget_blob(ref.hash)
             raise
 
     def _forget_blob(self, h: str) -> None:
