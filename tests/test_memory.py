@@ -169,16 +169,13 @@ def _big_compressible() -> Any:
 
 
 @pytest.mark.parametrize("task", [_big_bytes, _big_array, _big_compressible])
-def test_large_result_loads_from_the_file(tmp_path: Path, task: Any) -> None:
-    from cashet import Client
-
-    with Client(store_dir=tmp_path) as client:
-        first = client.submit(task).load()
-        ref = client.submit(task)
-        assert ref.cached
-        again = ref.load()
-        assert type(again) is type(first)
-        assert bytes(memoryview(again).cast("B")) == bytes(memoryview(first).cast("B"))
+def test_large_result_loads_from_the_file(client: Any, task: Any) -> None:
+    first = client.submit(task).load()
+    ref = client.submit(task)
+    assert ref.cached
+    again = ref.load()
+    assert type(again) is type(first)
+    assert bytes(memoryview(again).cast("B")) == bytes(memoryview(first).cast("B"))
 
 
 @pytest.mark.parametrize("task", [_big_bytes, _big_array, _big_compressible])

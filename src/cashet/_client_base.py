@@ -289,13 +289,22 @@ class ClientBase(Generic[TF]):
 
 #: Results at least this large load from a file the store opens (when it can, and the
 #: serializer can read one), so that their bytes and their value are never held at once.
-_STREAM_MIN = 1 << 20
+STREAM_MIN = 1 << 20
 
 
-def _open_blob(store: Store, serializer: Serializer, ref: ObjectRef) -> Any:
-    if supports(store, BlobOpener) and supports(serializer, StreamSerializer):
-        return cast(BlobOpener, store).open_blob(ref)
-    return None
+def load_result(store: Store, serializer: Serializer, ref: ObjectRef) -> Any:
+    """Load the result ``ref`` from ``store``: a large one straight from its file when the
+    store can open it and the serializer read one (see ``protocols.BlobOpener``)."""
+    if (
+        ref.size >= STREAM_MIN
+        and supports(store, BlobOpener)
+        and supports(serializer, StreamSerializer)
+    ):
+        opened = cast(BlobOpener, store).open_blob(ref)
+        if opened is not None:
+            with opened as f:
+                return cast(StreamSerializer, serializer).load(f)
+    return serializer.loads(store.get_blob(ref))
 
 
 class StoreQueries:
@@ -315,12 +324,9 @@ class StoreQueries:
         self.serializer = serializer
 
     def _load_object(self, ref: ObjectRef, data: bytes | None = None) -> Any:
-        if data is None and ref.size >= _STREAM_MIN:
-            opened = _open_blob(self.store, self.serializer, ref)
-            if opened is not None:  # a large result, read straight into its own memory
-                with opened as f:
-                    return cast(StreamSerializer, self.serializer).load(f)
-        return self.serializer.loads(self.store.get_blob(ref) if data is None else data)
+        if data is None:
+            return load_result(self.store, self.serializer, ref)
+        return self.serializer.loads(data)
 
     def log(
         self,

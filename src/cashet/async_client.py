@@ -37,12 +37,14 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 
 from cashet._client_base import (
+    STREAM_MIN,
     ClientBase,
     StoreQueries,
     TaskFunctionBase,
     check_workers,
     default_store_dir,
     executor_commit,
+    load_result,
 )
 from cashet._log import log
 from cashet._progress import progress
@@ -178,6 +180,10 @@ class AsyncClient(ClientBase[AsyncTaskFunction[Any]]):
         return AsyncResultRef(executor_commit(done), self._load_object)
 
     async def _load_object(self, ref: ObjectRef, data: bytes | None = None) -> Any:
+        if data is None and ref.size >= STREAM_MIN and supports(self.store, SyncBacked):
+            # A large result straight from its file, in the store's own thread.
+            backed = cast(SyncBacked, self.store)
+            return await backed.run_sync(load_result, backed.sync_store, self.serializer, ref)
         if data is None:
             data = await self.store.get_blob(ref)
         if len(data) >= BIG_BYTES:
