@@ -325,3 +325,21 @@ def test_result_too_deep_to_pickle_names_the_task(client: Any) -> None:
     with pytest.raises(ResultSerializationError, match="_deep_result"):
         client.submit(_deep_result)
     assert client.log() == []
+
+
+def test_deep_argument_snapshot_and_manifest_are_bounded(tmp_path: Any) -> None:
+    from cashet.hashing import args_snapshot, hash_value
+    from cashet.hashing.manifest import preview
+
+    deep = _nested(10_000)
+    text = args_snapshot((deep,), {"k": deep})
+    assert len(text) < 2_100 and "[[[...]]]" in text
+    assert len(preview(deep)) < 200
+    assert hash_value(deep) == hash_value(_nested(10_000))
+    assert hash_value(deep) != hash_value(_nested(10_000, leaf=1))
+    with Client(store_dir=tmp_path) as c:
+        c.submit(_first, deep)
+        (commit,) = c.log()
+        manifest = commit.task_def.manifest
+        (arg,) = manifest["arguments"]
+        assert arg["name"] == "x" and arg["digest"] and len(arg["preview"]) < 200
