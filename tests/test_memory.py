@@ -206,3 +206,41 @@ def test_damaged_large_result_is_corrupt_then_recomputed(
         assert not rerun.cached
         value = rerun.load()
         assert bytes(memoryview(value).cast("B")) == bytes(memoryview(expected).cast("B"))
+
+
+@pytest.mark.parametrize("task", [_big_bytes, _big_array, _big_compressible])
+def test_random_damage_to_a_large_result_never_loads_a_wrong_value(
+    tmp_path: Path, task: Any
+) -> None:
+    """Seeded fuzz: one to three random bytes of the blob file changed, 40 trials per
+    result; every load is the right value or a ``BlobCorruptedError``, nothing else."""
+    import random
+    import shutil
+
+    from cashet import BlobCorruptedError, Client
+
+    rng = random.Random(13)
+    src = tmp_path / "src"
+    with Client(store_dir=src) as client:
+        expected = bytes(memoryview(client.submit(task).load()).cast("B"))
+    outcomes = {"right": 0, "corrupt": 0}
+    for trial in range(40):
+        store = tmp_path / f"t{trial}"
+        shutil.copytree(src, store)
+        path = next(p for p in Path(store, "objects").rglob("*") if p.is_file())
+        raw = bytearray(path.read_bytes())
+        for _ in range(rng.randint(1, 3)):
+            at = rng.randrange(min(len(raw), 64)) if rng.random() < 0.5 else rng.randrange(len(raw))
+            raw[at] ^= 1 << rng.randrange(8)
+        path.write_bytes(bytes(raw))
+        with Client(store_dir=store) as client:
+            ref = client.submit(task)
+            try:
+                value = ref.load()
+            except BlobCorruptedError:
+                outcomes["corrupt"] += 1
+            else:
+                assert bytes(memoryview(value).cast("B")) == expected
+                outcomes["right"] += 1
+        shutil.rmtree(store)
+    assert outcomes["corrupt"] > 0

@@ -278,7 +278,7 @@ def read_encoded(f: IO[bytes], stored_size: int, blob_hash_hint: str = "") -> by
             extra = reader.read(1) if got == size else b""
             reader.close()
         del view
-    except (zstandard.ZstdError, MemoryError, ValueError) as exc:
+    except (zstandard.ZstdError, MemoryError, OverflowError, ValueError) as exc:
         raise BlobCorruptedError(
             f"blob {hint}… cannot be decompressed: {exc}", blob_hash_hint
         ) from exc
