@@ -9,8 +9,10 @@ of the calling thread's own, the async store with an awaited ``redis.asyncio`` o
 
 Errors: a dropped or refused connection becomes ``StoreUnavailableError`` naming the URL
 (password masked) and what was being done, after the call was sent again twice with a short
-backoff (every call is safe to resend: see :class:`~cashet.stores.redis.ops.RedisCall`). Any
-other Redis error becomes ``StoreError``.
+backoff (every call is safe to resend: see :class:`~cashet.stores.redis.ops.RedisCall`) as
+long as that fits in ``socket_timeout``; a call that timed out is not resent (it has used
+``socket_timeout`` up), so a server that stops answering fails a call in ``socket_timeout``.
+Any other Redis error becomes ``StoreError``.
 """
 
 from __future__ import annotations
