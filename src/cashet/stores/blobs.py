@@ -323,7 +323,7 @@ def open_decoded(f: IO[bytes], blob_hash_hint: str = "") -> Iterator[IO[bytes]]:
             f"blob {blob_hash_hint[:16]}… has an unknown header byte {head!r}", blob_hash_hint
         )
     with _decompressors.lend() as zd:
-        reader = zd.stream_reader(f, read_size=1 << 20, closefd=False)
+        reader = zd.stream_reader(f, read_size=_SLICE, closefd=False)
         try:
             yield reader
         finally:
