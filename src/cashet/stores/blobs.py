@@ -226,9 +226,14 @@ def write_encoded(
                 if fed >= 4 * _SLICE and f.tell() - 1 >= fed * _COMPRESS_GAIN:
                     worth = False  # already too big: stop compressing the rest
                     break
-            # Ends the frame even when stopping early, so the context is clean for reuse.
-            writer.flush(zstandard.FLUSH_FRAME)
-            writer.close()
+            # Ends the frame even when stopping early, so the context is clean for reuse
+            # (short of its pledged size, zstd may refuse the frame: it is dropped anyway).
+            try:
+                writer.flush(zstandard.FLUSH_FRAME)
+                writer.close()
+            except zstandard.ZstdError:
+                if worth:
+                    raise
         stored = f.tell()
         if worth and stored - 1 < size * _COMPRESS_GAIN:
             return stored
