@@ -77,6 +77,7 @@ def test_every_exception_pickles() -> None:
         errors.TaskError("failed", func_name="f", traceback_text="Traceback ...", attempts=3),
         errors.TaskTimeoutError("slow", func_name="g", attempts=2),
         errors.StoreError("s"),
+        errors.ResultSerializationError("no bytes", func_name="h"),
         errors.StoreUnavailableError("down"),
         errors.BlobMissingError("gone", "ab" * 32),
         errors.BlobCorruptedError("bad", "cd" * 32),
@@ -89,4 +90,4 @@ def test_every_exception_pickles() -> None:
         assert type(back) is type(exc) and str(back) == str(exc)
     task = pickle.loads(pickle.dumps(samples[1]))
     assert (task.func_name, task.traceback_text, task.attempts) == ("f", "Traceback ...", 3)
-    assert pickle.loads(pickle.dumps(samples[8])).candidates == ["ab1", "ab2"]
+    assert pickle.loads(pickle.dumps(samples[9])).candidates == ["ab1", "ab2"]

@@ -17,7 +17,16 @@ from blake3 import blake3
 
 from cashet.errors import CommitNotFoundError, ReadOnlyStoreError
 from cashet.models import Commit, Lease, ObjectRef, TaskDef, TaskStatus
-from cashet.protocols import CheckReport, Checkup, Serializer, Store, TagQuery, supports
+from cashet.protocols import (
+    BlobOpener,
+    CheckReport,
+    Checkup,
+    Serializer,
+    Store,
+    StreamSerializer,
+    TagQuery,
+    supports,
+)
 from cashet.provenance.diff import diff_commits
 from cashet.provenance.explain import Explanation
 from cashet.provenance.explain import why as explain_why
@@ -33,7 +42,27 @@ from cashet.stores.base import full_store
 if TYPE_CHECKING:
     from cashet.provenance.archive import ExportResult, ImportResult
 
-__all__ = ["StoreQueries", "running_commit", "store_check"]
+__all__ = ["STREAM_MIN", "StoreQueries", "load_result", "running_commit", "store_check"]
+
+
+#: Results at least this large load from a file the store opens (when it can, and the
+#: serializer can read one), so that their bytes and their value are never held at once.
+STREAM_MIN = 1 << 20
+
+
+def load_result(store: Store, serializer: Serializer, ref: ObjectRef) -> Any:
+    """Load the result ``ref`` from ``store``: a large one straight from its file when the
+    store can open it and the serializer read one (see ``protocols.BlobOpener``)."""
+    if (
+        ref.size >= STREAM_MIN
+        and supports(store, BlobOpener)
+        and supports(serializer, StreamSerializer)
+    ):
+        opened = cast(BlobOpener, store).open_blob(ref)
+        if opened is not None:
+            with opened as f:
+                return cast(StreamSerializer, serializer).load(f)
+    return serializer.loads(store.get_blob(ref))
 
 
 class StoreQueries:
@@ -53,7 +82,9 @@ class StoreQueries:
         self.serializer = serializer
 
     def _load_object(self, ref: ObjectRef, data: bytes | None = None) -> Any:
-        return self.serializer.loads(self.store.get_blob(ref) if data is None else data)
+        if data is None:
+            return load_result(self.store, self.serializer, ref)
+        return self.serializer.loads(data)
 
     def log(
         self,

@@ -44,6 +44,7 @@ from cashet._client_base import (
 )
 from cashet._log import log
 from cashet._progress import progress
+from cashet._queries import STREAM_MIN, load_result
 from cashet.core.batch import BatchItem, plan_batch
 from cashet.core.options import TaskOptions, make_task_def
 from cashet.errors import StoreError
@@ -189,6 +190,10 @@ class AsyncClient(ClientBase[AsyncTaskFunction[Any]]):
         return AsyncResultRef(executor_commit(done), self._load_object)
 
     async def _load_object(self, ref: ObjectRef, data: bytes | None = None) -> Any:
+        if data is None and ref.size >= STREAM_MIN and supports(self.store, SyncBacked):
+            # A large result straight from its file, in the store's own thread.
+            backed = cast(SyncBacked, self.store)
+            return await backed.run_sync(load_result, backed.sync_store, self.serializer, ref)
         if data is None:
             data = await self.store.get_blob(ref)
         if len(data) >= BIG_BYTES:

@@ -5,7 +5,8 @@ caller would naturally catch::
 
     CashetError
     ├── TaskError (RuntimeError)          the task function failed (after retries)
-    │   └── TaskTimeoutError (TimeoutError)
+    │   ├── TaskTimeoutError (TimeoutError)
+    │   └── ResultSerializationError (TypeError)   its result cannot be stored
     ├── StoreError                        the store could not do what was asked
     │   ├── StoreUnavailableError         backend unreachable (Redis down, ...)
     │   ├── ReadOnlyStoreError            a write asked of a read-only store
@@ -39,6 +40,7 @@ __all__ = [
     "DamagedStoreWarning",
     "ReadOnlyStoreError",
     "ReadOnlyStoreWarning",
+    "ResultSerializationError",
     "StoreError",
     "StoreUnavailableError",
     "TaskError",
@@ -97,6 +99,11 @@ def _rebuild_task_error(
 
 class TaskTimeoutError(TaskError, TimeoutError):
     """A task attempt ran longer than its ``timeout``."""
+
+
+class ResultSerializationError(TaskError, TypeError):
+    """A task returned a value its serializer cannot turn into bytes (an open file, a
+    lambda, a lock, ...): nothing is stored. The serializer's error is ``__cause__``."""
 
 
 class StoreError(CashetError):

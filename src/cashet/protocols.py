@@ -32,9 +32,10 @@ from __future__ import annotations
 
 import functools
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import IO, Any, Protocol, TypeVar, runtime_checkable
 
 from cashet.models import Commit, Lease, ObjectRef, TaskDef, TaskStatus
 
@@ -47,6 +48,7 @@ __all__ = [
     "AsyncResultIndex",
     "AsyncResultWriter",
     "AsyncStore",
+    "BlobOpener",
     "BlobParts",
     "BlobPartsWriter",
     "CheckReport",
@@ -65,6 +67,7 @@ __all__ = [
     "ResultWriter",
     "Serializer",
     "Store",
+    "StreamSerializer",
     "SyncBacked",
     "TagQuery",
     "protocol_members",
@@ -135,6 +138,31 @@ class PartsSerializer(Protocol):
     """
 
     def dumps_parts(self, obj: Any) -> list[bytes | memoryview]: ...
+
+
+@runtime_checkable
+class StreamSerializer(Protocol):
+    """A serializer capability: load a result from a readable binary file.
+
+    ``load(f)`` equals ``loads(f.read())``, without holding the bytes and the value at
+    once (a large ``bytes`` or array is read straight into its own memory).
+    """
+
+    def load(self, file: IO[bytes]) -> Any: ...
+
+
+@runtime_checkable
+class BlobOpener(Protocol):
+    """A store capability: a large blob as a file, verified as it is read.
+
+    ``open_blob(ref)`` returns ``None`` when the blob is not kept as a file (then
+    ``get_blob`` is used), else a context manager of a readable binary file of the blob's
+    bytes; leaving it checks them against the hash (reading what was left), and raises
+    ``BlobCorruptedError`` (forgetting the copy, as ``get_blob`` does) instead of letting
+    what was read from them out.
+    """
+
+    def open_blob(self, ref: ObjectRef) -> AbstractContextManager[IO[bytes]] | None: ...
 
 
 @runtime_checkable

@@ -11,7 +11,7 @@ import json
 import pickle
 import struct
 from collections.abc import Iterable
-from typing import Any
+from typing import IO, Any
 
 from cashet.protocols import Serializer
 
@@ -53,6 +53,13 @@ def _unframe(data: bytes | bytearray | memoryview) -> tuple[memoryview, list[mem
     if off != len(view):
         raise pickle.UnpicklingError("framed pickle has trailing or missing bytes")
     return head, buffers
+
+
+def _read_all(file: IO[bytes], n: int) -> bytes:
+    data = file.read(n)
+    if len(data) != n:
+        raise pickle.UnpicklingError("truncated framed pickle")
+    return data
 
 
 def _is_framed(data: bytes | bytearray | memoryview) -> bool:
@@ -107,6 +114,33 @@ class PickleSerializer:
             head, buffers = _unframe(data)
             return pickle.loads(head, buffers=buffers)
         return pickle.loads(data)
+
+    def load(self, file: IO[bytes]) -> Any:
+        """Load from a readable binary file: ``loads(file.read())`` without the whole bytes
+        in memory beside the value (each large buffer, and a large ``bytes``, is read
+        straight into its own memory)."""
+        peek = getattr(file, "peek", None)
+        start = peek(len(_FRAME_MAGIC))[: len(_FRAME_MAGIC)] if peek is not None else b""
+        if start != _FRAME_MAGIC:
+            if peek is None:
+                return self.loads(file.read())
+            return pickle.load(file)
+        file.read(len(_FRAME_MAGIC))
+        try:
+            n, head_len = struct.unpack("<IQ", _read_all(file, 12))
+            sizes = struct.unpack(f"<{n}Q", _read_all(file, 8 * n))
+        except struct.error as exc:
+            raise pickle.UnpicklingError(f"truncated framed pickle: {exc}") from exc
+        head = _read_all(file, head_len)
+        buffers = []
+        for size in sizes:
+            buf = bytearray(size)
+            if file.readinto(buf) != size:  # type: ignore[attr-defined]
+                raise pickle.UnpicklingError("framed pickle has missing bytes")
+            buffers.append(buf)
+        if file.read(1):
+            raise pickle.UnpicklingError("framed pickle has trailing bytes")
+        return pickle.loads(head, buffers=buffers)
 
     def __repr__(self) -> str:
         return f"PickleSerializer(protocol={self.protocol})"

@@ -73,7 +73,8 @@ class WaitRelease:
 
 @dataclass(frozen=True, slots=True)
 class Release:
-    """Give the lease on ``fingerprint`` held by ``owner`` back."""
+    """Give the lease on ``fingerprint`` held by ``owner`` back; answer ``None``, or the
+    error of a release that failed (the driver then retries it in the background)."""
 
     fingerprint: str
     owner: str

@@ -39,7 +39,7 @@ from cashet.core.effects import (
     Touch,
     WaitRelease,
 )
-from cashet.errors import TaskError, TaskTimeoutError
+from cashet.errors import CashetError, ResultSerializationError, TaskError, TaskTimeoutError
 from cashet.models import Commit, Lease, ObjectRef, TaskDef, TaskStatus, utcnow
 
 __all__ = [
@@ -101,6 +101,13 @@ def new_lease(ttl: timedelta, func_name: str) -> Lease:
 def _error_line(exc: BaseException) -> str:
     text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     return text.strip()
+
+
+def _type_name(value: object) -> str:
+    cls = type(value)
+    return (
+        cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    )
 
 
 def call_flow(
@@ -207,12 +214,37 @@ def call_flow(
                 attempts=attempts,
             ) from outcome.error
 
-        data = yield Serialize(outcome.value)
+        try:
+            data = yield Serialize(outcome.value)
+        except CashetError:
+            raise
+        except Exception as exc:  # the result cannot be stored: say whose and what
+            raise ResultSerializationError(
+                f"the result of task {task_def.func_name} (a {_type_name(outcome.value)}) "
+                f"cannot be serialized, so nothing was stored: {_error_line(exc)}",
+                func_name=task_def.func_name,
+            ) from exc
         release = None if lease is None else (fp, lease.owner)
         record = Record(data, functools.partial(_with_result, seal, base), release)
         done: Commit = yield record
         lease = None  # released with the record
         return done
+    except BaseException as exc:
+        if lease is not None and not isinstance(exc, GeneratorExit):
+            # What failed stays the error; a failed release (the store is down, the disk
+            # full) is said in a note, never in its place.
+            owner, lease = lease.owner, None
+            released: object
+            try:
+                released = yield Release(fp, owner)
+            except Exception as release_error:  # a driver that lets it out
+                released = release_error
+            if isinstance(released, BaseException):
+                exc.add_note(
+                    "The lease on this call could not be released either (it is retried in"
+                    " the background; this process does not wait for it): " + _error_line(released)
+                )
+        raise
     finally:
         if lease is not None:
             yield Release(fp, lease.owner)

@@ -28,16 +28,33 @@ def _children(obj: Any) -> Any:
 
 
 def find_refs(obj: Any, out: list[Any] | None = None) -> list[Any]:
-    """Collect every ``ResultRef``/``AsyncResultRef`` in ``obj`` and its containers."""
+    """Collect every ``ResultRef``/``AsyncResultRef`` in ``obj`` and its containers.
+
+    Walked on an explicit stack (in order, each container once), so arguments nested
+    thousands deep, or containing themselves, are searched without a ``RecursionError``.
+    """
     if out is None:
         out = []
     if isinstance(obj, _REF_TYPES):
         out.append(obj)
         return out
     kids = _children(obj)
-    if kids is not None:
-        for kid in kids:
-            find_refs(kid, out)
+    if kids is None:
+        return out
+    seen = {id(obj)}
+    stack = [iter(kids)]
+    while stack:
+        for kid in stack[-1]:
+            if isinstance(kid, _REF_TYPES):
+                out.append(kid)
+                continue
+            inner = _children(kid)
+            if inner is not None and id(kid) not in seen:
+                seen.add(id(kid))
+                stack.append(iter(inner))
+                break
+        else:
+            stack.pop()
     return out
 
 

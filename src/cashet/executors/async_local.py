@@ -228,7 +228,7 @@ class _AsyncHandler:
             _lease.disown(e.lease.owner)
         raise asyncio.CancelledError
 
-    async def release(self, fingerprint: str, owner: str) -> None:
+    async def release(self, fingerprint: str, owner: str) -> BaseException | None:
         """Give the lease back, to the end however often the caller is cancelled meanwhile
         (then re-raise the cancellation). One that cannot be given back is retried in the
         background (and this process stops waiting for it): the error that ended the call
@@ -241,6 +241,7 @@ class _AsyncHandler:
             self.executor._orphans.add(self.store, fingerprint, owner, ttl, error)
         if cancelled:
             raise asyncio.CancelledError
+        return error
 
     async def execute(self, e: Execute) -> Outcome:
         func = self.func

@@ -195,9 +195,10 @@ class _SyncHandler:
             case _:
                 assert_never(effect)
 
-    def release(self, e: Release) -> None:
+    def release(self, e: Release) -> BaseException | None:
         """Give the lease back; one that cannot be is retried in the background (and this
-        process stops waiting for it), so the error that ended the call stays the error."""
+        process stops waiting for it), so the error that ended the call stays the error.
+        Answers the release's error, if any (the flow notes it)."""
         try:
             self.store.release_claim(e.fingerprint, e.owner)
         except BaseException as exc:
@@ -205,6 +206,8 @@ class _SyncHandler:
             self.executor._orphans.add(self.store, e.fingerprint, e.owner, ttl, exc)
             if not isinstance(exc, Exception):
                 raise  # a second Ctrl-C: stop, the release goes on in the background
+            return exc
+        return None
 
     def execute(self, e: Execute) -> Outcome:
         call_args = replace_refs(self.args, _load_ref)
@@ -226,9 +229,13 @@ def _load_ref(ref: Any) -> Any:
 
 def _run_with_timeout(func: Callable[..., Any], args: Any, kwargs: Any, timeout: float) -> Outcome:
     box: list[Outcome] = []
+    escaped: list[BaseException] = []
 
     def target() -> None:
-        box.append(run_inline(func, args, kwargs))
+        try:
+            box.append(run_inline(func, args, kwargs))
+        except BaseException as exc:  # SystemExit, KeyboardInterrupt: not a task failure
+            escaped.append(exc)
 
     start = time.perf_counter()
     worker = threading.Thread(target=target, name="cashet-task", daemon=True)
@@ -236,4 +243,8 @@ def _run_with_timeout(func: Callable[..., Any], args: Any, kwargs: Any, timeout:
     worker.join(timeout)
     if box:
         return box[0]
+    if escaped:
+        # The task raised what a plain call lets through (a Ctrl-C, sys.exit()): it leaves
+        # this call as itself, as without a timeout, never disguised as a timeout.
+        raise escaped[0]
     return Outcome.failed(timeout_error(func, timeout, soft=True), time.perf_counter() - start)

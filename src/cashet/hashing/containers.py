@@ -42,6 +42,7 @@ __all__ = [
     "enc_seq",
     "enc_set",
     "enc_tuple",
+    "encode_deep",
 ]
 
 #: Homogeneous int/float/str sequences at least this long are packed in one go.
@@ -198,3 +199,77 @@ def enc_ddict(obj: collections.defaultdict[Any, Any], st: Stream) -> None:
     encode_at(obj.default_factory, st, "attr", "default_factory")
     enc_dict(obj, st)
     encode_state(getattr(obj, "__dict__", None) or None, st)
+
+
+# --- deep values: the same bytes without recursion ---------------------------------------
+
+_DONE: Any = object()
+
+
+def encode_deep(obj: Any, st: Stream) -> None:
+    """Write ``obj`` exactly as :func:`~cashet.hashing.encoder.encode` does, with lists,
+    tuples and dicts of sortable keys walked on an explicit stack instead of the call stack.
+
+    For a value nested deeper than the recursion limit allows (``[[[...]]]`` 10,000 deep);
+    the recursive encoder stays the fast path and this one is used only after it raised
+    ``RecursionError``. Other types go to their handlers (which recurse as usual).
+    """
+    active = st.active
+    # Each open container: [iterator, container, is tracked, dict?, position or key].
+    stack: list[list[Any]] = []
+    value = obj
+    try:
+        while True:
+            tp = type(value)
+            f = DISPATCH.get(tp)
+            if f is None:
+                f = resolve(tp)
+            if f is enc_list or f is enc_tuple:
+                tracked_ = f is enc_list
+                if tracked_ and id(value) in active:
+                    st.buf += pack_tQ(TAGS["backref"], len(active) - active[id(value)])
+                else:
+                    if tracked_:
+                        active[id(value)] = len(active)
+                    tags = SEQ_TAGS["list" if tracked_ else "tuple"]
+                    n = len(value)
+                    if n >= _PACK_MIN and _enc_packed(value, st, tags):
+                        if tracked_:
+                            del active[id(value)]
+                    else:
+                        st.buf += pack_tQ(tags[0], n)
+                        stack.append([iter(value), value, tracked_, False, -1])
+            elif f is enc_dict and id(value) not in active and _sortable_keys(value):
+                active[id(value)] = len(active)
+                st.buf += pack_tQ(b"{", len(value))
+                stack.append([iter(sorted(dict.items(value))), value, True, True, None])
+            else:
+                f(value, st)
+            # the next value: the next item of the innermost open container
+            while stack:
+                top = stack[-1]
+                item = next(top[0], _DONE)
+                if item is _DONE:
+                    stack.pop()
+                    if top[2]:
+                        del active[id(top[1])]
+                    continue
+                if top[3]:
+                    top[4] = item[0]
+                    encode(item[0], st)
+                    value = item[1]
+                else:
+                    top[4] += 1
+                    value = item
+                break
+            else:
+                return
+    except Unhashable as e:
+        for top in reversed(stack):
+            e.path.append(("key", top[4]) if top[3] else ("item", top[4]))
+        raise e from None
+
+
+def _sortable_keys(obj: dict[Any, Any]) -> bool:
+    kinds = set(map(type, obj))
+    return len(obj) == 0 or (len(kinds) == 1 and next(iter(kinds)) in _SORTABLE)

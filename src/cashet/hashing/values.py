@@ -51,6 +51,7 @@ from cashet.hashing.containers import (
     enc_odict,
     enc_set,
     enc_tuple,
+    encode_deep,
 )
 from cashet.hashing.encoder import (
     BIG,
@@ -236,6 +237,16 @@ def _type_error(what: str, root: str, e: Unhashable) -> TypeError:
     return TypeError(msg if e.cause is None else f"{msg} ({e.cause})")
 
 
+def _too_deep(what: str, root: str, obj: Any) -> TypeError:
+    tp = type(obj)
+    tname = tp.__qualname__ if tp.__module__ == "builtins" else f"{tp.__module__}.{tp.__qualname__}"
+    return TypeError(
+        f"{what} ({root}) of type {tname} is nested too deeply to hash (deeper than the "
+        "recursion limit inside a type other than list, tuple or dict); flatten it, or give "
+        "it a __cashet_hash__ method"
+    )
+
+
 # --- public ----------------------------------------------------------------------------
 
 
@@ -261,26 +272,62 @@ def hash_args(
     st.buf += pack_tQ(b"(", len(args))
     a = None
     try:
-        for a in args:
-            f = DISPATCH.get(type(a))
-            if f is None:
-                f = resolve(type(a))
-            f(a, st)
-    except Unhashable as e:
-        i = index_of(args, a)
-        raise _type_error(f"argument {i}", f"args[{i}]", e) from e.cause
-    st.buf += pack_tQ(b"{", len(kwargs))
-    if kwargs:
-        for k in sorted(kwargs):
-            enc_str(k, st)
-            v = kwargs[k]
-            try:
-                f = DISPATCH.get(type(v))
+        try:
+            for a in args:
+                f = DISPATCH.get(type(a))
                 if f is None:
-                    f = resolve(type(v))
-                f(v, st)
-            except Unhashable as e:
-                raise _type_error(f"argument {k!r}", f"kwargs[{k!r}]", e) from e.cause
+                    f = resolve(type(a))
+                f(a, st)
+        except Unhashable as e:
+            i = index_of(args, a)
+            raise _type_error(f"argument {i}", f"args[{i}]", e) from e.cause
+        st.buf += pack_tQ(b"{", len(kwargs))
+        if kwargs:
+            for k in sorted(kwargs):
+                enc_str(k, st)
+                v = kwargs[k]
+                try:
+                    f = DISPATCH.get(type(v))
+                    if f is None:
+                        f = resolve(type(v))
+                    f(v, st)
+                except Unhashable as e:
+                    raise _type_error(f"argument {k!r}", f"kwargs[{k!r}]", e) from e.cause
+    except RecursionError:
+        # Nested deeper than the call stack allows: the same bytes, walked on a stack.
+        if refs is not None:
+            del refs[:]
+        return _hash_args_deep(args, kwargs, refs)
+    h = st.hasher
+    if h is None:
+        return blake3(st.buf).hexdigest()
+    h.update(st.buf)
+    return h.hexdigest()  # type: ignore[no-any-return]
+
+
+def _hash_args_deep(
+    args: tuple[Any, ...], kwargs: Mapping[str, Any], refs: list[Any] | None
+) -> str:
+    """:func:`hash_args` with lists, tuples and dicts walked without recursion."""
+    st = Stream(refs, _ARGS_HEADER)
+    st.buf += pack_tQ(b"(", len(args))
+    for i, a in enumerate(args):
+        try:
+            encode_deep(a, st)
+        except Unhashable as e:
+            raise _type_error(f"argument {i}", f"args[{i}]", e) from e.cause
+        except RecursionError as e:
+            raise _too_deep(f"argument {i}", f"args[{i}]", a) from e
+    st.buf += pack_tQ(b"{", len(kwargs))
+    for k in sorted(kwargs):
+        enc_str(k, st)
+        v = kwargs[k]
+        try:
+            encode_deep(v, st)
+        except Unhashable as e:
+            raise _type_error(f"argument {k!r}", f"kwargs[{k!r}]", e) from e.cause
+        except RecursionError as e:
+            raise _too_deep(f"argument {k!r}", f"kwargs[{k!r}]", v) from e
     h = st.hasher
     if h is None:
         return blake3(st.buf).hexdigest()
@@ -305,6 +352,14 @@ def hash_value(obj: Any) -> str:
         encode(obj, st)
     except Unhashable as e:
         raise _type_error("value", "value", e) from e.cause
+    except RecursionError:
+        st = Stream(None, _VALUE_HEADER)
+        try:
+            encode_deep(obj, st)
+        except Unhashable as e:
+            raise _type_error("value", "value", e) from e.cause
+        except RecursionError as e:
+            raise _too_deep("value", "value", obj) from e
     return finish(st).hex()
 
 

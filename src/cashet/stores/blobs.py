@@ -5,6 +5,8 @@ Pure (no store IO), shared by every store and by export/import:
 * ``blob_hash`` / ``blob_hash_parts``: the BLAKE3 hex digest that names a blob.
 * ``encode_blob`` / ``decode_blob``: the stored form, a header byte (``BLOB_RAW`` or
   ``BLOB_ZSTD``) then the raw or zstd-compressed bytes.
+* ``write_encoded`` / ``read_encoded``: the same stored form written to and read from a
+  file chunk by chunk, so a large blob is never held twice in memory.
 * ``verify_blob``: raise ``BlobCorruptedError`` instead of returning wrong bytes.
 """
 
@@ -14,7 +16,7 @@ import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import IO, Any
 
 from blake3 import blake3
 
@@ -29,8 +31,11 @@ __all__ = [
     "blob_hash_parts",
     "decode_blob",
     "encode_blob",
+    "open_decoded",
+    "read_encoded",
     "verify_blob",
     "worth_compressing",
+    "write_encoded",
 ]
 
 BLOB_RAW = b"\x00"
@@ -183,3 +188,148 @@ def decode_blob(stored: bytes | memoryview, blob_hash_hint: str = "") -> bytes:
     raise BlobCorruptedError(
         f"blob {blob_hash_hint[:16]}… has an unknown header byte {head!r}", blob_hash_hint
     )
+
+
+#: Large blobs are compressed (and decompressed) in slices of this size.
+_SLICE = 8 << 20
+
+
+def _slices(parts: Sequence[bytes | bytearray | memoryview]) -> Iterator[memoryview]:
+    for part in parts:
+        view = memoryview(part).cast("B")
+        for i in range(0, view.nbytes, _SLICE):
+            yield view[i : i + _SLICE]
+
+
+def write_encoded(
+    f: IO[bytes], parts: Sequence[bytes | bytearray | memoryview], size: int, compress: bool
+) -> int:
+    """Write the stored form of the concatenation of ``parts`` (``size`` bytes) to the
+    empty, seekable file ``f``, chunk by chunk; return how many bytes it is.
+
+    The same bytes as ``encode_blob(b"".join(parts))`` would give when ``compress`` is
+    true (the zstd frame records its content size), without joining or holding the
+    compressed form: it goes to ``f`` as it is made. When it does not save 10% after all,
+    ``f`` is rewritten with the raw form.
+    """
+    if compress and size >= _COMPRESS_MIN:
+        import zstandard
+
+        f.write(BLOB_ZSTD)
+        worth = True
+        with _compressors.lend() as zc:
+            writer = zc.stream_writer(f, size=size, closefd=False)
+            fed = 0
+            for piece in _slices(parts):
+                writer.write(piece)
+                fed += piece.nbytes
+                if fed >= 4 * _SLICE and f.tell() - 1 >= fed * _COMPRESS_GAIN:
+                    worth = False  # already too big: stop compressing the rest
+                    break
+            # Ends the frame even when stopping early, so the context is clean for reuse
+            # (short of its pledged size, zstd may refuse the frame: it is dropped anyway).
+            try:
+                writer.flush(zstandard.FLUSH_FRAME)
+                writer.close()
+            except zstandard.ZstdError:
+                if worth:
+                    raise
+        stored = f.tell()
+        if worth and stored - 1 < size * _COMPRESS_GAIN:
+            return stored
+        f.seek(0)
+        f.truncate()
+    f.write(BLOB_RAW)
+    for part in parts:
+        f.write(part)
+    return size + 1
+
+
+def read_encoded(f: IO[bytes], stored_size: int, blob_hash_hint: str = "") -> bytearray:
+    """Read and decode the stored form of a blob from ``f`` (at its start), ``stored_size``
+    bytes long, into one ``bytearray``: a compressed blob is decompressed straight into it,
+    never held compressed and decompressed at once. Not verified (see :func:`verify_blob`).
+
+    Raises:
+        BlobCorruptedError: the header or the zstd frame is damaged.
+        OSError: the file cannot be read.
+    """
+    hint = blob_hash_hint[:16]
+    head = f.read(1)
+    if head == BLOB_RAW:
+        return _read_exactly(f, max(stored_size - 1, 0))
+    if head != BLOB_ZSTD:
+        raise BlobCorruptedError(
+            f"blob {hint}… has an unknown header byte {head!r}", blob_hash_hint
+        )
+    import zstandard
+
+    try:
+        size = zstandard.get_frame_parameters(f.read(18)).content_size
+        f.seek(1)
+        if size == zstandard.CONTENTSIZE_UNKNOWN or size == zstandard.CONTENTSIZE_ERROR:
+            with _decompressors.lend() as zd:
+                return bytearray(zd.decompress(f.read()))
+        out = bytearray(size)
+        view = memoryview(out)
+        got = 0
+        with _decompressors.lend() as zd:
+            reader = zd.stream_reader(f, read_size=1 << 20, closefd=False)
+            while got < size:
+                n = reader.readinto(view[got : got + _SLICE])
+                if not n:
+                    break
+                got += n
+            extra = reader.read(1) if got == size else b""
+            reader.close()
+        del view
+    except (zstandard.ZstdError, MemoryError, OverflowError, ValueError) as exc:
+        raise BlobCorruptedError(
+            f"blob {hint}… cannot be decompressed: {exc}", blob_hash_hint
+        ) from exc
+    if got != size or extra:
+        raise BlobCorruptedError(
+            f"blob {hint}… does not decompress to the {size} bytes its frame says",
+            blob_hash_hint,
+        )
+    return out
+
+
+def _read_exactly(f: IO[bytes], want: int) -> bytearray:
+    """Read ``want`` bytes of ``f`` into one bytearray (one copy from the kernel)."""
+    buf = bytearray(want)
+    view = memoryview(buf)
+    got = 0
+    while got < want:
+        n = f.readinto(view[got:])  # type: ignore[attr-defined]
+        if not n:
+            break
+        got += n
+    del view
+    if got < want:
+        del buf[got:]
+    return buf
+
+
+@contextmanager
+def open_decoded(f: IO[bytes], blob_hash_hint: str = "") -> Iterator[IO[bytes]]:
+    """A readable stream of the decoded bytes of the stored form in ``f`` (at its start):
+    ``f`` itself past the header byte, or a zstd stream over it. Not verified.
+
+    Raises:
+        BlobCorruptedError: the header byte is unknown.
+    """
+    head = f.read(1)
+    if head == BLOB_RAW:
+        yield f
+        return
+    if head != BLOB_ZSTD:
+        raise BlobCorruptedError(
+            f"blob {blob_hash_hint[:16]}… has an unknown header byte {head!r}", blob_hash_hint
+        )
+    with _decompressors.lend() as zd:
+        reader = zd.stream_reader(f, read_size=_SLICE, closefd=False)
+        try:
+            yield reader
+        finally:
+            reader.close()

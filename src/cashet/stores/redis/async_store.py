@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import datetime
 from types import TracebackType
@@ -97,6 +98,7 @@ class AsyncRedisStore(RedisStoreBase, AsyncStoreBase):
         if self._closed:
             raise self._closed_error()
         tries = 0
+        started = time.monotonic()
         while True:
             try:
                 if call.batch:
@@ -113,7 +115,7 @@ class AsyncRedisStore(RedisStoreBase, AsyncStoreBase):
                     await self._r.execute_command("SCRIPT", "LOAD", script.source)
                     return await self._r.execute_command("EVALSHA", script.sha, *call.args)
             except RedisError as exc:
-                await asyncio.sleep(self._down(call, exc, tries))
+                await asyncio.sleep(self._down(call, exc, tries, started))
                 tries += 1
 
     async def _run(self, flow: OpFlow[T]) -> T:

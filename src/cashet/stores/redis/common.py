@@ -6,6 +6,7 @@ raises an ``ImportError`` that says what to install."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -99,11 +100,26 @@ class RedisStoreBase:
     def _closed_error(self) -> StoreError:
         return StoreError(f"{self!r} is closed")
 
-    def _down(self, call: RedisCall, exc: Exception, tries: int) -> float:
-        """Seconds to wait before resending ``call``; raise when it is time to give up."""
+    def _down(
+        self, call: RedisCall, exc: Exception, tries: int, started: float | None = None
+    ) -> float:
+        """Seconds to wait before resending ``call``; raise when it is time to give up.
+
+        ``socket_timeout`` bounds the whole call, resends included (``started``: when it was
+        first sent, ``time.monotonic()``): a call that timed out has used it up and is not
+        sent again (a server that stopped answering fails a call in ``socket_timeout``, not
+        three times that), and a dropped connection is retried only while a resend still
+        fits in it.
+        """
         if isinstance(exc, _DOWN):
-            if tries < len(BACKOFF):
-                return BACKOFF[tries]
+            if tries < len(BACKOFF) and not isinstance(exc, RedisTimeoutError):
+                bound = self._kwargs.get("socket_timeout")
+                if (
+                    bound is None
+                    or started is None
+                    or time.monotonic() - started + BACKOFF[tries] < bound
+                ):
+                    return BACKOFF[tries]
             raise self._ops.unavailable(call.op, exc) from exc
         raise self._ops.failed(call.op, exc) from exc
 
@@ -114,7 +130,9 @@ DOC_ARGS = """
             ``unix:///path/redis.sock``.
         prefix: prepended to every key, so that several caches can share one Redis.
         max_connections: size limit of the connection pool (default: unbounded).
-        socket_timeout: seconds a command may take before ``StoreUnavailableError``.
+        socket_timeout: seconds an operation may wait for Redis before
+            ``StoreUnavailableError``, resends included (a command that timed out is not
+            sent again).
         socket_connect_timeout: seconds to wait for a connection.
         chunk_size: blobs whose stored form is larger are split into keys of this size.
         inline_threshold: blobs stored smaller than this count as ``inline`` in ``stats()``.

@@ -9,8 +9,10 @@ of the calling thread's own, the async store with an awaited ``redis.asyncio`` o
 
 Errors: a dropped or refused connection becomes ``StoreUnavailableError`` naming the URL
 (password masked) and what was being done, after the call was sent again twice with a short
-backoff (every call is safe to resend: see :class:`~cashet.stores.redis.ops.RedisCall`). Any
-other Redis error becomes ``StoreError``.
+backoff (every call is safe to resend: see :class:`~cashet.stores.redis.ops.RedisCall`) as
+long as that fits in ``socket_timeout``; a call that timed out is not resent (it has used
+``socket_timeout`` up), so a server that stops answering fails a call in ``socket_timeout``.
+Any other Redis error becomes ``StoreError``.
 """
 
 from __future__ import annotations
@@ -190,13 +192,14 @@ class RedisStore(RedisStoreBase, StoreBase):
         # connection out of the pool and back in, wrapped in retries and metrics, for each
         # call; that costs as much as the round trip itself (bench: redis_hit_f1).
         tries = 0
+        started = time.monotonic()
         while True:
             if self._closed:
                 raise self._closed_error()
             try:
                 return _send(self._conn(), call)
             except RedisError as exc:
-                time.sleep(self._down(call, exc, tries))
+                time.sleep(self._down(call, exc, tries, started))
                 tries += 1
 
     def _run(self, flow: OpFlow[T]) -> T:

@@ -8,13 +8,24 @@ so that storing the same bytes again repairs it. The index rows live in ``meta.d
 
 from __future__ import annotations
 
+import io
 import os
 import secrets
-from collections.abc import Sequence
-from contextlib import suppress
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from typing import IO, Any
 
 from cashet.errors import BlobCorruptedError, BlobMissingError, StoreError
-from cashet.stores.blobs import BLOB_RAW, BLOB_ZSTD, decode_blob, verify_blob
+from cashet.hashing._blake import new_hasher
+from cashet.stores.blobs import (
+    BLOB_RAW,
+    BLOB_ZSTD,
+    decode_blob,
+    open_decoded,
+    read_encoded,
+    verify_blob,
+    write_encoded,
+)
 
 __all__ = ["READINTO_MIN", "BlobFiles", "has_file", "unlink"]
 
@@ -88,6 +99,87 @@ class BlobFiles:
                 raise StoreError(f"cannot write blob file {path}: {exc}") from exc
             raise
 
+    def write_parts(
+        self,
+        path: str,
+        parts: Sequence[bytes | bytearray | memoryview],
+        size: int,
+        compress: bool,
+        inline_below: int = 0,
+    ) -> tuple[int, bytes | None]:
+        """Write the stored form of the concatenation of ``parts`` to ``path`` atomically,
+        chunk by chunk (compressed on the way when ``compress``); return its size.
+
+        When the stored form is shorter than ``inline_below`` (a large blob that compresses
+        to almost nothing), no file is left: its bytes are returned to be kept inline.
+
+        Raises:
+            StoreError: the file cannot be written.
+        """
+        folder, name = os.path.split(path)
+        tmp = os.path.join(folder, f".tmp-{name[:8]}-{secrets.token_hex(6)}")
+        try:
+            os.makedirs(folder, exist_ok=True)
+            with open(tmp, "xb+") as f:
+                stored = write_encoded(f, parts, size, compress)
+                if stored < inline_below:
+                    f.seek(0)
+                    inline = f.read()
+                    f.close()
+                    os.unlink(tmp)
+                    return stored, inline
+            os.replace(tmp, path)
+        except BaseException as exc:
+            with suppress(OSError):
+                os.unlink(tmp)
+            if isinstance(exc, OSError):
+                raise StoreError(f"cannot write blob file {path}: {exc}") from exc
+            raise
+        return stored, None
+
+    @contextmanager
+    def open_verified(self, h: str, size: int) -> Iterator[IO[bytes]]:
+        """The blob ``h`` (``size`` bytes) as a readable file, hashed as it is read.
+
+        Leaving the block reads what is left and checks the hash: a mismatch removes the
+        file and raises ``BlobCorruptedError`` (also in place of an error raised inside
+        the block by reading damaged bytes, which stays its ``__cause__``).
+
+        Raises:
+            BlobMissingError: there is no file.
+            BlobCorruptedError: the bytes do not match the hash.
+            StoreError: the file cannot be read.
+        """
+        path = self.path(h)
+        try:
+            f = open(path, "rb", buffering=0)  # noqa: SIM115 (closed below)
+        except FileNotFoundError as exc:
+            raise BlobMissingError(f"blob {h} is missing: no file {path}", h) from exc
+        except OSError as exc:
+            raise StoreError(f"cannot read blob file {path}: {exc}") from exc
+        with f:
+            st = os.fstat(f.fileno())
+            try:
+                with open_decoded(f, h) as decoded:
+                    reader = _Hashing(decoded, size)
+                    try:
+                        yield io.BufferedReader(reader, 1 << 16)
+                    except Exception as exc:
+                        if reader.intact(h):
+                            raise
+                        raise BlobCorruptedError(
+                            f"blob {h[:16]}… is corrupt: its bytes do not match its hash", h
+                        ) from exc
+                    if not reader.intact(h):
+                        raise BlobCorruptedError(
+                            f"blob {h[:16]}… is corrupt: its bytes do not match its hash", h
+                        )
+            except BlobCorruptedError as exc:
+                _discard(path, st)
+                raise BlobCorruptedError(f"{exc} (file {path})", h) from exc
+            except OSError as exc:
+                raise StoreError(f"cannot read blob file {path}: {exc}") from exc
+
     def read(self, h: str) -> bytes:
         """Return the blob ``h`` from its file, verified.
 
@@ -111,6 +203,15 @@ class BlobFiles:
                 st = os.fstat(f.fileno())
                 head = f.read(1)
                 want = max(st.st_size - 1, 0)
+                if head == BLOB_ZSTD:
+                    # Decompressed straight into one buffer (the compressed form is never
+                    # held whole beside it); small ones come back as bytes.
+                    f.seek(0)
+                    out = read_encoded(f, st.st_size, h)
+                    data: bytes | bytearray = out if len(out) >= READINTO_MIN else bytes(out)
+                    del out
+                    verify_blob(data, h)
+                    return data  # type: ignore[return-value]  # bytearray when large
                 if head == BLOB_RAW and want >= READINTO_MIN:
                     # A large raw blob (typically NumPy buffers) is read into a bytearray:
                     # one copy from the kernel, and arrays loaded from it are writable
@@ -141,6 +242,33 @@ class BlobFiles:
             raise BlobCorruptedError(f"{exc} (file {path})", h) from exc
         except OSError as exc:
             raise StoreError(f"cannot read blob file {path}: {exc}") from exc
+
+
+class _Hashing(io.RawIOBase):
+    """A readable stream that hashes what it passes on (see ``BlobFiles.open_verified``)."""
+
+    def __init__(self, source: Any, size: int) -> None:
+        self._source = source
+        self._hasher = new_hasher(size)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        n: int = self._source.readinto(buffer) or 0
+        if n:
+            self._hasher.update(memoryview(buffer)[:n])
+        return n
+
+    def intact(self, h: str) -> bool:
+        """Read what is left; whether everything read hashes to ``h``."""
+        try:
+            scratch = bytearray(1 << 20)
+            while self.readinto(scratch):
+                pass
+        except Exception:  # a damaged zstd frame
+            return False
+        return bool(self._hasher.hexdigest() == h)
 
 
 def _discard(path: str, read: os.stat_result) -> None:

@@ -24,7 +24,6 @@ import sqlite3
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from contextlib import suppress
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -33,30 +32,26 @@ from typing import Any
 from cashet import _process
 from cashet.errors import (
     BlobCorruptedError,
-    BlobMissingError,
     ReadOnlyStoreWarning,
-    StoreError,
 )
 from cashet.hashing.commits import check_commit_hash, stored_json, verified_commit
 from cashet.models import Commit, ObjectRef, TaskStatus
-from cashet.protocols import BlobParts, Hit, ResultData, TagQuery
+from cashet.protocols import Hit, ResultData, TagQuery
 from cashet.stores.base import LocalLeases, StoreBase, copy_commit
 from cashet.stores.blobs import (
-    BLOB_RAW,
     blob_hash,
-    blob_hash_parts,
     decode_blob,
     encode_blob,
     verify_blob,
-    worth_compressing,
 )
 from cashet.stores.quarantine import hit_fingerprint
 from cashet.stores.sqlite import schema as sql
+from cashet.stores.sqlite.blob_rows import BlobsMixin
 from cashet.stores.sqlite.claims import ClaimsMixin
 from cashet.stores.sqlite.connection import DB_ERRORS, Database
 from cashet.stores.sqlite.damage import DamageMixin, epoch_or_none
 from cashet.stores.sqlite.doctor import COUNTED, DoctorMixin, warn_files_left
-from cashet.stores.sqlite.files import READINTO_MIN, BlobFiles, has_file, unlink
+from cashet.stores.sqlite.files import READINTO_MIN, BlobFiles, unlink
 from cashet.stores.sqlite.layout import DB_FILE, check_store_dir
 from cashet.stores.sqlite.legacy import migrate_if_legacy
 from cashet.stores.sqlite.readonly import ReadOnlyMixin, unwritable
@@ -64,13 +59,6 @@ from cashet.stores.sqlite.removal import RemovalMixin
 from cashet.stores.sqlite.schema import to_epoch
 
 __all__ = ["SQLiteStore"]
-
-
-def _compressible(parts: BlobParts) -> bool:
-    """Probe the largest chunk: compress the blob only if it would shrink."""
-    largest = max(parts, key=lambda p: memoryview(p).nbytes)
-    return worth_compressing(memoryview(largest).cast("B"))
-
 
 _HEX = "0123456789abcdef"
 
@@ -83,7 +71,9 @@ def _has_content(db_file: str) -> bool:
         return False
 
 
-class SQLiteStore(ReadOnlyMixin, DoctorMixin, ClaimsMixin, RemovalMixin, DamageMixin, StoreBase):
+class SQLiteStore(
+    ReadOnlyMixin, DoctorMixin, ClaimsMixin, RemovalMixin, DamageMixin, BlobsMixin, StoreBase
+):
     """The default store: SQLite metadata and content-addressed blob files in one directory.
 
     Safe to share between threads and across ``fork``; several processes may use one
@@ -192,135 +182,6 @@ class SQLiteStore(ReadOnlyMixin, DoctorMixin, ClaimsMixin, RemovalMixin, DamageM
 
     # blobs
 
-    def put_blob(self, data: bytes) -> ObjectRef:
-        """Store ``data`` once by content hash (deduplicated), repairing a damaged copy.
-
-        When the blob is already recorded but its file is missing or of the wrong size (or
-        its inline bytes do not match), the stored copy is rewritten from ``data``.
-
-        Returns:
-            The blob's hash and its size in bytes.
-        """
-        h = blob_hash(data)
-        ref = ObjectRef(h, len(data))
-        if self.readonly:
-            return ref  # not stored (see cashet.stores.sqlite.readonly)
-        row = self._db.one(sql.BLOB_STATE, (h,))
-        if (
-            row is not None
-            and self._intact(h, row[0], row[1], data)
-            # An unreferenced row close to collection is refreshed below, so that it
-            # survives until the commit that needs it is recorded.
-            and (row[2] > 0 or row[3] > time.time() - self.orphan_grace / 2)
-        ):
-            return ref
-        encoded = encode_blob(data)
-        inline = len(encoded) < self._inline_threshold
-        path = self._files.path(h)
-        if not inline and not has_file(path, len(encoded)):
-            self._files.write(path, encoded)  # outside the lock: other writers go on
-        with self._db.transact() as conn:
-            was = conn.execute(sql.BLOB_INFO, (h,)).fetchone()
-            conn.execute(
-                sql.BLOB_UPSERT,
-                (h, len(data), len(encoded), encoded if inline else None, time.time()),
-            )
-            if inline:
-                if was is not None and was[1]:
-                    unlink(path)  # the blob moved into meta.db
-            elif not has_file(path, len(encoded)):
-                # Deletes unlink inside their transaction, so under this lock a file that
-                # a concurrent delete removed after our write above is seen missing here.
-                self._files.write(path, encoded)
-        return ref
-
-    def put_blob_parts(self, parts: BlobParts) -> ObjectRef:
-        """Store the concatenation of ``parts`` without joining them in memory.
-
-        Serializers that keep large buffers out of band (``PickleSerializer`` with NumPy
-        arrays) hand their chunks here: the blob is hashed and written chunk by chunk.
-        Equivalent to ``put_blob(b"".join(parts))``.
-        """
-        h, size = blob_hash_parts(parts)
-        if self.readonly:
-            return ObjectRef(h, size)  # not stored
-        if size < READINTO_MIN or _compressible(parts):
-            return self.put_blob(b"".join(parts))
-        ref = ObjectRef(h, size)
-        stored_size = size + 1
-        path = self._files.path(h)
-        row = self._db.one(sql.BLOB_STATE, (h,))
-        if (
-            row is not None
-            and row[1] is None
-            and has_file(path, row[0])
-            and (row[2] > 0 or row[3] > time.time() - self.orphan_grace / 2)
-        ):
-            return ref
-        chunks = [BLOB_RAW, *parts]
-        if not has_file(path, stored_size):
-            self._files.write(path, chunks)  # outside the lock: other writers go on
-        with self._db.transact() as conn:
-            conn.execute(sql.BLOB_UPSERT, (h, size, stored_size, None, time.time()))
-            if not has_file(path, stored_size):
-                self._files.write(path, chunks)  # a concurrent delete removed it
-        return ref
-
-    def _intact(self, h: str, stored_size: int, inline: bytes | None, data: bytes) -> bool:
-        if inline is not None:
-            try:
-                return decode_blob(inline, h) == data
-            except BlobCorruptedError:
-                return False
-        return has_file(self._files.path(h), stored_size)
-
-    def get_blob(self, ref: ObjectRef) -> bytes:
-        """Return the blob's bytes, verified against its hash.
-
-        Raises:
-            BlobMissingError: the blob is not stored, or its file is gone.
-            BlobCorruptedError: the stored bytes do not match the hash. A corrupt file is
-                removed, so that storing the same bytes again repairs the blob.
-        """
-        h = ref.hash
-        row = self._db.one(sql.BLOB_READ, (h,))
-        if row is None:
-            raise BlobMissingError(f"blob {h} not found in the store {self._path}", h)
-        inline = row[0]
-        try:
-            if inline is None:
-                return self._files.read(h)
-            try:
-                if not isinstance(inline, bytes):
-                    raise BlobCorruptedError(f"blob {h[:16]}… is stored as {type(inline)}", h)
-                data = decode_blob(inline, h)
-                verify_blob(data, h)
-            except BlobCorruptedError as exc:
-                raise BlobCorruptedError(f"{exc} (stored inline in {self._db.file})", h) from exc
-            return data
-        except (BlobMissingError, BlobCorruptedError):
-            self._forget_blob(h)
-            raise
-
-    def _forget_blob(self, h: str) -> None:
-        """Drop the index row of a blob found lost, so lookups stop returning its commits.
-
-        ``put_blob`` of the same bytes re-creates the row (counting the commits that point
-        at it), which is how a re-run repairs the cache.
-        """
-        if self.readonly:
-            self._remember_lost(h)
-            return
-        with suppress(StoreError), self._db.transact() as conn:
-            conn.execute(sql.DELETE_BLOB, (h,))
-
-    def has_blob(self, hash: str) -> bool:
-        """Return whether the blob is recorded and its file (if any) is present."""
-        row = self._db.one(sql.BLOB_INFO, (hash,))
-        return row is not None and (not row[1] or has_file(self._files.path(hash), row[0]))
-
-    # commits
-
     def put_commit(self, commit: Commit) -> None:
         """Record ``commit`` (idempotent by hash) and count a reference to its result blob.
 
@@ -364,10 +225,13 @@ class SQLiteStore(ReadOnlyMixin, DoctorMixin, ClaimsMixin, RemovalMixin, DamageM
         if not isinstance(data, bytes):
             ref = self.put_blob_parts(data)
             encoded = None
+        elif len(data) >= READINTO_MIN:  # streamed, never encoded whole in memory
+            ref = self._put_large([data], blob_hash(data), len(data))
+            encoded = None
         else:
             encoded = encode_blob(data)
             if len(encoded) >= self._inline_threshold:
-                ref = self.put_blob(data)
+                ref = self._put_small(data, blob_hash(data), encoded)  # encoded once
                 encoded = None
             else:
                 ref = ObjectRef(blob_hash(data), len(data))
