@@ -298,3 +298,57 @@ def test_cli_usage_errors_in_the_published_words(tmp_path: Path) -> None:
     bad_status = CliRunner().invoke(main, [*store, "log", "--status", "nope"])
     assert bad_status.exit_code == 1 and "Invalid status 'nope'" in bad_status.output
     assert CliRunner().invoke(main, [*store, "log", "-s", "FAILED"]).exit_code == 0
+
+
+@pytest.mark.redis
+def test_log_lists_calls_in_flight_on_redis_too(redis_url: str) -> None:
+    import threading
+
+    from cashet.hashing import ignore
+    from cashet.models import TaskStatus
+    from cashet.redis_store import AsyncRedisStore, RedisStore
+    from tests._redis import drop_prefix, fresh_prefix
+
+    started, finish = threading.Event(), threading.Event()
+
+    @ignore("started", "finish")
+    def slow_on_redis(x: int) -> int:
+        started.set()
+        finish.wait(30)
+        return x
+
+    prefix = fresh_prefix()
+    try:
+        with (
+            Client(store=RedisStore(redis_url, prefix=prefix)) as client,
+            Client(store=RedisStore(redis_url, prefix=prefix)) as other,
+        ):
+            worker = threading.Thread(target=lambda: client.submit(slow_on_redis, 5))
+            worker.start()
+            try:
+                assert started.wait(30)
+                running = other.log(status="running")
+                assert [c.func_name for c in running] == [slow_on_redis.__qualname__]
+                assert running[0].status is TaskStatus.RUNNING
+                assert other.log(status="running", func_name="nothing") == []
+
+                async def from_async() -> list[str]:
+                    store = AsyncRedisStore(redis_url, prefix=prefix)
+                    try:
+                        return [fp for fp, _, _ in await store.running_claims()]
+                    finally:
+                        await store.close()
+
+                import asyncio
+
+                assert asyncio.run(from_async()) == [running[0].fingerprint]
+            finally:
+                finish.set()
+                worker.join(30)
+            assert other.log(status="running") == []
+            index = other.store.redis.zcard(f"{prefix}leases:running")  # type: ignore[attr-defined]
+            assert index == 0  # released: out of the running index at once
+            done = [c.func_name for c in other.log(status="completed")]
+            assert done == [slow_on_redis.__qualname__]
+    finally:
+        drop_prefix(redis_url, prefix)

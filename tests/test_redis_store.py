@@ -217,6 +217,7 @@ def test_key_layout(rstore: RedisStore, raw: Any, prefix: str) -> None:
         "stats:blob",
         "stats:commit",
         f"lock:{FP}",
+        "leases:running",  # the calls in flight (log status=running)
     }
     assert raw.get(f"{prefix}blob:ref:{ref.hash}") == b"1"
     # The lock key outlives its lease a little; expiry is judged from the lease itself.

@@ -263,6 +263,10 @@ class AsyncRedisStore(RedisStoreBase, AsyncStoreBase):
         """Take the lease on ``fingerprint`` unless another owner holds a live one."""
         return await self._run(self._ops.try_claim(fingerprint, lease))
 
+    async def running_claims(self) -> list[tuple[str, Lease, datetime]]:
+        """The calls in flight: ``(fingerprint, lease, claimed at)`` of each live lease."""
+        return await self._run(self._ops.running_claims())
+
     async def get_claim(self, fingerprint: str) -> Lease | None:
         """Return the live lease on ``fingerprint``, or ``None``."""
         return await self._run(self._ops.get_claim(fingerprint))

@@ -16,6 +16,7 @@ from cashet.stores.redis.keys import (
     LOCK_GRACE_MS,
     RELEASE,
     RENEW,
+    RUNNING,
     TAKEOVER,
     Keys,
     from_us,
@@ -65,14 +66,15 @@ class ClaimOps:
                 now,
                 _ttl_ms(exp, now),
             )
-            reply = yield _run(op, CLAIM, (key,), *mine)
+            keys = (key, self.keys.running)
+            reply = yield _run(op, CLAIM, keys, *mine, fingerprint)
             if reply == 1:
                 return True
             held = _lease_of(reply)
             if not _lease.lease_is_dead(held, from_us(now), self.host):
                 return False
             # Its holder was a process of this host that is gone: replace exactly that lease.
-            if (yield _run(op, TAKEOVER, (key,), reply[0], reply[1], *mine)) == 1:
+            if (yield _run(op, TAKEOVER, keys, reply[0], reply[1], *mine, fingerprint)) == 1:
                 return True
         return False
 
@@ -87,6 +89,20 @@ class ClaimOps:
         if _lease.lease_is_dead(lease, from_us(now_us()), self.host):
             return None
         return lease, int(row[5] or 0)
+
+    def running_claims(self, limit: int = 10_000) -> OpFlow[list[tuple[str, Lease, datetime]]]:
+        """The live leases: ``(fingerprint, lease, claimed at)``, from the running index."""
+        now = now_us()
+        rows = yield _run(
+            "list the calls in flight", RUNNING, (self.keys.running,),
+            self.keys.lock(""), now, limit,
+        )  # fmt: skip
+        out = []
+        for row in rows:
+            lease = _lease_of(row[1:])
+            if not _lease.lease_is_dead(lease, from_us(now), self.host):
+                out.append((text(row[0]), lease, from_us(int(row[6] or 0))))
+        return out
 
     def get_claim(self, fingerprint: str) -> OpFlow[Lease | None]:
         found = yield from self.read_claim(fingerprint)
@@ -109,7 +125,8 @@ class ClaimOps:
         exp = to_us(expires_at)
         op = f"renew the lease on {fingerprint[:16]}"
         key = self.keys.lock(fingerprint)
-        reply = yield _run(op, RENEW, (key,), owner, exp, _ttl_ms(exp, now_us()))
+        keys = (key, self.keys.running)
+        reply = yield _run(op, RENEW, keys, owner, exp, _ttl_ms(exp, now_us()), fingerprint)
         return bool(reply == 1)
 
     def release_claim(self, fingerprint: str, owner: str) -> OpFlow[None]:

@@ -30,6 +30,9 @@ cashet uses)::
     P lock:{fingerprint}          HASH  the lease: o (owner) e (expiry, µs) h (host) p (pid)
                                         f (function) c (claimed at, µs); key TTL = lease + grace
     P release:{fingerprint}       pub/sub channel, published when a lease is released
+    P leases:running              ZSET  fingerprint -> its lease's expiry (µs): the calls in
+                                        flight (``log(status="running")``), kept by the lease
+                                        scripts; a member whose lock key expired is dropped
     P done:{token}                STRING the reply of a counting script (delete, evict), kept
                                         10 minutes so that a resent call gets it back
     P quarantine                  HASH  {kind}:{hash} -> a damaged entry set aside (JSON: see
@@ -138,6 +141,7 @@ IDX_LAST_ACCESSED = "index:last_accessed"
 IDX_EXPIRES = "index:expires"
 IDX_HASHES = "index:hashes"
 IDX_ORPHANS = "index:orphans"
+IDX_RUNNING = "leases:running"
 STATS_BLOB = "stats:blob"
 STATS_COMMIT = "stats:commit"
 QUARANTINE = "quarantine"
@@ -154,6 +158,7 @@ class Keys:
         "orphans",
         "prefix",
         "quarantine",
+        "running",
         "stats_blob",
         "stats_commit",
     )
@@ -165,6 +170,7 @@ class Keys:
         self.expires = prefix + IDX_EXPIRES
         self.hashes = prefix + IDX_HASHES
         self.orphans = prefix + IDX_ORPHANS
+        self.running = prefix + IDX_RUNNING
         self.stats_blob = prefix + STATS_BLOB
         self.stats_commit = prefix + STATS_COMMIT
         self.quarantine = prefix + QUARANTINE
@@ -325,16 +331,21 @@ DISCARD_BLOB = _script("discard_blob")
 # aside (see scripts/quarantine.lua). Returns 1 when the commit was moved out.
 QUARANTINE_COMMIT = _script("quarantine")
 
-# KEYS[1]: the lock. ARGV: owner, expires, host, pid, function, now, key ttl (ms).
+# KEYS[1]: the lock, KEYS[2]: the running index. ARGV: owner, expires, host, pid, function,
+# now, key ttl (ms), fingerprint.
 # Takes the lease when it is free, ours or expired: 1; else the holder's fields.
 CLAIM = _script("claim", prelude=False)
 
-# KEYS[1]: the lock. ARGV: holder's owner, holder's expiry, then CLAIM's ARGV.
+# KEYS as CLAIM's. ARGV: holder's owner, holder's expiry, then CLAIM's ARGV.
 # Replaces the lease only if it is still the one judged dead.
 TAKEOVER = _script("takeover", prelude=False)
 
-# KEYS[1]: the lock. ARGV: owner, expires, key ttl (ms).
+# KEYS as CLAIM's. ARGV: owner, expires, key ttl (ms), fingerprint.
 RENEW = _script("renew", prelude=False)
+
+# KEYS[1]: the running index. ARGV: the lock key prefix, now (µs), at most how many.
+# The live leases: {fingerprint, o, e, h, p, f, c} each; drops members whose lease is gone.
+RUNNING = _script("running", prelude=False)
 
 # KEYS[1]: the lock. ARGV: P, owner, release channel.
 RELEASE = _script("release")
@@ -364,4 +375,5 @@ SCRIPTS: tuple[Script, ...] = (
     TAKEOVER,
     RENEW,
     RELEASE,
+    RUNNING,
 )

@@ -347,6 +347,10 @@ class RedisStore(RedisStoreBase, StoreBase):
         """Take the lease on ``fingerprint`` unless another owner holds a live one."""
         return self._run(self._ops.try_claim(fingerprint, lease))
 
+    def running_claims(self) -> list[tuple[str, Lease, datetime]]:
+        """The calls in flight: ``(fingerprint, lease, claimed at)`` of each live lease."""
+        return self._run(self._ops.running_claims())
+
     def get_claim(self, fingerprint: str) -> Lease | None:
         """Return the live lease on ``fingerprint``, or ``None``."""
         return self._run(self._ops.get_claim(fingerprint))

@@ -117,6 +117,8 @@ end
 local function release_lease(lock, owner, channel)
   if redis.call('HGET', lock, 'o') ~= owner then return 0 end
   redis.call('DEL', lock)
+  -- lock = P .. 'lock:' .. fingerprint
+  redis.call('ZREM', P .. '${IDX_RUNNING}', string.sub(lock, #P + 6))
   redis.call('PUBLISH', channel, '1')
   return 1
 end

@@ -5,4 +5,5 @@ redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 'o', ARGV[1], 'e', ARGV[2], 'h', ARGV[3], 'p', ARGV[4],
   'f', ARGV[5], 'c', ARGV[6])
 redis.call('PEXPIRE', KEYS[1], ARGV[7])
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[8])
 return 1
