@@ -45,8 +45,11 @@ from cashet.models import Commit, Lease, ObjectRef, TaskDef, TaskStatus, utcnow
 __all__ = [
     "Description",
     "TOUCH_AFTER",
+    "Acquired",
     "CallFlow",
+    "acquire_flow",
     "call_flow",
+    "compute_flow",
     "new_lease",
     "retry_delay",
     "unique_token",
@@ -118,6 +121,11 @@ def call_flow(
 ) -> CallFlow:
     """Yield the effects of one ``submit``; return the commit holding the result.
 
+    The two halves, :func:`acquire_flow` (a hit, or the lease to compute) and
+    :func:`compute_flow` (run, record, release), one after the other: a cluster executor
+    runs the first on the driver and ships only misses, with their lease, to a worker that
+    runs the second.
+
     Args:
         task_def: the call's identity and options.
         lease_ttl: how long a lease lasts without renewal.
@@ -133,9 +141,7 @@ def call_flow(
             failure was a timeout).
     """
     fp = task_def.fingerprint
-    use_cache = task_def.cache and not task_def.force
-
-    if use_cache:
+    if task_def.cache and not task_def.force:
         hit: Commit | None = yield Lookup(fp)
         # (a completed commit without a result, which a third-party store may hold, is no hit)
         if hit is not None and hit.result is not None:  # the hot path: inlined
@@ -143,7 +149,33 @@ def call_flow(
             if touch is not None:
                 yield touch
             return hit
+    got = yield from acquire_flow(task_def, lease_ttl, looked_up=True)
+    if isinstance(got, Commit):
+        return got
+    return (yield from compute_flow(task_def, got, seal, describe))
 
+
+#: What :func:`acquire_flow` returns: the commit of a hit, the lease this call now holds,
+#: or ``None`` (``cache=False``: no lease is taken, the call runs).
+Acquired: TypeAlias = Commit | Lease | None
+
+
+def acquire_flow(
+    task_def: TaskDef, lease_ttl: timedelta, *, looked_up: bool = False
+) -> Generator[Effect, Any, Acquired]:
+    """The first half of a call: answer it from the cache, or take its lease.
+
+    Args:
+        task_def: the call's identity and options.
+        lease_ttl: how long a lease lasts without renewal.
+        looked_up: the caller has already looked the fingerprint up and found nothing.
+    """
+    fp = task_def.fingerprint
+    use_cache = task_def.cache and not task_def.force
+    if use_cache and not looked_up:
+        hit: Commit | None = yield Lookup(fp)
+        if hit is not None and hit.result is not None:
+            return (yield from _on_hit(hit))
     lease: Lease | None = None
     if task_def.cache:
         # Exactly once: only the lease holder computes; others wait for its result.
@@ -158,6 +190,24 @@ def call_flow(
                 if hit is not None and hit.result is not None:
                     return (yield from _on_hit(hit))
 
+    return lease
+
+
+def compute_flow(
+    task_def: TaskDef,
+    lease: Lease | None,
+    seal: Callable[[Commit], str],
+    describe: Callable[[TaskDef], Description] | None = None,
+) -> CallFlow:
+    """The second half of a call: run it and record its commit, holding ``lease`` (from
+    :func:`acquire_flow`; ``None`` when ``cache=False``), which it releases on every exit
+    path. Checks the cache once more first: someone may have finished meanwhile.
+
+    Raises:
+        TaskError: as :func:`call_flow`.
+    """
+    fp = task_def.fingerprint
+    use_cache = task_def.cache and not task_def.force
     try:
         if use_cache:
             # Someone may have finished between our lookup and our claim.
