@@ -65,6 +65,7 @@ from cashet.protocols import (
 from cashet.provenance.archive import ExportResult, ImportResult
 from cashet.provenance.explain import Explanation, explain_key
 from cashet.stores.base import full_async_store
+from cashet.stores.modes import mode_store
 from cashet.stores.sync_view import SyncView
 from cashet.stores.urls import client_store
 
@@ -133,6 +134,8 @@ class AsyncClient(ClientBase[AsyncTaskFunction[Any]]):
         max_workers: how many tasks of ``submit_many``/``map`` run at once (1 = sequential).
         readonly: open the default store read-only (as ``Client``'s ``readonly``).
         versions: library versions in the key (as ``Client``'s ``versions``).
+        mode: ``"normal"``, ``"off"``, ``"readonly"`` or ``"refresh"`` (as ``Client``'s
+            ``mode``; default ``$CASHET_MODE``).
     """
 
     _task_class = AsyncTaskFunction
@@ -146,9 +149,12 @@ class AsyncClient(ClientBase[AsyncTaskFunction[Any]]):
         max_workers: int = 1,
         readonly: bool = False,
         versions: str = "off",
+        mode: str | None = None,
     ) -> None:
-        super().__init__(serializer, max_workers, versions)
+        super().__init__(serializer, max_workers, versions, mode)
+        readonly = readonly or self.mode == "readonly"
         opened = client_store(store, store_dir, default_store_dir(), readonly, asynchronous=True)
+        opened = mode_store(opened, self.mode, asynchronous=True)
         if executor is None:
             from cashet.executors.async_local import AsyncLocalExecutor
 
