@@ -383,3 +383,16 @@ def test_long_operations_show_progress_on_a_terminal(store: Path, tmp_path: Path
     assert code == 0 and "Collecting garbage" in screen
     piped = run("--store-dir", str(tmp_path / "copy"), "doctor", cwd=tmp_path)
     assert piped.returncode == 0 and "Checking" not in piped.stdout + piped.stderr
+
+
+def test_gc_preview_is_what_gc_evicts(client_factory: Any) -> None:
+    """``client.gc_preview`` (behind ``gc --dry-run``) on every client and store."""
+    from datetime import timedelta
+
+    c = client_factory()
+    made = [c.submit(evaluate, i).commit.hash for i in range(4)]
+    assert c.gc_preview() == []
+    assert {x.hash for x in c.gc_preview(max_size_bytes=0)} == set(made)
+    doomed = c.gc_preview(older_than=timedelta(0))
+    assert sorted(x.hash for x in doomed) == sorted(made) and c.stats()["total_commits"] == 4
+    assert c.gc(older_than=timedelta(0)) == len(doomed)

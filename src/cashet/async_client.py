@@ -370,6 +370,12 @@ class AsyncClient(ClientBase[AsyncTaskFunction[Any]]):
         """Evict old, expired and (over a size) least recently used entries (as ``Client.gc``)."""
         return await self._sync(lambda c: c.gc(older_than, max_size_bytes))
 
+    async def gc_preview(
+        self, older_than: timedelta = timedelta(days=30), max_size_bytes: int | None = None
+    ) -> list[Commit]:
+        """What ``gc`` would evict now; nothing deleted (as ``Client.gc_preview``)."""
+        return await self._sync(lambda c: c.gc_preview(older_than, max_size_bytes))
+
     async def clear(self) -> int:
         """Remove every entry and orphaned blob; return the count (as ``Client.clear``)."""
         return await self._sync(lambda c: c.clear())
