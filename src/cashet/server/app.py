@@ -371,10 +371,10 @@ def create_async_app(
 
 
 def check_port(host: str, port: int) -> None:
-    """Fail clearly when ``host:port`` cannot be served (a busy port, an unknown address).
+    """Fail clearly when ``host:port`` is in use (another server listens there).
 
     Raises:
-        CashetError: the address cannot be bound; the message says which and why.
+        CashetError: the port is busy; the message names the address and the way out.
     """
     import errno
     import socket
@@ -388,11 +388,11 @@ def check_port(host: str, port: int) -> None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
             sock.bind(address)
     except OSError as exc:
-        why = exc.strerror or str(exc)
-        busy = " (another server is listening there? choose a port with --port)"
+        if exc.errno != errno.EADDRINUSE:
+            return  # another trouble (an address not of this machine): uvicorn reports it
         raise CashetError(
-            f"cannot serve on {host}:{port}: {why}"
-            + (busy if exc.errno == errno.EADDRINUSE else "")
+            f"cannot serve on {host}:{port}: {exc.strerror or 'address in use'} (another"
+            " server is listening there? choose a port with --port)"
         ) from None
 
 
