@@ -150,3 +150,34 @@ def test_readonly_url_store_in_a_subprocess(redis_url: str, tmp_path: Path) -> N
         assert again == ["readonly", first[1], "1"]  # the hit, nothing added
     finally:
         drop_prefix(redis_url, prefix)
+
+
+@pytest.mark.sqlite_only
+@pytest.mark.parametrize("mode", ["off", "readonly"])
+def test_no_store_yet_is_never_created(
+    client_factory: Callable[..., Any], tmp_path: Path, mode: str
+) -> None:
+    """A fresh CI checkout: no .cashet yet. Calls run, reads find nothing, nothing is made."""
+    where = tmp_path / "fresh" / ".cashet"
+    c = client_factory(store_dir=where, mode=mode)
+    a, b = c.submit(stamp, 1).load(), c.submit(stamp, 1).load()
+    assert a[0] == b[0] == 1 and a != b
+    assert c.submit(double, c.submit(stamp, 3)).load() == 6
+    assert c.log() == [] and c.stats()["total_commits"] == 0
+    assert c.lookup(stamp, 1) is None
+    assert not where.exists() and not where.parent.exists()
+
+
+@pytest.mark.sqlite_only
+def test_off_opens_an_existing_store_without_writing(
+    client_factory: Callable[..., Any], tmp_path: Path
+) -> None:
+    normal = client_factory()
+    normal.submit(stamp, 1)
+    db = tmp_path / ".cashet" / "meta.db"
+    before = db.stat().st_mtime_ns, db.stat().st_size
+    off = client_factory(mode="off")
+    off.submit(stamp, 2)
+    off.submit(stamp, 1)
+    assert [c.func_name for c in off.log()] == ["stamp"]
+    assert (db.stat().st_mtime_ns, db.stat().st_size) == before

@@ -152,8 +152,9 @@ class AsyncClient(ClientBase[AsyncTaskFunction[Any]]):
         mode: str | None = None,
     ) -> None:
         super().__init__(serializer, max_workers, versions, mode)
-        readonly = readonly or self.mode == "readonly"
-        opened = client_store(store, store_dir, default_store_dir(), readonly, asynchronous=True)
+        opened = client_store(
+            store, store_dir, default_store_dir(), readonly, asynchronous=True, mode=self.mode
+        )
         opened = mode_store(opened, self.mode, asynchronous=True)
         if executor is None:
             from cashet.executors.async_local import AsyncLocalExecutor

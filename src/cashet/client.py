@@ -101,8 +101,9 @@ class Client(ClientBase[TaskFunction[Any]], StoreQueries):
         mode: str | None = None,
     ) -> None:
         super().__init__(serializer, max_workers, versions, mode)
-        readonly = readonly or self.mode == "readonly"
-        opened = client_store(store, store_dir, default_store_dir(), readonly, asynchronous=False)
+        opened = client_store(
+            store, store_dir, default_store_dir(), readonly, asynchronous=False, mode=self.mode
+        )
         opened = mode_store(opened, self.mode, asynchronous=False)
         if executor is None:
             from cashet.executors.local import LocalExecutor

@@ -25,13 +25,21 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import datetime
 from typing import Any
 
-from cashet.errors import ReadOnlyStoreError
+from cashet.errors import BlobMissingError, ReadOnlyStoreError
 from cashet.models import Commit, Lease, ObjectRef, TaskStatus
 from cashet.protocols import AsyncStore, BlobParts, Hit, ResultData, Store, TagQuery
 from cashet.stores.base import LocalLeases, full_async_store, full_store
 from cashet.stores.blobs import blob_hash
 
-__all__ = ["MODES", "AsyncModeStore", "ModeStore", "check_mode", "mode_store"]
+__all__ = [
+    "MODES",
+    "AsyncEmptyStore",
+    "AsyncModeStore",
+    "EmptyStore",
+    "ModeStore",
+    "check_mode",
+    "mode_store",
+]
 
 #: The modes of ``Client(mode=...)`` / ``$CASHET_MODE``.
 MODES = ("normal", "off", "readonly", "refresh")
@@ -56,6 +64,90 @@ def mode_store(store: Any, mode: str, *, asynchronous: bool) -> Any:
     if mode == "off" or (mode == "readonly" and getattr(store, "readonly", False) is not True):
         return AsyncModeStore(store, mode) if asynchronous else ModeStore(store, mode)
     return store
+
+
+class EmptyStore:
+    """No store at all: what ``off`` and ``readonly`` read when the store directory does not
+    exist (a fresh CI checkout): nothing is found, and nothing is created."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+    def __repr__(self) -> str:
+        return f"EmptyStore({self.where!r})"
+
+    def get_blob(self, ref: ObjectRef) -> bytes:
+        raise BlobMissingError(f"blob {ref.hash} not found: no store at {self.where}", ref.hash)
+
+    def get_commit(self, hash: str) -> Commit | None:
+        return None
+
+    def find_by_fingerprint(self, fingerprint: str) -> Commit | None:
+        return None
+
+    def find_running_by_fingerprint(self, fingerprint: str) -> Commit | None:
+        return None
+
+    def list_commits(self, *args: Any, **kwargs: Any) -> list[Commit]:
+        return []
+
+    def get_history(self, hash: str) -> list[Commit]:
+        return []
+
+    def stats(self) -> dict[str, int]:
+        return dict.fromkeys(_STATS, 0)
+
+    def close(self) -> None:
+        return None
+
+
+class AsyncEmptyStore(EmptyStore):
+    """:class:`EmptyStore` for an ``AsyncClient``."""
+
+    async def get_blob(self, ref: ObjectRef) -> bytes:  # type: ignore[override]
+        return EmptyStore.get_blob(self, ref)
+
+    async def has_blob(self, hash: str) -> bool:
+        return False
+
+    async def get_commit(self, hash: str) -> Commit | None:  # type: ignore[override]
+        return None
+
+    async def find_by_fingerprint(self, fingerprint: str) -> Commit | None:  # type: ignore[override]
+        return None
+
+    async def find_running_by_fingerprint(self, fingerprint: str) -> Commit | None:  # type: ignore[override]
+        return None
+
+    async def latest_for_fingerprint(self, fingerprint: str) -> Commit | None:
+        return None
+
+    async def list_commits(self, *args: Any, **kwargs: Any) -> list[Commit]:  # type: ignore[override]
+        return []
+
+    async def get_history(self, hash: str) -> list[Commit]:  # type: ignore[override]
+        return []
+
+    async def resolve_prefix(self, prefix: str, limit: int = 20) -> list[str]:
+        return []
+
+    async def stats(self) -> dict[str, int]:  # type: ignore[override]
+        return dict.fromkeys(_STATS, 0)
+
+    async def close(self) -> None:  # type: ignore[override]
+        return None
+
+
+_STATS = (
+    "total_commits",
+    "completed_commits",
+    "stored_objects",
+    "disk_bytes",
+    "blob_objects",
+    "blob_bytes",
+    "inline_objects",
+    "inline_bytes",
+)
 
 
 def _unstored(data: ResultData, build: Callable[[ObjectRef], Commit]) -> Commit:
