@@ -30,6 +30,13 @@ class FacadeRef(ResultRef[Any]):
         super().__init__(async_ref.commit, lambda _ref, _data: facade.run(async_ref.load()))
         self.async_ref = async_ref
 
+    def load(self) -> Any:
+        """The async ref's value (which consumes the bytes a commit carries, not this)."""
+        if not self._loaded:
+            self._value = self._loader(self.object_ref, None)
+            self._loaded = True
+        return self._value
+
 
 class FacadeTask:
     """A sync callable over an ``AsyncTaskFunction``: calling it submits and waits."""

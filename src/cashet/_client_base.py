@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
@@ -39,6 +40,7 @@ from cashet.hashing import function_identity, hash_call, ignore
 from cashet.hashing.manifest import key_manifest, versioned_identity
 from cashet.models import Commit, TaskDef
 from cashet.protocols import Serializer
+from cashet.stores.modes import check_mode
 
 if TYPE_CHECKING:
     from cashet.hashing.functions import FunctionIdentity
@@ -123,12 +125,25 @@ class ClientBase(Generic[TF]):
     max_workers: int
 
     def __init__(
-        self, serializer: Serializer | None, max_workers: int, versions: str = "off"
+        self,
+        serializer: Serializer | None,
+        max_workers: int,
+        versions: str = "off",
+        mode: str | None = None,
     ) -> None:
-        """Check ``max_workers`` and set the defaults; the subclass then sets its store."""
+        """Check ``max_workers`` and set the defaults; the subclass then sets its store.
+
+        ``mode``: ``"normal"``, ``"off"``, ``"readonly"`` or ``"refresh"``; ``None``:
+        ``$CASHET_MODE``, else ``"normal"``.
+        """
         configure_from_env()
         check_workers(max_workers)
         self.versions = check_versions(versions)
+        if mode is None:
+            mode = os.environ.get("CASHET_MODE", "").strip().lower() or "normal"
+        #: How calls use the cache (see ``Client``'s ``mode``).
+        self.mode = check_mode(mode)
+        self._refresh = self.mode == "refresh"
         if serializer is None:
             from cashet.serializers import PickleSerializer
 
@@ -243,6 +258,8 @@ class ClientBase(Generic[TF]):
             options = func.options
             func = func.func
         options = call_options(options, cache, force, tags, retries, timeout, ttl)
+        if self._refresh and options.cache and not options.force:
+            options = replace(options, force=True)  # mode="refresh": every call recomputes
         if not callable(func):
             raise TypeError(f"submit() needs a callable, not {type(func).__name__}")
         return func, options

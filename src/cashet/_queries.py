@@ -240,6 +240,47 @@ class StoreQueries:
             )
         return self.store.evict(cutoff, max_size_bytes)
 
+    def gc_preview(
+        self, older_than: timedelta = timedelta(days=30), max_size_bytes: int | None = None
+    ) -> list[Commit]:
+        """The commits :meth:`gc` with these arguments would evict now, least recently used
+        first; nothing is deleted (``cashet gc --dry-run``).
+
+        Commits last used before the cutoff and expired ones; with ``max_size_bytes``, then
+        the least recently used until the result bytes they hold fit (an estimate: the
+        store's own size counts compression and bookkeeping).
+        """
+        cutoff = gc_cutoff(older_than)
+        now = datetime.now(cutoff.tzinfo)
+        commits = [
+            c for c in self.store.list_commits(limit=None) if c.status is not TaskStatus.RUNNING
+        ]
+        commits.sort(key=lambda c: c.last_accessed or c.created_at)
+        doomed = [
+            c for c in commits if (c.last_accessed or c.created_at) < cutoff or c.is_expired(now)
+        ]
+        if max_size_bytes is None:
+            return doomed
+        gone = {c.hash for c in doomed}
+        users: dict[str, int] = {}
+        sizes: dict[str, int] = {}
+        for c in commits:
+            if c.result is not None and c.hash not in gone:
+                users[c.result.hash] = users.get(c.result.hash, 0) + 1
+                sizes[c.result.hash] = c.result.size
+        held = sum(sizes.values())
+        for c in commits:
+            if held <= max_size_bytes:
+                break
+            if c.hash in gone:
+                continue
+            doomed.append(c)
+            if c.result is not None:
+                users[c.result.hash] -= 1
+                if not users[c.result.hash]:
+                    held -= sizes[c.result.hash]
+        return doomed
+
     def clear(self) -> int:
         """Remove every entry and orphaned blob (``gc(timedelta(0))``); return the count."""
         return self.gc(timedelta(0))

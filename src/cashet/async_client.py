@@ -65,6 +65,7 @@ from cashet.protocols import (
 from cashet.provenance.archive import ExportResult, ImportResult
 from cashet.provenance.explain import Explanation, explain_key
 from cashet.stores.base import full_async_store
+from cashet.stores.modes import mode_store
 from cashet.stores.sync_view import SyncView
 from cashet.stores.urls import client_store
 
@@ -133,6 +134,8 @@ class AsyncClient(ClientBase[AsyncTaskFunction[Any]]):
         max_workers: how many tasks of ``submit_many``/``map`` run at once (1 = sequential).
         readonly: open the default store read-only (as ``Client``'s ``readonly``).
         versions: library versions in the key (as ``Client``'s ``versions``).
+        mode: ``"normal"``, ``"off"``, ``"readonly"`` or ``"refresh"`` (as ``Client``'s
+            ``mode``; default ``$CASHET_MODE``).
     """
 
     _task_class = AsyncTaskFunction
@@ -146,9 +149,13 @@ class AsyncClient(ClientBase[AsyncTaskFunction[Any]]):
         max_workers: int = 1,
         readonly: bool = False,
         versions: str = "off",
+        mode: str | None = None,
     ) -> None:
-        super().__init__(serializer, max_workers, versions)
-        opened = client_store(store, store_dir, default_store_dir(), readonly, asynchronous=True)
+        super().__init__(serializer, max_workers, versions, mode)
+        opened = client_store(
+            store, store_dir, default_store_dir(), readonly, asynchronous=True, mode=self.mode
+        )
+        opened = mode_store(opened, self.mode, asynchronous=True)
         if executor is None:
             from cashet.executors.async_local import AsyncLocalExecutor
 
@@ -363,6 +370,12 @@ class AsyncClient(ClientBase[AsyncTaskFunction[Any]]):
     ) -> int:
         """Evict old, expired and (over a size) least recently used entries (as ``Client.gc``)."""
         return await self._sync(lambda c: c.gc(older_than, max_size_bytes))
+
+    async def gc_preview(
+        self, older_than: timedelta = timedelta(days=30), max_size_bytes: int | None = None
+    ) -> list[Commit]:
+        """What ``gc`` would evict now; nothing deleted (as ``Client.gc_preview``)."""
+        return await self._sync(lambda c: c.gc_preview(older_than, max_size_bytes))
 
     async def clear(self) -> int:
         """Remove every entry and orphaned blob; return the count (as ``Client.clear``)."""

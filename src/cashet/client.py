@@ -31,6 +31,7 @@ from cashet.models import ResultRef, utcnow
 from cashet.protocols import Executor, Serializer, Store
 from cashet.provenance.explain import Explanation, explain_key
 from cashet.stores.base import full_store
+from cashet.stores.modes import mode_store
 from cashet.stores.urls import client_store
 
 if TYPE_CHECKING:
@@ -77,6 +78,13 @@ class Client(ClientBase[TaskFunction[Any]], StoreQueries):
         versions: put the versions of the libraries a task uses in its key: ``"off"``
             (default: recorded in each commit's manifest, not in the key), ``"major"``,
             ``"minor"`` or ``"exact"``; ``@client.task(versions=...)`` overrides it.
+        mode: how calls use the cache (default ``$CASHET_MODE``, else ``"normal"``):
+            ``"off"`` runs every call and stores nothing (no lookups; for tests),
+            ``"readonly"`` serves hits and stores nothing (misses are computed and returned;
+            for CI runs that must not grow a shared cache; any store), ``"refresh"``
+            recomputes every call and stores the new results (``_force=True`` for all).
+            In ``"off"`` and ``"readonly"``, ``rm``, ``gc``, ``invalidate`` and
+            ``import_archive`` raise ``ReadOnlyStoreError``.
     """
 
     _task_class = TaskFunction
@@ -90,9 +98,13 @@ class Client(ClientBase[TaskFunction[Any]], StoreQueries):
         max_workers: int = 1,
         readonly: bool = False,
         versions: str = "off",
+        mode: str | None = None,
     ) -> None:
-        super().__init__(serializer, max_workers, versions)
-        opened = client_store(store, store_dir, default_store_dir(), readonly, asynchronous=False)
+        super().__init__(serializer, max_workers, versions, mode)
+        opened = client_store(
+            store, store_dir, default_store_dir(), readonly, asynchronous=False, mode=self.mode
+        )
+        opened = mode_store(opened, self.mode, asynchronous=False)
         if executor is None:
             from cashet.executors.local import LocalExecutor
 

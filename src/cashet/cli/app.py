@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 import click
 
 from cashet._version import __version__
-from cashet.errors import CashetError
+from cashet.errors import AmbiguousHashError, CashetError
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -130,14 +130,76 @@ def _one_line(exc: BaseException) -> str:
     return lines[0].strip() if lines else type(exc).__name__
 
 
+#: The group's options a user may also give after the subcommand (``cashet log --plain``).
+_GLOBAL_VALUED = ("--store-dir", "--store")
+_GLOBAL_FLAGS = ("--plain", "--rich")
+
+
+def hoist_globals(args: list[str]) -> list[str]:
+    """``args`` with the group's options found after the subcommand moved before it.
+
+    ``cashet log --store-dir x`` is then ``cashet --store-dir x log``; everything after a
+    ``--`` is left alone.
+    """
+    i = 0
+    while i < len(args) and args[i].startswith("-") and args[i] != "--":
+        i += 2 if args[i] in _GLOBAL_VALUED else 1
+    if i >= len(args):
+        return args
+    moved: list[str] = []
+    kept: list[str] = []
+    rest = args[i + 1 :]
+    j = 0
+    while j < len(rest):
+        arg = rest[j]
+        if arg == "--":
+            kept += rest[j:]
+            break
+        if arg in _GLOBAL_VALUED and j + 1 < len(rest):
+            moved += rest[j : j + 2]
+            j += 2
+            continue
+        if arg in _GLOBAL_FLAGS or arg.partition("=")[0] in _GLOBAL_VALUED:
+            moved.append(arg)
+        else:
+            kept.append(arg)
+        j += 1
+    return args[:i] + moved + [args[i]] + kept
+
+
+def _ambiguous(ctx: click.Context, exc: AmbiguousHashError) -> str:
+    """The ambiguous-prefix error: each candidate's short hash, function and date."""
+    lines = [f"Ambiguous prefix {exc.prefix!r}: it matches {len(exc.candidates)} commits"]
+    cli = ctx.find_object(CliContext)
+    for h in exc.candidates[:10]:
+        commit = None
+        if cli is not None and cli._client is not None:
+            with suppress(Exception):  # a candidate gone meanwhile: its hash alone
+                commit = cli._client.show(h)
+        if commit is None:
+            lines.append(f"  {h[:12]}")
+        else:
+            when = commit.created_at.astimezone().strftime("%Y-%m-%d %H:%M")
+            lines.append(f"  {h[:12]}  {commit.func_name}  {when}")
+    if len(exc.candidates) > 10:
+        lines.append(f"  ... and {len(exc.candidates) - 10} more")
+    lines.append("give more digits of the hash")
+    return "\n".join(lines)
+
+
 class _Group(click.Group):
     """Map every exception a command lets out to one line on stderr and exit code 1."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, hoist_globals(list(args)))
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
+        except AmbiguousHashError as exc:
+            raise click.ClickException(_ambiguous(ctx, exc)) from exc
         except BrokenPipeError:
             # The reader (``| head``) went away: stop quietly, and keep the interpreter's
             # final flush from complaining about the closed pipe.

@@ -3,30 +3,16 @@
 from __future__ import annotations
 
 import shutil
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import click
 
 from cashet._humanize import format_size
 from cashet.cli.app import CliContext, pass_cli
+from cashet.cli.output import working
 from cashet.errors import ArchiveError
 
 __all__ = ["export", "import_"]
-
-
-@contextmanager
-def _working(text: str) -> Iterator[None]:
-    """A spinner on stderr while long work runs, when stderr is a terminal; else nothing."""
-    if not sys.stderr.isatty():
-        yield
-        return
-    from rich.console import Console
-
-    with Console(stderr=True).status(text):
-        yield
 
 
 @click.command()
@@ -37,7 +23,7 @@ def export(cli: CliContext, path: Path) -> None:
 
     Every commit and the result blobs they use; the file appears only when complete.
     """
-    with _working(f"Exporting to {path}"):
+    with working(f"Exporting to {path}"):
         result = cli.client().export(path)
     for h in result.skipped:
         click.echo(f"warning: left out commit {h[:12]}: its result blob is unreadable", err=True)
@@ -58,7 +44,7 @@ def import_(cli: CliContext, path: Path) -> None:
     """
     created = not cli.store_dir.exists()
     try:
-        with _working(f"Verifying and importing {path}"):
+        with working(f"Verifying and importing {path}"):
             result = cli.client(create=True).import_archive(path)
     except ArchiveError:
         if created:  # leave no empty store behind for a rejected archive

@@ -13,6 +13,7 @@ import click
 
 from cashet._humanize import format_size
 from cashet.cli.app import CliContext, emit_json, fail, json_option, pass_cli
+from cashet.cli.output import working
 from cashet.errors import DamagedStoreWarning
 
 __all__ = ["doctor"]
@@ -35,7 +36,8 @@ def doctor(cli: CliContext, repair: bool, as_json: bool) -> None:
         # A lost database is reported below, with what the repair did about it.
         warnings.simplefilter("ignore", DamagedStoreWarning)
         client = cli.client(repair=True)
-    report = client.check(repair=repair)
+    with working("Repairing the store" if repair else "Checking the store"):
+        report = client.check(repair=repair)
     if as_json:
         emit_json(report.to_dict())
     else:

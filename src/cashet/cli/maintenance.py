@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import sys
 from datetime import timedelta
+from typing import Any
 
 import click
 
 from cashet._humanize import format_size, parse_size
 from cashet.cli.app import CliContext, emit_json, fail, json_option, pass_cli
-from cashet.cli.output import parse_tags
+from cashet.cli.output import parse_tags, print_commits, working
+from cashet.models import Commit
 from cashet.provenance.query import require_commit
+from cashet.provenance.views import commit_view
 
 __all__ = ["clear", "gc", "invalidate", "rm", "stats"]
 
@@ -69,17 +72,65 @@ def stats(cli: CliContext, as_json: bool) -> None:
     cli.console().print(table)
 
 
+#: Deleting more commits than this asks first on a terminal (``--yes`` skips the question).
+HANDFUL = 5
+
+
+def _dry_run_option(f: Any) -> Any:
+    return click.option(
+        "--dry-run", is_flag=True, help="Show what would be deleted; delete nothing."
+    )(f)
+
+
+def _yes_option(f: Any) -> Any:
+    return click.option(
+        "--yes",
+        "-y",
+        is_flag=True,
+        help=f"Do not ask before deleting more than {HANDFUL} commits on a terminal.",
+    )(f)
+
+
+def _preview(cli: CliContext, doomed: list[Commit], as_json: bool = False) -> None:
+    """What a ``--dry-run`` shows: the commits, then that nothing was deleted."""
+    if as_json:
+        emit_json({"dry_run": True, "would_delete": [commit_view(c, full=False) for c in doomed]})
+        return
+    if doomed:
+        print_commits(cli, doomed, False, f"Would delete {len(doomed)} commit(s)")
+    click.echo(f"Dry run: would delete {len(doomed)} commit(s); nothing deleted.")
+
+
+def _confirm(cli: CliContext, count: int, yes: bool, what: str = "") -> None:
+    """Ask before deleting more than a handful, on a terminal only (never when piped)."""
+    if count > HANDFUL and not yes and _interactive():
+        click.confirm(f"Delete {count} commit(s){what} from {cli.where}?", abort=True)
+
+
 @click.command()
-@click.argument("hash")
+@click.argument("hashes", metavar="HASH...", nargs=-1, required=True)
+@_dry_run_option
+@_yes_option
 @pass_cli
-def rm(cli: CliContext, hash: str) -> None:
-    """Delete a commit (and its result blob if nothing else uses it)."""
-    cli.require_store(hash)
+def rm(cli: CliContext, hashes: tuple[str, ...], dry_run: bool, yes: bool) -> None:
+    """Delete commits (and their result blobs if nothing else uses them).
+
+    HASH is a commit hash or a unique prefix of one.
+    """
+    cli.require_store(hashes[0])
     client = cli.client()
-    commit = require_commit(client.show(hash), hash)
-    if not client.rm(commit.hash):
-        fail(f"commit {commit.short_hash} was deleted meanwhile")
-    click.echo(f"Deleted commit {commit.hash}")
+    commits: dict[str, Commit] = {}
+    for h in hashes:
+        commit = require_commit(client.show(h), h)
+        commits.setdefault(commit.hash, commit)
+    if dry_run:
+        return _preview(cli, list(commits.values()))
+    _confirm(cli, len(commits), yes)
+    for commit in commits.values():
+        if not client.rm(commit.hash):
+            fail(f"commit {commit.short_hash} was deleted meanwhile")
+        click.echo(f"Deleted commit {commit.hash}")
+    return None
 
 
 @click.command()
@@ -98,29 +149,47 @@ def rm(cli: CliContext, hash: str) -> None:
     metavar="SIZE",
     help="Then evict least recently used entries until the store fits (e.g. 1GB, 500MB).",
 )
+@_dry_run_option
+@_yes_option
 @json_option
 @pass_cli
-def gc(cli: CliContext, older_than: float, max_size: str | None, as_json: bool) -> None:
+def gc(
+    cli: CliContext,
+    older_than: float,
+    max_size: str | None,
+    dry_run: bool,
+    yes: bool,
+    as_json: bool,
+) -> None:
     """Evict old entries, expired ones and orphaned blobs.
 
-    Sizes are binary: 1GB = 1024 MiB.
+    Sizes are binary: 1GB = 1024 MiB. On a terminal, asks before evicting more than a
+    handful of commits (--yes: never asks); --dry-run lists them and deletes nothing.
     """
     limit = None
     if max_size is not None:
         try:
             limit = parse_size(max_size)
         except ValueError as exc:
-            fail(f"--max-size: {exc}")
+            raise click.BadParameter(str(exc), param_hint="--max-size") from None
     client = cli.client()
-    evicted = client.gc(older_than=timedelta(days=older_than), max_size_bytes=limit)
+    age = timedelta(days=older_than)
+    if dry_run or (not yes and _interactive()):
+        doomed = client.gc_preview(older_than=age, max_size_bytes=limit)
+        if dry_run:
+            return _preview(cli, doomed, as_json)
+        _confirm(cli, len(doomed), yes)
+    with working("Collecting garbage"):
+        evicted = client.gc(older_than=age, max_size_bytes=limit)
     after = client.stats()
     if as_json:
         emit_json({"evicted": evicted, "stats": after})
-        return
+        return None
     click.echo(
         f"Evicted {evicted} commit(s); {after['total_commits']} left, "
         f"{format_size(after['disk_bytes'])} stored"
     )
+    return None
 
 
 def _interactive() -> bool:
@@ -159,12 +228,34 @@ def clear(cli: CliContext, yes: bool) -> None:
     "-t",
     "tags",
     multiple=True,
-    required=True,
     metavar="KEY[=VALUE]",
     help="Delete commits with this tag (KEY alone: any value). Repeat to AND them.",
 )
+@click.option("--func", "-f", "func_name", metavar="NAME", help="Delete commits of this function.")
+@_dry_run_option
+@_yes_option
 @pass_cli
-def invalidate(cli: CliContext, tags: tuple[str, ...]) -> None:
-    """Delete every commit carrying all the given tags."""
-    deleted = cli.client().invalidate(parse_tags(tags))
+def invalidate(
+    cli: CliContext, tags: tuple[str, ...], func_name: str | None, dry_run: bool, yes: bool
+) -> None:
+    """Delete every commit of a function (--func) and/or carrying all the given tags.
+
+    On a terminal, asks before deleting more than a handful (--yes: never asks);
+    --dry-run lists them and deletes nothing.
+    """
+    if not tags and not func_name:
+        raise click.UsageError("give --func NAME and/or --tag KEY[=VALUE]: what to invalidate")
+    query = parse_tags(tags)
+    client = cli.client()
+    if dry_run or func_name or (not yes and _interactive()):
+        doomed = client.log(func_name=func_name, limit=None, tags=query or None)
+        if dry_run:
+            return _preview(cli, doomed)
+        _confirm(cli, len(doomed), yes)
+        if func_name:
+            deleted = sum(1 for c in doomed if client.rm(c.hash))
+            click.echo(f"Invalidated {deleted} commit(s)")
+            return None
+    deleted = client.invalidate(query)
     click.echo(f"Invalidated {deleted} commit(s)")
+    return None

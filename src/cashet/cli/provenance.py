@@ -30,6 +30,12 @@ __all__ = ["diff", "get", "history", "log", "show"]
 
 _SERIALIZERS = ("pickle", "safe-pickle", "json")
 
+#: ``-o -``: the result's bytes to stdout (not a file named ``-``).
+_STDOUT = Path("-")
+
+#: How many items of a list or dict ``get`` prints to a terminal without ``--all``.
+_SHOWN = 100
+
 
 @click.command()
 @click.option("--func", "-f", "func_name", metavar="NAME", help="Only commits of this function.")
@@ -55,6 +61,9 @@ _SERIALIZERS = ("pickle", "safe-pickle", "json")
     show_default=True,
     help="At most this many commits (0: all).",
 )
+@click.option(
+    "--wide", "-w", is_flag=True, help="Every column, however wide (default: fit the terminal)."
+)
 @json_option
 @pass_cli
 def log(
@@ -63,22 +72,33 @@ def log(
     tags: tuple[str, ...],
     status: str | None,
     limit: int,
+    wide: bool,
     as_json: bool,
 ) -> None:
     """Show commits, newest first.
 
-    Piped, each line is: hash, created (UTC), status, function, short result hash,
-    separated by tabs.
+    On a terminal, one commit per line: columns that do not fit are dropped or shortened
+    (--wide shows them all). Piped, each line is: hash, created (UTC), status, function,
+    short result hash, separated by tabs. A limited listing says how many there are
+    (on stderr when piped).
     """
     query = parse_tags(tags)
     if status is not None:
         status = _check_status(status)
     if not cli.has_store():
         return cli.no_store(as_json, [])
-    commits = cli.client().log(
+    client = cli.client()
+    commits = client.log(
         func_name=func_name, limit=limit or None, status=status, tags=query or None
     )
-    print_commits(cli, commits, as_json, f"{len(commits)} commit(s), newest first")
+    title = f"{len(commits)} commit(s), newest first"
+    if limit and len(commits) == limit:
+        total = len(client.log(func_name=func_name, limit=None, status=status, tags=query or None))
+        if total > limit:
+            title = f"{limit} of {total} commits (use -n 0 for all), newest first"
+            if not cli.rich and not as_json:  # the lines on stdout stay one per commit
+                click.echo(f"{limit} of {total} commits (use -n 0 for all)", err=True)
+    print_commits(cli, commits, as_json, title, wide=wide)
 
 
 def _check_status(text: str) -> str:
@@ -212,8 +232,14 @@ def _show_rich(cli: CliContext, c: Commit) -> None:
 @click.option(
     "-o",
     "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Write the result to this file instead of printing it.",
+    type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+    help="Write the result to this file instead of printing it (-: to stdout).",
+)
+@click.option(
+    "--all",
+    "show_all",
+    is_flag=True,
+    help=f"Print a long list or dict whole on a terminal (else the first {_SHOWN} items).",
 )
 @click.option(
     "--raw",
@@ -228,21 +254,35 @@ def _show_rich(cli: CliContext, c: Commit) -> None:
     help="How the results of this store were serialized.",
 )
 @pass_cli
-def get(cli: CliContext, hash: str, output: Path | None, raw: bool, serializer: str) -> None:
-    """Print a result, or write it to a file with -o.
+def get(
+    cli: CliContext,
+    hash: str,
+    output: Path | None,
+    show_all: bool,
+    raw: bool,
+    serializer: str,
+) -> None:
+    """Print a result, or write it to a file with -o (-o - writes to stdout).
 
-    Strings are printed as they are, dicts and lists pretty-printed. HASH is a commit
-    hash or unique prefix, or the full hash of a result blob. With -o, bytes are written
-    as they are, strings as UTF-8, anything else as the stored serialized bytes (what the
-    serializer produced, e.g. a pickle).
+    Strings are printed as they are, dicts and lists pretty-printed (on a terminal, a long
+    one is cut short: --all, -o or a pipe shows it whole). HASH is a commit hash or unique
+    prefix, or the full hash of a result blob. With -o, bytes are written as they are,
+    strings as UTF-8, anything else as the stored serialized bytes (what the serializer
+    produced, e.g. a pickle). Binary data is never written to a terminal.
     """
+    if output is not None and str(output) == "-":
+        output = _STDOUT
     cli.require_store(hash, result=True)
     data = cli.client().result_bytes(hash)
     if raw:
+        if output is None or output is _STDOUT:
+            _refuse_binary_tty(len(data), "the stored bytes")
         _write_output(output, data)
         return
-    value = _serializer(serializer).loads(data)
+    value = _load(serializer, data)
     if output is not None:
+        if output is _STDOUT and not isinstance(value, str):
+            _refuse_binary_tty(len(data), "the result")
         if isinstance(value, bytes | bytearray | memoryview):
             _write_output(output, bytes(value))
         elif isinstance(value, str):
@@ -251,17 +291,59 @@ def get(cli: CliContext, hash: str, output: Path | None, raw: bool, serializer: 
             _write_output(output, data)
         return
     if isinstance(value, bytes | bytearray | memoryview):
-        if sys.stdout.isatty():
-            fail(f"the result is {len(value)} bytes of binary data: use -o FILE to save it")
+        _refuse_binary_tty(len(value), "the result")
         _write_output(None, bytes(value))
     elif isinstance(value, str):
         click.echo(value)
     else:
-        _echo_value(cli, value)
+        _echo_value(cli, _shortened(value, show_all))
+
+
+def _refuse_binary_tty(size: int, what: str) -> None:
+    if sys.stdout.isatty():
+        fail(
+            f"{what} is {format_size(size)} of binary data: not written to a terminal"
+            " (use -o FILE, or pipe it: cashet get HASH --raw > FILE)"
+        )
+
+
+def _load(name: str, data: bytes) -> Any:
+    """``data`` deserialized by serializer ``name``; when that fails, an error saying which
+    serializer the bytes look like (never the serializer's internal error)."""
+    try:
+        return _serializer(name).loads(data)
+    except Exception as exc:
+        for other in _SERIALIZERS:
+            if other == name:
+                continue
+            try:
+                _serializer(other).loads(data)
+            except Exception:
+                continue
+            fail(
+                f"the result cannot be read with the {name} serializer: it was stored with the"
+                f" {other} serializer (use --serializer {other})"
+            )
+        fail(f"the result cannot be read with the {name} serializer: {type(exc).__name__}")
+
+
+def _shortened(value: Any, show_all: bool) -> Any:
+    """A long list, tuple or dict cut to its first items for a terminal, with a note."""
+    if show_all or not sys.stdout.isatty():
+        return value
+    if isinstance(value, list | tuple | dict) and len(value) > _SHOWN:
+        click.echo(
+            f"(showing {_SHOWN} of {len(value)} items: use --all, -o FILE or a pipe to see all)",
+            err=True,
+        )
+        if isinstance(value, dict):
+            return dict(list(value.items())[:_SHOWN])
+        return type(value)(value[:_SHOWN]) if isinstance(value, list) else value[:_SHOWN]
+    return value
 
 
 def _write_output(path: Path | None, data: bytes) -> None:
-    if path is None:
+    if path is None or path is _STDOUT:
         click.echo(data, nl=False)  # bytes go to the binary stream as they are
         return
     path.write_bytes(data)

@@ -100,7 +100,7 @@ def serve(
         raise click.UsageError("--allow-remote-code and --read-only contradict each other")
     tasks = _load_tasks(task_specs)
     try:
-        from cashet.server.app import create_app, run_app
+        from cashet.server.app import check_port, create_app, run_app
     except ImportError as exc:
         raise click.ClickException(
             f"the server needs the 'server' extra: pip install 'cashet[server]' ({exc.name})"
@@ -116,4 +116,32 @@ def serve(
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
+    check_port(host, port)
+    _announce(cli, tasks, host, port, token is not None, read_only)
     run_app(app, host, port)
+
+
+def _announce(
+    cli: CliContext,
+    tasks: dict[str, Callable[..., Any]],
+    host: str,
+    port: int,
+    auth: bool,
+    read_only: bool,
+) -> None:
+    """What is served, before uvicorn's own lines: the store, the tasks, auth, the docs."""
+    from cashet.server.app import is_loopback
+
+    shown = f"[{host}]" if ":" in host else host
+    base = f"http://{shown}:{port}"
+    click.echo(f"cashet serving {cli.where}{' (read-only)' if read_only else ''}")
+    names = ", ".join(sorted(tasks)) or "none (register one with --task MODULE:NAME)"
+    click.echo(f"  tasks:   {names}")
+    click.echo(f"  auth:    {'bearer token required' if auth else 'off (no token)'}")
+    click.echo(f"  openapi: {base}/openapi.json")
+    if not auth and not is_loopback(host):
+        click.echo(
+            f"warning: serving on {host} without a token: anyone who can reach port {port}"
+            " can run the registered tasks and gc (use --require-token or $CASHET_TOKEN)",
+            err=True,
+        )

@@ -43,7 +43,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from cashet.errors import TaskError
+from cashet.errors import CashetError, TaskError
 from cashet.models import Commit
 from cashet.provenance.query import require_commit
 from cashet.provenance.views import commit_view
@@ -370,6 +370,32 @@ def create_async_app(
     )
 
 
+def check_port(host: str, port: int) -> None:
+    """Fail clearly when ``host:port`` is in use (another server listens there).
+
+    Raises:
+        CashetError: the port is busy; the message names the address and the way out.
+    """
+    import errno
+    import socket
+
+    if port == 0:
+        return
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, kind, proto, _, address = infos[0]
+        with socket.socket(family, kind, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+            sock.bind(address)
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            return  # another trouble (an address not of this machine): uvicorn reports it
+        raise CashetError(
+            f"cannot serve on {host}:{port}: {exc.strerror or 'address in use'} (another"
+            " server is listening there? choose a port with --port)"
+        ) from None
+
+
 def is_loopback(host: str) -> bool:
     """Whether ``host`` names this machine only (``localhost``, ``127.0.0.1``, ``::1``...)."""
     if host == "localhost":
@@ -385,12 +411,14 @@ def run_app(
 ) -> None:
     """Serve an app made by :func:`create_app` with uvicorn until interrupted.
 
-    Logs a warning when the app has no token and ``host`` is not a loopback address: then
+    Raises ``CashetError`` when the address cannot be bound (a busy port). Logs a warning
+    when the app has no token and ``host`` is not a loopback address: then
     anyone who can reach the port can run the registered tasks and ``/gc``.
     """
     import uvicorn
 
     server: _Server = app.state.cashet
+    check_port(host, port)
     if server.token is None and not is_loopback(host):
         log.warning(
             "serving on %s without a token: anyone who can reach port %s can run the "

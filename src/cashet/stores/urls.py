@@ -94,19 +94,35 @@ def open_async_store(url: str, **options: Any) -> Any:
 
 def client_store(
     store: Any, store_dir: str | os.PathLike[str] | None, default_dir: Path, readonly: bool,
-    *, asynchronous: bool,
+    *, asynchronous: bool, mode: str = "normal",
 ) -> Any:  # fmt: skip
     """The store a client is given: a store object as it is; a URL string opened; else the
-    SQLite store in ``store_dir``, or the URL in ``$CASHET_STORE``, or ``default_dir``."""
+    SQLite store in ``store_dir``, or the URL in ``$CASHET_STORE``, or ``default_dir``.
+
+    In ``mode`` ``"off"`` or ``"readonly"`` a SQLite store is opened read-only, and one
+    that does not exist is an empty stand-in (nothing is created)."""
     opener = open_async_store if asynchronous else open_store
+    unwritten = mode in ("off", "readonly")
+    readonly = readonly or unwritten
+    if store is None and store_dir is None and os.environ.get("CASHET_STORE"):
+        store = os.environ["CASHET_STORE"]
     if isinstance(store, str):
+        path = sqlite_path(store)
+        if path is not None and unwritten and not path.exists():
+            return _empty(path, asynchronous)
         return _open(opener, store, readonly)
     if store is not None:
         return store
-    if store_dir is None and os.environ.get("CASHET_STORE"):
-        return _open(opener, os.environ["CASHET_STORE"], readonly)
     path = Path(store_dir) if store_dir is not None else default_dir
+    if unwritten and not path.exists():
+        return _empty(path, asynchronous)
     return _sqlite(path, asynchronous, readonly=readonly)  # a path, never parsed as a URL
+
+
+def _empty(path: Path, asynchronous: bool) -> Any:
+    from cashet.stores.modes import AsyncEmptyStore, EmptyStore
+
+    return (AsyncEmptyStore if asynchronous else EmptyStore)(path.as_posix())
 
 
 def _sqlite(path: Path, asynchronous: bool, **options: Any) -> Any:
