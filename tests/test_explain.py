@@ -156,7 +156,8 @@ def test_a_failed_earlier_run_is_the_reason(tmp_path: Path) -> None:
             client.submit(failing, 1)
         e = client.explain(failing, 1)
         assert not e.hit and e.changes == [] and "failed" in e.reason
-        assert client.explain(failing, 1, _force=True).hit is False
+        forced = client.explain(failing, 1, _force=True)
+        assert forced.hit is False and "forced" in forced.reason
 
 
 def test_show_links_to_why_and_unknown_hashes_fail(tmp_path: Path) -> None:
@@ -226,3 +227,11 @@ def function_identity_of(func: Any) -> Any:
     from cashet.hashing import function_identity
 
     return function_identity(func)
+
+
+def test_refresh_mode_explains_a_forced_run(tmp_path: Path) -> None:
+    with Client(store_dir=tmp_path) as client:
+        client.submit(failing_not, 1)
+    with Client(store_dir=tmp_path, mode="refresh") as refresh:
+        e = refresh.explain(failing_not, 1)
+        assert not e.hit and e.changes == [] and "refresh" in e.reason

@@ -317,6 +317,7 @@ def explain_call(
     fingerprint: str,
     hit: Commit | None,
     candidates: Sequence[Commit],
+    forced: bool = False,
 ) -> Explanation:
     """Explain a call before it runs: a hit, or what differs from the nearest earlier run.
 
@@ -326,12 +327,19 @@ def explain_call(
         fingerprint: the call's cache key.
         hit: the commit that answers it, or ``None``.
         candidates: earlier commits of the function (any order).
+        forced: the call recomputes whatever the cache holds (``_force=True``,
+            ``mode="refresh"``, ``cache=False``).
     """
     function = _str((manifest.get("function") or {}).get("name"))
     if hit is not None:
         return Explanation(True, [], function, fingerprint, hit, None, "")
     previous = nearest(candidates, manifest)
     changes, reason = _explain(manifest, source, previous)
+    if forced and not changes:
+        reason = (
+            "the call is forced (_force=True, cache=False or mode='refresh'):"
+            " it runs whatever the cache holds"
+        )
     return Explanation(False, changes, function, fingerprint, None, previous, reason)
 
 
@@ -369,7 +377,8 @@ def explain_key(
         if found is not None and found.result is not None:
             hit = found
     candidates = [] if hit else store.list_commits(func_name=task_def.func_name, limit=CANDIDATES)
-    return explain_call(manifest, source, task_def.fingerprint, hit, candidates)
+    forced = task_def.force or not task_def.cache
+    return explain_call(manifest, source, task_def.fingerprint, hit, candidates, forced)
 
 
 def why(store: Store, hash_or_prefix: str) -> Explanation:
