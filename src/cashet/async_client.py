@@ -55,6 +55,7 @@ from cashet.models import AsyncResultRef, Commit, ObjectRef, TaskDef, TaskStatus
 from cashet.protocols import (
     AsyncCheckup,
     AsyncExecutor,
+    AsyncHitCounter,
     AsyncStore,
     CheckReport,
     Serializer,
@@ -64,6 +65,7 @@ from cashet.protocols import (
 )
 from cashet.provenance.archive import ExportResult, ImportResult
 from cashet.provenance.explain import Explanation, explain_key
+from cashet.provenance.usage import FunctionUsage
 from cashet.stores.base import full_async_store
 from cashet.stores.sync_view import SyncView
 from cashet.stores.urls import client_store
@@ -372,9 +374,13 @@ class AsyncClient(ClientBase[AsyncTaskFunction[Any]]):
         """Delete the commits carrying all these tags (as ``Client.invalidate``)."""
         return await self._sync(lambda c: c.invalidate(tags))
 
-    async def stats(self) -> dict[str, int]:
-        """Return commit and storage counters (as ``Client.stats``)."""
+    async def stats(self) -> dict[str, Any]:
+        """Return commit and storage counters, hits and time saved (as ``Client.stats``)."""
         return await self._sync(lambda c: c.stats())
+
+    async def stats_by_function(self) -> list[FunctionUsage]:
+        """Per function: runs, hits, time saved, ... (as ``Client.stats_by_function``)."""
+        return await self._sync(lambda c: c.stats_by_function())
 
     async def export(self, path: str | os.PathLike[str]) -> ExportResult:
         """Write every commit and its result blob to a ``.tar.gz`` (as ``Client.export``)."""
@@ -535,7 +541,14 @@ class AsyncClient(ClientBase[AsyncTaskFunction[Any]]):
             return None
         commit = hit.loaded_commit()
         now = utcnow()
-        if self._hit_needs_touch(commit, now):
+        if supports(self.store, AsyncHitCounter):  # counted in memory: nothing written now
+            if not _read_only:
+                cast(AsyncHitCounter, self.store).record_hit(
+                    commit.hash, now, commit.compute_seconds or 0.0
+                )
+                if self._hit_needs_touch(commit, now):
+                    commit.last_accessed = now
+        elif self._hit_needs_touch(commit, now):
             if _read_only:
                 return None
             try:

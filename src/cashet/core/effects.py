@@ -49,10 +49,17 @@ class LatestFor:
 
 @dataclass(frozen=True, slots=True)
 class Touch:
-    """Record an access to commit ``hash`` at ``when`` (a failure is logged, not raised)."""
+    """Record a hit of commit ``hash`` at ``when`` (a failure is logged, not raised).
+
+    Yielded on every hit. A store that counts hits (the ``HitCounter`` capability) records
+    it in memory (``seconds``: the compute time the hit saved); any other store has its
+    ``touch`` called only when ``due`` (the stored access time is over ``TOUCH_AFTER`` old).
+    """
 
     hash: str
     when: datetime
+    seconds: float = 0.0
+    due: bool = True
 
 
 @dataclass(frozen=True, slots=True)

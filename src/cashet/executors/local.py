@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, assert_never
+from typing import Any, assert_never, cast
 
 from cashet._process import current_pid
 from cashet.core.effects import (
@@ -51,7 +51,7 @@ from cashet.executors._drive import (
 from cashet.executors._orphans import SyncOrphans
 from cashet.hashing.commits import seal_commit
 from cashet.models import Commit, TaskDef, TaskStatus, utcnow
-from cashet.protocols import Serializer, Store
+from cashet.protocols import HitCounter, Serializer, Store, supports
 from cashet.stores.base import FullStore, full_store
 
 __all__ = ["LocalExecutor"]
@@ -164,11 +164,14 @@ class _SyncHandler:
             case Lookup():  # the hit, with a small result's bytes when read along
                 hit = full_store(store).lookup(effect.fingerprint)
                 return None if hit is None else hit.loaded_commit()
-            case Touch():
-                try:
-                    store.touch(effect.hash, effect.when)
-                except StoreError as exc:  # an access time is not worth failing a hit for
-                    log.debug("could not record access to %s: %s", effect.hash[:12], exc)
+            case Touch():  # every hit: counted in memory, or a throttled touch
+                if supports(store, HitCounter):
+                    cast(HitCounter, store).record_hit(effect.hash, effect.when, effect.seconds)
+                elif effect.due:
+                    try:
+                        store.touch(effect.hash, effect.when)
+                    except StoreError as exc:  # an access time is not worth failing a hit for
+                        log.debug("could not record access to %s: %s", effect.hash[:12], exc)
                 return None
             case Claim():
                 self.executor._orphans.retry(store)  # a release that failed before, again
