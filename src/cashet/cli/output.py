@@ -1,7 +1,7 @@
 """How the commands print commits and values: plain text when piped, Rich on a terminal.
 
 Plain output is stable for scripts (``log`` and ``history``: one tab-separated line per
-commit); ``--json`` uses the view the HTTP server shares (:mod:`cashet.provenance.views`).
+commit; fields are only ever added at the end); ``--json`` uses the view the HTTP server shares (:mod:`cashet.provenance.views`).
 """
 
 from __future__ import annotations
@@ -85,7 +85,9 @@ def parse_tags(values: Sequence[str], option: str = "--tag") -> dict[str, str | 
 
 def _commit_line(c: Commit) -> str:
     result = short_hash(c.result.hash) if c.result else "-"
-    return "\t".join((c.hash, iso_utc(c.created_at), c.status.value, c.func_name, result))
+    return "\t".join(
+        (c.hash, iso_utc(c.created_at), c.status.value, c.func_name, result, str(c.hits))
+    )
 
 
 def _commit_table(cli: CliContext, commits: Iterable[Commit], title: str, mark: str = "") -> None:
@@ -101,6 +103,7 @@ def _commit_table(cli: CliContext, commits: Iterable[Commit], title: str, mark: 
     table.add_column("Function", overflow="fold", min_width=10)
     table.add_column("Size", no_wrap=True, justify="right")
     table.add_column("Compute", no_wrap=True, justify="right")
+    table.add_column("Hits", no_wrap=True, justify="right")
     table.add_column("Tags", overflow="fold")
     for c in commits:
         status = Text(c.status.value, style=STATUS_STYLE.get(c.status.value, ""))
@@ -113,6 +116,7 @@ def _commit_table(cli: CliContext, commits: Iterable[Commit], title: str, mark: 
             Text(c.func_name),
             format_size(c.result.size) if c.result else "-",
             seconds_text(c.compute_seconds),
+            str(c.hits) if c.hits else "-",
             Text(tags_text(c.tags)),
         )
     cli.console().print(table)

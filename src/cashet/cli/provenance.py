@@ -67,7 +67,7 @@ def log(
 ) -> None:
     """Show commits, newest first.
 
-    Piped, each line is: hash, created (UTC), status, function, short result hash,
+    Piped, each line is: hash, created (UTC), status, function, short result hash, hits,
     separated by tabs.
     """
     query = parse_tags(tags)
@@ -117,6 +117,7 @@ def _show_fields(c: Commit) -> list[tuple[str, str]]:
         ("Status", c.status.value),
         ("Created", iso_utc(c.created_at)),
         ("Accessed", iso_utc(c.last_accessed)),
+        ("Hits", f"{c.hits} (last {iso_utc(c.last_hit)})" if c.hits else "0"),
     ]
     if c.expires_at is not None:
         expired = " (expired)" if c.is_expired() else ""
