@@ -1,7 +1,8 @@
 """How the commands print commits and values: plain text when piped, Rich on a terminal.
 
 Plain output is stable for scripts (``log`` and ``history``: one tab-separated line per
-commit; fields are only ever added at the end); ``--json`` uses the view the HTTP server shares (:mod:`cashet.provenance.views`).
+commit; fields are only ever added at the end); ``--json`` uses the view the HTTP server
+shares (:mod:`cashet.provenance.views`).
 """
 
 from __future__ import annotations
