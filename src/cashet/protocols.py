@@ -316,7 +316,7 @@ class HitCounter(Protocol):
 
     def record_hit(self, hash: str, when: datetime, seconds: float) -> None:
         """Count one hit of commit ``hash`` at ``when`` that saved ``seconds`` of compute
-        (no IO: never blocks, never raises for the store)."""
+        (no IO: never blocks on the store, never raises for it)."""
         ...
 
     def flush_hits(self) -> None:

@@ -35,7 +35,12 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class Lookup:
-    """Answer the newest completed, cacheable, unexpired commit for ``fingerprint`` or None."""
+    """Answer the newest completed, cacheable, unexpired commit for ``fingerprint`` or None.
+
+    A commit with a result answered here is served as a hit: a store that counts hits (the
+    ``HitCounter`` capability) has it counted then, in memory. Its ``Touch`` is for the
+    stores that do not.
+    """
 
     fingerprint: str
 
@@ -49,17 +54,10 @@ class LatestFor:
 
 @dataclass(frozen=True, slots=True)
 class Touch:
-    """Record a hit of commit ``hash`` at ``when`` (a failure is logged, not raised).
-
-    Yielded on every hit. A store that counts hits (the ``HitCounter`` capability) records
-    it in memory (``seconds``: the compute time the hit saved); any other store has its
-    ``touch`` called only when ``due`` (the stored access time is over ``TOUCH_AFTER`` old).
-    """
+    """Record an access to commit ``hash`` at ``when`` (a failure is logged, not raised)."""
 
     hash: str
     when: datetime
-    seconds: float = 0.0
-    due: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -59,9 +59,8 @@ Description: TypeAlias = tuple[str, tuple[str, ...], dict[str, Any]]
 #: The generator type of one call's flow: yields effects, receives answers, returns a commit.
 CallFlow: TypeAlias = Generator[Effect, Any, Commit]
 
-#: A store that does not count hits has ``last_accessed`` updated on a hit only when the
-#: stored value is older than this, so its hit path is a single read nearly always (GC works
-#: at coarser granularity anyway). A store that counts hits records every one in memory.
+#: Update ``last_accessed`` on a hit only when the stored value is older than this, so the
+#: hit path is a single read nearly always (GC works at coarser granularity anyway).
 TOUCH_AFTER = timedelta(seconds=1)
 
 
@@ -140,7 +139,9 @@ def call_flow(
         hit: Commit | None = yield Lookup(fp)
         # (a completed commit without a result, which a third-party store may hold, is no hit)
         if hit is not None and hit.result is not None:  # the hot path: inlined
-            yield _served(hit)
+            touch = _served(hit)
+            if touch is not None:
+                yield touch
             return hit
 
     lease: Lease | None = None
@@ -255,18 +256,18 @@ def _with_result(seal: Callable[[Commit], str], base: Commit, ref: ObjectRef) ->
     return base
 
 
-def _served(hit: Commit) -> Touch:
-    """Mark ``hit`` as served from the cache; return the ``Touch`` that records the hit
-    (``due``: a store that does not count hits has its ``touch`` called)."""
+def _served(hit: Commit) -> Touch | None:
+    """Mark ``hit`` as served from the cache; return the ``Touch`` it is due, if any."""
     hit.from_cache = True
     now = utcnow()
-    last = hit.last_accessed
-    due = last is None or now - last > TOUCH_AFTER
-    if due:
+    if hit.last_accessed is None or now - hit.last_accessed > TOUCH_AFTER:
         hit.last_accessed = now
-    return Touch(hit.hash, now, hit.compute_seconds or 0.0, due)
+        return Touch(hit.hash, now)
+    return None
 
 
 def _on_hit(hit: Commit) -> CallFlow:
-    yield _served(hit)
+    touch = _served(hit)
+    if touch is not None:
+        yield touch
     return hit

@@ -180,13 +180,20 @@ class _AsyncHandler:
         match effect:
             case Lookup():  # the hit, with a small result's bytes when read along
                 hit = await full_async_store(store).lookup(effect.fingerprint)
-                return None if hit is None else hit.loaded_commit()
-            case Touch():  # every hit: counted in memory, or a throttled touch
-                if supports(store, AsyncHitCounter):
+                if hit is None:
+                    return None
+                commit = hit.loaded_commit()
+                if commit.result is not None and supports(store, AsyncHitCounter):
+                    # served: counted in memory (no write on the hit path); accessed now,
+                    # so the flow has no Touch to ask for
+                    now = utcnow()
+                    commit.last_accessed = now
                     cast(AsyncHitCounter, store).record_hit(
-                        effect.hash, effect.when, effect.seconds
+                        commit.hash, now, commit.compute_seconds or 0.0
                     )
-                elif effect.due:
+                return commit
+            case Touch():  # a store that counts hits recorded the access already
+                if not supports(store, AsyncHitCounter):
                     try:
                         await store.touch(effect.hash, effect.when)
                     except StoreError as exc:  # an access time is not worth failing a hit for

@@ -132,6 +132,19 @@ class LocalExecutor(FlowExecutor):
         return finish(run_flow(flow, handler.answer, False))
 
 
+_COUNTS_HITS: dict[type, bool] = {}
+
+
+def _counts_hits(store: object) -> bool:
+    """Whether ``store``'s class has the ``HitCounter`` capability (cached per class: this
+    is asked on every hit)."""
+    cls = type(store)
+    counts = _COUNTS_HITS.get(cls)
+    if counts is None:
+        counts = _COUNTS_HITS[cls] = supports(store, HitCounter)
+    return counts
+
+
 class _SyncHandler:
     """Answers the effects of one call's flow with blocking calls on the store."""
 
@@ -163,11 +176,20 @@ class _SyncHandler:
         match effect:
             case Lookup():  # the hit, with a small result's bytes when read along
                 hit = full_store(store).lookup(effect.fingerprint)
-                return None if hit is None else hit.loaded_commit()
-            case Touch():  # every hit: counted in memory, or a throttled touch
-                if supports(store, HitCounter):
-                    cast(HitCounter, store).record_hit(effect.hash, effect.when, effect.seconds)
-                elif effect.due:
+                if hit is None:
+                    return None
+                commit = hit.loaded_commit()
+                if commit.result is not None and _counts_hits(store):
+                    # served: counted in memory (no write on the hit path); accessed now,
+                    # so the flow has no Touch to ask for
+                    now = utcnow()
+                    commit.last_accessed = now
+                    cast(HitCounter, store).record_hit(
+                        commit.hash, now, commit.compute_seconds or 0.0
+                    )
+                return commit
+            case Touch():  # a store that counts hits recorded the access already
+                if not _counts_hits(store):
                     try:
                         store.touch(effect.hash, effect.when)
                     except StoreError as exc:  # an access time is not worth failing a hit for

@@ -23,7 +23,7 @@ import logging
 import threading
 from collections.abc import Callable
 from datetime import datetime
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 from cashet._process import after_fork_in_child
 
@@ -34,8 +34,9 @@ log = logging.getLogger("cashet")
 #: Seconds between two background flushes of the hits waiting to be written.
 FLUSH_EVERY = 2.0
 
-#: What a flush writes: commit hash -> [hits, time of the last one, compute seconds saved].
-HitBatch: TypeAlias = dict[str, list[float]]
+#: What a flush writes: commit hash -> [hits, time of the last one (a ``datetime``), compute
+#: seconds saved].
+HitBatch: TypeAlias = dict[str, list[Any]]
 
 _waiting: set[HitRecorder] = set()  # recorders with unwritten hits (strong references)
 _waiting_lock = threading.Lock()
@@ -63,18 +64,16 @@ class HitRecorder:
 
     def record(self, hash: str, when: datetime, seconds: float) -> None:
         """Count one hit of commit ``hash`` at ``when`` that saved ``seconds`` of compute."""
-        ts = when.timestamp()
         with self._lock:
             entry = self._pending.get(hash)
-            if entry is None:
+            if entry is not None:
+                entry[0] += 1
+                entry[1] = when  # (hits of one process come in time order)
+                entry[2] += seconds
+            else:
                 if not self._pending:
                     _enlist(self)
-                self._pending[hash] = [1, ts, seconds]
-            else:
-                entry[0] += 1
-                if ts > entry[1]:
-                    entry[1] = ts
-                entry[2] += seconds
+                self._pending[hash] = [1, when, seconds]
 
     def pending(self) -> int:
         """The number of hits recorded and not yet written."""

@@ -147,6 +147,8 @@ class SQLiteStore(
             gone = not _has_content(db_file)
         self._db = Database(db_file, busy_timeout, repr(self), readonly=self.readonly)
         self._hits = HitRecorder(self._write_hits, repr(self))
+        if not self.readonly:  # the hit path calls the recorder directly (one call less)
+            self.record_hit = self._hits.record  # type: ignore[method-assign]
         if gone and not self.stats()["total_commits"]:  # (not recovered from the WAL)
             warn_files_left(self._path, self._files.root)
         if why:
@@ -433,8 +435,8 @@ class SQLiteStore(
         self._hits.flush()
 
     def _write_hits(self, batch: HitBatch) -> None:
-        counts = [(int(n), ts, saved, h) for h, (n, ts, saved) in batch.items()]
-        access = [(ts, h, ts) for h, (_, ts, _) in batch.items()]
+        counts = [(n, to_epoch(last), saved, h) for h, (n, last, saved) in batch.items()]
+        access = [(ts, h, ts) for (_, ts, _, h) in counts]
         with self._db.transact() as conn:
             conn.executemany(sql.ADD_HITS, counts)
             conn.executemany(sql.HIT_ACCESS, access)
