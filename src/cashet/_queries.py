@@ -47,7 +47,11 @@ from cashet.provenance.usage import (
 from cashet.stores.base import full_store
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from cashet.provenance.archive import ExportResult, ImportResult
+    from cashet.provenance.lineage import Lineage
+    from cashet.provenance.verify import VerifyOutcome, VerifyReport
 
 __all__ = ["STREAM_MIN", "StoreQueries", "load_result", "running_commit", "store_check"]
 
@@ -281,6 +285,48 @@ class StoreQueries:
         counters["misses"] = counters.get("total_commits", 0)
         counters["seconds_saved"] = round(saved, 6)
         return counters
+
+    def lineage(self, hash: str, depth: int = 10, max_nodes: int = 200) -> Lineage:
+        """The lineage of a commit: the commits whose results it was computed from
+        (``ResultRef`` arguments), and those computed from its result, recursively.
+
+        Args:
+            hash: a commit hash or unique prefix (or a result blob's full hash).
+            depth: how many steps to follow each way.
+            max_nodes: at most this many commits (``truncated`` says when cut).
+
+        Raises:
+            CommitNotFoundError: nothing matches.
+            AmbiguousHashError: the prefix matches several commits.
+            ValueError: ``depth`` or ``max_nodes`` is not positive.
+        """
+        from cashet.provenance.lineage import lineage
+
+        return lineage(
+            self.store, resolve_commit(self.store, hash, by_result=True), depth, max_nodes
+        )
+
+    def verify(
+        self,
+        sample: int = 10,
+        seed: int | None = None,
+        advance: Callable[[VerifyOutcome], None] | None = None,
+    ) -> VerifyReport:
+        """Re-run up to ``sample`` cached calls and compare their outputs with the cache.
+
+        Only calls whose function can be imported (module and name recorded in the commit,
+        the code unchanged) and whose arguments the commit records in full (a literal
+        snapshot that hashes back to the call's key) can be re-run; the others are listed
+        as skipped, with why. The cache is never changed.
+
+        Args:
+            sample: how many calls to re-run (picked at random).
+            seed: the random choice's seed (``None``: a fresh one).
+            advance: called with each outcome as it comes (for a progress bar).
+        """
+        from cashet.provenance.verify import verify_sample
+
+        return verify_sample(self.store, self.serializer, sample, seed, advance)
 
     def stats_by_function(self) -> list[FunctionUsage]:
         """Per function: runs, hits, hit rate, compute time, time saved, bytes stored.

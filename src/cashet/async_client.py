@@ -70,6 +70,10 @@ from cashet.stores.base import full_async_store
 from cashet.stores.sync_view import SyncView
 from cashet.stores.urls import client_store
 
+if TYPE_CHECKING:
+    from cashet.provenance.lineage import Lineage
+    from cashet.provenance.verify import VerifyReport
+
 __all__ = ["AsyncClient", "AsyncTaskFunction"]
 
 T = TypeVar("T")
@@ -377,6 +381,14 @@ class AsyncClient(ClientBase[AsyncTaskFunction[Any]]):
     async def stats(self) -> dict[str, Any]:
         """Return commit and storage counters, hits and time saved (as ``Client.stats``)."""
         return await self._sync(lambda c: c.stats())
+
+    async def lineage(self, hash: str, depth: int = 10, max_nodes: int = 200) -> Lineage:
+        """The lineage of a commit (as ``Client.lineage``)."""
+        return await self._sync(lambda c: c.lineage(hash, depth, max_nodes))
+
+    async def verify(self, sample: int = 10, seed: int | None = None) -> VerifyReport:
+        """Re-run sampled cached calls and compare (as ``Client.verify``), off the loop."""
+        return await self._sync(lambda c: c.verify(sample, seed))
 
     async def stats_by_function(self) -> list[FunctionUsage]:
         """Per function: runs, hits, time saved, ... (as ``Client.stats_by_function``)."""
