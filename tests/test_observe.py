@@ -307,3 +307,146 @@ def test_a_store_without_the_capability_keeps_its_touch(tmp_path: Path) -> None:
         assert store.inner.get_commit(ref.commit_hash).last_accessed > old
         assert c.stats()["hits"] == 0
         assert store.inner.hit_totals() == (0, 0.0)
+
+
+# --- cashet graph ----------------------------------------------------------------------------
+
+
+def make_pipeline(folder: Path) -> dict[str, str]:
+    out = python(
+        folder,
+        """
+        with Client(store_dir=STORE) as c:
+            a = c.submit(obs_mod.listed, 3)
+            b = c.submit(obs_mod.chained, a)
+            d = c.submit(obs_mod.chained, b)
+            other = c.submit(obs_mod.fast, 9)
+        print(json.dumps({"a": a.commit_hash, "b": b.commit_hash, "d": d.commit_hash,
+                          "other": other.commit_hash}))
+        """,
+    )
+    return dict(json.loads(out.strip().splitlines()[-1]))
+
+
+def test_graph_shows_upstream_and_downstream(folder: Path) -> None:
+    h = make_pipeline(folder)
+    data = json.loads(cli(folder, "graph", h["b"][:10], "--format", "json").stdout)
+    sides = {n["hash"]: n["side"] for n in data["nodes"]}
+    assert sides == {h["a"]: "upstream", h["b"]: "root", h["d"]: "downstream"}
+    assert {(e["from"], e["to"]) for e in data["edges"]} == {(h["a"], h["b"]), (h["b"], h["d"])}
+    assert data["truncated"] is False and data["unknown_inputs"] == []
+    mermaid = cli(folder, "graph", h["b"]).stdout
+    assert mermaid.startswith("flowchart LR")
+    assert f"c{h['a'][:12]} -->" in mermaid and "--> |" not in mermaid
+    assert mermaid.count("-->") == 2
+    dot = cli(folder, "graph", h["d"], "-f", "dot").stdout
+    assert dot.startswith("digraph lineage {") and dot.count("->") == 2  # a -> b -> d
+    shallow = cli(folder, "graph", h["d"], "-f", "json", "--depth", "1")
+    assert json.loads(shallow.stdout)["truncated"] is True
+    assert len(json.loads(shallow.stdout)["nodes"]) == 2
+    alone = json.loads(cli(folder, "graph", h["other"], "-f", "json").stdout)
+    assert [n["hash"] for n in alone["nodes"]] == [h["other"]] and alone["edges"] == []
+
+
+def test_graph_of_an_unknown_hash_fails_clearly(folder: Path) -> None:
+    make_pipeline(folder)
+    proc = cli(folder, "graph", "ffff0000")
+    assert proc.returncode != 0 and "ffff0000" in proc.stderr + proc.stdout
+    bad = cli(folder, "graph", "ffff0000", "--format", "png")
+    assert bad.returncode == 2 and "png" in bad.stderr
+
+
+# --- cashet verify ---------------------------------------------------------------------------
+
+
+def test_verify_reruns_what_it_can_and_names_the_nondeterministic(folder: Path) -> None:
+    python(
+        folder,
+        """
+        with Client(store_dir=STORE) as c:
+            c.submit(obs_mod.noisy, 1)
+            c.submit(obs_mod.fast, 2)
+            c.submit(obs_mod.listed, "x" * 500)  # snapshot abbreviated: not recoverable
+            a = c.submit(obs_mod.listed, 4)
+            c.submit(obs_mod.chained, a)  # a ResultRef argument: not recoverable
+            c.submit(lambda v: v, 1)  # a lambda: not importable
+        """,
+    )
+    db = store_of(folder) / "meta.db"
+    before = db.read_bytes()
+    cashet = Path(sys.executable).with_name("cashet")
+    proc = subprocess.run(
+        [str(cashet), "--store-dir", str(store_of(folder)), "verify", "-n", "20", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env(),
+        cwd=folder,  # the project's modules import from the current directory
+    )
+    assert proc.returncode == 1, proc.stderr  # a function is not deterministic
+    report = json.loads(proc.stdout)
+    verdicts = {(o["func_name"].split(".")[-1], o["verdict"]) for o in report["outcomes"]}
+    assert ("noisy", "different") in verdicts
+    assert ("fast", "same") in verdicts and ("listed", "same") in verdicts
+    assert report["nondeterministic"] == ["noisy"] and report["candidates"] == 6
+    skipped = {
+        (o["func_name"].split(".")[-1], o["reason"])
+        for o in report["outcomes"]
+        if o["verdict"] == "skipped"
+    }
+    assert {name for name, _ in skipped} == {"listed", "chained", "<lambda>"}
+    why = dict(skipped)
+    assert "abbreviated" in why["listed"] and "ResultRef" in why["chained"]
+    assert "cannot be imported" in why["<lambda>"]
+    assert report["rerun"] == 3  # noisy, fast, listed(4): nothing else can re-run
+    assert db.read_bytes() == before  # the cache is never changed
+    plain = subprocess.run(
+        [str(cashet), "--store-dir", str(store_of(folder)), "verify", "-n", "1", "--seed", "3"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env(),
+        cwd=folder,
+    )
+    assert "re-run" in plain.stdout and plain.returncode in (0, 1)
+
+
+def test_verify_shows_progress_on_a_terminal(folder: Path) -> None:
+    """On a pseudo-terminal, verify draws a progress bar on stderr."""
+    import pty
+
+    python(
+        folder,
+        """
+        with Client(store_dir=STORE) as c:
+            for k in range(3):
+                c.submit(obs_mod.slow, k)
+        """,
+    )
+    cashet = Path(sys.executable).with_name("cashet")
+    main_fd, child_fd = pty.openpty()
+    proc = subprocess.Popen(
+        [str(cashet), "--store-dir", str(store_of(folder)), "verify", "-n", "3"],
+        stdin=child_fd,
+        stdout=subprocess.PIPE,
+        stderr=child_fd,
+        env={**env(), "COLUMNS": "100", "TERM": "xterm"},
+        cwd=folder,
+    )
+    os.close(child_fd)
+    seen = b""
+    try:
+        while True:
+            try:
+                chunk = os.read(main_fd, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        out = proc.communicate(timeout=60)[0]
+        os.close(main_fd)
+    assert proc.returncode == 0, (out, seen)
+    assert b"verifying" in seen  # the bar, on the terminal
+    assert b"3 re-run, 0 skipped" in out  # the report, on stdout
