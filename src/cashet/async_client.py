@@ -556,7 +556,7 @@ class AsyncClient(ClientBase[AsyncTaskFunction[Any]]):
         if supports(self.store, AsyncHitCounter):  # counted in memory: nothing written now
             if not _read_only:
                 cast(AsyncHitCounter, self.store).record_hit(
-                    commit.hash, now, commit.compute_seconds or 0.0
+                    commit.hash, now.timestamp(), commit.compute_seconds or 0.0
                 )
                 if self._hit_needs_touch(commit, now):
                     commit.last_accessed = now

@@ -408,7 +408,7 @@ class Client(ClientBase[TaskFunction[Any]], StoreQueries):
         if supports(self.store, HitCounter):  # counted in memory: nothing written now
             if not _read_only:
                 cast(HitCounter, self.store).record_hit(
-                    commit.hash, now, commit.compute_seconds or 0.0
+                    commit.hash, now.timestamp(), commit.compute_seconds or 0.0
                 )
                 if self._hit_needs_touch(commit, now):
                     commit.last_accessed = now

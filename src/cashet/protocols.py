@@ -314,9 +314,9 @@ class HitCounter(Protocol):
     commit, and no hits are counted.
     """
 
-    def record_hit(self, hash: str, when: datetime, seconds: float) -> None:
-        """Count one hit of commit ``hash`` at ``when`` that saved ``seconds`` of compute
-        (no IO: never blocks on the store, never raises for it)."""
+    def record_hit(self, hash: str, when: float, seconds: float) -> None:
+        """Count one hit of commit ``hash`` at ``when`` (epoch seconds) that saved
+        ``seconds`` of compute (no IO: never blocks on the store, never raises for it)."""
         ...
 
     def flush_hits(self) -> None:
@@ -503,7 +503,7 @@ class AsyncHitLookup(Protocol):
 class AsyncHitCounter(Protocol):
     """The asyncio twin of :class:`HitCounter` (``record_hit`` stays a plain call: no IO)."""
 
-    def record_hit(self, hash: str, when: datetime, seconds: float) -> None: ...
+    def record_hit(self, hash: str, when: float, seconds: float) -> None: ...
     async def flush_hits(self) -> None: ...
     async def hit_counts(self, hashes: Sequence[str]) -> dict[str, HitCounts]: ...
     async def hit_totals(self) -> tuple[int, float]: ...

@@ -180,12 +180,11 @@ class _SyncHandler:
                     return None
                 commit = hit.loaded_commit()
                 if commit.result is not None and _counts_hits(store):
-                    # served: counted in memory (no write on the hit path); accessed now,
-                    # so the flow has no Touch to ask for
-                    now = utcnow()
-                    commit.last_accessed = now
+                    # served: counted in memory (no write on the hit path), and marked
+                    # served so the flow asks for no Touch
+                    commit.from_cache = True
                     cast(HitCounter, store).record_hit(
-                        commit.hash, now, commit.compute_seconds or 0.0
+                        commit.hash, time.time(), commit.compute_seconds or 0.0
                     )
                 return commit
             case Touch():  # a store that counts hits recorded the access already

@@ -22,7 +22,6 @@ import atexit
 import logging
 import threading
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any, TypeAlias
 
 from cashet._process import after_fork_in_child
@@ -34,7 +33,7 @@ log = logging.getLogger("cashet")
 #: Seconds between two background flushes of the hits waiting to be written.
 FLUSH_EVERY = 2.0
 
-#: What a flush writes: commit hash -> [hits, time of the last one (a ``datetime``), compute
+#: What a flush writes: commit hash -> [hits, time of the last one (epoch seconds), compute
 #: seconds saved].
 HitBatch: TypeAlias = dict[str, list[Any]]
 
@@ -62,13 +61,14 @@ class HitRecorder:
         self._lock = threading.Lock()
         self.closed = False
 
-    def record(self, hash: str, when: datetime, seconds: float) -> None:
-        """Count one hit of commit ``hash`` at ``when`` that saved ``seconds`` of compute."""
+    def record(self, hash: str, when: float, seconds: float) -> None:
+        """Count one hit of commit ``hash`` at ``when`` (epoch seconds) that saved
+        ``seconds`` of compute."""
         with self._lock:
             entry = self._pending.get(hash)
             if entry is not None:
                 entry[0] += 1
-                entry[1] = when  # (hits of one process come in time order)
+                entry[1] = when if when > entry[1] else entry[1]
                 entry[2] += seconds
             else:
                 if not self._pending:

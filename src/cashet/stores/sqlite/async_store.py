@@ -226,7 +226,7 @@ class AsyncSQLiteStore(AsyncStoreBase):
         """Set the commit's ``last_accessed`` to ``when``."""
         await self.run_sync(self._sync.touch, hash, when)
 
-    def record_hit(self, hash: str, when: datetime, seconds: float) -> None:
+    def record_hit(self, hash: str, when: float, seconds: float) -> None:
         """Count one hit (``SQLiteStore.record_hit``: in memory, on the loop, no IO)."""
         self._sync.record_hit(hash, when, seconds)
 

@@ -422,7 +422,7 @@ class SQLiteStore(
 
     # hits (the HitCounter capability: counted in memory, written in batches)
 
-    def record_hit(self, hash: str, when: datetime, seconds: float) -> None:
+    def record_hit(self, hash: str, when: float, seconds: float) -> None:
         """Count one hit of commit ``hash`` (no IO; written with the next batch).
 
         A read-only store records nothing.
@@ -435,7 +435,7 @@ class SQLiteStore(
         self._hits.flush()
 
     def _write_hits(self, batch: HitBatch) -> None:
-        counts = [(n, to_epoch(last), saved, h) for h, (n, last, saved) in batch.items()]
+        counts = [(n, last, saved, h) for h, (n, last, saved) in batch.items()]
         access = [(ts, h, ts) for (_, ts, _, h) in counts]
         with self._db.transact() as conn:
             conn.executemany(sql.ADD_HITS, counts)
