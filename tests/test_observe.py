@@ -450,3 +450,87 @@ def test_verify_shows_progress_on_a_terminal(folder: Path) -> None:
     assert proc.returncode == 0, (out, seen)
     assert b"verifying" in seen  # the bar, on the terminal
     assert b"3 re-run, 0 skipped" in out  # the report, on stdout
+
+
+# --- Redis: one script call per batch ---------------------------------------------------------
+
+
+@pytest.mark.redis
+def test_redis_counts_hits_across_processes(folder: Path, redis_url: str) -> None:
+    import uuid
+
+    url = f"{redis_url.rstrip('/')}?prefix=obs{uuid.uuid4().hex[:8]}:"
+    body = f"""
+    c = Client(store={url!r})  # written at exit
+    for _ in range(4):
+        c.submit(obs_mod.slow, 1)
+    c.submit(obs_mod.fast, 1)
+    """
+    python(folder, body)  # slow: 1 miss, 3 hits; fast: 1 miss
+    python(folder, body)  # slow: 4 hits; fast: 1 hit
+    cashet = Path(sys.executable).with_name("cashet")
+
+    def run(*args: str) -> Any:
+        proc = subprocess.run(
+            [str(cashet), "--store", url, *args, "--json"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env(),
+        )
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout)
+
+    stats = run("stats")
+    assert (stats["hits"], stats["misses"]) == (8, 2)
+    log = {c["func_name"]: c for c in run("log")}
+    assert log["slow"]["hits"] == 7 and log["fast"]["hits"] == 1
+    assert log["slow"]["last_hit"] is not None
+    assert stats["seconds_saved"] == pytest.approx(
+        7 * log["slow"]["compute_seconds"] + log["fast"]["compute_seconds"], rel=1e-6, abs=1e-6
+    )
+    rows = {r["func_name"]: r for r in run("stats", "--by-function")}
+    assert (rows["slow"]["runs"], rows["slow"]["hits"]) == (1, 7)
+    # a deleted commit's hits leave the totals with it
+    subprocess.run([str(cashet), "--store", url, "rm", log["slow"]["hash"]], check=True, env=env())
+    assert run("stats")["hits"] == 1
+
+
+@pytest.mark.redis
+def test_redis_gc_writes_pending_hits_first(redis_url: str) -> None:
+    import uuid
+
+    from cashet.redis_store import RedisStore
+
+    def old(x: int) -> int:
+        return x
+
+    store = RedisStore(redis_url, prefix=f"obs{uuid.uuid4().hex[:8]}:")
+    with Client(store=store) as c:
+        ref = c.submit(old, 1)
+        store.touch(ref.commit_hash, utcnow() - timedelta(days=40))
+        assert c.submit(old, 1).cached  # in memory only
+        assert c.gc(timedelta(days=30)) == 0
+        shown = c.show(ref.commit_hash)
+        assert shown is not None and shown.hits == 1
+
+
+@pytest.mark.redis
+def test_async_redis_counts_hits(redis_url: str) -> None:
+    import uuid
+
+    from cashet.redis_store import AsyncRedisStore, RedisStore
+
+    prefix = f"obs{uuid.uuid4().hex[:8]}:"
+
+    def f(x: int) -> int:
+        return x + 7
+
+    async def main() -> None:
+        async with AsyncClient(store=AsyncRedisStore(redis_url, prefix=prefix)) as c:
+            for _ in range(5):
+                await c.submit(f, 1)
+
+    asyncio.run(main())  # closing wrote the hits
+    with Client(store=RedisStore(redis_url, prefix=prefix)) as c:
+        assert c.stats()["hits"] == 4 and [x.hits for x in c.log()] == [4]

@@ -72,7 +72,7 @@ from cashet.stores.urls import client_store
 
 if TYPE_CHECKING:
     from cashet.provenance.lineage import Lineage
-    from cashet.provenance.verify import VerifyReport
+    from cashet.provenance.verify import VerifyOutcome, VerifyReport
 
 __all__ = ["AsyncClient", "AsyncTaskFunction"]
 
@@ -386,9 +386,15 @@ class AsyncClient(ClientBase[AsyncTaskFunction[Any]]):
         """The lineage of a commit (as ``Client.lineage``)."""
         return await self._sync(lambda c: c.lineage(hash, depth, max_nodes))
 
-    async def verify(self, sample: int = 10, seed: int | None = None) -> VerifyReport:
-        """Re-run sampled cached calls and compare (as ``Client.verify``), off the loop."""
-        return await self._sync(lambda c: c.verify(sample, seed))
+    async def verify(
+        self,
+        sample: int = 10,
+        seed: int | None = None,
+        advance: Callable[[VerifyOutcome], None] | None = None,
+    ) -> VerifyReport:
+        """Re-run sampled cached calls and compare (as ``Client.verify``), off the loop
+        (``advance`` is called in the worker thread)."""
+        return await self._sync(lambda c: c.verify(sample, seed, advance))
 
     async def stats_by_function(self) -> list[FunctionUsage]:
         """Per function: runs, hits, time saved, ... (as ``Client.stats_by_function``)."""
