@@ -530,6 +530,9 @@ def test_async_redis_counts_hits(redis_url: str) -> None:
         async with AsyncClient(store=AsyncRedisStore(redis_url, prefix=prefix)) as c:
             for _ in range(5):
                 await c.submit(f, 1)
+            assert (await c.stats())["hits"] == 4  # its queries write the batch first
+            assert [x.hits for x in await c.log()] == [4]
+            assert [(r.runs, r.hits) for r in await c.stats_by_function()] == [(1, 4)]
 
     asyncio.run(main())  # closing wrote the hits
     with Client(store=RedisStore(redis_url, prefix=prefix)) as c:
