@@ -196,8 +196,8 @@ def test_log_plain_lines_are_stable(populated: Populated) -> None:
     lines = result.stdout.splitlines()
     assert len(lines) == 7
     fields = [line.split("\t") for line in lines]
-    assert all(len(f) == 5 for f in fields)
-    assert fields[0][0] == p.failed and fields[0][2:] == ["failed", "broken", "-"]
+    assert all(len(f) == 6 and f[5] == "0" for f in fields)  # the 6th: hits (issue 15)
+    assert fields[0][0] == p.failed and fields[0][2:5] == ["failed", "broken", "-"]
     assert fields[-1][0] == p.pre and fields[-1][2:4] == ["completed", "preprocess"]
     assert fields[-1][4] == p.pre_result[:12]
     assert all(f[1].endswith("Z") and "T" in f[1] for f in fields)

@@ -459,11 +459,20 @@ def test_fuzz_the_doctor_over_flipped_bits(tmp_path: Path) -> None:
         try:
             with Client(d) as c:
                 json.dumps(c.check().to_dict())
-                json.dumps(c.check(repair=True).to_dict())
+                repaired = c.check(repair=True)
+                json.dumps(repaired.to_dict())
                 after = c.check()
                 if not after.ok:
                     left += 1
-                    assert {f.kind for f in after.remaining} == {"integrity"}, after.remaining
+                    # Left: damage a REINDEX cannot fix, and what its repair could not reach
+                    # because of it (a repair that failed on the malformed file).
+                    blocked = any(
+                        f.kind == "repair_failed" and "malformed" in f.detail
+                        for f in repaired.findings
+                    )
+                    kinds = {f.kind for f in after.remaining}
+                    assert "integrity" in kinds, after.remaining
+                    assert kinds == {"integrity"} or blocked, after.remaining
                 for i in range(0, 40, 7):
                     assert c.submit(listed, i).load() == listed(i)
             if trial % 10 == 0:

@@ -26,7 +26,7 @@ LAYERS: list[set[str]] = [
     {"provenance", "executors"},
     {"server"},
     {"_queries"},
-    {"_client_base"},
+    {"_client_base", "_async_queries"},
     {"client", "async_client", "store", "redis_store", "executor"},
     {"cli"},
     {"__init__", "__main__"},

@@ -160,8 +160,12 @@ def test_readme_api_section(client: Client) -> None:
         "blob_bytes",
         "inline_objects",
         "inline_bytes",
+        "hits",
+        "misses",
+        "seconds_saved",
     }
     assert stats["total_commits"] == 3 and stats["completed_commits"] == 2
+    assert stats["misses"] == 3 and stats["hits"] == 0 and stats["seconds_saved"] == 0
     assert stats["stored_objects"] == stats["blob_objects"] + stats["inline_objects"]
     assert stats["disk_bytes"] == stats["blob_bytes"] + stats["inline_bytes"]
 

@@ -232,13 +232,15 @@ def test_lookup_records_the_access_unless_read_only(tmp_path: Path) -> None:
         ref = c.submit(add, 1)
         old = utcnow() - timedelta(days=3)
         c.store.touch(ref.commit_hash, old)
-        assert c.lookup(add, 1, _read_only=True) is None  # it would have to write
-        assert c.show(ref.commit_hash).last_accessed == old
+        # Hits are counted in memory (issue 15): a read-only peek serves and records nothing.
+        assert c.lookup(add, 1, _read_only=True) is not None
+        shown = c.show(ref.commit_hash)
+        assert shown is not None and shown.last_accessed == old and shown.hits == 0
         hit = c.lookup(add, 1)
         assert hit is not None
-        accessed = c.show(ref.commit_hash).last_accessed
-        assert accessed is not None and accessed > old
-        assert c.lookup(add, 1, _read_only=True) is not None  # just recorded: no write
+        shown = c.show(ref.commit_hash)
+        assert shown is not None and shown.last_accessed is not None
+        assert shown.last_accessed > old and shown.hits == 1
 
 
 def test_async_lookup_records_the_access(tmp_path: Path) -> None:
@@ -247,7 +249,8 @@ def test_async_lookup_records_the_access(tmp_path: Path) -> None:
             ref = await c.submit(add, 1)
             old = utcnow() - timedelta(days=3)
             await c.store.touch(ref.commit_hash, old)
-            assert await c.lookup(add, 1, _read_only=True) is None
+            assert await c.lookup(add, 1, _read_only=True) is not None  # nothing recorded
+            assert (await c.show(ref.commit_hash)).hits == 0
             hit = await c.lookup(add, 1)
             assert hit is not None and hit.cached and await hit.load() == 2
             accessed = (await c.show(ref.commit_hash)).last_accessed

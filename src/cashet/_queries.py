@@ -37,10 +37,21 @@ from cashet.provenance.query import (
     resolve_commit,
     resolve_result,
 )
+from cashet.provenance.usage import (
+    FunctionUsage,
+    flush_hits,
+    hit_totals,
+    usage_by_function,
+    with_hits,
+)
 from cashet.stores.base import full_store
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from cashet.provenance.archive import ExportResult, ImportResult
+    from cashet.provenance.lineage import Lineage
+    from cashet.provenance.verify import VerifyOutcome, VerifyReport
 
 __all__ = ["STREAM_MIN", "StoreQueries", "load_result", "running_commit", "store_check"]
 
@@ -116,11 +127,12 @@ class StoreQueries:
             raise TypeError(f"func_name must be a str, not {type(func_name).__name__}")
         query = None if tags is None else check_tag_query(tags) or None
         wanted = parse_status(status)
+        flush_hits(self.store)
         commits = self.store.list_commits(
             func_name=func_name, limit=limit, status=wanted, tags=query
         )
         if wanted is not TaskStatus.RUNNING or query:
-            return commits
+            return with_hits(self.store, commits)
         running = [
             running_commit(fingerprint, lease, claimed_at)
             for fingerprint, lease, claimed_at in full_store(self.store).running_claims()
@@ -144,10 +156,12 @@ class StoreQueries:
             AmbiguousHashError: the prefix matches several commits (``.candidates``).
             ValueError: ``hash`` is not hexadecimal.
         """
+        flush_hits(self.store)
         try:
-            return resolve_commit(self.store, hash, by_result=True)
+            commit = resolve_commit(self.store, hash, by_result=True)
         except CommitNotFoundError:  # the spec's Store returns Commit | None, and so do we
             return None
+        return with_hits(self.store, [commit])[0]
 
     def get(self, hash: str) -> Any:
         """Load the result recorded by a commit.
@@ -297,13 +311,70 @@ class StoreQueries:
         """
         return full_store(self.store).delete_by_tags(check_tag_query(tags, allow_empty=False))
 
-    def stats(self) -> dict[str, int]:
-        """Return commit and storage counters.
+    def stats(self) -> dict[str, Any]:
+        """Return commit and storage counters, and what the cache saved.
 
         Keys: ``total_commits``, ``completed_commits``, ``stored_objects``, ``disk_bytes``,
-        ``blob_objects``, ``blob_bytes``, ``inline_objects``, ``inline_bytes``.
+        ``blob_objects``, ``blob_bytes``, ``inline_objects``, ``inline_bytes``; ``hits``
+        (calls served from the cache, on a store that counts them), ``misses`` (the
+        commits: each one a computation) and ``seconds_saved`` (the compute time the hits
+        avoided: each hit counts its commit's ``compute_seconds``).
         """
-        return self.store.stats()
+        counters: dict[str, Any] = dict(self.store.stats())
+        hits, saved = hit_totals(self.store)
+        counters["hits"] = hits
+        counters["misses"] = counters.get("total_commits", 0)
+        counters["seconds_saved"] = round(saved, 6)
+        return counters
+
+    def lineage(self, hash: str, depth: int = 10, max_nodes: int = 200) -> Lineage:
+        """The lineage of a commit: the commits whose results it was computed from
+        (``ResultRef`` arguments), and those computed from its result, recursively.
+
+        Args:
+            hash: a commit hash or unique prefix (or a result blob's full hash).
+            depth: how many steps to follow each way.
+            max_nodes: at most this many commits (``truncated`` says when cut).
+
+        Raises:
+            CommitNotFoundError: nothing matches.
+            AmbiguousHashError: the prefix matches several commits.
+            ValueError: ``depth`` or ``max_nodes`` is not positive.
+        """
+        from cashet.provenance.lineage import lineage
+
+        return lineage(
+            self.store, resolve_commit(self.store, hash, by_result=True), depth, max_nodes
+        )
+
+    def verify(
+        self,
+        sample: int = 10,
+        seed: int | None = None,
+        advance: Callable[[VerifyOutcome], None] | None = None,
+    ) -> VerifyReport:
+        """Re-run up to ``sample`` cached calls and compare their outputs with the cache.
+
+        Only calls whose function can be imported (module and name recorded in the commit,
+        the code unchanged) and whose arguments the commit records in full (a literal
+        snapshot that hashes back to the call's key) can be re-run; the others are listed
+        as skipped, with why. The cache is never changed.
+
+        Args:
+            sample: how many calls to re-run (picked at random).
+            seed: the random choice's seed (``None``: a fresh one).
+            advance: called with each outcome as it comes (for a progress bar).
+        """
+        from cashet.provenance.verify import verify_sample
+
+        return verify_sample(self.store, self.serializer, sample, seed, advance)
+
+    def stats_by_function(self) -> list[FunctionUsage]:
+        """Per function: runs, hits, hit rate, compute time, time saved, bytes stored.
+
+        Reads every commit (``cashet stats --by-function``); most time saved first.
+        """
+        return usage_by_function(self.store)
 
     def export(self, path: str | os.PathLike[str]) -> ExportResult:
         """Write every commit and the result blobs they use to a portable ``.tar.gz``.

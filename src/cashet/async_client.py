@@ -29,11 +29,11 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
-from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 
+from cashet._async_queries import AsyncQueries
 from cashet._client_base import (
     ClientBase,
     StoreQueries,
@@ -51,23 +51,24 @@ from cashet.errors import StoreError
 from cashet.executors.async_local import BIG_BYTES, is_big
 from cashet.hashing import FunctionIdentity, hash_call
 from cashet.hashing.functions import identity_is_heavy
-from cashet.models import AsyncResultRef, Commit, ObjectRef, TaskDef, TaskStatus, utcnow
+from cashet.models import AsyncResultRef, Commit, ObjectRef, TaskDef, utcnow
 from cashet.protocols import (
     AsyncCheckup,
     AsyncExecutor,
+    AsyncHitCounter,
     AsyncStore,
     CheckReport,
     Serializer,
     SyncBacked,
-    TagQuery,
     supports,
 )
-from cashet.provenance.archive import ExportResult, ImportResult
 from cashet.provenance.explain import Explanation, explain_key
 from cashet.stores.base import full_async_store
 from cashet.stores.modes import mode_store
-from cashet.stores.sync_view import SyncView
 from cashet.stores.urls import client_store
+
+if TYPE_CHECKING:
+    pass
 
 __all__ = ["AsyncClient", "AsyncTaskFunction"]
 
@@ -115,7 +116,7 @@ async def _task_def(
     return make_task_def(identity, options, args_hash)
 
 
-class AsyncClient(ClientBase[AsyncTaskFunction[Any]]):
+class AsyncClient(AsyncQueries, ClientBase[AsyncTaskFunction[Any]]):
     """Persistent memoization of function calls, for asyncio.
 
     Mirrors :class:`~cashet.client.Client`: the same methods with the same parameters, each
@@ -322,29 +323,7 @@ class AsyncClient(ClientBase[AsyncTaskFunction[Any]]):
         batch = [(func, (item, *args), kwargs) for item in items]
         return await self.submit_many(batch)
 
-    # --- provenance: the sync Client's methods, run off the loop ---------------------------
-
-    async def log(
-        self,
-        func_name: str | None = None,
-        limit: int | None = 50,
-        status: TaskStatus | str | None = None,
-        tags: TagQuery | None = None,
-    ) -> list[Commit]:
-        """List commits, newest first (as :meth:`Client.log <cashet.client.Client.log>`)."""
-        return await self._sync(lambda c: c.log(func_name, limit, status, tags))
-
-    async def show(self, hash: str) -> Commit | None:
-        """Return the commit with this hash or unique prefix, or ``None`` (as ``Client.show``)."""
-        return await self._sync(lambda c: c.show(hash))
-
-    async def get(self, hash: str) -> Any:
-        """Load the result recorded by a commit (as ``Client.get``)."""
-        return await self._sync(lambda c: c.get(hash))
-
-    async def diff(self, hash_a: str, hash_b: str) -> dict[str, Any]:
-        """Compare two commits (as ``Client.diff``)."""
-        return await self._sync(lambda c: c.diff(hash_a, hash_b))
+    # --- provenance: the sync Client's methods, run off the loop (AsyncQueries) --------
 
     async def explain(self, func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Explanation:
         """Whether the call would be a hit, and why not (as ``Client.explain``)."""
@@ -352,50 +331,6 @@ class AsyncClient(ClientBase[AsyncTaskFunction[Any]]):
             self._explained_call, func, args, dict(kwargs)
         )
         return await self._sync(lambda c: explain_key(c.store, task_def, manifest, source))
-
-    async def why(self, hash: str) -> Explanation:
-        """Why a commit was computed (as ``Client.why``)."""
-        return await self._sync(lambda c: c.why(hash))
-
-    async def history(self, hash: str) -> list[Commit]:
-        """Every run of the same function and arguments, oldest first (as ``Client.history``)."""
-        return await self._sync(lambda c: c.history(hash))
-
-    async def rm(self, hash: str) -> bool:
-        """Delete one commit and the blob only it used (as ``Client.rm``)."""
-        return await self._sync(lambda c: c.rm(hash))
-
-    async def gc(
-        self, older_than: timedelta = timedelta(days=30), max_size_bytes: int | None = None
-    ) -> int:
-        """Evict old, expired and (over a size) least recently used entries (as ``Client.gc``)."""
-        return await self._sync(lambda c: c.gc(older_than, max_size_bytes))
-
-    async def gc_preview(
-        self, older_than: timedelta = timedelta(days=30), max_size_bytes: int | None = None
-    ) -> list[Commit]:
-        """What ``gc`` would evict now; nothing deleted (as ``Client.gc_preview``)."""
-        return await self._sync(lambda c: c.gc_preview(older_than, max_size_bytes))
-
-    async def clear(self) -> int:
-        """Remove every entry and orphaned blob; return the count (as ``Client.clear``)."""
-        return await self._sync(lambda c: c.clear())
-
-    async def invalidate(self, tags: TagQuery) -> int:
-        """Delete the commits carrying all these tags (as ``Client.invalidate``)."""
-        return await self._sync(lambda c: c.invalidate(tags))
-
-    async def stats(self) -> dict[str, int]:
-        """Return commit and storage counters (as ``Client.stats``)."""
-        return await self._sync(lambda c: c.stats())
-
-    async def export(self, path: str | os.PathLike[str]) -> ExportResult:
-        """Write every commit and its result blob to a ``.tar.gz`` (as ``Client.export``)."""
-        return await self._sync(lambda c: c.export(path))
-
-    async def import_archive(self, path: str | os.PathLike[str]) -> ImportResult:
-        """Add the commits and blobs of an archive (as ``Client.import_archive``)."""
-        return await self._sync(lambda c: c.import_archive(path))
 
     async def check(self, repair: bool = False) -> CheckReport:
         """Check the store for damage; with ``repair``, fix what can be (as ``Client.check``)."""
@@ -406,26 +341,6 @@ class AsyncClient(ClientBase[AsyncTaskFunction[Any]]):
             report: CheckReport = await cast(AsyncCheckup, store).check(repair)
             return report
         return await self._sync(lambda c: c.check(repair))
-
-    async def _sync(self, method: Callable[[Any], R]) -> R:
-        """Run ``method(queries)`` off the loop; ``queries`` is a :class:`StoreQueries` over
-        a sync view of this store."""
-        store = self.store
-        if supports(store, SyncBacked):
-            # AsyncSQLiteStore: in its worker thread, on its own sync store.
-            backed = cast(SyncBacked, store)
-            return await backed.run_sync(method, self._shadow_over(backed.sync_store))
-        view = SyncView(store, asyncio.get_running_loop())
-        return await asyncio.to_thread(method, self._shadow_over(view))
-
-    def _shadow_over(self, sync_store: Any) -> StoreQueries:
-        """The sync queries over ``sync_store`` (never closed: the store is ours to close)."""
-        shadow = self._shadow
-        if shadow is None or shadow.store is not sync_store:
-            shadow = StoreQueries(sync_store, self.serializer)
-            if not isinstance(sync_store, SyncView):
-                self._shadow = shadow
-        return shadow
 
     # --- serving and lifecycle ------------------------------------------------------------
 
@@ -548,7 +463,14 @@ class AsyncClient(ClientBase[AsyncTaskFunction[Any]]):
             return None
         commit = hit.loaded_commit()
         now = utcnow()
-        if self._hit_needs_touch(commit, now):
+        if supports(self.store, AsyncHitCounter):  # counted in memory: nothing written now
+            if not _read_only:
+                cast(AsyncHitCounter, self.store).record_hit(
+                    commit.hash, now.timestamp(), commit.compute_seconds or 0.0
+                )
+                if self._hit_needs_touch(commit, now):
+                    commit.last_accessed = now
+        elif self._hit_needs_touch(commit, now):
             if _read_only:
                 return None
             try:

@@ -28,7 +28,7 @@ from cashet.core.options import TaskOptions, make_task_def
 from cashet.errors import StoreError
 from cashet.hashing import hash_call
 from cashet.models import ResultRef, utcnow
-from cashet.protocols import Executor, Serializer, Store
+from cashet.protocols import Executor, HitCounter, Serializer, Store, supports
 from cashet.provenance.explain import Explanation, explain_key
 from cashet.stores.base import full_store
 from cashet.stores.modes import mode_store
@@ -393,8 +393,9 @@ class Client(ClientBase[TaskFunction[Any]], StoreQueries):
             func: the function or task, as for :meth:`submit`.
             *args: its positional arguments.
             _cache, _force, _tags, _retries, _timeout, _ttl: as for :meth:`submit`.
-            _read_only: write nothing: a hit whose access ``submit`` would record now
-                (its last one is over a second old) is left alone and ``None`` returned.
+            _read_only: write nothing: the hit is not counted; on a store that does not
+                count hits, a hit whose access ``submit`` would record now (its last one is
+                over a second old) is left alone and ``None`` returned.
             **kwargs: its keyword arguments.
 
         Returns:
@@ -416,7 +417,14 @@ class Client(ClientBase[TaskFunction[Any]], StoreQueries):
             return None
         commit = hit.loaded_commit()
         now = utcnow()
-        if self._hit_needs_touch(commit, now):
+        if supports(self.store, HitCounter):  # counted in memory: nothing written now
+            if not _read_only:
+                cast(HitCounter, self.store).record_hit(
+                    commit.hash, now.timestamp(), commit.compute_seconds or 0.0
+                )
+                if self._hit_needs_touch(commit, now):
+                    commit.last_accessed = now
+        elif self._hit_needs_touch(commit, now):
             if _read_only:
                 return None
             try:

@@ -156,6 +156,10 @@ class Commit:
     input_hashes: tuple[str, ...] = ()
     salt: str = ""
     last_accessed: datetime | None = None
+    #: Hits recorded for this commit and the time of the last one, as written by the store
+    #: (``log`` and ``show`` fill them in; not hashed, like ``last_accessed``).
+    hits: int = field(default=0, compare=False, repr=False)
+    last_hit: datetime | None = field(default=None, compare=False, repr=False)
     #: Set on the commit a ``submit`` returned from the cache (not stored, not hashed).
     from_cache: bool = field(default=False, compare=False, repr=False)
     #: The stored JSON form, when it was produced together with ``hash`` (internal).

@@ -44,6 +44,7 @@ __all__ = [
     "AsyncCheckup",
     "AsyncCommitIterator",
     "AsyncExecutor",
+    "AsyncHitCounter",
     "AsyncHitLookup",
     "AsyncResultIndex",
     "AsyncResultWriter",
@@ -57,6 +58,8 @@ __all__ = [
     "Executor",
     "Finding",
     "Hit",
+    "HitCounter",
+    "HitCounts",
     "HitLookup",
     "Housekeeping",
     "LeaseListing",
@@ -293,6 +296,42 @@ class HitLookup(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class HitCounts:
+    """The recorded hits of one commit: how many, and when the last one was."""
+
+    hits: int = 0
+    last_hit: datetime | None = None
+
+
+@runtime_checkable
+class HitCounter(Protocol):
+    """Every hit counted, with no write on the hit path: hits are kept in memory and
+    written in batches (periodically, when garbage is collected, at ``close`` and at a
+    normal exit). Recording also keeps ``last_accessed``, which ``evict`` orders by.
+
+    A store without it keeps working: its ``touch`` is called at most once a second per
+    commit, and no hits are counted.
+    """
+
+    def record_hit(self, hash: str, when: float, seconds: float) -> None:
+        """Count one hit of commit ``hash`` at ``when`` (epoch seconds) that saved
+        ``seconds`` of compute (no IO: never blocks on the store, never raises for it)."""
+        ...
+
+    def flush_hits(self) -> None:
+        """Write the hits recorded in this process and not written yet."""
+        ...
+
+    def hit_counts(self, hashes: Sequence[str]) -> dict[str, HitCounts]:
+        """The recorded hits of the commits ``hashes`` that have any (written ones)."""
+        ...
+
+    def hit_totals(self) -> tuple[int, float]:
+        """``(hits, compute seconds saved)`` over every commit in the store (written)."""
+        ...
+
+
 @dataclass(slots=True)
 class Finding:
     """One thing a store's check found.
@@ -458,6 +497,16 @@ class AsyncHitLookup(Protocol):
     """The asyncio twin of :class:`HitLookup`."""
 
     async def lookup(self, fingerprint: str) -> Hit | None: ...
+
+
+@runtime_checkable
+class AsyncHitCounter(Protocol):
+    """The asyncio twin of :class:`HitCounter` (``record_hit`` stays a plain call: no IO)."""
+
+    def record_hit(self, hash: str, when: float, seconds: float) -> None: ...
+    async def flush_hits(self) -> None: ...
+    async def hit_counts(self, hashes: Sequence[str]) -> dict[str, HitCounts]: ...
+    async def hit_totals(self) -> tuple[int, float]: ...
 
 
 class SyncBacked(Protocol):

@@ -9,13 +9,14 @@ from cashet.cli.app import main
 from cashet.cli.archive import export, import_
 from cashet.cli.doctor import doctor
 from cashet.cli.maintenance import clear, gc, invalidate, rm, stats
+from cashet.cli.observe import graph, verify
 from cashet.cli.provenance import diff, get, history, log, show
 from cashet.cli.serve import serve
 from cashet.cli.why import why
 
-for _command in (log, show, get, diff, history, why):  # queries
+for _command in (log, show, get, diff, history, why, graph):  # queries
     main.add_command(_command)
-for _command in (stats, rm, gc, clear, invalidate, doctor, export, import_, serve):
+for _command in (stats, verify, rm, gc, clear, invalidate, doctor, export, import_, serve):
     main.add_command(_command)
 main.add_command(log, "list")  # the published cashet's name for log
 

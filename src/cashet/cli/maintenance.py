@@ -10,7 +10,7 @@ import click
 
 from cashet._humanize import format_size, parse_size
 from cashet.cli.app import CliContext, emit_json, fail, json_option, pass_cli
-from cashet.cli.output import parse_tags, print_commits, working
+from cashet.cli.output import parse_tags, print_commits, seconds_text, working
 from cashet.models import Commit
 from cashet.provenance.query import require_commit
 from cashet.provenance.views import commit_view
@@ -27,14 +27,25 @@ _STATS_KEYS = (
     "blob_bytes",
     "inline_objects",
     "inline_bytes",
+    "hits",
+    "misses",
+    "seconds_saved",
 )
+_BY_FUNCTION = ("func_name", "runs", "hits", "hit_rate", "compute_seconds", "seconds_saved")
 
 
 @click.command()
+@click.option(
+    "--by-function",
+    is_flag=True,
+    help="One row per function: runs, hits, hit rate, compute time, time saved, bytes stored.",
+)
 @json_option
 @pass_cli
-def stats(cli: CliContext, as_json: bool) -> None:
-    """Show commit counts and storage sizes."""
+def stats(cli: CliContext, by_function: bool, as_json: bool) -> None:
+    """Show commit counts, storage sizes, and what the cache saved (hits, time)."""
+    if by_function:
+        return _by_function(cli, as_json)
     if not cli.has_store():
         if as_json:
             return emit_json(dict.fromkeys(_STATS_KEYS, 0))
@@ -69,6 +80,52 @@ def stats(cli: CliContext, as_json: bool) -> None:
         f"inline {format_size(s['inline_bytes'])})",
     )
     table.add_row("Database", f"{format_size(db_bytes)} ({db_name})")
+    calls = s["hits"] + s["misses"]
+    rate = f", {s['hits'] / calls:.0%} of calls" if calls else ""
+    table.add_row("Hits", f"{s['hits']}{rate} ({s['misses']} misses)")
+    table.add_row("Time saved", seconds_text(s["seconds_saved"]))
+    cli.console().print(table)
+
+
+def _by_function(cli: CliContext, as_json: bool) -> None:
+    """``stats --by-function``: a row per function, most time saved first."""
+    rows = cli.client().stats_by_function() if cli.has_store() else []
+    if as_json:
+        emit_json([r.to_dict() for r in rows])
+        return
+    if not cli.rich:
+        click.echo("\t".join((*_BY_FUNCTION, "bytes_stored")))
+        for r in rows:
+            click.echo(
+                f"{r.func_name}\t{r.runs}\t{r.hits}\t{r.hit_rate:.4f}"
+                f"\t{r.compute_seconds:.6f}\t{r.seconds_saved:.6f}\t{r.bytes_stored}"
+            )
+        return
+    if not rows:
+        cli.console().print("[dim]No commits.[/dim]")
+        return
+    from rich import box
+    from rich.table import Table
+
+    table = Table(
+        title="Per function, most time saved first",
+        title_justify="left",
+        header_style="bold",
+        box=box.SIMPLE_HEAD,
+    )
+    table.add_column("Function", overflow="fold")
+    for name in ("Runs", "Hits", "Hit rate", "Compute", "Saved", "Stored"):
+        table.add_column(name, no_wrap=True, justify="right")
+    for r in rows:
+        table.add_row(
+            r.func_name,
+            str(r.runs),
+            str(r.hits),
+            f"{r.hit_rate:.0%}",
+            seconds_text(r.compute_seconds),
+            seconds_text(r.seconds_saved),
+            format_size(r.bytes_stored),
+        )
     cli.console().print(table)
 
 

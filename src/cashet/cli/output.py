@@ -1,7 +1,8 @@
 """How the commands print commits and values: plain text when piped, Rich on a terminal.
 
 Plain output is stable for scripts (``log`` and ``history``: one tab-separated line per
-commit); ``--json`` uses the view the HTTP server shares (:mod:`cashet.provenance.views`).
+commit; fields are only ever added at the end); ``--json`` uses the view the HTTP server
+shares (:mod:`cashet.provenance.views`).
 """
 
 from __future__ import annotations
@@ -92,12 +93,14 @@ def parse_tags(values: Sequence[str], option: str = "--tag") -> dict[str, str | 
 
 def _commit_line(c: Commit) -> str:
     result = short_hash(c.result.hash) if c.result else "-"
-    return "\t".join((c.hash, iso_utc(c.created_at), c.status.value, c.func_name, result))
+    return "\t".join(
+        (c.hash, iso_utc(c.created_at), c.status.value, c.func_name, result, str(c.hits))
+    )
 
 
 #: The table's columns, most important first; at a narrow width the last are dropped first
 #: (the function column is shortened instead, down to ``_FUNCTION_MIN``).
-_COLUMNS = ("Hash", "Status", "Function", "Created", "Size", "Compute", "Tags")
+_COLUMNS = ("Hash", "Status", "Function", "Created", "Size", "Compute", "Hits", "Tags")
 _FUNCTION_MIN = 12
 #: Hash, status, function, date: dropped only when the function cannot be shortened more.
 _CORE = 4
@@ -118,6 +121,7 @@ def _commit_cells(c: Commit, now: datetime, mark: str) -> dict[str, Text]:
         "Function": Text(c.func_name),
         "Size": Text(format_size(c.result.size) if c.result else "-"),
         "Compute": Text(seconds_text(c.compute_seconds)),
+        "Hits": Text(str(c.hits) if c.hits else "-"),
         "Tags": Text(tags_text(c.tags)),
     }
 
@@ -168,7 +172,7 @@ def _commit_table(
             name,
             no_wrap=True,
             overflow="ellipsis",
-            justify="right" if name in ("Size", "Compute") else "left",
+            justify="right" if name in ("Size", "Compute", "Hits") else "left",
             min_width=min(widths[name], _FUNCTION_MIN) if name == "Function" else widths[name],
             max_width=function_max if name == "Function" and not wide else None,
         )

@@ -79,7 +79,7 @@ def log(
 
     On a terminal, one commit per line: columns that do not fit are dropped or shortened
     (--wide shows them all). Piped, each line is: hash, created (UTC), status, function,
-    short result hash, separated by tabs. A limited listing says how many there are
+    short result hash, hits, separated by tabs. A limited listing says how many there are
     (on stderr when piped).
     """
     query = parse_tags(tags)
@@ -137,6 +137,7 @@ def _show_fields(c: Commit) -> list[tuple[str, str]]:
         ("Status", c.status.value),
         ("Created", iso_utc(c.created_at)),
         ("Accessed", iso_utc(c.last_accessed)),
+        ("Hits", f"{c.hits} (last {iso_utc(c.last_hit)})" if c.hits else "0"),
     ]
     if c.expires_at is not None:
         expired = " (expired)" if c.is_expired() else ""

@@ -35,7 +35,12 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class Lookup:
-    """Answer the newest completed, cacheable, unexpired commit for ``fingerprint`` or None."""
+    """Answer the newest completed, cacheable, unexpired commit for ``fingerprint`` or None.
+
+    A commit with a result answered here is served as a hit: a store that counts hits (the
+    ``HitCounter`` capability) has it counted then, in memory. Its ``Touch`` is for the
+    stores that do not.
+    """
 
     fingerprint: str
 

@@ -307,7 +307,13 @@ def _with_result(seal: Callable[[Commit], str], base: Commit, ref: ObjectRef) ->
 
 
 def _served(hit: Commit) -> Touch | None:
-    """Mark ``hit`` as served from the cache; return the ``Touch`` it is due, if any."""
+    """Mark ``hit`` as served from the cache; return the ``Touch`` it is due, if any.
+
+    A commit the executor marked served already (``from_cache``) was recorded by a store
+    that counts hits (``HitCounter``): it is due no ``Touch``.
+    """
+    if hit.from_cache:
+        return None
     hit.from_cache = True
     now = utcnow()
     if hit.last_accessed is None or now - hit.last_accessed > TOUCH_AFTER:

@@ -25,7 +25,7 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, assert_never
+from typing import Any, assert_never, cast
 
 from cashet.core import leases as _lease
 from cashet.core.effects import (
@@ -58,7 +58,7 @@ from cashet.executors._drive import (
 from cashet.executors._orphans import AsyncOrphans
 from cashet.hashing.commits import seal_commit
 from cashet.models import AsyncResultRef, Commit, TaskDef, TaskStatus, utcnow
-from cashet.protocols import AsyncStore, Serializer
+from cashet.protocols import AsyncHitCounter, AsyncStore, Serializer, supports
 from cashet.stores.base import full_async_store
 
 __all__ = ["BIG_BYTES", "AsyncLocalExecutor", "is_big"]
@@ -180,12 +180,23 @@ class _AsyncHandler:
         match effect:
             case Lookup():  # the hit, with a small result's bytes when read along
                 hit = await full_async_store(store).lookup(effect.fingerprint)
-                return None if hit is None else hit.loaded_commit()
-            case Touch():
-                try:
-                    await store.touch(effect.hash, effect.when)
-                except StoreError as exc:  # an access time is not worth failing a hit for
-                    log.debug("could not record access to %s: %s", effect.hash[:12], exc)
+                if hit is None:
+                    return None
+                commit = hit.loaded_commit()
+                if commit.result is not None and supports(store, AsyncHitCounter):
+                    # served: counted in memory (no write on the hit path), and marked
+                    # served so the flow asks for no Touch
+                    commit.from_cache = True
+                    cast(AsyncHitCounter, store).record_hit(
+                        commit.hash, time.time(), commit.compute_seconds or 0.0
+                    )
+                return commit
+            case Touch():  # a store that counts hits recorded the access already
+                if not supports(store, AsyncHitCounter):
+                    try:
+                        await store.touch(effect.hash, effect.when)
+                    except StoreError as exc:  # an access time is not worth failing a hit for
+                        log.debug("could not record access to %s: %s", effect.hash[:12], exc)
                 return None
             case Claim():
                 return await self.claim(effect)

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, assert_never
+from typing import Any, assert_never, cast
 
 from cashet._process import current_pid
 from cashet.core.effects import (
@@ -51,7 +51,7 @@ from cashet.executors._drive import (
 from cashet.executors._orphans import SyncOrphans
 from cashet.hashing.commits import seal_commit
 from cashet.models import Commit, TaskDef, TaskStatus, utcnow
-from cashet.protocols import Serializer, Store
+from cashet.protocols import HitCounter, Serializer, Store, supports
 from cashet.stores.base import FullStore, full_store
 
 __all__ = ["LocalExecutor"]
@@ -132,6 +132,19 @@ class LocalExecutor(FlowExecutor):
         return finish(run_flow(flow, handler.answer, False))
 
 
+_COUNTS_HITS: dict[type, bool] = {}
+
+
+def _counts_hits(store: object) -> bool:
+    """Whether ``store``'s class has the ``HitCounter`` capability (cached per class: this
+    is asked on every hit)."""
+    cls = type(store)
+    counts = _COUNTS_HITS.get(cls)
+    if counts is None:
+        counts = _COUNTS_HITS[cls] = supports(store, HitCounter)
+    return counts
+
+
 class _SyncHandler:
     """Answers the effects of one call's flow with blocking calls on the store."""
 
@@ -163,12 +176,23 @@ class _SyncHandler:
         match effect:
             case Lookup():  # the hit, with a small result's bytes when read along
                 hit = full_store(store).lookup(effect.fingerprint)
-                return None if hit is None else hit.loaded_commit()
-            case Touch():
-                try:
-                    store.touch(effect.hash, effect.when)
-                except StoreError as exc:  # an access time is not worth failing a hit for
-                    log.debug("could not record access to %s: %s", effect.hash[:12], exc)
+                if hit is None:
+                    return None
+                commit = hit.loaded_commit()
+                if commit.result is not None and _counts_hits(store):
+                    # served: counted in memory (no write on the hit path), and marked
+                    # served so the flow asks for no Touch
+                    commit.from_cache = True
+                    cast(HitCounter, store).record_hit(
+                        commit.hash, time.time(), commit.compute_seconds or 0.0
+                    )
+                return commit
+            case Touch():  # a store that counts hits recorded the access already
+                if not _counts_hits(store):
+                    try:
+                        store.touch(effect.hash, effect.when)
+                    except StoreError as exc:  # an access time is not worth failing a hit for
+                        log.debug("could not record access to %s: %s", effect.hash[:12], exc)
                 return None
             case Claim():
                 self.executor._orphans.retry(store)  # a release that failed before, again

@@ -44,6 +44,8 @@ def commit_view(
         if commit.result is None
         else {"hash": commit.result.hash, "size": commit.result.size},
         "compute_seconds": commit.compute_seconds,
+        "hits": commit.hits,
+        "last_hit": iso(commit.last_hit),
         "tags": dict(commit.tags),
         "error": commit.error,
         "fingerprint": td.fingerprint,

@@ -96,6 +96,8 @@ def _schemas(tasks: Sequence[str], remote_code: bool) -> dict[str, Any]:
         "status": {"type": "string", "enum": ["running", "completed", "failed"]},
         "created_at": _NULL_STR,
         "last_accessed": _NULL_STR,
+        "hits": {"type": "integer"},
+        "last_hit": _NULL_STR,
         "expires_at": _NULL_STR,
         "expired": {"type": "boolean"},
         "parent_hash": _NULL_STR,
@@ -170,7 +172,11 @@ def _schemas(tasks: Sequence[str], remote_code: bool) -> dict[str, Any]:
             "required": ["commits"],
         },
         "Diff": {"type": "object", "properties": diff_props, "required": list(diff_props)},
-        "Stats": {"type": "object", "additionalProperties": {"type": "integer"}},
+        "Stats": {
+            "type": "object",
+            "properties": {"seconds_saved": {"type": "number"}},
+            "additionalProperties": {"type": "integer"},
+        },
         "GcRequest": {
             "type": "object",
             "properties": {

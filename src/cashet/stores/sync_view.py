@@ -4,9 +4,10 @@ event loop that owns the async store runs (the ``AsyncClient``'s provenance meth
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
+from cashet.protocols import AsyncHitCounter, HitCounts, supports
 from cashet.stores.base import full_async_store
 
 __all__ = ["SyncView"]
@@ -47,6 +48,28 @@ class SyncView:
                 yield self._wait(it.__anext__())
             except StopAsyncIteration:
                 return
+
+    # The HitCounter capability, over the async store's AsyncHitCounter when it has one
+    # (else: nothing counted, nothing to read).
+
+    def record_hit(self, hash: str, when: float, seconds: float) -> None:
+        if supports(self._store, AsyncHitCounter):
+            self._store.record_hit(hash, when, seconds)
+
+    def flush_hits(self) -> None:
+        if supports(self._store, AsyncHitCounter):
+            self._wait(self._store.flush_hits())
+
+    def hit_counts(self, hashes: Sequence[str]) -> dict[str, HitCounts]:
+        if supports(self._store, AsyncHitCounter):
+            return dict(self._wait(self._store.hit_counts(hashes)))
+        return {}
+
+    def hit_totals(self) -> tuple[int, float]:
+        if supports(self._store, AsyncHitCounter):
+            hits, saved = self._wait(self._store.hit_totals())
+            return int(hits), float(saved)
+        return (0, 0.0)
 
     def close(self) -> None:
         """Do nothing: the async store belongs to the ``AsyncClient``."""

@@ -6,15 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar
 
 from cashet.errors import StoreError
 from cashet.models import Commit, Lease, ObjectRef, TaskStatus
-from cashet.protocols import CheckReport, Hit, ResultData, TagQuery
+from cashet.protocols import CheckReport, Hit, HitCounts, ResultData, TagQuery
 from cashet.stores.base import AsyncStoreBase
+from cashet.stores.hits import HitBatch, HitRecorder
 from cashet.stores.quarantine import QuarantineEntry
 from cashet.stores.redis.calls import OpFlow, RedisCall
 from cashet.stores.redis.common import (
@@ -29,6 +30,7 @@ from cashet.stores.redis.common import (
 )
 from cashet.stores.redis.keys import DEFAULT_PREFIX
 from cashet.stores.redis.ops import IterCursor
+from cashet.stores.redis.store import RedisStore
 
 __all__ = ["AsyncRedisStore"]
 
@@ -80,6 +82,23 @@ class AsyncRedisStore(RedisStoreBase, AsyncStoreBase):
         self._r: Any = redis.asyncio.Redis.from_url(
             url, retry=AsyncRetry(NoBackoff(), 0), **self._kwargs
         )
+        # Hits are written by the flusher thread and at exit, where no event loop may run:
+        # through a sync store on the same Redis, made on the first batch.
+        self._writer_args: tuple[str, dict[str, Any]] = (
+            url,
+            {
+                "prefix": prefix,
+                "max_connections": 2,
+                "socket_timeout": socket_timeout,
+                "socket_connect_timeout": socket_connect_timeout,
+                "chunk_size": chunk_size,
+                "inline_threshold": inline_threshold,
+                "options": options,
+            },
+        )
+        self._writer: RedisStore | None = None
+        self._hits = HitRecorder(self._write_hits, repr(self))
+        self.record_hit = self._hits.record  # type: ignore[method-assign]
 
     async def __aenter__(self) -> AsyncRedisStore:
         return self
@@ -241,12 +260,43 @@ class AsyncRedisStore(RedisStoreBase, AsyncStoreBase):
         """Every damaged entry set aside, oldest first (see :mod:`cashet.stores.quarantine`)."""
         return await self._run(self._ops.quarantined())
 
+    # hits (the AsyncHitCounter capability)
+
+    def record_hit(self, hash: str, when: float, seconds: float) -> None:
+        """Count one hit (in memory, on the loop, no IO; written with the next batch)."""
+        self._hits.record(hash, when, seconds)
+
+    def _write_hits(self, batch: HitBatch) -> None:
+        writer = self._writer
+        if writer is None:
+            url, kwargs = self._writer_args
+            writer = self._writer = RedisStore(url, **kwargs)
+            writer._hits.closed = True  # it writes ours; it records none of its own
+        writer.add_hits(batch)
+
+    async def add_hits(self, batch: HitBatch) -> None:
+        """Write one batch of hits (one script call, safe to resend)."""
+        await self._run(self._ops.add_hits(batch))
+
+    async def flush_hits(self) -> None:
+        """Write the hits recorded and not written yet (off the loop)."""
+        await asyncio.to_thread(self._hits.flush)
+
+    async def hit_counts(self, hashes: Sequence[str]) -> dict[str, HitCounts]:
+        """The written hits of the commits ``hashes`` that have any."""
+        return await self._run(self._ops.hit_counts(list(dict.fromkeys(hashes))))
+
+    async def hit_totals(self) -> tuple[int, float]:
+        """``(hits, compute seconds saved)`` over every commit (written hits)."""
+        return await self._run(self._ops.hit_totals())
+
     async def stats(self) -> dict[str, int]:
         """Return commit and blob counts and stored sizes (counters, O(1))."""
         return await self._run(self._ops.stats())
 
     async def evict(self, older_than: datetime, max_size_bytes: int | None = None) -> int:
         """Remove old, expired and (over ``max_size_bytes``) least recently used commits."""
+        await self.flush_hits()  # access times decide what goes
         return await self._run(self._ops.evict(older_than, max_size_bytes, self.orphan_grace))
 
     async def delete_commit(self, hash: str) -> bool:
@@ -304,6 +354,11 @@ class AsyncRedisStore(RedisStoreBase, AsyncStoreBase):
             self._down(op, exc, len(BACKOFF))
 
     async def close(self) -> None:
-        """Close the connection pool. Idempotent; any later use raises ``StoreError``."""
+        """Close the connection pool, after writing the hits not written yet. Idempotent;
+        any later use raises ``StoreError``."""
+        if not self._closed:
+            await asyncio.to_thread(self._hits.close)
+            if self._writer is not None:
+                self._writer.close()
         self._closed = True
         await self._r.aclose()

@@ -10,6 +10,7 @@ cashet uses)::
     P commit:{hash}               HASH  b (commit JSON)  la (last access, µs)  e (expiry, µs)
                                         r (result blob)  c (1 if completed)  f (its fp index)
                                         x (JSON list of the index keys it is in)
+                                        hn, hl, hs (hits: count, last one µs, seconds saved)
     P index:created               ZSET  every commit, scored by created_at (µs)
     P index:fp:{fingerprint}      ZSET  a fingerprint's commits (history, parent)
     P index:hit:{fingerprint}     ZSET  its completed cacheable commits (the cache lookup)
@@ -291,6 +292,13 @@ TOUCH = _script("touch")
 
 STATS = _script("stats")
 
+# ARGV: P, token, then (hash, hits, last hit µs, seconds saved) per commit. Returns how many
+# commits existed.
+ADD_HITS = _once("add_hits")
+
+# ARGV: P, hashes... Returns hits, last hit µs ('' when none) per hash.
+HIT_COUNTS = _script("hit_counts")
+
 
 # ARGV: P, token, hashes... Returns how many existed.
 DELETE = _once("delete")
@@ -360,6 +368,8 @@ SCRIPTS: tuple[Script, ...] = (
     ITER,
     TOUCH,
     STATS,
+    ADD_HITS,
+    HIT_COUNTS,
     DELETE,
     DELETE_TAGS,
     DELETE_RANGE,

@@ -38,6 +38,7 @@ from cashet.stores.redis.calls import run_script as _run
 from cashet.stores.redis.claim_ops import ClaimOps
 from cashet.stores.redis.damage_ops import DamageOps
 from cashet.stores.redis.doctor_ops import DoctorOps
+from cashet.stores.redis.hit_ops import HitOps
 from cashet.stores.redis.keys import (
     BATCH,
     BLOB_CACHE,
@@ -135,7 +136,7 @@ class IterCursor:
 # --- operations -----------------------------------------------------------------------------
 
 
-class Ops(ClaimOps, DamageOps, DoctorOps):
+class Ops(ClaimOps, DamageOps, DoctorOps, HitOps):
     """Every store operation as a flow of :class:`RedisCall`; shared by the sync and async store.
 
     Holds the per-process caches of the hit path: commits recently found (immutable but

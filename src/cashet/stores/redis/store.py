@@ -20,7 +20,7 @@ from __future__ import annotations
 import inspect
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import suppress
 from datetime import datetime
 from types import TracebackType
@@ -29,8 +29,9 @@ from typing import Any, TypeVar
 from cashet._process import current_pid
 from cashet.errors import StoreError
 from cashet.models import Commit, Lease, ObjectRef, TaskStatus
-from cashet.protocols import CheckReport, Hit, ResultData, TagQuery
+from cashet.protocols import CheckReport, Hit, HitCounts, ResultData, TagQuery
 from cashet.stores.base import StoreBase
+from cashet.stores.hits import HitBatch, HitRecorder
 from cashet.stores.quarantine import QuarantineEntry
 from cashet.stores.redis.calls import OpFlow, RedisCall
 from cashet.stores.redis.common import (
@@ -160,6 +161,8 @@ class RedisStore(RedisStoreBase, StoreBase):
         # Retries are ours (see _exec): redis-py's would resend any command blindly.
         self._r: Any = redis.Redis.from_url(url, retry=Retry(NoBackoff(), 0), **self._kwargs)
         self._local = threading.local()
+        self._hits = HitRecorder(self.add_hits, repr(self))
+        self.record_hit = self._hits.record  # type: ignore[method-assign]
 
     def __enter__(self) -> RedisStore:
         return self
@@ -310,6 +313,28 @@ class RedisStore(RedisStoreBase, StoreBase):
         """Set the commit's ``last_accessed`` to ``when`` (an unknown hash is ignored)."""
         self._run(self._ops.touch(hash, when))
 
+    # hits (the HitCounter capability: counted in memory, one script call per batch)
+
+    def record_hit(self, hash: str, when: float, seconds: float) -> None:
+        """Count one hit of commit ``hash`` (no IO; written with the next batch)."""
+        self._hits.record(hash, when, seconds)
+
+    def flush_hits(self) -> None:
+        """Write the hits this process recorded and has not written yet (one script call)."""
+        self._hits.flush()
+
+    def add_hits(self, batch: HitBatch) -> None:
+        """Write one batch of hits (one script call, safe to resend)."""
+        self._run(self._ops.add_hits(batch))
+
+    def hit_counts(self, hashes: Sequence[str]) -> dict[str, HitCounts]:
+        """The written hits of the commits ``hashes`` that have any."""
+        return self._run(self._ops.hit_counts(list(dict.fromkeys(hashes))))
+
+    def hit_totals(self) -> tuple[int, float]:
+        """``(hits, compute seconds saved)`` over every commit (written hits)."""
+        return self._run(self._ops.hit_totals())
+
     def check(self, repair: bool = False) -> CheckReport:
         """Check the store's invariants; with ``repair``, fix what can be fixed (see
         :mod:`cashet.stores.redis.doctor_ops`)."""
@@ -331,6 +356,7 @@ class RedisStore(RedisStoreBase, StoreBase):
         Returns:
             The number of commits removed.
         """
+        self._hits.flush()  # access times decide what goes
         return self._run(self._ops.evict(older_than, max_size_bytes, self.orphan_grace))
 
     def delete_commit(self, hash: str) -> bool:
@@ -391,6 +417,9 @@ class RedisStore(RedisStoreBase, StoreBase):
             self._down(op, exc, len(BACKOFF))
 
     def close(self) -> None:
-        """Close the connection pool. Idempotent; any later use raises ``StoreError``."""
+        """Close the connection pool, after writing the hits not written yet. Idempotent;
+        any later use raises ``StoreError``."""
+        if not self._closed:
+            self._hits.close()
         self._closed = True
         self._r.close()

@@ -20,7 +20,7 @@ import itertools
 import os
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 from cashet import _process
 from cashet.errors import StoreError
 from cashet.models import Commit, Lease, ObjectRef, TaskStatus
-from cashet.protocols import BlobParts, CheckReport, Hit, ResultData, TagQuery
+from cashet.protocols import BlobParts, CheckReport, Hit, HitCounts, ResultData, TagQuery
 from cashet.stores.base import AsyncStoreBase
 from cashet.stores.quarantine import QuarantineEntry
 from cashet.stores.sqlite.store import SQLiteStore
@@ -225,6 +225,22 @@ class AsyncSQLiteStore(AsyncStoreBase):
     async def touch(self, hash: str, when: datetime) -> None:
         """Set the commit's ``last_accessed`` to ``when``."""
         await self.run_sync(self._sync.touch, hash, when)
+
+    def record_hit(self, hash: str, when: float, seconds: float) -> None:
+        """Count one hit (``SQLiteStore.record_hit``: in memory, on the loop, no IO)."""
+        self._sync.record_hit(hash, when, seconds)
+
+    async def flush_hits(self) -> None:
+        """Write the hits recorded and not written yet, in the worker thread."""
+        await self.run_sync(self._sync.flush_hits)
+
+    async def hit_counts(self, hashes: Sequence[str]) -> dict[str, HitCounts]:
+        """The written hits of the commits ``hashes`` that have any."""
+        return await self.run_sync(self._sync.hit_counts, hashes)
+
+    async def hit_totals(self) -> tuple[int, float]:
+        """``(hits, compute seconds saved)`` over every commit (written hits)."""
+        return await self.run_sync(self._sync.hit_totals)
 
     # lifecycle
 

@@ -89,8 +89,12 @@ _COUNTERS = (
     "inline_bytes",
 )
 _SET_COUNTERS = (
-    "INSERT OR REPLACE INTO counters (id, total_commits, completed_commits, blob_objects,"
+    "INSERT INTO counters (id, total_commits, completed_commits, blob_objects,"
     " blob_bytes, inline_objects, inline_bytes) VALUES (0, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (id) DO UPDATE SET total_commits = excluded.total_commits,"
+    " completed_commits = excluded.completed_commits, blob_objects = excluded.blob_objects,"
+    " blob_bytes = excluded.blob_bytes, inline_objects = excluded.inline_objects,"
+    " inline_bytes = excluded.inline_bytes"
 )
 _ALL_CLAIMS = sql.LIVE_CLAIMS
 

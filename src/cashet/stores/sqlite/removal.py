@@ -17,6 +17,7 @@ from typing import Any
 
 from cashet.protocols import TagQuery
 from cashet.stores.base import unique_prefix
+from cashet.stores.hits import HitRecorder
 from cashet.stores.sqlite import schema as sql
 from cashet.stores.sqlite.connection import Database
 from cashet.stores.sqlite.files import BlobFiles, unlink
@@ -33,6 +34,7 @@ class RemovalMixin:
     orphan_grace: float
     _BATCH: int
     _STALE_LEASE_SECONDS: float
+    _hits: HitRecorder
 
     def evict(self, older_than: datetime, max_size_bytes: int | None = None) -> int:
         """Remove old, expired and (over a size limit) least recently used commits.
@@ -45,6 +47,7 @@ class RemovalMixin:
         Returns:
             The number of commits removed.
         """
+        self._hits.flush()  # access times decide what goes
         now = time.time()
 
         def delete_commit(conn: sqlite3.Connection, row: Any) -> bool:

@@ -204,8 +204,51 @@ _V4: tuple[str, ...] = (
     """,
 )
 
+# Version 5: hits counted (issue 15). Hits are kept in memory and written in batches
+# (stores/hits.py), one row per commit ever hit: how many, the last one (epoch seconds) and
+# the compute seconds they saved. A small table of its own, so a batch rewrites these rows
+# and the commits' ``last_accessed``, never a commit body; a trigger drops a deleted
+# commit's row (every removal path, the quarantine's included).
+_V5: tuple[str, ...] = (
+    """
+    CREATE TABLE hits (
+        hash     TEXT PRIMARY KEY,
+        count    INTEGER NOT NULL,
+        last_hit REAL NOT NULL,
+        saved    REAL NOT NULL
+    ) WITHOUT ROWID
+    """,
+    """
+    CREATE TRIGGER commits_hits_after_delete AFTER DELETE ON commits BEGIN
+        DELETE FROM hits WHERE hash = OLD.hash;
+    END
+    """,
+    # The totals ``stats()`` reports stay O(1): kept in the counters row by triggers.
+    "ALTER TABLE counters ADD COLUMN hits INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE counters ADD COLUMN hits_saved REAL NOT NULL DEFAULT 0",
+    """
+    CREATE TRIGGER hits_after_insert AFTER INSERT ON hits BEGIN
+        UPDATE counters SET hits = hits + NEW.count, hits_saved = hits_saved + NEW.saved
+        WHERE id = 0;
+    END
+    """,
+    """
+    CREATE TRIGGER hits_after_update AFTER UPDATE ON hits BEGIN
+        UPDATE counters SET hits = hits + NEW.count - OLD.count,
+            hits_saved = hits_saved + NEW.saved - OLD.saved
+        WHERE id = 0;
+    END
+    """,
+    """
+    CREATE TRIGGER hits_after_delete AFTER DELETE ON hits BEGIN
+        UPDATE counters SET hits = hits - OLD.count, hits_saved = hits_saved - OLD.saved
+        WHERE id = 0;
+    END
+    """,
+)
+
 #: ``MIGRATIONS[i]`` upgrades a database from ``user_version`` i to i + 1.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -257,6 +300,18 @@ FIND_BY_RESULT = (
     f"{SELECT_COMMIT} WHERE result_hash = ? ORDER BY created_at DESC, rowid DESC LIMIT ?"
 )
 TOUCH = "UPDATE commits SET last_accessed = ? WHERE hash = ?"
+# One hit batch: (count, last hit, saved, hash) for ADD_HITS, (last hit, hash, last hit) for
+# HIT_ACCESS; a hash no longer in commits adds nothing.
+ADD_HITS = (
+    "INSERT INTO hits (hash, count, last_hit, saved) SELECT hash, ?, ?, ? FROM commits"
+    " WHERE hash = ? ON CONFLICT (hash) DO UPDATE SET count = count + excluded.count,"
+    " last_hit = max(last_hit, excluded.last_hit), saved = saved + excluded.saved"
+)
+HIT_ACCESS = (
+    "UPDATE commits SET last_accessed = ? WHERE hash = ?"
+    " AND (last_accessed IS NULL OR last_accessed < ?)"
+)
+HIT_TOTALS = "SELECT hits, hits_saved FROM counters WHERE id = 0"
 RESULT_OF = "SELECT result_hash FROM commits WHERE hash = ?"
 DELETE_COMMIT = "DELETE FROM commits WHERE hash = ?"
 LEAST_USED = (

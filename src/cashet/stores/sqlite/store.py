@@ -23,7 +23,7 @@ import os
 import sqlite3
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -36,7 +36,7 @@ from cashet.errors import (
 )
 from cashet.hashing.commits import check_commit_hash, stored_json, verified_commit
 from cashet.models import Commit, ObjectRef, TaskStatus
-from cashet.protocols import Hit, ResultData, TagQuery
+from cashet.protocols import Hit, HitCounts, ResultData, TagQuery
 from cashet.stores.base import LocalLeases, StoreBase, copy_commit
 from cashet.stores.blobs import (
     blob_hash,
@@ -44,6 +44,7 @@ from cashet.stores.blobs import (
     encode_blob,
     verify_blob,
 )
+from cashet.stores.hits import HitBatch, HitRecorder
 from cashet.stores.quarantine import hit_fingerprint
 from cashet.stores.sqlite import schema as sql
 from cashet.stores.sqlite.blob_rows import BlobsMixin
@@ -145,6 +146,9 @@ class SQLiteStore(
                 migrate_if_legacy(self._path, inline_threshold)
             gone = not _has_content(db_file)
         self._db = Database(db_file, busy_timeout, repr(self), readonly=self.readonly)
+        self._hits = HitRecorder(self._write_hits, repr(self))
+        if not self.readonly:  # the hit path calls the recorder directly (one call less)
+            self.record_hit = self._hits.record  # type: ignore[method-assign]
         if gone and not self.stats()["total_commits"]:  # (not recovered from the WAL)
             warn_files_left(self._path, self._files.root)
         if why:
@@ -416,6 +420,44 @@ class SQLiteStore(
         with self._db.transact() as conn:
             conn.execute(sql.TOUCH, (to_epoch(when), hash))
 
+    # hits (the HitCounter capability: counted in memory, written in batches)
+
+    def record_hit(self, hash: str, when: float, seconds: float) -> None:
+        """Count one hit of commit ``hash`` (no IO; written with the next batch).
+
+        A read-only store records nothing.
+        """
+        if not self.readonly:
+            self._hits.record(hash, when, seconds)
+
+    def flush_hits(self) -> None:
+        """Write the hits this process recorded and has not written yet (one transaction)."""
+        self._hits.flush()
+
+    def _write_hits(self, batch: HitBatch) -> None:
+        counts = [(n, last, saved, h) for h, (n, last, saved) in batch.items()]
+        access = [(ts, h, ts) for (_, ts, _, h) in counts]
+        with self._db.transact() as conn:
+            conn.executemany(sql.ADD_HITS, counts)
+            conn.executemany(sql.HIT_ACCESS, access)
+
+    def hit_counts(self, hashes: Sequence[str]) -> dict[str, HitCounts]:
+        """The written hits of the commits ``hashes`` that have any."""
+        found: dict[str, HitCounts] = {}
+        wanted = list(dict.fromkeys(hashes))
+        for i in range(0, len(wanted), 500):
+            chunk = wanted[i : i + 500]
+            marks = ", ".join("?" * len(chunk))
+            query = f"SELECT hash, count, last_hit FROM hits WHERE hash IN ({marks})"
+            for h, n, ts in self._db.all(query, chunk):
+                found[h] = HitCounts(int(n), epoch_or_none(ts))
+        return found
+
+    def hit_totals(self) -> tuple[int, float]:
+        """``(hits, compute seconds saved)`` over every commit (written hits)."""
+        row = self._db.one(sql.HIT_TOTALS, ())
+        return (0, 0.0) if row is None else (int(row[0]), float(row[1]))
+
     # lifecycle
 
     def stats(self) -> dict[str, int]:
@@ -444,6 +486,9 @@ class SQLiteStore(
     def close(self) -> None:
         """Close every connection this store opened, in all threads. Idempotent.
 
-        Any later use raises ``StoreError``.
+        Any later use raises ``StoreError``. The hits recorded and not yet written are
+        written first.
         """
+        if not self.readonly:
+            self._hits.close()
         self._db.close()

@@ -50,8 +50,12 @@ end
 
 local function delete_commit(h)
   local ck = K_COMMIT .. h
-  local c = redis.call('HMGET', ck, 'x', 'r', 'c')
+  local c = redis.call('HMGET', ck, 'x', 'r', 'c', 'hn', 'hs')
   if not c[1] then return 0 end
+  if c[4] then  -- its hits leave the totals with it
+    redis.call('HINCRBY', K_SCOMMIT, 'hits', -tonumber(c[4]))
+    redis.call('HINCRBYFLOAT', K_SCOMMIT, 'hits_saved', -tonumber(c[5] or '0'))
+  end
   for _, k in ipairs(cjson.decode(c[1])) do redis.call('ZREM', k, h) end
   redis.call('ZREM', P .. '${IDX_CREATED}', h)
   redis.call('ZREM', P .. '${IDX_LAST_ACCESSED}', h)
