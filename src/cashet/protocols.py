@@ -40,6 +40,7 @@ from typing import IO, Any, Protocol, TypeVar, runtime_checkable
 from cashet.models import Commit, Lease, ObjectRef, TaskDef, TaskStatus
 
 __all__ = [
+    "STORE_STATS",
     "AsyncBlobPartsWriter",
     "AsyncCheckup",
     "AsyncCommitIterator",
@@ -76,6 +77,18 @@ __all__ = [
     "protocol_members",
     "supports",
 ]
+
+#: The counters every store's ``stats()`` returns (the spec's Store protocol).
+STORE_STATS = (
+    "total_commits",
+    "completed_commits",
+    "stored_objects",
+    "disk_bytes",
+    "blob_objects",
+    "blob_bytes",
+    "inline_objects",
+    "inline_bytes",
+)
 
 R = TypeVar("R")
 

@@ -12,25 +12,14 @@ from cashet._humanize import format_size, parse_size
 from cashet.cli.app import CliContext, emit_json, fail, json_option, pass_cli
 from cashet.cli.output import parse_tags, print_commits, seconds_text, working
 from cashet.models import Commit
+from cashet.protocols import STORE_STATS
 from cashet.provenance.query import require_commit
 from cashet.provenance.views import commit_view
 
 __all__ = ["clear", "gc", "invalidate", "rm", "stats"]
 
 #: What ``stats --json`` holds (all zero when there is no store).
-_STATS_KEYS = (
-    "total_commits",
-    "completed_commits",
-    "stored_objects",
-    "disk_bytes",
-    "blob_objects",
-    "blob_bytes",
-    "inline_objects",
-    "inline_bytes",
-    "hits",
-    "misses",
-    "seconds_saved",
-)
+_STATS_KEYS = (*STORE_STATS, "hits", "misses", "seconds_saved")
 _BY_FUNCTION = ("func_name", "runs", "hits", "hit_rate", "compute_seconds", "seconds_saved")
 
 

@@ -27,7 +27,7 @@ from typing import Any
 
 from cashet.errors import BlobMissingError, ReadOnlyStoreError
 from cashet.models import Commit, Lease, ObjectRef, TaskStatus
-from cashet.protocols import AsyncStore, BlobParts, Hit, ResultData, Store, TagQuery
+from cashet.protocols import STORE_STATS, AsyncStore, BlobParts, Hit, ResultData, Store, TagQuery
 from cashet.stores.base import LocalLeases, full_async_store, full_store
 from cashet.stores.blobs import blob_hash
 
@@ -95,7 +95,7 @@ class EmptyStore:
         return []
 
     def stats(self) -> dict[str, int]:
-        return dict.fromkeys(_STATS, 0)
+        return dict.fromkeys(STORE_STATS, 0)
 
     def close(self) -> None:
         return None
@@ -132,22 +132,10 @@ class AsyncEmptyStore(EmptyStore):
         return []
 
     async def stats(self) -> dict[str, int]:  # type: ignore[override]
-        return dict.fromkeys(_STATS, 0)
+        return dict.fromkeys(STORE_STATS, 0)
 
     async def close(self) -> None:  # type: ignore[override]
         return None
-
-
-_STATS = (
-    "total_commits",
-    "completed_commits",
-    "stored_objects",
-    "disk_bytes",
-    "blob_objects",
-    "blob_bytes",
-    "inline_objects",
-    "inline_bytes",
-)
 
 
 def _unstored(data: ResultData, build: Callable[[ObjectRef], Commit]) -> Commit:
