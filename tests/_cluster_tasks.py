@@ -1,0 +1,39 @@
+"""Task functions the cluster tests ship by reference (importable on every worker).
+
+Each run appends one line (``<x> <pid>``) to the file ``log``, so a test counts runs across
+processes and hosts without trusting the cache it tests.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+
+def counted_square(log: str, x: int, seconds: float = 0.0) -> int:
+    """``x * x``, after ``seconds``; one line in ``log`` per run."""
+    with open(log, "a") as f:
+        f.write(f"{x} {os.getpid()}\n")
+    time.sleep(seconds)
+    return x * x
+
+
+def die_first_time(log: str, marker: str, x: int) -> int:
+    """The first run writes its pid to ``marker`` and hangs (the test SIGKILLs it); later
+    runs return ``x + 1``."""
+    with open(log, "a") as f:
+        f.write(f"{x} {os.getpid()}\n")
+    if not os.path.exists(marker):
+        Path(marker + ".tmp").write_text(str(os.getpid()))
+        os.replace(marker + ".tmp", marker)
+        time.sleep(120)
+    return x + 1
+
+
+def runs(log: str) -> list[str]:
+    """The lines of ``log`` (no file: no run)."""
+    try:
+        return Path(log).read_text().splitlines()
+    except FileNotFoundError:
+        return []

@@ -1,0 +1,213 @@
+"""Misses on a cluster (issue 14): hits on the driver, misses shipped to real workers.
+
+Real parts: one ``distributed.LocalCluster`` per module (2 worker processes, 1 thread
+each), real spawned worker processes for ``ProcessExecutor`` and ``FuturesExecutor``, the
+SQLite store on this host and the suite's private Redis. Runs are counted in a file the
+tasks append to (``tests/_cluster_tasks.py``), never through the cache under test.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from distributed import Client as DaskClient
+from distributed import LocalCluster
+
+from cashet import Client
+from cashet.errors import ExecutorError
+from cashet.executor import DaskExecutor
+from cashet.executors.remote import Shipment
+from cashet.store import SQLiteStore
+from cashet.stores.shipping import open_store, store_config
+from tests._cluster_tasks import counted_square, die_first_time, runs
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def dask_client() -> Iterator[DaskClient]:
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        DaskClient(cluster) as client,
+    ):
+        yield client
+
+
+class CountingDask(DaskExecutor):
+    """A DaskExecutor that counts what it sends to the cluster."""
+
+    def __init__(self, client: Any, **kw: Any) -> None:
+        super().__init__(client, **kw)
+        self.sent = 0
+
+    def _start(self, shipment: Shipment) -> Any:
+        self.sent += 1
+        return super()._start(shipment)
+
+
+def test_miss_runs_on_a_worker_hit_never_leaves_the_driver(
+    dask_client: DaskClient, tmp_path: Path
+) -> None:
+    executor = CountingDask(dask_client)
+    with Client(store_dir=tmp_path / "s", executor=executor) as client:
+        base = 10
+
+        def where(x: int) -> tuple[int, int]:  # a closure: shipped by value
+            return x + base, os.getpid()
+
+        ref = client.submit(where, 1)
+        value, pid = ref.load()
+        assert value == 11 and pid != os.getpid() and not ref.cached
+        assert executor.sent == 1
+        again = client.submit(where, 1)
+        assert again.cached and again.load() == (11, pid)
+        assert executor.sent == 1  # the hit never reached the cluster
+
+
+def test_chain_map_and_batch_on_the_cluster(dask_client: DaskClient, tmp_path: Path) -> None:
+    log = str(tmp_path / "runs")
+    with Client(store_dir=tmp_path / "s", executor=DaskExecutor(dask_client)) as client:
+        first = client.submit(counted_square, log, 3)
+        second = client.submit(counted_square, log, first)  # loaded on the worker
+        assert second.load() == 81
+        batch = client.submit_many([(counted_square, (log, i)) for i in range(4)], max_workers=2)
+        assert [r.load() for r in batch] == [0, 1, 4, 9]
+        assert batch[3].cached  # (log, 3) ran above
+        assert len(runs(log)) == 5
+        mapped = client.map(lambda i: counted_square(log, i) + 1, range(2))
+        assert [(r.load(), r.cached) for r in mapped] == [(1, False), (2, False)]
+
+
+def test_two_drivers_run_each_call_once(dask_client: DaskClient, tmp_path: Path) -> None:
+    """Two driver processes submit the same calls to the same cluster at once."""
+    log = str(tmp_path / "runs")
+    store = tmp_path / "s"
+    SQLiteStore(store).close()
+    address = dask_client.scheduler.address
+    code = textwrap.dedent(
+        f"""
+        from cashet import Client
+        from cashet.executor import DaskExecutor
+        from tests._cluster_tasks import counted_square
+        ex = DaskExecutor({address!r})
+        with Client(store_dir={str(store)!r}, executor=ex) as c:
+            refs = c.submit_many([(counted_square, ({log!r}, i, 0.3)) for i in range(4)],
+                                 max_workers=4)
+            print(sorted(r.load() for r in refs))
+        ex.close()
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1"}
+    drivers = [
+        subprocess.Popen(
+            [sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        for _ in range(2)
+    ]
+    for p in drivers:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err.decode()
+        assert out.decode().strip() == "[0, 1, 4, 9]"
+    assert sorted(line.split()[0] for line in runs(log)) == ["0", "1", "2", "3"]
+
+
+@pytest.mark.slow
+def test_worker_killed_mid_task_is_rerun_to_one_commit(
+    dask_client: DaskClient, tmp_path: Path
+) -> None:
+    log, marker = str(tmp_path / "runs"), str(tmp_path / "marker")
+    with Client(store_dir=tmp_path / "s", executor=DaskExecutor(dask_client)) as client:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(client.submit, die_first_time, log, marker, 5)
+            deadline = time.monotonic() + 60
+            while not os.path.exists(marker):
+                assert time.monotonic() < deadline, "the task never started"
+                time.sleep(0.05)
+            os.kill(int(Path(marker).read_text()), signal.SIGKILL)
+            ref = pending.result(timeout=120)
+        assert ref.load() == 6 and not ref.cached
+        assert len(runs(log)) == 2  # the killed attempt and the rerun
+        commits = client.log(func_name="die_first_time")
+        assert [c.status.value for c in commits] == ["completed"]
+        assert client.submit(die_first_time, log, marker, 5).cached
+
+
+def test_store_without_config_fails_at_once(dask_client: DaskClient, tmp_path: Path) -> None:
+    class Wrapped:  # a third-party store: works locally, cannot be reopened on a worker
+        def __init__(self, inner: SQLiteStore) -> None:
+            self.inner = inner
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.inner, name)
+
+    inner = SQLiteStore(tmp_path / "s")
+    client = Client(store=Wrapped(inner), executor=DaskExecutor(dask_client))  # type: ignore[arg-type]
+    with pytest.raises(ExecutorError, match=r"cannot be reopened in worker processes.*RedisStore"):
+        client.submit(counted_square, str(tmp_path / "runs"), 2)
+    assert runs(str(tmp_path / "runs")) == []
+    assert inner.running_claims() == []
+    inner.close()
+
+
+def test_sqlite_refused_for_remote_workers(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "s")
+    with pytest.raises(ExecutorError, match=r"other hosts.*use RedisStore"):
+        store_config(store, remote=True)
+    assert store_config(store).kind == "sqlite"
+    store.close()
+
+
+def test_unpicklable_call_fails_on_the_driver_and_releases(
+    dask_client: DaskClient, tmp_path: Path
+) -> None:
+    with Client(store_dir=tmp_path / "s", executor=DaskExecutor(dask_client)) as client:
+
+        class Local:  # hashable for the key, but its instances refuse to be pickled
+            def __init__(self, v: int) -> None:
+                self.v = v
+
+            def __cashet_hash__(self) -> int:
+                return self.v
+
+            def __reduce__(self) -> Any:
+                raise TypeError("no pickling here")
+
+        with pytest.raises(ExecutorError, match=r"task .*cannot be sent to a worker"):
+            client.submit(lambda o: o.v, Local(3))
+        assert client.store.running_claims() == []  # type: ignore[attr-defined]
+
+
+def test_sqlite_config_reopens_once_per_process(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "s", inline_threshold=10)
+    config = pickle.loads(pickle.dumps(store_config(store)))
+    opened = open_store(config)
+    assert opened is open_store(config)
+    assert opened.path == store.path.resolve()  # type: ignore[attr-defined]
+    store.close()
+
+
+@pytest.mark.redis
+def test_dask_with_redis_store(dask_client: DaskClient, redis_url: str, tmp_path: Path) -> None:
+    from cashet.redis_store import RedisStore
+
+    log = str(tmp_path / "runs")
+    store = RedisStore(redis_url)
+    with Client(store=store, executor=DaskExecutor(dask_client)) as client:
+        refs = client.submit_many([(counted_square, (log, i)) for i in range(3)], max_workers=3)
+        assert [r.load() for r in refs] == [0, 1, 4]
+        assert all(client.submit(counted_square, log, i).cached for i in range(3))
+    assert len(runs(log)) == 3
