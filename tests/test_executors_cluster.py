@@ -16,6 +16,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +24,9 @@ import pytest
 from distributed import Client as DaskClient
 from distributed import LocalCluster
 
-from cashet import Client
-from cashet.errors import ExecutorError
-from cashet.executor import DaskExecutor
+from cashet import Client, TaskRef
+from cashet.errors import ExecutorError, TaskError, TaskTimeoutError
+from cashet.executor import DaskExecutor, FuturesExecutor, ProcessExecutor
 from cashet.executors.remote import Shipment
 from cashet.store import SQLiteStore
 from cashet.stores.shipping import open_store, store_config
@@ -211,3 +212,102 @@ def test_dask_with_redis_store(dask_client: DaskClient, redis_url: str, tmp_path
         assert [r.load() for r in refs] == [0, 1, 4]
         assert all(client.submit(counted_square, log, i).cached for i in range(3))
     assert len(runs(log)) == 3
+
+
+# --- ProcessExecutor: local processes, hard timeouts ------------------------------------
+
+
+@pytest.fixture(scope="module")
+def processes() -> Iterator[ProcessExecutor]:
+    with ProcessExecutor(max_workers=2, running_ttl=timedelta(seconds=30)) as executor:
+        yield executor
+
+
+def test_process_executor_runs_misses_in_other_processes(
+    processes: ProcessExecutor, tmp_path: Path
+) -> None:
+    log = str(tmp_path / "runs")
+    with Client(store_dir=tmp_path / "s", executor=processes) as client:
+        offset = 100
+
+        def plus(x: int) -> tuple[int, int]:  # a closure: sent by value
+            return x + offset, os.getpid()
+
+        value, pid = client.submit(plus, 1).load()
+        assert value == 101 and pid != os.getpid()
+        refs = client.submit_many(
+            [(counted_square, (log, 2)), (counted_square, (log, TaskRef(0)))], max_workers=2
+        )
+        assert [r.load() for r in refs] == [4, 16]
+        assert client.submit(counted_square, log, 2).cached
+        assert len(runs(log)) == 2
+
+
+@pytest.mark.slow
+def test_hard_timeout_kills_the_process_and_the_pool_keeps_serving(
+    processes: ProcessExecutor, tmp_path: Path
+) -> None:
+    log = str(tmp_path / "runs")
+    with Client(store_dir=tmp_path / "s", executor=processes) as client:
+        with pytest.raises(TaskTimeoutError, match="worker process was killed"):
+            client.submit(counted_square, log, 7, 60.0, _timeout=1.0)
+        (line,) = runs(log)
+        pid = int(line.split()[1])
+        deadline = time.monotonic() + 10
+        while _alive(pid):  # killed, not left running
+            assert time.monotonic() < deadline, "the timed-out process still runs"
+            time.sleep(0.05)
+        assert client.store.running_claims() == []  # type: ignore[attr-defined]
+        assert client.submit(counted_square, log, 8).load() == 64  # the pool serves on
+        failed = client.log(func_name="counted_square", status="failed")
+        assert len(failed) == 1 and "timed out" in (failed[0].error or "")
+
+
+@pytest.mark.slow
+def test_process_killed_mid_task_leaves_the_call_to_retry(
+    processes: ProcessExecutor, tmp_path: Path
+) -> None:
+    log, marker = str(tmp_path / "runs"), str(tmp_path / "marker")
+    with Client(store_dir=tmp_path / "s", executor=processes) as client:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(client.submit, die_first_time, log, marker, 1)
+            deadline = time.monotonic() + 60
+            while not os.path.exists(marker):
+                assert time.monotonic() < deadline, "the task never started"
+                time.sleep(0.05)
+            os.kill(int(Path(marker).read_text()), signal.SIGKILL)
+            with pytest.raises(TaskError, match=r"worker process died mid-attempt.*signal 9"):
+                pending.result(timeout=60)
+        assert client.log(func_name="die_first_time", status="completed") == []
+        ref = client.submit(die_first_time, log, marker, 1)  # not a hit: runs again
+        assert ref.load() == 2 and not ref.cached
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+# --- FuturesExecutor: any concurrent.futures pool ---------------------------------------
+
+
+def test_futures_executor_with_a_process_pool(tmp_path: Path) -> None:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    log = str(tmp_path / "runs")
+    ctx = multiprocessing.get_context("spawn")
+    with (
+        ProcessPoolExecutor(2, mp_context=ctx) as pool,
+        Client(store_dir=tmp_path / "s", executor=FuturesExecutor(pool)) as client,
+    ):
+        first = client.submit(counted_square, log, 3)
+        assert client.submit(counted_square, log, first).load() == 81
+        assert client.submit(counted_square, log, 3).cached
+        assert {int(line.split()[1]) for line in runs(log)} - {os.getpid()} != set()
+        assert len(runs(log)) == 2

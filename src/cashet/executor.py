@@ -8,5 +8,12 @@ from cashet.executors.async_local import AsyncLocalExecutor
 from cashet.executors.dask_engine import DaskExecutor
 from cashet.executors.futures import FuturesExecutor
 from cashet.executors.local import LocalExecutor
+from cashet.executors.processes import ProcessExecutor
 
-__all__ = ["AsyncLocalExecutor", "DaskExecutor", "FuturesExecutor", "LocalExecutor"]
+__all__ = [
+    "AsyncLocalExecutor",
+    "DaskExecutor",
+    "FuturesExecutor",
+    "LocalExecutor",
+    "ProcessExecutor",
+]
