@@ -8,6 +8,7 @@ tasks append to (``tests/_cluster_tasks.py``), never through the cache under tes
 
 from __future__ import annotations
 
+import asyncio
 import os
 import pickle
 import signal
@@ -25,6 +26,7 @@ from distributed import Client as DaskClient
 from distributed import LocalCluster
 
 from cashet import Client, TaskRef
+from cashet.async_client import AsyncClient
 from cashet.errors import ExecutorError, TaskError, TaskTimeoutError
 from cashet.executor import DaskExecutor, FuturesExecutor, ProcessExecutor
 from cashet.executors.remote import Shipment
@@ -311,3 +313,37 @@ def test_futures_executor_with_a_process_pool(tmp_path: Path) -> None:
         assert client.submit(counted_square, log, 3).cached
         assert {int(line.split()[1]) for line in runs(log)} - {os.getpid()} != set()
         assert len(runs(log)) == 2
+
+
+# --- AsyncClient ------------------------------------------------------------------------
+
+
+def test_async_client_awaits_the_cluster(dask_client: DaskClient, tmp_path: Path) -> None:
+    log = str(tmp_path / "runs")
+
+    async def main() -> None:
+        async with AsyncClient(store_dir=tmp_path / "s", executor=DaskExecutor(dask_client)) as c:
+            first = await c.submit(counted_square, log, 4)
+            second = await c.submit(counted_square, log, first)
+            assert await second.load() == 256
+            refs = await c.submit_many([(counted_square, (log, i)) for i in range(3)])
+            assert [await r.load() for r in refs] == [0, 1, 4]
+            assert (await c.submit(counted_square, log, 4)).cached
+
+    asyncio.run(main())
+    assert len(runs(log)) == 5
+
+
+def test_async_client_with_processes(processes: ProcessExecutor, tmp_path: Path) -> None:
+    log = str(tmp_path / "runs")
+
+    async def main() -> None:
+        async with AsyncClient(store_dir=tmp_path / "s", executor=processes) as c:
+            first = await c.submit(counted_square, log, 5)
+            assert await first.load() == 25 and not first.cached
+            with pytest.raises(TaskTimeoutError, match="hard timeout"):
+                await c.submit(counted_square, log, 6, 60.0, _timeout=0.5)
+            assert (await c.submit(counted_square, log, 5)).cached
+
+    asyncio.run(main())
+    assert len(runs(log)) == 2
