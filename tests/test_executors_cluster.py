@@ -347,3 +347,18 @@ def test_async_client_with_processes(processes: ProcessExecutor, tmp_path: Path)
 
     asyncio.run(main())
     assert len(runs(log)) == 2
+
+
+@pytest.mark.slow
+def test_dask_sweep_example_runs() -> None:
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "dask_sweep.py")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+    )
+    assert out.returncode == 0, out.stderr
+    first, second = out.stdout.strip().splitlines()
+    assert first.startswith("first run (on the cluster): 12 calls")
+    assert second.startswith("second run (all cached): 12 calls")
