@@ -108,7 +108,22 @@ class AsyncShipping(AsyncLocalExecutor):
         try:
             shipment = ship.shipment(func, args, kwargs, task_def, lease, config, serializer)
             handle = ship._start(shipment)
-            done: Commit | None = await asyncio.to_thread(ship._wait, handle)
+            keeper = None
+            if lease is not None:  # renewed while the call waits in the engine's queue
+                keeper = asyncio.create_task(
+                    _keep_lease(
+                        handler.store,
+                        task_def.fingerprint,
+                        lease.owner,
+                        self.running_ttl,
+                        self.renew_every,
+                    )
+                )
+            try:
+                done: Commit | None = await asyncio.to_thread(ship._wait, handle)
+            finally:
+                if keeper is not None:
+                    keeper.cancel()
             return done
         except BaseException as exc:
             if handle is not None:

@@ -207,6 +207,11 @@ def run_shipped(shipment: Shipment) -> Commit | None:
     try:
         func, args, kwargs, serializer = unpack_call(shipment.pickler, shipment.call)
     except Exception as exc:
+        if lease is not None:  # the driver may not hear of it (Celery): give it back now
+            try:
+                full_store(open_store(shipment.store)).release_claim(td.fingerprint, lease.owner)
+            except Exception as release_error:
+                exc.add_note(f"the lease could not be released either: {release_error}")
         raise ExecutorError(
             f"task {td.func_name} cannot be loaded on the worker (is its module importable"
             f" there?): {type(exc).__name__}: {exc}"
@@ -331,7 +336,15 @@ class ShippingExecutor(FlowExecutor):
         try:
             shipment = self.shipment(func, args, kwargs, task_def, lease, config, serializer)
             handle = self._start(shipment)
-            return self._wait(handle)
+            if lease is None:
+                return self._wait(handle)
+            # Renewed here too while the call waits in the engine's queue (the worker renews
+            # it once it runs): a long queue never lets the lease expire under it.
+            handler.heartbeat.add(handler.store, task_def.fingerprint, lease.owner)
+            try:
+                return self._wait(handle)
+            finally:
+                handler.heartbeat.remove(lease.owner)
         except BaseException as exc:
             if handle is not None:
                 try:
