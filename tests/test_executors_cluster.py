@@ -362,3 +362,32 @@ def test_dask_sweep_example_runs() -> None:
     first, second = out.stdout.strip().splitlines()
     assert first.startswith("first run (on the cluster): 12 calls")
     assert second.startswith("second run (all cached): 12 calls")
+
+
+class DeliveredTwice(FuturesExecutor):
+    """Sends every shipment twice, to two worker processes at once (as a broker's
+    redelivery would, or an engine's rerun)."""
+
+    def _start(self, shipment: Shipment) -> Any:
+        from cashet.executors.remote import run_shipped
+
+        self.duplicate = self.pool.submit(run_shipped, shipment)
+        return super()._start(shipment)
+
+
+def test_duplicate_delivery_runs_once(tmp_path: Path) -> None:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    log = str(tmp_path / "runs")
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(2, mp_context=ctx) as pool:
+        executor = DeliveredTwice(pool)
+        with Client(store_dir=tmp_path / "s", executor=executor) as client:
+            ref = client.submit(counted_square, log, 6, 0.5)
+            assert ref.load() == 36
+            other = executor.duplicate.result(timeout=60)
+            assert other is not None and other.hash == ref.commit_hash
+            assert len(runs(log)) == 1
+            assert len(client.log(func_name="counted_square")) == 1
+            assert client.store.running_claims() == []  # type: ignore[attr-defined]

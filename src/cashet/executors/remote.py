@@ -30,7 +30,7 @@ from datetime import timedelta
 from typing import Any
 
 from cashet.core.effects import Effect, Release
-from cashet.core.flow import Acquired, Description, acquire_flow, compute_flow
+from cashet.core.flow import Acquired, Description, acquire_flow, compute_flow, new_lease
 from cashet.core.refs import find_refs, replace_refs
 from cashet.errors import CashetError, ExecutorError
 from cashet.executors._drive import FlowExecutor, describe_call, finish, log_commit, run_flow
@@ -218,14 +218,54 @@ def run_shipped(shipment: Shipment) -> Commit | None:
         ) from exc
     store = full_store(open_store(shipment.store))
     ex = _worker_executor(shipment.running_ttl)
-    if lease is not None and not store.renew_claim(
-        td.fingerprint, lease.owner, utcnow() + shipment.running_ttl
-    ):
-        return None
+    if lease is None:  # cache=False: nothing to share, nothing to guard
+        return _compute(shipment, None, func, args, kwargs, serializer, store, ex)
+    # The same shipment delivered twice (an engine's rerun, a broker's redelivery) holds
+    # the same driver lease: a second, worker-held lease on the run itself keeps a
+    # duplicate from running while the first is alive (judged by the worker's own
+    # process, so a dead first run is taken over at once on its host).
+    run_fp = td.fingerprint + RUN_SUFFIX
+    mine = new_lease(shipment.running_ttl, td.func_name)
+    while not store.try_claim(run_fp, mine):
+        store.wait_for_release(run_fp, shipment.running_ttl.total_seconds())
+        hit = store.lookup(td.fingerprint)
+        if hit is not None and hit.commit.result is not None:
+            return _small(hit.loaded_commit())  # the first delivery finished it
+        mine = new_lease(shipment.running_ttl, td.func_name)
+    ex._heartbeat.add(store, run_fp, mine.owner)
+    try:
+        if not store.renew_claim(td.fingerprint, lease.owner, utcnow() + shipment.running_ttl):
+            return None  # no longer the driver's: it starts over
+        return _compute(shipment, lease, func, args, kwargs, serializer, store, ex)
+    finally:
+        ex._heartbeat.remove(mine.owner)
+        try:
+            store.release_claim(run_fp, mine.owner)
+        except Exception as exc:  # it expires; the driver's lease is what guards the call
+            log.warning("could not release the run lease of %s: %s", td.func_name, exc)
+
+
+#: Appended to a fingerprint for the worker-held lease on one shipped run.
+RUN_SUFFIX = "#run"
+
+
+def _compute(
+    shipment: Shipment,
+    lease: Lease | None,
+    func: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    serializer: Serializer,
+    store: Any,
+    ex: LocalExecutor,
+) -> Commit:
     handler = _SyncHandler(func, args, kwargs, store, serializer, ex)
     description = shipment.description
-    flow = compute_flow(td, lease, seal_commit, lambda _td: description)
-    commit = finish(run_flow(flow, handler.answer, False))
+    flow = compute_flow(shipment.task_def, lease, seal_commit, lambda _td: description)
+    return _small(finish(run_flow(flow, handler.answer, False)))
+
+
+def _small(commit: Commit) -> Commit:
     if commit.result_data is not None and len(commit.result_data) > _SMALL:
         commit.result_data = None
     return commit
