@@ -55,9 +55,9 @@ class CountingDask(DaskExecutor):
         super().__init__(client, **kw)
         self.sent = 0
 
-    def _start(self, shipment: Shipment) -> Any:
+    def _start(self, shipment: Shipment, store: Any) -> Any:
         self.sent += 1
-        return super()._start(shipment)
+        return super()._start(shipment, store)
 
 
 def test_miss_runs_on_a_worker_hit_never_leaves_the_driver(
@@ -368,11 +368,11 @@ class DeliveredTwice(FuturesExecutor):
     """Sends every shipment twice, to two worker processes at once (as a broker's
     redelivery would, or an engine's rerun)."""
 
-    def _start(self, shipment: Shipment) -> Any:
+    def _start(self, shipment: Shipment, store: Any) -> Any:
         from cashet.executors.remote import run_shipped
 
         self.duplicate = self.pool.submit(run_shipped, shipment)
-        return super()._start(shipment)
+        return super()._start(shipment, store)
 
 
 def test_duplicate_delivery_runs_once(tmp_path: Path) -> None:
@@ -391,3 +391,102 @@ def test_duplicate_delivery_runs_once(tmp_path: Path) -> None:
             assert len(runs(log)) == 1
             assert len(client.log(func_name="counted_square")) == 1
             assert client.store.running_claims() == []  # type: ignore[attr-defined]
+
+
+# --- CeleryExecutor: a real worker subprocess, RabbitMQ as the broker ---------------------
+
+BROKER = os.environ.get("CASHET_TEST_BROKER", "amqp://guest:guest@127.0.0.1:5672//")
+
+
+@pytest.fixture(scope="module")
+def celery_worker() -> Iterator[dict[str, str]]:
+    """A ``celery -A tests._celery_app worker`` (2 processes) on a queue of this module's."""
+    queue = f"cashet-test-{os.getpid()}-{time.monotonic_ns()}"
+    env = {
+        **os.environ,
+        "CASHET_TEST_BROKER": BROKER,
+        "CASHET_TEST_QUEUE": queue,
+        "PYTHONPATH": str(ROOT),
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "tests._celery_app", "worker",
+         "--concurrency=2", "--pool=prefork", "--without-gossip", "--without-mingle",
+         "--without-heartbeat", "--loglevel=INFO"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    old = {k: os.environ.get(k) for k in ("CASHET_TEST_BROKER", "CASHET_TEST_QUEUE")}
+    os.environ.update(CASHET_TEST_BROKER=BROKER, CASHET_TEST_QUEUE=queue)
+    try:
+        yield env
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        worker.terminate()
+        try:
+            worker.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.communicate()
+
+
+def _celery_executor() -> Any:
+    import importlib
+
+    import tests._celery_app as module
+
+    module = importlib.reload(module)  # the environment of this module's worker
+    return module.executor
+
+
+@pytest.mark.slow
+def test_celery_runs_misses_on_its_workers(celery_worker: dict[str, str], tmp_path: Path) -> None:
+    log = str(tmp_path / "runs")
+    executor = _celery_executor()
+    with Client(store_dir=tmp_path / "s", executor=executor) as client:
+        first = client.submit(counted_square, log, 3)
+        assert first.load() == 9 and not first.cached
+        refs = client.submit_many(
+            [(counted_square, (log, i)) for i in range(3)] + [(counted_square, (log, TaskRef(2)))],
+            max_workers=3,
+        )
+        assert [r.load() for r in refs] == [0, 1, 4, 16]
+        assert client.submit(counted_square, log, 3).cached
+        pids = {int(line.split()[1]) for line in runs(log)}
+        assert len(runs(log)) == 5 and os.getpid() not in pids
+        with pytest.raises(TaskError, match="failed on a Celery worker: ZeroDivisionError"):
+            client.submit(_divide, 1, 0)
+        assert client.store.running_claims() == []  # type: ignore[attr-defined]
+
+
+def _divide(a: int, b: int) -> float:
+    return a / b
+
+
+@pytest.mark.slow
+def test_celery_worker_process_killed_mid_task_is_redelivered(
+    celery_worker: dict[str, str], tmp_path: Path
+) -> None:
+    log, marker = str(tmp_path / "runs"), str(tmp_path / "marker")
+    executor = _celery_executor()
+    with Client(store_dir=tmp_path / "s", executor=executor) as client:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(client.submit, die_first_time, log, marker, 9)
+            deadline = time.monotonic() + 60
+            while not os.path.exists(marker):
+                assert time.monotonic() < deadline, "the task never started"
+                time.sleep(0.05)
+            os.kill(int(Path(marker).read_text()), signal.SIGKILL)
+            ref = pending.result(timeout=120)
+        assert ref.load() == 10
+        assert len(runs(log)) == 2
+        assert [c.status.value for c in client.log(func_name="die_first_time")] == ["completed"]

@@ -5,6 +5,7 @@ made: importing this module pulls neither.
 """
 
 from cashet.executors.async_local import AsyncLocalExecutor
+from cashet.executors.celery_engine import CeleryExecutor
 from cashet.executors.dask_engine import DaskExecutor
 from cashet.executors.futures import FuturesExecutor
 from cashet.executors.local import LocalExecutor
@@ -12,6 +13,7 @@ from cashet.executors.processes import ProcessExecutor
 
 __all__ = [
     "AsyncLocalExecutor",
+    "CeleryExecutor",
     "DaskExecutor",
     "FuturesExecutor",
     "LocalExecutor",

@@ -107,7 +107,7 @@ class AsyncShipping(AsyncLocalExecutor):
         handle: Any = None
         try:
             shipment = ship.shipment(func, args, kwargs, task_def, lease, config, serializer)
-            handle = ship._start(shipment)
+            handle = ship._start(shipment, None)
             keeper = None
             if lease is not None:  # renewed while the call waits in the engine's queue
                 keeper = asyncio.create_task(

@@ -71,7 +71,7 @@ class DaskExecutor(ShippingExecutor):
             known = self._remote[id(client)] = any(not _is_this_host(a) for a in workers)
         return known
 
-    def _start(self, shipment: Shipment) -> Any:
+    def _start(self, shipment: Shipment, store: Any) -> Any:
         key = f"cashet-{shipment.task_def.func_name}-{unique_token()}"
         return self.client.submit(run_shipped, shipment, pure=False, key=key)
 

@@ -42,7 +42,7 @@ class FuturesExecutor(ShippingExecutor):
         self.pool = pool
         self.remote = remote
 
-    def _start(self, shipment: Shipment) -> Future[Commit | None]:
+    def _start(self, shipment: Shipment, store: Any) -> Future[Commit | None]:
         return self.pool.submit(run_shipped, shipment)
 
     def _wait(self, handle: Any) -> Commit | None:

@@ -318,7 +318,9 @@ class ShippingExecutor(FlowExecutor):
 
     # engine hooks
 
-    def _start(self, shipment: Shipment) -> Any:
+    def _start(self, shipment: Shipment, store: Any) -> Any:
+        """Send ``shipment``; answer a handle for :meth:`_wait`. ``store`` is the driver's
+        (sync) store, or ``None`` under ``AsyncClient``."""
         raise NotImplementedError
 
     def _wait(self, handle: Any) -> Commit | None:
@@ -375,7 +377,7 @@ class ShippingExecutor(FlowExecutor):
         handle: Any = None
         try:
             shipment = self.shipment(func, args, kwargs, task_def, lease, config, serializer)
-            handle = self._start(shipment)
+            handle = self._start(shipment, handler.store)
             if lease is None:
                 return self._wait(handle)
             # Renewed here too while the call waits in the engine's queue (the worker renews
