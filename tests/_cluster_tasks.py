@@ -6,9 +6,11 @@ processes and hosts without trusting the cache it tests.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 
 def counted_square(log: str, x: int, seconds: float = 0.0) -> int:
@@ -37,3 +39,18 @@ def runs(log: str) -> list[str]:
         return Path(log).read_text().splitlines()
     except FileNotFoundError:
         return []
+
+
+def _wrap(func: Any) -> Any:
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return func(*args, **kwargs)
+
+    return wrapper
+
+
+@_wrap
+def wrapped_cube(x: int) -> int:
+    """Its module's name is the wrapper (as with ``@client.task``); the function that runs
+    is ``wrapped_cube.__wrapped__``."""
+    return x**3
