@@ -401,6 +401,15 @@ BROKER = os.environ.get("CASHET_TEST_BROKER", "amqp://guest:guest@127.0.0.1:5672
 @pytest.fixture(scope="module")
 def celery_worker() -> Iterator[dict[str, str]]:
     """A ``celery -A tests._celery_app worker`` (2 processes) on a queue of this module's."""
+    import socket
+
+    from kombu.utils.url import url_to_parts
+
+    parts = url_to_parts(BROKER)
+    try:
+        socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 5672), 5).close()
+    except OSError as exc:
+        pytest.fail(f"the Celery tests need RabbitMQ at {parts.hostname}:{parts.port}: {exc}")
     queue = f"cashet-test-{os.getpid()}-{time.monotonic_ns()}"
     env = {
         **os.environ,
