@@ -1,6 +1,6 @@
 """``StoreConfig``: what reopens a store in another process (a cluster worker).
 
-A built-in store answers ``store.config()``; :func:`cashet.stores.shipping.open_store` opens
+A built-in store has it as ``store.config``; :func:`cashet.stores.shipping.open_store` opens
 the store it describes, once per process. Plain data, picklable, no IO.
 """
 

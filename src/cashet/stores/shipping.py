@@ -45,15 +45,14 @@ def store_config(store: Any, *, remote: bool = False) -> StoreConfig:
             store, a read-only one), or it is SQLite and the workers are remote; the message
             says which store to use.
     """
-    config = getattr(type(store), "config", None)
-    if config is None:
+    if not isinstance(getattr(type(store), "config", None), property):
         raise ExecutorError(
             f"{type(store).__name__} cannot be reopened in worker processes (it has no"
-            f" config()): {_SHIPPABLE}"
+            f" config property): {_SHIPPABLE}"
         )
-    got = config(store)
+    got = store.config
     if not isinstance(got, StoreConfig):
-        raise ExecutorError(f"{type(store).__name__}.config() returned {type(got).__name__}")
+        raise ExecutorError(f"{type(store).__name__}.config is a {type(got).__name__}")
     options = dict(got.options)
     if options.get("readonly"):
         raise ExecutorError(

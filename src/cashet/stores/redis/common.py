@@ -89,6 +89,7 @@ class RedisStoreBase:
         if max_connections is not None:
             self._kwargs["max_connections"] = max_connections
 
+    @property
     def config(self) -> StoreConfig:
         """What reopens this store in another process (a cluster worker): the URL and the
         options; both drivers reopen as the sync ``RedisStore``. Holds the URL's password:

@@ -102,10 +102,11 @@ class AsyncSQLiteStore(AsyncStoreBase):
         """The store directory."""
         return self._sync.path
 
+    @property
     def config(self) -> StoreConfig:
         """What reopens this store in another process: the sync store's (a worker uses
         the sync twin)."""
-        return self._sync.config()
+        return self._sync.config
 
     @property
     def sync_store(self) -> SQLiteStore:

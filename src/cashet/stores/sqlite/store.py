@@ -167,6 +167,7 @@ class SQLiteStore(
     def __repr__(self) -> str:
         return f"SQLiteStore({os.fspath(self._path)!r})"
 
+    @property
     def config(self) -> StoreConfig:
         """What reopens this store in another process (a cluster worker): the absolute
         path and the options. See :mod:`cashet.stores.shipping`."""
