@@ -206,14 +206,20 @@ def test_sqlite_config_reopens_once_per_process(tmp_path: Path) -> None:
 @pytest.mark.redis
 def test_dask_with_redis_store(dask_client: DaskClient, redis_url: str, tmp_path: Path) -> None:
     from cashet.redis_store import RedisStore
+    from tests._redis import check_invariants, drop_prefix, fresh_prefix
 
     log = str(tmp_path / "runs")
-    store = RedisStore(redis_url)
-    with Client(store=store, executor=DaskExecutor(dask_client)) as client:
-        refs = client.submit_many([(counted_square, (log, i)) for i in range(3)], max_workers=3)
-        assert [r.load() for r in refs] == [0, 1, 4]
-        assert all(client.submit(counted_square, log, i).cached for i in range(3))
-    assert len(runs(log)) == 3
+    prefix = fresh_prefix()
+    try:
+        store = RedisStore(redis_url, prefix=prefix)
+        with Client(store=store, executor=DaskExecutor(dask_client)) as client:
+            refs = client.submit_many([(counted_square, (log, i)) for i in range(3)], max_workers=3)
+            assert [r.load() for r in refs] == [0, 1, 4]
+            assert all(client.submit(counted_square, log, i).cached for i in range(3))
+        assert len(runs(log)) == 3
+        check_invariants(redis_url, prefix)
+    finally:
+        drop_prefix(redis_url, prefix)
 
 
 # --- ProcessExecutor: local processes, hard timeouts ------------------------------------
