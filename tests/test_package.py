@@ -60,7 +60,7 @@ def test_import_does_not_pull_optional_or_heavy_modules() -> None:
     code = (
         "import sys, cashet\n"
         "heavy = ['numpy', 'pandas', 'redis', 'starlette', 'uvicorn', 'rich', 'click',"
-        " 'tarfile', 'concurrent.futures']\n"
+        " 'tarfile', 'concurrent.futures', 'dask', 'distributed', 'celery', 'cloudpickle']\n"
         "print(' '.join(m for m in heavy if m in sys.modules))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -130,7 +130,8 @@ class AsyncClient(AsyncQueries, ClientBase[AsyncTaskFunction[Any]]):
             ``.cashet``). Ignored when ``store`` is given.
         store: any ``AsyncStore`` (``AsyncSQLiteStore``, ``AsyncRedisStore``, your own), or a
             store URL (as ``Client``'s).
-        executor: any ``AsyncExecutor``; default ``AsyncLocalExecutor()``.
+        executor: any ``AsyncExecutor``; default ``AsyncLocalExecutor()``. A cluster
+            executor (``DaskExecutor``, ``FuturesExecutor``, ``ProcessExecutor``) works too.
         serializer: any ``Serializer``; default ``PickleSerializer()``.
         max_workers: how many tasks of ``submit_many``/``map`` run at once (1 = sequential).
         readonly: open the default store read-only (as ``Client``'s ``readonly``).
@@ -161,6 +162,10 @@ class AsyncClient(AsyncQueries, ClientBase[AsyncTaskFunction[Any]]):
             from cashet.executors.async_local import AsyncLocalExecutor
 
             executor = AsyncLocalExecutor()
+        else:  # a cluster executor (DaskExecutor, ...): its misses awaited from the loop
+            from cashet.executors.async_remote import as_async
+
+            executor = as_async(executor)
         self.store: AsyncStore = opened
         self.executor: AsyncExecutor = executor
         self._shadow: StoreQueries | None = None

@@ -38,6 +38,7 @@ __all__ = [
     "ClosureWarning",
     "CommitNotFoundError",
     "DamagedStoreWarning",
+    "ExecutorError",
     "ReadOnlyStoreError",
     "ReadOnlyStoreWarning",
     "ResultSerializationError",
@@ -104,6 +105,12 @@ class TaskTimeoutError(TaskError, TimeoutError):
 class ResultSerializationError(TaskError, TypeError):
     """A task returned a value its serializer cannot turn into bytes (an open file, a
     lambda, a lock, ...): nothing is stored. The serializer's error is ``__cause__``."""
+
+
+class ExecutorError(CashetError, RuntimeError):
+    """An executor could not ship a call to its workers or get its answer back: a store
+    workers cannot reach, a function or argument that cannot be sent, a worker that cannot
+    load it, an engine that lost the task. The call's lease is released."""
 
 
 class StoreError(CashetError):

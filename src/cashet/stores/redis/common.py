@@ -25,6 +25,7 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
     ) from exc
 
 from cashet.errors import StoreError
+from cashet.stores.config import StoreConfig
 from cashet.stores.redis.calls import RedisCall
 from cashet.stores.redis.ops import Ops, check_options
 
@@ -65,6 +66,19 @@ class RedisStoreBase:
         options: Mapping[str, Any] | None,
     ) -> None:
         self._ops = Ops(url, prefix, inline_threshold, chunk_size)
+        self._config = StoreConfig(
+            "redis",
+            url,
+            (
+                ("prefix", prefix),
+                ("max_connections", max_connections),
+                ("socket_timeout", socket_timeout),
+                ("socket_connect_timeout", socket_connect_timeout),
+                ("chunk_size", chunk_size),
+                ("inline_threshold", inline_threshold),
+                ("options", None if options is None else tuple(sorted(options.items()))),
+            ),
+        )
         self._closed = False
         self._kwargs: dict[str, Any] = {
             **check_options(options),
@@ -74,6 +88,13 @@ class RedisStoreBase:
         }
         if max_connections is not None:
             self._kwargs["max_connections"] = max_connections
+
+    @property
+    def config(self) -> StoreConfig:
+        """What reopens this store in another process (a cluster worker): the URL and the
+        options; both drivers reopen as the sync ``RedisStore``. Holds the URL's password:
+        never printed (its ``repr`` masks it)."""
+        return self._config
 
     @property
     def url(self) -> str:

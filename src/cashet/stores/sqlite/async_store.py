@@ -32,6 +32,7 @@ from cashet.errors import StoreError
 from cashet.models import Commit, Lease, ObjectRef, TaskStatus
 from cashet.protocols import BlobParts, CheckReport, Hit, HitCounts, ResultData, TagQuery
 from cashet.stores.base import AsyncStoreBase
+from cashet.stores.config import StoreConfig
 from cashet.stores.quarantine import QuarantineEntry
 from cashet.stores.sqlite.store import SQLiteStore
 
@@ -100,6 +101,12 @@ class AsyncSQLiteStore(AsyncStoreBase):
     def path(self) -> Path:
         """The store directory."""
         return self._sync.path
+
+    @property
+    def config(self) -> StoreConfig:
+        """What reopens this store in another process: the sync store's (a worker uses
+        the sync twin)."""
+        return self._sync.config
 
     @property
     def sync_store(self) -> SQLiteStore:

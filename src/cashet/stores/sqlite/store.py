@@ -44,6 +44,7 @@ from cashet.stores.blobs import (
     encode_blob,
     verify_blob,
 )
+from cashet.stores.config import StoreConfig
 from cashet.stores.hits import HitBatch, HitRecorder
 from cashet.stores.quarantine import hit_fingerprint
 from cashet.stores.sqlite import schema as sql
@@ -122,6 +123,7 @@ class SQLiteStore(
     ) -> None:
         self._path = Path(path)
         self._inline_threshold = inline_threshold
+        self._busy_timeout = busy_timeout
         self._host = _process.hostname()
         db_file = os.fspath(self._path / DB_FILE)
         why = "" if readonly else unwritable(self._path, db_file)
@@ -168,6 +170,20 @@ class SQLiteStore(
 
     def __repr__(self) -> str:
         return f"SQLiteStore({os.fspath(self._path)!r})"
+
+    @property
+    def config(self) -> StoreConfig:
+        """What reopens this store in another process (a cluster worker): the absolute
+        path and the options. See :mod:`cashet.stores.shipping`."""
+        return StoreConfig(
+            "sqlite",
+            os.path.abspath(self._path),
+            (
+                ("inline_threshold", self._inline_threshold),
+                ("busy_timeout", self._busy_timeout),
+                ("readonly", self.readonly),
+            ),
+        )
 
     def __enter__(self) -> SQLiteStore:
         return self
