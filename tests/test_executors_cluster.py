@@ -507,12 +507,6 @@ def test_celery_worker_process_killed_mid_task_is_redelivered(
         assert [c.status.value for c in client.log(func_name="die_first_time")] == ["completed"]
 
 
-@pytest.mark.xfail(
-    reason="found while building CeleryExecutor, not fixed here: with two SQLiteStore objects"
-    " on one directory in one process, a lease released by another process stays visible"
-    " to both (CeleryExecutor therefore watches the driver's own store)",
-    strict=True,
-)
 def test_two_sqlite_stores_in_one_process_see_another_process_release(tmp_path: Path) -> None:
     from cashet.core.flow import new_lease
 

@@ -672,3 +672,33 @@ def test_put_result_keeps_reference_counts_and_orphan_index_exact(root: Path) ->
     assert rows and all(stored == actual for stored, actual in rows)
     assert orphans == 0
     assert stats["total_commits"] == 11 and stats["stored_objects"] == len(rows)
+
+
+def test_a_second_store_in_one_process_keeps_the_first_reading_fresh(tmp_path: Path) -> None:
+    """Opening a store once read meta.db's header with open()/close(): closing any
+    descriptor of a file drops every POSIX lock the process holds on it, SQLite's included,
+    and the first store then read a stale snapshot (a lease released by another process
+    stayed visible). Found by the CeleryExecutor work (issue 14)."""
+    import subprocess
+    import sys
+    from datetime import timedelta
+
+    from cashet.core.flow import new_lease
+
+    first = SQLiteStore(tmp_path / "s")
+    second = SQLiteStore(tmp_path / "s")
+    try:
+        lease = new_lease(timedelta(seconds=60), "f")
+        assert first.try_claim("a:b", lease)
+        release = (
+            "from cashet.store import SQLiteStore; "
+            f"SQLiteStore({str(tmp_path / 's')!r}).release_claim('a:b', {lease.owner!r})"
+        )
+        subprocess.run([sys.executable, "-c", release], check=True, timeout=60)
+        assert first.get_claim("a:b") is None and second.get_claim("a:b") is None
+        third = SQLiteStore(tmp_path / "s")  # opening another must not disturb the others
+        assert first.try_claim("c:d", lease) and third.get_claim("c:d") is not None
+        third.close()
+    finally:
+        first.close()
+        second.close()

@@ -36,6 +36,7 @@ from cashet.models import ObjectRef
 from cashet.stores.blobs import blob_hash, encode_blob
 from cashet.stores.legacy import LEGACY, NOT_CACHED, legacy_blob, legacy_commit
 from cashet.stores.sqlite import schema as sql
+from cashet.stores.sqlite.connection import readonly_uri
 from cashet.stores.sqlite.files import BlobFiles, unlink
 
 __all__ = ["LegacyStoreError", "is_legacy", "migrate_if_legacy", "wipe"]
@@ -64,15 +65,25 @@ def refusal(path: Path, why: str) -> LegacyStoreError:
 
 
 def _header_version(db_file: Path) -> int | None:
-    """``user_version`` from the file header (may be stale while a WAL holds a change)."""
+    """``user_version`` of ``meta.db`` (``None``: absent or not a database).
+
+    Read through SQLite, never by opening the file ourselves: closing any descriptor of a
+    file drops every POSIX lock this process holds on it, the locks of the store's own
+    connections included (a second store opened in a process made the first read stale
+    snapshots: tests/test_sqlite_store.py::test_a_second_store_in_one_process_...).
+    """
+    if not db_file.is_file():
+        return None
     try:
-        with open(db_file, "rb") as f:
-            head = f.read(100)
-    except OSError:
+        conn = sqlite3.connect(readonly_uri(os.fspath(db_file)), uri=True, timeout=30.0)
+    except sqlite3.Error:
         return None
-    if len(head) < 100 or not head.startswith(b"SQLite format 3\x00"):
+    try:
+        return int(conn.execute("PRAGMA user_version").fetchone()[0])
+    except sqlite3.Error:
         return None
-    return int.from_bytes(head[60:64], "big")
+    finally:
+        conn.close()
 
 
 def _old_schema(conn: sqlite3.Connection) -> bool:
