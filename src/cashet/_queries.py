@@ -136,7 +136,10 @@ class StoreQueries:
         running = [
             running_commit(fingerprint, lease, claimed_at)
             for fingerprint, lease, claimed_at in full_store(self.store).running_claims()
-            if func_name is None or lease.func_name == func_name
+            if (func_name is None or lease.func_name == func_name)
+            # a call shipped to a worker holds a second lease there, "<fingerprint>#run"
+            # (executors/remote.py): one call in flight, listed once
+            and "#" not in fingerprint
         ]
         running.extend(commits)
         running.sort(key=lambda c: c.created_at, reverse=True)
