@@ -352,3 +352,15 @@ def test_log_lists_calls_in_flight_on_redis_too(redis_url: str) -> None:
             assert done == [slow_on_redis.__qualname__]
     finally:
         drop_prefix(redis_url, prefix)
+
+
+def test_a_shipped_call_is_listed_running_once(tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from cashet.core.flow import new_lease
+
+    with Client(store_dir=tmp_path) as client:
+        fp = "a" * 64 + ":" + "b" * 64
+        assert client.store.try_claim(fp, new_lease(timedelta(seconds=60), "f"))
+        assert client.store.try_claim(fp + "#run", new_lease(timedelta(seconds=60), "f"))
+        assert [c.fingerprint for c in client.log(status="running")] == [fp]
