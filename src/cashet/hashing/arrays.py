@@ -9,6 +9,8 @@ for object dtypes; pandas objects by their index, names and column values.
 
 from __future__ import annotations
 
+import itertools
+import operator
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -132,7 +134,9 @@ def _enc_pd_values(arr: Any, st: Stream) -> None:
     st.buf += TAGS["pd_values"]
     enc_str(str(dtype), st)
     if isinstance(arr, (np.ndarray, pd.arrays.NumpyExtensionArray)) or isinstance(dtype, np.dtype):
-        _enc_ndarray(np.asarray(arr), st)  # no copy for numpy-backed values
+        a = np.asarray(arr)  # no copy for numpy-backed values
+        if a.dtype.kind != "O" or a.ndim != 1 or not _enc_strs(a, st):
+            _enc_ndarray(a, st)
     elif isinstance(dtype, pd.CategoricalDtype):
         _enc_ndarray(np.asarray(arr.codes), st)
         _enc_pd_index(dtype.categories, st)
@@ -149,6 +153,63 @@ def _enc_pd_values(arr: Any, st: Stream) -> None:
         _enc_ndarray(data, st)
     else:  # strings, arrow, intervals, sparse...: exact, element by element
         _enc_ndarray(arr.to_numpy(dtype=object), st)
+
+
+def _enc_strs(a: Any, st: Stream) -> bool:
+    """Write a 1-D object array of strings (and missing values) in a few C calls.
+
+    Every value exactly a ``str``: one block of text. Some exactly ``str`` and the others
+    ``None``/floats (NaN)/``pd.NA``/``pd.NaT``: the mask of non-strings, those values one by
+    one, then the strings as one block. Anything else (a ``str`` subclass such as
+    ``np.str_``, no string at all, other objects) returns False, nothing written: the
+    caller encodes the values one by one. The choice depends only on the values.
+    """
+    items = a.tolist()
+    n = len(items)
+    types = list(map(type, items))
+    k = types.count(str)
+    if k == n:
+        st.buf += TAGS["pd_strs"]
+        _write_strs(items, st)
+        return True
+    if k == 0 or not set(types) <= _missing_types():
+        return False
+    np = sys.modules["numpy"]
+    is_str = np.fromiter(map(operator.is_, types, itertools.repeat(str)), bool, n)
+    st.buf += TAGS["pd_strs_na"] + pack_Q(n)
+    feed_raw(st, memoryview(is_str.view(np.uint8)), n)
+    enc_seq(a[~is_str].tolist(), st, SEQ_TAGS["objects"])
+    _write_strs(a[is_str].tolist(), st)
+    return True
+
+
+def _write_strs(items: list[str], st: Stream) -> None:
+    """Count, then the strings joined by NUL if none holds one (the NUL count of the joined
+    text tells), else their code-point lengths and the strings joined: splittable either
+    way, so injective; then the UTF-8 bytes (surrogatepass, as :func:`enc_str`)."""
+    n = len(items)
+    st.buf += pack_Q(n)
+    text = "\0".join(items)
+    if text.count("\0") == n - 1:
+        st.buf += b"0"
+    else:
+        st.buf += b"L"
+        lengths = sys.modules["numpy"].fromiter(map(len, items), "<u8", n)
+        feed_raw(st, memoryview(lengths.view("u1")), lengths.nbytes)
+        text = "".join(items)
+    data = text.encode("utf-8", "surrogatepass")
+    feed_raw(st, data, len(data))
+
+
+_MISSING: set[type] = set()
+
+
+def _missing_types() -> set[type]:
+    """``str`` and the types of the missing values a string column may hold."""
+    if not _MISSING:
+        pd = sys.modules["pandas"]
+        _MISSING.update((str, type(None), float, type(pd.NA), type(pd.NaT)))
+    return _MISSING
 
 
 def _enc_pd_index(idx: Any, st: Stream) -> None:

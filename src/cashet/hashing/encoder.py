@@ -76,7 +76,7 @@ module M  function @  method &  builtin %  partial P  descriptor $  funcwrap ~
 ref R  hook H  dataclass K  subclass S  reduce X  global G  fields #
 ndarray A  npscalar a  npsub j  masked k  ufunc U  class_code C  layout L
 pd_frame \x90  pd_series \x91  pd_index \x92  pd_range \x93  pd_multi \x94  pd_cat \x95
-pd_values \x96  pd_scalar \x97  pd_missing \x98
+pd_values \x96  pd_scalar \x97  pd_missing \x98  pd_strs \x99  pd_strs_na \x9a
 """
 _tag_words = [w for w in _TAG_TABLE.replace("\n", " ").split(" ") if w]  # \x85 is whitespace
 TAGS: dict[str, bytes] = {
