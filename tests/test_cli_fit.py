@@ -332,6 +332,21 @@ def _free_port() -> int:
         return port
 
 
+def _wait_until_serving(port: int, timeout: float = 30.0) -> None:
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/openapi.json", timeout=2):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def test_serve_says_what_it_serves(store: Path, tmp_path: Path) -> None:
     (tmp_path / "jobs.py").write_text("def double(x):\n    return 2 * x\n")
     port = _free_port()
@@ -344,6 +359,7 @@ def test_serve_says_what_it_serves(store: Path, tmp_path: Path) -> None:
     try:
         assert proc.stdout is not None
         lines = [proc.stdout.readline() for _ in range(4)]
+        _wait_until_serving(port)  # everything it prints at start-up is out by then
     finally:
         proc.terminate()
         _, err = proc.communicate(timeout=30)
