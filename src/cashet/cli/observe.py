@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from cashet._progress import progress
 from cashet.cli.app import CliContext, emit_json, json_option, pass_cli
 
 __all__ = ["graph", "verify"]
@@ -65,30 +66,13 @@ def graph(cli: CliContext, hash: str, fmt: str, depth: int, max_nodes: int) -> N
 @contextmanager
 def _progress(total: int) -> Iterator[Any]:
     """A progress bar on stderr when it is a terminal (advanced per re-run call)."""
-    if sys.stderr is None or not sys.stderr.isatty():
-        yield None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+    with progress(total, "verifying", min_total=1) as advance:
 
-    bar = Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    )
-    task = bar.add_task("verifying", total=total)
-    with bar:
+        def on_outcome(outcome: Any) -> None:
+            skipped = outcome.verdict == "skipped"
+            advance(f"skipped {outcome.hash[:12]}" if skipped else None)
 
-        def advance(outcome: Any) -> None:
-            if outcome.verdict == "skipped":
-                bar.update(task, description=f"verifying (skipped {outcome.hash[:12]})")
-            else:
-                bar.advance(task)
-
-        yield advance
+        yield on_outcome
 
 
 @click.command()

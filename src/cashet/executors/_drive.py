@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Generator
 from datetime import timedelta
 from typing import Any, TypeVar, cast
 
@@ -26,6 +26,7 @@ from cashet.models import Commit, TaskDef
 from cashet.protocols import PartsSerializer, Serializer, supports
 
 __all__ = [
+    "drive",
     "FlowExecutor",
     "describe_call",
     "finish",
@@ -37,6 +38,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 log = logging.getLogger("cashet")
 
@@ -65,12 +67,14 @@ class FlowExecutor:
         self.renew_every = max(running_ttl.total_seconds() / 3, 0.01)
 
 
-async def run_flow(flow: CallFlow, answer: Callable[[Effect], Any], awaits: bool) -> Commit:
-    """Run ``flow`` to its commit, answering each effect with ``answer(effect)``.
+async def drive(
+    flow: Generator[Effect, Any, R], answer: Callable[[Effect], Any], awaits: bool
+) -> R:
+    """Run ``flow`` to its value, answering each effect with ``answer(effect)``.
 
-    With ``awaits`` the answer is awaited (the async executor); without, it is the value
+    With ``awaits`` the answer is awaited (the async executors); without, it is the value
     itself and nothing here suspends, so :func:`finish` completes the coroutine at once (the
-    sync executor). An exception raised by an answer (``KeyboardInterrupt`` and
+    sync ones). An exception raised by an answer (``KeyboardInterrupt`` and
     ``asyncio.CancelledError`` included) is thrown back into the flow, so its ``finally``
     releases the lease before the exception leaves.
     """
@@ -80,13 +84,8 @@ async def run_flow(flow: CallFlow, answer: Callable[[Effect], Any], awaits: bool
         try:
             effect = flow.send(value) if error is None else flow.throw(error)
         except StopIteration as stop:
-            commit: Commit = stop.value
-            if commit.from_cache:
-                if log.isEnabledFor(logging.DEBUG):
-                    log_commit(commit, "hit")
-            elif log.isEnabledFor(logging.INFO):
-                log_commit(commit, "ran")
-            return commit
+            result: R = stop.value
+            return result
         error = None
         try:
             value = answer(effect)
@@ -95,6 +94,17 @@ async def run_flow(flow: CallFlow, answer: Callable[[Effect], Any], awaits: bool
         except BaseException as exc:
             value = None
             error = exc
+
+
+async def run_flow(flow: CallFlow, answer: Callable[[Effect], Any], awaits: bool) -> Commit:
+    """Run a call's ``flow`` to its commit (see :func:`drive`), and log the outcome."""
+    commit = await drive(flow, answer, awaits)
+    if commit.from_cache:
+        if log.isEnabledFor(logging.DEBUG):
+            log_commit(commit, "hit")
+    elif log.isEnabledFor(logging.INFO):
+        log_commit(commit, "ran")
+    return commit
 
 
 def finish(coro: Coroutine[Any, Any, T]) -> T:

@@ -17,7 +17,7 @@ from typing import Any
 from cashet.core.effects import Effect, Execute, Outcome
 from cashet.core.flow import Acquired, acquire_flow, call_flow
 from cashet.errors import CashetError, ExecutorError
-from cashet.executors._drive import log_commit, run_flow
+from cashet.executors._drive import drive, log_commit, run_flow
 from cashet.executors.async_local import (
     AsyncLocalExecutor,
     _AsyncHandler,
@@ -38,19 +38,7 @@ log = logging.getLogger("cashet")
 async def _drive_acquire(
     flow: Generator[Effect, Any, Acquired], answer: Callable[[Effect], Any]
 ) -> Acquired:
-    value: Any = None
-    error: BaseException | None = None
-    while True:
-        try:
-            effect = flow.send(value) if error is None else flow.throw(error)
-        except StopIteration as stop:
-            got: Acquired = stop.value
-            return got
-        error = None
-        try:
-            value = await answer(effect)
-        except BaseException as exc:
-            value, error = None, exc
+    return await drive(flow, answer, True)
 
 
 class AsyncShipping(AsyncLocalExecutor):

@@ -33,7 +33,14 @@ from cashet.core.effects import Effect, Release
 from cashet.core.flow import Acquired, Description, acquire_flow, compute_flow, new_lease
 from cashet.core.refs import find_refs, replace_refs
 from cashet.errors import CashetError, ExecutorError
-from cashet.executors._drive import FlowExecutor, describe_call, finish, log_commit, run_flow
+from cashet.executors._drive import (
+    FlowExecutor,
+    describe_call,
+    drive,
+    finish,
+    log_commit,
+    run_flow,
+)
 from cashet.executors.local import LocalExecutor, _SyncHandler
 from cashet.hashing.commits import seal_commit
 from cashet.models import Commit, Lease, ObjectRef, ResultRef, TaskDef, utcnow
@@ -278,23 +285,7 @@ def drive_acquire(
     flow: Generator[Effect, Any, Acquired], answer: Callable[[Effect], Any]
 ) -> Acquired:
     """Run :func:`~cashet.core.flow.acquire_flow` with blocking answers."""
-
-    async def loop() -> Acquired:
-        value: Any = None
-        error: BaseException | None = None
-        while True:
-            try:
-                effect = flow.send(value) if error is None else flow.throw(error)
-            except StopIteration as stop:
-                got: Acquired = stop.value
-                return got
-            error = None
-            try:
-                value = answer(effect)
-            except BaseException as exc:
-                value, error = None, exc
-
-    return finish(loop())
+    return finish(drive(flow, answer, False))
 
 
 class ShippingExecutor(FlowExecutor):
