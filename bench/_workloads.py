@@ -18,6 +18,14 @@ def trivial(i):
     return i
 
 
+def nap(i):
+    """A 50 ms task (the cluster suite's sweeps): sleeps, returns ``i``."""
+    import time
+
+    time.sleep(0.05)
+    return i
+
+
 def first_value(a):
     return float(a[0])
 
