@@ -495,3 +495,27 @@ def test_a_result_less_commit_is_no_hit(tmp_path: Path) -> None:
         ref = client.submit(_plus_one, 1)
         assert not ref.cached and ref.load() == 2
         assert client.submit(_plus_one, 1).cached
+
+
+def _which_thread(x: int) -> str:
+    import threading
+
+    return f"{threading.current_thread().name}:{x}"
+
+
+def test_batches_reuse_the_clients_threads(tmp_path: Path) -> None:
+    """A batch's threads are kept for the next batch (their store connections with them);
+    close() ends them."""
+    from cashet import Client
+
+    client = Client(store_dir=tmp_path, max_workers=3)
+    assert len(client.map(_which_thread, range(12), _cache=False)) == 12
+    assert client._pool is not None
+    pool = client._pool[2]
+    threads = set(pool._threads)
+    assert 1 <= len(threads) <= 3
+    assert [r.load() for r in client.map(_which_thread, range(4))]
+    assert client._pool[2] is pool and set(pool._threads) <= threads | set(pool._threads)
+    assert len(pool._threads) <= 3  # no new threads beyond the pool's size
+    client.close()
+    assert pool._shutdown and all(not t.is_alive() for t in pool._threads)

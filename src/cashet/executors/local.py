@@ -175,7 +175,7 @@ class _SyncHandler:
         store = self.store
         match effect:
             case Lookup():  # the hit, with a small result's bytes when read along
-                hit = full_store(store).lookup(effect.fingerprint)
+                hit = store.lookup(effect.fingerprint)  # (self.store is full_store's)
                 if hit is None:
                     return None
                 commit = hit.loaded_commit()
