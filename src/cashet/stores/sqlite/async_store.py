@@ -1,9 +1,13 @@
 """AsyncSQLiteStore: the SQLite store for asyncio, with no second implementation.
 
 It wraps one :class:`~cashet.stores.sqlite.store.SQLiteStore` and runs every call in one worker
-thread of its own, so the store's single connection is used by that thread alone and calls
-are serialized in the order they were awaited (Starlette's ``run_in_threadpool``, anysqlite's
-``CapacityLimiter(1)``). The event loop never touches SQLite or the blob files.
+thread of its own, so the store's connection is used by that thread alone and calls are
+serialized in the order they were awaited (Starlette's ``run_in_threadpool``, anysqlite's
+``CapacityLimiter(1)``). The one exception is the hit path: :meth:`~AsyncSQLiteStore.lookup`
+is one indexed read that never waits for a writer (WAL mode), made on the loop in a
+connection of the loop's own thread, since it costs less than the hop. It writes nothing; a
+lookup that must (a damaged row to quarantine) is handed to the worker thread. Blob files
+are never read on the loop.
 
 ``wait_for_release`` polls with ``asyncio.sleep`` between cheap checks, so a waiter never
 occupies the worker thread that the lease holder needs to record its result.
@@ -186,8 +190,19 @@ class AsyncSQLiteStore(AsyncStoreBase):
         return await self.run_sync(self._sync.find_by_fingerprint, fingerprint)
 
     async def lookup(self, fingerprint: str) -> Hit | None:
-        """Return the hit with a small result's verified bytes (see ``SQLiteStore.lookup``)."""
-        return await self.run_sync(self._sync.lookup, fingerprint)
+        """Return the hit with a small result's verified bytes (see ``SQLiteStore.lookup``).
+
+        Made on the loop (``SQLiteStore.lookup_nowait``: one indexed read, which never waits
+        for a writer, in a connection of the loop's thread): a hit costs no thread hop, and
+        its small result's bytes come along. Only what needs a write (a damaged row to
+        quarantine) goes to the worker thread.
+        """
+        if self._closed:
+            raise StoreError(f"{self!r} is closed")
+        found = self._sync.lookup_nowait(fingerprint)
+        if found is False:
+            return await self.run_sync(self._sync.lookup, fingerprint)
+        return found
 
     async def find_by_result(self, blob_hash: str, limit: int = 20) -> list[Commit]:
         """Return the commits whose result is this blob, newest first (indexed)."""

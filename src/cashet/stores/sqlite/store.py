@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 from cashet import _process
 from cashet.errors import (
@@ -291,10 +291,12 @@ class SQLiteStore(
         row = self._db.one(sql.GET_COMMIT, (hash,))
         return None if row is None else self._row_commit(row)
 
-    def _template(self, h: str, body: Any, rowid: Any) -> tuple[Commit, str] | None:
+    def _template(
+        self, h: str, body: Any, rowid: Any, settle: bool = True
+    ) -> tuple[Commit, str] | Literal[False] | None:
         """The decoded and verified commit ``h`` and the fingerprint it is a hit for, kept
         (never handed out: callers get copies); ``None`` when the row is damaged (it is
-        quarantined).
+        quarantined), or ``False`` then without ``settle`` (nothing written).
 
         Verified once per commit per process: the kept template is what hashes to ``h``.
         """
@@ -303,6 +305,8 @@ class SQLiteStore(
             try:
                 template = verified_commit(body, h)
             except ValueError as exc:
+                if not settle:
+                    return False
                 self._quarantine_row(rowid, h, body, f"the stored commit is damaged: {exc}")
                 return None
             cached = (template, hit_fingerprint(template))
@@ -326,15 +330,31 @@ class SQLiteStore(
         must be the one asked for by its own verified content (its fingerprint, completed,
         cacheable, unexpired): whatever the indexes or columns say, anything else is a miss.
         """
+        found = self._lookup(fingerprint, True)
+        return None if found is False else found
+
+    def lookup_nowait(self, fingerprint: str) -> Hit | Literal[False] | None:
+        """:meth:`lookup` for an event loop: one indexed read and nothing else.
+
+        It never writes, so it never waits for a writer (WAL mode; see
+        :attr:`nonblocking_reads`), and it is checked exactly as :meth:`lookup`. ``False``
+        when only a write can settle the answer (a damaged row to quarantine, a row whose
+        columns contradict its body): call :meth:`lookup` then, off the loop.
+        """
+        return self._lookup(fingerprint, False)
+
+    def _lookup(self, fingerprint: str, settle: bool) -> Hit | Literal[False] | None:
         row = self._db.one(sql.FIND_HIT, (fingerprint, time.time()))
         if row is None:
             return None
         h, body, last_accessed, inline, rowid = row
-        cached = self._decoded.get(h) or self._template(h, body, rowid)
-        if cached is None:
-            return None
+        cached = self._decoded.get(h) or self._template(h, body, rowid, settle)
+        if cached is None or cached is False:
+            return cached  # damaged: None once quarantined, False to leave it to lookup
         template, answers = cached
         if answers != fingerprint or (template.expires_at is not None and template.is_expired()):
+            if not settle:
+                return False  # lookup settles it (quarantine, or a note)
             self._mismatch(rowid, template, fingerprint)
             return None
         if self._lost and template.result is not None and template.result.hash in self._lost:
