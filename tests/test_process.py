@@ -74,3 +74,26 @@ def test_a_fork_waits_for_the_threads_inside_the_fork_gate() -> None:
     os.waitpid(child, 0)
     with _process.fork_gate:  # and the parent's gate is open again
         pass
+
+
+def test_bounded_cache_put_is_safe_beside_other_threads() -> None:
+    """Threads putting into one full cache at once: never an error (dict iteration raced
+    with another thread's insert raised RuntimeError), and the bound holds loosely."""
+    import threading
+
+    cache: _process.BoundedCache[int, int] = _process.BoundedCache(64)
+    errors: list[BaseException] = []
+
+    def fill(base: int) -> None:
+        try:
+            for i in range(20_000):
+                cache.put(base + i, i)
+        except BaseException as exc:  # pragma: no cover - the defect this test guards
+            errors.append(exc)
+
+    threads = [threading.Thread(target=fill, args=(n * 1_000_000,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and len(cache) <= 64 + 4

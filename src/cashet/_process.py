@@ -20,6 +20,7 @@ import os
 import socket
 import threading
 from collections.abc import Callable
+from contextlib import suppress
 from types import TracebackType
 from typing import TypeVar
 
@@ -226,7 +227,12 @@ class BoundedCache(dict[K, V]):
         self.limit = limit
 
     def put(self, key: K, value: V) -> None:
-        """Insert ``key``, dropping the oldest entry when the cache is full."""
+        """Insert ``key``, dropping the oldest entry when the cache is full.
+
+        Safe beside other threads' ``put``s: iterating a dict another thread changes can
+        raise ``RuntimeError``; then the oldest entry is simply left for the next ``put``.
+        """
         if key not in self and len(self) >= self.limit:
-            self.pop(next(iter(self)), None)
+            with suppress(RuntimeError, StopIteration):  # changed (or emptied) meanwhile
+                self.pop(next(iter(self)), None)
         self[key] = value
