@@ -56,6 +56,23 @@ def check_expected_versions(lock: str | None) -> None:
         raise pytest.UsageError(f"{lock} is not what runs: " + ", ".join(wrong))
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """In CI (``CI=true``) a skipped test is a failure: every set-up a test needs (a Redis,
+    a RabbitMQ, ``unshare``, a tmpfs, ``setpriv``) exists there, so a skip means a test that
+    did not run where it must."""
+    outcome = yield
+    report = outcome.get_result()
+    if (
+        report.skipped
+        and not hasattr(report, "wasxfail")
+        and os.environ.get("CI", "").lower() == "true"
+    ):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = f"skipped in CI, where nothing may be skipped: {reason}"
+
+
 def pytest_report_header(config: pytest.Config) -> str:
     found = []
     for name in REPORTED:
