@@ -5,19 +5,20 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-__all__ = ["PROGRESS_MIN_TASKS", "progress"]
+__all__ = ["PROGRESS_MIN_TASKS", "BatchTally", "progress"]
 
 #: Batches of at least this many tasks show a progress bar when stderr is a terminal.
 PROGRESS_MIN_TASKS = 8
 
 
-#: ``advance()`` moves the bar one step; ``advance("note")`` shows a note and does not.
+#: ``advance()`` moves the bar one step; ``advance("note")`` shows a note and does not;
+#: ``advance("note", step=True)`` does both.
 Advance = Callable[..., None]
 
 
 class _NoProgress:
     def __enter__(self) -> Advance:
-        return lambda note=None: None
+        return lambda note=None, step=None: None
 
     def __exit__(self, *exc: object) -> None:
         return None
@@ -43,11 +44,11 @@ class _RichProgress:
         self._progress.start()
         return self._advance
 
-    def _advance(self, note: str | None = None) -> None:
-        if note is None:
-            self._progress.advance(self._task)
-        else:
+    def _advance(self, note: str | None = None, step: bool | None = None) -> None:
+        if note is not None:
             self._progress.update(self._task, description=f"{self._label} ({note})")
+        if step or (step is None and note is None):
+            self._progress.advance(self._task)
 
     def __exit__(self, *exc: object) -> None:
         self._progress.stop()
@@ -61,3 +62,23 @@ def progress(
     if total >= min_total and sys.stderr is not None and sys.stderr.isatty():
         return _RichProgress(total, label)
     return _NoProgress()
+
+
+class BatchTally:
+    """What a batch's bar says beside its count: how many calls ran, came from the cache,
+    and are running now (a cluster's batch shows its hits are not sent anywhere)."""
+
+    __slots__ = ("advance", "cached", "ran")
+
+    def __init__(self, advance: Advance) -> None:
+        self.advance = advance
+        self.ran = 0
+        self.cached = 0
+
+    def done(self, cached: bool, running: int) -> None:
+        """One call finished (from the cache or run); ``running`` are still in flight."""
+        if cached:
+            self.cached += 1
+        else:
+            self.ran += 1
+        self.advance(f"{self.ran} ran, {self.cached} cached, {running} running", step=True)

@@ -43,7 +43,7 @@ from cashet._client_base import (
     executor_commit,
 )
 from cashet._log import log
-from cashet._progress import progress
+from cashet._progress import BatchTally, progress
 from cashet._queries import STREAM_MIN, load_result
 from cashet.core.batch import BatchItem, plan_batch
 from cashet.core.options import TaskOptions, make_task_def
@@ -281,13 +281,14 @@ class AsyncClient(AsyncQueries, ClientBase[AsyncTaskFunction[Any]]):
         order = plan_batch(tasks)
         workers = check_workers(self.max_workers if max_workers is None else max_workers)
         with progress(len(order)) as advance:
+            tally = BatchTally(advance)
             if workers == 1 or len(order) == 1:
                 results: dict[Hashable, AsyncResultRef[Any]] = {}
                 for item in order:
-                    results[item.key] = await self._submit_item(item, results)
-                    advance()
+                    ref = results[item.key] = await self._submit_item(item, results)
+                    tally.done(ref.cached, 0)
             else:
-                results = await self._run_concurrently(order, workers, advance)
+                results = await self._run_concurrently(order, workers, tally)
         return self._batch_output(tasks, results)
 
     async def _submit_item(
@@ -297,16 +298,21 @@ class AsyncClient(AsyncQueries, ClientBase[AsyncTaskFunction[Any]]):
         return await self.submit(func, *args, **kwargs)
 
     async def _run_concurrently(
-        self, order: list[BatchItem], workers: int, advance: Callable[[], None]
+        self, order: list[BatchItem], workers: int, tally: BatchTally
     ) -> dict[Hashable, AsyncResultRef[Any]]:
         limit = asyncio.Semaphore(workers)
+        inflight = [0]  # calls running now, for the bar
         running: dict[Hashable, asyncio.Task[AsyncResultRef[Any]]] = {}
 
         async def run(item: BatchItem) -> AsyncResultRef[Any]:
             deps = {d: await running[d] for d in item.deps}
             async with limit:
-                ref = await self._submit_item(item, deps)
-            advance()
+                inflight[0] += 1
+                try:
+                    ref = await self._submit_item(item, deps)
+                finally:
+                    inflight[0] -= 1
+            tally.done(ref.cached, inflight[0])
             return ref
 
         for item in order:  # topological: every dependency's task exists already

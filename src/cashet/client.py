@@ -23,7 +23,7 @@ from cashet._client_base import (
 )
 from cashet._log import log
 from cashet._process import current_pid
-from cashet._progress import PROGRESS_MIN_TASKS, progress
+from cashet._progress import PROGRESS_MIN_TASKS, BatchTally, progress
 from cashet.core.batch import BatchItem, plan_batch
 from cashet.core.options import TaskOptions, make_task_def
 from cashet.errors import StoreError
@@ -249,10 +249,11 @@ class Client(ClientBase[TaskFunction[Any]], StoreQueries):
     def _run_batch(self, order: list[BatchItem], workers: int) -> dict[Hashable, ResultRef[Any]]:
         results: dict[Hashable, ResultRef[Any]] = {}
         with progress(len(order)) as advance:
+            tally = BatchTally(advance)
             if workers == 1 or len(order) == 1:
                 for item in order:
-                    results[item.key] = self._submit_item(item, results)
-                    advance()
+                    ref = results[item.key] = self._submit_item(item, results)
+                    tally.done(ref.cached, 0)
                 return results
             pending = {item.key: item for item in order}
             # Imported here: concurrent.futures costs ~9 ms, and most runs never batch.
@@ -274,8 +275,8 @@ class Client(ClientBase[TaskFunction[Any]], StoreQueries):
                             for other in running:
                                 other.cancel()
                             raise exc
-                        results[k] = fut.result()
-                        advance()
+                        ref = results[k] = fut.result()
+                        tally.done(ref.cached, len(running))
             finally:  # as the pool's shutdown did: what started ends before we return
                 for fut in running:
                     fut.cancel()
