@@ -1,4 +1,5 @@
-"""Byte sizes for people: parse ``"1GB"``/``"500 MiB"``/``"1.5g"`` and print ``"1.5 GiB"``.
+"""Text for people: byte sizes (parse ``"1GB"``/``"500 MiB"``/``"1.5g"``, print
+``"1.5 GiB"``) and URLs with their password masked.
 
 Units are binary throughout (1 KB = 1 KiB = 1024 bytes), as in the README's
 ``gc(max_size_bytes=1024 * 1024 * 1024)  # 1GB``, so ``--max-size 1GB`` and the API agree.
@@ -9,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 
-__all__ = ["format_size", "parse_size"]
+__all__ = ["format_size", "mask_url", "parse_size"]
 
 _UNITS = {
     "": 0,
@@ -67,3 +68,9 @@ def format_size(n: int | float) -> str:
             return f"{sign}{size:.1f} {label}"
         size /= 1024
     raise AssertionError("unreachable")
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its password replaced by ``***``, fit for messages and output."""
+    url = re.sub(r"(//[^/@:]*:)[^/@]*@", r"\1***@", url)
+    return re.sub(r"(?i)(password=)[^&]*", r"\1***", url)

@@ -228,6 +228,8 @@ class AsyncClient(AsyncQueries, ClientBase[AsyncTaskFunction[Any]]):
             retries: int = 0,
             timeout: float | None = None,
             ttl: float | None = None,
+            ignore_globals: Iterable[str] | None = None,
+            versions: str | None = None,
         ) -> AsyncTaskFunction[T]: ...
 
         @overload
@@ -243,6 +245,8 @@ class AsyncClient(AsyncQueries, ClientBase[AsyncTaskFunction[Any]]):
             retries: int = 0,
             timeout: float | None = None,
             ttl: float | None = None,
+            ignore_globals: Iterable[str] | None = None,
+            versions: str | None = None,
         ) -> Callable[[Callable[..., T]], AsyncTaskFunction[T]]: ...
 
         def task(
@@ -257,6 +261,8 @@ class AsyncClient(AsyncQueries, ClientBase[AsyncTaskFunction[Any]]):
             retries: int = 0,
             timeout: float | None = None,
             ttl: float | None = None,
+            ignore_globals: Iterable[str] | None = None,
+            versions: str | None = None,
         ) -> AsyncTaskFunction[T] | Callable[[Callable[..., T]], AsyncTaskFunction[T]]: ...
 
     @overload

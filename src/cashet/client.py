@@ -181,6 +181,8 @@ class Client(ClientBase[TaskFunction[Any]], StoreQueries):
             retries: int = 0,
             timeout: float | None = None,
             ttl: float | None = None,
+            ignore_globals: Iterable[str] | None = None,
+            versions: str | None = None,
         ) -> TaskFunction[T]: ...
 
         @overload
@@ -196,6 +198,8 @@ class Client(ClientBase[TaskFunction[Any]], StoreQueries):
             retries: int = 0,
             timeout: float | None = None,
             ttl: float | None = None,
+            ignore_globals: Iterable[str] | None = None,
+            versions: str | None = None,
         ) -> Callable[[Callable[..., T]], TaskFunction[T]]: ...
 
         def task(
@@ -210,6 +214,8 @@ class Client(ClientBase[TaskFunction[Any]], StoreQueries):
             retries: int = 0,
             timeout: float | None = None,
             ttl: float | None = None,
+            ignore_globals: Iterable[str] | None = None,
+            versions: str | None = None,
         ) -> TaskFunction[T] | Callable[[Callable[..., T]], TaskFunction[T]]: ...
 
     @overload

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
+from cashet._humanize import mask_url
 from cashet._version import __version__
 from cashet.errors import AmbiguousHashError, CashetError
 
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 
     from cashet.client import Client
 
-__all__ = ["CliContext", "emit_json", "fail", "json_option", "main", "mask", "pass_cli"]
+__all__ = ["CliContext", "emit_json", "fail", "json_option", "main", "pass_cli"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -46,7 +47,7 @@ class CliContext:
     @property
     def where(self) -> str:
         """The store, for messages: its directory, or its URL without a password."""
-        return self.store_dir.as_posix() if self.store_url is None else mask(self.store_url)
+        return self.store_dir.as_posix() if self.store_url is None else mask_url(self.store_url)
 
     def client(self, *, create: bool = False, repair: bool = False) -> Client:
         """Open the store; unless ``create``, fail when there is none (never make one).
@@ -104,17 +105,6 @@ class CliContext:
         from rich.console import Console
 
         return Console(highlight=False, force_terminal=True if self.rich else None)
-
-
-def mask(url: str) -> str:
-    """``url`` with its password replaced by ``***``."""
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()
 
 
 def fail(message: str) -> NoReturn:

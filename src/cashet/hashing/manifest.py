@@ -29,6 +29,7 @@ import types
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from cashet._process import BoundedCache
 from cashet.hashing.calls import bind
 from cashet.hashing.keyparts import FunctionIdentity
 from cashet.hashing.values import hash_value
@@ -219,7 +220,7 @@ def key_manifest(
 
 # --- library versions in the key, by policy ---------------------------------------------------
 
-_VERSIONED: dict[tuple[str, str], FunctionIdentity] = {}
+_VERSIONED: BoundedCache[tuple[str, str], FunctionIdentity] = BoundedCache(50_000)
 
 
 def _cut(version: str, policy: str) -> str:
@@ -250,7 +251,5 @@ def versioned_identity(identity: FunctionIdentity, policy: str) -> FunctionIdent
         digest, identity.name, identity.module, identity.source, identity.helpers,
         identity.values, identity.libraries,
     )  # fmt: skip
-    if len(_VERSIONED) > 50_000:
-        _VERSIONED.clear()
-    _VERSIONED[key] = found
+    _VERSIONED.put(key, found)
     return found

@@ -72,24 +72,19 @@ def _redis_args(url: str) -> tuple[str, dict[str, Any]]:
 
 def open_store(url: str, **options: Any) -> Any:
     """Open the (sync) store ``url`` names; ``options`` go to its constructor."""
-    path = sqlite_path(url)
-    if path is not None:
-        return _sqlite(path, False, **options)
-    from cashet.stores.redis.store import RedisStore
-
-    target, kwargs = _redis_args(url)
-    return RedisStore(target, **{**kwargs, **options})
+    return _open_url(url, False, **options)
 
 
 def open_async_store(url: str, **options: Any) -> Any:
     """Open the async store ``url`` names (``AsyncSQLiteStore`` or ``AsyncRedisStore``)."""
+    return _open_url(url, True, **options)
+
+
+def _open_url(url: str, asynchronous: bool, **options: Any) -> Any:
     path = sqlite_path(url)
     if path is not None:
-        return _sqlite(path, True, **options)
-    from cashet.stores.redis.async_store import AsyncRedisStore
-
-    target, kwargs = _redis_args(url)
-    return AsyncRedisStore(target, **{**kwargs, **options})
+        return _sqlite(path, asynchronous, **options)
+    return _redis(url, asynchronous, **options)
 
 
 def client_store(
@@ -101,16 +96,17 @@ def client_store(
 
     In ``mode`` ``"off"`` or ``"readonly"`` a SQLite store is opened read-only, and one
     that does not exist is an empty stand-in (nothing is created)."""
-    opener = open_async_store if asynchronous else open_store
     unwritten = mode in ("off", "readonly")
     readonly = readonly or unwritten
     if store is None and store_dir is None and os.environ.get("CASHET_STORE"):
         store = os.environ["CASHET_STORE"]
     if isinstance(store, str):
         path = sqlite_path(store)
-        if path is not None and unwritten and not path.exists():
+        if path is None:  # Redis: made read-only by the client's mode, not by the store
+            return _redis(store, asynchronous)
+        if unwritten and not path.exists():
             return _empty(path, asynchronous)
-        return _open(opener, store, readonly)
+        return _sqlite(path, asynchronous, readonly=readonly)
     if store is not None:
         return store
     path = Path(store_dir) if store_dir is not None else default_dir
@@ -125,6 +121,17 @@ def _empty(path: Path, asynchronous: bool) -> Any:
     return (AsyncEmptyStore if asynchronous else EmptyStore)(path.as_posix())
 
 
+def _redis(url: str, asynchronous: bool, **options: Any) -> Any:
+    target, kwargs = _redis_args(url)
+    if asynchronous:
+        from cashet.stores.redis.async_store import AsyncRedisStore
+
+        return AsyncRedisStore(target, **{**kwargs, **options})
+    from cashet.stores.redis.store import RedisStore
+
+    return RedisStore(target, **{**kwargs, **options})
+
+
 def _sqlite(path: Path, asynchronous: bool, **options: Any) -> Any:
     if asynchronous:
         from cashet.stores.sqlite.async_store import AsyncSQLiteStore
@@ -133,8 +140,3 @@ def _sqlite(path: Path, asynchronous: bool, **options: Any) -> Any:
     from cashet.stores.sqlite.store import SQLiteStore
 
     return SQLiteStore(path, **options)
-
-
-def _open(opener: Any, url: str, readonly: bool) -> Any:
-    # readonly is a SQLite store's option (a Redis cache is made read-only by the client's mode)
-    return opener(url, readonly=True) if readonly and sqlite_path(url) is not None else opener(url)

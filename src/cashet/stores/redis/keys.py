@@ -50,13 +50,13 @@ cluster); the prefix lets several caches share one.
 from __future__ import annotations
 
 import hashlib
-import re
 import string
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 
+from cashet._humanize import mask_url
 from cashet.models import TaskStatus
 
 __all__ = [
@@ -123,12 +123,6 @@ def to_us(dt: datetime) -> int:
 def from_us(us: int) -> datetime:
     """Invert :func:`to_us` (an aware UTC datetime)."""
     return _EPOCH + timedelta(microseconds=us)
-
-
-def mask_url(url: str) -> str:
-    """``url`` with its password replaced by ``***``, fit for error messages."""
-    url = re.sub(r"(//[^/@:]*:)[^/@]*@", r"\1***@", url)
-    return re.sub(r"(?i)(password=)[^&]*", r"\1***", url)
 
 
 # --- key names ------------------------------------------------------------------------------
