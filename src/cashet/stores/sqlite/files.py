@@ -151,12 +151,7 @@ class BlobFiles:
             StoreError: the file cannot be read.
         """
         path = self.path(h)
-        try:
-            f = open(path, "rb", buffering=0)  # noqa: SIM115 (closed below)
-        except FileNotFoundError as exc:
-            raise BlobMissingError(f"blob {h} is missing: no file {path}", h) from exc
-        except OSError as exc:
-            raise StoreError(f"cannot read blob file {path}: {exc}") from exc
+        f = _open_blob_file(path, h)
         with f:
             st = os.fstat(f.fileno())
             try:
@@ -192,12 +187,7 @@ class BlobFiles:
             StoreError: the file cannot be read.
         """
         path = self.path(h)
-        try:
-            f = open(path, "rb", buffering=0)  # noqa: SIM115 (closed below)
-        except FileNotFoundError as exc:
-            raise BlobMissingError(f"blob {h} is missing: no file {path}", h) from exc
-        except OSError as exc:
-            raise StoreError(f"cannot read blob file {path}: {exc}") from exc
+        f = _open_blob_file(path, h)
         try:
             with f:
                 st = os.fstat(f.fileno())
@@ -278,3 +268,18 @@ def _discard(path: str, read: os.stat_result) -> None:
         now = os.stat(path)
         if (now.st_ino, now.st_dev) == (read.st_ino, read.st_dev):
             os.unlink(path)
+
+
+def _open_blob_file(path: str, h: str) -> io.FileIO:
+    """Open blob ``h``'s file unbuffered for reading (the caller closes it).
+
+    Raises:
+        BlobMissingError: there is no file.
+        StoreError: the file cannot be opened.
+    """
+    try:
+        return open(path, "rb", buffering=0)
+    except FileNotFoundError as exc:
+        raise BlobMissingError(f"blob {h} is missing: no file {path}", h) from exc
+    except OSError as exc:
+        raise StoreError(f"cannot read blob file {path}: {exc}") from exc
