@@ -28,7 +28,7 @@ from cashet.core.batch import BatchItem, plan_batch
 from cashet.core.options import TaskOptions, make_task_def
 from cashet.errors import StoreError
 from cashet.hashing import hash_call
-from cashet.models import ResultRef, utcnow
+from cashet.models import Commit, ResultRef, utcnow
 from cashet.protocols import Executor, HitCounter, Serializer, Store, supports
 from cashet.provenance.explain import Explanation, explain_key
 from cashet.stores.base import full_store
@@ -246,7 +246,23 @@ class Client(ClientBase[TaskFunction[Any]], StoreQueries):
         """
         order = plan_batch(tasks)
         workers = check_workers(self.max_workers if max_workers is None else max_workers)
+        graph = getattr(type(self.executor), "submit_graph", None)
+        if graph is not None and any(item.deps for item in order):
+            return self._batch_output(tasks, self._run_graph(order))
         return self._batch_output(tasks, self._run_batch(order, workers))
+
+    def _run_graph(self, order: list[BatchItem]) -> dict[Hashable, ResultRef[Any]]:
+        """A batch with ``TaskRef`` wiring handed whole to an executor that runs it as one
+        graph on its engine (``DaskExecutor.submit_graph``)."""
+
+        def make_ref(commit: Commit) -> ResultRef[Any]:
+            return ResultRef(commit, self._load_object)
+
+        with progress(len(order)) as advance:
+            tally = BatchTally(advance)
+            return cast(Any, self.executor).submit_graph(  # type: ignore[no-any-return]
+                order, self._keyed_call, self.store, self.serializer, make_ref, tally.done
+            )
 
     def _submit_item(self, item: BatchItem, results: Mapping[Hashable, Any]) -> ResultRef[Any]:
         func, args, kwargs = self._batch_call(item, results)
