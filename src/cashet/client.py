@@ -28,7 +28,7 @@ from cashet.core.batch import BatchItem, plan_batch
 from cashet.core.options import TaskOptions, make_task_def
 from cashet.errors import StoreError
 from cashet.hashing import hash_call
-from cashet.models import Commit, ResultRef, utcnow
+from cashet.models import Commit, ResultRef, TaskDef, utcnow
 from cashet.protocols import Executor, HitCounter, Serializer, Store, supports
 from cashet.provenance.explain import Explanation, explain_key
 from cashet.stores.base import full_store
@@ -40,6 +40,16 @@ if TYPE_CHECKING:
 
 #: ``async def`` and async generator functions: a blocking client cannot run them.
 _ASYNC_FLAGS = inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR
+
+
+def _refuse_async(func: Callable[..., Any]) -> None:
+    code = getattr(func, "__code__", None)
+    if code is not None and code.co_flags & _ASYNC_FLAGS:
+        raise TypeError(
+            f"{getattr(func, '__qualname__', func)!r} is an async def: Client cannot await"
+            " it; submit it with AsyncClient (await client.submit(...))"
+        )
+
 
 __all__ = ["PROGRESS_MIN_TASKS", "Client", "TaskFunction", "default_store_dir"]
 
@@ -147,13 +157,18 @@ class Client(ClientBase[TaskFunction[Any]], StoreQueries):
         func, options, identity = self._prepare(
             func, _cache, _force, _tags, _retries, _timeout, _ttl
         )
-        code = getattr(func, "__code__", None)
-        if code is not None and code.co_flags & _ASYNC_FLAGS:
-            raise TypeError(
-                f"{getattr(func, '__qualname__', func)!r} is an async def: Client cannot await"
-                " it; submit it with AsyncClient (await client.submit(...))"
-            )
+        _refuse_async(func)
         task_def = make_task_def(identity, options, hash_call(func, args, kwargs))
+        return self._submit_keyed(func, args, kwargs, task_def)
+
+    def _submit_keyed(
+        self,
+        func: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        task_def: TaskDef,
+    ) -> ResultRef[Any]:
+        """``submit`` of a call already keyed."""
         done = self.executor.submit(func, args, kwargs, task_def, self.store, self.serializer)
         return ResultRef(executor_commit(done), self._load_object)
 
@@ -277,7 +292,22 @@ class Client(ClientBase[TaskFunction[Any]], StoreQueries):
                     ref = results[item.key] = self._submit_item(item, results)
                     tally.done(ref.cached, 0)
                 return results
-            pending = {item.key: item for item in order}
+            # Hits first, on this thread: a re-run of a batch is answered without a thread
+            # hop per call (a cluster executor's hits never leave the driver either). The
+            # misses go to the pool already keyed: nothing is hashed twice.
+            keyed: dict[Hashable, tuple[Any, ...]] = {}
+            for item in order:
+                if item.deps:
+                    continue
+                call = self._keyed_call(item.func, item.args, dict(item.kwargs))
+                _refuse_async(call[0])
+                hit = self._cached(call[3])
+                if hit is None:
+                    keyed[item.key] = call
+                else:
+                    results[item.key] = hit
+                    tally.done(True, 0)
+            pending = {item.key: item for item in order if item.key not in results}
             # Imported here: concurrent.futures costs ~9 ms, and most runs never batch.
             from concurrent.futures import FIRST_EXCEPTION, wait
 
@@ -288,7 +318,12 @@ class Client(ClientBase[TaskFunction[Any]], StoreQueries):
                     ready = [k for k, it in pending.items() if all(d in results for d in it.deps)]
                     for k in ready:
                         item = pending.pop(k)
-                        running[pool.submit(self._submit_item, item, dict(results))] = k
+                        prepared = keyed.pop(k, None)
+                        if prepared is None:
+                            future = pool.submit(self._submit_item, item, dict(results))
+                        else:
+                            future = pool.submit(self._submit_keyed, *prepared)
+                        running[future] = k
                     done, _ = wait(list(running), return_when=FIRST_EXCEPTION)
                     for fut in done:
                         k = running.pop(fut)
@@ -462,6 +497,12 @@ class Client(ClientBase[TaskFunction[Any]], StoreQueries):
         task_def = make_task_def(
             self._identity(func, options), options, hash_call(func, args, kwargs)
         )
+        return self._cached(task_def, _read_only)
+
+    def _cached(self, task_def: TaskDef, _read_only: bool = False) -> ResultRef[Any] | None:
+        """:meth:`lookup` of a call already keyed (``None`` when it would run anyway)."""
+        if not task_def.cache or task_def.force:
+            return None
         hit = full_store(self.store).lookup(task_def.fingerprint)
         if hit is None or hit.commit.result is None:
             return None
