@@ -65,6 +65,8 @@ from cashet.protocols import (
 from cashet.provenance.explain import Explanation, explain_key
 from cashet.stores.base import full_async_store
 from cashet.stores.modes import mode_store
+from cashet.stores.signing import SigningKey, signed_store
+from cashet.stores.signing import signing_key as signing_key_of
 from cashet.stores.sync_view import SyncView
 from cashet.stores.urls import client_store
 
@@ -139,6 +141,8 @@ class AsyncClient(AsyncQueries, ClientBase[AsyncTaskFunction[Any]]):
         versions: library versions in the key (as ``Client``'s ``versions``).
         mode: ``"normal"``, ``"off"``, ``"readonly"`` or ``"refresh"`` (as ``Client``'s
             ``mode``; default ``$CASHET_MODE``).
+        signing_key: the team key commits are signed and checked with (as ``Client``'s;
+            default ``$CASHET_SIGNING_KEY``).
     """
 
     _task_class = AsyncTaskFunction
@@ -153,11 +157,13 @@ class AsyncClient(AsyncQueries, ClientBase[AsyncTaskFunction[Any]]):
         readonly: bool = False,
         versions: str = "off",
         mode: str | None = None,
+        signing_key: str | bytes | SigningKey | None = None,
     ) -> None:
         super().__init__(serializer, max_workers, versions, mode)
         opened = client_store(
             store, store_dir, default_store_dir(), readonly, asynchronous=True, mode=self.mode
         )
+        opened = signed_store(opened, signing_key_of(signing_key), asynchronous=True)
         opened = mode_store(opened, self.mode, asynchronous=True)
         if executor is None:
             from cashet.executors.async_local import AsyncLocalExecutor

@@ -33,6 +33,8 @@ from cashet.protocols import Executor, HitCounter, Serializer, Store, supports
 from cashet.provenance.explain import Explanation, explain_key
 from cashet.stores.base import full_store
 from cashet.stores.modes import mode_store
+from cashet.stores.signing import SigningKey, signed_store
+from cashet.stores.signing import signing_key as signing_key_of
 from cashet.stores.urls import client_store
 
 if TYPE_CHECKING:
@@ -96,6 +98,9 @@ class Client(ClientBase[TaskFunction[Any]], StoreQueries):
             recomputes every call and stores the new results (``_force=True`` for all).
             In ``"off"`` and ``"readonly"``, ``rm``, ``gc``, ``invalidate`` and
             ``import_archive`` raise ``ReadOnlyStoreError``.
+        signing_key: a team key (text or bytes, 16 or more; default ``$CASHET_SIGNING_KEY``):
+            every commit written is signed with it, and a commit not signed with it is never
+            served (a miss; ``check()`` reports it). See :mod:`cashet.stores.signing`.
     """
 
     _task_class = TaskFunction
@@ -110,11 +115,13 @@ class Client(ClientBase[TaskFunction[Any]], StoreQueries):
         readonly: bool = False,
         versions: str = "off",
         mode: str | None = None,
+        signing_key: str | bytes | SigningKey | None = None,
     ) -> None:
         super().__init__(serializer, max_workers, versions, mode)
         opened = client_store(
             store, store_dir, default_store_dir(), readonly, asynchronous=False, mode=self.mode
         )
+        opened = signed_store(opened, signing_key_of(signing_key), asynchronous=False)
         opened = mode_store(opened, self.mode, asynchronous=False)
         if executor is None:
             from cashet.executors.local import LocalExecutor
