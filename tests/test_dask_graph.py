@@ -30,7 +30,7 @@ from tests._cluster_tasks import PerProcess, failing_step, runs, step_with_token
 def dask_client() -> Iterator[DaskClient]:
     with (
         LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
         ) as cluster,
         DaskClient(cluster) as client,
     ):

@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def dask_client() -> Iterator[DaskClient]:
     with (
         LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
         ) as cluster,
         DaskClient(cluster) as client,
     ):

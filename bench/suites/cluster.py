@@ -98,7 +98,7 @@ def local_cluster(ctx: Context) -> Iterator[Any]:
     t0 = time.perf_counter()
     with (
         distributed.LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0"
         ) as lc,
         distributed.Client(lc) as dask,
     ):
