@@ -160,10 +160,11 @@ class AsyncClient(AsyncQueries, ClientBase[AsyncTaskFunction[Any]]):
         signing_key: str | bytes | SigningKey | None = None,
     ) -> None:
         super().__init__(serializer, max_workers, versions, mode)
+        key = signing_key_of(signing_key)  # a bad key fails before any store is opened
         opened = client_store(
             store, store_dir, default_store_dir(), readonly, asynchronous=True, mode=self.mode
         )
-        opened = signed_store(opened, signing_key_of(signing_key), asynchronous=True)
+        opened = signed_store(opened, key, asynchronous=True)
         opened = mode_store(opened, self.mode, asynchronous=True)
         if executor is None:
             from cashet.executors.async_local import AsyncLocalExecutor

@@ -118,10 +118,11 @@ class Client(ClientBase[TaskFunction[Any]], StoreQueries):
         signing_key: str | bytes | SigningKey | None = None,
     ) -> None:
         super().__init__(serializer, max_workers, versions, mode)
+        key = signing_key_of(signing_key)  # a bad key fails before any store is opened
         opened = client_store(
             store, store_dir, default_store_dir(), readonly, asynchronous=False, mode=self.mode
         )
-        opened = signed_store(opened, signing_key_of(signing_key), asynchronous=False)
+        opened = signed_store(opened, key, asynchronous=False)
         opened = mode_store(opened, self.mode, asynchronous=False)
         if executor is None:
             from cashet.executors.local import LocalExecutor
