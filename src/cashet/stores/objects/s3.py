@@ -20,7 +20,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
 from datetime import timedelta
-from typing import IO, Any, cast
+from typing import IO, Any, Literal, cast
 
 from cashet import _process
 from cashet._humanize import mask_url
