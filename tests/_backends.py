@@ -53,6 +53,18 @@ def _sqlite_async(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[St
             store.close()
 
 
+@backend("sqlite-s3")
+def _sqlite_s3(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Store]:
+    from cashet.store import SQLiteStore
+
+    server = request.getfixturevalue("s3_server")
+    store = SQLiteStore(tmp_path / ".cashet", blobs=server.blob_store(server.make_bucket()))
+    try:
+        yield store
+    finally:
+        store.close()
+
+
 @backend("redis")
 def _redis(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Store]:
     from cashet.redis_store import RedisStore

@@ -138,6 +138,8 @@ class AsyncClient(AsyncQueries, ClientBase[AsyncTaskFunction[Any]]):
         versions: library versions in the key (as ``Client``'s ``versions``).
         mode: ``"normal"``, ``"off"``, ``"readonly"`` or ``"refresh"`` (as ``Client``'s
             ``mode``; default ``$CASHET_MODE``).
+        local_cache: a directory caching the blobs of the store's object store (as
+            ``Client``'s ``local_cache``).
     """
 
     _task_class = AsyncTaskFunction
@@ -152,10 +154,17 @@ class AsyncClient(AsyncQueries, ClientBase[AsyncTaskFunction[Any]]):
         readonly: bool = False,
         versions: str = "off",
         mode: str | None = None,
+        local_cache: str | os.PathLike[str] | None = None,
     ) -> None:
         super().__init__(serializer, max_workers, versions, mode)
         opened = client_store(
-            store, store_dir, default_store_dir(), readonly, asynchronous=True, mode=self.mode
+            store,
+            store_dir,
+            default_store_dir(),
+            readonly,
+            asynchronous=True,
+            mode=self.mode,
+            local_cache=local_cache,
         )
         opened = mode_store(opened, self.mode, asynchronous=True)
         if executor is None:

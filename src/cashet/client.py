@@ -86,6 +86,11 @@ class Client(ClientBase[TaskFunction[Any]], StoreQueries):
             recomputes every call and stores the new results (``_force=True`` for all).
             In ``"off"`` and ``"readonly"``, ``rm``, ``gc``, ``invalidate`` and
             ``import_archive`` raise ``ReadOnlyStoreError``.
+        local_cache: a directory that keeps a local copy of every blob read from (or
+            written to) the store's object store (``SQLiteStore(path, blobs=S3BlobStore(...))``):
+            a hit's blob is served from it when there (verified), fetched once otherwise.
+            Nothing changes when the store's blobs are local files already; a store that
+            keeps its blobs elsewhere (RedisStore) refuses it with ``ValueError``.
     """
 
     _task_class = TaskFunction
@@ -100,10 +105,17 @@ class Client(ClientBase[TaskFunction[Any]], StoreQueries):
         readonly: bool = False,
         versions: str = "off",
         mode: str | None = None,
+        local_cache: str | os.PathLike[str] | None = None,
     ) -> None:
         super().__init__(serializer, max_workers, versions, mode)
         opened = client_store(
-            store, store_dir, default_store_dir(), readonly, asynchronous=False, mode=self.mode
+            store,
+            store_dir,
+            default_store_dir(),
+            readonly,
+            asynchronous=False,
+            mode=self.mode,
+            local_cache=local_cache,
         )
         opened = mode_store(opened, self.mode, asynchronous=False)
         if executor is None:

@@ -90,12 +90,44 @@ def _open_url(url: str, asynchronous: bool, **options: Any) -> Any:
 def client_store(
     store: Any, store_dir: str | os.PathLike[str] | None, default_dir: Path, readonly: bool,
     *, asynchronous: bool, mode: str = "normal",
+    local_cache: str | os.PathLike[str] | None = None,
 ) -> Any:  # fmt: skip
     """The store a client is given: a store object as it is; a URL string opened; else the
-    SQLite store in ``store_dir``, or the URL in ``$CASHET_STORE``, or ``default_dir``.
+    SQLite store in ``store_dir``, or the URL in ``$CASHET_STORE``, or ``default_dir``;
+    with ``local_cache``, its object store's blobs cached in that directory.
 
     In ``mode`` ``"off"`` or ``"readonly"`` a SQLite store is opened read-only, and one
     that does not exist is an empty stand-in (nothing is created)."""
+    opened = _client_store(store, store_dir, default_dir, readonly, asynchronous, mode)
+    if local_cache is not None:
+        _cache_locally(opened, local_cache)
+    return opened
+
+
+def _cache_locally(store: Any, directory: str | os.PathLike[str]) -> None:
+    """Put a local cache in ``directory`` in front of ``store``'s object store (nothing to
+    do when its blobs are local files already).
+
+    Raises:
+        ValueError: the store keeps no blobs in a blob store (``blobs=``).
+    """
+    from cashet.stores.objects.cached import CachedBlobStore
+    from cashet.stores.objects.files import FileBlobStore
+
+    if not isinstance(getattr(type(store), "blobs", None), property):
+        raise ValueError(
+            f"local_cache: {type(store).__name__} keeps no blobs in a blob store to cache"
+            " (use SQLiteStore(path, blobs=S3BlobStore(...)))"
+        )
+    blobs = store.blobs
+    if not isinstance(blobs, FileBlobStore | CachedBlobStore):
+        store.blobs = CachedBlobStore(blobs, FileBlobStore(directory))
+
+
+def _client_store(
+    store: Any, store_dir: str | os.PathLike[str] | None, default_dir: Path, readonly: bool,
+    asynchronous: bool, mode: str,
+) -> Any:  # fmt: skip
     unwritten = mode in ("off", "readonly")
     readonly = readonly or unwritten
     if store is None and store_dir is None and os.environ.get("CASHET_STORE"):

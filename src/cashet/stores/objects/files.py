@@ -5,7 +5,7 @@ front of a remote one (``Client(local_cache=...)``). A file holds a blob's store
 (:mod:`cashet.stores.blobs`: a header byte, then raw or zstd bytes). Writes go to a temporary
 name and are renamed into place, so a reader sees no file or the whole file. Reads verify the
 bytes against the hash; a corrupt file is removed so that storing the same bytes again
-repairs it. Which blobs exist is indexed by the metadata store (``meta.db``).
+repairs it. Which blobs exist is indexed by the metadata store.
 """
 
 from __future__ import annotations

@@ -34,6 +34,7 @@ from cashet import _process
 from cashet.errors import (
     BlobCorruptedError,
     ReadOnlyStoreWarning,
+    StoreError,
 )
 from cashet.hashing.commits import check_commit_hash, stored_json, verified_commit
 from cashet.models import Commit, ObjectRef, TaskStatus
@@ -48,7 +49,6 @@ from cashet.stores.blobs import (
 from cashet.stores.config import StoreConfig
 from cashet.stores.hits import HitBatch, HitRecorder
 from cashet.stores.objects.base import BlobStore, BlobStoreConfig
-from cashet.stores.objects.cached import CachedBlobStore
 from cashet.stores.objects.files import READINTO_MIN, FileBlobStore
 from cashet.stores.objects.opening import open_blob_store
 from cashet.stores.quarantine import hit_fingerprint
@@ -146,6 +146,11 @@ class SQLiteStore(
         if isinstance(blobs, BlobStoreConfig):
             blobs = open_blob_store(blobs)
         self._files: FileBlobStore | None = None
+        if not self.readonly:
+            try:
+                os.makedirs(self._path, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"cannot create the store directory {self._path}: {exc}") from exc
         if blobs is None:
             objects = self._path / "objects"
             blobs = self._files = FileBlobStore(objects, self._path, create=not self.readonly)
@@ -192,11 +197,11 @@ class SQLiteStore(
         """Where the blobs that are not inline are kept."""
         return self._blobs
 
-    def cache_blobs_locally(self, directory: str | os.PathLike[str]) -> None:
-        """Serve blobs from a local cache in ``directory`` in front of the blob store
-        (``Client(local_cache=...)``): nothing to do when the blobs are local files."""
-        if self._files is None and not isinstance(self._blobs, CachedBlobStore):
-            self._blobs = CachedBlobStore(self._blobs, FileBlobStore(directory))
+    @blobs.setter
+    def blobs(self, blobs: BlobStore) -> None:
+        # (Client(local_cache=...) puts a CachedBlobStore in front of the one given)
+        self._blobs = blobs
+        self._files = blobs if isinstance(blobs, FileBlobStore) else None
 
     @property
     def config(self) -> StoreConfig:
