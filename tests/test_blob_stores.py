@@ -349,3 +349,79 @@ def test_local_cache_on_local_files_is_a_no_op(tmp_path: Path) -> None:
 def test_blob_store_config_repr_hides_options() -> None:
     config = BlobStoreConfig("s3", "s3://b/p", (("secret_access_key", SECRET_KEY),))
     assert SECRET_KEY not in repr(config)
+
+
+# blob stores named by URL
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+
+
+def s3_url(server: S3Server, bucket: str, prefix: str = "p") -> str:
+    return f"s3://{bucket}/{prefix}?endpoint={server.endpoint}&allow_http=1"
+
+
+@pytest.mark.usefixtures("aws_env")
+def test_store_url_names_its_blob_store(
+    s3_server: S3Server, s3_bucket: str, tmp_path: Path
+) -> None:
+    url = f"sqlite://{tmp_path / 'meta'}?blobs={s3_url(s3_server, s3_bucket, 'team/x')}"
+    with Client(store=url) as client:
+        blobs = client.store.blobs  # type: ignore[attr-defined]
+        assert isinstance(blobs, S3BlobStore) and blobs.url == f"s3://{s3_bucket}/team/x"
+        ref = client.submit(big_result, 9000)
+        assert blobs.exists(ref.hash)
+    assert (tmp_path / "meta" / "meta.db").is_file()
+
+
+@pytest.mark.usefixtures("aws_env")
+def test_cashet_blobs_names_the_blob_store_of_stores_the_client_opens(
+    s3_server: S3Server, s3_bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CASHET_BLOBS", s3_url(s3_server, s3_bucket))
+    with Client(store_dir=tmp_path / "meta") as client:
+        ref = client.submit(big_result, 9000)
+        assert client.store.blobs.exists(ref.hash)  # type: ignore[attr-defined]
+    with SQLiteStore(tmp_path / "other") as given:  # a store object is taken as it is
+        assert isinstance(given.blobs, FileBlobStore)
+
+
+def test_blob_urls_refused(tmp_path: Path) -> None:
+    from cashet.stores.urls import open_blob_url
+
+    with pytest.raises(ValueError, match="no credentials"):
+        open_blob_url(f"s3://{ACCESS_KEY}:{SECRET_KEY}@bucket/p")
+    with pytest.raises(ValueError, match="unknown s3:// blob store parameter"):
+        open_blob_url("s3://bucket/p?secret_access_key=x")
+    with pytest.raises(ValueError, match="unknown blob store URL scheme 'gs'"):
+        open_blob_url("gs://bucket/p")
+    assert isinstance(open_blob_url(f"file://{tmp_path}"), FileBlobStore)
+    assert isinstance(open_blob_url(str(tmp_path)), FileBlobStore)
+
+
+def test_cli_output_never_shows_the_secret(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests._s3 import free_port
+
+    url = f"sqlite://{tmp_path / 'm'}?blobs=s3://b/p?endpoint=http://127.0.0.1:{free_port()}&allow_http=1"
+    env = {
+        **__import__("os").environ,
+        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+        "AWS_REGION": "us-east-1",
+    }
+    exe = Path(sys.executable).with_name("cashet")
+    for args in (["--store", url, "doctor"], ["--store", url, "stats"]):
+        done = subprocess.run(
+            [str(exe), *args], capture_output=True, text=True, timeout=120, env=env
+        )
+        out = done.stdout + done.stderr
+        assert SECRET_KEY not in out and ACCESS_KEY not in out, out
+        if args[-1] == "doctor":  # the bucket cannot be reached: said, with the endpoint
+            assert done.returncode == 1 and "unreachable" in out and "127.0.0.1" in out, out
