@@ -16,6 +16,7 @@ message from obstore is cut to its first line and scrubbed of the keys given.
 
 from __future__ import annotations
 
+import itertools
 import tempfile
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
@@ -34,7 +35,7 @@ from cashet.stores.blobs import (
     write_encoded,
 )
 from cashet.stores.objects.base import BlobStoreConfig, compressible
-from cashet.stores.objects.streams import ChunkReader, verified_reader
+from cashet.stores.objects.streams import ChunkReader, download_raw, verified_reader
 
 __all__ = ["S3BlobStore"]
 
@@ -43,6 +44,8 @@ _HEX = frozenset("0123456789abcdef")
 _READINTO_MIN = 1 << 20
 #: Multipart part size, and the chunk size of downloads.
 _PART = 8 << 20
+#: Downloads come in chunks of this size (small: each is hashed while in the CPU's cache).
+_READ = 1 << 20
 #: Blobs below this are sent in one conditional PUT (joined in memory: they are small).
 _ONE_PUT = 5 << 20
 
@@ -241,7 +244,15 @@ class S3BlobStore:
         result = self._get(hash)
         try:
             stored = int(result.meta["size"])
-            out = read_encoded(_download(result), stored, hash)
+            if stored > _READINTO_MIN:
+                chunks = iter(result.stream(_READ))
+                first = memoryview(next(chunks, b"")).cast("B")
+                if first[:1] == BLOB_RAW:  # most large blobs: straight into one buffer
+                    return download_raw(chunks, first[1:], stored - 1, hash)  # type: ignore[return-value]
+                reader = cast(IO[bytes], ChunkReader(itertools.chain([first], chunks)))
+            else:
+                reader = _download(result)
+            out = read_encoded(reader, stored, hash)
             data: bytes | bytearray = out if len(out) >= _READINTO_MIN else bytes(out)
             del out
             verify_blob(data, hash)
@@ -340,4 +351,4 @@ def _raw_chunks(parts: BlobParts) -> Iterator[memoryview | bytes]:
 
 def _download(result: Any) -> IO[bytes]:
     """obstore's ``GetResult`` as a readable file, in chunks of ``_PART`` bytes."""
-    return cast(IO[bytes], ChunkReader(result.stream(_PART)))
+    return cast(IO[bytes], ChunkReader(result.stream(_READ)))
