@@ -425,3 +425,110 @@ def test_cli_output_never_shows_the_secret(tmp_path: Path) -> None:
         assert SECRET_KEY not in out and ACCESS_KEY not in out, out
         if args[-1] == "doctor":  # the bucket cannot be reached: said, with the endpoint
             assert done.returncode == 1 and "unreachable" in out and "127.0.0.1" in out, out
+
+
+# the Redis store with its blobs in a bucket
+
+
+@pytest.fixture
+def redis_s3(
+    redis_url: str, s3_server: S3Server, s3_bucket: str
+) -> Iterator[tuple[Any, Any, str, str]]:
+    from cashet.redis_store import RedisStore
+    from tests._redis import check_invariants, drop_prefix, fresh_prefix
+
+    prefix = fresh_prefix()
+    blobs = s3_server.blob_store(s3_bucket)
+    store = RedisStore(redis_url, prefix=prefix, blobs=blobs)
+    try:
+        yield store, blobs, redis_url, prefix
+        check_invariants(redis_url, prefix)
+    finally:
+        store.close()
+        drop_prefix(redis_url, prefix)
+
+
+@pytest.mark.redis
+def test_redis_keeps_large_blobs_in_the_bucket(redis_s3: tuple[Any, Any, str, str]) -> None:
+    store, blobs, _, prefix = redis_s3
+    small = store.put_blob(b"tiny")
+    large = store.put_blob(noise(10_000))
+    big = store.put_blob(noise(3 << 20))
+    assert {h for h, _ in blobs.iter_blobs()} == {large.hash, big.hash}
+    r = store.redis
+    assert r.exists(f"{prefix}blob:data:{small.hash}")
+    assert not r.exists(f"{prefix}blob:data:{large.hash}")
+    assert store.get_blob(large) == noise(10_000) and store.get_blob(small) == b"tiny"
+    with store.open_blob(big) as f:
+        assert f.read() == noise(3 << 20)
+    assert store.open_blob(small) is None  # kept in Redis: get_blob reads it
+    assert "S3BlobStore" in repr(store) and SECRET_KEY not in repr(store)
+    assert SECRET_KEY not in repr(store_config(store))
+
+
+@pytest.mark.redis
+def test_redis_deletes_the_objects_of_dropped_blobs(redis_s3: tuple[Any, Any, str, str]) -> None:
+    from tests.test_store_contract import make_commit
+
+    store, blobs, _, _ = redis_s3
+    ref = store.put_blob(noise(7000))
+    commit = make_commit(result=ref)
+    store.put_commit(commit)
+    assert store.delete_commit(commit.hash)
+    assert not blobs.exists(ref.hash)
+
+
+@pytest.mark.redis
+def test_redis_lost_or_corrupt_object_recomputes_and_repairs(
+    redis_s3: tuple[Any, Any, str, str],
+) -> None:
+    store, blobs, _, _ = redis_s3
+    with Client(store=store) as client:
+        ref = client.submit(big_result, 60_000)
+        blobs.delete(ref.hash)
+        assert [f.kind for f in client.check().remaining] == ["missing_blob"]
+        with pytest.raises(BlobMissingError):
+            client.submit(big_result, 60_000).load()
+        again = client.submit(big_result, 60_000)
+        assert not again.cached and again.load() == noise(60_000)
+        assert blobs.exists(ref.hash) and client.check().ok
+        blobs.put_encoded(ref.hash, encode_blob(noise(60_000, 2)), replace=True)
+        with pytest.raises(BlobCorruptedError):
+            client.submit(big_result, 60_000).load()
+        assert client.submit(big_result, 60_000).load() == noise(60_000)
+        assert client.submit(big_result, 60_000).cached
+
+
+@pytest.mark.redis
+def test_redis_url_names_its_blob_store_and_a_local_cache(
+    redis_url: str, s3_server: S3Server, s3_bucket: str, tmp_path: Path, aws_env: None
+) -> None:
+    from tests._redis import drop_prefix, fresh_prefix
+
+    prefix = fresh_prefix()
+    url = f"{redis_url}?prefix={prefix}&blobs={s3_url(s3_server, s3_bucket)}"
+    if "?" in redis_url:
+        url = f"{redis_url}&prefix={prefix}&blobs={s3_url(s3_server, s3_bucket)}"
+    try:
+        with Client(store=url, local_cache=tmp_path / "cache") as client:
+            assert isinstance(client.store.blobs, CachedBlobStore)  # type: ignore[attr-defined]
+            ref = client.submit(big_result, 3 << 20)
+            assert client.submit(big_result, 3 << 20).load() == noise(3 << 20)
+        assert ref.hash in {h for h, _ in FileBlobStore(tmp_path / "cache").iter_blobs()}
+    finally:
+        drop_prefix(redis_url, prefix)
+
+
+@pytest.mark.redis
+def test_local_cache_refused_for_blobs_kept_in_redis(redis_url: str) -> None:
+    from tests._redis import drop_prefix, fresh_prefix
+
+    prefix = fresh_prefix()
+    try:
+        with pytest.raises(ValueError, match="keeps its blobs in Redis"):
+            Client(
+                store=f"{redis_url}{'&' if '?' in redis_url else '?'}prefix={prefix}",
+                local_cache="x",
+            )
+    finally:
+        drop_prefix(redis_url, prefix)
