@@ -65,6 +65,19 @@ def _sqlite_s3(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Store
         store.close()
 
 
+@backend("sqlite-s3-async")
+def _sqlite_s3_async(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Store]:
+    from cashet.store import AsyncSQLiteStore
+
+    server = request.getfixturevalue("s3_server")
+    blobs = server.blob_store(server.make_bucket())
+    with SyncAdapter(lambda: AsyncSQLiteStore(tmp_path / ".cashet", blobs=blobs)) as store:
+        try:
+            yield store  # type: ignore[misc]
+        finally:
+            store.close()
+
+
 @backend("redis")
 def _redis(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Store]:
     from cashet.redis_store import RedisStore

@@ -532,3 +532,28 @@ def test_local_cache_refused_for_blobs_kept_in_redis(redis_url: str) -> None:
             )
     finally:
         drop_prefix(redis_url, prefix)
+
+
+def test_async_client_local_cache(tmp_path: Path) -> None:
+    import asyncio
+
+    from cashet.async_client import AsyncClient
+
+    server = start_server()
+    try:
+        bucket = server.make_bucket()
+        with Client(store=SQLiteStore(tmp_path / "meta", blobs=server.blob_store(bucket))) as c:
+            c.submit(big_result, 3 << 20)
+
+        async def run() -> bytes:
+            store = AsyncSQLiteStore(tmp_path / "meta", blobs=server.blob_store(bucket))
+            async with AsyncClient(store=store, local_cache=tmp_path / "cache") as client:
+                first = await (await client.submit(big_result, 3 << 20)).load()
+                server.server.stop()  # the local copy answers from now on
+                again = await (await client.submit(big_result, 3 << 20)).load()
+                assert first == again
+                return bytes(again)
+
+        assert asyncio.run(run()) == noise(3 << 20)
+    finally:
+        server.server.stop()

@@ -79,9 +79,8 @@ class BlobsMixin:
         if encoded is None:
             encoded = encode_blob(data)
         inline = len(encoded) < self._inline_threshold
-        if not inline and not self._has_copy(h, len(encoded)):
-            # outside the lock: other writers go on
-            self._blobs.put_encoded(h, encoded, replace=True)
+        if not inline:
+            self._put_copy(h, encoded)  # outside the lock: other writers go on
         with self._db.transact() as conn:
             was = conn.execute(sql.BLOB_INFO, (h,)).fetchone()
             conn.execute(
@@ -91,11 +90,19 @@ class BlobsMixin:
             if inline:
                 if was is not None and was[1]:
                     self._blobs.delete(h)  # the blob moved into meta.db
-            elif not self._has_copy(h, len(encoded)):
+            else:
                 # Deletes unlink inside their transaction, so under this lock a file that
                 # a concurrent delete removed after our write above is seen missing here.
-                self._blobs.put_encoded(h, encoded, replace=True)
+                self._put_copy(h, encoded)
         return ref
+
+    def _put_copy(self, h: str, encoded: bytes) -> None:
+        """Store ``encoded`` in the blob store unless an intact-looking copy is there: a
+        create-if-absent put when there is none (an object store's conditional PUT), a
+        replacing one over a copy of the wrong size."""
+        have = self._blobs.stored_size(h)
+        if have != len(encoded):
+            self._blobs.put_encoded(h, encoded, replace=have is not None)
 
     def _has_copy(self, h: str, stored_size: int) -> bool:
         """Whether the blob store holds ``h`` with ``stored_size`` bytes (cheap: no read)."""
