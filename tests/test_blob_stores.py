@@ -557,3 +557,30 @@ def test_async_client_local_cache(tmp_path: Path) -> None:
         assert asyncio.run(run()) == noise(3 << 20)
     finally:
         server.server.stop()
+
+
+def test_a_broken_download_is_a_store_error_not_a_corrupt_blob() -> None:
+    """The download's chunks are a plain generator here that fails half-way (a connection
+    dropped mid-object cannot be produced on demand against a real server)."""
+    from cashet.stores.objects.streams import ChunkReader, download_raw, verified_reader
+
+    data = noise(3 << 20)
+    h = blob_hash(data)
+    stored = encode_blob(data)
+
+    def chunks() -> Iterator[bytes]:
+        yield stored[: 1 << 20]
+        raise ConnectionResetError("connection reset by peer")
+
+    def fail(exc: Exception) -> StoreError:
+        return StoreError(f"cannot read: {exc}")
+
+    with pytest.raises(StoreError, match="reset") as info:
+        with verified_reader(ChunkReader(chunks(), fail), h, len(data)) as f:  # type: ignore[arg-type]
+            f.read()
+    assert not isinstance(info.value, BlobCorruptedError)
+    source = chunks()
+    first = memoryview(next(source))
+    with pytest.raises(StoreError, match="reset") as info:
+        download_raw(source, first[1:], len(data), h, fail)
+    assert not isinstance(info.value, BlobCorruptedError)

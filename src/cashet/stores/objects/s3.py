@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import itertools
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
 from datetime import timedelta
 from typing import IO, Any, Literal, cast
@@ -248,10 +248,11 @@ class S3BlobStore:
                 chunks = iter(result.stream(_READ))
                 first = memoryview(next(chunks, b"")).cast("B")
                 if first[:1] == BLOB_RAW:  # most large blobs: straight into one buffer
-                    return download_raw(chunks, first[1:], stored - 1, hash)  # type: ignore[return-value]
-                reader = cast(IO[bytes], ChunkReader(itertools.chain([first], chunks)))
+                    fail = self._broken(hash)
+                    return download_raw(chunks, first[1:], stored - 1, hash, fail)  # type: ignore[return-value]
+                reader = self._reader(hash, itertools.chain([first], chunks))
             else:
-                reader = _download(result)
+                reader = self._reader(hash, result.stream(_READ))
             out = read_encoded(reader, stored, hash)
             data: bytes | bytearray = out if len(out) >= _READINTO_MIN else bytes(out)
             del out
@@ -259,9 +260,18 @@ class S3BlobStore:
         except BlobCorruptedError as exc:
             self._discard(hash)
             raise BlobCorruptedError(f"{exc} (object {self._where(hash)})", hash) from exc
+        except StoreError:
+            raise
         except Exception as exc:
             raise self._fail(f"read blob {hash[:16]}…", exc) from None
         return data  # type: ignore[return-value]  # bytearray when large
+
+    def _broken(self, hash: str) -> Callable[[Exception], StoreError]:
+        return lambda exc: self._fail(f"read blob {hash[:16]}… (the download broke)", exc)
+
+    def _reader(self, hash: str, chunks: Any) -> IO[bytes]:
+        """A download as a readable file (a failure in it is a ``StoreError``)."""
+        return cast(IO[bytes], ChunkReader(chunks, self._broken(hash)))
 
     def _get(self, hash: str) -> Any:
         import obstore
@@ -283,7 +293,7 @@ class S3BlobStore:
     def _opened(self, hash: str, size: int) -> Iterator[IO[bytes]]:
         result = self._get(hash)
         try:
-            with verified_reader(_download(result), hash, size) as reader:
+            with verified_reader(self._reader(hash, result.stream(_READ)), hash, size) as reader:
                 yield reader
         except BlobCorruptedError as exc:
             self._discard(hash)
@@ -347,8 +357,3 @@ def _raw_chunks(parts: BlobParts) -> Iterator[memoryview | bytes]:
         view = memoryview(part).cast("B")
         for i in range(0, view.nbytes, _PART):
             yield view[i : i + _PART]
-
-
-def _download(result: Any) -> IO[bytes]:
-    """obstore's ``GetResult`` as a readable file, in chunks of ``_PART`` bytes."""
-    return cast(IO[bytes], ChunkReader(result.stream(_READ)))

@@ -5,11 +5,11 @@ a blob's decoded bytes hashed as they are read (verified at the end of the block
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import IO, Any
 
-from cashet.errors import BlobCorruptedError
+from cashet.errors import BlobCorruptedError, StoreError
 from cashet.hashing._blake import new_hasher
 from cashet.stores.blobs import open_decoded
 
@@ -23,8 +23,9 @@ class ChunkReader(io.RawIOBase):
     frame header, then seeks back to byte 1); the chunks are never joined.
     """
 
-    def __init__(self, chunks: Iterable[Any]) -> None:
+    def __init__(self, chunks: Iterable[Any], fail: Callable[[Exception], StoreError]) -> None:
         self._chunks = iter(chunks)
+        self._fail = fail  # a download that breaks is a StoreError, never a corrupt blob
         self._buf = memoryview(b"")
         self._off = 0
         self._start = 0  # where the current chunk starts in the stream
@@ -49,7 +50,10 @@ class ChunkReader(io.RawIOBase):
     def readinto(self, buffer: Any) -> int:
         out = memoryview(buffer).cast("B")
         while self._off >= len(self._buf):
-            chunk = next(self._chunks, None)
+            try:
+                chunk = next(self._chunks, None)
+            except Exception as exc:
+                raise self._fail(exc) from None
             if chunk is None:
                 return 0
             self._start += len(self._buf)
@@ -83,6 +87,8 @@ class HashingReader(io.RawIOBase):
             scratch = bytearray(1 << 20)
             while self.readinto(scratch):
                 pass
+        except StoreError:
+            raise  # the source failed (a download broke): not a verdict on the bytes
         except Exception:  # a damaged zstd frame
             return False
         return bool(self._hasher.hexdigest() == h)
@@ -101,6 +107,8 @@ def verified_reader(f: IO[bytes], h: str, size: int) -> Iterator[IO[bytes]]:
         reader = HashingReader(decoded, size)
         try:
             yield io.BufferedReader(reader, 1 << 16)
+        except StoreError:
+            raise  # the source failed (a download broke): not a verdict on the bytes
         except Exception as exc:
             if reader.intact(h):
                 raise
@@ -113,7 +121,13 @@ def verified_reader(f: IO[bytes], h: str, size: int) -> Iterator[IO[bytes]]:
             )
 
 
-def download_raw(chunks: Iterator[Any], first: memoryview, size: int, h: str) -> bytearray:
+def download_raw(
+    chunks: Iterator[Any],
+    first: memoryview,
+    size: int,
+    h: str,
+    fail: Callable[[Exception], StoreError],
+) -> bytearray:
     """The ``size`` bytes of a raw blob downloaded as ``chunks`` (``first`` already taken,
     past its header byte) in one ``bytearray``, verified against ``h``.
 
@@ -123,6 +137,7 @@ def download_raw(chunks: Iterator[Any], first: memoryview, size: int, h: str) ->
 
     Raises:
         BlobCorruptedError: the bytes do not match ``h``, or there are more or fewer.
+        StoreError: the download broke (``fail`` makes it).
     """
     out = bytearray()
     hasher = new_hasher(size)
@@ -132,7 +147,10 @@ def download_raw(chunks: Iterator[Any], first: memoryview, size: int, h: str) ->
         hasher.update(chunk)
         if len(out) > size:
             raise BlobCorruptedError(f"blob {h[:16]}… is longer than its {size} bytes", h)
-        chunk = next(chunks, None)
+        try:
+            chunk = next(chunks, None)
+        except Exception as exc:
+            raise fail(exc) from None
     if len(out) != size or hasher.hexdigest() != h:
         raise BlobCorruptedError(f"blob {h[:16]}… is corrupt: its bytes do not match its hash", h)
     return out
