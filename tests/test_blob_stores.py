@@ -584,3 +584,17 @@ def test_a_broken_download_is_a_store_error_not_a_corrupt_blob() -> None:
     with pytest.raises(StoreError, match="reset") as info:
         download_raw(source, first[1:], len(data), h, fail)
     assert not isinstance(info.value, BlobCorruptedError)
+
+
+def test_signed_store_with_blobs_in_a_bucket(
+    s3_server: S3Server, s3_bucket: str, tmp_path: Path
+) -> None:
+    key = "team-key-0123456789abcdef"
+    store = SQLiteStore(tmp_path / "meta", blobs=s3_server.blob_store(s3_bucket))
+    with Client(store=store, signing_key=key, local_cache=tmp_path / "cache") as client:
+        ref = client.submit(big_result, 3 << 20)
+        assert client.submit(big_result, 3 << 20).cached
+        assert client.submit(big_result, 3 << 20).load() == noise(3 << 20)
+        assert store.blobs.exists(ref.hash)
+        config = store_config(client.store)
+        assert SECRET_KEY not in repr(config) and key not in repr(config)
