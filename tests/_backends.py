@@ -85,6 +85,36 @@ def _redis_async(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Sto
             drop_prefix(url, prefix)
 
 
+@backend("postgres")
+def _postgres(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Store]:
+    from cashet.postgres_store import PostgresStore
+    from tests._postgres import drop_schema, fresh_schema
+
+    dsn = request.getfixturevalue("postgres_dsn")
+    schema = fresh_schema()
+    store = PostgresStore(dsn, schema=schema)
+    try:
+        yield store
+    finally:
+        store.close()
+        drop_schema(dsn, schema)
+
+
+@backend("postgres-async")
+def _postgres_async(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Store]:
+    from cashet.postgres_store import AsyncPostgresStore
+    from tests._postgres import drop_schema, fresh_schema
+
+    dsn = request.getfixturevalue("postgres_dsn")
+    schema = fresh_schema()
+    with SyncAdapter(lambda: AsyncPostgresStore(dsn, schema=schema)) as store:
+        try:
+            yield store  # type: ignore[misc]
+        finally:
+            store.close()
+            drop_schema(dsn, schema)
+
+
 class SyncAdapter:
     """The sync ``Store`` API over an ``AsyncStore``, so one contract suite tests both.
 
