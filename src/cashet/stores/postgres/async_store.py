@@ -48,7 +48,10 @@ async def _exec(cur: Any, q: Q) -> Any:
     if q.fetch == "many":
         await cur.executemany(q.sql, q.params)
         return None
-    await cur.execute(q.sql, q.params, binary=q.binary)
+    if q.binary:
+        await cur.execute(q.sql, q.params, binary=True)
+    else:
+        await cur.execute(q.sql, q.params)
     if q.fetch == "count":
         return cur.rowcount
     if q.fetch == "one":
@@ -61,7 +64,9 @@ async def adrive(conn: Any, flow: Flow[T], tx: bool = False) -> T:
     if tx:
         async with conn.transaction():
             return await adrive(conn, flow)
-    cur = conn.cursor()
+    cur = getattr(conn, "_cashet_cursor", None)  # one per connection (see store.drive)
+    if cur is None or cur.closed:
+        cur = conn._cashet_cursor = conn.cursor()
     try:
         item = next(flow)
         while True:
@@ -72,8 +77,6 @@ async def adrive(conn: Any, flow: Flow[T], tx: bool = False) -> T:
             item = flow.send(reply)
     except StopIteration as stop:
         return stop.value  # type: ignore[no-any-return]
-    finally:
-        await cur.close()
 
 
 def _encode(data: bytes) -> tuple[str, bytes]:
