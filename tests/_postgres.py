@@ -75,3 +75,13 @@ def drop_schema(dsn: str, schema: str) -> None:
 
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@pytest.fixture
+def pg_url(postgres_dsn: str) -> Iterator[str]:
+    """A store URL of a fresh schema in this run's database (dropped after the test)."""
+    schema = fresh_schema()
+    try:
+        yield f"{postgres_dsn}?schema={schema}"
+    finally:
+        drop_schema(postgres_dsn, schema)

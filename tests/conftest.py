@@ -11,7 +11,7 @@ from packaging.markers import Marker
 
 from cashet.protocols import Store
 from tests._backends import BACKENDS
-from tests._postgres import postgres_dsn  # noqa: F401  (a fixture for every test)
+from tests._postgres import pg_url, postgres_dsn  # noqa: F401  (fixtures for every test)
 from tests._redis import redis_server_url, redis_url  # noqa: F401  (fixtures for every test)
 
 #: Every ``client`` test runs on each: the sync ``Client`` and the ``AsyncClient`` (behind a
