@@ -101,9 +101,7 @@ def test_task_longer_than_lease_is_not_run_twice(tmp_path: Path, shared: str) ->
     assert len(_runs(log)) == 1
 
 
-def test_sigkilled_holder_is_taken_over_at_once_on_same_host(
-    tmp_path: Path, shared: str
-) -> None:
+def test_sigkilled_holder_is_taken_over_at_once_on_same_host(tmp_path: Path, shared: str) -> None:
     store, log = shared, tmp_path / "runs.log"
     # A 300 s lease: only the dead-pid check lets the second worker in quickly.
     victim = _spawn(tmp_path, store, log, 60, 300)
