@@ -254,3 +254,26 @@ def test_lease_of_a_foreign_host_blocks_until_expiry(store: PostgresStore) -> No
     fp2 = make_commit(args="2").fingerprint
     assert store.try_claim(fp2, expired)
     assert store.try_claim(fp2, make_lease("me"))  # taken over at expiry
+
+
+def test_doctor_reports_and_repairs(pg_url: str) -> None:
+    with Client(store=pg_url) as c:
+        big = c.submit(noise, 20_000)
+        small = c.submit(double, 3)
+        store = c.store
+        assert isinstance(store, PostgresStore)
+        assert c.check().ok
+        raw(store, "DELETE FROM {s}.blob_data")  # the big result's bytes are lost
+        raw(store, "UPDATE {s}.blobs SET refs = 7")  # counts gone wrong
+        raw(store, "INSERT INTO {s}.blob_data VALUES ('ff', '\\x00'::bytea)")  # a stray
+        assert store.try_claim(FP, make_lease("gone", seconds=-1))
+        report = c.check()
+        kinds = sorted({f.kind for f in report.remaining})
+        assert kinds == ["missing_blob", "orphan_blob", "refcount", "stale_lease"]
+        repaired = c.check(repair=True)
+        assert repaired.ok and not repaired.remaining
+        assert c.check().ok
+        assert c.show(big.commit_hash) is None  # removed: the call recomputes
+        assert c.show(small.commit_hash) is not None
+    result = CliRunner().invoke(main, ["--store", pg_url, "doctor"])
+    assert result.exit_code == 0, result.output

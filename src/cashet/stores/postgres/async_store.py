@@ -25,7 +25,7 @@ from psycopg import sql as pgsql
 from cashet._process import current_pid
 from cashet.errors import BlobCorruptedError
 from cashet.models import Commit, Lease, ObjectRef, TaskStatus
-from cashet.protocols import BlobParts, Hit, HitCounts, ResultData, TagQuery
+from cashet.protocols import BlobParts, CheckReport, Hit, HitCounts, ResultData, TagQuery
 from cashet.stores.base import AsyncStoreBase
 from cashet.stores.blobs import blob_hash, decode_blob, encode_blob, verify_blob
 from cashet.stores.hits import HitBatch, HitRecorder
@@ -269,6 +269,9 @@ class AsyncPostgresStore(PgStoreBase, AsyncStoreBase):
 
     async def touch(self, hash: str, when: datetime) -> None:
         await self._run(self._ops.touch(hash, when))
+
+    async def check(self, repair: bool = False) -> CheckReport:
+        return await self._run(self._ops.check(repair, repr(self)))
 
     async def quarantined(self) -> list[QuarantineEntry]:
         return await self._run(self._ops.quarantined())

@@ -17,8 +17,8 @@ from cashet.errors import StoreError, StoreUnavailableError
 from cashet.stores.config import StoreConfig
 from cashet.stores.postgres.blob_table import BlobBackend, BlobTable
 from cashet.stores.postgres.calls import Flow, Q
+from cashet.stores.postgres.doctor_ops import DoctorOps
 from cashet.stores.postgres.schema import SCHEMA_VERSION, Sql
-from cashet.stores.postgres.upkeep_ops import UpkeepOps
 
 __all__ = ["DOC_ARGS", "PgStoreBase", "migrate"]
 
@@ -99,7 +99,7 @@ class PgStoreBase:
         self._max_connections = max(2, max_connections)
         self._connect_timeout = connect_timeout
         self._closed = False
-        self._ops = UpkeepOps(self._sql, self._blobs, inline_threshold, repr(self))
+        self._ops = DoctorOps(self._sql, self._blobs, inline_threshold, repr(self))
         self._ops.host = _process.hostname()
 
     def __repr__(self) -> str:

@@ -25,7 +25,7 @@ from psycopg import sql as pgsql
 from cashet._process import current_pid
 from cashet.errors import BlobCorruptedError
 from cashet.models import Commit, Lease, ObjectRef, TaskStatus
-from cashet.protocols import BlobParts, Hit, HitCounts, ResultData, TagQuery
+from cashet.protocols import BlobParts, CheckReport, Hit, HitCounts, ResultData, TagQuery
 from cashet.stores.base import StoreBase
 from cashet.stores.blobs import blob_hash, decode_blob, encode_blob, verify_blob
 from cashet.stores.hits import HitBatch, HitRecorder
@@ -280,6 +280,11 @@ class PostgresStore(PgStoreBase, StoreBase):
     def touch(self, hash: str, when: datetime) -> None:
         """Set the commit's ``last_accessed`` to ``when`` (an unknown hash is ignored)."""
         self._run(self._ops.touch(hash, when))
+
+    def check(self, repair: bool = False) -> CheckReport:
+        """Check the store's invariants; with ``repair``, fix what can be fixed (see
+        :mod:`cashet.stores.postgres.doctor_ops`)."""
+        return self._run(self._ops.check(repair, repr(self)))
 
     def quarantined(self) -> list[QuarantineEntry]:
         """Every damaged entry set aside, oldest first (see :mod:`cashet.stores.quarantine`)."""
