@@ -26,6 +26,10 @@ def noise(n: int) -> bytes:
     return random.Random(n).randbytes(n)
 
 
+def same_noise(n: int) -> bytes:
+    return random.Random(n).randbytes(n)
+
+
 def fails() -> None:
     raise ZeroDivisionError("recorded as a failed commit")
 
@@ -145,3 +149,19 @@ def test_cli_push_and_pull(tmp_path: Path, pg_url: str) -> None:
     assert "already there" in pulled.output
     again = runner.invoke(main, ["--store", pg_url, "push", str(tmp_path / "b")])
     assert again.exit_code == 0 and "Pushed 0 commit(s)" in again.output
+
+
+@pytest.mark.postgres
+def test_batches_keep_reference_counts_and_tags(tmp_path: Path, pg_url: str) -> None:
+    # Two commits share one result; a push writes both with their tags in one batch.
+    with Client(store_dir=tmp_path / "a") as a:
+        x = a.submit(noise, 3000, _tags={"team": "a"})
+        a.submit(same_noise, 3000, _tags={"team": "b"})  # the same result bytes
+        a.submit(noise, 10)
+        assert a.push(pg_url).copied == 3
+    with Client(store=pg_url) as remote:
+        assert remote.check().ok  # reference counts agree with the commits
+        assert [c.hash for c in remote.log(tags={"team": "a"})] == [x.commit_hash]
+        assert remote.stats()["stored_objects"] == 2
+        assert remote.rm(x.commit_hash)
+        assert remote.get(x.hash) == noise(3000)  # still used by the other commit

@@ -24,15 +24,17 @@ from collections.abc import Iterator, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from cashet._progress import progress
-from cashet.errors import BlobError, StoreError
+from cashet.errors import BlobError
 from cashet.models import Commit
 from cashet.protocols import Store, supports
 from cashet.stores.base import full_store
 
-__all__ = ["CommitPresence", "SyncResult", "copy_commits"]
+__all__ = ["BatchWriter", "CommitPresence", "SyncResult", "copy_commits"]
 
-#: Commits handled per batch (one presence query each).
+#: Commits handled per batch (one presence query each, one write transaction).
 BATCH = 1000
+#: A batch is written early once its blobs add up to this many bytes.
+BATCH_BYTES = 64 << 20
 
 
 @runtime_checkable
@@ -87,11 +89,27 @@ class SyncResult(int):
         }
 
 
+@runtime_checkable
+class BatchWriter(Protocol):
+    """A store capability: blobs and commits written a batch at a time (one transaction),
+    and which blobs it has, in one round trip."""
+
+    def have_blobs(self, hashes: Sequence[str]) -> set[str]: ...
+    def put_many(self, blobs: Sequence[bytes], commits: Sequence[Commit]) -> None: ...
+
+
 def _have(store: Any, hashes: list[str]) -> set[str]:
     if supports(store, CommitPresence):
         found: set[str] = store.have_commits(hashes)
         return found
     return {h for h in hashes if store.get_commit(h) is not None}
+
+
+def _have_blobs(store: Any, hashes: list[str]) -> set[str]:
+    if supports(store, BatchWriter):
+        found: set[str] = store.have_blobs(hashes)
+        return found
+    return {h for h in hashes if store.has_blob(h)}
 
 
 def _batches(commits: Iterator[Commit]) -> Iterator[list[Commit]]:
@@ -103,6 +121,35 @@ def _batches(commits: Iterator[Commit]) -> Iterator[list[Commit]]:
             batch = []
     if batch:
         yield batch
+
+
+class _Writer:
+    """What is waiting to be written to the target: blobs first, then their commits."""
+
+    def __init__(self, target: Any) -> None:
+        self.target = target
+        self.batched = supports(target, BatchWriter)
+        self.blobs: list[bytes] = []
+        self.commits: list[Commit] = []
+        self.size = 0
+
+    def add(self, commit: Commit, blob: bytes | None) -> None:
+        if blob is not None:
+            self.blobs.append(blob)
+            self.size += len(blob)
+        self.commits.append(commit)
+        if self.size >= BATCH_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.batched:
+            self.target.put_many(self.blobs, self.commits)
+        else:
+            for blob in self.blobs:
+                self.target.put_blob(blob)
+            for commit in self.commits:
+                self.target.put_commit(commit)
+        self.blobs, self.commits, self.size = [], [], 0
 
 
 def copy_commits(source: Store, target: Store, label: str = "copying") -> SyncResult:
@@ -119,44 +166,35 @@ def copy_commits(source: Store, target: Store, label: str = "copying") -> SyncRe
     Raises:
         StoreError: a store failed; what was copied before stays (run again to resume).
     """
-    src, dst = full_store(source), full_store(target)
+    src = full_store(source)
+    dst: Any = target if supports(target, BatchWriter) else full_store(target)
     copied = present = blobs = size = 0
     skipped: list[str] = []
-    known: set[str] = set()  # blobs the target has (seen or written in this run)
+    known: set[str] = set()  # blobs the target has (found there, or written in this run)
+    writer = _Writer(dst)
     total = int(src.stats().get("total_commits", 0))
     with progress(total, label, min_total=1) as advance:
         for batch in _batches(src.iter_commits()):
             have = _have(dst, [c.hash for c in batch])
-            for commit in batch:
-                if commit.hash in have:
-                    present += 1
-                elif _copy_blob(src, dst, commit, known, skipped):
-                    if commit.result is not None and commit.result.hash not in known:
-                        known.add(commit.result.hash)
-                        blobs += 1
-                        size += commit.result.size
-                    dst.put_commit(commit)
-                    copied += 1
+            new = [c for c in batch if c.hash not in have]
+            present += len(batch) - len(new)
+            wanted = {c.result.hash for c in new if c.result is not None} - known
+            known |= _have_blobs(dst, sorted(wanted))
+            for commit in new:
+                result, data = commit.result, None
+                if result is not None and result.hash not in known:
+                    try:
+                        data = src.get_blob(result)  # verified against its hash
+                    except BlobError:
+                        skipped.append(commit.hash)
+                        continue
+                    known.add(result.hash)
+                    blobs += 1
+                    size += len(data)
+                writer.add(commit, data)
+                copied += 1
+            writer.flush()
+            advance(f"{copied} copied, {present} there already", step=False)
+            for _ in batch:
                 advance()
-            advance(f"{copied} copied, {present} there already")
     return SyncResult(copied, present, blobs, size, tuple(skipped))
-
-
-def _copy_blob(src: Any, dst: Any, commit: Commit, known: set[str], skipped: list[str]) -> bool:
-    """Make sure ``dst`` has ``commit``'s result blob, copied verified from ``src``
-    (``known``: blobs it has already; a copied one is added by the caller). ``False``
-    when the source cannot give it (the commit is skipped)."""
-    result = commit.result
-    if result is None or result.hash in known:
-        return True
-    if dst.has_blob(result.hash):
-        known.add(result.hash)  # there already: not counted as copied
-        return True
-    try:
-        data = src.get_blob(result)  # verified against its hash
-    except BlobError:
-        skipped.append(commit.hash)
-        return False
-    if dst.put_blob(data).hash != result.hash:  # pragma: no cover - get_blob verified it
-        raise StoreError(f"blob {result.hash[:16]}... changed while it was copied")
-    return True

@@ -261,6 +261,14 @@ class AsyncPostgresStore(PgStoreBase, AsyncStoreBase):
     async def have_commits(self, hashes: Sequence[str]) -> set[str]:
         return await self._run(self._ops.have_commits(hashes))
 
+    async def have_blobs(self, hashes: Sequence[str]) -> set[str]:
+        return await self._run(self._ops.have_blobs(hashes))
+
+    async def put_many(self, blobs: Sequence[bytes], commits: Sequence[Commit]) -> None:
+        encoded = await asyncio.to_thread(lambda: [(*_encode(b), b) for b in blobs])
+        batch = [(h, len(b), e) for h, e, b in encoded]
+        await self._run(self._ops.put_many(batch, commits), True)
+
     async def get_history(self, hash: str) -> list[Commit]:
         return await self._run(self._ops.history(hash))
 

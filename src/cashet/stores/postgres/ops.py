@@ -244,6 +244,41 @@ class CommitOps:
             found.update(r[0] for r in rows)
         return found
 
+    def put_many(
+        self, blobs: Sequence[tuple[str, int, bytes]], commits: Sequence[Commit]
+    ) -> Flow[None]:
+        """Store encoded blobs ``(hash, size, encoded)``, then record ``commits``: a few
+        statements for the whole batch (run as one transaction)."""
+        inline: list[bytes | None] = []
+        for h, _, encoded in blobs:
+            if len(encoded) >= self.inline_threshold:
+                yield from self.blobs.put_if_absent(h, encoded)
+                inline.append(None)
+            else:
+                inline.append(encoded)
+        if blobs:
+            index = ([b[0] for b in blobs], [b[1] for b in blobs], [len(b[2]) for b in blobs])
+            yield Q(self.sql.many_blobs, (time.time(), *index, inline), "count")
+        rows = {}
+        for commit in commits:
+            check_commit_hash(commit)
+            rows[commit.hash] = commit_row(commit, commit.sealed_json or stored_json(commit))
+        if not rows:
+            return
+        columns = [list(col) for col in zip(*rows.values(), strict=True)]
+        tags = [(c.hash, k, str(v)) for c in commits for k, v in c.tags.items()]
+        tag_columns = [list(col) for col in zip(*tags, strict=True)] if tags else [[], [], []]
+        yield Q(self.sql.many_commits, (*columns, *tag_columns), "count")
+
+    def have_blobs(self, hashes: Sequence[str]) -> Flow[set[str]]:
+        """Which of the blobs ``hashes`` are stored here (one query per thousand)."""
+        found: set[str] = set()
+        wanted = list(dict.fromkeys(hashes))
+        for i in range(0, len(wanted), 1000):
+            rows = yield Q(self.sql.have_blobs, (wanted[i : i + 1000],))
+            found.update(r[0] for r in rows)
+        return found
+
     def touch(self, hash: str, when: Any) -> Flow[None]:
         yield Q(self.sql.touch, (to_epoch(when), hash), "count")
 

@@ -269,6 +269,16 @@ class PostgresStore(PgStoreBase, StoreBase):
         """Which of ``hashes`` this store records (``push``/``pull`` ask in batches)."""
         return self._run(self._ops.have_commits(hashes))
 
+    def have_blobs(self, hashes: Sequence[str]) -> set[str]:
+        """Which of the blobs ``hashes`` this store has."""
+        return self._run(self._ops.have_blobs(hashes))
+
+    def put_many(self, blobs: Sequence[bytes], commits: Sequence[Commit]) -> None:
+        """Store ``blobs``, then record ``commits``, in one transaction (``push``/``pull``:
+        a batch costs a few round trips, not a few per commit)."""
+        encoded = [(blob_hash(b), len(b), encode_blob(b)) for b in blobs]
+        self._run(self._ops.put_many(encoded, commits), True)
+
     def get_history(self, hash: str) -> list[Commit]:
         """Return every unexpired commit with the same fingerprint as ``hash``, oldest first."""
         return self._run(self._ops.history(hash))
