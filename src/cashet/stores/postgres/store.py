@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import suppress
 from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar
@@ -75,6 +76,24 @@ def drive(conn: Any, flow: Flow[T], tx: bool = False) -> T:
         return stop.value  # type: ignore[no-any-return]
 
 
+class _Held:
+    """The connection a thread keeps out of the pool (the hit path skips the checkout); it
+    goes back to the pool when the thread ends (or the store closes)."""
+
+    __slots__ = ("conn", "pid", "pool")
+
+    def __init__(self, pool: psycopg_pool.ConnectionPool) -> None:
+        self.pool = pool
+        self.pid = -1  # until the connection is ours (getconn may raise)
+        self.conn = pool.getconn()
+        self.pid = current_pid()
+
+    def __del__(self) -> None:
+        if self.pid == current_pid():
+            with suppress(Exception):
+                self.pool.putconn(self.conn)
+
+
 class PostgresStore(PgStoreBase, StoreBase):
     """A ``Store`` in PostgreSQL, shared by every process and machine that reaches it.
 
@@ -100,6 +119,7 @@ class PostgresStore(PgStoreBase, StoreBase):
         self._pool: psycopg_pool.ConnectionPool | None = None
         self._pool_pid = -1
         self._pool_lock = threading.Lock()
+        self._local = threading.local()
         self._hits = HitRecorder(self._write_hits, repr(self))
         self.record_hit = self._hits.record  # type: ignore[method-assign]
         self._prepare()
@@ -153,20 +173,31 @@ class PostgresStore(PgStoreBase, StoreBase):
                 self._pool_pid = current_pid()
             return self._pool
 
+    def _conn(self) -> Any:
+        """This thread's connection (held out of the pool; a new one after a fork)."""
+        try:
+            held = self._local.held
+            if held.pid == current_pid() and held.pool is self._pool:
+                return held.conn
+        except AttributeError:
+            pass
+        self._local.held = _Held(self._get_pool())
+        return self._local.held.conn
+
     def _run(self, flow: Flow[T], tx: bool = False, what: str = "") -> T:
         if self._closed:
             raise self._closed_error()
-        pool = self._get_pool()
         try:
-            conn = pool.getconn()
+            conn = self._conn()
         except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
             raise self._error(exc, what or "connect") from None
         try:
             return drive(conn, flow, tx)
         except psycopg.Error as exc:
+            if conn.closed or conn.broken:  # a new connection next time
+                with suppress(AttributeError):
+                    del self._local.held
             raise self._error(exc, what or _name(flow)) from None
-        finally:
-            pool.putconn(conn)
 
     # blobs
 
