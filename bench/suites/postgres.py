@@ -142,8 +142,12 @@ def filled_schema(dsn: str, schema: str, commits: int) -> None:
     cls(dsn, schema=schema).close()  # created and migrated
     with psycopg.connect(dsn, autocommit=True) as conn:
         marker = f'"{schema}".meta'
+        version = conn.execute(
+            f"SELECT value FROM {marker} WHERE key = 'schema_version'"
+        ).fetchone()[0]
+        want = f"{commits} v{version}"  # rebuilt when the schema changes
         have = conn.execute(f"SELECT value FROM {marker} WHERE key = 'bench_fill'").fetchone()
-        if have is not None and int(have[0]) == commits:
+        if have is not None and have[0] == want:
             return
         conn.execute(f'TRUNCATE "{schema}".commits CASCADE')
         step = 100_000
@@ -154,7 +158,7 @@ def filled_schema(dsn: str, schema: str, commits: int) -> None:
         conn.execute(
             f"INSERT INTO {marker} (key, value) VALUES ('bench_fill', %s)"
             " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            (str(commits),),
+            (want,),
         )
 
 

@@ -91,6 +91,7 @@ class DoctorOps(UpkeepOps):
             action = ""
             if repair:
                 yield Q(self.sql.forget_blob, (h,), "one")
+                yield Q(self.sql.blob_lost, (h,), "count")
                 doomed = yield Q(f"SELECT hash FROM {s}.commits WHERE result_hash = %s", (h,))
                 for (commit,) in doomed:
                     yield Tx(self.delete_one(commit))

@@ -259,6 +259,7 @@ class CommitOps:
         if blobs:
             index = ([b[0] for b in blobs], [b[1] for b in blobs], [len(b[2]) for b in blobs])
             yield Q(self.sql.many_blobs, (time.time(), *index, inline), "count")
+            yield Q(self.sql.blobs_found, (index[0],), "count")
         rows = {}
         for commit in commits:
             check_commit_hash(commit)
@@ -299,7 +300,8 @@ class CommitOps:
             yield from self.blobs.put_if_absent(h, encoded)
             inline = None
         now = time.time()
-        yield Q(self.sql.insert_blob, (h, size, len(encoded), inline, h, now), "count")
+        if (yield Q(self.sql.insert_blob, (h, size, len(encoded), inline, h, now), "count")):
+            yield Q(self.sql.blob_found, (inline, h), "count")  # commits that had lost it
         return ref
 
     def get_encoded(self, h: str) -> Flow[bytes]:
@@ -317,12 +319,14 @@ class CommitOps:
         data = yield from self.blobs.get(h)
         if data is None:
             yield Q(self.sql.forget_blob, (h,), "one")
+            yield Q(self.sql.blob_lost, (h,), "count")
             raise BlobMissingError(f"blob {h[:16]}... is lost from {self.blobs!r}", h)
         return data
 
     def forget_blob(self, h: str) -> Flow[None]:
         """Drop a damaged blob (its index row and its bytes)."""
         row = yield Q(self.sql.forget_blob, (h,), "one")
+        yield Q(self.sql.blob_lost, (h,), "count")
         if row is not None and row[0]:
             yield from self.blobs.delete(h)
 

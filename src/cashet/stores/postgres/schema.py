@@ -25,6 +25,9 @@ _V1: tuple[str, ...] = (
     "CREATE TABLE {s}.meta (key text PRIMARY KEY, value text NOT NULL)",
     # A commit's columns exist for the indexes; ``body`` (stored_json) is what is returned
     # once verified. ``last_accessed`` is the one mutable field: the column is its truth.
+    # The hit path reads this one row: ``inline`` is a copy of a small result's encoded
+    # bytes (verified when read; the blob index stays the truth) and ``result_lost`` says
+    # the result blob is not stored (kept by every write that adds or drops a blob).
     """
     CREATE TABLE {s}.commits (
         hash          text PRIMARY KEY,
@@ -37,7 +40,9 @@ _V1: tuple[str, ...] = (
         last_accessed double precision,
         result_hash   text,
         body          text NOT NULL,
-        seq           bigserial NOT NULL
+        seq           bigserial NOT NULL,
+        inline        bytea,
+        result_lost   boolean NOT NULL DEFAULT false
     )
     """,
     # The hit path: one index probe (completed, cacheable runs of a fingerprint, newest first).
@@ -124,18 +129,25 @@ _QUERIES: dict[str, str] = {
     "migrate_lock": "SELECT pg_advisory_xact_lock(hashtext(%s))",
     # commits
     "insert_commit": "INSERT INTO {s}.commits (hash, fingerprint, func_name, status,"
-    " cacheable, created_at, expires_at, last_accessed, result_hash, body)"
-    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (hash) DO NOTHING",
+    " cacheable, created_at, expires_at, last_accessed, result_hash, body, inline,"
+    " result_lost) SELECT u.*, b.inline, u.result_hash IS NOT NULL AND b.hash IS NULL"
+    " FROM (VALUES (%s, %s, %s, %s, %s::boolean, %s::float8, %s::float8, %s::float8,"
+    " %s, %s)) AS u (hash, fingerprint, func_name, status, cacheable, created_at,"
+    " expires_at, last_accessed, result_hash, body)"
+    " LEFT JOIN {s}.blobs b ON b.hash = u.result_hash ON CONFLICT (hash) DO NOTHING",
     "insert_tag": "INSERT INTO {s}.tags (hash, key, value, created_at) VALUES (%s, %s, %s, %s)"
     " ON CONFLICT DO NOTHING",
     "ref_blob": "UPDATE {s}.blobs SET refs = refs + 1 WHERE hash = %s",
     "get_commit": f"SELECT {_COMMIT_COLS} FROM {{s}}.commits c WHERE c.hash = %s",
-    "find_hit": "SELECT c.hash, c.body, c.last_accessed, b.inline FROM {s}.commits c"
-    " LEFT JOIN {s}.blobs b ON b.hash = c.result_hash"
-    " WHERE c.fingerprint = %s AND c.status = 'completed' AND c.cacheable"
-    " AND (c.expires_at IS NULL OR c.expires_at > %s)"
-    " AND (c.result_hash IS NULL OR b.hash IS NOT NULL)"
-    " ORDER BY c.created_at DESC LIMIT 1",
+    "find_hit": "SELECT hash, body, last_accessed, inline FROM {s}.commits"
+    " WHERE fingerprint = %s AND status = 'completed' AND cacheable AND NOT result_lost"
+    " AND (expires_at IS NULL OR expires_at > %s) ORDER BY created_at DESC LIMIT 1",
+    "blob_found": "UPDATE {s}.commits SET result_lost = false, inline = %s"
+    " WHERE result_hash = %s AND result_lost",
+    "blobs_found": "UPDATE {s}.commits c SET result_lost = false, inline = b.inline"
+    " FROM {s}.blobs b WHERE b.hash = ANY(%s) AND c.result_hash = b.hash AND c.result_lost",
+    "blob_lost": "UPDATE {s}.commits SET result_lost = true, inline = NULL"
+    " WHERE result_hash = %s",
     "latest": f"SELECT {_COMMIT_COLS} FROM {{s}}.commits c WHERE c.fingerprint = %s"
     " ORDER BY c.created_at DESC LIMIT 1",
     "history": f"SELECT {_COMMIT_COLS} FROM {{s}}.commits c WHERE c.fingerprint ="
@@ -157,9 +169,12 @@ _QUERIES: dict[str, str] = {
     " FROM unnest(%s::text[], %s::bigint[], %s::bigint[], %s::bytea[])"
     " AS x(hash, size, stored, inline) ON CONFLICT (hash) DO NOTHING",
     "many_commits": "WITH ins AS (INSERT INTO {s}.commits (hash, fingerprint, func_name,"
-    " status, cacheable, created_at, expires_at, last_accessed, result_hash, body)"
-    " SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::boolean[],"
+    " status, cacheable, created_at, expires_at, last_accessed, result_hash, body, inline,"
+    " result_lost) SELECT u.*, b.inline, u.result_hash IS NOT NULL AND b.hash IS NULL"
+    " FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::boolean[],"
     " %s::float8[], %s::float8[], %s::float8[], %s::text[], %s::text[])"
+    " AS u (hash, fingerprint, func_name, status, cacheable, created_at, expires_at,"
+    " last_accessed, result_hash, body) LEFT JOIN {s}.blobs b ON b.hash = u.result_hash"
     " ON CONFLICT (hash) DO NOTHING RETURNING hash, result_hash, created_at),"
     " tagged AS (INSERT INTO {s}.tags (hash, key, value, created_at)"
     " SELECT t.hash, t.key, t.value, ins.created_at"
