@@ -107,7 +107,6 @@ class AsyncPostgresStore(PgStoreBase, AsyncStoreBase):
         connect_timeout: float = 10.0,
     ) -> None:
         super().__init__(dsn, schema, blobs, inline_threshold, max_connections, connect_timeout)
-        self._pool: psycopg_pool.AsyncConnectionPool | None = None
         self._pool_key: tuple[int, Any] = (-1, None)
         self._opening: asyncio.Lock | None = None
         self._writer: PostgresStore | None = None
@@ -127,7 +126,7 @@ class AsyncPostgresStore(PgStoreBase, AsyncStoreBase):
 
     # driver
 
-    async def _get_pool(self) -> psycopg_pool.AsyncConnectionPool:
+    async def _get_pool(self) -> Any:
         key = (current_pid(), asyncio.get_running_loop())
         pool = self._pool
         if pool is not None and self._pool_key == key:

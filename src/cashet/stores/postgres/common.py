@@ -9,6 +9,8 @@ text is masked the same way before it is quoted.
 from __future__ import annotations
 
 import re
+import threading
+import weakref
 from typing import Any
 
 from cashet import _process
@@ -39,6 +41,21 @@ DOC_ARGS = """
             password masked).
         StoreError: the schema was written by a newer cashet, or cannot be created.
     """
+
+#: Every store of this process, so that a forked child can drop its parent's pools.
+_stores: weakref.WeakSet[PgStoreBase] = weakref.WeakSet()
+#: What a forked child inherited (pools, held connections): kept, never used, never closed
+#: or collected (their sockets are the parent's; collecting them could disturb it).
+_inherited: list[Any] = []
+
+
+@_process.after_fork_in_child
+def _forget_pools_in_child() -> None:
+    for store in list(_stores):
+        _inherited.append((store.__dict__.get("_pool"), store.__dict__.get("_local")))
+        store._pool = None
+        store._local = threading.local()
+
 
 _SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$]{0,62}")
 
@@ -101,6 +118,9 @@ class PgStoreBase:
         self._closed = False
         self._ops = DoctorOps(self._sql, self._blobs, inline_threshold, repr(self))
         self._ops.host = _process.hostname()
+        self._pool: Any = None
+        self._local = threading.local()
+        _stores.add(self)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({mask_url(self._dsn)!r}, schema={self._schema!r})"

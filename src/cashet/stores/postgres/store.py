@@ -116,10 +116,8 @@ class PostgresStore(PgStoreBase, StoreBase):
         connect_timeout: float = 10.0,
     ) -> None:
         super().__init__(dsn, schema, blobs, inline_threshold, max_connections, connect_timeout)
-        self._pool: psycopg_pool.ConnectionPool | None = None
         self._pool_pid = -1
         self._pool_lock = threading.Lock()
-        self._local = threading.local()
         self._hits = HitRecorder(self._write_hits, repr(self))
         self.record_hit = self._hits.record  # type: ignore[method-assign]
         self._prepare()
@@ -149,7 +147,7 @@ class PostgresStore(PgStoreBase, StoreBase):
         except psycopg.Error as exc:
             raise self._error(exc, "open the store") from None
 
-    def _get_pool(self) -> psycopg_pool.ConnectionPool:
+    def _get_pool(self) -> Any:
         pool = self._pool
         if pool is not None and self._pool_pid == current_pid():
             return pool
