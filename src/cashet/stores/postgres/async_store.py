@@ -108,7 +108,7 @@ class AsyncPostgresStore(PgStoreBase, AsyncStoreBase):
     ) -> None:
         super().__init__(dsn, schema, blobs, inline_threshold, max_connections, connect_timeout)
         self._pool_key: tuple[int, Any] = (-1, None)
-        self._opening: asyncio.Lock | None = None
+        self._opening: dict[tuple[int, Any], asyncio.Lock] = {}
         self._writer: PostgresStore | None = None
         self._hits = HitRecorder(self._write_hits, repr(self))
         self.record_hit = self._hits.record  # type: ignore[method-assign]
@@ -131,9 +131,10 @@ class AsyncPostgresStore(PgStoreBase, AsyncStoreBase):
         pool = self._pool
         if pool is not None and self._pool_key == key:
             return pool
-        if self._opening is None or self._pool_key[0] != key[0]:
-            self._opening = asyncio.Lock()
-        async with self._opening:
+        opening = self._opening.get(key)
+        if opening is None:  # one per loop (and per process): a lock belongs to its loop
+            opening = self._opening[key] = asyncio.Lock()
+        async with opening:
             if self._closed:
                 raise self._closed_error()
             if self._pool is not None and self._pool_key == key:
