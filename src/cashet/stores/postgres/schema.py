@@ -162,23 +162,23 @@ _QUERIES: dict[str, str] = {
     "touch": "UPDATE {s}.commits SET last_accessed = %s WHERE hash = %s",
     "fix_columns": "UPDATE {s}.commits SET fingerprint = %s, func_name = %s, status = %s,"
     " cacheable = %s, created_at = %s, expires_at = %s, result_hash = %s WHERE hash = %s",
-    # many at once (push and pull)
+    # many at once (push and pull); arrays sent in binary (%b): no text escaping
     "many_blobs": "INSERT INTO {s}.blobs (hash, size, stored, inline, refs, created)"
     " SELECT x.hash, x.size, x.stored, x.inline,"
     " (SELECT count(*) FROM {s}.commits c WHERE c.result_hash = x.hash), %s"
-    " FROM unnest(%s::text[], %s::bigint[], %s::bigint[], %s::bytea[])"
+    " FROM unnest(%b::text[], %b::bigint[], %b::bigint[], %b::bytea[])"
     " AS x(hash, size, stored, inline) ON CONFLICT (hash) DO NOTHING",
     "many_commits": "WITH ins AS (INSERT INTO {s}.commits (hash, fingerprint, func_name,"
     " status, cacheable, created_at, expires_at, last_accessed, result_hash, body, inline,"
     " result_lost) SELECT u.*, b.inline, u.result_hash IS NOT NULL AND b.hash IS NULL"
-    " FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::boolean[],"
-    " %s::float8[], %s::float8[], %s::float8[], %s::text[], %s::text[])"
+    " FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::boolean[],"
+    " %b::float8[], %b::float8[], %b::float8[], %b::text[], %b::text[])"
     " AS u (hash, fingerprint, func_name, status, cacheable, created_at, expires_at,"
     " last_accessed, result_hash, body) LEFT JOIN {s}.blobs b ON b.hash = u.result_hash"
     " ON CONFLICT (hash) DO NOTHING RETURNING hash, result_hash, created_at),"
     " tagged AS (INSERT INTO {s}.tags (hash, key, value, created_at)"
     " SELECT t.hash, t.key, t.value, ins.created_at"
-    " FROM unnest(%s::text[], %s::text[], %s::text[]) AS t(hash, key, value)"
+    " FROM unnest(%b::text[], %b::text[], %b::text[]) AS t(hash, key, value)"
     " JOIN ins ON ins.hash = t.hash ON CONFLICT DO NOTHING)"
     " UPDATE {s}.blobs b SET refs = b.refs + x.n FROM (SELECT result_hash, count(*) AS n"
     " FROM ins WHERE result_hash IS NOT NULL GROUP BY result_hash) x"
