@@ -29,7 +29,7 @@ from cashet.protocols import BlobParts, CheckReport, Hit, HitCounts, ResultData,
 from cashet.stores.base import AsyncStoreBase
 from cashet.stores.blobs import blob_hash, decode_blob, encode_blob, verify_blob
 from cashet.stores.hits import HitBatch, HitRecorder
-from cashet.stores.postgres.blob_table import BlobBackend
+from cashet.stores.postgres.blob_table import ExternalBlobs
 from cashet.stores.postgres.calls import Flow, Q, Tx
 from cashet.stores.postgres.common import DOC_ARGS, PgStoreBase, current_version, migrate
 from cashet.stores.postgres.schema import SCHEMA_VERSION
@@ -59,24 +59,35 @@ async def _exec(cur: Any, q: Q) -> Any:
     return await cur.fetchall()
 
 
-async def adrive(conn: Any, flow: Flow[T], tx: bool = False) -> T:
-    """Run ``flow`` on the async ``conn`` (in one transaction with ``tx``)."""
+def _step(flow: Flow[Any], value: Any) -> tuple[bool, Any]:
+    # StopIteration cannot cross a Future (asyncio turns it into a TypeError): report it.
+    try:
+        return False, flow.send(value)
+    except StopIteration as stop:
+        return True, stop.value
+
+
+async def adrive(conn: Any, flow: Flow[T], tx: bool = False, off_loop: bool = False) -> T:
+    """Run ``flow`` on the async ``conn`` (in one transaction with ``tx``). ``off_loop``:
+    the flow's own steps run in a worker thread (they call a blob store that blocks)."""
     if tx:
         async with conn.transaction():
-            return await adrive(conn, flow)
+            return await adrive(conn, flow, False, off_loop)
     cur = getattr(conn, "_cashet_cursor", None)  # one per connection (see store.drive)
     if cur is None or cur.closed:
         cur = conn._cashet_cursor = conn.cursor()
-    try:
-        item = next(flow)
-        while True:
-            if isinstance(item, Tx):
-                reply = await adrive(conn, item.flow, True)
-            else:
-                reply = await _exec(cur, item)
-            item = flow.send(reply)
-    except StopIteration as stop:
-        return stop.value  # type: ignore[no-any-return]
+    reply: Any = None
+    while True:
+        if off_loop:
+            done, item = await asyncio.to_thread(_step, flow, reply)
+        else:
+            done, item = _step(flow, reply)
+        if done:
+            return item  # type: ignore[no-any-return]
+        if isinstance(item, Tx):
+            reply = await adrive(conn, item.flow, True, off_loop)
+        else:
+            reply = await _exec(cur, item)
 
 
 def _encode(data: bytes) -> tuple[str, bytes]:
@@ -101,7 +112,7 @@ class AsyncPostgresStore(PgStoreBase, AsyncStoreBase):
         dsn: str = "postgresql://localhost/postgres",
         *,
         schema: str = "cashet",
-        blobs: BlobBackend | None = None,
+        blobs: Any = None,
         inline_threshold: int = 1024,
         max_connections: int = 16,
         connect_timeout: float = 10.0,
@@ -110,6 +121,7 @@ class AsyncPostgresStore(PgStoreBase, AsyncStoreBase):
         self._pool_key: tuple[int, Any] = (-1, None)
         self._opening: dict[tuple[int, Any], asyncio.Lock] = {}
         self._writer: PostgresStore | None = None
+        self._external = isinstance(self._blobs, ExternalBlobs)
         self._hits = HitRecorder(self._write_hits, repr(self))
         self.record_hit = self._hits.record  # type: ignore[method-assign]
 
@@ -161,7 +173,9 @@ class AsyncPostgresStore(PgStoreBase, AsyncStoreBase):
             self._pool, self._pool_key = pool, key
             return pool
 
-    async def _run(self, flow: Flow[T], tx: bool = False) -> T:
+    async def _run(self, flow: Flow[T], tx: bool = False, blobs: bool = False) -> T:
+        """Run ``flow``; ``blobs``: it may call the blob store, whose calls block when it is
+        not the ``blob_data`` table (they are made in a worker thread then)."""
         if self._closed:
             raise self._closed_error()
         pool = await self._get_pool()
@@ -170,7 +184,7 @@ class AsyncPostgresStore(PgStoreBase, AsyncStoreBase):
         except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
             raise self._error(exc, "connect") from None
         try:
-            return await adrive(conn, flow, tx)
+            return await adrive(conn, flow, tx, blobs and self._external)
         except psycopg.Error as exc:
             raise self._error(exc, _name(flow)) from None
         finally:
@@ -183,20 +197,22 @@ class AsyncPostgresStore(PgStoreBase, AsyncStoreBase):
             h, encoded = await asyncio.to_thread(_encode, data)
         else:
             h, encoded = _encode(data)
-        return await self._run(self._ops.put_encoded(h, len(data), encoded), True)
+        return await self._run(self._ops.put_encoded(h, len(data), encoded), True, True)
 
     async def put_blob_parts(self, parts: BlobParts) -> ObjectRef:
         data = b"".join(parts) if len(parts) != 1 else bytes(parts[0])
         return await self.put_blob(data)
 
     async def get_blob(self, ref: ObjectRef) -> bytes:
-        encoded = await self._run(self._ops.get_encoded(ref.hash))
         try:
+            encoded, verified = await self._run(self._ops.read_blob(ref.hash), blobs=True)
+            if verified:
+                return encoded
             if len(encoded) >= _OFF_LOOP_BYTES:
                 return await asyncio.to_thread(_decode, encoded, ref.hash)
             return _decode(encoded, ref.hash)
         except BlobCorruptedError:
-            await self._run(self._ops.forget_blob(ref.hash), True)
+            await self._run(self._ops.forget_blob(ref.hash), True, True)
             raise
 
     async def has_blob(self, hash: str) -> bool:
@@ -267,7 +283,7 @@ class AsyncPostgresStore(PgStoreBase, AsyncStoreBase):
     async def put_many(self, blobs: Sequence[bytes], commits: Sequence[Commit]) -> None:
         encoded = await asyncio.to_thread(lambda: [(*_encode(b), b) for b in blobs])
         batch = [(h, len(b), e) for h, e, b in encoded]
-        await self._run(self._ops.put_many(batch, commits), True)
+        await self._run(self._ops.put_many(batch, commits), True, True)
 
     async def get_history(self, hash: str) -> list[Commit]:
         return await self._run(self._ops.history(hash))
@@ -279,7 +295,7 @@ class AsyncPostgresStore(PgStoreBase, AsyncStoreBase):
         await self._run(self._ops.touch(hash, when))
 
     async def check(self, repair: bool = False) -> CheckReport:
-        return await self._run(self._ops.check(repair, repr(self)))
+        return await self._run(self._ops.check(repair, repr(self)), blobs=True)
 
     async def quarantined(self) -> list[QuarantineEntry]:
         return await self._run(self._ops.quarantined())
@@ -313,13 +329,14 @@ class AsyncPostgresStore(PgStoreBase, AsyncStoreBase):
 
     async def evict(self, older_than: datetime, max_size_bytes: int | None = None) -> int:
         await self.flush_hits()
-        return await self._run(self._ops.evict(older_than, max_size_bytes, self.orphan_grace))
+        flow = self._ops.evict(older_than, max_size_bytes, self.orphan_grace)
+        return await self._run(flow, blobs=True)
 
     async def delete_commit(self, hash: str) -> bool:
-        return await self._run(self._ops.delete_commit(hash))
+        return await self._run(self._ops.delete_commit(hash), blobs=True)
 
     async def delete_by_tags(self, tags: TagQuery) -> int:
-        return await self._run(self._ops.delete_by_tags(tags))
+        return await self._run(self._ops.delete_by_tags(tags), blobs=True)
 
     # leases
 

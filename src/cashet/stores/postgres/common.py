@@ -17,7 +17,7 @@ from cashet import _process
 from cashet._humanize import mask_url
 from cashet.errors import StoreError, StoreUnavailableError
 from cashet.stores.config import StoreConfig
-from cashet.stores.postgres.blob_table import BlobBackend, BlobTable
+from cashet.stores.postgres.blob_table import BlobBackend, BlobTable, ExternalBlobs
 from cashet.stores.postgres.calls import Flow, Q
 from cashet.stores.postgres.doctor_ops import DoctorOps
 from cashet.stores.postgres.schema import SCHEMA_VERSION, Sql
@@ -29,8 +29,8 @@ DOC_ARGS = """
         dsn: a libpq connection string or ``postgresql://`` URL.
         schema: the PostgreSQL schema holding the store's tables (created, and migrated
             forward, on first use); stores with different schemas share nothing.
-        blobs: where the bytes of larger blobs go (default: the ``blob_data`` table of the
-            same schema).
+        blobs: where the bytes of larger blobs go: a blob store (``S3BlobStore``,
+            ``FileBlobStore``; default: the ``blob_data`` table of the same schema).
         inline_threshold: blobs whose encoded form is smaller than this many bytes are
             kept in their index row, read with the commit on a hit.
         max_connections: the size of the connection pool (per process).
@@ -111,7 +111,7 @@ class PgStoreBase:
         self._dsn = dsn
         self._schema = schema
         self._sql = Sql(schema)
-        self._blobs = BlobTable(self._sql) if blobs is None else blobs
+        self._blobs = self._backend(blobs)
         self._inline_threshold = inline_threshold
         self._max_connections = max(2, max_connections)
         self._connect_timeout = connect_timeout
@@ -122,20 +122,54 @@ class PgStoreBase:
         self._local = threading.local()
         _stores.add(self)
 
+    def _backend(self, blobs: Any) -> BlobBackend:
+        """The blob backend for ``blobs=``: the ``blob_data`` table when ``None``; a blob
+        store (or its ``BlobStoreConfig``, as a worker gets it) behind :class:`ExternalBlobs`;
+        a backend as it is."""
+        if blobs is None:
+            return BlobTable(self._sql)
+        from cashet.stores.objects.base import BlobStoreConfig
+
+        if isinstance(blobs, BlobStoreConfig):
+            from cashet.stores.objects.opening import open_blob_store
+
+            blobs = open_blob_store(blobs)
+        if isinstance(blobs, BlobTable | ExternalBlobs):
+            return blobs
+        return ExternalBlobs(blobs)
+
+    @property
+    def blobs(self) -> Any:
+        """The blob store holding the larger blobs (``blobs=``), or ``None`` when they are
+        kept in the ``blob_data`` table."""
+        return self._blobs.store if isinstance(self._blobs, ExternalBlobs) else None
+
+    @blobs.setter
+    def blobs(self, blobs: Any) -> None:
+        if not isinstance(self._blobs, ExternalBlobs):
+            raise ValueError(f"{self!r} keeps its blobs in PostgreSQL: there is no blob store")
+        self._blobs.store = blobs
+
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({mask_url(self._dsn)!r}, schema={self._schema!r})"
+        where = "" if self.blobs is None else f", blobs={self.blobs!r}"
+        return (
+            f"{type(self).__name__}({mask_url(self._dsn)!r}, schema={self._schema!r}{where})"
+        )
 
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickled as its configuration: unpickling reconnects (a worker process)."""
         return (_reopen, (type(self), self._dsn, self._options()))
 
     def _options(self) -> dict[str, Any]:
-        return {
+        options: dict[str, Any] = {
             "schema": self._schema,
             "inline_threshold": self._inline_threshold,
             "max_connections": self._max_connections,
             "connect_timeout": self._connect_timeout,
         }
+        if self.blobs is not None:
+            options["blobs"] = self.blobs.config  # a worker opens its own
+        return options
 
     @property
     def config(self) -> StoreConfig:

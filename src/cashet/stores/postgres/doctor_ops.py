@@ -21,6 +21,7 @@ from typing import Any
 from cashet.core import leases as _lease
 from cashet.hashing.commits import verified_commit
 from cashet.protocols import CheckReport
+from cashet.stores.postgres.blob_table import BlobTable
 from cashet.stores.postgres.calls import Flow, Q, Tx
 from cashet.stores.postgres.schema import commit_row
 from cashet.stores.postgres.upkeep_ops import UpkeepOps, lease_of
@@ -83,10 +84,17 @@ class DoctorOps(UpkeepOps):
             " ON b.hash = c.result_hash WHERE c.result_hash IS NOT NULL AND b.hash IS NULL"
             " AND c.status = 'completed'"
         )
-        lost = yield Q(
-            f"SELECT b.hash FROM {s}.blobs b LEFT JOIN {s}.blob_data d ON d.hash = b.hash"
-            " WHERE b.inline IS NULL AND d.hash IS NULL"
-        )
+        table = isinstance(self.blobs, BlobTable)
+        if table:
+            lost = yield Q(
+                f"SELECT b.hash FROM {s}.blobs b LEFT JOIN {s}.blob_data d ON d.hash = b.hash"
+                " WHERE b.inline IS NULL AND d.hash IS NULL"
+            )
+        else:  # a blob store: asked blob by blob
+            lost = []
+            for (h,) in (yield Q(f"SELECT hash FROM {s}.blobs WHERE inline IS NULL")):
+                if not (yield from self.blobs.exists(h)):
+                    lost.append((h,))
         for (h,) in [*missing, *lost]:
             action = ""
             if repair:
@@ -109,6 +117,8 @@ class DoctorOps(UpkeepOps):
                     yield Q(f"UPDATE {s}.blobs SET refs = %s WHERE hash = %s", (actual, h), "count")
                     action = "recounted"
                 report.add("refcount", h, f"counted {refs} references, {actual} exist", action)
+        if not table:
+            return  # a blob store's stray objects: its own listing (not checked here)
         stray = yield Q(
             f"SELECT d.hash FROM {s}.blob_data d LEFT JOIN {s}.blobs b ON b.hash = d.hash"
             " WHERE b.hash IS NULL"

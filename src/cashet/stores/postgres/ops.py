@@ -304,8 +304,9 @@ class CommitOps:
             yield Q(self.sql.blob_found, (inline, h), "count")  # commits that had lost it
         return ref
 
-    def get_encoded(self, h: str) -> Flow[bytes]:
-        """A blob's stored (encoded) bytes, unverified.
+    def read_blob(self, h: str) -> Flow[tuple[bytes, bool]]:
+        """A blob's bytes: ``(stored form, False)`` to decode and verify, or ``(bytes,
+        True)`` verified already by the blob store.
 
         Raises:
             BlobMissingError: not stored (a lost copy's index row is dropped: storing the
@@ -315,7 +316,7 @@ class CommitOps:
         if row is None:
             raise BlobMissingError(f"blob {h[:16]}... is not in the store", h)
         if row[0] is not None:
-            return bytes(row[0])
+            return bytes(row[0]), False
         data = yield from self.blobs.get(h)
         if data is None:
             yield Q(self.sql.forget_blob, (h,), "one")

@@ -30,7 +30,6 @@ from cashet.protocols import BlobParts, CheckReport, Hit, HitCounts, ResultData,
 from cashet.stores.base import StoreBase
 from cashet.stores.blobs import blob_hash, decode_blob, encode_blob, verify_blob
 from cashet.stores.hits import HitBatch, HitRecorder
-from cashet.stores.postgres.blob_table import BlobBackend
 from cashet.stores.postgres.calls import Flow, Q, Tx
 from cashet.stores.postgres.common import DOC_ARGS, PgStoreBase, current_version, migrate
 from cashet.stores.postgres.schema import SCHEMA_VERSION
@@ -110,7 +109,7 @@ class PostgresStore(PgStoreBase, StoreBase):
         dsn: str = "postgresql://localhost/postgres",
         *,
         schema: str = "cashet",
-        blobs: BlobBackend | None = None,
+        blobs: Any = None,
         inline_threshold: int = 1024,
         max_connections: int = 16,
         connect_timeout: float = 10.0,
@@ -215,9 +214,11 @@ class PostgresStore(PgStoreBase, StoreBase):
             BlobCorruptedError: the stored bytes do not match; the copy is dropped, so
                 that storing the same bytes again repairs it.
         """
-        encoded = self._run(self._ops.get_encoded(ref.hash))
         try:
-            data = decode_blob(encoded, ref.hash)
+            payload, verified = self._run(self._ops.read_blob(ref.hash))
+            if verified:
+                return payload
+            data = decode_blob(payload, ref.hash)
             verify_blob(data, ref.hash)
         except BlobCorruptedError:
             self._run(self._ops.forget_blob(ref.hash), True)
