@@ -13,6 +13,7 @@ import random
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -25,6 +26,7 @@ from cashet.cli import main
 from cashet.errors import BlobMissingError, StoreError, StoreUnavailableError
 from cashet.postgres_store import AsyncPostgresStore, PostgresStore
 from cashet.stores.shipping import open_store, store_config
+from tests.test_blob_stores import aws_env  # noqa: F401  (a fixture)
 from tests.test_store_contract import FP, make_commit, make_lease
 
 pytestmark = pytest.mark.postgres
@@ -277,3 +279,34 @@ def test_doctor_reports_and_repairs(pg_url: str) -> None:
         assert c.show(small.commit_hash) is not None
     result = CliRunner().invoke(main, ["--store", pg_url, "doctor"])
     assert result.exit_code == 0, result.output
+
+
+@pytest.mark.usefixtures("aws_env")
+def test_blobs_in_a_bucket_by_url_with_a_local_cache(
+    pg_url: str, s3_server: Any, s3_bucket: str, tmp_path: Path
+) -> None:
+    from cashet.blob_store import FileBlobStore
+    from cashet.stores.objects.cached import CachedBlobStore
+    from tests._s3 import SECRET_KEY
+    from tests.test_blob_stores import s3_url
+
+    url = f"{pg_url}&blobs={s3_url(s3_server, s3_bucket)}"
+    with Client(store=url, local_cache=tmp_path / "cache") as client:
+        store = client.store
+        assert isinstance(store, PostgresStore)
+        assert isinstance(store.blobs, CachedBlobStore)
+        ref = client.submit(noise, 200_000)
+        again = client.submit(noise, 200_000)
+        assert again.cached and again.load() == noise(200_000)
+        assert store.stats()["blob_objects"] == 1
+        assert raw(store, "SELECT count(*) FROM {s}.blob_data") == [(0,)]  # in the bucket
+        config = store_config(store, remote=True)
+        assert SECRET_KEY not in repr(store) + repr(config)
+    assert ref.hash in {h for h, _ in FileBlobStore(tmp_path / "cache").iter_blobs()}
+    shipped = open_store(pickle.loads(pickle.dumps(config)))  # a worker: its own blob store
+    assert pickle.loads(shipped.get_blob(ref.commit.result)) == noise(200_000)  # type: ignore[arg-type]
+
+
+def test_local_cache_refused_for_blobs_kept_in_postgres(pg_url: str) -> None:
+    with pytest.raises(ValueError, match="keeps its blobs in PostgreSQL"):
+        Client(store=pg_url, local_cache="x")

@@ -152,9 +152,7 @@ class PgStoreBase:
 
     def __repr__(self) -> str:
         where = "" if self.blobs is None else f", blobs={self.blobs!r}"
-        return (
-            f"{type(self).__name__}({mask_url(self._dsn)!r}, schema={self._schema!r}{where})"
-        )
+        return f"{type(self).__name__}({mask_url(self._dsn)!r}, schema={self._schema!r}{where})"
 
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickled as its configuration: unpickling reconnects (a worker process)."""

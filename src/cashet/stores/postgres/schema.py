@@ -146,8 +146,7 @@ _QUERIES: dict[str, str] = {
     " WHERE result_hash = %s AND result_lost",
     "blobs_found": "UPDATE {s}.commits c SET result_lost = false, inline = b.inline"
     " FROM {s}.blobs b WHERE b.hash = ANY(%s) AND c.result_hash = b.hash AND c.result_lost",
-    "blob_lost": "UPDATE {s}.commits SET result_lost = true, inline = NULL"
-    " WHERE result_hash = %s",
+    "blob_lost": "UPDATE {s}.commits SET result_lost = true, inline = NULL WHERE result_hash = %s",
     "latest": f"SELECT {_COMMIT_COLS} FROM {{s}}.commits c WHERE c.fingerprint = %s"
     " ORDER BY c.created_at DESC LIMIT 1",
     "history": f"SELECT {_COMMIT_COLS} FROM {{s}}.commits c WHERE c.fingerprint ="
