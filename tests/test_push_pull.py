@@ -165,3 +165,22 @@ def test_batches_keep_reference_counts_and_tags(tmp_path: Path, pg_url: str) -> 
         assert remote.stats()["stored_objects"] == 2
         assert remote.rm(x.commit_hash)
         assert remote.get(x.hash) == noise(3000)  # still used by the other commit
+
+
+def test_a_signing_client_pulls_only_commits_signed_with_its_key(tmp_path: Path) -> None:
+    key, other = "k" * 32, "o" * 32
+    with Client(store_dir=tmp_path / "plain") as plain:
+        plain.submit(noise, 10)  # unsigned
+    with Client(store_dir=tmp_path / "other", signing_key=other) as foreign:
+        foreign.submit(noise, 20)  # signed with another key
+    with Client(store_dir=tmp_path / "team", signing_key=key) as team:
+        mine = team.submit(noise, 30)
+        team.push(str(tmp_path / "out"))
+    with Client(store_dir=tmp_path / "mine", signing_key=key) as client:
+        assert client.pull(str(tmp_path / "plain")).copied == 0
+        assert len(client.pull(str(tmp_path / "plain")).skipped) == 1  # never signed by us
+        assert client.pull(str(tmp_path / "other")).copied == 0
+        assert client.pull(str(tmp_path / "out")).copied == 1  # carries its signature
+        assert client.submit(noise, 30).cached
+        assert client.check().ok
+        assert [c.hash for c in client.log()] == [mine.commit_hash]

@@ -15,7 +15,9 @@ third-party one) can be synchronised:
 * with a **progress** bar on a terminal (:mod:`cashet._progress`).
 
 A commit whose result blob is missing or corrupt in the source is not copied (it is listed
-in ``skipped``): the target would only have a commit that can never be a hit.
+in ``skipped``): the target would only have a commit that can never be a hit. Into a store
+with a signing key, only the commits signed with that key are copied (the others are
+skipped: the target never signs a commit it did not make).
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ class SyncResult(int):
         blobs: result blobs written to the target (the others it had).
         bytes: their total size.
         skipped: hashes of commits not copied: their result blob was missing or corrupt
-            in the source.
+            in the source, or the target signs and they are not signed with its key.
     """
 
     copied: int
@@ -126,9 +128,9 @@ def _batches(commits: Iterator[Commit]) -> Iterator[list[Commit]]:
 class _Writer:
     """What is waiting to be written to the target: blobs first, then their commits."""
 
-    def __init__(self, target: Any) -> None:
+    def __init__(self, target: Any, batched: bool) -> None:
         self.target = target
-        self.batched = supports(target, BatchWriter)
+        self.batched = batched
         self.blobs: list[bytes] = []
         self.commits: list[Commit] = []
         self.size = 0
@@ -167,11 +169,16 @@ def copy_commits(source: Store, target: Store, label: str = "copying") -> SyncRe
         StoreError: a store failed; what was copied before stays (run again to resume).
     """
     src = full_store(source)
-    dst: Any = target if supports(target, BatchWriter) else full_store(target)
+    # A signing target (a client with a team key) writes commit by commit through its own
+    # checks, and takes only commits signed with its key: it never signs what it did not
+    # make (an unsigned or foreign commit is skipped).
+    key = getattr(target, "signing_key", None)
+    batched = key is None and supports(target, BatchWriter)
+    dst: Any = target if batched else full_store(target)
     copied = present = blobs = size = 0
     skipped: list[str] = []
     known: set[str] = set()  # blobs the target has (found there, or written in this run)
-    writer = _Writer(dst)
+    writer = _Writer(dst, batched)
     total = int(src.stats().get("total_commits", 0))
     with progress(total, label, min_total=1) as advance:
         for batch in _batches(src.iter_commits()):
@@ -181,6 +188,9 @@ def copy_commits(source: Store, target: Store, label: str = "copying") -> SyncRe
             wanted = {c.result.hash for c in new if c.result is not None} - known
             known |= _have_blobs(dst, sorted(wanted))
             for commit in new:
+                if key is not None and key.verdict(commit):
+                    skipped.append(commit.hash)
+                    continue
                 result, data = commit.result, None
                 if result is not None and result.hash not in known:
                     try:
