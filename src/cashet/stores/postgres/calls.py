@@ -14,7 +14,7 @@ from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias, TypeVar
 
-__all__ = ["Flow", "Q", "Tx", "nothing"]
+__all__ = ["Flow", "Q", "Tx"]
 
 T = TypeVar("T")
 
@@ -49,9 +49,3 @@ class Tx:
 #: An operation: yields statements (or :class:`Tx` steps), receives their answers, returns
 #: its result.
 Flow: TypeAlias = Generator[Q | Tx, Any, T]
-
-
-def nothing(value: T) -> Flow[T]:
-    """A flow that asks for nothing and returns ``value``."""
-    return value
-    yield  # a generator  # pragma: no cover
