@@ -110,6 +110,36 @@ def _redis_async(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Sto
             drop_prefix(url, prefix)
 
 
+@backend("postgres")
+def _postgres(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Store]:
+    from cashet.postgres_store import PostgresStore
+    from tests._postgres import drop_schema, fresh_schema
+
+    dsn = request.getfixturevalue("postgres_dsn")
+    schema = fresh_schema()
+    store = PostgresStore(dsn, schema=schema)
+    try:
+        yield store
+    finally:
+        store.close()
+        drop_schema(dsn, schema)
+
+
+@backend("postgres-async")
+def _postgres_async(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Store]:
+    from cashet.postgres_store import AsyncPostgresStore
+    from tests._postgres import drop_schema, fresh_schema
+
+    dsn = request.getfixturevalue("postgres_dsn")
+    schema = fresh_schema()
+    with SyncAdapter(lambda: AsyncPostgresStore(dsn, schema=schema)) as store:
+        try:
+            yield store  # type: ignore[misc]
+        finally:
+            store.close()
+            drop_schema(dsn, schema)
+
+
 @backend("redis-s3")
 def _redis_s3(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Store]:
     from cashet.redis_store import RedisStore
@@ -143,6 +173,40 @@ def _redis_s3_async(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[
         finally:
             store.close()
             drop_prefix(url, prefix)
+
+
+@backend("postgres-s3")
+def _postgres_s3(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Store]:
+    from cashet.postgres_store import PostgresStore
+    from tests._postgres import drop_schema, fresh_schema
+
+    dsn = request.getfixturevalue("postgres_dsn")
+    server = request.getfixturevalue("s3_server")
+    schema = fresh_schema()
+    store = PostgresStore(dsn, schema=schema, blobs=server.blob_store(server.make_bucket()))
+    try:
+        yield store
+    finally:
+        store.close()
+        drop_schema(dsn, schema)
+
+
+@backend("postgres-s3-async")
+def _postgres_s3_async(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Store]:
+    from cashet.postgres_store import AsyncPostgresStore
+    from tests._postgres import drop_schema, fresh_schema
+
+    dsn = request.getfixturevalue("postgres_dsn")
+    blobs = request.getfixturevalue("s3_server").blob_store(
+        request.getfixturevalue("s3_server").make_bucket()
+    )
+    schema = fresh_schema()
+    with SyncAdapter(lambda: AsyncPostgresStore(dsn, schema=schema, blobs=blobs)) as store:
+        try:
+            yield store  # type: ignore[misc]
+        finally:
+            store.close()
+            drop_schema(dsn, schema)
 
 
 class SyncAdapter:

@@ -222,6 +222,25 @@ def test_dask_with_redis_store(dask_client: DaskClient, redis_url: str, tmp_path
         drop_prefix(redis_url, prefix)
 
 
+@pytest.mark.postgres
+def test_dask_and_processes_with_a_postgres_store(
+    dask_client: DaskClient, processes: ProcessExecutor, pg_url: str, tmp_path: Path
+) -> None:
+    # The store travels by its configuration; each worker process connects on its own.
+    log = str(tmp_path / "runs")
+    with Client(store=pg_url, executor=DaskExecutor(dask_client)) as client:
+        refs = client.submit_many([(counted_square, (log, i)) for i in range(3)], max_workers=3)
+        assert [r.load() for r in refs] == [0, 1, 4]
+    with Client(store=pg_url, executor=processes) as client:
+        assert all(client.submit(counted_square, log, i).cached for i in range(3))
+        assert client.submit(counted_square, log, 3).load() == 9
+    with Client(store=pg_url) as client:
+        assert client.check().ok
+    lines = [line.split() for line in runs(log)]
+    assert sorted(x for x, _ in lines) == ["0", "1", "2", "3"]  # each call ran once
+    assert str(os.getpid()) not in {pid for _, pid in lines}  # all in worker processes
+
+
 # --- ProcessExecutor: local processes, hard timeouts ------------------------------------
 
 

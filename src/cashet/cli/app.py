@@ -227,7 +227,8 @@ class _Group(click.Group):
     metavar="URL",
     envvar="CASHET_STORE",
     help="The store as a URL: sqlite:///path/to/.cashet, redis://host:6379/0, rediss://...,"
-    " unix:///path/redis.sock (instead of --store-dir) [env: CASHET_STORE].",
+    " unix:///path/redis.sock, postgresql://user@host/db?schema=cashet (instead of"
+    " --store-dir) [env: CASHET_STORE].",
 )
 @click.option(
     "--plain/--rich",

@@ -19,7 +19,9 @@ from cashet.stores.config import StoreConfig
 
 __all__ = ["StoreConfig", "open_store", "store_config"]
 
-_SHIPPABLE = "use SQLiteStore (workers on this host) or RedisStore (workers anywhere)"
+_SHIPPABLE = (
+    "use SQLiteStore (workers on this host), RedisStore or PostgresStore (workers anywhere)"
+)
 
 _opened: dict[bytes, Store] = {}
 _lock = threading.Lock()
@@ -109,4 +111,8 @@ def _open(config: StoreConfig) -> Store:
 
         raw = options.pop("options", None)
         return RedisStore(config.location, options=None if raw is None else dict(raw), **options)
+    if config.kind == "postgres":
+        from cashet.stores.postgres.store import PostgresStore
+
+        return PostgresStore(config.location, **options)
     raise ExecutorError(f"unknown kind of store to open: {config.kind!r}")

@@ -5,7 +5,10 @@
   embedded SQLite store in that directory;
 * ``redis://[:password@]host:port/db``, ``rediss://...`` (TLS), ``unix:///path/redis.sock``:
   the Redis store; ``?prefix=team:`` sets its key prefix (the other query parameters are
-  redis-py's).
+  redis-py's);
+* ``postgresql://[user[:password]@]host[:port]/dbname`` (or ``postgres://``): the
+  PostgreSQL store; ``?schema=team`` names the PostgreSQL schema of its tables (the other
+  query parameters are libpq's).
 
 Any of them may name its blob store (issue 16) with a last query parameter ``blobs=``, whose
 value is the rest of the URL (its own ``?...&...`` included):
@@ -26,8 +29,9 @@ from urllib.parse import parse_qsl, urlencode
 
 __all__ = ["SCHEMES", "open_async_store", "open_store", "sqlite_path"]
 
-SCHEMES = ("sqlite", "redis", "rediss", "unix")
+SCHEMES = ("sqlite", "redis", "rediss", "unix", "postgresql", "postgres")
 _REDIS = ("redis", "rediss", "unix")
+_POSTGRES = ("postgresql", "postgres")
 
 
 def _scheme(url: str) -> str:
@@ -88,6 +92,8 @@ def open_async_store(url: str, **options: Any) -> Any:
 
 def _open_url(url: str, asynchronous: bool, **options: Any) -> Any:
     url, options = with_blobs(url, options)
+    if _scheme(url) in _POSTGRES:
+        return _postgres(url, asynchronous, **options)
     path = sqlite_path(url)
     if path is not None:
         return _sqlite(path, asynchronous, **options)
@@ -143,6 +149,8 @@ def _client_store(
         return store
     store, blobs = with_blobs(store or "", {})
     if store:
+        if _scheme(store) in _POSTGRES:  # made read-only by the client's mode, as Redis
+            return _postgres(store, asynchronous, **blobs)
         path = sqlite_path(store)
         if path is None:  # Redis: made read-only by the client's mode, not by the store
             return _redis(store, asynchronous, **blobs)
@@ -181,6 +189,38 @@ def _sqlite(path: Path, asynchronous: bool, **options: Any) -> Any:
     from cashet.stores.sqlite.store import SQLiteStore
 
     return SQLiteStore(path, **options)
+
+
+def _postgres_args(url: str) -> tuple[str, dict[str, Any]]:
+    """The DSN for libpq (our ``schema`` parameter taken out of its query) and ours."""
+    base, sep, query = url.partition("?")
+    if not sep:
+        return url, {}
+    kwargs: dict[str, Any] = {}
+    kept = []
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        if key == "schema":
+            kwargs["schema"] = value
+        else:
+            kept.append((key, value))
+    return (f"{base}?{urlencode(kept)}" if kept else base), kwargs
+
+
+def _postgres(url: str, asynchronous: bool, **options: Any) -> Any:
+    """The PostgreSQL store ``url`` names (``cashet[postgres]``)."""
+    target, kwargs = _postgres_args(url)
+    try:
+        if asynchronous:
+            from cashet.stores.postgres.async_store import AsyncPostgresStore
+
+            return AsyncPostgresStore(target, **{**kwargs, **options})
+        from cashet.stores.postgres.store import PostgresStore
+    except ImportError as exc:
+        raise ImportError(
+            f"a postgresql: store needs psycopg and psycopg-pool: pip install"
+            f" 'cashet[postgres]' ({exc})"
+        ) from None
+    return PostgresStore(target, **{**kwargs, **options})
 
 
 # blob stores (issue 16)
