@@ -16,7 +16,14 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from cashet._queries import StoreQueries
 from cashet.models import Commit, TaskStatus
-from cashet.protocols import AsyncStore, Serializer, SyncBacked, TagQuery, supports
+from cashet.protocols import (
+    AsyncStore,
+    CommitPage,
+    Serializer,
+    SyncBacked,
+    TagQuery,
+    supports,
+)
 from cashet.stores.sync_view import SyncView
 
 if TYPE_CHECKING:
@@ -49,6 +56,18 @@ class AsyncQueries:
     ) -> list[Commit]:
         """List commits, newest first (as :meth:`Client.log <cashet.client.Client.log>`)."""
         return await self._sync(lambda c: c.log(func_name, limit, status, tags))
+
+    async def log_page(
+        self,
+        func_name: str | None = None,
+        status: TaskStatus | str | None = None,
+        tags: TagQuery | None = None,
+        text: str | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> CommitPage:
+        """One page of commits, newest first (as ``Client.log_page``)."""
+        return await self._sync(lambda c: c.log_page(func_name, status, tags, text, cursor, limit))
 
     async def show(self, hash: str) -> Commit | None:
         """Return the commit with this hash or unique prefix, or ``None`` (as ``Client.show``)."""

@@ -21,6 +21,7 @@ from cashet.protocols import (
     BlobOpener,
     CheckReport,
     Checkup,
+    CommitPage,
     Serializer,
     Store,
     StreamSerializer,
@@ -144,6 +145,50 @@ class StoreQueries:
         running.extend(commits)
         running.sort(key=lambda c: c.created_at, reverse=True)
         return running if limit is None else running[:limit]
+
+    def log_page(
+        self,
+        func_name: str | None = None,
+        status: TaskStatus | str | None = None,
+        tags: TagQuery | None = None,
+        text: str | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> CommitPage:
+        """One page of commits, newest first: :meth:`log` for browsing a large store.
+
+        Args:
+            func_name, status, tags: as :meth:`log`.
+            text: only commits whose hash starts with it or whose record (function,
+                arguments, tags, error, source) contains it, ignoring case. A page reads
+                at most ``provenance.pages.TEXT_WINDOW`` commits looking for it
+                (``partial`` then says the cursor continues the search).
+            cursor: the ``cursor`` of the previous page (``None``: the newest).
+            limit: the page size, 1 to 500.
+
+        Returns:
+            A :class:`~cashet.protocols.CommitPage` (``commits``, ``cursor``, ``scanned``,
+            ``partial``), hits filled in.
+
+        Raises:
+            ValueError: a bad ``limit``, ``status`` or ``cursor``.
+            TypeError: a filter of the wrong type.
+        """
+        from cashet.provenance.pages import MAX_PAGE, page_commits
+
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
+            raise ValueError(f"limit must be an integer from 1 to {MAX_PAGE}, not {limit!r}")
+        for name, value in (("func_name", func_name), ("text", text), ("cursor", cursor)):
+            if value is not None and not isinstance(value, str):
+                raise TypeError(f"{name} must be a str, not {type(value).__name__}")
+        query = None if tags is None else check_tag_query(tags) or None
+        wanted = parse_status(status)
+        if wanted is TaskStatus.RUNNING:  # calls in flight are leases, not stored commits
+            return CommitPage(self.log(func_name, limit, wanted, query))
+        flush_hits(self.store)
+        page = page_commits(self.store, func_name, wanted, query, text, cursor, limit)
+        page.commits = with_hits(self.store, page.commits)
+        return page
 
     def show(self, hash: str) -> Commit | None:
         """Return the commit with this hash or unique hash prefix, or ``None`` if none has it.

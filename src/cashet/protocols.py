@@ -56,6 +56,8 @@ __all__ = [
     "CheckReport",
     "Checkup",
     "CommitIterator",
+    "CommitPage",
+    "CommitPages",
     "Executor",
     "Finding",
     "Hit",
@@ -267,6 +269,48 @@ class CommitIterator(Protocol):
     """Every commit, oldest first (a ``Store`` method; a capability of async stores)."""
 
     def iter_commits(self) -> Iterator[Commit]: ...
+
+
+@dataclass(slots=True)
+class CommitPage:
+    """One page of commits, newest first (``Client.log_page``; the web UI's list).
+
+    Attributes:
+        commits: the page.
+        cursor: where the next (older) page starts; ``None`` when there is none.
+        scanned: how many commits were read to find the page (a text search reads at most
+            a window of them per page: ``cursor`` then continues the search).
+        partial: the text search stopped at its window before the page was full: older
+            commits may still match (follow ``cursor``).
+    """
+
+    commits: list[Commit]
+    cursor: str | None = None
+    scanned: int = 0
+    partial: bool = False
+
+
+@runtime_checkable
+class CommitPages(Protocol):
+    """Commits page by page, newest first, filtered (default: a scan of ``list_commits``)."""
+
+    def page_commits(
+        self,
+        func_name: str | None,
+        status: TaskStatus | None,
+        tags: TagQuery | None,
+        text: str | None,
+        cursor: str | None,
+        limit: int,
+        window: int,
+    ) -> CommitPage:
+        """Return up to ``limit`` commits older than ``cursor`` matching every filter.
+
+        ``text`` (lower case) matches a commit whose hash starts with it or whose stored
+        record (function, arguments, tags, error, source) contains it; at most ``window``
+        commits are read looking for it. ``cursor`` is what an earlier page returned.
+        """
+        ...
 
 
 @runtime_checkable

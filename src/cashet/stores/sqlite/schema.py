@@ -413,6 +413,7 @@ def select_commits(
     tags: TagQuery | None,
     driver: int | None = None,
     limit: int | None = None,
+    before: tuple[float, int] | None = None,
 ) -> tuple[str, list[Any]]:
     """Build a commit query (``c`` is the commits table), newest first.
 
@@ -424,6 +425,7 @@ def select_commits(
             ``None`` lets the commits indexes drive (function, status, creation time).
             Every other tag is a primary-key probe per candidate row, never a scan.
         limit: at most this many rows.
+        before: only rows older than this ``(created_at, rowid)`` (a page's cursor).
     """
     items = list((tags or {}).items())
     clauses: list[str] = []
@@ -438,6 +440,11 @@ def select_commits(
         order = "t.created_at DESC, c.rowid DESC"
         clauses.append("t.key = ?" if value is None else "t.key = ? AND t.value = ?")
         params += [key] if value is None else [key, value]
+    if before is not None:
+        # The first test is a range of the driving index; the second breaks ties.
+        at = "c.created_at" if driver is None else "t.created_at"
+        clauses.append(f"{at} <= ? AND ({at} < ? OR c.rowid < ?)")
+        params += [before[0], before[0], before[1]]
     more, more_params = _commit_clauses(func_name, None if status is None else str(status))
     clauses += more
     params += more_params

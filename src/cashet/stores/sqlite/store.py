@@ -56,6 +56,7 @@ from cashet.stores.sqlite.doctor import COUNTED, DoctorMixin, warn_files_left
 from cashet.stores.sqlite.files import READINTO_MIN, BlobFiles, unlink
 from cashet.stores.sqlite.layout import DB_FILE, check_store_dir
 from cashet.stores.sqlite.legacy import migrate_if_legacy
+from cashet.stores.sqlite.pages import PagesMixin
 from cashet.stores.sqlite.readonly import ReadOnlyMixin, unwritable
 from cashet.stores.sqlite.removal import RemovalMixin
 from cashet.stores.sqlite.schema import to_epoch
@@ -74,7 +75,14 @@ def _has_content(db_file: str) -> bool:
 
 
 class SQLiteStore(
-    ReadOnlyMixin, DoctorMixin, ClaimsMixin, RemovalMixin, DamageMixin, BlobsMixin, StoreBase
+    ReadOnlyMixin,
+    DoctorMixin,
+    ClaimsMixin,
+    RemovalMixin,
+    PagesMixin,
+    DamageMixin,
+    BlobsMixin,
+    StoreBase,
 ):
     """The default store: SQLite metadata and content-addressed blob files in one directory.
 
