@@ -65,6 +65,7 @@ __all__ = [
     "HitCounts",
     "HitLookup",
     "Housekeeping",
+    "InputIndex",
     "LeaseListing",
     "Leases",
     "PartsSerializer",
@@ -261,6 +262,18 @@ class ResultIndex(Protocol):
 
     def find_by_result(self, blob_hash: str, limit: int = 20) -> list[Commit]:
         """Return up to ``limit`` commits whose ``result`` is this blob, newest first."""
+        ...
+
+
+@runtime_checkable
+class InputIndex(Protocol):
+    """Find the commits that took a result as an input (a lineage's downstream).
+
+    Without it, the lineage reads every commit once to find them.
+    """
+
+    def find_by_input(self, blob_hash: str, limit: int = 200) -> list[Commit]:
+        """Return up to ``limit`` commits with this blob in ``input_hashes``, oldest first."""
         ...
 
 

@@ -247,8 +247,43 @@ _V5: tuple[str, ...] = (
     """,
 )
 
+# Version 6: an index of inputs (issue 17: the web UI's lineage at a million commits). A
+# commit's ``input_hashes`` (the result blobs of its ``ResultRef`` arguments) are listed
+# here, so "which commits took this result as an input" is an index range instead of a pass
+# over every commit. Kept by triggers from the stored body (every insert path, legacy
+# migration and archive import included); a commit without inputs, almost all of them, costs
+# the trigger one ``instr`` of its body and no write.
+_V6: tuple[str, ...] = (
+    """
+    CREATE TABLE commit_inputs (
+        blob_hash   TEXT NOT NULL,
+        commit_hash TEXT NOT NULL,
+        PRIMARY KEY (blob_hash, commit_hash)
+    ) WITHOUT ROWID
+    """,
+    "CREATE INDEX commit_inputs_commit ON commit_inputs (commit_hash)",
+    """
+    CREATE TRIGGER commits_inputs_after_insert AFTER INSERT ON commits
+    WHEN instr(NEW.body, '"input_hashes":[]') = 0 AND json_valid(NEW.body)
+    BEGIN
+        INSERT OR IGNORE INTO commit_inputs (blob_hash, commit_hash)
+        SELECT value, NEW.hash FROM json_each(NEW.body, '$.input_hashes')
+        WHERE type = 'text';
+    END
+    """,
+    """
+    CREATE TRIGGER commits_inputs_after_delete AFTER DELETE ON commits BEGIN
+        DELETE FROM commit_inputs WHERE commit_hash = OLD.hash;
+    END
+    """,
+    "INSERT OR IGNORE INTO commit_inputs (blob_hash, commit_hash)"
+    " SELECT j.value, c.hash FROM commits AS c, json_each(c.body, '$.input_hashes') AS j"
+    " WHERE instr(c.body, '\"input_hashes\":[]') = 0 AND json_valid(c.body)"
+    " AND j.type = 'text'",
+)
+
 #: ``MIGRATIONS[i]`` upgrades a database from ``user_version`` i to i + 1.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -295,6 +330,11 @@ INSERT_COMMIT = (
 )
 INSERT_TAG = (
     "INSERT OR IGNORE INTO commit_tags (commit_hash, key, value, created_at) VALUES (?, ?, ?, ?)"
+)
+# The commits that took a result as an input, oldest first (the lineage's downstream).
+FIND_BY_INPUT = (
+    f"{SELECT_COMMIT} WHERE hash IN (SELECT commit_hash FROM commit_inputs WHERE blob_hash = ?)"
+    " ORDER BY created_at, rowid LIMIT ?"
 )
 FIND_BY_RESULT = (
     f"{SELECT_COMMIT} WHERE result_hash = ? ORDER BY created_at DESC, rowid DESC LIMIT ?"

@@ -430,6 +430,10 @@ class SQLiteStore(
         """Return the commits whose result is this blob, newest first (indexed)."""
         return self._rows_commits(self._db.all(sql.FIND_BY_RESULT, (blob_hash, limit)))
 
+    def find_by_input(self, blob_hash: str, limit: int = 200) -> list[Commit]:
+        """Return the commits that took this blob as an input, oldest first (indexed)."""
+        return self._rows_commits(self._db.all(sql.FIND_BY_INPUT, (blob_hash, limit)))
+
     def iter_commits(self) -> Iterator[Commit]:
         """Yield every commit, oldest first, a batch at a time (no long read transaction)."""
         after: tuple[float, int] = (-math.inf, 0)
