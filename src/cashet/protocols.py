@@ -37,7 +37,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import IO, Any, Protocol, TypeVar, runtime_checkable
 
-from cashet.models import Commit, Lease, ObjectRef, TaskDef, TaskStatus
+from cashet.models import Commit, CommitPage, Lease, ObjectRef, TaskDef, TaskStatus
 
 __all__ = [
     "STORE_STATS",
@@ -267,14 +267,9 @@ class ResultIndex(Protocol):
 
 @runtime_checkable
 class InputIndex(Protocol):
-    """Find the commits that took a result as an input (a lineage's downstream).
+    """The commits with a blob in ``input_hashes``, oldest first (a lineage's downstream)."""
 
-    Without it, the lineage reads every commit once to find them.
-    """
-
-    def find_by_input(self, blob_hash: str, limit: int = 200) -> list[Commit]:
-        """Return up to ``limit`` commits with this blob in ``input_hashes``, oldest first."""
-        ...
+    def find_by_input(self, blob_hash: str, limit: int = 200) -> list[Commit]: ...
 
 
 @runtime_checkable
@@ -284,28 +279,10 @@ class CommitIterator(Protocol):
     def iter_commits(self) -> Iterator[Commit]: ...
 
 
-@dataclass(slots=True)
-class CommitPage:
-    """One page of commits, newest first (``Client.log_page``; the web UI's list).
-
-    Attributes:
-        commits: the page.
-        cursor: where the next (older) page starts; ``None`` when there is none.
-        scanned: how many commits were read to find the page (a text search reads at most
-            a window of them per page: ``cursor`` then continues the search).
-        partial: the text search stopped at its window before the page was full: older
-            commits may still match (follow ``cursor``).
-    """
-
-    commits: list[Commit]
-    cursor: str | None = None
-    scanned: int = 0
-    partial: bool = False
-
-
 @runtime_checkable
 class CommitPages(Protocol):
-    """Commits page by page, newest first, filtered (default: a scan of ``list_commits``)."""
+    """Commits page by page (without it: a scan of ``list_commits``). ``text`` (lower case)
+    matches a hash prefix or the stored record; at most ``window`` commits are read for it."""
 
     def page_commits(
         self,
@@ -316,14 +293,7 @@ class CommitPages(Protocol):
         cursor: str | None,
         limit: int,
         window: int,
-    ) -> CommitPage:
-        """Return up to ``limit`` commits older than ``cursor`` matching every filter.
-
-        ``text`` (lower case) matches a commit whose hash starts with it or whose stored
-        record (function, arguments, tags, error, source) contains it; at most ``window``
-        commits are read looking for it. ``cursor`` is what an earlier page returned.
-        """
-        ...
+    ) -> CommitPage: ...
 
 
 @runtime_checkable
