@@ -373,3 +373,29 @@ def test_inputs_are_indexed_and_a_version_5_store_is_backfilled(tmp_path: Path) 
         assert graph.downstream() == {data.scale3, data.scale4, data.total3, data.total4}
         assert c.rm(data.scale3)
         assert {x.hash for x in c.store.find_by_input(load_blob)} == {data.scale4}  # type: ignore[attr-defined]
+
+
+def test_savings_by_function_agrees_with_the_full_usage(data_dir: tuple[Path, Data]) -> None:
+    from cashet.provenance.usage import savings_by_function
+
+    with Client(store_dir=data_dir[0]) as c:
+        full = {u.func_name: u for u in c.stats_by_function()}
+        fast = c.savings_by_function()
+        assert fast[0]["func_name"] == "scale"  # the one hit saved the most
+        for row in fast:
+            u = full[row["func_name"]]
+            assert (row["runs"], row["hits"]) == (u.runs, u.hits)
+            assert row["seconds_saved"] == pytest.approx(u.seconds_saved, abs=1e-6)
+
+        class Plain:  # a store without the capability: the full pass, same answer
+            def __init__(self, inner: Any) -> None:
+                self.inner = inner
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(self.inner, name)
+
+        # (hits are a capability too: the wrapper has none, so it counts runs only)
+        plain = savings_by_function(Plain(c.store))  # type: ignore[arg-type]
+        assert sorted((r["func_name"], r["runs"]) for r in plain) == sorted(
+            (r["func_name"], r["runs"]) for r in fast
+        )

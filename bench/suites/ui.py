@@ -10,7 +10,8 @@ The big store is built once through the store's own write path (``SQLiteStore``'
 insert, many commits per transaction) and kept under ``.bench/ui-store-*`` between runs
 (it takes a minute or two to build); scenarios only read it. Commits: 20 functions, tags,
 one in 100 failed with a traceback, chains of four commits each computed from the
-previous one's result (``ResultRef`` inputs, for the lineage), and a key manifest.
+previous one's result (``ResultRef`` inputs, for the lineage), a key manifest, and hits
+on one commit in 50.
 
     python bench/run.py --suite ui [--quick]
 """
@@ -45,6 +46,7 @@ FUNCS = 20
 BLOBS = 500
 CHAIN = 50  # in every 50 commits, the first four form a chain (each the next one's input)
 FAILED_EVERY = 100
+HIT_EVERY = 50
 FORMAT = 1  # bump when the built store's shape changes (a cached one is rebuilt)
 SOURCE = (
     "def step{n}(x, scale=1.0):\n"
@@ -164,12 +166,27 @@ def build(n: int) -> Built:
         partial.rename(path)
         print(f"bench ui: built {n:,} commits in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     hashes = hashes_file.read_text().split()
+    _add_hits(path, hashes)
     step = max(1, len(hashes) // 200)
     sample = hashes[::step]
     middle = (len(hashes) // 2) // CHAIN * CHAIN
     built = Built(path, n, sample, hashes[middle + 1], (hashes[middle + 8], hashes[middle + 28]))
     _built[n] = built
     return built
+
+
+def _add_hits(path: Path, hashes: list[str]) -> None:
+    """Hits on one commit in 50 (the stats page sums them), through the store's recorder."""
+    marker = path / "bench-hits.txt"
+    if marker.exists():
+        return
+    from cashet.store import SQLiteStore
+
+    with SQLiteStore(path) as store:
+        for k, h in enumerate(hashes[::HIT_EVERY]):
+            store.record_hit(h, time.time(), 0.25 * (1 + k % 3))
+        store.flush_hits()
+    marker.write_text("hits recorded\n")
 
 
 def over_budget(results: dict[str, Outcome]) -> None:

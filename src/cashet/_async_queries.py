@@ -135,6 +135,10 @@ class AsyncQueries:
         """Per function: runs, hits, time saved, ... (as ``Client.stats_by_function``)."""
         return await self._sync(lambda c: c.stats_by_function())
 
+    async def savings_by_function(self) -> list[dict[str, Any]]:
+        """Runs, hits and seconds saved per function (as ``Client.savings_by_function``)."""
+        return await self._sync(lambda c: c.savings_by_function())
+
     async def export(self, path: str | os.PathLike[str]) -> ExportResult:
         """Write every commit and its result blob to a ``.tar.gz`` (as ``Client.export``)."""
         return await self._sync(lambda c: c.export(path))

@@ -55,11 +55,10 @@ __all__ = [
     "BlobPartsWriter",
     "CheckReport",
     "Checkup",
-    "CommitIterator",
-    "CommitPage",
-    "CommitPages",
+    "CommitIterator", "CommitPage", "CommitPages",
     "Executor",
     "Finding",
+    "FunctionTotals",
     "Hit",
     "HitCounter",
     "HitCounts",
@@ -285,15 +284,16 @@ class CommitPages(Protocol):
     matches a hash prefix or the stored record; at most ``window`` commits are read for it."""
 
     def page_commits(
-        self,
-        func_name: str | None,
-        status: TaskStatus | None,
-        tags: TagQuery | None,
-        text: str | None,
-        cursor: str | None,
-        limit: int,
-        window: int,
+        self, func_name: str | None, status: TaskStatus | None, tags: TagQuery | None,
+        text: str | None, cursor: str | None, limit: int, window: int,
     ) -> CommitPage: ...
+
+
+@runtime_checkable
+class FunctionTotals(Protocol):
+    """Per function ``(name, runs, hits, seconds saved)`` from indexes (``/ui/stats``)."""
+
+    def function_totals(self) -> list[tuple[str, int, int, float]]: ...
 
 
 @runtime_checkable

@@ -1,7 +1,7 @@
 """The web UI's routes: each request read, the client called, a page rendered.
 
 The cache is reached only through the server's backend, i.e. the client's public methods
-(``log_page``, ``show``, ``diff``, ``why``, ``lineage``, ``stats``, ``stats_by_function``,
+(``log_page``, ``show``, ``diff``, ``why``, ``lineage``, ``stats``, ``savings_by_function``,
 ``log``, ``result_bytes``, ``rm``, ``gc``), as every endpoint of the server does. Pages are
 read-only unless the server is writable *and* has a token: then a commit can be deleted
 and the cache collected, by forms carrying a CSRF value. Every response forbids scripts and
@@ -190,7 +190,7 @@ class UI:
     async def stats(self, request: Request) -> Response:
         counters = await self.backend.call("stats")
         running = await self.backend.call("log", status="running", limit=200)
-        usage = [u.to_dict() for u in await self.backend.call("stats_by_function")]
+        usage = await self.backend.call("savings_by_function")
         csrf = self.auth.csrf if self.writable else None
         message = ""
         evicted = request.query_params.get("evicted", "")

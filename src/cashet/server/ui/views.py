@@ -296,13 +296,11 @@ def stats_body(
                 f"{u['runs']:,}",
                 f"{u['hits']:,}",
                 f"{u['hit_rate']:.0%}",
-                fmt_seconds(u["compute_seconds"]),
                 fmt_seconds(u["seconds_saved"]),
-                fmt_bytes(u["bytes_stored"]),
             ]
             for u in usage
         ]
-        heads = ["Function", "Runs", "Hits", "Hit rate", "Compute", "Saved", "Stored"]
+        heads = ["Function", "Runs (misses)", "Hits", "Hit rate", "Time saved"]
         parts.append(table(heads, rows, id="usage"))
     else:
         parts.append(tag("p", "No commits yet.", class_="empty"))

@@ -15,10 +15,19 @@ from typing import Any
 
 from cashet.models import Commit, TaskStatus
 from cashet.protocols import CommitPage, TagQuery
+from cashet.stores.hits import HitRecorder
 from cashet.stores.sqlite import schema as sql
 from cashet.stores.sqlite.connection import DB_ERRORS, Database
 
 __all__ = ["PagesMixin", "parse_cursor"]
+
+# Runs per function: one pass over the (func_name, created_at) index; hits per function:
+# the hits table first (CROSS JOIN fixes the order), each row's commit by its key.
+_RUNS = "SELECT func_name, count(*) FROM commits GROUP BY func_name"
+_HITS = (
+    "SELECT c.func_name, sum(h.count), sum(h.saved) FROM hits AS h"
+    " CROSS JOIN commits AS c ON c.hash = h.hash GROUP BY c.func_name"
+)
 
 #: Rows read per query while searching for text.
 _BATCH = 2000
@@ -38,10 +47,20 @@ def parse_cursor(cursor: str | None) -> tuple[float, int] | None:
 
 
 class PagesMixin:
-    """``page_commits`` over the ``commits`` and ``commit_tags`` indexes."""
+    """``page_commits`` over the ``commits`` and ``commit_tags`` indexes; ``function_totals``."""
 
     _db: Database
+    _hits: HitRecorder
     _rows_commits: Callable[[list[Any]], list[Commit]]  # DamageMixin's
+
+    def function_totals(self) -> list[tuple[str, int, int, float]]:
+        """``(function, runs, hits, seconds saved)`` per function, from the indexes and the
+        hits table (never the commits' bodies)."""
+        self._hits.flush()  # this process's hits count too
+        hits = {row[0]: (int(row[1]), float(row[2])) for row in self._db.all(_HITS, ())}
+        return [
+            (name, int(runs), *hits.get(name, (0, 0.0))) for name, runs in self._db.all(_RUNS, ())
+        ]
 
     def page_commits(
         self,
