@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -277,5 +278,33 @@ def test_delete_from_a_writable_server_with_a_token(
         page.locator('input[name="older_than_days"]').fill("0")
         page.get_by_role("button", name="Run GC").click()
         page.wait_for_url("**/ui/stats?evicted=6")
+        watch.check()
+        ctx.close()
+
+
+def test_async_client_serve_has_the_ui(
+    browser: Any, cache: tuple[Path, Data], artifacts: Path
+) -> None:
+    root, data = cache
+    port = free_port()
+    script = (
+        "import asyncio\n"
+        "from cashet.async_client import AsyncClient\n"
+        "async def main():\n"
+        f"    async with AsyncClient({str(root / 'store')!r}) as client:\n"
+        f"        await client.serve(port={port})\n"
+        "try:\n"
+        "    asyncio.run(main())\n"
+        "except KeyboardInterrupt:\n"  # the SIGINT that stops it: a clean exit
+        "    pass\n"
+    )
+    with serving([sys.executable, "-c", script], root, port) as server:
+        ctx, page, watch = new_page(browser)
+        page.goto(f"{server.url}/ui/")
+        page.locator(f'#commits a[href="/ui/commit/{data.scale4}"]').click()
+        page.locator("#to-lineage").click()
+        page.wait_for_url(f"**/ui/lineage/{data.scale4}")
+        assert page.locator("svg.lineage g.node").count() == 3
+        shoot(page, artifacts, "async-lineage")
         watch.check()
         ctx.close()
