@@ -399,3 +399,30 @@ def test_savings_by_function_agrees_with_the_full_usage(data_dir: tuple[Path, Da
         assert sorted((r["func_name"], r["runs"]) for r in plain) == sorted(
             (r["func_name"], r["runs"]) for r in fast
         )
+
+
+def test_a_store_without_pages_is_paged_by_a_scan(data_dir: tuple[Path, Data]) -> None:
+    from cashet.provenance.pages import page_commits
+
+    class Plain:  # forwards the required methods only: no CommitPages capability
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.inner, name)
+
+    with Client(store_dir=data_dir[0]) as c:
+        store = Plain(c.store)
+        seen: list[str] = []
+        cursor = None
+        while True:
+            page = page_commits(store, None, None, None, None, cursor, 3)  # type: ignore[arg-type]
+            seen += [x.hash for x in page.commits]
+            if page.cursor is None:
+                break
+            cursor = page.cursor
+        assert seen == [x.hash for x in c.log(limit=None)]
+        found = page_commits(store, "scale", None, None, "'K': 4", None, 10)  # type: ignore[arg-type]
+        assert [x.hash for x in found.commits] == [data_dir[1].scale4]
+        with pytest.raises(ValueError, match="cursor"):
+            page_commits(store, None, None, None, None, "x", 3)  # type: ignore[arg-type]
