@@ -88,6 +88,12 @@ def open_store(config: StoreConfig) -> Store:
 
 def _open(config: StoreConfig) -> Store:
     options = dict(config.options)
+    key_id = options.pop("signing_key_id", None)
+    if key_id is not None:  # the driver signs: so must this worker, with the same key
+        from cashet.stores.signing import signed_store, worker_key
+
+        bare = StoreConfig(config.kind, config.location, tuple(options.items()))
+        return signed_store(_open(bare), worker_key(key_id), asynchronous=False)  # type: ignore[no-any-return]
     if config.kind == "sqlite":
         from cashet.stores.sqlite.layout import DB_FILE
         from cashet.stores.sqlite.store import SQLiteStore
