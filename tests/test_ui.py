@@ -21,7 +21,7 @@ from cashet import Client
 from cashet.async_client import AsyncClient
 from cashet.server.app import create_app, create_async_app
 from cashet.stores.sqlite import schema as sql
-from tests._ui_data import XSS_ARG, XSS_TAG, Data, populate
+from tests._ui_data import XSS_ARG, XSS_TAG, Data, populate, scale
 
 pytestmark = pytest.mark.anyio
 
@@ -426,3 +426,15 @@ def test_a_store_without_pages_is_paged_by_a_scan(data_dir: tuple[Path, Data]) -
         assert [x.hash for x in found.commits] == [data_dir[1].scale4]
         with pytest.raises(ValueError, match="cursor"):
             page_commits(store, None, None, None, None, "x", 3)  # type: ignore[arg-type]
+
+
+def test_a_signed_client_pages_only_signed_commits(tmp_path: Path) -> None:
+    key = "team-key-0123456789abcdef"
+    data = populate(tmp_path / "s")  # written without a key: unsigned
+    with Client(store_dir=tmp_path / "s", signing_key=key) as signed:
+        assert signed.log_page().commits == []
+        blob = Client(store_dir=tmp_path / "s").show(data.load).result.hash  # type: ignore[union-attr]
+        assert signed.store.find_by_input(blob) == []  # type: ignore[attr-defined]
+        ok = signed.submit(scale, [1, 2], k=5)
+        page = signed.log_page()
+        assert [c.hash for c in page.commits] == [ok.commit_hash]
