@@ -21,7 +21,7 @@ from cashet import Client
 from cashet.async_client import AsyncClient
 from cashet.server.app import create_app, create_async_app
 from cashet.stores.sqlite import schema as sql
-from tests._ui_data import XSS_ARG, XSS_TAG, Data, populate, scale
+from tests._ui_data import XSS_ARG, XSS_TAG, Data, populate, scale, total
 
 pytestmark = pytest.mark.anyio
 
@@ -337,6 +337,10 @@ def test_log_page_is_the_same_on_both_clients(data_dir: tuple[Path, Data]) -> No
         assert not {x.hash for x in first.commits} & {x.hash for x in second.commits}
         assert [x.hash for x in first.commits + second.commits] == [x.hash for x in c.log(limit=6)]
         assert c.log_page(func_name="scale", text="k").commits  # the kwargs of the snapshot
+        assert c.log_page(text="%").commits == []  # LIKE's wildcards are taken literally
+        assert [x.hash for x in c.log_page(text=data_dir[1].load[:9]).commits] == [
+            data_dir[1].load
+        ]
         with pytest.raises(ValueError, match="limit"):
             c.log_page(limit=0)
         with pytest.raises(ValueError, match="cursor"):
@@ -352,27 +356,66 @@ def test_log_page_is_the_same_on_both_clients(data_dir: tuple[Path, Data]) -> No
     assert asyncio.run(both()) == [x.hash for x in second.commits]
 
 
-def test_inputs_are_indexed_and_a_version_5_store_is_backfilled(tmp_path: Path) -> None:
+def _back_to_version_5(db: sqlite3.Connection) -> None:
+    """Undo schema version 6 (the inputs index, the totals per function)."""
+    for trigger in (
+        "commits_inputs_after_insert",
+        "commits_inputs_after_delete",
+        "commits_functions_after_insert",
+        "commits_functions_after_delete",
+        "hits_functions_after_insert",
+        "hits_functions_after_update",
+        "hits_functions_after_delete",
+    ):
+        db.execute(f"DROP TRIGGER {trigger}")
+    db.execute("DROP TABLE commit_inputs")
+    db.execute("DROP TABLE function_totals")
+    db.execute("ALTER TABLE hits DROP COLUMN func_name")
+    db.execute("PRAGMA user_version = 5")
+    db.commit()
+
+
+def test_version_6_indexes_inputs_and_totals_and_backfills_a_version_5_store(
+    tmp_path: Path,
+) -> None:
     data = populate(tmp_path / "s")
     db = sqlite3.connect(tmp_path / "s" / "meta.db")
     rows = set(db.execute("SELECT commit_hash FROM commit_inputs").fetchall())
     assert rows == {(data.scale3,), (data.scale4,), (data.total3,), (data.total4,)}
-    # Back to version 5 (no index): opening the store migrates and fills it again.
-    db.execute("DROP TABLE commit_inputs")
-    db.execute("DROP TRIGGER commits_inputs_after_insert")
-    db.execute("DROP TRIGGER commits_inputs_after_delete")
-    db.execute("PRAGMA user_version = 5")
-    db.commit()
+    kept = db.execute("SELECT * FROM function_totals ORDER BY func_name").fetchall()
+    assert [(name, runs, hits) for name, runs, hits, _ in kept] == [
+        ("fails", 1, 0),
+        ("label", 1, 0),
+        ("load", 1, 0),
+        ("scale", 2, 1),
+        ("total", 2, 0),
+    ]
+    _back_to_version_5(db)  # a store of the previous version: opening it migrates
     db.close()
     with Client(store_dir=tmp_path / "s") as c:
         assert c.store._conn().execute("PRAGMA user_version").fetchone() == (sql.SCHEMA_VERSION,)
+        assert (
+            c.store._conn().execute("SELECT * FROM function_totals ORDER BY func_name").fetchall()
+            == kept
+        )
         load_blob = c.show(data.load).result.hash  # type: ignore[union-attr]
         found = c.store.find_by_input(load_blob)  # type: ignore[attr-defined]
         assert {x.hash for x in found} == {data.scale3, data.scale4}
         graph = c.lineage(data.load)
         assert graph.downstream() == {data.scale3, data.scale4, data.total3, data.total4}
+        # Kept as commits come and go, and as hits are counted.
         assert c.rm(data.scale3)
         assert {x.hash for x in c.store.find_by_input(load_blob)} == {data.scale4}  # type: ignore[attr-defined]
+        c.submit(total, [1])
+        c.submit(total, [1])  # a hit
+        totals = {r["func_name"]: (r["runs"], r["hits"]) for r in c.savings_by_function()}
+        assert totals == {
+            "fails": (1, 0),
+            "label": (1, 0),
+            "load": (1, 0),
+            "scale": (1, 0),
+            "total": (3, 1),
+        }
 
 
 def test_savings_by_function_agrees_with_the_full_usage(data_dir: tuple[Path, Data]) -> None:

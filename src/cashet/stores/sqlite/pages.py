@@ -4,8 +4,9 @@
 A page is one range of the index the filters choose (as ``list_commits``), started at the
 cursor ``(created_at, rowid)`` of the previous page's last row: any page costs what the
 first does, however deep. A text search reads the rows in that order and keeps those whose
-stored record contains the text, reading at most ``window`` rows per page, so a rare text
-costs a bounded time per page and the cursor continues the search.
+stored record contains the text (SQLite's ``LIKE``: ASCII letters in any case), reading at
+most ``window`` rows per page, so a rare text costs a bounded time per page and the cursor
+continues the search.
 """
 
 from __future__ import annotations
@@ -21,13 +22,13 @@ from cashet.stores.sqlite.connection import DB_ERRORS, Database
 
 __all__ = ["PagesMixin", "parse_cursor"]
 
-# Runs per function: one pass over the (func_name, created_at) index; hits per function:
-# the hits table first (CROSS JOIN fixes the order), each row's commit by its key.
-_RUNS = "SELECT func_name, count(*) FROM commits GROUP BY func_name"
-_HITS = (
-    "SELECT c.func_name, sum(h.count), sum(h.saved) FROM hits AS h"
-    " CROSS JOIN commits AS c ON c.hash = h.hash GROUP BY c.func_name"
+# Kept by triggers (schema version 6): one row per function.
+_TOTALS = (
+    "SELECT func_name, runs, hits, saved FROM function_totals WHERE runs > 0 OR hits > 0"
+    " ORDER BY func_name"
 )
+
+_BY_ROWID = f"{sql.SELECT_COMMIT} WHERE rowid = ?"
 
 #: Rows read per query while searching for text.
 _BATCH = 2000
@@ -54,12 +55,12 @@ class PagesMixin:
     _rows_commits: Callable[[list[Any]], list[Commit]]  # DamageMixin's
 
     def function_totals(self) -> list[tuple[str, int, int, float]]:
-        """``(function, runs, hits, seconds saved)`` per function, from the indexes and the
-        hits table (never the commits' bodies)."""
+        """``(function, runs, hits, seconds saved)`` per function: totals the database keeps
+        (schema version 6), one row per function whatever the number of commits."""
         self._hits.flush()  # this process's hits count too
-        hits = {row[0]: (int(row[1]), float(row[2])) for row in self._db.all(_HITS, ())}
         return [
-            (name, int(runs), *hits.get(name, (0, 0.0))) for name, runs in self._db.all(_RUNS, ())
+            (str(name), int(runs), int(hits), float(saved))
+            for name, runs, hits, saved in self._db.all(_TOTALS, ())
         ]
 
     def page_commits(
@@ -80,6 +81,11 @@ class PagesMixin:
         """
         before = parse_cursor(cursor)
         needle = (text or "").lower()
+        # Searching, a row comes back without its body, with whether it matches (LIKE, in
+        # SQLite: no body is copied out unless it matches); a match is then read whole.
+        columns = "c.body, c.last_accessed, c.hash, c.rowid, c.created_at"
+        if needle:
+            columns = "NULL, NULL, c.hash, c.rowid, c.created_at, c.body LIKE ? ESCAPE '\\'"
         want = limit if not needle else min(_BATCH, window)
         found: list[Commit] = []
         scanned = 0
@@ -88,24 +94,23 @@ class PagesMixin:
                 with self._db.gated():
                     driver = sql.choose_driver(self._db.conn(), func_name, status, tags)
                 query, params = sql.select_commits(
-                    "c.body, c.last_accessed, c.hash, c.rowid, c.created_at",
-                    func_name,
-                    status,
-                    tags,
-                    driver,
-                    want,
-                    before,
+                    columns, func_name, status, tags, driver, want, before
                 )
             except DB_ERRORS as exc:
                 raise self._db.error(exc) from exc
+            if needle:
+                params.insert(0, _like(needle))
             rows = self._db.all(query, params)
             scanned += len(rows)
             for row in rows:
                 if len(found) == limit:
                     break
                 before = (row[4], row[3])
-                if not needle or row[2].startswith(needle) or needle in row[0].lower():
+                if not needle:
                     found.extend(self._rows_commits([row]))
+                elif row[5] or row[2].startswith(needle):
+                    whole = self._db.all(_BY_ROWID, (row[3],))
+                    found.extend(self._rows_commits(whole))
             if len(found) == limit:
                 return CommitPage(found, _cursor(before), scanned)
             if len(rows) < want:
@@ -113,6 +118,11 @@ class PagesMixin:
             if needle and scanned >= window:
                 return CommitPage(found, _cursor(before), scanned, partial=True)
             want = min(_BATCH, window - scanned) if needle else limit - len(found)
+
+def _like(needle: str) -> str:
+    """A LIKE pattern for "contains ``needle``" (``%``, ``_`` and ``\\`` taken literally)."""
+    escaped = needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
 
 
 def _cursor(before: tuple[float, int] | None) -> str | None:

@@ -247,7 +247,8 @@ _V5: tuple[str, ...] = (
     """,
 )
 
-# Version 6: an index of inputs (issue 17: the web UI's lineage at a million commits). A
+# Version 6 (issue 17: the web UI at a million commits): an index of inputs, and totals per
+# function. Inputs: a
 # commit's ``input_hashes`` (the result blobs of its ``ResultRef`` arguments) are listed
 # here, so "which commits took this result as an input" is an index range instead of a pass
 # over every commit. Kept by triggers from the stored body (every insert path, legacy
@@ -280,6 +281,57 @@ _V6: tuple[str, ...] = (
     " SELECT j.value, c.hash FROM commits AS c, json_each(c.body, '$.input_hashes') AS j"
     " WHERE instr(c.body, '\"input_hashes\":[]') = 0 AND json_valid(c.body)"
     " AND j.type = 'text'",
+    # Per function: runs (commits), hits and the seconds they saved, kept by triggers like
+    # the counters row, so the web UI's stats read one row per function at any store size.
+    # A hit row carries its commit's function (a deleted commit's hits are subtracted from
+    # the right function whichever trigger runs first).
+    "ALTER TABLE hits ADD COLUMN func_name TEXT NOT NULL DEFAULT ''",
+    "UPDATE hits SET func_name ="
+    " coalesce((SELECT func_name FROM commits WHERE hash = hits.hash), '')",
+    """
+    CREATE TABLE function_totals (
+        func_name TEXT PRIMARY KEY,
+        runs      INTEGER NOT NULL DEFAULT 0,
+        hits      INTEGER NOT NULL DEFAULT 0,
+        saved     REAL NOT NULL DEFAULT 0
+    ) WITHOUT ROWID
+    """,
+    "INSERT INTO function_totals (func_name, runs) SELECT func_name, count(*) FROM commits"
+    " GROUP BY func_name",
+    "INSERT INTO function_totals (func_name, hits, saved)"
+    " SELECT func_name, sum(count), sum(saved) FROM hits WHERE true GROUP BY func_name"
+    " ON CONFLICT (func_name) DO UPDATE SET hits = excluded.hits, saved = excluded.saved",
+    """
+    CREATE TRIGGER commits_functions_after_insert AFTER INSERT ON commits BEGIN
+        INSERT INTO function_totals (func_name, runs) VALUES (NEW.func_name, 1)
+        ON CONFLICT (func_name) DO UPDATE SET runs = runs + 1;
+    END
+    """,
+    """
+    CREATE TRIGGER commits_functions_after_delete AFTER DELETE ON commits BEGIN
+        UPDATE function_totals SET runs = runs - 1 WHERE func_name = OLD.func_name;
+    END
+    """,
+    """
+    CREATE TRIGGER hits_functions_after_insert AFTER INSERT ON hits BEGIN
+        INSERT INTO function_totals (func_name, hits, saved)
+        VALUES (NEW.func_name, NEW.count, NEW.saved)
+        ON CONFLICT (func_name) DO UPDATE SET hits = hits + NEW.count, saved = saved + NEW.saved;
+    END
+    """,
+    """
+    CREATE TRIGGER hits_functions_after_update AFTER UPDATE ON hits BEGIN
+        UPDATE function_totals SET hits = hits + NEW.count - OLD.count,
+            saved = saved + NEW.saved - OLD.saved
+        WHERE func_name = NEW.func_name;
+    END
+    """,
+    """
+    CREATE TRIGGER hits_functions_after_delete AFTER DELETE ON hits BEGIN
+        UPDATE function_totals SET hits = hits - OLD.count, saved = saved - OLD.saved
+        WHERE func_name = OLD.func_name;
+    END
+    """,
 )
 
 #: ``MIGRATIONS[i]`` upgrades a database from ``user_version`` i to i + 1.
@@ -343,7 +395,8 @@ TOUCH = "UPDATE commits SET last_accessed = ? WHERE hash = ?"
 # One hit batch: (count, last hit, saved, hash) for ADD_HITS, (last hit, hash, last hit) for
 # HIT_ACCESS; a hash no longer in commits adds nothing.
 ADD_HITS = (
-    "INSERT INTO hits (hash, count, last_hit, saved) SELECT hash, ?, ?, ? FROM commits"
+    "INSERT INTO hits (hash, count, last_hit, saved, func_name)"
+    " SELECT hash, ?, ?, ?, func_name FROM commits"
     " WHERE hash = ? ON CONFLICT (hash) DO UPDATE SET count = count + excluded.count,"
     " last_hit = max(last_hit, excluded.last_hit), saved = saved + excluded.saved"
 )
