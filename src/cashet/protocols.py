@@ -291,7 +291,7 @@ class CommitPages(Protocol):
 
 @runtime_checkable
 class FunctionTotals(Protocol):
-    """Per function ``(name, runs, hits, seconds saved)`` from indexes (``/ui/stats``)."""
+    """Per function ``(name, runs, hits, seconds saved)``, kept by the store (``/ui/stats``)."""
 
     def function_totals(self) -> list[tuple[str, int, int, float]]: ...
 
