@@ -18,6 +18,7 @@ from typing import Any
 
 from cashet.models import Commit, TaskStatus
 from cashet.protocols import TagQuery
+from cashet.stores.sqlite.schema_v6 import V6
 
 _V1: tuple[str, ...] = (
     # A commit's columns exist for the indexes; ``body`` (commit_to_json) is what is
@@ -247,95 +248,8 @@ _V5: tuple[str, ...] = (
     """,
 )
 
-# Version 6 (issue 17: the web UI at a million commits): an index of inputs, and totals per
-# function. Inputs: a
-# commit's ``input_hashes`` (the result blobs of its ``ResultRef`` arguments) are listed
-# here, so "which commits took this result as an input" is an index range instead of a pass
-# over every commit. Kept by triggers from the stored body (every insert path, legacy
-# migration and archive import included); a commit without inputs, almost all of them, costs
-# the trigger one ``instr`` of its body and no write.
-_V6: tuple[str, ...] = (
-    """
-    CREATE TABLE commit_inputs (
-        blob_hash   TEXT NOT NULL,
-        commit_hash TEXT NOT NULL,
-        PRIMARY KEY (blob_hash, commit_hash)
-    ) WITHOUT ROWID
-    """,
-    "CREATE INDEX commit_inputs_commit ON commit_inputs (commit_hash)",
-    """
-    CREATE TRIGGER commits_inputs_after_insert AFTER INSERT ON commits
-    WHEN instr(NEW.body, '"input_hashes":[]') = 0 AND json_valid(NEW.body)
-    BEGIN
-        INSERT OR IGNORE INTO commit_inputs (blob_hash, commit_hash)
-        SELECT value, NEW.hash FROM json_each(NEW.body, '$.input_hashes')
-        WHERE type = 'text';
-    END
-    """,
-    """
-    CREATE TRIGGER commits_inputs_after_delete AFTER DELETE ON commits BEGIN
-        DELETE FROM commit_inputs WHERE commit_hash = OLD.hash;
-    END
-    """,
-    "INSERT OR IGNORE INTO commit_inputs (blob_hash, commit_hash)"
-    " SELECT j.value, c.hash FROM commits AS c, json_each(c.body, '$.input_hashes') AS j"
-    " WHERE instr(c.body, '\"input_hashes\":[]') = 0 AND json_valid(c.body)"
-    " AND j.type = 'text'",
-    # Per function: runs (commits), hits and the seconds they saved, kept by triggers like
-    # the counters row, so the web UI's stats read one row per function at any store size.
-    # A hit row carries its commit's function (a deleted commit's hits are subtracted from
-    # the right function whichever trigger runs first).
-    "ALTER TABLE hits ADD COLUMN func_name TEXT NOT NULL DEFAULT ''",
-    "UPDATE hits SET func_name ="
-    " coalesce((SELECT func_name FROM commits WHERE hash = hits.hash), '')",
-    """
-    CREATE TABLE function_totals (
-        func_name TEXT PRIMARY KEY,
-        runs      INTEGER NOT NULL DEFAULT 0,
-        hits      INTEGER NOT NULL DEFAULT 0,
-        saved     REAL NOT NULL DEFAULT 0
-    ) WITHOUT ROWID
-    """,
-    "INSERT INTO function_totals (func_name, runs) SELECT func_name, count(*) FROM commits"
-    " GROUP BY func_name",
-    "INSERT INTO function_totals (func_name, hits, saved)"
-    " SELECT func_name, sum(count), sum(saved) FROM hits WHERE true GROUP BY func_name"
-    " ON CONFLICT (func_name) DO UPDATE SET hits = excluded.hits, saved = excluded.saved",
-    """
-    CREATE TRIGGER commits_functions_after_insert AFTER INSERT ON commits BEGIN
-        INSERT INTO function_totals (func_name, runs) VALUES (NEW.func_name, 1)
-        ON CONFLICT (func_name) DO UPDATE SET runs = runs + 1;
-    END
-    """,
-    """
-    CREATE TRIGGER commits_functions_after_delete AFTER DELETE ON commits BEGIN
-        UPDATE function_totals SET runs = runs - 1 WHERE func_name = OLD.func_name;
-    END
-    """,
-    """
-    CREATE TRIGGER hits_functions_after_insert AFTER INSERT ON hits BEGIN
-        INSERT INTO function_totals (func_name, hits, saved)
-        VALUES (NEW.func_name, NEW.count, NEW.saved)
-        ON CONFLICT (func_name) DO UPDATE SET hits = hits + NEW.count, saved = saved + NEW.saved;
-    END
-    """,
-    """
-    CREATE TRIGGER hits_functions_after_update AFTER UPDATE ON hits BEGIN
-        UPDATE function_totals SET hits = hits + NEW.count - OLD.count,
-            saved = saved + NEW.saved - OLD.saved
-        WHERE func_name = NEW.func_name;
-    END
-    """,
-    """
-    CREATE TRIGGER hits_functions_after_delete AFTER DELETE ON hits BEGIN
-        UPDATE function_totals SET hits = hits - OLD.count, saved = saved - OLD.saved
-        WHERE func_name = OLD.func_name;
-    END
-    """,
-)
-
 #: ``MIGRATIONS[i]`` upgrades a database from ``user_version`` i to i + 1.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5, V6)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
