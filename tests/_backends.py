@@ -53,6 +53,31 @@ def _sqlite_async(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[St
             store.close()
 
 
+@backend("sqlite-s3")
+def _sqlite_s3(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Store]:
+    from cashet.store import SQLiteStore
+
+    server = request.getfixturevalue("s3_server")
+    store = SQLiteStore(tmp_path / ".cashet", blobs=server.blob_store(server.make_bucket()))
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+@backend("sqlite-s3-async")
+def _sqlite_s3_async(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Store]:
+    from cashet.store import AsyncSQLiteStore
+
+    server = request.getfixturevalue("s3_server")
+    blobs = server.blob_store(server.make_bucket())
+    with SyncAdapter(lambda: AsyncSQLiteStore(tmp_path / ".cashet", blobs=blobs)) as store:
+        try:
+            yield store  # type: ignore[misc]
+        finally:
+            store.close()
+
+
 @backend("redis")
 def _redis(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Store]:
     from cashet.redis_store import RedisStore
@@ -77,6 +102,41 @@ def _redis_async(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Sto
     url = request.getfixturevalue("redis_url")
     prefix = fresh_prefix()
     with SyncAdapter(lambda: AsyncRedisStore(url, prefix=prefix)) as store:
+        try:
+            yield store  # type: ignore[misc]
+            check_invariants(url, prefix)
+        finally:
+            store.close()
+            drop_prefix(url, prefix)
+
+
+@backend("redis-s3")
+def _redis_s3(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Store]:
+    from cashet.redis_store import RedisStore
+    from tests._redis import check_invariants, drop_prefix, fresh_prefix
+
+    url = request.getfixturevalue("redis_url")
+    server = request.getfixturevalue("s3_server")
+    prefix = fresh_prefix()
+    store = RedisStore(url, prefix=prefix, blobs=server.blob_store(server.make_bucket()))
+    try:
+        yield store
+        check_invariants(url, prefix)
+    finally:
+        store.close()
+        drop_prefix(url, prefix)
+
+
+@backend("redis-s3-async")
+def _redis_s3_async(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Store]:
+    from cashet.redis_store import AsyncRedisStore
+    from tests._redis import check_invariants, drop_prefix, fresh_prefix
+
+    url = request.getfixturevalue("redis_url")
+    server = request.getfixturevalue("s3_server")
+    blobs = server.blob_store(server.make_bucket())
+    prefix = fresh_prefix()
+    with SyncAdapter(lambda: AsyncRedisStore(url, prefix=prefix, blobs=blobs)) as store:
         try:
             yield store  # type: ignore[misc]
             check_invariants(url, prefix)

@@ -12,6 +12,7 @@ from packaging.markers import Marker
 from cashet.protocols import Store
 from tests._backends import BACKENDS
 from tests._redis import redis_server_url, redis_url  # noqa: F401  (fixtures for every test)
+from tests._s3 import s3_bucket, s3_server  # noqa: F401  (fixtures for every test)
 
 #: Every ``client`` test runs on each: the sync ``Client`` and the ``AsyncClient`` (behind a
 #: sync facade, tests/_async_facade.py), each on SQLite and on Redis.

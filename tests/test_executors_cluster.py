@@ -426,6 +426,7 @@ def celery_worker() -> Iterator[dict[str, str]]:
     }
     worker = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "tests._celery_app", "worker",
+         "-n", f"cashet-test-{os.getpid()}@%h",
          "--concurrency=2", "--pool=prefork", "--without-gossip", "--without-mingle",
          "--without-heartbeat", "--loglevel=INFO"],
         cwd=ROOT,

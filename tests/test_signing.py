@@ -73,7 +73,7 @@ def plant(store_dir: Path, real: Commit, payload: bytes, signature: str | None) 
         store.close()
 
 
-def test_the_key_never_shows_and_never_travels() -> None:
+def test_the_key_never_shows_and_never_travels(tmp_path: Path) -> None:
     key = SigningKey(KEY)
     assert KEY not in repr(key) and key.key_id in repr(key)
     assert SigningKey(KEY.encode()).key_id == key.key_id
@@ -83,7 +83,8 @@ def test_the_key_never_shows_and_never_travels() -> None:
     with pytest.raises(ValueError, match="at least 16 bytes"):
         SigningKey("short")
     with pytest.raises(ValueError, match="at least 16 bytes"):
-        Client(store_dir="/nonexistent-never-made", signing_key="short")
+        Client(store_dir=tmp_path / "never-made", signing_key="short")
+    assert not (tmp_path / "never-made").exists()  # refused before the store is opened
 
 
 def test_commits_are_signed_and_served(tmp_path: Path) -> None:

@@ -367,6 +367,7 @@ def celery_worker(ctx: Context, broker: str, concurrency: int) -> Iterator[Any]:
     t0 = time.perf_counter()
     worker = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "_celery_bench_app", "worker",
+         "-n", f"cashet-bench-{os.getpid()}@%h",
          f"--concurrency={concurrency}", "--pool=prefork", "--without-gossip",
          "--without-mingle", "--without-heartbeat", "--loglevel=INFO", "-Q", queue],
         cwd=BENCH,

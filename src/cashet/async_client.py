@@ -143,6 +143,8 @@ class AsyncClient(AsyncQueries, ClientBase[AsyncTaskFunction[Any]]):
             ``mode``; default ``$CASHET_MODE``).
         signing_key: the team key commits are signed and checked with (as ``Client``'s;
             default ``$CASHET_SIGNING_KEY``).
+        local_cache: a directory caching the blobs of the store's object store (as
+            ``Client``'s ``local_cache``).
     """
 
     _task_class = AsyncTaskFunction
@@ -158,12 +160,20 @@ class AsyncClient(AsyncQueries, ClientBase[AsyncTaskFunction[Any]]):
         versions: str = "off",
         mode: str | None = None,
         signing_key: str | bytes | SigningKey | None = None,
+        local_cache: str | os.PathLike[str] | None = None,
     ) -> None:
         super().__init__(serializer, max_workers, versions, mode)
+        key = signing_key_of(signing_key)  # a bad key fails before any store is opened
         opened = client_store(
-            store, store_dir, default_store_dir(), readonly, asynchronous=True, mode=self.mode
+            store,
+            store_dir,
+            default_store_dir(),
+            readonly,
+            asynchronous=True,
+            mode=self.mode,
+            local_cache=local_cache,
         )
-        opened = signed_store(opened, signing_key_of(signing_key), asynchronous=True)
+        opened = signed_store(opened, key, asynchronous=True)
         opened = mode_store(opened, self.mode, asynchronous=True)
         if executor is None:
             from cashet.executors.async_local import AsyncLocalExecutor

@@ -101,6 +101,11 @@ class Client(ClientBase[TaskFunction[Any]], StoreQueries):
         signing_key: a team key (text or bytes, 16 or more; default ``$CASHET_SIGNING_KEY``):
             every commit written is signed with it, and a commit not signed with it is never
             served (a miss; ``check()`` reports it). See :mod:`cashet.stores.signing`.
+        local_cache: a directory that keeps a local copy of every blob read from (or
+            written to) the store's object store (``SQLiteStore(path, blobs=S3BlobStore(...))``):
+            a hit's blob is served from it when there (verified), fetched once otherwise.
+            Nothing changes when the store's blobs are local files already; a store with
+            no blob store (a RedisStore without ``blobs=``) refuses it with ``ValueError``.
     """
 
     _task_class = TaskFunction
@@ -116,12 +121,20 @@ class Client(ClientBase[TaskFunction[Any]], StoreQueries):
         versions: str = "off",
         mode: str | None = None,
         signing_key: str | bytes | SigningKey | None = None,
+        local_cache: str | os.PathLike[str] | None = None,
     ) -> None:
         super().__init__(serializer, max_workers, versions, mode)
+        key = signing_key_of(signing_key)  # a bad key fails before any store is opened
         opened = client_store(
-            store, store_dir, default_store_dir(), readonly, asynchronous=False, mode=self.mode
+            store,
+            store_dir,
+            default_store_dir(),
+            readonly,
+            asynchronous=False,
+            mode=self.mode,
+            local_cache=local_cache,
         )
-        opened = signed_store(opened, signing_key_of(signing_key), asynchronous=False)
+        opened = signed_store(opened, key, asynchronous=False)
         opened = mode_store(opened, self.mode, asynchronous=False)
         if executor is None:
             from cashet.executors.local import LocalExecutor

@@ -4,10 +4,11 @@ Layout::
 
     <path>/meta.db            commits, tags, blob index, small blobs inline, leases
     <path>/objects/ab/cdef…   blobs whose encoded form is at least ``inline_threshold`` bytes
+                              (or, with ``blobs=``, in that blob store: an S3 bucket)
 
 ``meta.db`` runs in WAL mode: readers never wait for the writer (connections and
 transactions: :mod:`~cashet.stores.sqlite.connection`; blob files:
-:mod:`~cashet.stores.sqlite.files`; leases: :mod:`~cashet.stores.sqlite.claims`; delete
+:mod:`~cashet.stores.objects.files`; leases: :mod:`~cashet.stores.sqlite.claims`; delete
 and evict: :mod:`~cashet.stores.sqlite.removal`). Counters, blob reference counts and tag
 clean-up are kept by triggers (see :mod:`cashet.stores.sqlite.schema`), so ``stats()`` is
 O(1) and garbage collection reads only unreferenced blobs. Every blob is verified against
@@ -33,6 +34,7 @@ from cashet import _process
 from cashet.errors import (
     BlobCorruptedError,
     ReadOnlyStoreWarning,
+    StoreError,
 )
 from cashet.hashing.commits import check_commit_hash, stored_json, verified_commit
 from cashet.models import Commit, ObjectRef, TaskStatus
@@ -46,6 +48,9 @@ from cashet.stores.blobs import (
 )
 from cashet.stores.config import StoreConfig
 from cashet.stores.hits import HitBatch, HitRecorder
+from cashet.stores.objects.base import BlobStore, BlobStoreConfig
+from cashet.stores.objects.files import READINTO_MIN, FileBlobStore
+from cashet.stores.objects.opening import open_blob_store
 from cashet.stores.quarantine import hit_fingerprint
 from cashet.stores.sqlite import schema as sql
 from cashet.stores.sqlite.blob_rows import BlobsMixin
@@ -53,7 +58,6 @@ from cashet.stores.sqlite.claims import ClaimsMixin
 from cashet.stores.sqlite.connection import DB_ERRORS, Database
 from cashet.stores.sqlite.damage import DamageMixin, epoch_or_none
 from cashet.stores.sqlite.doctor import COUNTED, DoctorMixin, warn_files_left
-from cashet.stores.sqlite.files import READINTO_MIN, BlobFiles, unlink
 from cashet.stores.sqlite.layout import DB_FILE, check_store_dir
 from cashet.stores.sqlite.legacy import migrate_if_legacy
 from cashet.stores.sqlite.pages import PagesMixin
@@ -98,6 +102,11 @@ class SQLiteStore(
             are served, misses computed and not stored, nothing is written. A store whose
             directory cannot be written is opened so anyway, with a
             :class:`~cashet.errors.ReadOnlyStoreWarning`.
+        blobs: where blobs too large to be inline go (a ``BlobStore``, e.g.
+            ``S3BlobStore``, or its ``BlobStoreConfig``); default: ``FileBlobStore`` in
+            ``<path>/objects``. Results under ``inline_threshold`` stay in ``meta.db``
+            either way. The blob store belongs to this store: its ``evict``, ``delete``
+            and ``doctor --repair`` delete blobs no commit here uses.
 
     Warns:
         DamagedStoreWarning: ``meta.db`` was missing or empty while ``objects/`` holds blob
@@ -128,6 +137,7 @@ class SQLiteStore(
         inline_threshold: int = 1024,
         busy_timeout: float = 30.0,
         readonly: bool = False,
+        blobs: BlobStore | BlobStoreConfig | None = None,
     ) -> None:
         self._path = Path(path)
         self._inline_threshold = inline_threshold
@@ -141,9 +151,18 @@ class SQLiteStore(
         self._told_unstored = False
         if self.readonly:
             check_store_dir(self._path)  # never created read-only
-        self._files = BlobFiles(
-            os.fspath(self._path / "objects"), self._path, create=not self.readonly
-        )
+        if isinstance(blobs, BlobStoreConfig):
+            blobs = open_blob_store(blobs)
+        self._files: FileBlobStore | None = None
+        if not self.readonly:
+            try:
+                os.makedirs(self._path, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"cannot create the store directory {self._path}: {exc}") from exc
+        if blobs is None:
+            objects = self._path / "objects"
+            blobs = self._files = FileBlobStore(objects, self._path, create=not self.readonly)
+        self._blobs: BlobStore = blobs
         # Decoded and verified commits by hash (commits never change; callers get copies),
         # each with the fingerprint it answers as a hit ("" if none: failed, uncached).
         self._decoded: _process.BoundedCache[str, tuple[Commit, str]] = _process.BoundedCache(
@@ -159,8 +178,8 @@ class SQLiteStore(
         self._hits = HitRecorder(self._write_hits, repr(self))
         if not self.readonly:  # the hit path calls the recorder directly (one call less)
             self.record_hit = self._hits.record  # type: ignore[method-assign]
-        if gone and not self.stats()["total_commits"]:  # (not recovered from the WAL)
-            warn_files_left(self._path, self._files.root)
+        if gone and self._files is not None and not self.stats()["total_commits"]:
+            warn_files_left(self._path, self._files.root)  # (not recovered from the WAL)
         if why:
             warnings.warn(
                 ReadOnlyStoreWarning(
@@ -177,21 +196,33 @@ class SQLiteStore(
         return self._path
 
     def __repr__(self) -> str:
+        if self._files is None:
+            return f"SQLiteStore({os.fspath(self._path)!r}, blobs={self._blobs!r})"
         return f"SQLiteStore({os.fspath(self._path)!r})"
+
+    @property
+    def blobs(self) -> BlobStore:
+        """Where the blobs that are not inline are kept."""
+        return self._blobs
+
+    @blobs.setter
+    def blobs(self, blobs: BlobStore) -> None:
+        # (Client(local_cache=...) puts a CachedBlobStore in front of the one given)
+        self._blobs = blobs
+        self._files = blobs if isinstance(blobs, FileBlobStore) else None
 
     @property
     def config(self) -> StoreConfig:
         """What reopens this store in another process (a cluster worker): the absolute
         path and the options. See :mod:`cashet.stores.shipping`."""
-        return StoreConfig(
-            "sqlite",
-            os.path.abspath(self._path),
-            (
-                ("inline_threshold", self._inline_threshold),
-                ("busy_timeout", self._busy_timeout),
-                ("readonly", self.readonly),
-            ),
+        options: tuple[tuple[str, Any], ...] = (
+            ("inline_threshold", self._inline_threshold),
+            ("busy_timeout", self._busy_timeout),
+            ("readonly", self.readonly),
         )
+        if self._files is None:  # (a config: its repr shows no credential)
+            options += (("blobs", self._blobs.config),)
+        return StoreConfig("sqlite", os.path.abspath(self._path), options)
 
     def __enter__(self) -> SQLiteStore:
         return self
@@ -275,7 +306,7 @@ class SQLiteStore(
                     sql.BLOB_UPSERT, (ref.hash, ref.size, len(encoded), encoded, time.time())
                 )
                 if was is not None and was[1]:
-                    unlink(self._files.path(ref.hash))  # the blob moved into meta.db
+                    self._blobs.delete(ref.hash)  # the blob moved into meta.db
             if release is not None:
                 conn.execute(sql.RELEASE_CLAIM, release)
         return commit
