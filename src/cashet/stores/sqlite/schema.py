@@ -18,6 +18,7 @@ from typing import Any
 
 from cashet.models import Commit, TaskStatus
 from cashet.protocols import TagQuery
+from cashet.stores.sqlite.schema_v6 import V6
 
 _V1: tuple[str, ...] = (
     # A commit's columns exist for the indexes; ``body`` (commit_to_json) is what is
@@ -248,7 +249,7 @@ _V5: tuple[str, ...] = (
 )
 
 #: ``MIGRATIONS[i]`` upgrades a database from ``user_version`` i to i + 1.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5, V6)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -296,6 +297,11 @@ INSERT_COMMIT = (
 INSERT_TAG = (
     "INSERT OR IGNORE INTO commit_tags (commit_hash, key, value, created_at) VALUES (?, ?, ?, ?)"
 )
+# The commits that took a result as an input, oldest first (the lineage's downstream).
+FIND_BY_INPUT = (
+    f"{SELECT_COMMIT} WHERE hash IN (SELECT commit_hash FROM commit_inputs WHERE blob_hash = ?)"
+    " ORDER BY created_at, rowid LIMIT ?"
+)
 FIND_BY_RESULT = (
     f"{SELECT_COMMIT} WHERE result_hash = ? ORDER BY created_at DESC, rowid DESC LIMIT ?"
 )
@@ -303,7 +309,8 @@ TOUCH = "UPDATE commits SET last_accessed = ? WHERE hash = ?"
 # One hit batch: (count, last hit, saved, hash) for ADD_HITS, (last hit, hash, last hit) for
 # HIT_ACCESS; a hash no longer in commits adds nothing.
 ADD_HITS = (
-    "INSERT INTO hits (hash, count, last_hit, saved) SELECT hash, ?, ?, ? FROM commits"
+    "INSERT INTO hits (hash, count, last_hit, saved, func_name)"
+    " SELECT hash, ?, ?, ?, func_name FROM commits"
     " WHERE hash = ? ON CONFLICT (hash) DO UPDATE SET count = count + excluded.count,"
     " last_hit = max(last_hit, excluded.last_hit), saved = saved + excluded.saved"
 )
@@ -413,6 +420,7 @@ def select_commits(
     tags: TagQuery | None,
     driver: int | None = None,
     limit: int | None = None,
+    before: tuple[float, int] | None = None,
 ) -> tuple[str, list[Any]]:
     """Build a commit query (``c`` is the commits table), newest first.
 
@@ -424,6 +432,7 @@ def select_commits(
             ``None`` lets the commits indexes drive (function, status, creation time).
             Every other tag is a primary-key probe per candidate row, never a scan.
         limit: at most this many rows.
+        before: only rows older than this ``(created_at, rowid)`` (a page's cursor).
     """
     items = list((tags or {}).items())
     clauses: list[str] = []
@@ -438,6 +447,11 @@ def select_commits(
         order = "t.created_at DESC, c.rowid DESC"
         clauses.append("t.key = ?" if value is None else "t.key = ? AND t.value = ?")
         params += [key] if value is None else [key, value]
+    if before is not None:
+        # The first test is a range of the driving index; the second breaks ties.
+        at = "c.created_at" if driver is None else "t.created_at"
+        clauses.append(f"{at} <= ? AND ({at} < ? OR c.rowid < ?)")
+        params += [before[0], before[0], before[1]]
     more, more_params = _commit_clauses(func_name, None if status is None else str(status))
     clauses += more
     params += more_params

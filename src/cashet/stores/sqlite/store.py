@@ -60,6 +60,7 @@ from cashet.stores.sqlite.damage import DamageMixin, epoch_or_none
 from cashet.stores.sqlite.doctor import COUNTED, DoctorMixin, warn_files_left
 from cashet.stores.sqlite.layout import DB_FILE, check_store_dir
 from cashet.stores.sqlite.legacy import migrate_if_legacy
+from cashet.stores.sqlite.pages import PagesMixin
 from cashet.stores.sqlite.readonly import ReadOnlyMixin, unwritable
 from cashet.stores.sqlite.removal import RemovalMixin
 from cashet.stores.sqlite.schema import to_epoch
@@ -78,7 +79,14 @@ def _has_content(db_file: str) -> bool:
 
 
 class SQLiteStore(
-    ReadOnlyMixin, DoctorMixin, ClaimsMixin, RemovalMixin, DamageMixin, BlobsMixin, StoreBase
+    ReadOnlyMixin,
+    DoctorMixin,
+    ClaimsMixin,
+    RemovalMixin,
+    PagesMixin,
+    DamageMixin,
+    BlobsMixin,
+    StoreBase,
 ):
     """The default store: SQLite metadata and content-addressed blob files in one directory.
 
@@ -452,6 +460,10 @@ class SQLiteStore(
     def find_by_result(self, blob_hash: str, limit: int = 20) -> list[Commit]:
         """Return the commits whose result is this blob, newest first (indexed)."""
         return self._rows_commits(self._db.all(sql.FIND_BY_RESULT, (blob_hash, limit)))
+
+    def find_by_input(self, blob_hash: str, limit: int = 200) -> list[Commit]:
+        """Return the commits that took this blob as an input, oldest first (indexed)."""
+        return self._rows_commits(self._db.all(sql.FIND_BY_INPUT, (blob_hash, limit)))
 
     def iter_commits(self) -> Iterator[Commit]:
         """Yield every commit, oldest first, a batch at a time (no long read transaction)."""
