@@ -65,16 +65,18 @@ def sqlite_path(url: str) -> Path | None:
     return Path(os.path.expanduser(rest))
 
 
-def _redis_args(url: str) -> tuple[str, dict[str, Any]]:
-    """The URL for redis-py (our ``prefix`` parameter taken out of its query) and ours."""
+def _own_param(url: str, name: str) -> tuple[str, dict[str, Any]]:
+    """``url`` without our parameter ``name`` (for the driver's own URL parser), and that
+    parameter as a keyword argument of the store (``prefix`` for Redis, ``schema`` for
+    PostgreSQL)."""
     base, sep, query = url.partition("?")
     if not sep:
         return url, {}
     kwargs: dict[str, Any] = {}
     kept = []
     for key, value in parse_qsl(query, keep_blank_values=True):
-        if key == "prefix":
-            kwargs["prefix"] = value
+        if key == name:
+            kwargs[name] = value
         else:
             kept.append((key, value))
     return (f"{base}?{urlencode(kept)}" if kept else base), kwargs
@@ -171,7 +173,7 @@ def _empty(path: Path, asynchronous: bool) -> Any:
 
 
 def _redis(url: str, asynchronous: bool, **options: Any) -> Any:
-    target, kwargs = _redis_args(url)
+    target, kwargs = _own_param(url, "prefix")
     if asynchronous:
         from cashet.stores.redis.async_store import AsyncRedisStore
 
@@ -191,24 +193,9 @@ def _sqlite(path: Path, asynchronous: bool, **options: Any) -> Any:
     return SQLiteStore(path, **options)
 
 
-def _postgres_args(url: str) -> tuple[str, dict[str, Any]]:
-    """The DSN for libpq (our ``schema`` parameter taken out of its query) and ours."""
-    base, sep, query = url.partition("?")
-    if not sep:
-        return url, {}
-    kwargs: dict[str, Any] = {}
-    kept = []
-    for key, value in parse_qsl(query, keep_blank_values=True):
-        if key == "schema":
-            kwargs["schema"] = value
-        else:
-            kept.append((key, value))
-    return (f"{base}?{urlencode(kept)}" if kept else base), kwargs
-
-
 def _postgres(url: str, asynchronous: bool, **options: Any) -> Any:
     """The PostgreSQL store ``url`` names (``cashet[postgres]``)."""
-    target, kwargs = _postgres_args(url)
+    target, kwargs = _own_param(url, "schema")
     try:
         if asynchronous:
             from cashet.stores.postgres.async_store import AsyncPostgresStore
