@@ -55,7 +55,9 @@ __all__ = [
     "BlobPartsWriter",
     "CheckReport",
     "Checkup",
-    "CommitIterator", "CommitPage", "CommitPages",
+    "CommitIterator",
+    "CommitPage",
+    "CommitPages",
     "Executor",
     "Finding",
     "FunctionTotals",
@@ -284,8 +286,14 @@ class CommitPages(Protocol):
     matches a hash prefix or the stored record; at most ``window`` commits are read for it."""
 
     def page_commits(
-        self, func_name: str | None, status: TaskStatus | None, tags: TagQuery | None,
-        text: str | None, cursor: str | None, limit: int, window: int,
+        self,
+        func_name: str | None,
+        status: TaskStatus | None,
+        tags: TagQuery | None,
+        text: str | None,
+        cursor: str | None,
+        limit: int,
+        window: int,
     ) -> CommitPage: ...
 
 

@@ -16,12 +16,15 @@ from __future__ import annotations
 import os
 import re
 import sys
-from datetime import datetime
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 from cashet import _process
 from cashet.models import Lease
 
 __all__ = [
+    "lease_from_row",
     "disown",
     "disowned",
     "holder_text",
@@ -130,3 +133,18 @@ def parse_holder(text: str) -> tuple[str, str, str]:
     if found is None:
         return text, "", ""
     return found["host"], found["boot"], found["ns"]
+
+
+def lease_from_row(row: Sequence[Any]) -> Lease:
+    """The lease of a stored ``(owner, holder, pid, expires_at epoch, func_name, ...)`` row
+    (how the SQLite and PostgreSQL stores keep a lease; the holder as :func:`holder_text`)."""
+    host, boot, ns = parse_holder(row[1])
+    return Lease(
+        owner=row[0],
+        host=host,
+        pid=row[2],
+        expires_at=datetime.fromtimestamp(row[3], UTC),
+        func_name=row[4],
+        boot_id=boot,
+        pid_ns=ns,
+    )

@@ -28,18 +28,8 @@ from cashet.stores.postgres.schema import from_epoch, to_epoch
 __all__ = ["UpkeepOps", "lease_of"]
 
 
-def lease_of(row: Sequence[Any]) -> Lease:
-    """The lease of an ``(owner, holder, pid, expires_at, func_name, ...)`` row."""
-    host, boot, ns = _lease.parse_holder(row[1])
-    return Lease(
-        owner=row[0],
-        host=host,
-        pid=row[2],
-        expires_at=from_epoch(row[3]),
-        func_name=row[4],
-        boot_id=boot,
-        pid_ns=ns,
-    )
+#: The lease of a leases row (shared with the SQLite store).
+lease_of = _lease.lease_from_row
 
 
 class UpkeepOps(CommitOps):

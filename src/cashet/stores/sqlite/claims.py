@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from typing import Any
 
 from cashet.core import leases as _lease
 from cashet.models import Commit, Lease, TaskDef, TaskStatus
@@ -19,17 +18,7 @@ from cashet.stores.sqlite.schema import from_epoch, to_epoch
 __all__ = ["ClaimsMixin"]
 
 
-def _lease_of(row: Any) -> Lease:
-    host, boot, ns = _lease.parse_holder(row[1])
-    return Lease(
-        owner=row[0],
-        host=host,
-        pid=row[2],
-        expires_at=from_epoch(row[3]),
-        func_name=row[4],
-        boot_id=boot,
-        pid_ns=ns,
-    )
+_lease_of = _lease.lease_from_row
 
 
 class ClaimsMixin:
