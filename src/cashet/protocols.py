@@ -55,9 +55,7 @@ __all__ = [
     "BlobPartsWriter",
     "CheckReport",
     "Checkup",
-    "CommitIterator",
-    "CommitPage",
-    "CommitPages",
+    "CommitIterator", "CommitPage", "CommitPages",
     "Executor",
     "Finding",
     "FunctionTotals",
@@ -286,14 +284,8 @@ class CommitPages(Protocol):
     matches a hash prefix or the stored record; at most ``window`` commits are read for it."""
 
     def page_commits(
-        self,
-        func_name: str | None,
-        status: TaskStatus | None,
-        tags: TagQuery | None,
-        text: str | None,
-        cursor: str | None,
-        limit: int,
-        window: int,
+        self, func_name: str | None, status: TaskStatus | None, tags: TagQuery | None,
+        text: str | None, cursor: str | None, limit: int, window: int,
     ) -> CommitPage: ...
 
 

@@ -119,7 +119,6 @@ class PagesMixin:
                 return CommitPage(found, _cursor(before), scanned, partial=True)
             want = min(_BATCH, window - scanned) if needle else limit - len(found)
 
-
 def _like(needle: str) -> str:
     """A LIKE pattern for "contains ``needle``" (``%``, ``_`` and ``\\`` taken literally)."""
     escaped = needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
