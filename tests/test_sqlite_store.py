@@ -329,11 +329,9 @@ def test_queries_never_scan_a_whole_table(store: SQLiteStore) -> None:
                     or row[3] in ("SCAN claims", "SCAN quarantine")
                 ), (name, row[3])
     find = conn.execute("EXPLAIN QUERY PLAN " + sql_module.FIND, [0, 0])
-    assert [row[3] for row in find] == [
-        "SEARCH commits USING INDEX commits_fingerprint (fingerprint=?)"
-    ]
+    assert [row[3] for row in find] == ["SEARCH commits USING INDEX commits_fp (fp=?)"]
     hit = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql_module.FIND_HIT, [0, 0])]
-    assert hit[0] == "SEARCH c USING INDEX commits_fingerprint (fingerprint=?)", hit
+    assert hit[0] == "SEARCH c USING INDEX commits_fp (fp=?)", hit
     assert hit[1].startswith("SEARCH b USING INDEX sqlite_autoindex_blobs_1 (hash=?)"), hit
 
 
@@ -341,7 +339,7 @@ def test_queries_never_scan_a_whole_table(store: SQLiteStore) -> None:
 
 
 def test_wal_mode_and_schema_version(store: SQLiteStore, root: Path) -> None:
-    assert sql_module.SCHEMA_VERSION == len(sql_module.MIGRATIONS) == 5
+    assert sql_module.SCHEMA_VERSION == len(sql_module.MIGRATIONS) == 6
     with raw_db(root) as db:
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         assert db.execute("PRAGMA user_version").fetchone() == (sql_module.SCHEMA_VERSION,)

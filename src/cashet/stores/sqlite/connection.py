@@ -28,6 +28,7 @@ from urllib.parse import quote
 from cashet import _process
 from cashet.errors import StoreError
 from cashet.stores.sqlite import schema as sql
+from cashet.stores.sqlite.lean import register_functions
 
 __all__ = ["DB_ERRORS", "Database", "readonly_uri", "tolerant_text"]
 
@@ -316,6 +317,7 @@ class Database:
             # Re-read under the write lock: another process may have migrated meanwhile.
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             self._check_version(version)
+            register_functions(conn)  # what the migrations call
             for step in sql.MIGRATIONS[version:]:
                 for statement in step:
                     conn.execute(statement)

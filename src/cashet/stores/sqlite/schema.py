@@ -16,7 +16,7 @@ import sqlite3
 from datetime import UTC, datetime
 from typing import Any
 
-from cashet.models import Commit, TaskStatus
+from cashet.models import TaskStatus
 from cashet.protocols import TagQuery
 
 _V1: tuple[str, ...] = (
@@ -247,22 +247,94 @@ _V5: tuple[str, ...] = (
     """,
 )
 
+# Version 6: lean commits (issue 18; see stores/sqlite/lean.py). A function's source and
+# the function's part of its manifest are kept once, in ``funcs`` (one row per identity
+# hash: the content text of its first commit here, and that text's digest); a commit row
+# keeps its content deflated against it (``fn`` its id; NULL: ``body`` is the whole JSON,
+# as every row before v6 and every caller-named commit). The 129-character fingerprint
+# column becomes ``fp``, a 64-bit key (``lean.fp_key``; ``cashet_fp`` in SQL, registered
+# for the migration): the lookup checks the verified content, so a shared key is no
+# wrong answer. A function row is never changed; ``cashet doctor --repair`` removes one
+# that does not hash to its digest, with its commits (AUTOINCREMENT: an id is never
+# reused, so a process that knew the old row cannot read a new one in its place).
+# Indexes that did not earn their keep go: (status, created_at) and
+# (func_name, status, created_at) only cover the statuses that are not 'completed' (a
+# filter on 'completed' walks the other indexes and finds a match at nearly every row).
+_COMMIT_TRIGGERS = ("commits_after_insert", "commits_after_delete", "commits_hits_after_delete")
+
+
+def _trigger(name: str) -> str:
+    """The statement of an earlier version that made trigger ``name``."""
+    (found,) = (s for s in (*_V1, *_V5) if f"CREATE TRIGGER {name} " in s)
+    return found
+
+
+_COMMITS_V6 = """
+    CREATE TABLE commits_v6 (
+        hash          TEXT PRIMARY KEY,
+        fp            INTEGER NOT NULL,
+        func_name     TEXT NOT NULL,
+        status        TEXT NOT NULL,
+        created_at    REAL NOT NULL,
+        expires_at    REAL,
+        last_accessed REAL,
+        cache         INTEGER NOT NULL,
+        result_hash   TEXT,
+        result_size   INTEGER NOT NULL,
+        parent_hash   TEXT,
+        fn            INTEGER,
+        body          NOT NULL
+    )
+"""
+_V6: tuple[str, ...] = (
+    """
+    CREATE TABLE funcs (
+        id        INTEGER PRIMARY KEY AUTOINCREMENT,
+        func_hash TEXT NOT NULL UNIQUE,
+        digest    TEXT NOT NULL,
+        body      TEXT NOT NULL
+    )
+    """,
+    _COMMITS_V6,
+    # The triggers go first and are made again: dropping the table must not fire them.
+    "DROP TRIGGER commits_after_insert",
+    "DROP TRIGGER commits_after_delete",
+    "DROP TRIGGER commits_hits_after_delete",
+    "INSERT INTO commits_v6 (rowid, hash, fp, func_name, status, created_at, expires_at,"
+    " last_accessed, cache, result_hash, result_size, parent_hash, fn, body)"
+    " SELECT rowid, hash, cashet_fp(fingerprint), func_name, status, created_at, expires_at,"
+    " last_accessed, cache, result_hash, result_size, parent_hash, NULL, body FROM commits",
+    "DROP TABLE commits",
+    "ALTER TABLE commits_v6 RENAME TO commits",
+    "CREATE INDEX commits_fp ON commits (fp, created_at)",
+    "CREATE INDEX commits_func ON commits (func_name, created_at)",
+    "CREATE INDEX commits_func_status ON commits (func_name, status, created_at)"
+    " WHERE status <> 'completed'",
+    "CREATE INDEX commits_status ON commits (status, created_at) WHERE status <> 'completed'",
+    "CREATE INDEX commits_created ON commits (created_at)",
+    "CREATE INDEX commits_used ON commits (coalesce(last_accessed, created_at))",
+    "CREATE INDEX commits_expires ON commits (expires_at) WHERE expires_at IS NOT NULL",
+    "CREATE INDEX commits_result ON commits (result_hash) WHERE result_hash IS NOT NULL",
+    *(_trigger(name) for name in _COMMIT_TRIGGERS),
+)
+
 #: ``MIGRATIONS[i]`` upgrades a database from ``user_version`` i to i + 1.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
 # Queries
 
-# Every commit read returns (body, last_accessed, hash, rowid): the body is verified against
-# the hash, and a damaged row is quarantined by its rowid (its hash may be the damage).
-SELECT_COMMIT = "SELECT body, last_accessed, hash, rowid FROM commits"
+# Every commit read returns (body, last_accessed, hash, rowid, fn): the body (inflated with
+# function row ``fn``, see lean.py) is verified against the hash, and a damaged row is
+# quarantined by its rowid (its hash may be the damage).
+SELECT_COMMIT = "SELECT body, last_accessed, hash, rowid, fn FROM commits"
 GET_COMMIT = f"{SELECT_COMMIT} WHERE hash = ?"
 # The cache lookup: one range of the (fingerprint, created_at) index, newest first. The
 # unary + keeps the planner off the (status, created_at) index, which it would otherwise
 # pick to avoid a sort and then walk every completed commit.
 FIND = (
-    f"{SELECT_COMMIT} WHERE fingerprint = ? AND +status = 'completed' AND +cache = 1"
+    f"{SELECT_COMMIT} WHERE fp = ? AND +status = 'completed' AND +cache = 1"
     " AND (expires_at IS NULL OR expires_at > ?) ORDER BY created_at DESC, rowid DESC LIMIT 1"
 )
 # The hit path: the cache lookup joined with the result's blob row, so a commit whose blob
@@ -271,28 +343,34 @@ FIND = (
 # (written through the published store protocol) is found, as by the published stores; the
 # call flow does not take it for a hit.
 FIND_HIT = (
-    "SELECT c.hash, c.body, c.last_accessed, b.inline, c.rowid FROM commits AS c"
+    "SELECT c.hash, c.body, c.last_accessed, b.inline, c.rowid, c.fn FROM commits AS c"
     " LEFT JOIN blobs AS b ON b.hash = c.result_hash"
-    " WHERE c.fingerprint = ? AND +c.status = 'completed' AND +c.cache = 1"
+    " WHERE c.fp = ? AND +c.status = 'completed' AND +c.cache = 1"
     " AND (c.expires_at IS NULL OR c.expires_at > ?)"
     " AND (b.hash IS NOT NULL OR c.result_hash IS NULL)"
-    " ORDER BY c.created_at DESC, c.rowid DESC LIMIT 1"
+    " ORDER BY c.created_at DESC, c.rowid DESC"
 )
-LATEST = f"{SELECT_COMMIT} WHERE fingerprint = ? ORDER BY created_at DESC, rowid DESC LIMIT 1"
+# The fingerprint key is 64 bits of a hash: two fingerprints may share it (about once in
+# 2**64), so the first row is the answer only when its content says so; else the rest.
+FIND_HIT_ONE = f"{FIND_HIT} LIMIT 1"
+LATEST = f"{SELECT_COMMIT} WHERE fp = ? ORDER BY created_at DESC, rowid DESC"
 HISTORY = (
-    f"{SELECT_COMMIT} WHERE fingerprint = (SELECT fingerprint FROM commits WHERE hash = ?)"
+    f"{SELECT_COMMIT} WHERE fp = (SELECT fp FROM commits WHERE hash = ?)"
     " AND (expires_at IS NULL OR expires_at > ?) ORDER BY created_at, rowid"
 )
 ITER = (
-    "SELECT body, last_accessed, hash, rowid, created_at FROM commits"
+    "SELECT body, last_accessed, hash, rowid, fn, created_at FROM commits"
     " WHERE (created_at, rowid) > (?, ?) ORDER BY created_at, rowid LIMIT ?"
 )
 PREFIX = "SELECT hash FROM commits WHERE hash >= ? AND hash < ? ORDER BY hash LIMIT ?"
 INSERT_COMMIT = (
-    "INSERT OR IGNORE INTO commits (hash, fingerprint, func_name, status, created_at,"
-    " expires_at, last_accessed, cache, result_hash, result_size, parent_hash, body)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT OR IGNORE INTO commits (hash, fp, func_name, status, created_at,"
+    " expires_at, last_accessed, cache, result_hash, result_size, parent_hash, fn, body)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+FUNC_OF = "SELECT id, digest, body FROM funcs WHERE func_hash = ?"
+FUNC_BY_ID = "SELECT func_hash, digest, body FROM funcs WHERE id = ?"
+NEW_FUNC = "INSERT OR IGNORE INTO funcs (func_hash, digest, body) VALUES (?, ?, ?)"
 INSERT_TAG = (
     "INSERT OR IGNORE INTO commit_tags (commit_hash, key, value, created_at) VALUES (?, ?, ?, ?)"
 )
@@ -361,7 +439,7 @@ RELEASE_CLAIM = "DELETE FROM claims WHERE fingerprint = ? AND owner = ?"
 STALE_CLAIMS = "DELETE FROM claims WHERE expires_at < ?"
 COMMIT_COLUMNS = (
     "hash",
-    "fingerprint",
+    "fp",
     "func_name",
     "status",
     "created_at",
@@ -371,6 +449,7 @@ COMMIT_COLUMNS = (
     "result_hash",
     "result_size",
     "parent_hash",
+    "fn",
     "body",
 )
 ROW_BY_ID = f"SELECT {', '.join(COMMIT_COLUMNS)} FROM commits WHERE rowid = ?"
@@ -401,8 +480,11 @@ def _commit_clauses(func_name: str | None, status: str | None) -> tuple[list[str
         clauses.append("c.func_name = ?")
         params.append(func_name)
     if status is not None:
+        value = TaskStatus.parse(status).value
         clauses.append("c.status = ?")
-        params.append(TaskStatus.parse(status).value)
+        params.append(value)
+        if value != TaskStatus.COMPLETED.value:  # the status indexes hold only these (v6)
+            clauses.append("c.status <> 'completed'")
     return clauses, params
 
 
@@ -500,27 +582,3 @@ def to_epoch(dt: datetime) -> float:
 def from_epoch(ts: float) -> datetime:
     """Invert :func:`to_epoch` (an aware UTC datetime)."""
     return datetime.fromtimestamp(ts, UTC)
-
-
-#: Where ``created_at`` (epoch seconds) stands in a :func:`commit_row` (tag rows repeat it).
-ROW_CREATED = 4
-
-
-def commit_row(commit: Commit, body: str) -> tuple[Any, ...]:
-    """The ``INSERT_COMMIT`` parameters of ``commit``, stored as ``body``."""
-    td = commit.task_def
-    result = commit.result
-    return (
-        commit.hash,
-        td.fingerprint,
-        td.func_name,
-        commit.status.value,
-        to_epoch(commit.created_at),
-        None if commit.expires_at is None else to_epoch(commit.expires_at),
-        None if commit.last_accessed is None else to_epoch(commit.last_accessed),
-        int(td.cache),
-        None if result is None else result.hash,
-        0 if result is None else result.size,
-        commit.parent_hash,
-        body,
-    )

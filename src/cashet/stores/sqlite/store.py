@@ -34,7 +34,7 @@ from cashet.errors import (
     BlobCorruptedError,
     ReadOnlyStoreWarning,
 )
-from cashet.hashing.commits import check_commit_hash, stored_json, verified_commit
+from cashet.hashing.commits import check_commit_hash, sealed_content, stored_json
 from cashet.models import Commit, ObjectRef, TaskStatus
 from cashet.protocols import Hit, HitCounts, ResultData, TagQuery
 from cashet.stores.base import LocalLeases, StoreBase, copy_commit
@@ -55,6 +55,15 @@ from cashet.stores.sqlite.damage import DamageMixin, epoch_or_none
 from cashet.stores.sqlite.doctor import COUNTED, DoctorMixin, warn_files_left
 from cashet.stores.sqlite.files import READINTO_MIN, BlobFiles, unlink
 from cashet.stores.sqlite.layout import DB_FILE, check_store_dir
+from cashet.stores.sqlite.lean import (
+    ROW_CREATED,
+    FunctionBooks,
+    FunctionRowDamaged,
+    commit_row,
+    deflate,
+    fp_key,
+    func_digest,
+)
 from cashet.stores.sqlite.legacy import migrate_if_legacy
 from cashet.stores.sqlite.readonly import ReadOnlyMixin, unwritable
 from cashet.stores.sqlite.removal import RemovalMixin
@@ -141,6 +150,7 @@ class SQLiteStore(
         self._decoded: _process.BoundedCache[str, tuple[Commit, str]] = _process.BoundedCache(
             self._DECODED_MAX
         )
+        self._books = FunctionBooks()  # the function rows commits are deflated against
         gone = False
         if not self.readonly:
             # A store of the published cashet 0.4.x/0.5.x is migrated first (or refused).
@@ -212,14 +222,38 @@ class SQLiteStore(
         check_commit_hash(commit)
         if self.readonly:
             return  # not stored
+        row = self._commit_row(commit)
         with self._db.transact() as conn:
-            self._insert_commit(conn, commit)
+            self._insert_commit(conn, commit, row)
 
-    def _insert_commit(self, conn: sqlite3.Connection, commit: Commit) -> None:
+    def _commit_row(self, commit: Commit) -> tuple[Any, ...]:
+        """The row of ``commit`` (schema v6, see :mod:`~cashet.stores.sqlite.lean`): its
+        content deflated against its function's row, made by its first commit here. A
+        commit named by its caller (not by its content) keeps its whole stored JSON."""
         if not commit.hash:
             raise ValueError("a commit needs its hash (see cashet.hashing.commits.seal_commit)")
-        row = sql.commit_row(commit, commit.sealed_json or stored_json(commit))
-        created = row[sql.ROW_CREATED]
+        content = sealed_content(commit)
+        if content is not None:
+            func_hash = commit.task_def.func_hash
+            book = self._books.by_func(func_hash) or self._function_row(func_hash, content)
+            if book is not None:
+                return commit_row(commit, book[0], deflate(content, book[1]))
+        return commit_row(commit, None, commit.sealed_json or stored_json(commit))
+
+    def _function_row(self, func_hash: str, content: str) -> tuple[int, bytes] | None:
+        """The function row of ``func_hash`` (made from ``content`` if none): its id and
+        dictionary, kept once committed (its own transaction, once per function per
+        process); ``None`` when it is damaged (commits then keep their whole JSON)."""
+        with self._db.transact() as conn:
+            conn.execute(sql.NEW_FUNC, (func_hash, func_digest(content), content))
+            fn, digest, body = conn.execute(sql.FUNC_OF, (func_hash,)).fetchone()
+        try:
+            return fn, self._books.learn(fn, func_hash, digest, body)
+        except FunctionRowDamaged:
+            return None
+
+    def _insert_commit(self, conn: sqlite3.Connection, commit: Commit, row: Any) -> None:
+        created = row[ROW_CREATED]
         # Triggers count the commit and the blob reference, only if really inserted.
         if conn.execute(sql.INSERT_COMMIT, row).rowcount and commit.tags:
             conn.executemany(
@@ -256,11 +290,12 @@ class SQLiteStore(
             else:
                 ref = ObjectRef(blob_hash(data), len(data))
         commit = build(ref)
+        row = self._commit_row(commit)  # deflated before the write lock is taken
         with self._db.transact() as conn:
             # The commit first: a new blob row then counts it at once (refcount 1), so it
             # never enters the index of unreferenced blobs. An existing row was counted by
             # the commit's insert trigger.
-            self._insert_commit(conn, commit)
+            self._insert_commit(conn, commit, row)
             if encoded is not None:
                 was = conn.execute(sql.BLOB_INFO, (ref.hash,)).fetchone()
                 conn.execute(
@@ -292,7 +327,7 @@ class SQLiteStore(
         return None if row is None else self._row_commit(row)
 
     def _template(
-        self, h: str, body: Any, rowid: Any, settle: bool = True
+        self, h: str, body: Any, rowid: Any, fn: Any, settle: bool = True
     ) -> tuple[Commit, str] | Literal[False] | None:
         """The decoded and verified commit ``h`` and the fingerprint it is a hit for, kept
         (never handed out: callers get copies); ``None`` when the row is damaged (it is
@@ -303,7 +338,9 @@ class SQLiteStore(
         cached = self._decoded.get(h)
         if cached is None:
             try:
-                template = verified_commit(body, h)
+                template = self._verified(h, body, fn)
+            except FunctionRowDamaged:
+                return None  # not this row's damage: left for cashet doctor
             except ValueError as exc:
                 if not settle:
                     return False
@@ -344,19 +381,30 @@ class SQLiteStore(
         return self._lookup(fingerprint, False)
 
     def _lookup(self, fingerprint: str, settle: bool) -> Hit | Literal[False] | None:
-        row = self._db.one(sql.FIND_HIT, (fingerprint, time.time()))
+        key = fp_key(fingerprint)
+        row = self._db.one(sql.FIND_HIT_ONE, (key, time.time()))
         if row is None:
             return None
-        h, body, last_accessed, inline, rowid = row
-        cached = self._decoded.get(h) or self._template(h, body, rowid, settle)
+        h, body, last_accessed, inline, rowid, fn = row
+        cached = self._decoded.get(h) or self._template(h, body, rowid, fn, settle)
         if cached is None or cached is False:
             return cached  # damaged: None once quarantined, False to leave it to lookup
         template, answers = cached
+        if (
+            answers != fingerprint
+            and template.fingerprint != fingerprint
+            and fp_key(template.fingerprint) == key  # another call's, under the same key
+        ):
+            return self._lookup_shared(fingerprint, key, settle)
         if answers != fingerprint or (template.expires_at is not None and template.is_expired()):
             if not settle:
                 return False  # lookup settles it (quarantine, or a note)
             self._mismatch(rowid, template, fingerprint)
             return None
+        return self._hit(template, last_accessed, inline)
+
+    def _hit(self, template: Commit, last_accessed: Any, inline: Any) -> Hit | None:
+        """The hit of a found commit: a copy, with a small result's verified bytes."""
         if self._lost and template.result is not None and template.result.hash in self._lost:
             return None  # read-only: found lost in this process
         data = None
@@ -370,10 +418,28 @@ class SQLiteStore(
                 pass
         return Hit(copy_commit(template, epoch_or_none(last_accessed)), data)
 
+    def _lookup_shared(
+        self, fingerprint: str, key: int, settle: bool
+    ) -> Hit | Literal[False] | None:
+        """A lookup whose fingerprint key another call's shares (no damage): the newest
+        of the key's rows that answers ``fingerprint``."""
+        for h, body, last_accessed, inline, rowid, fn in self._db.all(
+            sql.FIND_HIT, (key, time.time())
+        ):
+            cached = self._decoded.get(h) or self._template(h, body, rowid, fn, settle)
+            if cached is False:
+                return False
+            if cached is not None and cached[1] == fingerprint:
+                return self._hit(cached[0], last_accessed, inline)
+        return None
+
     def latest_for_fingerprint(self, fingerprint: str) -> Commit | None:
         """Return the newest commit of ``fingerprint`` whatever its status or expiry."""
-        row = self._db.one(sql.LATEST, (fingerprint,))
-        return None if row is None else self._row_commit(row)
+        for row in self._db.all(sql.LATEST, (fp_key(fingerprint),)):
+            commit = self._row_commit(row)
+            if commit is not None and commit.fingerprint == fingerprint:
+                return commit
+        return None
 
     def list_commits(
         self,
@@ -403,7 +469,7 @@ class SQLiteStore(
                 with self._db.gated():
                     driver = sql.choose_driver(self._db.conn(), func_name, status, tags)
                 query, params = sql.select_commits(
-                    "c.body, c.last_accessed, c.hash, c.rowid",
+                    "c.body, c.last_accessed, c.hash, c.rowid, c.fn",
                     func_name,
                     status,
                     tags,
@@ -430,14 +496,18 @@ class SQLiteStore(
             yield from self._rows_commits(rows)
             if len(rows) < self._BATCH:
                 return
-            after = (rows[-1][4], rows[-1][3])
+            after = (rows[-1][5], rows[-1][3])
 
     def get_history(self, hash: str) -> list[Commit]:
         """Return every unexpired commit with the same fingerprint as ``hash``, oldest first.
 
         An unknown hash gives ``[]``.
         """
-        return self._rows_commits(self._db.all(sql.HISTORY, (hash, time.time())))
+        commits = self._rows_commits(self._db.all(sql.HISTORY, (hash, time.time())))
+        mine = next((c for c in commits if c.hash == hash), None) or self.get_commit(hash)
+        if mine is None:
+            return []
+        return [c for c in commits if c.fingerprint == mine.fingerprint]
 
     def resolve_prefix(self, prefix: str, limit: int = 20) -> list[str]:
         """Return up to ``limit`` full commit hashes starting with ``prefix``, sorted.

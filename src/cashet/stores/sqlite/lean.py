@@ -1,0 +1,199 @@
+"""Lean commit rows (schema v6): what a commit row keeps, and how it is read back verified.
+
+A commit's stored form is its canonical content JSON (``hashing.commits``), ~1.3 KB for a
+trivial call, most of it the same in every commit of one function: the source, the
+function's part of the key manifest, the option and field names. A v6 row keeps instead:
+
+* ``fn``: the id of its function's row in ``funcs`` (one per identity hash, written by
+  the first commit of that function version stored here; never changed or removed). That
+  row's ``body`` is that first commit's content text, its ``digest`` the BLAKE3 of it.
+* ``body``: the commit's content text, raw-deflated (zlib, level 9) with the function
+  row's ``body`` as the preset dictionary: what repeats is a back-reference, what a call
+  adds (argument and result digests, times, the readable args) is what is left (~120
+  bytes for ``f(x) = x + 1``).
+* ``fp``: a 64-bit key of the fingerprint (the lookup index), instead of its 129 characters.
+
+Reading a row inflates the body with its dictionary (verified against its digest once per
+process) and checks the text against the row's hash exactly as before
+(``hashing.commits.verified_content``): the commit hash is unchanged, so archives, Redis
+and the commits of v5 (``fn`` NULL, ``body`` the whole JSON text) read as they did.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import zlib
+from typing import Any
+
+from blake3 import blake3
+
+from cashet.hashing.commits import verified_commit, verified_content
+from cashet.models import Commit
+from cashet.stores.sqlite.schema import to_epoch
+
+__all__ = [
+    "FUNC_DIGEST",
+    "ROW_CREATED",
+    "commit_row",
+    "register_functions",
+    "FunctionBooks",
+    "FunctionRowDamaged",
+    "deflate",
+    "fp_key",
+    "inflate",
+    "verified_row",
+]
+
+#: A commit's content text is never near this long; a body that inflates past it is damaged.
+_INFLATED_MAX = 64 << 20
+#: The domain of a function row's digest.
+FUNC_DIGEST = b"cashet.function-row.v1\x00"
+
+
+class FunctionRowDamaged(ValueError):
+    """A ``funcs`` row does not hash to its digest: the commits deflated with it cannot be
+    read (they are left alone, not quarantined: the damage is not theirs)."""
+
+
+def fp_key(fingerprint: object) -> int:
+    """The index key of a fingerprint: its BLAKE3's first 8 bytes as a signed integer.
+
+    Two fingerprints may share a key (about once in 2**64): a lookup checks every commit
+    it finds against the asked fingerprint by its verified content, so a shared key is
+    never a wrong answer.
+    """
+    text = fingerprint if isinstance(fingerprint, str) else str(fingerprint)
+    digest = blake3(text.encode("utf-8", "surrogatepass")).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def func_digest(body: str) -> str:
+    """The digest a ``funcs`` row is checked against."""
+    return blake3(FUNC_DIGEST + body.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def deflate(content: str, zdict: bytes) -> bytes:
+    """``content`` raw-deflated against the dictionary ``zdict``.
+
+    The window is as small as the dictionary and the content allow (at most zlib's 32
+    KiB): a compressor's state is then tens of KiB, not the ~270 KiB of the defaults,
+    whose allocation (an ``mmap`` and its page faults each time) cost more than the
+    compression itself. Inflated with the largest window, which reads any smaller one.
+    """
+    data = content.encode()
+    wbits = min(15, max(9, (len(zdict) + len(data)).bit_length()))
+    c = zlib.compressobj(9, zlib.DEFLATED, -wbits, 4, zlib.Z_DEFAULT_STRATEGY, zdict)
+    return c.compress(data) + c.flush()
+
+
+def inflate(body: Any, zdict: bytes) -> str:
+    """Invert :func:`deflate`.
+
+    Raises:
+        ValueError: ``body`` is not a whole deflate stream of UTF-8 text.
+    """
+    if not isinstance(body, bytes):
+        raise ValueError(f"not a readable commit (a lean body is bytes, not {type(body).__name__})")
+    d = zlib.decompressobj(-15, zdict)
+    try:
+        out = d.decompress(body, _INFLATED_MAX)
+    except zlib.error as exc:
+        raise ValueError(f"not a readable commit (its body does not inflate: {exc})") from None
+    if not d.eof or d.unused_data or d.unconsumed_tail:
+        raise ValueError("not a readable commit (its body is not one whole deflate stream)")
+    try:
+        return out.decode()
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"not a readable commit (its body inflates to bad UTF-8: {exc})") from None
+
+
+class FunctionBooks:
+    """The ``funcs`` rows this process has read or written, verified: by id (to read a
+    commit) and by identity hash (to write one). Rows never change, so they are kept."""
+
+    _MAX = 4096
+
+    def __init__(self) -> None:
+        self._by_id: dict[int, bytes] = {}
+        self._by_func: dict[str, tuple[int, bytes]] = {}
+        self._lock = threading.Lock()
+
+    def by_id(self, fn: int) -> bytes | None:
+        return self._by_id.get(fn)
+
+    def by_func(self, func_hash: str) -> tuple[int, bytes] | None:
+        return self._by_func.get(func_hash)
+
+    def learn(self, fn: int, func_hash: str | None, digest: Any, body: Any) -> bytes:
+        """Check a ``funcs`` row and keep it; return its dictionary.
+
+        Raises:
+            FunctionRowDamaged: it does not hash to its digest.
+        """
+        if not isinstance(body, str) or func_digest(body) != digest:
+            raise FunctionRowDamaged(
+                f"function row {fn} does not hash to its digest: the commits stored"
+                " against it cannot be verified (cashet doctor lists them)"
+            )
+        zdict = body.encode()
+        with self._lock:
+            if len(self._by_id) >= self._MAX:
+                self._by_id.clear()
+                self._by_func.clear()
+            self._by_id[fn] = zdict
+            if func_hash is not None:
+                self._by_func[func_hash] = (fn, zdict)
+        return zdict
+
+    def clear(self) -> None:
+        with self._lock:
+            self._by_id.clear()
+            self._by_func.clear()
+
+
+def verified_row(h: Any, body: Any, fn: Any, zdict: bytes | None) -> Commit:
+    """The verified commit of a row: ``fn`` NULL, its body is the whole stored JSON (v5
+    and caller-named commits); else the lean body, inflated with ``zdict``.
+
+    Raises:
+        ValueError: the row does not verify (the message says why).
+    """
+    if fn is None:
+        return verified_commit(body, h)
+    if zdict is None:
+        raise ValueError(f"its function row {fn!r} is missing")
+    if not isinstance(h, str):
+        raise ValueError(f"its hash is {type(h).__name__}, not text")
+    return verified_content(inflate(body, zdict), h)
+
+
+#: Where ``created_at`` (epoch seconds) stands in a :func:`commit_row` (tag rows repeat it).
+ROW_CREATED = 4
+
+
+def commit_row(commit: Commit, fn: int | None, body: str | bytes) -> tuple[Any, ...]:
+    """The ``INSERT_COMMIT`` parameters of ``commit``, stored as ``body`` (deflated against
+    function row ``fn``; ``None``: the whole JSON text)."""
+    td = commit.task_def
+    result = commit.result
+    return (
+        commit.hash,
+        fp_key(td.fingerprint),
+        td.func_name,
+        commit.status.value,
+        to_epoch(commit.created_at),
+        None if commit.expires_at is None else to_epoch(commit.expires_at),
+        None if commit.last_accessed is None else to_epoch(commit.last_accessed),
+        int(td.cache),
+        None if result is None else result.hash,
+        0 if result is None else result.size,
+        commit.parent_hash,
+        fn,
+        body,
+    )
+
+
+def register_functions(conn: sqlite3.Connection) -> None:
+    """The SQL functions a migration to v6 calls (``cashet_fp``: :func:`fp_key`)."""
+    conn.create_function("cashet_fp", 1, fp_key, deterministic=True)

@@ -1,0 +1,180 @@
+"""Lean commit rows (schema v6, issue 18): a function's source and manifest kept once per
+function version, each commit row deflated against it, verified as before; v5 stores
+migrate in place and their commits keep their hashes."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+from cashet import Client
+from cashet.hashing.commits import compute_commit_hash, stored_json
+from cashet.stores.sqlite import schema as sql
+from cashet.stores.sqlite.lean import fp_key
+
+CALLS: list[int] = []
+
+
+def plus_one(x: int) -> int:
+    CALLS.append(x)
+    return x + 1
+
+
+def db(store_dir: Path) -> closing[sqlite3.Connection]:
+    return closing(sqlite3.connect(store_dir / "meta.db", isolation_level=None))
+
+
+@pytest.fixture
+def store_dir(tmp_path: Path) -> Iterator[Path]:
+    CALLS.clear()
+    yield tmp_path / "store"
+
+
+def test_source_and_manifest_are_kept_once_per_function(store_dir: Path) -> None:
+    with Client(store_dir) as c:
+        hashes = [c.submit(plus_one, x).commit_hash for x in range(50)]
+        shown = c.show(hashes[7])
+    with db(store_dir) as conn:
+        (funcs,) = conn.execute("SELECT count(*) FROM funcs").fetchone()
+        rows = conn.execute("SELECT fn, body, fp FROM commits").fetchall()
+    assert funcs == 1
+    assert all(fn == rows[0][0] and isinstance(body, bytes) for fn, body, _ in rows)
+    # What a call adds to its function's record, deflated: a fraction of the ~1.3 KB JSON.
+    assert max(len(body) for _, body, _ in rows) < 300
+    assert b"return x + 1" not in b"".join(body for _, body, _ in rows)
+    # The commit callers see is whole: source, manifest, arguments, and its hash is its own.
+    assert shown is not None and "return x + 1" in shown.task_def.func_source
+    assert shown.task_def.manifest["arguments"][0]["preview"] == "7"
+    assert shown.task_def.manifest["function"]["name"].endswith("plus_one")
+    assert compute_commit_hash(shown) == shown.hash == hashes[7]
+    keys = [fp for _, _, fp in rows]
+    assert len(set(keys)) == 50 and fp_key(shown.fingerprint) in keys
+
+
+def test_lean_rows_hit_and_answer_every_query(store_dir: Path) -> None:
+    with Client(store_dir) as c:
+        first = [c.submit(plus_one, x) for x in range(5)]
+        assert [r.load() for r in first] == [1, 2, 3, 4, 5]
+    CALLS.clear()
+    with Client(store_dir) as c:  # a fresh process's view: nothing decoded yet
+        again = [c.submit(plus_one, x) for x in range(5)]
+        assert all(r.cached for r in again) and CALLS == []
+        assert [r.load() for r in again] == [1, 2, 3, 4, 5]
+        assert len(c.log()) == 5 and len(c.log(func_name="plus_one")) == 5
+        assert [h.hash for h in c.history(first[2].commit_hash)] == [first[2].commit_hash]
+        assert c.check().ok
+        exported = c.store.get_commit(first[0].commit_hash)
+        assert exported is not None and stored_json(exported)  # whole again, for archives
+
+
+def test_a_damaged_function_row_is_not_blamed_on_its_commits(store_dir: Path) -> None:
+    with Client(store_dir) as c:
+        c.submit(plus_one, 1)
+        c.submit(plus_one, 2)
+    with db(store_dir) as conn:
+        conn.execute("UPDATE funcs SET body = replace(body, 'x + 1', 'x + 2')")
+    CALLS.clear()
+    with Client(store_dir) as c:
+        # Its commits cannot be verified: a miss (never the other source's value) ...
+        assert c.submit(plus_one, 1).load() == 2 and CALLS == [1]
+        # ... and they are not quarantined as damaged: the damage is the function row's.
+        assert c.store.quarantined() == []  # type: ignore[attr-defined]
+        report = c.check()
+        (finding,) = [f for f in report.findings if f.kind == "damaged_function_row"]
+        assert "2 commit(s)" in finding.detail
+        repaired = c.check(repair=True)
+        assert any(f.kind == "damaged_function_row" for f in repaired.findings)
+        assert len(c.store.quarantined()) == 2  # type: ignore[attr-defined]
+        assert c.check().ok
+    CALLS.clear()
+    with Client(store_dir) as c:  # a new function row is made; hits again
+        assert c.submit(plus_one, 2).load() == 3 and CALLS == [2]
+        assert c.submit(plus_one, 2).cached
+
+
+def test_fingerprints_sharing_a_key_each_find_their_own(
+    store_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two fingerprints with one 64-bit key cannot be found for real (about once in 2**64):
+    every key is made the same here, the one way to produce it."""
+    from cashet.stores.sqlite import lean, store
+
+    monkeypatch.setattr(store, "fp_key", lambda fp: 42)
+    monkeypatch.setattr(lean, "fp_key", lambda fp: 42)
+    with Client(store_dir) as c:
+        for x in range(4):
+            assert c.submit(plus_one, x).load() == x + 1
+    CALLS.clear()
+    with Client(store_dir) as c:
+        got = [c.submit(plus_one, x) for x in range(4)]
+        assert [r.load() for r in got] == [1, 2, 3, 4]
+        assert all(r.cached for r in got) and CALLS == []
+        assert c.store.quarantined() == []  # type: ignore[attr-defined]
+        latest = c.store.latest_for_fingerprint(got[1].commit.fingerprint)  # type: ignore[union-attr]
+        assert latest is not None and latest.hash == got[1].commit_hash
+
+
+def _v5_store(store_dir: Path) -> str:
+    """A meta.db at schema v5 (the layout before lean rows) holding one commit of
+    ``plus_one(3)``, as v5 wrote it; returns that commit's hash."""
+    scratch = store_dir.parent / "scratch"
+    with Client(scratch) as c:
+        commit = c.submit(plus_one, 3).commit
+        assert commit is not None
+        with db(scratch) as conn:
+            inline, size = conn.execute(
+                "SELECT inline, size FROM blobs WHERE hash = ?", (commit.result.hash,)
+            ).fetchone()
+    store_dir.mkdir()
+    with db(store_dir) as conn:
+        for step in sql.MIGRATIONS[:5]:
+            for statement in step:
+                conn.execute(statement)
+        conn.execute("PRAGMA user_version = 5")
+        conn.execute(
+            "INSERT INTO blobs (hash, size, stored_size, inline, refcount, created_at)"
+            " VALUES (?, ?, ?, ?, 0, 0)",
+            (commit.result.hash, size, len(inline), inline),
+        )
+        td = commit.task_def
+        conn.execute(
+            "INSERT INTO commits (hash, fingerprint, func_name, status, created_at,"
+            " expires_at, last_accessed, cache, result_hash, result_size, parent_hash, body)"
+            " VALUES (?, ?, ?, 'completed', ?, NULL, ?, 1, ?, ?, NULL, ?)",
+            (
+                commit.hash,
+                td.fingerprint,
+                td.func_name,
+                sql.to_epoch(commit.created_at),
+                sql.to_epoch(commit.created_at),
+                commit.result.hash,
+                commit.result.size,
+                stored_json(commit),
+            ),
+        )
+    return commit.hash
+
+
+def test_a_v5_store_migrates_and_its_commits_keep_their_hashes(store_dir: Path) -> None:
+    old = _v5_store(store_dir)
+    CALLS.clear()
+    with Client(store_dir) as c:
+        ref = c.submit(plus_one, 3)
+        assert ref.cached and ref.commit_hash == old and ref.load() == 4 and CALLS == []
+        assert [x.hash for x in c.log()] == [old]
+        assert c.stats()["total_commits"] == 1
+        assert c.check().ok
+        new = c.submit(plus_one, 4)  # a new commit beside it is a lean row
+        assert new.load() == 5 and not new.cached
+        assert [x.hash for x in c.history(old)] == [old]
+    with db(store_dir) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == sql.SCHEMA_VERSION == 6
+        rows = dict(conn.execute("SELECT hash, fn FROM commits").fetchall())
+    assert rows[old] is None and rows[new.commit_hash] is not None
+    assert "fingerprint" not in {
+        r[1] for r in sqlite3.connect(store_dir / "meta.db").execute("PRAGMA table_info(commits)")
+    }
