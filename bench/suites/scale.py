@@ -14,6 +14,7 @@ SQLite schema version) builds them again. A random-key hit calls each key once, 
 order, through a client opened for the row (nothing decoded yet: a re-run of a sweep).
 
     python bench/run.py --suite scale [--quick]     # --quick: 2,000 entries, nothing kept
+    CASHET_BENCH_SCALE_SIZES=20000,100000 python bench/run.py --suite scale   # no 1M store
 """
 
 from __future__ import annotations
@@ -195,7 +196,12 @@ def built(ctx: Context, n: int) -> dict[str, Any]:
 
 
 def _sizes(cfg: Config) -> tuple[int, ...]:
-    return (QUICK_SIZE,) if cfg.quick else SIZES
+    """The store sizes of this run: ``$CASHET_BENCH_SCALE_SIZES`` (e.g. ``20000,100000``:
+    only those, no 1M build) when set, the rows of the others then unavailable."""
+    if cfg.quick:
+        return (QUICK_SIZE,)
+    chosen = os.environ.get("CASHET_BENCH_SCALE_SIZES")
+    return tuple(int(x) for x in chosen.split(",")) if chosen else SIZES
 
 
 def _keys(n: int, count: int) -> Callable[[], int]:
@@ -261,9 +267,12 @@ def _hit_row(n: int) -> None:
     )
     def row(ctx: Context) -> dict[str, Outcome]:
         size = QUICK_SIZE if ctx.cfg.quick else n
+        if size not in _sizes(ctx.cfg):
+            why = Outcome.unavailable(f"not in $CASHET_BENCH_SCALE_SIZES ({size:,} entries)")
+            return {"ours": why}
         out = _hits(ctx, size, peers if size == min(_sizes(ctx.cfg)) else peers[:2])
         if n == SIZES[-1]:
-            small = QUICK_SIZE if ctx.cfg.quick else SIZES[0]
+            small = min(_sizes(ctx.cfg))
             out["ours_20k"] = _hits(ctx, small, ("ours",))["ours"]
         return out
 

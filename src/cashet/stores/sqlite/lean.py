@@ -22,7 +22,6 @@ and the commits of v5 (``fn`` NULL, ``body`` the whole JSON text) read as they d
 from __future__ import annotations
 
 import sqlite3
-import threading
 import zlib
 from typing import Any
 
@@ -110,14 +109,14 @@ def inflate(body: Any, zdict: bytes) -> str:
 
 class FunctionBooks:
     """The ``funcs`` rows this process has read or written, verified: by id (to read a
-    commit) and by identity hash (to write one). Rows never change, so they are kept."""
+    commit) and by identity hash (to write one). Rows never change, so they are kept.
+    No lock (one could be held across a fork): each update is one dict assignment."""
 
     _MAX = 4096
 
     def __init__(self) -> None:
         self._by_id: dict[int, bytes] = {}
         self._by_func: dict[str, tuple[int, bytes]] = {}
-        self._lock = threading.Lock()
 
     def by_id(self, fn: int) -> bytes | None:
         return self._by_id.get(fn)
@@ -137,19 +136,16 @@ class FunctionBooks:
                 " against it cannot be verified (cashet doctor lists them)"
             )
         zdict = body.encode()
-        with self._lock:
-            if len(self._by_id) >= self._MAX:
-                self._by_id.clear()
-                self._by_func.clear()
-            self._by_id[fn] = zdict
-            if func_hash is not None:
-                self._by_func[func_hash] = (fn, zdict)
+        if len(self._by_id) >= self._MAX:
+            self.clear()
+        self._by_id[fn] = zdict
+        if func_hash is not None:
+            self._by_func[func_hash] = (fn, zdict)
         return zdict
 
     def clear(self) -> None:
-        with self._lock:
-            self._by_id.clear()
-            self._by_func.clear()
+        self._by_id = {}
+        self._by_func = {}
 
 
 def verified_row(h: Any, body: Any, fn: Any, zdict: bytes | None) -> Commit:

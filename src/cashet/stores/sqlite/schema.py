@@ -330,7 +330,7 @@ SCHEMA_VERSION = len(MIGRATIONS)
 # quarantined by its rowid (its hash may be the damage).
 SELECT_COMMIT = "SELECT body, last_accessed, hash, rowid, fn FROM commits"
 GET_COMMIT = f"{SELECT_COMMIT} WHERE hash = ?"
-# The cache lookup: one range of the (fingerprint, created_at) index, newest first. The
+# The cache lookup: one range of the (fp, created_at) index, newest first. The
 # unary + keeps the planner off the (status, created_at) index, which it would otherwise
 # pick to avoid a sort and then walk every completed commit.
 FIND = (
