@@ -40,7 +40,7 @@ if str(BENCH) not in sys.path:  # ``python bench/suites/maintenance.py``
     sys.path.insert(0, str(BENCH))
 
 from _context import Context  # noqa: E402
-from _harness import Config, Outcome, fmt_ns, info, measure, suite  # noqa: E402
+from _harness import Config, Outcome, fmt_ns, info, measure, suite, within  # noqa: E402
 
 maintenance = suite(
     "maintenance", "rm, invalidate, gc, prefix lookup, tag filters and stats at 1M commits"
@@ -51,6 +51,10 @@ KEPT_FROM = 100_000  # stores this big are kept under .bench/ and shared by the 
 FORMAT = 1  # bump when what build() writes changes: kept stores are built again
 #: Each scenario's slice of the shuffled hashes (in thousands) on a shared store.
 SLICES = {"rm": 0, "rm_prefix": 1, "show_prefix": 2, "history": 3}
+#: The first commits built (their runs are what ``invalidate`` deletes) are in no slice.
+INVALIDATED = 1_000
+#: The rows issue 18 asks to cost at most 1.5x at 1M what they cost at 1k (O(rows affected)).
+AT_SCALE = ("rm", "gc_noop", "history", "log", "stats")
 SMALL = 1_000
 BUDGET_NS = 5_000_000  # each maintenance call: under 5 ms median
 FUNCS = 20
@@ -117,7 +121,8 @@ def build(n: int) -> Built:
     import sqlite3
 
     with sqlite3.connect(f"file:{kept / 'meta.db'}?mode=ro", uri=True) as conn:
-        hashes = [h for (h,) in conn.execute("SELECT hash FROM commits ORDER BY hash")]
+        ordered = conn.execute("SELECT hash FROM commits ORDER BY created_at, rowid")
+        hashes = [h for (h,) in ordered][INVALIDATED:]
     random.Random(n).shuffle(hashes)
     # One working copy per run, shared by the scenarios (each takes its own hashes).
     work = _template_root() / f"work-{n}"
@@ -224,7 +229,11 @@ def scenario(name: str, title: str) -> Callable[[Op], Op]:
         @maintenance.scenario(
             name,
             title,
-            targets=[info("baseline", label=f"{SMALL:,} commits")],
+            targets=[
+                within("baseline", 1.5, f"≤ 1.5x at {SMALL:,} commits")
+                if name in AT_SCALE
+                else info("baseline", label=f"{SMALL:,} commits")
+            ],
             baseline=f"{SMALL:,} commits",
             annotate=over_budget,
         )
