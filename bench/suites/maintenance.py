@@ -48,7 +48,7 @@ maintenance = suite(
 
 BIG = (1_000_000, 5_000)  # (full, quick)
 KEPT_FROM = 100_000  # stores this big are kept under .bench/ and shared by the scenarios
-FORMAT = 1  # bump when what build() writes changes: kept stores are built again
+FORMAT = 2  # bump when what build() writes changes: kept stores are built again
 #: Each scenario's slice of the shuffled hashes (in thousands) on a shared store.
 SLICES = {"rm": 0, "rm_prefix": 1, "show_prefix": 2, "history": 3}
 #: The first commits built (their runs are what ``invalidate`` deletes) are in no slice.

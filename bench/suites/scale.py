@@ -39,7 +39,7 @@ scale = suite("scale", "random-key hits at 20k/100k/1M entries, bytes per entry,
 
 BENCH = Path(__file__).resolve().parents[1]
 #: Bump to rebuild the kept stores (what they hold or how they are filled changed).
-FORMAT = 2
+FORMAT = 3
 SIZES = (20_000, 100_000, 1_000_000)
 QUICK_SIZE = 2_000
 HITS = (2_000, 200)  # random keys hit per peer per row: (full, quick)

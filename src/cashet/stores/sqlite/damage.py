@@ -52,7 +52,7 @@ class DamageMixin:
     _db: Database
     _books: FunctionBooks
 
-    def _verified(self, h: Any, body: Any, fn: Any) -> Commit:
+    def _verified(self, h: Any, body: Any, fn: Any, result: Any) -> Commit:
         """The verified commit of a row (its function row read and checked once per process).
 
         Raises:
@@ -66,14 +66,15 @@ class DamageMixin:
                 found = self._db.one(sql.FUNC_BY_ID, (fn,))
                 if found is not None:
                     zdict = self._books.learn(fn, found[0], found[1], found[2])
-        return verified_row(h, body, fn, zdict)
+        return verified_row(h, body, fn, zdict, result)
 
     def _row_commit(self, row: Any) -> Commit | None:
-        """The verified commit of a ``(body, last_accessed, hash, rowid, fn, ...)`` row, or
+        """The verified commit of a ``(body, last_accessed, hash, rowid, fn, result_hash,
+        ...)`` row, or
         ``None`` when the row is damaged (it is quarantined) or cannot be verified (its
         function row is damaged: left for ``cashet doctor``)."""
         try:
-            commit = self._verified(row[2], row[0], row[4])
+            commit = self._verified(row[2], row[0], row[4], row[5])
         except FunctionRowDamaged:
             return None
         except ValueError as exc:

@@ -52,7 +52,7 @@ _HEX = frozenset("0123456789abcdef")
 #: Findings of one kind listed at most (the rest are counted).
 _LIST_MAX = 1000
 _ROWS = (
-    "SELECT rowid, hash, body, fp, status, cache, fn FROM commits"
+    "SELECT rowid, hash, body, fp, status, cache, fn, result_hash FROM commits"
     " WHERE rowid > ? ORDER BY rowid LIMIT ?"
 )
 # Rows are named by rowid: a damaged hash (text that is not UTF-8) cannot be a parameter.
@@ -62,14 +62,16 @@ _UNKNOWN_RESULTS = (
     "SELECT c.rowid, c.result_hash FROM commits AS c LEFT JOIN blobs AS b"
     " ON b.hash = c.result_hash WHERE c.result_hash IS NOT NULL AND b.hash IS NULL"
 )
-_USERS = "SELECT hash FROM commits WHERE result_hash = ?"
+_USERS = f"SELECT hash FROM commits WHERE {sql.RESULT_IS}"
 _USERS_OF_ROW = (
-    "SELECT c.rowid FROM commits AS c JOIN blobs AS b ON c.result_hash = b.hash WHERE b.rowid = ?"
+    "SELECT c.rowid FROM commits AS c JOIN blobs AS b ON c.result_hash = b.hash"
+    " AND substr(c.result_hash, 1, 16) = substr(b.hash, 1, 16) WHERE b.rowid = ?"
 )
 _DELETE_BLOB_ROW = "DELETE FROM blobs WHERE rowid = ?"
 _REFCOUNTS = (
     "SELECT b.rowid, b.hash, b.refcount,"
-    " (SELECT count(*) FROM commits AS c WHERE c.result_hash = b.hash) FROM blobs AS b"
+    " (SELECT count(*) FROM commits AS c WHERE c.result_hash = b.hash"
+    " AND substr(c.result_hash, 1, 16) = substr(b.hash, 1, 16)) FROM blobs AS b"
 )
 _SET_REFCOUNT = "UPDATE blobs SET refcount = ? WHERE rowid = ?"
 #: The ``stats`` counters computed from the tables (``counters`` row order).
@@ -163,7 +165,7 @@ class DoctorMixin:
         def _quarantine_row(self, rowid: Any, h: Any, body: Any, reason: str) -> None: ...
         def quarantined(self) -> list[Any]: ...
         def _delete(self, conn: Any, hash: str) -> bool: ...
-        def _verified(self, h: Any, body: Any, fn: Any) -> Commit: ...
+        def _verified(self, h: Any, body: Any, fn: Any, result: Any) -> Commit: ...
 
     def check(self, repair: bool = False) -> CheckReport:
         """Check the whole store, and with ``repair`` fix what can be fixed (see the module
@@ -240,7 +242,7 @@ class DoctorMixin:
         after, seen = -math.inf, 0
         while True:
             rows = self._db.all(_ROWS, (after, 256))
-            for rowid, h, body, fp, status, cache, fn in rows:
+            for rowid, h, body, fp, status, cache, fn, result in rows:
                 seen += 1
                 if fn in lost:
                     lost[fn] += 1
@@ -250,7 +252,7 @@ class DoctorMixin:
                         )
                     continue
                 try:
-                    reason = _damage(self._verified(h, body, fn), fp, status, cache)
+                    reason = _damage(self._verified(h, body, fn, result), fp, status, cache)
                 except ValueError as exc:
                     reason = f"the stored commit is damaged: {exc}"
                 if reason is None:

@@ -8,9 +8,9 @@ function's part of the key manifest, the option and field names. A v6 row keeps 
   the first commit of that function version stored here; never changed or removed). That
   row's ``body`` is that first commit's content text, its ``digest`` the BLAKE3 of it.
 * ``body``: the commit's content text, raw-deflated (zlib, level 9) with the function
-  row's ``body`` as the preset dictionary: what repeats is a back-reference, what a call
-  adds (argument and result digests, times, the readable args) is what is left (~120
-  bytes for ``f(x) = x + 1``).
+  row's ``body`` followed by the row's ``result_hash`` as the preset dictionary: what
+  repeats is a back-reference, what a call adds (its argument digest, times, the readable
+  args) is what is left (~90 bytes for ``f(x) = x + 1``).
 * ``fp``: a 64-bit key of the fingerprint (the lookup index), instead of its 129 characters.
 
 Reading a row inflates the body with its dictionary (verified against its digest once per
@@ -35,12 +35,14 @@ __all__ = [
     "FUNC_DIGEST",
     "ROW_CREATED",
     "commit_row",
+    "dictionary",
     "register_functions",
     "FunctionBooks",
     "FunctionRowDamaged",
     "deflate",
     "fp_key",
     "inflate",
+    "lean_row",
     "verified_row",
 ]
 
@@ -148,9 +150,16 @@ class FunctionBooks:
         self._by_func = {}
 
 
-def verified_row(h: Any, body: Any, fn: Any, zdict: bytes | None) -> Commit:
+def dictionary(zdict: bytes, result_hash: Any) -> bytes:
+    """What a commit's body is deflated against: its function row's text, then its result's
+    hash (a column of the row already: in the body it is then a back-reference)."""
+    return zdict + result_hash.encode() if isinstance(result_hash, str) else zdict
+
+
+def verified_row(h: Any, body: Any, fn: Any, zdict: bytes | None, result: Any = None) -> Commit:
     """The verified commit of a row: ``fn`` NULL, its body is the whole stored JSON (v5
-    and caller-named commits); else the lean body, inflated with ``zdict``.
+    and caller-named commits); else the lean body, inflated with ``zdict`` and ``result``
+    (the row's result hash; see :func:`dictionary`).
 
     Raises:
         ValueError: the row does not verify (the message says why).
@@ -161,7 +170,7 @@ def verified_row(h: Any, body: Any, fn: Any, zdict: bytes | None) -> Commit:
         raise ValueError(f"its function row {fn!r} is missing")
     if not isinstance(h, str):
         raise ValueError(f"its hash is {type(h).__name__}, not text")
-    return verified_content(inflate(body, zdict), h)
+    return verified_content(inflate(body, dictionary(zdict, result)), h)
 
 
 #: Where ``created_at`` (epoch seconds) stands in a :func:`commit_row` (tag rows repeat it).
@@ -188,6 +197,13 @@ def commit_row(commit: Commit, fn: int | None, body: str | bytes) -> tuple[Any, 
         fn,
         body,
     )
+
+
+def lean_row(commit: Commit, content: str, fn: int, zdict: bytes) -> tuple[Any, ...]:
+    """The row of a sealed ``commit`` whose content text is ``content``, deflated against
+    function row ``fn`` (its text ``zdict``) and its result's hash."""
+    result = None if commit.result is None else commit.result.hash
+    return commit_row(commit, fn, deflate(content, dictionary(zdict, result)))
 
 
 def register_functions(conn: sqlite3.Connection) -> None:

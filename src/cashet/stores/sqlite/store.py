@@ -60,9 +60,9 @@ from cashet.stores.sqlite.lean import (
     FunctionBooks,
     FunctionRowDamaged,
     commit_row,
-    deflate,
     fp_key,
     func_digest,
+    lean_row,
 )
 from cashet.stores.sqlite.legacy import migrate_if_legacy
 from cashet.stores.sqlite.readonly import ReadOnlyMixin, unwritable
@@ -227,9 +227,8 @@ class SQLiteStore(
             self._insert_commit(conn, commit, row)
 
     def _commit_row(self, commit: Commit) -> tuple[Any, ...]:
-        """The row of ``commit`` (schema v6, see :mod:`~cashet.stores.sqlite.lean`): its
-        content deflated against its function's row, made by its first commit here. A
-        commit named by its caller (not by its content) keeps its whole stored JSON."""
+        """The row of ``commit`` (v6, :mod:`~cashet.stores.sqlite.lean`): deflated against its
+        function's row; a commit named by its caller keeps its whole stored JSON."""
         if not commit.hash:
             raise ValueError("a commit needs its hash (see cashet.hashing.commits.seal_commit)")
         content = sealed_content(commit)
@@ -237,7 +236,7 @@ class SQLiteStore(
             func_hash = commit.task_def.func_hash
             book = self._books.by_func(func_hash) or self._function_row(func_hash, content)
             if book is not None:
-                return commit_row(commit, book[0], deflate(content, book[1]))
+                return lean_row(commit, content, *book)
         return commit_row(commit, None, commit.sealed_json or stored_json(commit))
 
     def _function_row(self, func_hash: str, content: str) -> tuple[int, bytes] | None:
@@ -327,7 +326,7 @@ class SQLiteStore(
         return None if row is None else self._row_commit(row)
 
     def _template(
-        self, h: str, body: Any, rowid: Any, fn: Any, settle: bool = True
+        self, h: str, body: Any, rowid: Any, fn: Any, result: Any, settle: bool = True
     ) -> tuple[Commit, str] | Literal[False] | None:
         """The decoded and verified commit ``h`` and the fingerprint it is a hit for, kept
         (never handed out: callers get copies); ``None`` when the row is damaged (it is
@@ -338,7 +337,7 @@ class SQLiteStore(
         cached = self._decoded.get(h)
         if cached is None:
             try:
-                template = self._verified(h, body, fn)
+                template = self._verified(h, body, fn, result)
             except FunctionRowDamaged:
                 return None  # not this row's damage: left for cashet doctor
             except ValueError as exc:
@@ -385,8 +384,8 @@ class SQLiteStore(
         row = self._db.one(sql.FIND_HIT_ONE, (key, time.time()))
         if row is None:
             return None
-        h, body, last_accessed, inline, rowid, fn = row
-        cached = self._decoded.get(h) or self._template(h, body, rowid, fn, settle)
+        h, body, last_accessed, inline, rowid, fn, result = row
+        cached = self._decoded.get(h) or self._template(h, body, rowid, fn, result, settle)
         if cached is None or cached is False:
             return cached  # damaged: None once quarantined, False to leave it to lookup
         template, answers = cached
@@ -423,10 +422,10 @@ class SQLiteStore(
     ) -> Hit | Literal[False] | None:
         """A lookup whose fingerprint key another call's shares (no damage): the newest
         of the key's rows that answers ``fingerprint``."""
-        for h, body, last_accessed, inline, rowid, fn in self._db.all(
+        for h, body, last_accessed, inline, rowid, fn, result in self._db.all(
             sql.FIND_HIT, (key, time.time())
         ):
-            cached = self._decoded.get(h) or self._template(h, body, rowid, fn, settle)
+            cached = self._decoded.get(h) or self._template(h, body, rowid, fn, result, settle)
             if cached is False:
                 return False
             if cached is not None and cached[1] == fingerprint:
@@ -469,7 +468,7 @@ class SQLiteStore(
                 with self._db.gated():
                     driver = sql.choose_driver(self._db.conn(), func_name, status, tags)
                 query, params = sql.select_commits(
-                    "c.body, c.last_accessed, c.hash, c.rowid, c.fn",
+                    "c.body, c.last_accessed, c.hash, c.rowid, c.fn, c.result_hash",
                     func_name,
                     status,
                     tags,
@@ -496,7 +495,7 @@ class SQLiteStore(
             yield from self._rows_commits(rows)
             if len(rows) < self._BATCH:
                 return
-            after = (rows[-1][5], rows[-1][3])
+            after = (rows[-1][6], rows[-1][3])
 
     def get_history(self, hash: str) -> list[Commit]:
         """Return every unexpired commit with the same fingerprint as ``hash``, oldest first.
