@@ -259,7 +259,8 @@ _V5: tuple[str, ...] = (
 # reused, so a process that knew the old row cannot read a new one in its place).
 # Indexes that did not earn their keep go: (status, created_at) and
 # (func_name, status, created_at) only cover the statuses that are not 'completed' (a
-# filter on 'completed' walks the other indexes and finds a match at nearly every row).
+# filter on 'completed' walks the other indexes and finds a match at nearly every row), and
+# the result index keys on 16 of the result hash's 64 digits.
 #: The result index's key (v6), and a commit whose result is the blob ``?1``, by that index.
 RESULT_KEY = "substr(result_hash, 1, 16)"
 # (``+``: a plain ``result_hash = ?1`` lets SQLite propagate the constant into the key's
