@@ -35,7 +35,7 @@ def sweep(client: Client) -> list[tuple[float, int, float]]:
 def main() -> None:
     store_dir = tempfile.mkdtemp(prefix="cashet-dask-sweep-")
     with (
-        LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster,
+        LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0") as cluster,
         DaskClient(cluster) as dask,
         Client(store_dir=store_dir, executor=DaskExecutor(dask)) as client,
     ):

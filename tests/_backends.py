@@ -53,6 +53,31 @@ def _sqlite_async(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[St
             store.close()
 
 
+@backend("sqlite-s3")
+def _sqlite_s3(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Store]:
+    from cashet.store import SQLiteStore
+
+    server = request.getfixturevalue("s3_server")
+    store = SQLiteStore(tmp_path / ".cashet", blobs=server.blob_store(server.make_bucket()))
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+@backend("sqlite-s3-async")
+def _sqlite_s3_async(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Store]:
+    from cashet.store import AsyncSQLiteStore
+
+    server = request.getfixturevalue("s3_server")
+    blobs = server.blob_store(server.make_bucket())
+    with SyncAdapter(lambda: AsyncSQLiteStore(tmp_path / ".cashet", blobs=blobs)) as store:
+        try:
+            yield store  # type: ignore[misc]
+        finally:
+            store.close()
+
+
 @backend("redis")
 def _redis(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Store]:
     from cashet.redis_store import RedisStore
@@ -83,6 +108,105 @@ def _redis_async(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Sto
         finally:
             store.close()
             drop_prefix(url, prefix)
+
+
+@backend("postgres")
+def _postgres(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Store]:
+    from cashet.postgres_store import PostgresStore
+    from tests._postgres import drop_schema, fresh_schema
+
+    dsn = request.getfixturevalue("postgres_dsn")
+    schema = fresh_schema()
+    store = PostgresStore(dsn, schema=schema)
+    try:
+        yield store
+    finally:
+        store.close()
+        drop_schema(dsn, schema)
+
+
+@backend("postgres-async")
+def _postgres_async(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Store]:
+    from cashet.postgres_store import AsyncPostgresStore
+    from tests._postgres import drop_schema, fresh_schema
+
+    dsn = request.getfixturevalue("postgres_dsn")
+    schema = fresh_schema()
+    with SyncAdapter(lambda: AsyncPostgresStore(dsn, schema=schema)) as store:
+        try:
+            yield store  # type: ignore[misc]
+        finally:
+            store.close()
+            drop_schema(dsn, schema)
+
+
+@backend("redis-s3")
+def _redis_s3(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Store]:
+    from cashet.redis_store import RedisStore
+    from tests._redis import check_invariants, drop_prefix, fresh_prefix
+
+    url = request.getfixturevalue("redis_url")
+    server = request.getfixturevalue("s3_server")
+    prefix = fresh_prefix()
+    store = RedisStore(url, prefix=prefix, blobs=server.blob_store(server.make_bucket()))
+    try:
+        yield store
+        check_invariants(url, prefix)
+    finally:
+        store.close()
+        drop_prefix(url, prefix)
+
+
+@backend("redis-s3-async")
+def _redis_s3_async(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Store]:
+    from cashet.redis_store import AsyncRedisStore
+    from tests._redis import check_invariants, drop_prefix, fresh_prefix
+
+    url = request.getfixturevalue("redis_url")
+    server = request.getfixturevalue("s3_server")
+    blobs = server.blob_store(server.make_bucket())
+    prefix = fresh_prefix()
+    with SyncAdapter(lambda: AsyncRedisStore(url, prefix=prefix, blobs=blobs)) as store:
+        try:
+            yield store  # type: ignore[misc]
+            check_invariants(url, prefix)
+        finally:
+            store.close()
+            drop_prefix(url, prefix)
+
+
+@backend("postgres-s3")
+def _postgres_s3(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Store]:
+    from cashet.postgres_store import PostgresStore
+    from tests._postgres import drop_schema, fresh_schema
+
+    dsn = request.getfixturevalue("postgres_dsn")
+    server = request.getfixturevalue("s3_server")
+    schema = fresh_schema()
+    store = PostgresStore(dsn, schema=schema, blobs=server.blob_store(server.make_bucket()))
+    try:
+        yield store
+    finally:
+        store.close()
+        drop_schema(dsn, schema)
+
+
+@backend("postgres-s3-async")
+def _postgres_s3_async(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Store]:
+    from cashet.postgres_store import AsyncPostgresStore
+    from tests._postgres import drop_schema, fresh_schema
+
+    dsn = request.getfixturevalue("postgres_dsn")
+    blobs = request.getfixturevalue("s3_server").blob_store(
+        request.getfixturevalue("s3_server").make_bucket()
+    )
+    schema = fresh_schema()
+    with SyncAdapter(lambda: AsyncPostgresStore(dsn, schema=schema, blobs=blobs)) as store:
+        try:
+            yield store  # type: ignore[misc]
+        finally:
+            store.close()
+            drop_schema(dsn, schema)
 
 
 class SyncAdapter:

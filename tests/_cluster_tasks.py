@@ -54,3 +54,32 @@ def wrapped_cube(x: int) -> int:
     """Its module's name is the wrapper (as with ``@client.task``); the function that runs
     is ``wrapped_cube.__wrapped__``."""
     return x**3
+
+
+def timed_step(log: str, name: str, x: int, seconds: float = 0.0) -> int:
+    """``x + 1`` after ``seconds``; one line ``<name> <start> <end> <pid>`` in ``log``."""
+    start = time.time()
+    time.sleep(seconds)
+    with open(log, "a") as f:
+        f.write(f"{name} {start} {time.time()} {os.getpid()}\n")
+    return x + 1
+
+
+def failing_step(log: str, x: int) -> int:
+    """Fails (``ValueError``) after one line in ``log``."""
+    with open(log, "a") as f:
+        f.write(f"failing {x} {os.getpid()}\n")
+    raise ValueError(f"bad input {x}")
+
+
+class PerProcess:
+    """A value whose cache-key digest differs in every process (``__cashet_hash__`` reads
+    the pid): a worker cannot key a call holding it as the driver did."""
+
+    def __cashet_hash__(self) -> int:
+        return os.getpid()
+
+
+def step_with_token(log: str, x: int, token: PerProcess) -> int:
+    """:func:`timed_step` named ``down``, with a ``PerProcess`` argument in its key."""
+    return timed_step(log, "down", x)

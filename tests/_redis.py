@@ -202,6 +202,8 @@ def check_invariants(url: str, prefix: str) -> dict[str, int]:
             totals[kind + "_bytes"] += int(z)
             if n == "0":
                 assert r.strlen(p + "blob:data:" + h) == int(z), f"blob {h} lost its bytes"
+            elif n == "-1":  # its bytes in the blob store (blobs=): none here
+                assert i == "e" and not r.exists(p + "blob:data:" + h), f"blob {h} is half in"
             else:
                 for k in range(int(n)):
                     key = f"{p}blob:data:{h}:{g}:{k}"

@@ -11,7 +11,9 @@ from packaging.markers import Marker
 
 from cashet.protocols import Store
 from tests._backends import BACKENDS
+from tests._postgres import pg_url, postgres_dsn  # noqa: F401  (fixtures for every test)
 from tests._redis import redis_server_url, redis_url  # noqa: F401  (fixtures for every test)
+from tests._s3 import s3_bucket, s3_server  # noqa: F401  (fixtures for every test)
 
 #: Every ``client`` test runs on each: the sync ``Client`` and the ``AsyncClient`` (behind a
 #: sync facade, tests/_async_facade.py), each on SQLite and on Redis.
@@ -94,11 +96,14 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         )
 
 
+def _backend_marks(name: str) -> list[pytest.MarkDecorator]:
+    if "redis" in name:
+        return [pytest.mark.redis]
+    return [pytest.mark.postgres] if "postgres" in name else []
+
+
 @pytest.fixture(
-    params=[
-        pytest.param(name, marks=[pytest.mark.redis] if "redis" in name else [])
-        for name in sorted(BACKENDS)
-    ]
+    params=[pytest.param(name, marks=_backend_marks(name)) for name in sorted(BACKENDS)]
 )
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     """Every registered store backend, fresh and empty."""

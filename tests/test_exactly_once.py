@@ -1,4 +1,5 @@
-"""Exactly-once execution across real processes sharing one store directory."""
+"""Exactly-once execution across real processes sharing one store: a SQLite directory, or
+a PostgreSQL schema (the lease rows, their row locks and LISTEN/NOTIFY)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -40,19 +43,31 @@ WORKER = textwrap.dedent(
         store, log_path = sys.argv[1], sys.argv[2]
         seconds, ttl = float(sys.argv[3]), float(sys.argv[4])
         executor = LocalExecutor(running_ttl=timedelta(seconds=ttl))
-        with Client(store_dir=store, executor=executor) as c:
+        where = {"store": store} if store.startswith("postgresql:") else {"store_dir": store}
+        with Client(executor=executor, **where) as c:
             ref = c.submit(slow_task, log_path, seconds)
             print(ref.load(), ref.commit_hash, flush=True)
     """
 )
 
 
-def _spawn(tmp: Path, store: Path, log: Path, seconds: float, ttl: float) -> subprocess.Popen[str]:
+@pytest.fixture(
+    params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)],
+)
+def shared(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Where the processes meet: a store directory, or a PostgreSQL store URL."""
+    if request.param == "sqlite":
+        yield str(tmp_path / "store")
+    else:
+        yield request.getfixturevalue("pg_url")
+
+
+def _spawn(tmp: Path, store: str, log: Path, seconds: float, ttl: float) -> subprocess.Popen[str]:
     script = tmp / "worker.py"
     if not script.exists():
         script.write_text(WORKER)
     return subprocess.Popen(
-        [sys.executable, str(script), str(store), str(log), str(seconds), str(ttl)],
+        [sys.executable, str(script), store, str(log), str(seconds), str(ttl)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -63,8 +78,8 @@ def _runs(log: Path) -> list[str]:
     return log.read_text().split() if log.exists() else []
 
 
-def test_eight_processes_run_a_slow_task_once(tmp_path: Path) -> None:
-    store, log = tmp_path / "store", tmp_path / "runs.log"
+def test_eight_processes_run_a_slow_task_once(tmp_path: Path, shared: str) -> None:
+    store, log = shared, tmp_path / "runs.log"
     procs = [_spawn(tmp_path, store, log, 1.5, 300) for _ in range(8)]
     outs = [p.communicate(timeout=120) for p in procs]
     assert all(p.returncode == 0 for p in procs), [o[1] for o in outs]
@@ -73,9 +88,9 @@ def test_eight_processes_run_a_slow_task_once(tmp_path: Path) -> None:
     assert len(commits) == 1 and all(o[0].startswith("result") for o in outs)
 
 
-def test_task_longer_than_lease_is_not_run_twice(tmp_path: Path) -> None:
+def test_task_longer_than_lease_is_not_run_twice(tmp_path: Path, shared: str) -> None:
     # The lease lasts 0.6 s; the task runs 2.5 s; the heartbeat must keep renewing it.
-    store, log = tmp_path / "store", tmp_path / "runs.log"
+    store, log = shared, tmp_path / "runs.log"
     first = _spawn(tmp_path, store, log, 2.5, 0.6)
     while not _runs(log):
         time.sleep(0.02)
@@ -86,8 +101,8 @@ def test_task_longer_than_lease_is_not_run_twice(tmp_path: Path) -> None:
     assert len(_runs(log)) == 1
 
 
-def test_sigkilled_holder_is_taken_over_at_once_on_same_host(tmp_path: Path) -> None:
-    store, log = tmp_path / "store", tmp_path / "runs.log"
+def test_sigkilled_holder_is_taken_over_at_once_on_same_host(tmp_path: Path, shared: str) -> None:
+    store, log = shared, tmp_path / "runs.log"
     # A 300 s lease: only the dead-pid check lets the second worker in quickly.
     victim = _spawn(tmp_path, store, log, 60, 300)
     while not _runs(log):
@@ -101,7 +116,7 @@ def test_sigkilled_holder_is_taken_over_at_once_on_same_host(tmp_path: Path) -> 
     assert len(_runs(log)) == 2
 
 
-def test_foreign_host_lease_blocks_until_it_expires(tmp_path: Path) -> None:
+def test_foreign_host_lease_blocks_until_it_expires(tmp_path: Path, shared: str) -> None:
     calls = []
 
     def task() -> int:
@@ -109,7 +124,10 @@ def test_foreign_host_lease_blocks_until_it_expires(tmp_path: Path) -> None:
         return 7
 
     executor = LocalExecutor(running_ttl=timedelta(seconds=30))
-    with Client(store_dir=tmp_path, executor=executor) as c:
+    where: dict[str, Any] = (
+        {"store": shared} if shared.startswith("postgresql:") else {"store_dir": shared}
+    )
+    with Client(executor=executor, **where) as c:
         from cashet.hashing import function_identity, hash_args
 
         fp = f"{function_identity(task).hash}:{hash_args((), {})}"
@@ -123,7 +141,7 @@ def test_foreign_host_lease_blocks_until_it_expires(tmp_path: Path) -> None:
     assert waited >= 0.5  # it did wait for the foreign lease instead of running at once
 
 
-def test_threads_with_separate_clients_run_once(tmp_path: Path) -> None:
+def test_threads_with_separate_clients_run_once(shared: str) -> None:
     calls = []
     lock = threading.Lock()
 
@@ -136,7 +154,8 @@ def test_threads_with_separate_clients_run_once(tmp_path: Path) -> None:
     results = []
 
     def worker() -> None:
-        with Client(store_dir=tmp_path) as c:
+        where = {"store": shared} if shared.startswith("postgresql:") else {"store_dir": shared}
+        with Client(**where) as c:
             results.append(c.submit(expensive, 4).load())
 
     threads = [threading.Thread(target=worker) for _ in range(10)]

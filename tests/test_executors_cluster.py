@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def dask_client() -> Iterator[DaskClient]:
     with (
         LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
         ) as cluster,
         DaskClient(cluster) as client,
     ):
@@ -220,6 +220,25 @@ def test_dask_with_redis_store(dask_client: DaskClient, redis_url: str, tmp_path
         check_invariants(redis_url, prefix)
     finally:
         drop_prefix(redis_url, prefix)
+
+
+@pytest.mark.postgres
+def test_dask_and_processes_with_a_postgres_store(
+    dask_client: DaskClient, processes: ProcessExecutor, pg_url: str, tmp_path: Path
+) -> None:
+    # The store travels by its configuration; each worker process connects on its own.
+    log = str(tmp_path / "runs")
+    with Client(store=pg_url, executor=DaskExecutor(dask_client)) as client:
+        refs = client.submit_many([(counted_square, (log, i)) for i in range(3)], max_workers=3)
+        assert [r.load() for r in refs] == [0, 1, 4]
+    with Client(store=pg_url, executor=processes) as client:
+        assert all(client.submit(counted_square, log, i).cached for i in range(3))
+        assert client.submit(counted_square, log, 3).load() == 9
+    with Client(store=pg_url) as client:
+        assert client.check().ok
+    lines = [line.split() for line in runs(log)]
+    assert sorted(x for x, _ in lines) == ["0", "1", "2", "3"]  # each call ran once
+    assert str(os.getpid()) not in {pid for _, pid in lines}  # all in worker processes
 
 
 # --- ProcessExecutor: local processes, hard timeouts ------------------------------------
@@ -426,6 +445,7 @@ def celery_worker() -> Iterator[dict[str, str]]:
     }
     worker = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "tests._celery_app", "worker",
+         "-n", f"cashet-test-{os.getpid()}@%h",
          "--concurrency=2", "--pool=prefork", "--without-gossip", "--without-mingle",
          "--without-heartbeat", "--loglevel=INFO"],
         cwd=ROOT,
@@ -551,3 +571,51 @@ def test_import_cashet_executor_pulls_no_engine() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+@pytest.mark.slow
+def test_celery_under_async_client(celery_worker: dict[str, str], tmp_path: Path) -> None:
+    log = str(tmp_path / "runs")
+    executor = _celery_executor()
+
+    async def main() -> None:
+        async with AsyncClient(store_dir=tmp_path / "s", executor=executor) as client:
+            first = await client.submit(counted_square, log, 4)
+            assert await first.load() == 16 and not first.cached
+            refs = await client.submit_many(
+                [(counted_square, (log, i)) for i in range(2)]
+                + [(counted_square, (log, TaskRef(1)))],
+                max_workers=2,
+            )
+            assert [await r.load() for r in refs] == [0, 1, 1]
+            assert not any(r.cached for r in refs)
+            assert (await client.submit(counted_square, log, 4)).cached
+            with pytest.raises(TaskError, match="failed on a Celery worker: ZeroDivisionError"):
+                await client.submit(_divide, 1, 0)
+
+    asyncio.run(main())
+    pids = {int(line.split()[1]) for line in runs(log)}
+    assert len(runs(log)) == 4 and os.getpid() not in pids
+
+
+@pytest.mark.slow
+def test_celery_message_nobody_takes_times_out(tmp_path: Path) -> None:
+    """No worker consumes the app's queue: the driver gives up after ``start_timeout``,
+    says so, and gives its lease back (the next submit runs the call)."""
+    from celery import Celery
+
+    from cashet.executor import CeleryExecutor
+
+    queue = f"cashet-nobody-{os.getpid()}-{time.monotonic_ns()}"
+    app = Celery("cashet_unconsumed", broker=BROKER)
+    app.conf.update(task_default_queue=queue)
+    executor = CeleryExecutor(app, remote=False, poll=0.05, start_timeout=1.0)
+    try:
+        with Client(store_dir=tmp_path / "s", executor=executor) as client:
+            with pytest.raises(ExecutorError, match="no Celery worker took task counted_square"):
+                client.submit(counted_square, str(tmp_path / "runs"), 2)
+            assert client.store.running_claims() == []  # type: ignore[attr-defined]
+            assert runs(str(tmp_path / "runs")) == []
+    finally:
+        with app.connection_for_write() as conn:
+            conn.default_channel.queue_delete(queue)

@@ -27,7 +27,7 @@ LAYERS: list[set[str]] = [
     {"server"},
     {"_queries"},
     {"_client_base", "_async_queries"},
-    {"client", "async_client", "store", "redis_store", "executor"},
+    {"client", "async_client", "store", "redis_store", "postgres_store", "blob_store", "executor"},
     {"cli"},
     {"__init__", "__main__"},
 ]

@@ -178,3 +178,20 @@ def test_a_v5_store_migrates_and_its_commits_keep_their_hashes(store_dir: Path) 
     assert "fingerprint" not in {
         r[1] for r in sqlite3.connect(store_dir / "meta.db").execute("PRAGMA table_info(commits)")
     }
+
+
+def test_a_signed_commit_keeps_its_signature_in_a_lean_row(store_dir: Path) -> None:
+    key = "team-key-0123456789abcdef"
+    with Client(store_dir, signing_key=key) as c:
+        h = c.submit(plus_one, 5).commit_hash
+    CALLS.clear()
+    with Client(store_dir, signing_key=key) as c:  # read back: signed, so a hit
+        ref = c.submit(plus_one, 5)
+        assert ref.cached and ref.commit_hash == h and ref.load() == 6 and CALLS == []
+        shown = c.show(h)
+        assert shown is not None and shown.signature
+    with db(store_dir) as conn:
+        (fn,) = conn.execute("SELECT fn FROM commits WHERE hash = ?", (h,)).fetchone()
+    assert fn is not None
+    with Client(store_dir, signing_key="another-key-0123456789abcdef") as c:
+        assert not c.submit(plus_one, 5).cached  # another team's key: not this signature

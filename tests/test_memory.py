@@ -244,3 +244,49 @@ def test_random_damage_to_a_large_result_never_loads_a_wrong_value(
                 outcomes["right"] += 1
         shutil.rmtree(store)
     assert outcomes["corrupt"] > 0
+
+
+# VmHWM (the peak RSS of this process's memory since its exec): ru_maxrss also counts
+# the parent's RSS at fork, which a pytest process that made large arrays inflates.
+_S3_CHILD = _CHILD.replace(
+    "    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024",
+    "    status = open('/proc/self/status').read()\n"
+    "    return int(status.split('VmHWM:')[1].split()[0]) * 1024",
+).replace(
+    "with Client(store_dir=store_dir) as client:",
+    """from cashet.blob_store import S3BlobStore
+from cashet.store import SQLiteStore
+endpoint, bucket = sys.argv[4], sys.argv[5]
+blobs = S3BlobStore(bucket, endpoint=endpoint, region="us-east-1", access_key_id="k",
+                    secret_access_key="s", allow_http=True)
+with Client(store=SQLiteStore(store_dir, blobs=blobs)) as client:""",
+)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["random", "bytes"])
+def test_large_result_memory_through_s3(kind: str, tmp_path: Path) -> None:
+    """Issue 16: a result stored in and loaded from an S3 bucket (a moto server in its own
+    process) streams up and down: never two copies in memory (same bounds as above)."""
+    from tests._s3 import server_process
+
+    size = 256 << 20
+    with server_process() as server:
+        bucket = server.make_bucket()
+        args = [str(tmp_path), server.endpoint, bucket]
+        runs = []
+        for _ in range(2):
+            out = subprocess.run(
+                [sys.executable, "-c", _S3_CHILD, kind, str(size), *args],
+                capture_output=True,
+                text=True,
+                timeout=240,
+                env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+            )
+            assert out.returncode == 0, out.stderr
+            runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        assert [h for h, _ in server.blob_store(bucket, prefix="").iter_blobs()]
+    miss, hit = ((r["peak"] - r["base"]) / size for r in runs)
+    assert miss <= 2.2, f"miss peaked at {miss:.2f}x the result"
+    assert hit <= 1.3, f"hit peaked at {hit:.2f}x the result"
+    assert hit >= 0.5, f"hit peaked at {hit:.2f}x: was the result loaded at all?"

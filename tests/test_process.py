@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+import textwrap
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -97,3 +100,41 @@ def test_bounded_cache_put_is_safe_beside_other_threads() -> None:
     for t in threads:
         t.join()
     assert errors == [] and len(cache) <= 64 + 4
+
+
+def test_closing_a_store_never_pulls_a_connection_from_under_another_thread(
+    tmp_path: Path,
+) -> None:
+    """Threads writing hits (as the flusher does) while the store is closed: the close
+    waits for them to leave SQLite (closing a connection in use crashed the process).
+    In a child process: the defect was a segmentation fault."""
+    code = textwrap.dedent(
+        f"""
+        import threading, time
+        from cashet.store import SQLiteStore
+        d = {str(tmp_path / "s")!r}
+        SQLiteStore(d).close()
+        for i in range(200):
+            s = SQLiteStore(d)
+            stop = []
+            def hammer():
+                while not stop:
+                    try:
+                        s.record_hit("ab" * 32, time.time(), 0.1)
+                        s.flush_hits()
+                        s.stats()
+                    except Exception:  # closed: StoreError
+                        return
+            ts = [threading.Thread(target=hammer) for _ in range(3)]
+            for t in ts:
+                t.start()
+            time.sleep(0.002)
+            s.close()
+            stop.append(1)
+            for t in ts:
+                t.join()
+        print("ok")
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]

@@ -98,7 +98,7 @@ def local_cluster(ctx: Context) -> Iterator[Any]:
     t0 = time.perf_counter()
     with (
         distributed.LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0"
         ) as lc,
         distributed.Client(lc) as dask,
     ):
@@ -205,8 +205,8 @@ def dask_sweep_hits(ctx: Context) -> dict[str, Outcome]:
         f"the {n}-task sweep (client.submit_many, {DRIVER_THREADS} driver threads), filled "
         "once through the cluster, then re-run: every call a hit answered on the driver; "
         "the run fails if any task is sent to the cluster; loop: the same hits, "
-        "client.submit(nap, i) one after the other on one thread (submit_many starts a fresh "
-        "thread pool per call, and each new thread opens its own SQLite connection)"
+        "client.submit(nap, i) one after the other on one thread (submit_many answers the "
+        "hits of tasks without inputs on the calling thread too, before it starts any)"
     )
 
     def ours() -> dict[str, Outcome]:
@@ -367,6 +367,7 @@ def celery_worker(ctx: Context, broker: str, concurrency: int) -> Iterator[Any]:
     t0 = time.perf_counter()
     worker = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "_celery_bench_app", "worker",
+         "-n", f"cashet-bench-{os.getpid()}@%h",
          f"--concurrency={concurrency}", "--pool=prefork", "--without-gossip",
          "--without-mingle", "--without-heartbeat", "--loglevel=INFO", "-Q", queue],
         cwd=BENCH,

@@ -9,6 +9,7 @@ A mixin of :class:`~cashet.async_client.AsyncClient` (``store``, ``serializer`` 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 from collections.abc import Callable
 from datetime import timedelta
@@ -16,13 +17,14 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from cashet._queries import StoreQueries
 from cashet.models import Commit, TaskStatus
-from cashet.protocols import AsyncStore, Serializer, SyncBacked, TagQuery, supports
+from cashet.protocols import AsyncStore, Serializer, Store, SyncBacked, TagQuery, supports
 from cashet.stores.sync_view import SyncView
 
 if TYPE_CHECKING:
     from cashet.provenance.archive import ExportResult, ImportResult
     from cashet.provenance.explain import Explanation
     from cashet.provenance.lineage import Lineage
+    from cashet.provenance.sync import SyncResult
     from cashet.provenance.usage import FunctionUsage
     from cashet.provenance.verify import VerifyOutcome, VerifyReport
 
@@ -123,6 +125,24 @@ class AsyncQueries:
     async def import_archive(self, path: str | os.PathLike[str]) -> ImportResult:
         """Add the commits and blobs of an archive (as ``Client.import_archive``)."""
         return await self._sync(lambda c: c.import_archive(path))
+
+    async def push(self, store: Store | AsyncStore | str) -> SyncResult:
+        """Copy the commits that ``store`` lacks into it (as ``Client.push``)."""
+        other = self._sync_other(store)
+        return await self._sync(lambda c: c.push(other))
+
+    async def pull(self, store: Store | AsyncStore | str) -> SyncResult:
+        """Copy the commits of ``store`` that this store lacks (as ``Client.pull``)."""
+        other = self._sync_other(store)
+        return await self._sync(lambda c: c.pull(other))
+
+    def _sync_other(self, store: Any) -> Any:
+        """Another store as a sync one: an async store seen through a sync view."""
+        if isinstance(store, str) or not inspect.iscoroutinefunction(
+            getattr(store, "put_blob", None)
+        ):
+            return store
+        return SyncView(store, asyncio.get_running_loop())
 
     async def _sync(self, method: Callable[[Any], R]) -> R:
         """Run ``method(queries)`` off the loop; ``queries`` is a :class:`StoreQueries` over

@@ -286,10 +286,19 @@ class ClientBase(Generic[TF]):
     ) -> tuple[TaskDef, dict[str, Any], str]:
         """The key of a call, its manifest and its source, for ``explain`` (nothing runs).
         Call-site options (``_cache=``...) are taken as ``submit`` takes them."""
+        func, args, kwargs, task_def = self._keyed_call(func, args, kwargs)
+        identity = task_def.identity
+        return task_def, key_manifest(identity, func, args, kwargs), identity.source
+
+    def _keyed_call(
+        self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any], TaskDef]:
+        """The function to run, its arguments and the call's ``TaskDef``, as ``submit``
+        keys them: call-site options (``_cache=``...) are taken out of ``kwargs`` (changed
+        in place)."""
         given = {k[1:]: kwargs.pop(k) for k in CALL_OPTIONS if k in kwargs}
         func, options, identity = self._prepare(func, *(given.get(k[1:]) for k in CALL_OPTIONS))
-        task_def = make_task_def(identity, options, hash_call(func, args, kwargs))
-        return task_def, key_manifest(identity, func, args, kwargs), identity.source
+        return func, args, kwargs, make_task_def(identity, options, hash_call(func, args, kwargs))
 
     @staticmethod
     def _hit_needs_touch(commit: Commit, now: datetime) -> bool:

@@ -19,8 +19,8 @@ import functools
 import os
 import socket
 import threading
-from collections.abc import Callable
-from contextlib import suppress
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from types import TracebackType
 from typing import TypeVar
 
@@ -182,6 +182,17 @@ class ForkGate:
         with self._lock:
             self._forking = False
             self._idle.notify_all()
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Hold the gate alone, as a fork does: wait for the other threads inside to
+        leave, keep new ones out until the block ends (closing connections that other
+        threads may be using)."""
+        self._close()
+        try:
+            yield
+        finally:
+            self._open()
 
 
 #: The one gate of the process (see the module docstring).

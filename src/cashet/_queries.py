@@ -10,6 +10,8 @@ its store, so both validate, fail and answer the same way by construction
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
@@ -51,6 +53,7 @@ if TYPE_CHECKING:
 
     from cashet.provenance.archive import ExportResult, ImportResult
     from cashet.provenance.lineage import Lineage
+    from cashet.provenance.sync import SyncResult
     from cashet.provenance.verify import VerifyOutcome, VerifyReport
 
 __all__ = ["STREAM_MIN", "StoreQueries", "load_result", "running_commit", "store_check"]
@@ -412,6 +415,41 @@ class StoreQueries:
             raise ReadOnlyStoreError(f"{self.store!r} is read-only: cannot import {path}")
         return import_archive(self.store, path)
 
+    def push(self, store: Store | str) -> SyncResult:
+        """Copy the commits (and their result blobs) that ``store`` lacks into it.
+
+        Incremental (only what the other side lacks), verified, resumable: run again after
+        an interruption (see :mod:`cashet.provenance.sync`).
+
+        Args:
+            store: the other store, or its URL (``postgresql://``, ``redis://``,
+                ``sqlite:///``, a directory); a URL's store is closed afterwards.
+
+        Returns:
+            The number of commits copied (an ``int``; ``.present``, ``.blobs``,
+            ``.bytes`` and ``.skipped`` too).
+        """
+        from cashet.provenance.sync import copy_commits
+
+        with other_store(store, must_exist=False) as other:
+            return copy_commits(self.store, other, "push")
+
+    def pull(self, store: Store | str) -> SyncResult:
+        """Copy the commits (and their result blobs) of ``store`` that this store lacks.
+
+        As :meth:`push`, the other way.
+
+        Raises:
+            ReadOnlyStoreError: this store is read-only.
+            StoreError: ``store`` names a directory with no store.
+        """
+        from cashet.provenance.sync import copy_commits
+
+        if getattr(self.store, "readonly", False) is True:
+            raise ReadOnlyStoreError(f"{self.store!r} is read-only: cannot pull into it")
+        with other_store(store, must_exist=True) as other:
+            return copy_commits(other, self.store, "pull")
+
     def check(self, repair: bool = False) -> CheckReport:
         """Check the store for damage (``cashet doctor``); with ``repair``, fix what can be.
 
@@ -459,6 +497,26 @@ class StoreQueries:
         """
         ref = result if isinstance(result, ObjectRef) else resolve_result(self.store, result)[0]
         return self.store.get_blob(ref)
+
+
+@contextmanager
+def other_store(store: Store | str, must_exist: bool) -> Iterator[Store]:
+    """The store ``store`` is, or the one its URL names (opened here and closed after;
+    ``must_exist``: a directory that holds no store is an error, not a new store)."""
+    if not isinstance(store, str):
+        yield store
+        return
+    from cashet.stores.sqlite.layout import check_store_dir
+    from cashet.stores.urls import open_store, sqlite_path
+
+    path = sqlite_path(store) if not store.lower().startswith("postgres") else None
+    if must_exist and path is not None:
+        check_store_dir(path)
+    opened: Store = open_store(store)
+    try:
+        yield opened
+    finally:
+        opened.close()
 
 
 def store_check(store: Any, repair: bool) -> CheckReport:

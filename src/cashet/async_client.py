@@ -65,6 +65,9 @@ from cashet.protocols import (
 from cashet.provenance.explain import Explanation, explain_key
 from cashet.stores.base import full_async_store
 from cashet.stores.modes import mode_store
+from cashet.stores.signing import SigningKey, signed_store
+from cashet.stores.signing import signing_key as signing_key_of
+from cashet.stores.sync_view import SyncView
 from cashet.stores.urls import client_store
 
 if TYPE_CHECKING:
@@ -138,6 +141,10 @@ class AsyncClient(AsyncQueries, ClientBase[AsyncTaskFunction[Any]]):
         versions: library versions in the key (as ``Client``'s ``versions``).
         mode: ``"normal"``, ``"off"``, ``"readonly"`` or ``"refresh"`` (as ``Client``'s
             ``mode``; default ``$CASHET_MODE``).
+        signing_key: the team key commits are signed and checked with (as ``Client``'s;
+            default ``$CASHET_SIGNING_KEY``).
+        local_cache: a directory caching the blobs of the store's object store (as
+            ``Client``'s ``local_cache``).
     """
 
     _task_class = AsyncTaskFunction
@@ -152,11 +159,21 @@ class AsyncClient(AsyncQueries, ClientBase[AsyncTaskFunction[Any]]):
         readonly: bool = False,
         versions: str = "off",
         mode: str | None = None,
+        signing_key: str | bytes | SigningKey | None = None,
+        local_cache: str | os.PathLike[str] | None = None,
     ) -> None:
         super().__init__(serializer, max_workers, versions, mode)
+        key = signing_key_of(signing_key)  # a bad key fails before any store is opened
         opened = client_store(
-            store, store_dir, default_store_dir(), readonly, asynchronous=True, mode=self.mode
+            store,
+            store_dir,
+            default_store_dir(),
+            readonly,
+            asynchronous=True,
+            mode=self.mode,
+            local_cache=local_cache,
         )
+        opened = signed_store(opened, key, asynchronous=True)
         opened = mode_store(opened, self.mode, asynchronous=True)
         if executor is None:
             from cashet.executors.async_local import AsyncLocalExecutor
@@ -286,6 +303,9 @@ class AsyncClient(AsyncQueries, ClientBase[AsyncTaskFunction[Any]]):
         """
         order = plan_batch(tasks)
         workers = check_workers(self.max_workers if max_workers is None else max_workers)
+        graph = getattr(self.executor, "shipping", None)
+        if hasattr(type(graph), "submit_graph") and any(item.deps for item in order):
+            return self._batch_output(tasks, await self._run_graph(graph, order))
         with progress(len(order)) as advance:
             tally = BatchTally(advance)
             if workers == 1 or len(order) == 1:
@@ -296,6 +316,25 @@ class AsyncClient(AsyncQueries, ClientBase[AsyncTaskFunction[Any]]):
             else:
                 results = await self._run_concurrently(order, workers, tally)
         return self._batch_output(tasks, results)
+
+    async def _run_graph(
+        self, graph: Any, order: list[BatchItem]
+    ) -> dict[Hashable, AsyncResultRef[Any]]:
+        """A batch with ``TaskRef`` wiring run as one graph on the cluster executor's engine
+        (``DaskExecutor.submit_graph``), driven from a thread over a sync view of the store."""
+        graph._store_config(self.store)  # a store workers cannot reopen fails here, at once
+
+        def make_ref(commit: Commit) -> AsyncResultRef[Any]:
+            return AsyncResultRef(commit, self._load_object)
+
+        view = SyncView(self.store, asyncio.get_running_loop())
+        with progress(len(order)) as advance:
+            tally = BatchTally(advance)
+            run = graph.submit_graph
+            done = await asyncio.to_thread(
+                run, order, self._keyed_call, view, self.serializer, make_ref, tally.done
+            )
+        return cast("dict[Hashable, AsyncResultRef[Any]]", done)
 
     async def _submit_item(
         self, item: BatchItem, results: Mapping[Hashable, Any]

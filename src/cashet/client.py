@@ -28,11 +28,13 @@ from cashet.core.batch import BatchItem, plan_batch
 from cashet.core.options import TaskOptions, make_task_def
 from cashet.errors import StoreError
 from cashet.hashing import hash_call
-from cashet.models import ResultRef, utcnow
+from cashet.models import Commit, ResultRef, TaskDef, utcnow
 from cashet.protocols import Executor, HitCounter, Serializer, Store, supports
 from cashet.provenance.explain import Explanation, explain_key
 from cashet.stores.base import full_store
 from cashet.stores.modes import mode_store
+from cashet.stores.signing import SigningKey, signed_store
+from cashet.stores.signing import signing_key as signing_key_of
 from cashet.stores.urls import client_store
 
 if TYPE_CHECKING:
@@ -40,6 +42,16 @@ if TYPE_CHECKING:
 
 #: ``async def`` and async generator functions: a blocking client cannot run them.
 _ASYNC_FLAGS = inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR
+
+
+def _refuse_async(func: Callable[..., Any]) -> None:
+    code = getattr(func, "__code__", None)
+    if code is not None and code.co_flags & _ASYNC_FLAGS:
+        raise TypeError(
+            f"{getattr(func, '__qualname__', func)!r} is an async def: Client cannot await"
+            " it; submit it with AsyncClient (await client.submit(...))"
+        )
+
 
 __all__ = ["PROGRESS_MIN_TASKS", "Client", "TaskFunction", "default_store_dir"]
 
@@ -86,6 +98,14 @@ class Client(ClientBase[TaskFunction[Any]], StoreQueries):
             recomputes every call and stores the new results (``_force=True`` for all).
             In ``"off"`` and ``"readonly"``, ``rm``, ``gc``, ``invalidate`` and
             ``import_archive`` raise ``ReadOnlyStoreError``.
+        signing_key: a team key (text or bytes, 16 or more; default ``$CASHET_SIGNING_KEY``):
+            every commit written is signed with it, and a commit not signed with it is never
+            served (a miss; ``check()`` reports it). See :mod:`cashet.stores.signing`.
+        local_cache: a directory that keeps a local copy of every blob read from (or
+            written to) the store's object store (``SQLiteStore(path, blobs=S3BlobStore(...))``):
+            a hit's blob is served from it when there (verified), fetched once otherwise.
+            Nothing changes when the store's blobs are local files already; a store with
+            no blob store (a RedisStore without ``blobs=``) refuses it with ``ValueError``.
     """
 
     _task_class = TaskFunction
@@ -100,11 +120,21 @@ class Client(ClientBase[TaskFunction[Any]], StoreQueries):
         readonly: bool = False,
         versions: str = "off",
         mode: str | None = None,
+        signing_key: str | bytes | SigningKey | None = None,
+        local_cache: str | os.PathLike[str] | None = None,
     ) -> None:
         super().__init__(serializer, max_workers, versions, mode)
+        key = signing_key_of(signing_key)  # a bad key fails before any store is opened
         opened = client_store(
-            store, store_dir, default_store_dir(), readonly, asynchronous=False, mode=self.mode
+            store,
+            store_dir,
+            default_store_dir(),
+            readonly,
+            asynchronous=False,
+            mode=self.mode,
+            local_cache=local_cache,
         )
+        opened = signed_store(opened, key, asynchronous=False)
         opened = mode_store(opened, self.mode, asynchronous=False)
         if executor is None:
             from cashet.executors.local import LocalExecutor
@@ -147,13 +177,18 @@ class Client(ClientBase[TaskFunction[Any]], StoreQueries):
         func, options, identity = self._prepare(
             func, _cache, _force, _tags, _retries, _timeout, _ttl
         )
-        code = getattr(func, "__code__", None)
-        if code is not None and code.co_flags & _ASYNC_FLAGS:
-            raise TypeError(
-                f"{getattr(func, '__qualname__', func)!r} is an async def: Client cannot await"
-                " it; submit it with AsyncClient (await client.submit(...))"
-            )
+        _refuse_async(func)
         task_def = make_task_def(identity, options, hash_call(func, args, kwargs))
+        return self._submit_keyed(func, args, kwargs, task_def)
+
+    def _submit_keyed(
+        self,
+        func: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        task_def: TaskDef,
+    ) -> ResultRef[Any]:
+        """``submit`` of a call already keyed."""
         done = self.executor.submit(func, args, kwargs, task_def, self.store, self.serializer)
         return ResultRef(executor_commit(done), self._load_object)
 
@@ -246,7 +281,23 @@ class Client(ClientBase[TaskFunction[Any]], StoreQueries):
         """
         order = plan_batch(tasks)
         workers = check_workers(self.max_workers if max_workers is None else max_workers)
+        graph = getattr(type(self.executor), "submit_graph", None)
+        if graph is not None and any(item.deps for item in order):
+            return self._batch_output(tasks, self._run_graph(order))
         return self._batch_output(tasks, self._run_batch(order, workers))
+
+    def _run_graph(self, order: list[BatchItem]) -> dict[Hashable, ResultRef[Any]]:
+        """A batch with ``TaskRef`` wiring handed whole to an executor that runs it as one
+        graph on its engine (``DaskExecutor.submit_graph``)."""
+
+        def make_ref(commit: Commit) -> ResultRef[Any]:
+            return ResultRef(commit, self._load_object)
+
+        with progress(len(order)) as advance:
+            tally = BatchTally(advance)
+            return cast(Any, self.executor).submit_graph(  # type: ignore[no-any-return]
+                order, self._keyed_call, self.store, self.serializer, make_ref, tally.done
+            )
 
     def _submit_item(self, item: BatchItem, results: Mapping[Hashable, Any]) -> ResultRef[Any]:
         func, args, kwargs = self._batch_call(item, results)
@@ -261,7 +312,22 @@ class Client(ClientBase[TaskFunction[Any]], StoreQueries):
                     ref = results[item.key] = self._submit_item(item, results)
                     tally.done(ref.cached, 0)
                 return results
-            pending = {item.key: item for item in order}
+            # Hits first, on this thread: a re-run of a batch is answered without a thread
+            # hop per call (a cluster executor's hits never leave the driver either). The
+            # misses go to the pool already keyed: nothing is hashed twice.
+            keyed: dict[Hashable, tuple[Any, ...]] = {}
+            for item in order:
+                if item.deps:
+                    continue
+                call = self._keyed_call(item.func, item.args, dict(item.kwargs))
+                _refuse_async(call[0])
+                hit = self._cached(call[3])
+                if hit is None:
+                    keyed[item.key] = call
+                else:
+                    results[item.key] = hit
+                    tally.done(True, 0)
+            pending = {item.key: item for item in order if item.key not in results}
             # Imported here: concurrent.futures costs ~9 ms, and most runs never batch.
             from concurrent.futures import FIRST_EXCEPTION, wait
 
@@ -272,7 +338,12 @@ class Client(ClientBase[TaskFunction[Any]], StoreQueries):
                     ready = [k for k, it in pending.items() if all(d in results for d in it.deps)]
                     for k in ready:
                         item = pending.pop(k)
-                        running[pool.submit(self._submit_item, item, dict(results))] = k
+                        prepared = keyed.pop(k, None)
+                        if prepared is None:
+                            future = pool.submit(self._submit_item, item, dict(results))
+                        else:
+                            future = pool.submit(self._submit_keyed, *prepared)
+                        running[future] = k
                     done, _ = wait(list(running), return_when=FIRST_EXCEPTION)
                     for fut in done:
                         k = running.pop(fut)
@@ -446,6 +517,12 @@ class Client(ClientBase[TaskFunction[Any]], StoreQueries):
         task_def = make_task_def(
             self._identity(func, options), options, hash_call(func, args, kwargs)
         )
+        return self._cached(task_def, _read_only)
+
+    def _cached(self, task_def: TaskDef, _read_only: bool = False) -> ResultRef[Any] | None:
+        """:meth:`lookup` of a call already keyed (``None`` when it would run anyway)."""
+        if not task_def.cache or task_def.force:
+            return None
         hit = full_store(self.store).lookup(task_def.fingerprint)
         if hit is None or hit.commit.result is None:
             return None

@@ -156,6 +156,9 @@ class Commit:
     input_hashes: tuple[str, ...] = ()
     salt: str = ""
     last_accessed: datetime | None = None
+    #: The team key's MAC over ``hash`` (``<key id>:<hex>``), when written by a client with a
+    #: signing key (:mod:`cashet.stores.signing`). Stored beside the content, not hashed.
+    signature: str | None = field(default=None, compare=False, repr=False)
     #: Hits recorded for this commit and the time of the last one, as written by the store
     #: (``log`` and ``show`` fill them in; not hashed, like ``last_accessed``).
     hits: int = field(default=0, compare=False, repr=False)

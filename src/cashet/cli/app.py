@@ -227,7 +227,8 @@ class _Group(click.Group):
     metavar="URL",
     envvar="CASHET_STORE",
     help="The store as a URL: sqlite:///path/to/.cashet, redis://host:6379/0, rediss://...,"
-    " unix:///path/redis.sock (instead of --store-dir) [env: CASHET_STORE].",
+    " unix:///path/redis.sock, postgresql://user@host/db?schema=cashet (instead of"
+    " --store-dir) [env: CASHET_STORE].",
 )
 @click.option(
     "--plain/--rich",
@@ -241,13 +242,14 @@ def main(ctx: click.Context, store_dir: Path, store_url: str | None, plain: bool
     """Inspect and maintain a cashet store: history, results, diffs, GC, backups."""
     rich = sys.stdout.isatty() if plain is None else not plain
     if store_url:
-        from cashet.stores.urls import sqlite_path
+        from cashet.stores.urls import split_blobs, sqlite_path
 
         try:
-            path = sqlite_path(store_url)
+            base, blobs = split_blobs(store_url)
+            path = sqlite_path(base)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--store") from None
-        if path is not None:  # a directory after all: the SQLite paths below
+        if path is not None and blobs is None:  # a directory after all: the SQLite paths below
             store_dir, store_url = path, None
     cli = CliContext(store_dir, rich, store_url or None)
     ctx.obj = cli

@@ -19,18 +19,22 @@ duplicate delivery harmless. ``celery`` is imported by the app, never by ``impor
 from __future__ import annotations
 
 import base64
+import logging
 import pickle
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from cashet.errors import ExecutorError, TaskError
-from cashet.executors.remote import Shipment, ShippingExecutor, _small, run_shipped
+from cashet.executors.remote import RUN_SUFFIX, Shipment, ShippingExecutor, _small, run_shipped
 from cashet.models import Commit, TaskStatus
 from cashet.stores.base import full_store
 from cashet.stores.shipping import open_store
 
 __all__ = ["TASK_NAME", "CeleryExecutor", "run_celery_task"]
+
+log = logging.getLogger("cashet")
 
 #: The name of cashet's task on a Celery app.
 TASK_NAME = "cashet.run_shipped"
@@ -60,6 +64,10 @@ class CeleryExecutor(ShippingExecutor):
         remote: the workers may run on other hosts (default): a SQLite store is refused;
             pass ``False`` when every worker runs on this host.
         poll: seconds between two looks at the store while a call runs.
+        start_timeout: seconds a call may wait for a worker to take it; then the driver
+            gives up with ``ExecutorError`` (the message is revoked and the lease given
+            back: a worker that takes it later runs nothing). ``None`` (default): wait as
+            long as it takes, with a warning in the log every minute.
 
     Calls with ``cache=False`` cannot be run here (their commit is found through the lease
     and the cache): they raise ``ExecutorError``.
@@ -71,11 +79,15 @@ class CeleryExecutor(ShippingExecutor):
         running_ttl: timedelta = timedelta(minutes=5),
         remote: bool = True,
         poll: float = 0.5,
+        start_timeout: float | None = None,
     ) -> None:
         super().__init__(running_ttl)
+        if start_timeout is not None and not start_timeout > 0:
+            raise ValueError(f"start_timeout must be a positive number, got {start_timeout!r}")
         self.app = app
         self.remote = remote
         self.poll = poll
+        self.start_timeout = start_timeout
         self.task = app.task(name=TASK_NAME, ignore_result=True)(run_celery_task)
 
     def _start(self, shipment: Shipment, store: Any) -> _Sent:
@@ -98,9 +110,13 @@ class CeleryExecutor(ShippingExecutor):
         td, lease, store = sent.shipment.task_def, sent.shipment.lease, sent.store
         assert lease is not None
         fp = td.fingerprint
+        waiting = _Waiting(self.start_timeout)
         while True:
             claim = store.get_claim(fp)
             if claim is not None and claim.owner == lease.owner:
+                if not waiting.started and store.get_claim(fp + RUN_SUFFIX) is not None:
+                    waiting.started = True  # a worker holds the run: it has the message
+                waiting.check(td.func_name, self._queue())
                 store.wait_for_release(fp, self.poll)  # ours is renewed: returns at ``poll``
                 continue
             hit = store.lookup(fp)
@@ -123,5 +139,47 @@ class CeleryExecutor(ShippingExecutor):
                 " (see the worker's log)"
             )
 
+    def _cancel(self, handle: Any) -> None:
+        sent: _Sent = handle
+        sent.result.revoke()  # best effort: a late worker finds the lease gone anyway
+
+    def _queue(self) -> str:
+        routes = self.app.conf.task_routes
+        queue = str(self.app.conf.task_default_queue)
+        return f"queue {queue!r}" if not routes else f"the queue the app routes {TASK_NAME} to"
+
     def __repr__(self) -> str:
         return f"CeleryExecutor({self.app!r})"
+
+
+class _Waiting:
+    """How long a sent call has waited for a worker: a warning every minute, an error at
+    ``start_timeout``."""
+
+    __slots__ = ("deadline", "next_warning", "start", "started")
+
+    def __init__(self, start_timeout: float | None) -> None:
+        self.start = time.monotonic()
+        self.deadline = None if start_timeout is None else self.start + start_timeout
+        self.next_warning = self.start + _WARN_EVERY
+        self.started = False
+
+    def check(self, name: str, queue: str) -> None:
+        if self.started:
+            return
+        now = time.monotonic()
+        if self.deadline is not None and now >= self.deadline:
+            raise ExecutorError(
+                f"no Celery worker took task {name} within {now - self.start:.0f}s ({queue}):"
+                " are workers running (celery -A <module that makes the executor> worker)"
+                " and consuming that queue?"
+            )
+        if now >= self.next_warning:
+            self.next_warning = now + _WARN_EVERY
+            log.warning(
+                "task %s has waited %.0fs for a Celery worker (%s)", name, now - self.start, queue
+            )
+
+
+#: Seconds between two warnings that a sent call still waits for a worker.
+_WARN_EVERY = 60.0

@@ -12,13 +12,17 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from collections.abc import Callable, Hashable
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+from cashet.core.batch import BatchItem
 from cashet.core.flow import unique_token
+from cashet.executors.dask_graph import KeyCall, run_graph
 from cashet.executors.remote import Shipment, ShippingExecutor, run_shipped
-from cashet.models import Commit
+from cashet.models import Commit, ResultRef
+from cashet.protocols import Serializer, Store
 
 __all__ = ["DaskExecutor"]
 
@@ -81,6 +85,20 @@ class DaskExecutor(ShippingExecutor):
 
     def _cancel(self, handle: Any) -> None:
         handle.cancel()
+
+    def submit_graph(
+        self,
+        order: list[BatchItem],
+        key_call: KeyCall,
+        store: Store,
+        serializer: Serializer,
+        make_ref: Callable[[Commit], ResultRef[Any]],
+        done: Callable[[bool, int], None],
+    ) -> dict[Hashable, ResultRef[Any]]:
+        """Run a planned ``submit_many`` batch as one graph of futures on the cluster
+        (:mod:`cashet.executors.dask_graph`): a downstream call starts on a worker as soon
+        as its inputs are done."""
+        return run_graph(self, self.client, order, key_call, store, serializer, make_ref, done)
 
     def close(self) -> None:
         """Close the client this executor made from an address (not one it was given)."""

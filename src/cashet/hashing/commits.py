@@ -141,7 +141,13 @@ def seal_commit(c: Commit) -> str:
     c.hash = _hash_content(content)
     accessed = json.dumps(_dt(c.last_accessed))
     # The content JSON is an object with sorted keys; append the two non-content fields.
-    return f'{content[:-1]},"hash":"{c.hash}","last_accessed":{accessed}}}'
+    return f'{content[:-1]},"hash":"{c.hash}","last_accessed":{accessed}{_signature(c)}}}'
+
+
+def _signature(c: Commit) -> str:
+    """The stored tail of a signed commit (``""`` when unsigned)."""
+    sig = c.signature
+    return "" if not sig else f',"signature":{json.dumps(sig)}'
 
 
 def commit_to_dict(c: Commit) -> dict[str, Any]:
@@ -149,6 +155,8 @@ def commit_to_dict(c: Commit) -> dict[str, Any]:
     d = _content_dict(c)
     d["hash"] = c.hash
     d["last_accessed"] = _dt(c.last_accessed)
+    if c.signature:
+        d["signature"] = c.signature
     return d
 
 
@@ -169,7 +177,12 @@ def commit_from_dict(d: dict[str, Any]) -> Commit:
         input_hashes=tuple(d.get("input_hashes") or ()),
         salt=str(d.get("salt", "")),
         last_accessed=_parse_dt(d.get("last_accessed")),
+        signature=_signature_of(d.get("signature")),
     )
+
+
+def _signature_of(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
 
 
 def commit_to_json(c: Commit) -> str:
@@ -198,9 +211,20 @@ def _verified_sealed(body: str, expected_hash: object) -> Commit | None:
     content = body[:cut] + "}"
     if _hash_content(content) != want:
         return None
-    d = json.loads(content)  # only verified text is decoded; the tail is not used
+    d = json.loads(content)  # only verified text is decoded; of the tail, only a signature
     d["hash"] = want
-    return commit_from_dict(d)
+    commit = commit_from_dict(d)
+    sig = body.find(_SIGNATURE_KEY, start + 64)
+    if sig > 0:
+        try:
+            tail = json.loads("{" + body[sig + 1 :])  # the signature is the tail's last key
+        except ValueError:
+            return commit  # a damaged signature: unsigned (never served when keys are on)
+        commit.signature = _signature_of(tail.get("signature"))
+    return commit
+
+
+_SIGNATURE_KEY = ',"signature":'
 
 
 def sealed_content(c: Commit) -> str | None:
@@ -252,7 +276,7 @@ def stored_json(c: Commit) -> str:
         actual = _hash_content(content)
         if actual != c.hash:
             attest = f',"{_ATTESTED}":"{actual}"'
-    return f'{content[:-1]}{attest},"hash":"{c.hash}","last_accessed":{accessed}}}'
+    return f'{content[:-1]}{attest},"hash":"{c.hash}","last_accessed":{accessed}{_signature(c)}}}'
 
 
 #: The field of a caller-named commit's stored form that holds its content's digest.

@@ -38,6 +38,7 @@ __all__ = [
     "DIGEST_CHARS",
     "MANIFEST_FORMAT",
     "key_manifest",
+    "manifest_arguments",
     "package_version",
     "python_version",
     "versioned_identity",
@@ -168,6 +169,14 @@ def _arguments(
     given = set(kwargs)
     out += [_argument(k, v, k not in given) for k, v in sorted(kw.items())]
     return out
+
+
+def manifest_arguments(
+    func: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    """The ``arguments`` part of a manifest alone: each argument by parameter name, with
+    its digest and preview (a cluster worker finishing a chained call's key makes it)."""
+    return _arguments(func, args, kwargs)
 
 
 def key_manifest(

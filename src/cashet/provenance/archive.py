@@ -40,6 +40,7 @@ import re
 import secrets
 import tarfile
 import time
+from collections.abc import Iterable
 from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -258,10 +259,16 @@ def import_archive(store: Store, path: str | os.PathLike[str]) -> ImportResult:
             for member in tar:
                 _scan_member(tar, member, plan)
     except OldFormat:
+        if getattr(store, "signing_key", None) is not None:
+            raise ArchiveError(
+                f"{source} is a cashet 0.4/0.5 archive: it holds no signatures, and this"
+                " client signs (a team key is set): nothing imported"
+            ) from None
         return ImportResult(*import_legacy_archive(store, source))
     if plan.manifest is None:
         raise ArchiveError(f"{source} is not a cashet archive: it has no {MANIFEST}")
 
+    _check_signatures(store, plan.commits.values(), source)
     now = utcnow()
     new = {h: c for h, c in plan.commits.items() if store.get_commit(h) is None}
     needed: dict[str, int] = {}
@@ -302,6 +309,24 @@ def import_archive(store: Store, path: str | os.PathLike[str]) -> ImportResult:
                 store.delete_commit(h)
         raise
     return ImportResult(len(new), len(plan.commits) - len(new), len(needed))
+
+
+def _check_signatures(store: Any, commits: Iterable[Commit], source: Path) -> None:
+    """Into a store that signs (a client with a team key), only commits signed with its key.
+
+    Raises:
+        ArchiveError: some commit of the archive is unsigned or signed with another key.
+    """
+    key = getattr(store, "signing_key", None)
+    if key is None:
+        return
+    bad = [c for c in commits if key.verdict(c)]
+    if bad:
+        raise ArchiveError(
+            f"{source}: {len(bad)} commit(s) are not signed with this client's key"
+            f" ({key!r}; first: {bad[0].hash[:12]}, {key.verdict(bad[0])}): nothing imported."
+            " Export them from a client with the same key"
+        )
 
 
 def _member_kind(member: tarfile.TarInfo) -> tuple[str, str]:

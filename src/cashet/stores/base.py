@@ -135,7 +135,8 @@ def unique_prefix(prefix: str, found: list[str]) -> str | None:
 
 
 def copy_commit(c: Commit, last_accessed: datetime | None) -> Commit:
-    """Return a new commit equal to ``c`` with ``last_accessed`` set, its tags copied.
+    """Return a new commit equal to ``c`` (its signature too) with ``last_accessed`` set,
+    its tags copied.
 
     The other fields are immutable values, so sharing them is safe; ``from_cache`` and
     ``sealed_json`` start fresh. About 0.5 µs: cheap enough for the hit path.
@@ -155,6 +156,7 @@ def copy_commit(c: Commit, last_accessed: datetime | None) -> Commit:
         c.input_hashes,
         c.salt,
         last_accessed,
+        c.signature,
     )
 
 

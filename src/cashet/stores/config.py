@@ -17,10 +17,12 @@ class StoreConfig:
     """How to reopen a store elsewhere.
 
     Attributes:
-        kind: ``"sqlite"`` or ``"redis"``.
-        location: the SQLite store's absolute directory, or the Redis URL (with its
-            password: never print a config, print the store).
-        options: the constructor's keyword options, as ``(name, value)`` pairs.
+        kind: ``"sqlite"``, ``"redis"`` or ``"postgres"``.
+        location: the SQLite store's absolute directory, or the Redis URL or PostgreSQL
+            DSN (with its password: never print a config, print the store).
+        options: the constructor's keyword options, as ``(name, value)`` pairs; ``blobs``
+            is a :class:`~cashet.stores.objects.base.BlobStoreConfig` when the store keeps
+            its blobs in a blob store (its credentials, if given as arguments, inside).
     """
 
     kind: str

@@ -19,7 +19,9 @@ from cashet.stores.config import StoreConfig
 
 __all__ = ["StoreConfig", "open_store", "store_config"]
 
-_SHIPPABLE = "use SQLiteStore (workers on this host) or RedisStore (workers anywhere)"
+_SHIPPABLE = (
+    "use SQLiteStore (workers on this host), RedisStore or PostgresStore (workers anywhere)"
+)
 
 _opened: dict[bytes, Store] = {}
 _lock = threading.Lock()
@@ -88,6 +90,12 @@ def open_store(config: StoreConfig) -> Store:
 
 def _open(config: StoreConfig) -> Store:
     options = dict(config.options)
+    key_id = options.pop("signing_key_id", None)
+    if key_id is not None:  # the driver signs: so must this worker, with the same key
+        from cashet.stores.signing import signed_store, worker_key
+
+        bare = StoreConfig(config.kind, config.location, tuple(options.items()))
+        return signed_store(_open(bare), worker_key(key_id), asynchronous=False)  # type: ignore[no-any-return]
     if config.kind == "sqlite":
         from cashet.stores.sqlite.layout import DB_FILE
         from cashet.stores.sqlite.store import SQLiteStore
@@ -103,4 +111,8 @@ def _open(config: StoreConfig) -> Store:
 
         raw = options.pop("options", None)
         return RedisStore(config.location, options=None if raw is None else dict(raw), **options)
+    if config.kind == "postgres":
+        from cashet.stores.postgres.store import PostgresStore
+
+        return PostgresStore(config.location, **options)
     raise ExecutorError(f"unknown kind of store to open: {config.kind!r}")

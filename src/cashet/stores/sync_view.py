@@ -40,6 +40,11 @@ class SyncView:
 
         return call
 
+    @property
+    def config(self) -> Any:
+        """The async store's ``StoreConfig`` (what reopens it in a worker process)."""
+        return self._store.config
+
     def iter_commits(self) -> Iterator[Any]:
         # The AsyncCommitIterator capability (list_commits for stores without it).
         it: AsyncIterator[Any] = full_async_store(self._store).iter_commits().__aiter__()

@@ -7,15 +7,17 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 from cashet.errors import StoreError
 from cashet.models import Commit, Lease, ObjectRef, TaskStatus
 from cashet.protocols import CheckReport, Hit, HitCounts, ResultData, TagQuery
 from cashet.stores.base import AsyncStoreBase
 from cashet.stores.hits import HitBatch, HitRecorder
+from cashet.stores.objects.base import BlobStore, BlobStoreConfig
 from cashet.stores.quarantine import QuarantineEntry
 from cashet.stores.redis.calls import OpFlow, RedisCall
 from cashet.stores.redis.common import (
@@ -28,6 +30,7 @@ from cashet.stores.redis.common import (
     RedisStoreBase,
     redis,
 )
+from cashet.stores.redis.external import EXTERNAL, opened
 from cashet.stores.redis.keys import DEFAULT_PREFIX
 from cashet.stores.redis.ops import IterCursor
 from cashet.stores.redis.store import RedisStore
@@ -66,6 +69,7 @@ class AsyncRedisStore(RedisStoreBase, AsyncStoreBase):
         chunk_size: int = 32 << 20,
         inline_threshold: int = 1024,
         options: Mapping[str, Any] | None = None,
+        blobs: BlobStore | BlobStoreConfig | None = None,
     ) -> None:
         super().__init__(
             url,
@@ -76,6 +80,7 @@ class AsyncRedisStore(RedisStoreBase, AsyncStoreBase):
             chunk_size,
             inline_threshold,
             options,
+            blobs,
         )
         # An asyncio client needs the asyncio Retry: given the sync one, redis-py 8 converts
         # it with a warning (issue 9; tests/test_redis_store.py::test_no_warning_on_construction).
@@ -116,6 +121,8 @@ class AsyncRedisStore(RedisStoreBase, AsyncStoreBase):
     async def _exec(self, call: RedisCall) -> Any:
         if self._closed:
             raise self._closed_error()
+        if call.io is not None:  # the blob store's (blobs=): off the loop
+            return await asyncio.to_thread(call.io)
         tries = 0
         started = time.monotonic()
         while True:
@@ -175,6 +182,19 @@ class AsyncRedisStore(RedisStoreBase, AsyncStoreBase):
     async def has_blob(self, hash: str) -> bool:
         """Return whether the blob is stored with all of its bytes."""
         return await self._run(self._ops.has_blob(hash))
+
+    async def open_blob(self, ref: ObjectRef) -> AbstractContextManager[IO[bytes]] | None:
+        """A blob kept in the blob store (``blobs=``) as a file verified as it is read, to
+        read in a worker thread; ``None`` for one kept in Redis (``get_blob`` reads it). A
+        corrupt object is deleted by the blob store; ``get_blob`` then drops its meta key."""
+        blobs = self._ops.blob_store
+        if blobs is None:
+            return None
+        meta = self._ops.keys.blob_meta(ref.hash)
+        n = await self._exec(RedisCall("read blob", ("HGET", meta, "n")))
+        if n is None or int(n) != EXTERNAL:
+            return None
+        return opened(blobs, ref, lambda: None)
 
     # commits
 

@@ -4,7 +4,7 @@ that yields calls and receives their replies."""
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -34,6 +34,9 @@ class RedisCall:
     #: Plain commands sent together in one round trip (``args`` unused); the reply is the
     #: list of their replies.
     batch: tuple[tuple[Any, ...], ...] = ()
+    #: Not Redis: a step on the store's blob store (``blobs=``), called by the driver (the
+    #: async one in a worker thread); its return value is the reply.
+    io: Callable[[], Any] | None = None
 
 
 def run_script(op: str, script: Script, keys: tuple[str, ...], *argv: Any) -> RedisCall:

@@ -26,6 +26,8 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
 
 from cashet.errors import StoreError
 from cashet.stores.config import StoreConfig
+from cashet.stores.objects.base import BlobStore, BlobStoreConfig
+from cashet.stores.objects.opening import open_blob_store
 from cashet.stores.redis.calls import RedisCall
 from cashet.stores.redis.ops import Ops, check_options
 
@@ -64,8 +66,11 @@ class RedisStoreBase:
         chunk_size: int,
         inline_threshold: int,
         options: Mapping[str, Any] | None,
+        blobs: BlobStore | BlobStoreConfig | None = None,
     ) -> None:
-        self._ops = Ops(url, prefix, inline_threshold, chunk_size)
+        if isinstance(blobs, BlobStoreConfig):
+            blobs = open_blob_store(blobs)
+        self._ops = Ops(url, prefix, inline_threshold, chunk_size, blobs)
         self._config = StoreConfig(
             "redis",
             url,
@@ -77,6 +82,7 @@ class RedisStoreBase:
                 ("chunk_size", chunk_size),
                 ("inline_threshold", inline_threshold),
                 ("options", None if options is None else tuple(sorted(options.items()))),
+                *(() if blobs is None else (("blobs", blobs.config),)),
             ),
         )
         self._closed = False
@@ -102,6 +108,19 @@ class RedisStoreBase:
         return self._ops.url
 
     @property
+    def blobs(self) -> BlobStore | None:
+        """The blob store holding blobs too large to stay in Redis (``blobs=``), or
+        ``None``: every blob in Redis."""
+        return self._ops.blob_store
+
+    @blobs.setter
+    def blobs(self, blobs: BlobStore) -> None:
+        # Client(local_cache=...) puts a CachedBlobStore in front of the one given.
+        if self._ops.blob_store is None:
+            raise ValueError(f"{self!r} keeps its blobs in Redis: there is no blob store")
+        self._ops.blob_store = blobs
+
+    @property
     def prefix(self) -> str:
         """The prefix of every key of this store."""
         return self._ops.prefix
@@ -116,7 +135,8 @@ class RedisStoreBase:
     _redis = redis
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self._ops.url!r}, prefix={self._ops.prefix!r})"
+        where = "" if self._ops.blob_store is None else f", blobs={self._ops.blob_store!r}"
+        return f"{type(self).__name__}({self._ops.url!r}, prefix={self._ops.prefix!r}{where})"
 
     def _closed_error(self) -> StoreError:
         return StoreError(f"{self!r} is closed")
@@ -158,4 +178,8 @@ DOC_ARGS = """
         chunk_size: blobs whose stored form is larger are split into keys of this size.
         inline_threshold: blobs stored smaller than this count as ``inline`` in ``stats()``.
         options: further ``redis`` connection options (``ssl_ca_certs``, ``username``...).
+        blobs: a blob store (``S3BlobStore``) for the blobs whose stored form is at least
+            ``inline_threshold`` bytes: Redis keeps their meta keys and reference counts,
+            the blob store their bytes (:mod:`cashet.stores.redis.external`). Default: every
+            blob in Redis.
 """

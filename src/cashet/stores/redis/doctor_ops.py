@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from cashet.core import leases as _lease
@@ -37,6 +38,9 @@ from cashet.stores.quarantine import COMMIT, QuarantineEntry
 from cashet.stores.redis.calls import OpFlow, RedisCall, text
 from cashet.stores.redis.claim_ops import _lease_of
 from cashet.stores.redis.keys import Keys, now_us, to_us
+
+if TYPE_CHECKING:
+    from cashet.stores.objects.base import BlobStore
 
 __all__ = ["DoctorOps"]
 
@@ -57,6 +61,7 @@ class DoctorOps:
     prefix: str
     host: str
     _blobs: Any
+    blob_store: BlobStore | None
 
     if TYPE_CHECKING:  # the other mixins' (a stub here would shadow them)
 
@@ -163,6 +168,12 @@ class DoctorOps:
                     size = yield RedisCall("read a blob", ("STRLEN", k.blob_data(h)))
                     if int(size) != int(z):
                         lost[h] = f"its bytes are gone ({size} of {int(z)} bytes)"
+                elif int(n) < 0:  # in the blob store (blobs=): its object's size
+                    blobs = self.blob_store
+                    assert blobs is not None
+                    check = partial(blobs.stored_size, h)
+                    if (yield RedisCall("check a blob", (), io=check)) != int(z):
+                        lost[h] = f"its object in {blobs!r} is missing or not {int(z)} bytes"
                 else:
                     for i in range(int(n)):
                         key = k.blob_chunk(h, text(g), i)

@@ -27,6 +27,9 @@ cashet uses)::
     P blob:data:{hash}            STRING encoded blob (codec: header byte + raw or zstd)
     P blob:data:{hash}:{g}:{i}    STRING chunk i of a blob larger than ``chunk_size``
     P blob:ref:{hash}             STRING number of commits whose result is the blob
+    P blob:gone                   SET   blobs of the blob store (``blobs=``: meta ``n`` -1,
+                                        no data key) dropped here, whose objects the store
+                                        deletes next (a dropped blob put again is kept)
     P stats:blob / stats:commit   HASH  counters behind ``stats()`` (O(1))
     P lock:{fingerprint}          HASH  the lease: o (owner) e (expiry, µs) h (host) p (pid)
                                         f (function) c (claimed at, µs); key TTL = lease + grace
@@ -136,6 +139,8 @@ IDX_LAST_ACCESSED = "index:last_accessed"
 IDX_EXPIRES = "index:expires"
 IDX_HASHES = "index:hashes"
 IDX_ORPHANS = "index:orphans"
+#: Blobs kept in the blob store (``blobs=``) whose objects are to be deleted (issue 16).
+BLOBS_GONE = "blob:gone"
 IDX_RUNNING = "leases:running"
 STATS_BLOB = "stats:blob"
 STATS_COMMIT = "stats:commit"

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from cashet import _process
 from cashet._log import log
@@ -38,6 +38,7 @@ from cashet.stores.redis.calls import run_script as _run
 from cashet.stores.redis.claim_ops import ClaimOps
 from cashet.stores.redis.damage_ops import DamageOps
 from cashet.stores.redis.doctor_ops import DoctorOps
+from cashet.stores.redis.external import EXTERNAL, get_external, put_external, reap
 from cashet.stores.redis.hit_ops import HitOps
 from cashet.stores.redis.keys import (
     BATCH,
@@ -72,6 +73,9 @@ from cashet.stores.redis.keys import (
     now_us,
     to_us,
 )
+
+if TYPE_CHECKING:
+    from cashet.stores.objects.base import BlobStore
 
 __all__ = ["IterCursor", "Ops", "check_options"]
 
@@ -145,7 +149,14 @@ class Ops(ClaimOps, DamageOps, DoctorOps, HitOps):
     lookup saw the blob in Redis, decoded and verified each time.
     """
 
-    def __init__(self, url: str, prefix: str, inline_threshold: int, chunk_size: int) -> None:
+    def __init__(
+        self,
+        url: str,
+        prefix: str,
+        inline_threshold: int,
+        chunk_size: int,
+        blob_store: BlobStore | None = None,
+    ) -> None:
         if not isinstance(prefix, str):
             raise TypeError(f"prefix must be a str, not {type(prefix).__name__}")
         if chunk_size < 1:
@@ -155,6 +166,7 @@ class Ops(ClaimOps, DamageOps, DoctorOps, HitOps):
         self.keys = Keys(prefix)
         self.inline_threshold = inline_threshold
         self.chunk_size = chunk_size
+        self.blob_store = blob_store  # (blobs=: see cashet.stores.redis.external)
         self.host = _process.hostname()
         self._templates: BoundedCache[str, Commit] = BoundedCache(TEMPLATE_CACHE)
         self._hints: BoundedCache[str, str] = BoundedCache(TEMPLATE_CACHE)
@@ -174,6 +186,8 @@ class Ops(ClaimOps, DamageOps, DoctorOps, HitOps):
     # blobs
 
     def put_blob(self, data: bytes) -> OpFlow[ObjectRef]:
+        if self.blob_store is not None:
+            return (yield from put_external(self, self.blob_store, [data]))
         h = blob_hash(data)
         ref = ObjectRef(h, len(data))
         op = f"store blob {h[:16]}"
@@ -219,6 +233,8 @@ class Ops(ClaimOps, DamageOps, DoctorOps, HitOps):
                 raise BlobMissingError(f"blob {h} not found in the store ({self.where()})", h)
             stored_size, n, gen = int(meta[0]), int(meta[1]), text(meta[2])
             stored: bytes | None = meta[3]
+            if n == EXTERNAL and self.blob_store is not None:
+                return (yield from get_external(self, self.blob_store, h, gen))
             if n == 0:
                 if stored is None and stored_size > SCRIPT_READ_MAX:
                     stored = yield RedisCall(op, ("GET", k.blob_data(h)))
@@ -297,17 +313,20 @@ class Ops(ClaimOps, DamageOps, DoctorOps, HitOps):
     ) -> OpFlow[Commit]:
         """Store a result, record ``build(ref)`` and release the lease: a small result in
         one script, so one round trip and all or nothing; a large one is stored first."""
-        if not isinstance(data, bytes):
-            data = b"".join(data)
         blob: tuple[Any, ...] = ("",) * 7
-        if len(data) > SMALL_PUT:
-            ref = yield from self.put_blob(data)
+        parts = [data] if isinstance(data, bytes) else data
+        size = sum(memoryview(p).nbytes for p in parts)
+        encoded = encode_blob(b"".join(parts)) if size <= SMALL_PUT else b""
+        outside = self.blob_store is not None and len(encoded) >= self.inline_threshold
+        if self.blob_store is not None and (size > SMALL_PUT or outside):
+            ref = yield from put_external(self, self.blob_store, parts)  # stored first
+        elif size > SMALL_PUT:
+            ref = yield from self.put_blob(b"".join(parts))
         else:
-            h = blob_hash(data)
-            ref = ObjectRef(h, len(data))
-            encoded = encode_blob(data)
+            h = blob_hash(b"".join(parts))
+            ref = ObjectRef(h, size)
             inline = "1" if len(encoded) < self.inline_threshold else "0"
-            blob = (h, len(data), len(encoded), inline, now_us(), secrets.token_hex(6), encoded)
+            blob = (h, size, len(encoded), inline, now_us(), secrets.token_hex(6), encoded)
         commit = build(ref)
         k = self.keys
         lease: tuple[str, ...] = ("", "", "")
@@ -535,8 +554,15 @@ class Ops(ClaimOps, DamageOps, DoctorOps, HitOps):
             removed += int(deleted)
             if int(done):
                 break
-        self._blobs.clear()
+        yield from self._dropped()
         return removed
+
+    def _dropped(self) -> OpFlow[None]:
+        """After blobs may have been dropped: forget the cached ones, delete the objects of
+        those kept in the blob store."""
+        self._blobs.clear()
+        if self.blob_store is not None:
+            yield from reap(self, self.blob_store)
 
     def delete_commit(self, hash: str) -> OpFlow[bool]:
         if len(hash) < 64:  # a unique prefix, as the published stores took it
@@ -546,7 +572,7 @@ class Ops(ClaimOps, DamageOps, DoctorOps, HitOps):
             hash = found
         op = f"delete commit {hash[:12]}"
         n = yield _run(op, DELETE, (), self.prefix, _token(), hash)
-        self._blobs.clear()
+        yield from self._dropped()
         return bool(n)
 
     def delete_by_tags(self, tags: TagQuery) -> OpFlow[int]:
@@ -554,7 +580,7 @@ class Ops(ClaimOps, DamageOps, DoctorOps, HitOps):
             raise ValueError("refusing to delete everything: no tags given")
         keys = tuple(self._tag_keys(tags))
         n = yield _run("delete commits by tags", DELETE_TAGS, keys, self.prefix, _token())
-        self._blobs.clear()
+        yield from self._dropped()
         return int(n)
 
 

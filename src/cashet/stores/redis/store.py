@@ -21,10 +21,10 @@ import inspect
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import suppress
+from contextlib import AbstractContextManager, suppress
 from datetime import datetime
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 from cashet._process import current_pid
 from cashet.errors import StoreError
@@ -32,8 +32,9 @@ from cashet.models import Commit, Lease, ObjectRef, TaskStatus
 from cashet.protocols import CheckReport, Hit, HitCounts, ResultData, TagQuery
 from cashet.stores.base import StoreBase
 from cashet.stores.hits import HitBatch, HitRecorder
+from cashet.stores.objects.base import BlobStore, BlobStoreConfig
 from cashet.stores.quarantine import QuarantineEntry
-from cashet.stores.redis.calls import OpFlow, RedisCall
+from cashet.stores.redis.calls import OpFlow, RedisCall, text
 from cashet.stores.redis.common import (
     BACKOFF,
     DOC_ARGS,
@@ -45,6 +46,7 @@ from cashet.stores.redis.common import (
     Retry,
     redis,
 )
+from cashet.stores.redis.external import EXTERNAL, discard, opened
 from cashet.stores.redis.keys import DEFAULT_PREFIX
 from cashet.stores.redis.ops import IterCursor
 
@@ -147,6 +149,7 @@ class RedisStore(RedisStoreBase, StoreBase):
         chunk_size: int = 32 << 20,
         inline_threshold: int = 1024,
         options: Mapping[str, Any] | None = None,
+        blobs: BlobStore | BlobStoreConfig | None = None,
     ) -> None:
         super().__init__(
             url,
@@ -157,6 +160,7 @@ class RedisStore(RedisStoreBase, StoreBase):
             chunk_size,
             inline_threshold,
             options,
+            blobs,
         )
         # Retries are ours (see _exec): redis-py's would resend any command blindly.
         self._r: Any = redis.Redis.from_url(url, retry=Retry(NoBackoff(), 0), **self._kwargs)
@@ -194,6 +198,8 @@ class RedisStore(RedisStoreBase, StoreBase):
         # Straight on this thread's connection: redis-py's execute_command would check a
         # connection out of the pool and back in, wrapped in retries and metrics, for each
         # call; that costs as much as the round trip itself (bench: redis_hit_f1).
+        if call.io is not None:  # the blob store's (blobs=), not Redis
+            return call.io()
         tries = 0
         started = time.monotonic()
         while True:
@@ -237,6 +243,25 @@ class RedisStore(RedisStoreBase, StoreBase):
     def has_blob(self, hash: str) -> bool:
         """Return whether the blob is stored with all of its bytes."""
         return self._run(self._ops.has_blob(hash))
+
+    def open_blob(self, ref: ObjectRef) -> AbstractContextManager[IO[bytes]] | None:
+        """A blob kept in the blob store (``blobs=``) as a file verified as it is read;
+        ``None`` for one kept in Redis (``get_blob`` reads it). One found missing or
+        corrupt is dropped, as by ``get_blob``."""
+        blobs = self._ops.blob_store
+        if blobs is None:
+            return None
+        h = ref.hash
+        meta = self._ops.keys.blob_meta(h)
+        n, gen = self._exec(RedisCall("read blob", ("HMGET", meta, "n", "g")))
+        if n is None or int(n) != EXTERNAL:
+            return None
+
+        def drop() -> None:
+            with suppress(StoreError):
+                self._run(discard(self._ops, h, text(gen)))
+
+        return opened(blobs, ref, drop)
 
     # commits
 

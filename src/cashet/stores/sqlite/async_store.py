@@ -37,6 +37,7 @@ from cashet.models import Commit, Lease, ObjectRef, TaskStatus
 from cashet.protocols import BlobParts, CheckReport, Hit, HitCounts, ResultData, TagQuery
 from cashet.stores.base import AsyncStoreBase
 from cashet.stores.config import StoreConfig
+from cashet.stores.objects.base import BlobStore, BlobStoreConfig
 from cashet.stores.quarantine import QuarantineEntry
 from cashet.stores.sqlite.store import SQLiteStore
 
@@ -91,11 +92,16 @@ class AsyncSQLiteStore(AsyncStoreBase):
         inline_threshold: int = 1024,
         busy_timeout: float = 30.0,
         readonly: bool = False,
+        blobs: BlobStore | BlobStoreConfig | None = None,
     ) -> None:
         # Opening (mkdir, schema migration) is quick and happens once: done here, in the
         # caller's thread, so that the constructor stays synchronous like the spec's.
         self._sync = SQLiteStore(
-            path, inline_threshold=inline_threshold, busy_timeout=busy_timeout, readonly=readonly
+            path,
+            inline_threshold=inline_threshold,
+            busy_timeout=busy_timeout,
+            readonly=readonly,
+            blobs=blobs,
         )
         self._worker = _new_worker()
         self._closed = False
@@ -113,12 +119,21 @@ class AsyncSQLiteStore(AsyncStoreBase):
         return self._sync.config
 
     @property
+    def blobs(self) -> BlobStore:
+        """Where the blobs that are not inline are kept (read in the worker thread)."""
+        return self._sync.blobs
+
+    @blobs.setter
+    def blobs(self, blobs: BlobStore) -> None:
+        self._sync.blobs = blobs
+
+    @property
     def sync_store(self) -> SQLiteStore:
         """The wrapped sync store; use it only through :meth:`run_sync`."""
         return self._sync
 
     def __repr__(self) -> str:
-        return f"AsyncSQLiteStore({os.fspath(self.path)!r})"
+        return "Async" + repr(self._sync)
 
     async def __aenter__(self) -> AsyncSQLiteStore:
         return self

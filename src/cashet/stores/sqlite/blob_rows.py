@@ -1,9 +1,11 @@
-"""The blobs of ``SQLiteStore``: small ones inline in ``meta.db``, larger ones as files
-under ``objects/``, large ones written and read as streams (issue 13: a 1 GiB result is never
-held twice). Every blob is verified against its hash when read; one found missing or damaged
-is forgotten, so its commit is a miss and the next ``submit`` recomputes it.
+"""The blobs of ``SQLiteStore``: small ones inline in ``meta.db``, larger ones in its blob
+store (``objects/`` files by default, an object store with ``blobs=``), large ones written
+and read as streams (issue 13: a 1 GiB result is never held twice). ``meta.db`` indexes
+every blob (size, stored size, reference count); the blob store holds the bytes. Every blob
+is verified against its hash when read; one found missing or damaged is forgotten, so its
+commit is a miss and the next ``submit`` recomputes it (and stores it again: a repair).
 
-A mixin of :class:`~cashet.stores.sqlite.store.SQLiteStore` (``_db``, ``_files``,
+A mixin of :class:`~cashet.stores.sqlite.store.SQLiteStore` (``_db``, ``_blobs``,
 ``inline_threshold`` and ``readonly`` are the store's).
 """
 
@@ -28,26 +30,20 @@ from cashet.stores.blobs import (
     decode_blob,
     encode_blob,
     verify_blob,
-    worth_compressing,
 )
+from cashet.stores.objects.base import BlobStore, compressible
+from cashet.stores.objects.files import READINTO_MIN
 from cashet.stores.sqlite import schema as sql
 from cashet.stores.sqlite.connection import Database
-from cashet.stores.sqlite.files import READINTO_MIN, BlobFiles, has_file, unlink
 
 __all__ = ["BlobsMixin"]
-
-
-def _compressible(parts: BlobParts) -> bool:
-    """Probe the largest chunk: compress the blob only if it would shrink."""
-    largest = max(parts, key=lambda p: memoryview(p).nbytes)
-    return worth_compressing(memoryview(largest).cast("B"))
 
 
 class BlobsMixin:
     """The blob methods of ``SQLiteStore``."""
 
     _db: Database
-    _files: BlobFiles
+    _blobs: BlobStore
     _inline_threshold: int
     _path: Path
     orphan_grace: float
@@ -57,8 +53,8 @@ class BlobsMixin:
     def put_blob(self, data: bytes) -> ObjectRef:
         """Store ``data`` once by content hash (deduplicated), repairing a damaged copy.
 
-        When the blob is already recorded but its file is missing or of the wrong size (or
-        its inline bytes do not match), the stored copy is rewritten from ``data``.
+        When the blob is already recorded but its copy in the blob store is missing or of
+        the wrong size (or its inline bytes do not match), it is rewritten from ``data``.
 
         Returns:
             The blob's hash and its size in bytes.
@@ -83,9 +79,8 @@ class BlobsMixin:
         if encoded is None:
             encoded = encode_blob(data)
         inline = len(encoded) < self._inline_threshold
-        path = self._files.path(h)
-        if not inline and not has_file(path, len(encoded)):
-            self._files.write(path, encoded)  # outside the lock: other writers go on
+        if not inline:
+            self._put_copy(h, encoded)  # outside the lock: other writers go on
         with self._db.transact() as conn:
             was = conn.execute(sql.BLOB_INFO, (h,)).fetchone()
             conn.execute(
@@ -94,12 +89,24 @@ class BlobsMixin:
             )
             if inline:
                 if was is not None and was[1]:
-                    unlink(path)  # the blob moved into meta.db
-            elif not has_file(path, len(encoded)):
+                    self._blobs.delete(h)  # the blob moved into meta.db
+            else:
                 # Deletes unlink inside their transaction, so under this lock a file that
                 # a concurrent delete removed after our write above is seen missing here.
-                self._files.write(path, encoded)
+                self._put_copy(h, encoded)
         return ref
+
+    def _put_copy(self, h: str, encoded: bytes) -> None:
+        """Store ``encoded`` in the blob store unless an intact-looking copy is there: a
+        create-if-absent put when there is none (an object store's conditional PUT), a
+        replacing one over a copy of the wrong size."""
+        have = self._blobs.stored_size(h)
+        if have != len(encoded):
+            self._blobs.put_encoded(h, encoded, replace=have is not None)
+
+    def _has_copy(self, h: str, stored_size: int) -> bool:
+        """Whether the blob store holds ``h`` with ``stored_size`` bytes (cheap: no read)."""
+        return self._blobs.stored_size(h) == stored_size
 
     def put_blob_parts(self, parts: BlobParts) -> ObjectRef:
         """Store the concatenation of ``parts`` without joining them in memory.
@@ -119,33 +126,37 @@ class BlobsMixin:
         """Store a blob of at least ``READINTO_MIN`` bytes, streamed: its stored form is
         written to the file as it is made (no joined copy, no whole compressed copy)."""
         ref = ObjectRef(h, size)
-        path = self._files.path(h)
         row = self._db.one(sql.BLOB_STATE, (h,))
         if (
             row is not None
             # Inline bytes of a large blob are not decoded here to be compared (that is
             # the whole blob again in memory): every read verifies them, and a damaged
             # copy is forgotten there, so the next put rewrites it.
-            and (row[1] is not None or has_file(path, row[0]))
+            and (row[1] is not None or self._has_copy(h, row[0]))
             and (row[2] > 0 or row[3] > time.time() - self.orphan_grace / 2)
         ):
             return ref
-        compress = _compressible(parts)
-        if not compress and has_file(path, size + 1):
+        compress = compressible(parts)
+        if not compress and self._has_copy(h, size + 1):
             stored, inline = size + 1, None
         else:  # outside the lock: other writers go on
-            stored, inline = self._files.write_parts(
-                path, parts, size, compress, self._inline_threshold
+            stored, inline = self._blobs.put(
+                h,
+                parts,
+                size,
+                compress=compress,
+                replace=True,
+                inline_below=self._inline_threshold,
             )
         with self._db.transact() as conn:
             was = conn.execute(sql.BLOB_INFO, (h,)).fetchone()
             conn.execute(sql.BLOB_UPSERT, (h, size, stored, inline, time.time()))
             if inline is not None:
                 if was is not None and was[1]:
-                    unlink(path)  # the blob moved into meta.db
-            elif not has_file(path, stored):
+                    self._blobs.delete(h)  # the blob moved into meta.db
+            elif not self._has_copy(h, stored):
                 # a concurrent delete removed it: write it again (raw: no guessing sizes)
-                stored, _ = self._files.write_parts(path, parts, size, False)
+                stored, _ = self._blobs.put(h, parts, size, compress=False, replace=True)
                 conn.execute(sql.BLOB_UPSERT, (h, size, stored, None, time.time()))
         return ref
 
@@ -155,15 +166,16 @@ class BlobsMixin:
                 return decode_blob(inline, h) == data
             except BlobCorruptedError:
                 return False
-        return has_file(self._files.path(h), stored_size)
+        return self._has_copy(h, stored_size)
 
     def get_blob(self, ref: ObjectRef) -> bytes:
         """Return the blob's bytes, verified against its hash.
 
         Raises:
-            BlobMissingError: the blob is not stored, or its file is gone.
-            BlobCorruptedError: the stored bytes do not match the hash. A corrupt file is
+            BlobMissingError: the blob is not stored, or its copy in the blob store is gone.
+            BlobCorruptedError: the stored bytes do not match the hash. A corrupt copy is
                 removed, so that storing the same bytes again repairs the blob.
+            StoreError: the blob store cannot be reached (an object store down).
         """
         h = ref.hash
         row = self._db.one(sql.BLOB_READ, (h,))
@@ -172,7 +184,7 @@ class BlobsMixin:
         inline = row[0]
         try:
             if inline is None:
-                return self._files.read(h)
+                return self._blobs.get(h)
             try:
                 if not isinstance(inline, bytes):
                     raise BlobCorruptedError(f"blob {h[:16]}… is stored as {type(inline)}", h)
@@ -200,7 +212,7 @@ class BlobsMixin:
     @contextmanager
     def _opened(self, ref: ObjectRef) -> Iterator[IO[bytes]]:
         try:
-            with self._files.open_verified(ref.hash, ref.size) as f:
+            with self._blobs.open(ref.hash, ref.size) as f:
                 yield f
         except (BlobMissingError, BlobCorruptedError):
             self._forget_blob(ref.hash)
@@ -219,8 +231,9 @@ class BlobsMixin:
             conn.execute(sql.DELETE_BLOB, (h,))
 
     def has_blob(self, hash: str) -> bool:
-        """Return whether the blob is recorded and its file (if any) is present."""
+        """Return whether the blob is recorded and its copy in the blob store (if not
+        inline) is present with its size."""
         row = self._db.one(sql.BLOB_INFO, (hash,))
-        return row is not None and (not row[1] or has_file(self._files.path(hash), row[0]))
+        return row is not None and (not row[1] or self._has_copy(hash, row[0]))
 
     # commits

@@ -334,8 +334,11 @@ class Database:
             )
 
     def close(self) -> None:
-        """Close every connection, in all threads. Idempotent; any later use raises."""
-        with _process.fork_gate:
+        """Close every connection, in all threads. Idempotent; any later use raises.
+
+        Alone in the gate: a connection another thread is using (the hit flusher's, a
+        batch thread's) is never closed under it (SQLite would crash the process)."""
+        with _process.fork_gate.exclusive():
             with _registry_lock:
                 self._closed = True
                 self._disown_after_fork()

@@ -40,10 +40,11 @@ from cashet.errors import BlobError, DamagedStoreWarning, StoreError
 from cashet.models import Commit
 from cashet.protocols import CheckReport
 from cashet.stores.blobs import decode_blob, verify_blob
+from cashet.stores.objects.base import BlobStore
+from cashet.stores.objects.files import FileBlobStore
 from cashet.stores.sqlite import schema as sql
 from cashet.stores.sqlite.claims import _lease_of
 from cashet.stores.sqlite.connection import DB_ERRORS, Database, tolerant_text
-from cashet.stores.sqlite.files import BlobFiles, has_file
 from cashet.stores.sqlite.lean import FunctionBooks, fp_key, func_digest
 
 __all__ = ["COUNTED", "DoctorMixin", "count_blob_files", "warn_files_left"]
@@ -151,11 +152,13 @@ def warn_files_left(path: object, objects: str) -> None:
 
 
 class DoctorMixin:
-    """``check`` of ``SQLiteStore`` (its ``_db``, ``_files``, ``_host`` and settings)."""
+    """``check`` of ``SQLiteStore`` (its ``_db``, ``_blobs``, ``_files``, ``_host`` and
+    settings)."""
 
     _db: Database
     _books: FunctionBooks
-    _files: BlobFiles
+    _blobs: BlobStore
+    _files: FileBlobStore | None
     _host: str
     orphan_grace: float
     readonly: bool
@@ -289,7 +292,29 @@ class DoctorMixin:
                 lost[fn] = 0
         return lost
 
+    def _check_objects(self, report: CheckReport, repair: bool) -> None:
+        """The blobs of an object store (``blobs=``) that no row indexes."""
+        n = 0
+        try:
+            for h, size in self._blobs.iter_blobs():
+                n += 1
+                row = self._db.one(sql.BLOB_INFO, (h,))
+                if row is not None and row[1]:
+                    continue
+                where = f"{self._blobs!r}: {h}"
+                users = self._db.all(_USERS, (h,)) if row is None else []
+                if users:
+                    self._adopt(report, repair, h, where, size, len(users))
+                else:
+                    self._reclaim(report, repair, h, where, size, row is not None)
+        except StoreError as exc:
+            report.add("unreachable", repr(self._blobs), f"cannot list its blobs: {exc}")
+        report.counts["objects"] = n
+
     def _check_files(self, report: CheckReport, repair: bool) -> None:
+        if self._files is None:
+            self._check_objects(report, repair)
+            return
         files = 0
         stale_tmp = time.time() - self.orphan_grace
         for shard, name, st in _walk(self._files.root):
@@ -312,30 +337,30 @@ class DoctorMixin:
                 continue  # an indexed file (its size is checked with the rows)
             users = self._db.all(_USERS, (h,)) if row is None else []
             if users:
-                self._adopt(report, repair, h, path, st, len(users))
+                self._adopt(report, repair, h, path, st.st_size, len(users))
             else:
-                self._reclaim(report, repair, h, path, st, inline=row is not None)
+                self._reclaim(report, repair, h, path, st.st_size, row is not None)
         report.counts["files"] = files
 
     def _adopt(
-        self, report: CheckReport, repair: bool, h: str, path: str, st: os.stat_result, n: int
+        self, report: CheckReport, repair: bool, h: str, path: str, size: int, n: int
     ) -> None:
         detail = f"no row indexes this blob file, which {n} commit(s) use"
         if not repair:
             report.add("orphan_file", path, detail)
             return
         try:
-            data = self._files.read(h)  # verified (a corrupt file is removed)
+            data = self._blobs.get(h)  # verified (a corrupt copy is removed)
         except BlobError as exc:
             report.add("orphan_file", path, f"{detail}; it does not verify: {exc}", "removed")
-            report.reclaimed_bytes += st.st_size
+            report.reclaimed_bytes += size
             return
         except StoreError as exc:
             report.add("orphan_file", path, f"{detail}; it cannot be read: {exc}")
             return
         with self._write(report, f"adopt {path}") as conn:
             if conn is not None:
-                conn.execute(sql.BLOB_UPSERT, (h, len(data), st.st_size, None, time.time()))
+                conn.execute(sql.BLOB_UPSERT, (h, len(data), size, None, time.time()))
                 report.add("orphan_file", path, detail, "adopted")
 
     def _reclaim(
@@ -344,7 +369,7 @@ class DoctorMixin:
         repair: bool,
         h: str,
         path: str,
-        st: os.stat_result,
+        size: int,
         inline: bool,
     ) -> None:
         detail = (
@@ -363,9 +388,18 @@ class DoctorMixin:
             row = conn.execute(sql.BLOB_INFO, (h,)).fetchone()
             if row is not None and row[1]:
                 return
-            if _unlink(path):
-                report.reclaimed_bytes += st.st_size
+            if self._remove_copy(h, path):
+                report.reclaimed_bytes += size
                 report.add("orphan_file", path, detail, "reclaimed")
+
+    def _remove_copy(self, h: str, path: str) -> bool:
+        if self._files is not None:
+            return _unlink(path)
+        try:
+            self._blobs.delete(h)
+        except StoreError:
+            return False
+        return True
 
     def _check_blobs(self, report: CheckReport, repair: bool) -> None:
         # what is lost: its hash -> (why, the blob row's rowid or None, its users' rowids)
@@ -373,9 +407,14 @@ class DoctorMixin:
         n = 0
         for rowid, h, stored_size in self._db.all(_FILE_BLOBS, ()):
             n += 1
-            path = self._files.path(str(h))
-            if not has_file(path, stored_size):
-                lost[h] = (f"its file {path} is missing or not {stored_size} bytes", rowid, [])
+            where = self._where(str(h))
+            try:
+                have = self._blobs.stored_size(str(h))
+            except StoreError as exc:
+                report.add("unreachable", repr(self._blobs), f"cannot check blobs: {exc}")
+                break
+            if have != stored_size:
+                lost[h] = (f"its {where} is missing or not {stored_size} bytes", rowid, [])
         for rowid, h, inline in self._db.all(_INLINE_BLOBS, ()):
             n += 1
             try:
@@ -402,6 +441,11 @@ class DoctorMixin:
                             conn.execute(_DELETE_BLOB_ROW, (rowid,))
                         action = f"removed {len(users)} commit(s): their calls will recompute"
             report.add("missing_blob", shown, detail, action)
+
+    def _where(self, h: str) -> str:
+        if self._files is not None:
+            return f"file {self._files.path(h)}"
+        return f"object {h[:16]}… in {self._blobs!r}"
 
     def _check_counts(self, report: CheckReport, repair: bool) -> None:
         wrong = [row for row in self._db.all(_REFCOUNTS, ()) if row[2] != row[3]]

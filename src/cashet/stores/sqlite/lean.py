@@ -23,13 +23,22 @@ from __future__ import annotations
 
 import sqlite3
 import zlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from blake3 import blake3
 
-from cashet.hashing.commits import verified_commit, verified_content
+from cashet.hashing.commits import (
+    sealed_content,
+    stored_json,
+    verified_commit,
+    verified_content,
+)
 from cashet.models import Commit
+from cashet.stores.sqlite import schema as sql
 from cashet.stores.sqlite.schema import to_epoch
+
+if TYPE_CHECKING:
+    from cashet.stores.sqlite.connection import Database
 
 __all__ = [
     "FUNC_DIGEST",
@@ -39,6 +48,7 @@ __all__ = [
     "register_functions",
     "FunctionBooks",
     "FunctionRowDamaged",
+    "LeanRowsMixin",
     "deflate",
     "fp_key",
     "inflate",
@@ -170,7 +180,10 @@ def verified_row(h: Any, body: Any, fn: Any, zdict: bytes | None, result: Any = 
         raise ValueError(f"its function row {fn!r} is missing")
     if not isinstance(h, str):
         raise ValueError(f"its hash is {type(h).__name__}, not text")
-    return verified_content(inflate(body, dictionary(zdict, result)), h)
+    content, _, signature = inflate(body, dictionary(zdict, result)).partition(_SIGNED)
+    commit = verified_content(content, h)
+    commit.signature = signature or None  # checked by a signed store, never here
+    return commit
 
 
 #: Where ``created_at`` (epoch seconds) stands in a :func:`commit_row` (tag rows repeat it).
@@ -203,9 +216,56 @@ def lean_row(commit: Commit, content: str, fn: int, zdict: bytes) -> tuple[Any, 
     """The row of a sealed ``commit`` whose content text is ``content``, deflated against
     function row ``fn`` (its text ``zdict``) and its result's hash."""
     result = None if commit.result is None else commit.result.hash
+    if commit.signature:  # outside the hashed content (stores/signing.py): after a NUL
+        content = f"{content}{_SIGNED}{commit.signature}"
     return commit_row(commit, fn, deflate(content, dictionary(zdict, result)))
+
+
+#: Between a lean body's content and its signature (canonical JSON never holds a raw NUL).
+_SIGNED = "\x00"
 
 
 def register_functions(conn: sqlite3.Connection) -> None:
     """The SQL functions a migration to v6 calls (``cashet_fp``: :func:`fp_key`)."""
     conn.create_function("cashet_fp", 1, fp_key, deterministic=True)
+
+
+class LeanRowsMixin:
+    """How ``SQLiteStore`` writes a commit row (its ``_db`` and ``_books``)."""
+
+    _db: Database
+    _books: FunctionBooks
+
+    def _commit_row(self, commit: Commit) -> tuple[Any, ...]:
+        """The row of ``commit`` (v6, :mod:`~cashet.stores.sqlite.lean`): deflated against its
+        function's row; a commit named by its caller keeps its whole stored JSON."""
+        if not commit.hash:
+            raise ValueError("a commit needs its hash (see cashet.hashing.commits.seal_commit)")
+        content = sealed_content(commit)
+        if content is not None:
+            func_hash = commit.task_def.func_hash
+            book = self._books.by_func(func_hash) or self._function_row(func_hash, content)
+            if book is not None:
+                return lean_row(commit, content, *book)
+        return commit_row(commit, None, commit.sealed_json or stored_json(commit))
+
+    def _function_row(self, func_hash: str, content: str) -> tuple[int, bytes] | None:
+        """The function row of ``func_hash`` (made from ``content`` if none): its id and
+        dictionary, kept once committed (its own transaction, once per function per
+        process); ``None`` when it is damaged (commits then keep their whole JSON)."""
+        with self._db.transact() as conn:
+            conn.execute(sql.NEW_FUNC, (func_hash, func_digest(content), content))
+            fn, digest, body = conn.execute(sql.FUNC_OF, (func_hash,)).fetchone()
+        try:
+            return fn, self._books.learn(fn, func_hash, digest, body)
+        except FunctionRowDamaged:
+            return None
+
+    def _insert_commit(self, conn: sqlite3.Connection, commit: Commit, row: Any) -> None:
+        created = row[ROW_CREATED]
+        # Triggers count the commit and the blob reference, only if really inserted.
+        if conn.execute(sql.INSERT_COMMIT, row).rowcount and commit.tags:
+            conn.executemany(
+                sql.INSERT_TAG,
+                [(commit.hash, k, str(v), created) for k, v in commit.tags.items()],
+            )

@@ -35,9 +35,9 @@ from cashet.hashing.commits import commit_to_json
 from cashet.models import ObjectRef
 from cashet.stores.blobs import blob_hash, encode_blob
 from cashet.stores.legacy import LEGACY, NOT_CACHED, legacy_blob, legacy_commit
+from cashet.stores.objects.files import FileBlobStore, unlink
 from cashet.stores.sqlite import schema as sql
 from cashet.stores.sqlite.connection import readonly_uri
-from cashet.stores.sqlite.files import BlobFiles, unlink
 from cashet.stores.sqlite.lean import ROW_CREATED, commit_row, register_functions
 
 __all__ = ["LegacyStoreError", "is_legacy", "migrate_if_legacy", "wipe"]
@@ -176,7 +176,7 @@ def _migrate(path: Path, inline_threshold: int) -> int:
             raise refusal(path, busy)
         old.row_factory = sqlite3.Row
         old.execute("BEGIN")  # one consistent read
-        files = BlobFiles(os.fspath(path / "objects"), path)
+        files = FileBlobStore(os.fspath(path / "objects"), path)
         for name in (_TMP, _TMP + "-wal", _TMP + "-shm", _TMP + "-journal"):
             unlink(os.fspath(path / name))  # a crashed attempt's leftovers
         new = sqlite3.connect(os.fspath(path / _TMP), isolation_level=None)
@@ -209,7 +209,7 @@ def _migrate(path: Path, inline_threshold: int) -> int:
 def _build(
     old: sqlite3.Connection,
     new: sqlite3.Connection,
-    files: BlobFiles,
+    files: FileBlobStore,
     path: Path,
     inline_threshold: int,
 ) -> tuple[int, list[str], int]:

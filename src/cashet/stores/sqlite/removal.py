@@ -18,19 +18,19 @@ from typing import Any
 from cashet.protocols import TagQuery
 from cashet.stores.base import unique_prefix
 from cashet.stores.hits import HitRecorder
+from cashet.stores.objects.base import BlobStore
 from cashet.stores.sqlite import schema as sql
 from cashet.stores.sqlite.connection import Database
-from cashet.stores.sqlite.files import BlobFiles, unlink
 from cashet.stores.sqlite.schema import to_epoch
 
 __all__ = ["RemovalMixin"]
 
 
 class RemovalMixin:
-    """The removal methods of ``SQLiteStore`` (its ``_db``, ``_files`` and settings)."""
+    """The removal methods of ``SQLiteStore`` (its ``_db``, ``_blobs`` and settings)."""
 
     _db: Database
-    _files: BlobFiles
+    _blobs: BlobStore
     orphan_grace: float
     _BATCH: int
     _STALE_LEASE_SECONDS: float
@@ -152,4 +152,4 @@ class RemovalMixin:
             # bytes, which checks the file under the same lock, sees it gone. Should the
             # commit then fail, the row outlives its file: get_blob says BlobMissingError
             # and put_blob of the bytes repairs it.
-            unlink(self._files.path(hash))
+            self._blobs.delete(hash)

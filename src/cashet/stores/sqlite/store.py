@@ -4,10 +4,11 @@ Layout::
 
     <path>/meta.db            commits, tags, blob index, small blobs inline, leases
     <path>/objects/ab/cdef…   blobs whose encoded form is at least ``inline_threshold`` bytes
+                              (or, with ``blobs=``, in that blob store: an S3 bucket)
 
 ``meta.db`` runs in WAL mode: readers never wait for the writer (connections and
 transactions: :mod:`~cashet.stores.sqlite.connection`; blob files:
-:mod:`~cashet.stores.sqlite.files`; leases: :mod:`~cashet.stores.sqlite.claims`; delete
+:mod:`~cashet.stores.objects.files`; leases: :mod:`~cashet.stores.sqlite.claims`; delete
 and evict: :mod:`~cashet.stores.sqlite.removal`). Counters, blob reference counts and tag
 clean-up are kept by triggers (see :mod:`cashet.stores.sqlite.schema`), so ``stats()`` is
 O(1) and garbage collection reads only unreferenced blobs. Every blob is verified against
@@ -33,8 +34,9 @@ from cashet import _process
 from cashet.errors import (
     BlobCorruptedError,
     ReadOnlyStoreWarning,
+    StoreError,
 )
-from cashet.hashing.commits import check_commit_hash, sealed_content, stored_json
+from cashet.hashing.commits import check_commit_hash
 from cashet.models import Commit, ObjectRef, TaskStatus
 from cashet.protocols import Hit, HitCounts, ResultData, TagQuery
 from cashet.stores.base import LocalLeases, StoreBase, copy_commit
@@ -46,6 +48,9 @@ from cashet.stores.blobs import (
 )
 from cashet.stores.config import StoreConfig
 from cashet.stores.hits import HitBatch, HitRecorder
+from cashet.stores.objects.base import BlobStore, BlobStoreConfig
+from cashet.stores.objects.files import READINTO_MIN, FileBlobStore
+from cashet.stores.objects.opening import open_blob_store
 from cashet.stores.quarantine import hit_fingerprint
 from cashet.stores.sqlite import schema as sql
 from cashet.stores.sqlite.blob_rows import BlobsMixin
@@ -53,16 +58,12 @@ from cashet.stores.sqlite.claims import ClaimsMixin
 from cashet.stores.sqlite.connection import DB_ERRORS, Database
 from cashet.stores.sqlite.damage import DamageMixin, epoch_or_none
 from cashet.stores.sqlite.doctor import COUNTED, DoctorMixin, warn_files_left
-from cashet.stores.sqlite.files import READINTO_MIN, BlobFiles, unlink
 from cashet.stores.sqlite.layout import DB_FILE, check_store_dir
 from cashet.stores.sqlite.lean import (
-    ROW_CREATED,
     FunctionBooks,
     FunctionRowDamaged,
-    commit_row,
+    LeanRowsMixin,
     fp_key,
-    func_digest,
-    lean_row,
 )
 from cashet.stores.sqlite.legacy import migrate_if_legacy
 from cashet.stores.sqlite.readonly import ReadOnlyMixin, unwritable
@@ -83,7 +84,14 @@ def _has_content(db_file: str) -> bool:
 
 
 class SQLiteStore(
-    ReadOnlyMixin, DoctorMixin, ClaimsMixin, RemovalMixin, DamageMixin, BlobsMixin, StoreBase
+    LeanRowsMixin,
+    ReadOnlyMixin,
+    DoctorMixin,
+    ClaimsMixin,
+    RemovalMixin,
+    DamageMixin,
+    BlobsMixin,
+    StoreBase,
 ):
     """The default store: SQLite metadata and content-addressed blob files in one directory.
 
@@ -99,6 +107,11 @@ class SQLiteStore(
             are served, misses computed and not stored, nothing is written. A store whose
             directory cannot be written is opened so anyway, with a
             :class:`~cashet.errors.ReadOnlyStoreWarning`.
+        blobs: where blobs too large to be inline go (a ``BlobStore``, e.g.
+            ``S3BlobStore``, or its ``BlobStoreConfig``); default: ``FileBlobStore`` in
+            ``<path>/objects``. Results under ``inline_threshold`` stay in ``meta.db``
+            either way. The blob store belongs to this store: its ``evict``, ``delete``
+            and ``doctor --repair`` delete blobs no commit here uses.
 
     Warns:
         DamagedStoreWarning: ``meta.db`` was missing or empty while ``objects/`` holds blob
@@ -129,6 +142,7 @@ class SQLiteStore(
         inline_threshold: int = 1024,
         busy_timeout: float = 30.0,
         readonly: bool = False,
+        blobs: BlobStore | BlobStoreConfig | None = None,
     ) -> None:
         self._path = Path(path)
         self._inline_threshold = inline_threshold
@@ -142,9 +156,18 @@ class SQLiteStore(
         self._told_unstored = False
         if self.readonly:
             check_store_dir(self._path)  # never created read-only
-        self._files = BlobFiles(
-            os.fspath(self._path / "objects"), self._path, create=not self.readonly
-        )
+        if isinstance(blobs, BlobStoreConfig):
+            blobs = open_blob_store(blobs)
+        self._files: FileBlobStore | None = None
+        if not self.readonly:
+            try:
+                os.makedirs(self._path, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"cannot create the store directory {self._path}: {exc}") from exc
+        if blobs is None:
+            objects = self._path / "objects"
+            blobs = self._files = FileBlobStore(objects, self._path, create=not self.readonly)
+        self._blobs: BlobStore = blobs
         # Decoded and verified commits by hash (commits never change; callers get copies),
         # each with the fingerprint it answers as a hit ("" if none: failed, uncached).
         self._decoded: _process.BoundedCache[str, tuple[Commit, str]] = _process.BoundedCache(
@@ -161,8 +184,8 @@ class SQLiteStore(
         self._hits = HitRecorder(self._write_hits, repr(self))
         if not self.readonly:  # the hit path calls the recorder directly (one call less)
             self.record_hit = self._hits.record  # type: ignore[method-assign]
-        if gone and not self.stats()["total_commits"]:  # (not recovered from the WAL)
-            warn_files_left(self._path, self._files.root)
+        if gone and self._files is not None and not self.stats()["total_commits"]:
+            warn_files_left(self._path, self._files.root)  # (not recovered from the WAL)
         if why:
             warnings.warn(
                 ReadOnlyStoreWarning(
@@ -179,21 +202,33 @@ class SQLiteStore(
         return self._path
 
     def __repr__(self) -> str:
+        if self._files is None:
+            return f"SQLiteStore({os.fspath(self._path)!r}, blobs={self._blobs!r})"
         return f"SQLiteStore({os.fspath(self._path)!r})"
+
+    @property
+    def blobs(self) -> BlobStore:
+        """Where the blobs that are not inline are kept."""
+        return self._blobs
+
+    @blobs.setter
+    def blobs(self, blobs: BlobStore) -> None:
+        # (Client(local_cache=...) puts a CachedBlobStore in front of the one given)
+        self._blobs = blobs
+        self._files = blobs if isinstance(blobs, FileBlobStore) else None
 
     @property
     def config(self) -> StoreConfig:
         """What reopens this store in another process (a cluster worker): the absolute
         path and the options. See :mod:`cashet.stores.shipping`."""
-        return StoreConfig(
-            "sqlite",
-            os.path.abspath(self._path),
-            (
-                ("inline_threshold", self._inline_threshold),
-                ("busy_timeout", self._busy_timeout),
-                ("readonly", self.readonly),
-            ),
+        options: tuple[tuple[str, Any], ...] = (
+            ("inline_threshold", self._inline_threshold),
+            ("busy_timeout", self._busy_timeout),
+            ("readonly", self.readonly),
         )
+        if self._files is None:  # (a config: its repr shows no credential)
+            options += (("blobs", self._blobs.config),)
+        return StoreConfig("sqlite", os.path.abspath(self._path), options)
 
     def __enter__(self) -> SQLiteStore:
         return self
@@ -225,40 +260,6 @@ class SQLiteStore(
         row = self._commit_row(commit)
         with self._db.transact() as conn:
             self._insert_commit(conn, commit, row)
-
-    def _commit_row(self, commit: Commit) -> tuple[Any, ...]:
-        """The row of ``commit`` (v6, :mod:`~cashet.stores.sqlite.lean`): deflated against its
-        function's row; a commit named by its caller keeps its whole stored JSON."""
-        if not commit.hash:
-            raise ValueError("a commit needs its hash (see cashet.hashing.commits.seal_commit)")
-        content = sealed_content(commit)
-        if content is not None:
-            func_hash = commit.task_def.func_hash
-            book = self._books.by_func(func_hash) or self._function_row(func_hash, content)
-            if book is not None:
-                return lean_row(commit, content, *book)
-        return commit_row(commit, None, commit.sealed_json or stored_json(commit))
-
-    def _function_row(self, func_hash: str, content: str) -> tuple[int, bytes] | None:
-        """The function row of ``func_hash`` (made from ``content`` if none): its id and
-        dictionary, kept once committed (its own transaction, once per function per
-        process); ``None`` when it is damaged (commits then keep their whole JSON)."""
-        with self._db.transact() as conn:
-            conn.execute(sql.NEW_FUNC, (func_hash, func_digest(content), content))
-            fn, digest, body = conn.execute(sql.FUNC_OF, (func_hash,)).fetchone()
-        try:
-            return fn, self._books.learn(fn, func_hash, digest, body)
-        except FunctionRowDamaged:
-            return None
-
-    def _insert_commit(self, conn: sqlite3.Connection, commit: Commit, row: Any) -> None:
-        created = row[ROW_CREATED]
-        # Triggers count the commit and the blob reference, only if really inserted.
-        if conn.execute(sql.INSERT_COMMIT, row).rowcount and commit.tags:
-            conn.executemany(
-                sql.INSERT_TAG,
-                [(commit.hash, k, str(v), created) for k, v in commit.tags.items()],
-            )
 
     def put_result(
         self,
@@ -301,7 +302,7 @@ class SQLiteStore(
                     sql.BLOB_UPSERT, (ref.hash, ref.size, len(encoded), encoded, time.time())
                 )
                 if was is not None and was[1]:
-                    unlink(self._files.path(ref.hash))  # the blob moved into meta.db
+                    self._blobs.delete(ref.hash)  # the blob moved into meta.db
             if release is not None:
                 conn.execute(sql.RELEASE_CLAIM, release)
         return commit

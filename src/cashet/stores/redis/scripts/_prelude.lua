@@ -17,6 +17,7 @@ end
 local function blob_intact(h, m)
   if not m[1] then return false end
   local n = tonumber(m[2])
+  if n == -1 then return true end  -- in the blob store, verified when read
   if n == 0 then return redis.call('STRLEN', K_DATA .. h) == tonumber(m[1]) end
   for i = 0, n - 1 do
     if redis.call('EXISTS', chunk_key(h, m[3], i)) == 0 then return false end
@@ -31,7 +32,9 @@ local function drop_blob(h)
   redis.call('ZREM', K_ORPHANS, h)
   if not m[1] then return 0 end
   local n = tonumber(m[2])
-  if n == 0 then
+  if n == -1 then
+    redis.call('SADD', P .. '${BLOBS_GONE}', h)  -- the store deletes the object
+  elseif n == 0 then
     redis.call('DEL', K_DATA .. h)
   else
     for i = 0, n - 1 do redis.call('DEL', chunk_key(h, m[3], i)) end
@@ -83,8 +86,13 @@ local function put_blob_at(o)
     return 0
   end
   if m[1] then drop_blob(h) end
-  redis.call('SET', K_DATA .. h, ARGV[o + 6])
-  redis.call('HSET', K_META .. h, 's', ARGV[o + 1], 'z', ARGV[o + 2], 'n', 0,
+  local n = -1  -- inline 'e': the bytes are in the blob store (blobs=), none here
+  if ARGV[o + 3] ~= 'e' then
+    n = 0
+    redis.call('SET', K_DATA .. h, ARGV[o + 6])
+  end
+  redis.call('SREM', P .. '${BLOBS_GONE}', h)
+  redis.call('HSET', K_META .. h, 's', ARGV[o + 1], 'z', ARGV[o + 2], 'n', n,
     'g', ARGV[o + 5], 'i', ARGV[o + 3], 't', now)
   account(ARGV[o + 2], ARGV[o + 3], 1)
   keep_if_orphan(h, now)

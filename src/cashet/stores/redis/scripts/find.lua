@@ -14,6 +14,8 @@ while true do
         local m = redis.call('HMGET', K_META .. r, 'z', 'n', 'g')
         if not m[1] then
           ok = false
+        elseif m[2] == '-1' then
+          ok = true  -- in the blob store: read (and verified) when loaded
         elseif m[2] == '0' then
           if r ~= ARGV[4] and tonumber(m[1]) <= ${HIT_BLOB_MAX} then
             data = redis.call('GET', K_DATA .. r)

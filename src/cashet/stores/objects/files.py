@@ -1,9 +1,11 @@
-"""The blob files of a SQLite store: ``objects/ab/cdef…``, written atomically, read verified.
+"""``FileBlobStore``: blobs as files ``objects/ab/cdef…``, written atomically, read verified.
 
-A file holds a blob's stored form (:mod:`cashet.stores.blobs`: a header byte, then raw or
-zstd bytes). Writes go to a temporary name and are renamed into place, so a reader sees no
-file or the whole file. Reads verify the bytes against the hash; a corrupt file is removed
-so that storing the same bytes again repairs it. The index rows live in ``meta.db``.
+The SQLite store's default blob store (its ``objects/`` directory), and the local cache in
+front of a remote one (``Client(local_cache=...)``). A file holds a blob's stored form
+(:mod:`cashet.stores.blobs`: a header byte, then raw or zstd bytes). Writes go to a temporary
+name and are renamed into place, so a reader sees no file or the whole file. Reads verify the
+bytes against the hash; a corrupt file is removed so that storing the same bytes again
+repairs it. Which blobs exist is indexed by the metadata store.
 """
 
 from __future__ import annotations
@@ -12,24 +14,27 @@ import io
 import os
 import secrets
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
-from typing import IO, Any
+from contextlib import AbstractContextManager, contextmanager, suppress
+from typing import IO
 
 from cashet.errors import BlobCorruptedError, BlobMissingError, StoreError
-from cashet.hashing._blake import new_hasher
+from cashet.protocols import BlobParts
 from cashet.stores.blobs import (
     BLOB_RAW,
     BLOB_ZSTD,
     decode_blob,
-    open_decoded,
     read_encoded,
     verify_blob,
     write_encoded,
 )
+from cashet.stores.objects.base import BlobStoreConfig, compressible
+from cashet.stores.objects.streams import verified_reader
 
-__all__ = ["READINTO_MIN", "BlobFiles", "has_file", "unlink"]
+__all__ = ["READINTO_MIN", "FileBlobStore", "has_file", "unlink"]
 
-#: Raw blob files at least this large are read into a bytearray (see BlobFiles.read).
+_HEX = frozenset("0123456789abcdef")
+
+#: Raw blob files at least this large are read into a bytearray (see FileBlobStore.read).
 READINTO_MIN = 1 << 20
 
 
@@ -47,26 +52,115 @@ def unlink(path: str) -> None:
         os.unlink(path)
 
 
-class BlobFiles:
-    """The ``objects/`` directory of one store.
+class FileBlobStore:
+    """Blobs as files under one directory: ``<root>/ab/cdef…`` (a ``BlobStore``).
 
     Args:
-        objects: the directory (created if missing, with its parents).
-        store_dir: the store directory, as errors name it.
+        root: the directory (created if missing, with its parents).
+        store_dir: what errors name when the directory cannot be made (the SQLite store
+            directory; default: ``root``).
         create: create the directory (``False``: a read-only store, which creates nothing).
 
     Raises:
         StoreError: the directory cannot be created.
     """
 
-    def __init__(self, objects: str, store_dir: object, *, create: bool = True) -> None:
-        self.root = objects
+    def __init__(
+        self, root: str | os.PathLike[str], store_dir: object = None, *, create: bool = True
+    ) -> None:
+        self.root = os.fspath(root)
+        self._create = create
         if not create:
             return
         try:
-            os.makedirs(objects, exist_ok=True)
+            os.makedirs(self.root, exist_ok=True)
         except OSError as exc:
-            raise StoreError(f"cannot create the store directory {store_dir}: {exc}") from exc
+            where = self.root if store_dir is None else store_dir
+            raise StoreError(f"cannot create the store directory {where}: {exc}") from exc
+
+    def __repr__(self) -> str:
+        return f"FileBlobStore({self.root!r})"
+
+    @property
+    def config(self) -> BlobStoreConfig:
+        """What reopens this blob store elsewhere (its absolute directory)."""
+        return BlobStoreConfig("file", os.path.abspath(self.root), (("create", self._create),))
+
+    # the BlobStore protocol
+
+    def put(
+        self,
+        hash: str,
+        parts: BlobParts,
+        size: int,
+        *,
+        compress: bool | None = None,
+        replace: bool = False,
+        inline_below: int = 0,
+    ) -> tuple[int, bytes | None]:
+        """Store the blob ``hash`` (see ``BlobStore.put``), streamed into its file."""
+        path = self.path(hash)
+        if not replace:
+            have = self.stored_size(hash)
+            if have is not None:
+                return have, None
+        if compress is None:
+            compress = compressible(parts)
+        return self.write_parts(path, parts, size, compress, inline_below)
+
+    def put_encoded(self, hash: str, encoded: bytes, *, replace: bool = False) -> int:
+        """Store a blob already in its stored form (see ``BlobStore.put_encoded``)."""
+        path = self.path(hash)
+        if replace or not has_file(path, len(encoded)):
+            self.write(path, encoded)
+        return len(encoded)
+
+    def get(self, hash: str) -> bytes:
+        """The blob's bytes, verified (see :meth:`read`)."""
+        return self.read(hash)
+
+    def open(self, hash: str, size: int) -> AbstractContextManager[IO[bytes]]:
+        """The blob as a file verified as it is read (see :meth:`open_verified`)."""
+        return self.open_verified(hash, size)
+
+    def stored_size(self, hash: str) -> int | None:
+        """The size of the blob's file, or ``None`` when there is none."""
+        try:
+            return os.stat(self.path(hash)).st_size
+        except OSError:
+            return None
+
+    def exists(self, hash: str) -> bool:
+        """Whether the blob's file is there."""
+        return os.path.exists(self.path(hash))
+
+    def delete(self, hash: str) -> None:
+        """Remove the blob's file, if any."""
+        unlink(self.path(hash))
+
+    def iter_blobs(self) -> Iterator[tuple[str, int]]:
+        """Yield ``(hash, size)`` of every blob file (not temporary or foreign files)."""
+        try:
+            shards = sorted(os.scandir(self.root), key=lambda e: e.name)
+        except OSError:
+            return
+        for shard in shards:
+            if len(shard.name) != 2 or not shard.is_dir(follow_symlinks=False):
+                continue
+            try:
+                entries = list(os.scandir(shard.path))
+            except OSError:
+                continue
+            for entry in entries:
+                h = shard.name + entry.name
+                if len(h) == 64 and set(h) <= _HEX:
+                    with suppress(OSError):
+                        yield h, entry.stat(follow_symlinks=False).st_size
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+    # files
 
     def path(self, hash: str) -> str:
         """Where the blob ``hash`` is kept."""
@@ -155,20 +249,8 @@ class BlobFiles:
         with f:
             st = os.fstat(f.fileno())
             try:
-                with open_decoded(f, h) as decoded:
-                    reader = _Hashing(decoded, size)
-                    try:
-                        yield io.BufferedReader(reader, 1 << 16)
-                    except Exception as exc:
-                        if reader.intact(h):
-                            raise
-                        raise BlobCorruptedError(
-                            f"blob {h[:16]}… is corrupt: its bytes do not match its hash", h
-                        ) from exc
-                    if not reader.intact(h):
-                        raise BlobCorruptedError(
-                            f"blob {h[:16]}… is corrupt: its bytes do not match its hash", h
-                        )
+                with verified_reader(f, h, size) as reader:
+                    yield reader
             except BlobCorruptedError as exc:
                 _discard(path, st)
                 raise BlobCorruptedError(f"{exc} (file {path})", h) from exc
@@ -232,33 +314,6 @@ class BlobFiles:
             raise BlobCorruptedError(f"{exc} (file {path})", h) from exc
         except OSError as exc:
             raise StoreError(f"cannot read blob file {path}: {exc}") from exc
-
-
-class _Hashing(io.RawIOBase):
-    """A readable stream that hashes what it passes on (see ``BlobFiles.open_verified``)."""
-
-    def __init__(self, source: Any, size: int) -> None:
-        self._source = source
-        self._hasher = new_hasher(size)
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        n: int = self._source.readinto(buffer) or 0
-        if n:
-            self._hasher.update(memoryview(buffer)[:n])
-        return n
-
-    def intact(self, h: str) -> bool:
-        """Read what is left; whether everything read hashes to ``h``."""
-        try:
-            scratch = bytearray(1 << 20)
-            while self.readinto(scratch):
-                pass
-        except Exception:  # a damaged zstd frame
-            return False
-        return bool(self._hasher.hexdigest() == h)
 
 
 def _discard(path: str, read: os.stat_result) -> None:
