@@ -19,7 +19,7 @@ OLDEST := $(VENV)/oldest
 OLDEST_STAMP := $(OLDEST)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test pytest pytest-oldest-deps lint bench lock test-latest test-oldest compat clean
+.PHONY: venv browser demo test pytest pytest-oldest-deps lint bench lock test-latest test-oldest compat clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,17 @@ $(STAMP): $(LOCK) pyproject.toml | $(BIN)/python
 
 venv: $(STAMP)
 
+# The web UI's browser tests (tests/test_ui_browser.py) drive Debian's headless Chromium,
+# never a browser Playwright downloads: installed here when missing (as root).
+CHROMIUM ?= /usr/bin/chromium
+browser:
+	@test -x $(CHROMIUM) || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "installing Debian's chromium for the browser tests"; \
+			DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+		else echo "warning: $(CHROMIUM) is missing: the browser tests will be skipped"; fi; }
+
 demo: venv
 	$(BIN)/python examples/demo.py
 
@@ -40,7 +51,7 @@ lint: venv
 	$(BIN)/ruff check src tests bench examples compat
 	$(BIN)/mypy
 
-pytest: venv
+pytest: venv browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The oldest runtime releases the lower bounds admit (requirements/oldest.lock), laid over
@@ -60,7 +71,7 @@ pytest-oldest-deps: $(OLDEST_STAMP)
 
 test: lint pytest pytest-oldest-deps
 
-test-oldest: $(OLDEST_STAMP)
+test-oldest: $(OLDEST_STAMP) browser
 	PYTHONPATH=$(OLDEST) CASHET_TEST_EXPECT_VERSIONS=requirements/oldest.lock \
 		$(BIN)/python -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 

@@ -118,45 +118,51 @@ def test_fingerprints_sharing_a_key_each_find_their_own(
         assert latest is not None and latest.hash == got[1].commit_hash
 
 
-def _v5_store(store_dir: Path) -> str:
+def _v5_store(store_dir: Path, chained: bool = False) -> str:
     """A meta.db at schema v5 (the layout before lean rows) holding one commit of
-    ``plus_one(3)``, as v5 wrote it; returns that commit's hash."""
+    ``plus_one(3)``, as v5 wrote it; returns that commit's hash. ``chained``: also
+    ``plus_one(<that result>)``, a commit with an input, and one of ``plus_one(<its>)``."""
     scratch = store_dir.parent / "scratch"
     with Client(scratch) as c:
-        commit = c.submit(plus_one, 3).commit
-        assert commit is not None
+        first = c.submit(plus_one, 3)
+        commits = [first.commit]
+        if chained:
+            second = c.submit(plus_one, first)
+            commits += [second.commit, c.submit(plus_one, second).commit]
         with db(scratch) as conn:
-            inline, size = conn.execute(
-                "SELECT inline, size FROM blobs WHERE hash = ?", (commit.result.hash,)
-            ).fetchone()
+            blobs = conn.execute("SELECT hash, size, inline FROM blobs").fetchall()
     store_dir.mkdir()
     with db(store_dir) as conn:
         for step in sql.MIGRATIONS[:5]:
             for statement in step:
                 conn.execute(statement)
         conn.execute("PRAGMA user_version = 5")
-        conn.execute(
-            "INSERT INTO blobs (hash, size, stored_size, inline, refcount, created_at)"
-            " VALUES (?, ?, ?, ?, 0, 0)",
-            (commit.result.hash, size, len(inline), inline),
-        )
-        td = commit.task_def
-        conn.execute(
-            "INSERT INTO commits (hash, fingerprint, func_name, status, created_at,"
-            " expires_at, last_accessed, cache, result_hash, result_size, parent_hash, body)"
-            " VALUES (?, ?, ?, 'completed', ?, NULL, ?, 1, ?, ?, NULL, ?)",
-            (
-                commit.hash,
-                td.fingerprint,
-                td.func_name,
-                sql.to_epoch(commit.created_at),
-                sql.to_epoch(commit.created_at),
-                commit.result.hash,
-                commit.result.size,
-                stored_json(commit),
-            ),
-        )
-    return commit.hash
+        for h, size, inline in blobs:
+            conn.execute(
+                "INSERT INTO blobs (hash, size, stored_size, inline, refcount, created_at)"
+                " VALUES (?, ?, ?, ?, 0, 0)",
+                (h, size, len(inline), inline),
+            )
+        for commit in commits:
+            assert commit is not None and commit.result is not None
+            td = commit.task_def
+            conn.execute(
+                "INSERT INTO commits (hash, fingerprint, func_name, status, created_at,"
+                " expires_at, last_accessed, cache, result_hash, result_size, parent_hash,"
+                " body) VALUES (?, ?, ?, 'completed', ?, NULL, ?, 1, ?, ?, NULL, ?)",
+                (
+                    commit.hash,
+                    td.fingerprint,
+                    td.func_name,
+                    sql.to_epoch(commit.created_at),
+                    sql.to_epoch(commit.created_at),
+                    commit.result.hash,
+                    commit.result.size,
+                    stored_json(commit),
+                ),
+            )
+    assert commits[0] is not None
+    return commits[0].hash
 
 
 def test_a_v5_store_migrates_and_its_commits_keep_their_hashes(store_dir: Path) -> None:
@@ -172,7 +178,7 @@ def test_a_v5_store_migrates_and_its_commits_keep_their_hashes(store_dir: Path) 
         assert new.load() == 5 and not new.cached
         assert [x.hash for x in c.history(old)] == [old]
     with db(store_dir) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == sql.SCHEMA_VERSION == 6
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == sql.SCHEMA_VERSION == 7
         rows = dict(conn.execute("SELECT hash, fn FROM commits").fetchall())
     assert rows[old] is None and rows[new.commit_hash] is not None
     assert "fingerprint" not in {
@@ -195,3 +201,73 @@ def test_a_signed_commit_keeps_its_signature_in_a_lean_row(store_dir: Path) -> N
     assert fn is not None
     with Client(store_dir, signing_key="another-key-0123456789abcdef") as c:
         assert not c.submit(plus_one, 5).cached  # another team's key: not this signature
+
+
+def test_a_store_at_the_ui_step_once_numbered_6_opens_and_migrates(store_dir: Path) -> None:
+    """Main numbered the web UI's step (inputs index, totals per function) 6 before the
+    lean rows took that number: a store it migrated is brought to 7 (lean rows, then the
+    UI's step again, its derived state rebuilt from the commits, whole JSON bodies)."""
+    from cashet.stores.sqlite.schema_v7 import V7
+
+    old = _v5_store(store_dir, chained=True)
+    with db(store_dir) as conn:
+        for statement in V7:  # as main's step 6 made it, with its trigger on the body
+            conn.execute(
+                statement.replace(
+                    "cashet_content(c.body, f.body, c.result_hash)", "c.body"
+                ).replace("LEFT JOIN funcs AS f ON f.id = c.fn", "")
+            )
+        conn.execute(
+            "CREATE TRIGGER commits_inputs_after_insert AFTER INSERT ON commits"
+            " WHEN json_valid(NEW.body) BEGIN INSERT OR IGNORE INTO commit_inputs"
+            " SELECT value, NEW.hash FROM json_each(NEW.body, '$.input_hashes'); END"
+        )
+        conn.execute("PRAGMA user_version = 6")
+        inputs = conn.execute("SELECT blob_hash, commit_hash FROM commit_inputs").fetchall()
+    assert len(inputs) == 2  # the two chained commits
+    CALLS.clear()
+    with Client(store_dir) as c:
+        ref = c.submit(plus_one, 3)
+        assert ref.cached and ref.commit_hash == old and CALLS == []
+        downstream = c.lineage(old).downstream()
+        assert len(downstream) == 2
+        c.submit(plus_one, 3)
+        totals = {r["func_name"]: (r["runs"], r["hits"]) for r in c.savings_by_function()}
+        assert list(totals.values()) == [(3, 2)]
+        new = c.submit(plus_one, c.submit(plus_one, 40))  # lean rows, one with an input
+        assert new.load() == 42
+        produced = c.show(c.submit(plus_one, 40).commit_hash)
+        assert produced is not None and produced.result is not None
+        found = c.store.find_by_input(produced.result.hash)  # type: ignore[attr-defined]
+        assert [x.hash for x in found] == [new.commit_hash]
+    with db(store_dir) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == sql.SCHEMA_VERSION == 7
+        names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+        assert "commits_inputs_after_insert" not in names and "funcs" in names
+        assert (
+            conn.execute("SELECT fn FROM commits WHERE hash = ?", (new.commit_hash,)).fetchone()[0]
+            is not None
+        )
+        assert sorted(
+            conn.execute("SELECT blob_hash, commit_hash FROM commit_inputs").fetchall()
+        ) == sorted([*inputs, (produced.result.hash, new.commit_hash)])
+
+
+def label(text: str) -> str:
+    return text.upper()
+
+
+def test_a_text_search_reads_each_lean_commit_own_content(store_dir: Path) -> None:
+    """The web UI's search (``log_page(text=...)``) matches inside lean bodies: a commit's
+    own arguments, not those of the first commit its function row was made from."""
+    with Client(store_dir) as c:
+        alpha = c.submit(label, "alpha-Unique").commit_hash
+        beta = c.submit(label, "beta-unique").commit_hash
+        with db(store_dir) as conn:
+            fns = conn.execute("SELECT fn FROM commits").fetchall()
+        assert len(fns) == 2 and None not in {fn for (fn,) in fns}
+        assert [x.hash for x in c.log_page(text="ALPHA-unique").commits] == [alpha]
+        assert [x.hash for x in c.log_page(text="beta-UNIQUE").commits] == [beta]
+        assert {x.hash for x in c.log_page(text="-unique").commits} == {alpha, beta}
+        assert c.log_page(text="gamma-unique").commits == []
+        assert {x.hash for x in c.log_page(text="return text.upper()").commits} == {alpha, beta}

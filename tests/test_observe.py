@@ -224,6 +224,40 @@ def test_a_hit_not_yet_written_still_keeps_its_commit_from_gc(tmp_path: Path) ->
         assert shown.last_accessed > utcnow() - timedelta(minutes=5)
 
 
+def test_close_waits_for_a_batch_being_written_in_another_thread(tmp_path: Path) -> None:
+    # The background flusher takes a batch and writes it while the program closes the
+    # store: the close must wait for that write, never close the connection under it
+    # (it crashed the interpreter in SQLite). The write is slowed by a wrapper, to hold
+    # the window open: the race itself cannot be timed for real.
+    import threading
+
+    def f(x: int) -> int:
+        return x
+
+    c = Client(store_dir=tmp_path)
+    ref = c.submit(f, 1)
+    assert c.submit(f, 1).cached  # one hit, in memory
+    store: Any = c.store
+    recorder = store._hits
+    writing = threading.Event()
+    real = recorder._write
+
+    def slow_write(batch: Any) -> None:
+        writing.set()
+        time.sleep(0.3)
+        real(batch)
+
+    recorder._write = slow_write
+    flusher = threading.Thread(target=recorder.flush)
+    flusher.start()
+    assert writing.wait(5)
+    c.close()  # while the batch is being written
+    flusher.join(5)
+    with Client(store_dir=tmp_path) as again:
+        shown = again.show(ref.commit_hash)
+        assert shown is not None and shown.hits == 1
+
+
 def test_stats_by_function_through_the_cli(folder: Path) -> None:
     python(
         folder,

@@ -187,6 +187,7 @@ def test_client_serve_from_python(tmp_path: Path) -> None:
         assert r.status_code == 200, r.text
         assert r.json()["result"] == 7
         assert http.get("/stats").json()["total_commits"] == 1
+        assert f"/ui/commit/{r.json()['commit_hash']}" in http.get("/ui/").text  # the web UI
     with Client(store_dir=tmp_path / "store") as client:
         assert client.get(r.json()["commit_hash"]) == 7
 

@@ -344,7 +344,7 @@ def test_queries_never_scan_a_whole_table(store: SQLiteStore) -> None:
 
 
 def test_wal_mode_and_schema_version(store: SQLiteStore, root: Path) -> None:
-    assert sql_module.SCHEMA_VERSION == len(sql_module.MIGRATIONS) == 6
+    assert sql_module.SCHEMA_VERSION == len(sql_module.MIGRATIONS) == 7
     with raw_db(root) as db:
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         assert db.execute("PRAGMA user_version").fetchone() == (sql_module.SCHEMA_VERSION,)

@@ -17,7 +17,15 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from cashet._queries import StoreQueries
 from cashet.models import Commit, TaskStatus
-from cashet.protocols import AsyncStore, Serializer, Store, SyncBacked, TagQuery, supports
+from cashet.protocols import (
+    AsyncStore,
+    CommitPage,
+    Serializer,
+    Store,
+    SyncBacked,
+    TagQuery,
+    supports,
+)
 from cashet.stores.sync_view import SyncView
 
 if TYPE_CHECKING:
@@ -51,6 +59,18 @@ class AsyncQueries:
     ) -> list[Commit]:
         """List commits, newest first (as :meth:`Client.log <cashet.client.Client.log>`)."""
         return await self._sync(lambda c: c.log(func_name, limit, status, tags))
+
+    async def log_page(
+        self,
+        func_name: str | None = None,
+        status: TaskStatus | str | None = None,
+        tags: TagQuery | None = None,
+        text: str | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> CommitPage:
+        """One page of commits, newest first (as ``Client.log_page``)."""
+        return await self._sync(lambda c: c.log_page(func_name, status, tags, text, cursor, limit))
 
     async def show(self, hash: str) -> Commit | None:
         """Return the commit with this hash or unique prefix, or ``None`` (as ``Client.show``)."""
@@ -117,6 +137,10 @@ class AsyncQueries:
     async def stats_by_function(self) -> list[FunctionUsage]:
         """Per function: runs, hits, time saved, ... (as ``Client.stats_by_function``)."""
         return await self._sync(lambda c: c.stats_by_function())
+
+    async def savings_by_function(self) -> list[dict[str, Any]]:
+        """Runs, hits and seconds saved per function (as ``Client.savings_by_function``)."""
+        return await self._sync(lambda c: c.savings_by_function())
 
     async def export(self, path: str | os.PathLike[str]) -> ExportResult:
         """Write every commit and its result blob to a ``.tar.gz`` (as ``Client.export``)."""

@@ -23,6 +23,7 @@ from cashet.protocols import (
     BlobOpener,
     CheckReport,
     Checkup,
+    CommitPage,
     Serializer,
     Store,
     StreamSerializer,
@@ -147,6 +148,50 @@ class StoreQueries:
         running.extend(commits)
         running.sort(key=lambda c: c.created_at, reverse=True)
         return running if limit is None else running[:limit]
+
+    def log_page(
+        self,
+        func_name: str | None = None,
+        status: TaskStatus | str | None = None,
+        tags: TagQuery | None = None,
+        text: str | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> CommitPage:
+        """One page of commits, newest first: :meth:`log` for browsing a large store.
+
+        Args:
+            func_name, status, tags: as :meth:`log`.
+            text: only commits whose hash starts with it or whose record (function,
+                arguments, tags, error, source) contains it, ignoring case. A page reads
+                at most ``provenance.pages.TEXT_WINDOW`` commits looking for it
+                (``partial`` then says the cursor continues the search).
+            cursor: the ``cursor`` of the previous page (``None``: the newest).
+            limit: the page size, 1 to 500.
+
+        Returns:
+            A :class:`~cashet.protocols.CommitPage` (``commits``, ``cursor``, ``scanned``,
+            ``partial``), hits filled in.
+
+        Raises:
+            ValueError: a bad ``limit``, ``status`` or ``cursor``.
+            TypeError: a filter of the wrong type.
+        """
+        from cashet.provenance.pages import MAX_PAGE, page_commits
+
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
+            raise ValueError(f"limit must be an integer from 1 to {MAX_PAGE}, not {limit!r}")
+        for name, value in (("func_name", func_name), ("text", text), ("cursor", cursor)):
+            if value is not None and not isinstance(value, str):
+                raise TypeError(f"{name} must be a str, not {type(value).__name__}")
+        query = None if tags is None else check_tag_query(tags) or None
+        wanted = parse_status(status)
+        if wanted is TaskStatus.RUNNING:  # calls in flight are leases, not stored commits
+            return CommitPage(self.log(func_name, limit, wanted, query))
+        flush_hits(self.store)
+        page = page_commits(self.store, func_name, wanted, query, text, cursor, limit)
+        page.commits = with_hits(self.store, page.commits)
+        return page
 
     def show(self, hash: str) -> Commit | None:
         """Return the commit with this hash or unique hash prefix, or ``None`` if none has it.
@@ -381,6 +426,17 @@ class StoreQueries:
         Reads every commit (``cashet stats --by-function``); most time saved first.
         """
         return usage_by_function(self.store)
+
+    def savings_by_function(self) -> list[dict[str, Any]]:
+        """Per function: ``runs``, ``hits``, ``hit_rate`` and the compute seconds the hits
+        saved (``seconds_saved``), most saved first: the web UI's stats.
+
+        From the store's indexes when it has them (SQLite: no commit is read, so it stays
+        fast on a store of millions), else from :meth:`stats_by_function`.
+        """
+        from cashet.provenance.usage import savings_by_function
+
+        return savings_by_function(self.store)
 
     def export(self, path: str | os.PathLike[str]) -> ExportResult:
         """Write every commit and the result blobs they use to a portable ``.tar.gz``.

@@ -16,6 +16,7 @@ __all__ = [
     "new_commit",
     "AsyncResultRef",
     "Commit",
+    "CommitPage",
     "Lease",
     "ObjectRef",
     "ResultRef",
@@ -364,3 +365,15 @@ class AsyncResultRef(ResultRefBase[T]):
             self._value = await self._loader(self.object_ref, data)
             self._loaded = True
         return self._value  # type: ignore[no-any-return]
+
+
+@dataclass(slots=True)
+class CommitPage:
+    """A page of commits, newest first (``Client.log_page``): ``cursor`` starts the next
+    (``None``: no more); ``scanned`` commits were read; ``partial``: a text search stopped
+    at its window before the page was full (``cursor`` continues it)."""
+
+    commits: list[Commit]
+    cursor: str | None = None
+    scanned: int = 0
+    partial: bool = False

@@ -37,7 +37,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import IO, Any, Protocol, TypeVar, runtime_checkable
 
-from cashet.models import Commit, Lease, ObjectRef, TaskDef, TaskStatus
+from cashet.models import Commit, CommitPage, Lease, ObjectRef, TaskDef, TaskStatus
 
 __all__ = [
     "STORE_STATS",
@@ -55,14 +55,16 @@ __all__ = [
     "BlobPartsWriter",
     "CheckReport",
     "Checkup",
-    "CommitIterator",
+    "CommitIterator", "CommitPage", "CommitPages",
     "Executor",
     "Finding",
+    "FunctionTotals",
     "Hit",
     "HitCounter",
     "HitCounts",
     "HitLookup",
     "Housekeeping",
+    "InputIndex",
     "LeaseListing",
     "Leases",
     "PartsSerializer",
@@ -263,10 +265,35 @@ class ResultIndex(Protocol):
 
 
 @runtime_checkable
+class InputIndex(Protocol):
+    """The commits with a blob in ``input_hashes``, oldest first (a lineage's downstream)."""
+
+    def find_by_input(self, blob_hash: str, limit: int = 200) -> list[Commit]: ...
+
+
+@runtime_checkable
 class CommitIterator(Protocol):
     """Every commit, oldest first (a ``Store`` method; a capability of async stores)."""
 
     def iter_commits(self) -> Iterator[Commit]: ...
+
+
+@runtime_checkable
+class CommitPages(Protocol):
+    """Commits page by page (without it: a scan of ``list_commits``). ``text`` (lower case)
+    matches a hash prefix or the stored record; at most ``window`` commits are read for it."""
+
+    def page_commits(
+        self, func_name: str | None, status: TaskStatus | None, tags: TagQuery | None,
+        text: str | None, cursor: str | None, limit: int, window: int,
+    ) -> CommitPage: ...
+
+
+@runtime_checkable
+class FunctionTotals(Protocol):
+    """Per function ``(name, runs, hits, seconds saved)``, kept by the store (``/ui/stats``)."""
+
+    def function_totals(self) -> list[tuple[str, int, int, float]]: ...
 
 
 @runtime_checkable

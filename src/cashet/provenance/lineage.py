@@ -3,7 +3,8 @@
 A commit's ``input_hashes`` are the result blobs of the ``ResultRef`` arguments it was
 called with. Upstream of a commit are the commits that produced those blobs (the store's
 ``ResultIndex`` capability, ``find_by_result``); downstream, the commits that took its result
-as an input (one pass over the commits: no store indexes inputs). Both are followed
+as an input (the ``InputIndex`` capability, ``find_by_input``: SQLite indexes inputs; on
+another store, one pass over the commits). Both are followed
 recursively, up to ``depth`` steps and ``max_nodes`` commits. Pure graph building over the
 store contract, and three renderings: Mermaid, Graphviz dot, JSON.
 """
@@ -13,10 +14,10 @@ from __future__ import annotations
 import json
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from cashet.models import Commit
-from cashet.protocols import Store
+from cashet.protocols import InputIndex, Store, supports
 from cashet.stores.base import full_store
 
 __all__ = ["FORMATS", "Lineage", "lineage", "render"]
@@ -134,18 +135,15 @@ def lineage(store: Store, root: Commit, depth: int = 10, max_nodes: int = 200) -
             elif add(producer):
                 queue.append((producer, level + 1))
 
-    # Downstream: who took a result as an input (one pass over every commit).
-    consumers: dict[str, list[Commit]] = {}
-    for commit in full.iter_commits():
-        for blob in commit.input_hashes:
-            consumers.setdefault(blob, []).append(commit)
+    # Downstream: who took a result as an input (an index, or one pass over every commit).
+    consumers = _Consumers(store, max_nodes)
     queue = deque([(root, 0)])
     seen = {root.hash}
     while queue:
         commit, level = queue.popleft()
         if commit.result is None:
             continue
-        for consumer in consumers.get(commit.result.hash, ()):
+        for consumer in consumers.of(commit.result.hash):
             if level + 1 > depth:
                 graph.truncated = True
                 break
@@ -156,6 +154,27 @@ def lineage(store: Store, root: Commit, depth: int = 10, max_nodes: int = 200) -
                 queue.append((consumer, level + 1))
     graph.edges = sorted(e for e in edges if e[0] in graph.nodes and e[1] in graph.nodes)
     return graph
+
+
+class _Consumers:
+    """The commits that took a blob as an input: the store's ``InputIndex`` when it has
+    one (SQLite), else every commit read once, on first use."""
+
+    def __init__(self, store: Store, limit: int) -> None:
+        self.index = cast(InputIndex, store) if supports(store, InputIndex) else None
+        self.store = store
+        self.limit = limit
+        self._all: dict[str, list[Commit]] | None = None
+
+    def of(self, blob: str) -> list[Commit]:
+        if self.index is not None:
+            return self.index.find_by_input(blob, self.limit + 1)
+        if self._all is None:
+            self._all = {}
+            for commit in full_store(self.store).iter_commits():
+                for b in commit.input_hashes:
+                    self._all.setdefault(b, []).append(commit)
+        return self._all.get(blob, [])
 
 
 def _label(c: Commit) -> str:

@@ -12,10 +12,17 @@ from dataclasses import asdict, dataclass
 from typing import Any, cast
 
 from cashet.models import Commit, TaskStatus
-from cashet.protocols import HitCounter, HitCounts, Store, supports
+from cashet.protocols import FunctionTotals, HitCounter, HitCounts, Store, supports
 from cashet.stores.base import full_store
 
-__all__ = ["FunctionUsage", "flush_hits", "hit_totals", "usage_by_function", "with_hits"]
+__all__ = [
+    "FunctionUsage",
+    "flush_hits",
+    "hit_totals",
+    "savings_by_function",
+    "usage_by_function",
+    "with_hits",
+]
 
 
 def _counter(store: Store) -> HitCounter | None:
@@ -120,3 +127,27 @@ def usage_by_function(store: Store) -> list[FunctionUsage]:
     if batch:
         add(batch)
     return sorted(rows.values(), key=lambda r: (-r.seconds_saved, -r.hits, r.func_name))
+
+
+def savings_by_function(store: Store) -> list[dict[str, Any]]:
+    """Per function ``func_name``, ``runs``, ``hits``, ``hit_rate``, ``seconds_saved``, most
+    saved first: from the store's ``FunctionTotals`` when it has them, else from
+    :func:`usage_by_function` (every commit read)."""
+    if supports(store, FunctionTotals):
+        rows = [
+            FunctionUsage(name, runs, hits, 0.0, saved, 0)
+            for name, runs, hits, saved in cast(FunctionTotals, store).function_totals()
+        ]
+        rows.sort(key=lambda r: (-r.seconds_saved, -r.hits, r.func_name))
+    else:
+        rows = usage_by_function(store)
+    return [
+        {
+            "func_name": r.func_name,
+            "runs": r.runs,
+            "hits": r.hits,
+            "hit_rate": round(r.hit_rate, 4),
+            "seconds_saved": round(r.seconds_saved, 6),
+        }
+        for r in rows
+    ]

@@ -18,7 +18,8 @@ Safe by default:
 
 Endpoints: ``POST /submit``, ``GET /result/{hash}``, ``GET /commit/{hash}``,
 ``GET /history/{hash}``, ``GET /diff/{a}/{b}``, ``GET /log``, ``GET /stats``, ``POST /gc``,
-``GET /openapi.json`` (:mod:`cashet.server.openapi`).
+``GET /openapi.json`` (:mod:`cashet.server.openapi`), and the web UI's pages under ``/ui/``
+(:mod:`cashet.server.ui`).
 
 The sync and async apps share every handler; they differ only in a small backend
 (:mod:`cashet.server.backend`). The server never imports a client: it is handed one and
@@ -59,6 +60,7 @@ from cashet.server.responses import (
     http_exception,
     last_line,
 )
+from cashet.server.ui.routes import UI
 
 if TYPE_CHECKING:
     from cashet.async_client import AsyncClient
@@ -216,6 +218,7 @@ class _Server:
             route("/stats", self.stats, "GET"),
             route("/gc", self.gc, "POST"),
             route("/openapi.json", self.openapi, "GET"),
+            *UI(self.backend, self.token, self.read_only).routes(),
         ]
 
 

@@ -2,7 +2,9 @@
 
 Runs before routing and before a single body byte is read, so an unauthenticated client
 gets a 401 on every path (unknown ones and ``/openapi.json`` included) and cannot make the
-server buffer a large body. Headers are handled as raw bytes: no header content (non-ASCII,
+server buffer a large body. Under ``/ui/`` the web UI's session cookie counts as the token
+too, its login form and assets need none, and a browser without it is sent to the login
+form (:mod:`cashet.server.ui.auth`). Headers are handled as raw bytes: no header content (non-ASCII,
 control bytes, a wrong scheme, duplicates) can raise, so each of those is a 401, never a 500.
 """
 
@@ -14,6 +16,8 @@ import json
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from cashet.server.ui.auth import UiAuth, is_public
 
 __all__ = ["BodyTooLarge", "Guard", "bearer_credentials", "send_json"]
 
@@ -80,6 +84,21 @@ def too_large(limit: int) -> dict[str, str]:
 _UNAUTHORIZED_HEADERS = ((b"www-authenticate", b'Bearer realm="cashet"'),)
 
 
+def _is_ui(path: str) -> bool:
+    return path == "/ui" or path.startswith("/ui/")
+
+
+async def _redirect(send: Send, location: str) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 303,
+            "headers": [(b"location", location.encode()), (b"content-length", b"0")],
+        }
+    )
+    await send({"type": "http.response.body", "body": b""})
+
+
 class Guard:
     """ASGI middleware: refuse unauthenticated requests and oversized bodies up front.
 
@@ -95,6 +114,7 @@ class Guard:
         self.max_body_bytes = max_body_bytes
         # Digests of equal length: the comparison takes the same time whatever was sent.
         self._digest = None if token is None else hashlib.sha256(token.encode()).digest()
+        self.ui = UiAuth(token)
 
     def authorized(self, headers: list[tuple[bytes, bytes]]) -> bool:
         """Whether the request's headers carry the token (always, without a token)."""
@@ -104,6 +124,13 @@ class Guard:
         candidate = hashlib.sha256(given or b"").digest()
         return hmac.compare_digest(candidate, self._digest) and given is not None
 
+    def _ui_allows(self, scope: Scope, headers: list[tuple[bytes, bytes]]) -> bool:
+        """The web UI's own ways in: its login form and assets, or its session cookie."""
+        path: str = scope["path"]
+        if not _is_ui(path):
+            return False
+        return is_public(path) or self.ui.has_session(headers)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":  # none are served; close before any handshake
             await send({"type": "websocket.close", "code": 1008})
@@ -112,7 +139,11 @@ class Guard:
             await self.app(scope, receive, send)
             return
         headers: list[tuple[bytes, bytes]] = scope["headers"]
-        if not self.authorized(headers):
+        if not self.authorized(headers) and not self._ui_allows(scope, headers):
+            if _is_ui(scope["path"]) and scope["method"] in ("GET", "HEAD"):
+                # A browser asking for a page: the login form, then back here.
+                await _redirect(send, "/ui/login")
+                return
             await send_json(send, 401, _UNAUTHORIZED, _UNAUTHORIZED_HEADERS)
             return
         lengths = [v for k, v in headers if k.lower() == b"content-length"]

@@ -52,13 +52,16 @@ class HitRecorder:
         name: what the log names when a batch cannot be written.
     """
 
-    __slots__ = ("__weakref__", "_lock", "_name", "_pending", "_write", "closed")
+    __slots__ = ("__weakref__", "_flushing", "_lock", "_name", "_pending", "_write", "closed")
 
     def __init__(self, write: Callable[[HitBatch], None], name: str) -> None:
         self._write = write
         self._name = name
         self._pending: HitBatch = {}
         self._lock = threading.Lock()
+        # Held while a batch is written: ``close`` waits for a flush in another thread
+        # (the flusher's) to end before the store closes the connection it writes on.
+        self._flushing = threading.Lock()
         self.closed = False
 
     def record(self, hash: str, when: float, seconds: float) -> None:
@@ -82,6 +85,10 @@ class HitRecorder:
 
     def flush(self) -> None:
         """Write the hits recorded so far (a failure is logged; they wait for the next one)."""
+        with self._flushing:
+            self._flush()
+
+    def _flush(self) -> None:
         with self._lock:
             batch, self._pending = self._pending, {}
         if not batch:

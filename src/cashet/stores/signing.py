@@ -364,8 +364,22 @@ def _forward(name: str) -> Callable[..., Any]:
     def method(self: Any, *args: Any, **kwargs: Any) -> Any:
         return getattr(self._inner, name)(*args, **kwargs)
 
+    if name in _COMMIT_LISTS:  # capabilities that return commits: only the signed ones
+
+        def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+            found = getattr(self._inner, name)(*args, **kwargs)
+            if isinstance(found, list):
+                return self._all(found)
+            found.commits = self._all(found.commits)  # a CommitPage
+            return found
+
     method.__name__ = method.__qualname__ = name
     return method
+
+
+#: Forwarded capabilities whose commits are filtered like ``list_commits``'s: the web UI's
+#: pages and the lineage's downstream (``function_totals`` counts every stored commit).
+_COMMIT_LISTS = frozenset({"page_commits", "find_by_input"})
 
 
 def _class_for(base: type, inner: type) -> type:

@@ -29,6 +29,7 @@ from cashet import _process
 from cashet.errors import StoreError
 from cashet.stores.sqlite import schema as sql
 from cashet.stores.sqlite.lean import register_functions
+from cashet.stores.sqlite.schema_v7 import undo_ui_v6
 
 __all__ = ["DB_ERRORS", "Database", "readonly_uri", "tolerant_text"]
 
@@ -321,6 +322,7 @@ class Database:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             self._check_version(version)
             register_functions(conn)  # what the migrations call
+            version = undo_ui_v6(conn, version)  # main's unreleased step 6, renumbered
             for step in sql.MIGRATIONS[version:]:
                 for statement in step:
                     conn.execute(statement)

@@ -59,14 +59,20 @@ class DamageMixin:
             FunctionRowDamaged: its function row is damaged (not the row's own damage).
             ValueError: the row does not verify.
         """
-        zdict = None
-        if fn is not None:
-            zdict = self._books.by_id(fn)
-            if zdict is None:
-                found = self._db.one(sql.FUNC_BY_ID, (fn,))
-                if found is not None:
-                    zdict = self._books.learn(fn, found[0], found[1], found[2])
-        return verified_row(h, body, fn, zdict, result)
+        return verified_row(h, body, fn, None if fn is None else self._zdict(fn), result)
+
+    def _zdict(self, fn: Any) -> bytes | None:
+        """The verified text of function row ``fn`` (``None``: there is none).
+
+        Raises:
+            FunctionRowDamaged: it does not hash to its digest.
+        """
+        zdict = self._books.by_id(fn)
+        if zdict is None:
+            found = self._db.one(sql.FUNC_BY_ID, (fn,))
+            if found is not None:
+                zdict = self._books.learn(fn, found[0], found[1], found[2])
+        return zdict
 
     def _row_commit(self, row: Any) -> Commit | None:
         """The verified commit of a ``(body, last_accessed, hash, rowid, fn, result_hash,

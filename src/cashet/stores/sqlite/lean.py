@@ -36,6 +36,7 @@ from cashet.hashing.commits import (
 from cashet.models import Commit
 from cashet.stores.sqlite import schema as sql
 from cashet.stores.sqlite.schema import to_epoch
+from cashet.stores.sqlite.schema_v7 import INSERT_INPUT
 
 if TYPE_CHECKING:
     from cashet.stores.sqlite.connection import Database
@@ -44,6 +45,9 @@ __all__ = [
     "FUNC_DIGEST",
     "ROW_CREATED",
     "commit_row",
+    "content_text",
+    "index_commit",
+    "lean_text",
     "dictionary",
     "register_functions",
     "FunctionBooks",
@@ -225,9 +229,28 @@ def lean_row(commit: Commit, content: str, fn: int, zdict: bytes) -> tuple[Any, 
 _SIGNED = "\x00"
 
 
+def content_text(body: Any, zdict: Any, result_hash: Any) -> str | None:
+    """A row's content text, unverified (derived state only: the v7 migration's inputs):
+    a whole JSON body as it is, a lean one inflated with its function row's text
+    ``zdict``; ``None`` when it cannot be read."""
+    if isinstance(body, str):
+        return body
+    return None if not isinstance(zdict, str) else lean_text(body, zdict.encode(), result_hash)
+
+
+def lean_text(body: Any, zdict: bytes, result_hash: Any) -> str | None:
+    """The content text of a lean body, unverified (``None``: it does not inflate)."""
+    try:
+        return inflate(body, dictionary(zdict, result_hash)).partition(_SIGNED)[0]
+    except ValueError:
+        return None
+
+
 def register_functions(conn: sqlite3.Connection) -> None:
-    """The SQL functions a migration to v6 calls (``cashet_fp``: :func:`fp_key`)."""
+    """The SQL functions the migrations call (``cashet_fp``: :func:`fp_key`, v6;
+    ``cashet_content``: :func:`content_text`, v7)."""
     conn.create_function("cashet_fp", 1, fp_key, deterministic=True)
+    conn.create_function("cashet_content", 3, content_text, deterministic=True)
 
 
 class LeanRowsMixin:
@@ -264,8 +287,16 @@ class LeanRowsMixin:
     def _insert_commit(self, conn: sqlite3.Connection, commit: Commit, row: Any) -> None:
         created = row[ROW_CREATED]
         # Triggers count the commit and the blob reference, only if really inserted.
-        if conn.execute(sql.INSERT_COMMIT, row).rowcount and commit.tags:
-            conn.executemany(
-                sql.INSERT_TAG,
-                [(commit.hash, k, str(v), created) for k, v in commit.tags.items()],
-            )
+        if conn.execute(sql.INSERT_COMMIT, row).rowcount:
+            index_commit(conn, commit, created)
+
+
+def index_commit(conn: sqlite3.Connection, commit: Commit, created: float) -> None:
+    """Write the tag and input rows of ``commit``, just inserted (in its transaction): the
+    inputs index (v7) is kept here, not by a trigger, as a lean body is deflated."""
+    if commit.tags:
+        conn.executemany(
+            sql.INSERT_TAG, [(commit.hash, k, str(v), created) for k, v in commit.tags.items()]
+        )
+    if commit.input_hashes:
+        conn.executemany(INSERT_INPUT, [(h, commit.hash) for h in commit.input_hashes])

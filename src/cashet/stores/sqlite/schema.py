@@ -7,7 +7,8 @@ A future schema change appends one entry and never edits an old one.
 
 Derived state lives in the database itself, kept by triggers so that no code path can forget
 it: the ``counters`` row (what ``stats()`` reports, O(1)), each blob's ``refcount`` (the
-number of commits whose result it is) and the removal of a deleted commit's tags.
+number of commits whose result it is), the removal of a deleted commit's tags, the totals
+per function; the inputs index (v7) is written with each commit (lean bodies are deflated).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 from cashet.models import TaskStatus
 from cashet.protocols import TagQuery
+from cashet.stores.sqlite.schema_v7 import V7
 
 _V1: tuple[str, ...] = (
     # A commit's columns exist for the indexes; ``body`` (commit_to_json) is what is
@@ -247,20 +249,18 @@ _V5: tuple[str, ...] = (
     """,
 )
 
-# Version 6: lean commits (issue 18; see stores/sqlite/lean.py). A function's source and
-# the function's part of its manifest are kept once, in ``funcs`` (one row per identity
-# hash: the content text of its first commit here, and that text's digest); a commit row
-# keeps its content deflated against it (``fn`` its id; NULL: ``body`` is the whole JSON,
-# as every row before v6 and every caller-named commit). The 129-character fingerprint
-# column becomes ``fp``, a 64-bit key (``lean.fp_key``; ``cashet_fp`` in SQL, registered
-# for the migration): the lookup checks the verified content, so a shared key is no
-# wrong answer. A function row is never changed; ``cashet doctor --repair`` removes one
-# that does not hash to its digest, with its commits (AUTOINCREMENT: an id is never
-# reused, so a process that knew the old row cannot read a new one in its place).
-# Indexes that did not earn their keep go: (status, created_at) and
-# (func_name, status, created_at) only cover the statuses that are not 'completed' (a
-# filter on 'completed' walks the other indexes and finds a match at nearly every row), and
-# the result index keys on 16 of the result hash's 64 digits.
+# Version 6: lean commits (issue 18; see stores/sqlite/lean.py). A function's source and its
+# part of the manifest are kept once, in ``funcs`` (per identity hash: the content text of
+# its first commit here, and that text's digest); a commit row keeps its content deflated
+# against it (``fn`` its id; NULL: ``body`` is the whole JSON, as every row before v6 and
+# every caller-named commit). The fingerprint column becomes ``fp``, a 64-bit key
+# (``lean.fp_key``; ``cashet_fp`` in SQL, for the migration): the lookup checks the verified
+# content, so a shared key is no wrong answer. A function row is never changed; ``cashet
+# doctor --repair`` removes one that does not hash to its digest, with its commits
+# (AUTOINCREMENT: an id is never reused). Indexes that did not earn their keep go: the
+# status indexes only cover the statuses that are not 'completed' (a filter on 'completed'
+# finds a match at nearly every row of the others), and the result index keys on 16 of the
+# result hash's 64 digits. Version 7 (the web UI): stores/sqlite/schema_v7.py.
 #: The result index's key (v6), and a commit whose result is the blob ``?1``, by that index.
 RESULT_KEY = "substr(result_hash, 1, 16)"
 # (``+``: a plain ``result_hash = ?1`` lets SQLite propagate the constant into the key's
@@ -303,9 +303,7 @@ _V6: tuple[str, ...] = (
     """,
     _COMMITS_V6,
     # The triggers go first and are made again: dropping the table must not fire them.
-    "DROP TRIGGER commits_after_insert",
-    "DROP TRIGGER commits_after_delete",
-    "DROP TRIGGER commits_hits_after_delete",
+    *(f"DROP TRIGGER {name}" for name in _COMMIT_TRIGGERS),
     "INSERT INTO commits_v6 (rowid, hash, fp, func_name, status, created_at, expires_at,"
     " last_accessed, cache, result_hash, result_size, parent_hash, fn, body)"
     " SELECT rowid, hash, cashet_fp(fingerprint), func_name, status, created_at, expires_at,"
@@ -327,7 +325,7 @@ _V6: tuple[str, ...] = (
 )
 
 #: ``MIGRATIONS[i]`` upgrades a database from ``user_version`` i to i + 1.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6, V7)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -335,8 +333,7 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 # Every commit read returns (body, last_accessed, hash, rowid, fn, result_hash): the body
 # (inflated with function row ``fn`` and the result's hash, see lean.py) is verified against
-# the hash, and a damaged row is
-# quarantined by its rowid (its hash may be the damage).
+# the hash, and a damaged row is quarantined by its rowid (its hash may be the damage).
 SELECT_COMMIT = "SELECT body, last_accessed, hash, rowid, fn, result_hash FROM commits"
 GET_COMMIT = f"{SELECT_COMMIT} WHERE hash = ?"
 # The cache lookup: one range of the (fp, created_at) index, newest first. The
@@ -389,7 +386,8 @@ TOUCH = "UPDATE commits SET last_accessed = ? WHERE hash = ?"
 # One hit batch: (count, last hit, saved, hash) for ADD_HITS, (last hit, hash, last hit) for
 # HIT_ACCESS; a hash no longer in commits adds nothing.
 ADD_HITS = (
-    "INSERT INTO hits (hash, count, last_hit, saved) SELECT hash, ?, ?, ? FROM commits"
+    "INSERT INTO hits (hash, count, last_hit, saved, func_name)"
+    " SELECT hash, ?, ?, ?, func_name FROM commits"
     " WHERE hash = ? ON CONFLICT (hash) DO UPDATE SET count = count + excluded.count,"
     " last_hit = max(last_hit, excluded.last_hit), saved = saved + excluded.saved"
 )
@@ -503,6 +501,7 @@ def select_commits(
     tags: TagQuery | None,
     driver: int | None = None,
     limit: int | None = None,
+    before: tuple[float, int] | None = None,
 ) -> tuple[str, list[Any]]:
     """Build a commit query (``c`` is the commits table), newest first.
 
@@ -514,6 +513,7 @@ def select_commits(
             ``None`` lets the commits indexes drive (function, status, creation time).
             Every other tag is a primary-key probe per candidate row, never a scan.
         limit: at most this many rows.
+        before: only rows older than this ``(created_at, rowid)`` (a page's cursor).
     """
     items = list((tags or {}).items())
     clauses: list[str] = []
@@ -528,6 +528,11 @@ def select_commits(
         order = "t.created_at DESC, c.rowid DESC"
         clauses.append("t.key = ?" if value is None else "t.key = ? AND t.value = ?")
         params += [key] if value is None else [key, value]
+    if before is not None:
+        # The first test is a range of the driving index; the second breaks ties.
+        at = "c.created_at" if driver is None else "t.created_at"
+        clauses.append(f"{at} <= ? AND ({at} < ? OR c.rowid < ?)")
+        params += [before[0], before[0], before[1]]
     more, more_params = _commit_clauses(func_name, None if status is None else str(status))
     clauses += more
     params += more_params

@@ -59,13 +59,9 @@ from cashet.stores.sqlite.connection import DB_ERRORS, Database
 from cashet.stores.sqlite.damage import DamageMixin, epoch_or_none
 from cashet.stores.sqlite.doctor import COUNTED, DoctorMixin, warn_files_left
 from cashet.stores.sqlite.layout import DB_FILE, check_store_dir
-from cashet.stores.sqlite.lean import (
-    FunctionBooks,
-    FunctionRowDamaged,
-    LeanRowsMixin,
-    fp_key,
-)
+from cashet.stores.sqlite.lean import FunctionBooks, FunctionRowDamaged, LeanRowsMixin, fp_key
 from cashet.stores.sqlite.legacy import migrate_if_legacy
+from cashet.stores.sqlite.pages import PagesMixin
 from cashet.stores.sqlite.readonly import ReadOnlyMixin, unwritable
 from cashet.stores.sqlite.removal import RemovalMixin
 from cashet.stores.sqlite.schema import to_epoch
@@ -89,6 +85,7 @@ class SQLiteStore(
     DoctorMixin,
     ClaimsMixin,
     RemovalMixin,
+    PagesMixin,
     DamageMixin,
     BlobsMixin,
     StoreBase,
