@@ -47,7 +47,7 @@ __all__ = [
     "commit_row",
     "content_text",
     "index_commit",
-    "lean_text",
+    "lean_holds",
     "dictionary",
     "register_functions",
     "FunctionBooks",
@@ -235,15 +235,25 @@ def content_text(body: Any, zdict: Any, result_hash: Any) -> str | None:
     ``zdict``; ``None`` when it cannot be read."""
     if isinstance(body, str):
         return body
-    return None if not isinstance(zdict, str) else lean_text(body, zdict.encode(), result_hash)
-
-
-def lean_text(body: Any, zdict: bytes, result_hash: Any) -> str | None:
-    """The content text of a lean body, unverified (``None``: it does not inflate)."""
+    if not isinstance(zdict, str):
+        return None
     try:
-        return inflate(body, dictionary(zdict, result_hash)).partition(_SIGNED)[0]
+        return inflate(body, dictionary(zdict.encode(), result_hash)).partition(_SIGNED)[0]
     except ValueError:
         return None
+
+
+def lean_holds(body: Any, zdict: bytes, needle: bytes) -> bool:
+    """Whether a lean body, inflated with ``zdict`` (its :func:`dictionary`), holds
+    ``needle`` (lower case; ASCII letters in any case, as SQLite's ``LIKE``), unverified:
+    the text search's test (``False`` for a body that does not inflate)."""
+    if not isinstance(body, bytes):
+        return False
+    try:
+        text = zlib.decompressobj(-15, zdict).decompress(body, _INFLATED_MAX)
+    except zlib.error:
+        return False
+    return needle in text.partition(b"\x00")[0].lower()
 
 
 def register_functions(conn: sqlite3.Connection) -> None:

@@ -7,8 +7,8 @@ first does, however deep. A text search reads the rows in that order and keeps t
 stored record contains the text, reading at most ``window`` rows per page, so a rare text
 costs a bounded time per page and the cursor continues the search. A whole JSON body (v5
 rows, caller-named commits) is matched in SQLite (``LIKE``: ASCII letters in any case); a
-lean body (v6, deflated against its function row) is inflated here and its text matched
-(lower-cased), unverified: a match is then read whole and verified like any commit.
+lean body (v6, deflated against its function row) is inflated here and its own text
+matched the same way, unverified: a match is then read whole and verified like any commit.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from cashet.protocols import CommitPage, TagQuery
 from cashet.stores.hits import HitRecorder
 from cashet.stores.sqlite import schema as sql
 from cashet.stores.sqlite.connection import DB_ERRORS, Database
-from cashet.stores.sqlite.lean import FunctionRowDamaged, lean_text
+from cashet.stores.sqlite.lean import FunctionRowDamaged, dictionary, lean_holds
 
 __all__ = ["PagesMixin", "parse_cursor"]
 
@@ -95,6 +95,8 @@ class PagesMixin:
         """
         before = parse_cursor(cursor)
         needle = (text or "").lower()
+        raw = needle.encode()
+        zdicts: dict[Any, bytes | None] = {}
         # Searching, a row comes back with whether its whole JSON body matches (LIKE, in
         # SQLite: that body is not copied out), or else its lean body; a match is then
         # read whole.
@@ -127,7 +129,7 @@ class PagesMixin:
                 before = (row[6], row[3])
                 if not needle:
                     found.extend(self._rows_commits([row]))
-                elif row[7] or row[2].startswith(needle) or self._lean_has(row, needle):
+                elif row[7] or row[2].startswith(needle) or self._lean_has(row, raw, zdicts):
                     whole = self._db.all(_BY_ROWID, (row[3],))
                     found.extend(self._rows_commits(whole))
             if len(found) == limit:
@@ -138,19 +140,20 @@ class PagesMixin:
                 return CommitPage(found, _cursor(before), scanned, partial=True)
             want = min(_BATCH, window - scanned) if needle else limit - len(found)
 
-    def _lean_has(self, row: Any, needle: str) -> bool:
+    def _lean_has(self, row: Any, needle: bytes, zdicts: dict[Any, bytes | None]) -> bool:
         """Whether the lean body of a ``(body, _, hash, rowid, fn, result_hash, ...)`` row
-        holds ``needle`` (lower case); ``False`` for a row that cannot be read."""
-        if row[4] is None:
+        holds ``needle`` (``zdicts``: the function rows read so far for this page);
+        ``False`` for a row that cannot be read."""
+        fn = row[4]
+        if fn is None:
             return False  # a whole JSON body: LIKE answered
-        try:
-            zdict = self._zdict(row[4])
-        except FunctionRowDamaged:
-            return False
-        if zdict is None:
-            return False
-        text = lean_text(row[0], zdict, row[5])
-        return text is not None and needle in text.lower()
+        if fn not in zdicts:
+            try:
+                zdicts[fn] = self._zdict(fn)
+            except FunctionRowDamaged:
+                zdicts[fn] = None
+        zdict = zdicts[fn]
+        return zdict is not None and lean_holds(row[0], dictionary(zdict, row[5]), needle)
 
 
 def _like(needle: str) -> str:
