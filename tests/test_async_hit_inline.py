@@ -24,6 +24,7 @@ from cashet.async_client import AsyncClient
 from cashet.hashing import function_identity, hash_call
 from cashet.store import AsyncSQLiteStore
 from cashet.stores.quarantine import COMMIT
+from cashet.stores.sqlite.lean import fp_key
 
 CALLS: list[int] = []
 #: Generous: only a broken implementation waits this long.
@@ -169,8 +170,9 @@ def test_a_row_contradicting_its_body_is_settled_by_the_worker(tmp_path: Path) -
         h0, h1 = c.submit(times_ten, 0).commit_hash, c.submit(times_ten, 1).commit_hash
     fp0, fp1 = fingerprint(times_ten, 0), fingerprint(times_ten, 1)
     with closing(sqlite3.connect(tmp_path / "meta.db", isolation_level=None)) as conn:
-        conn.execute("UPDATE commits SET fingerprint = ? WHERE hash = ?", (fp1, h0))
-        conn.execute("UPDATE commits SET fingerprint = ? WHERE hash = ?", (fp0, h1))
+        # (schema v6: the column holds the fingerprint's 64-bit key)
+        conn.execute("UPDATE commits SET fp = ? WHERE hash = ?", (fp_key(fp1), h0))
+        conn.execute("UPDATE commits SET fp = ? WHERE hash = ?", (fp_key(fp0), h1))
     CALLS.clear()
 
     async def main() -> None:

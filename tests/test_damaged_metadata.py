@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from cashet import Client
 from cashet.cli import main
 from cashet.errors import CashetError, CommitNotFoundError
-from cashet.hashing.commits import verified_commit
+from cashet.hashing.commits import stored_json, verified_commit
 from cashet.stores.quarantine import COMMIT, INDEX, QuarantineLog
 
 CALLS: list[int] = []
@@ -46,11 +46,17 @@ def db(store_dir: Path) -> closing[sqlite3.Connection]:
     return closing(sqlite3.connect(store_dir / "meta.db", isolation_level=None))
 
 
-def fingerprint_of(store_dir: Path, commit_hash: str) -> str:
+def fingerprint_of(store_dir: Path, commit_hash: str) -> int:
+    """The fingerprint key of a commit's row (schema v6: ``lean.fp_key``)."""
     with db(store_dir) as conn:
-        row = conn.execute("SELECT fingerprint FROM commits WHERE hash = ?", (commit_hash,))
-        fp: str = row.fetchone()[0]
+        row = conn.execute("SELECT fp FROM commits WHERE hash = ?", (commit_hash,))
+        fp: int = row.fetchone()[0]
     return fp
+
+
+def fp_bytes(fp: int) -> bytes:
+    """How a fingerprint key is written in a record (a 64-bit big-endian integer)."""
+    return fp.to_bytes(8, "big", signed=True)
 
 
 def checkpoint(store_dir: Path) -> None:
@@ -66,8 +72,8 @@ def test_swapped_fingerprint_columns_recompute_the_right_values(store_dir: Path)
     hashes = populate(store_dir)
     fp0, fp1 = fingerprint_of(store_dir, hashes[0]), fingerprint_of(store_dir, hashes[1])
     with db(store_dir) as conn:
-        conn.execute("UPDATE commits SET fingerprint = ? WHERE hash = ?", (fp1, hashes[0]))
-        conn.execute("UPDATE commits SET fingerprint = ? WHERE hash = ?", (fp0, hashes[1]))
+        conn.execute("UPDATE commits SET fp = ? WHERE hash = ?", (fp1, hashes[0]))
+        conn.execute("UPDATE commits SET fp = ? WHERE hash = ?", (fp0, hashes[1]))
     CALLS.clear()
     with Client(store_dir) as c:
         r0, r1 = c.submit(times_ten, 0), c.submit(times_ten, 1)
@@ -84,14 +90,12 @@ def test_swapped_fingerprint_columns_recompute_the_right_values(store_dir: Path)
         assert len(c.log()) == 2 and not set(hashes.values()) & {x.hash for x in c.log()}
 
 
-def _sorted_adjacent_pair(store_dir: Path) -> tuple[str, str]:
+def _sorted_adjacent_pair(store_dir: Path) -> tuple[int, int]:
     """Two commits whose fingerprints are neighbours in the index, the smaller created
     first: re-pointing the later one's index entry at the smaller fingerprint keeps the
     index sorted (a silent corruption, as a flipped bit can make)."""
     with db(store_dir) as conn:
-        rows = conn.execute(
-            "SELECT fingerprint, created_at, hash FROM commits ORDER BY fingerprint"
-        ).fetchall()
+        rows = conn.execute("SELECT fp, created_at, hash FROM commits ORDER BY fp").fetchall()
     for (fa, ta, _), (fb, tb, _) in itertools.pairwise(rows):
         if ta < tb:
             return fa, fb
@@ -117,8 +121,8 @@ def test_a_damaged_fingerprint_index_is_a_miss_not_another_calls_value(store_dir
     with db(store_dir) as conn:
         page_size = conn.execute("PRAGMA page_size").fetchone()[0]
     data = bytearray((store_dir / "meta.db").read_bytes())
-    (at,) = _index_pages_holding(bytes(data), large.encode(), page_size)
-    data[at : at + len(large)] = small.encode()  # the entry of `large` now says `small`
+    (at,) = _index_pages_holding(bytes(data), fp_bytes(large), page_size)
+    data[at : at + 8] = fp_bytes(small)  # the entry of `large` now says `small`
     (store_dir / "meta.db").write_bytes(bytes(data))
     x_small = next(x for x, h in hashes.items() if fingerprint_of(store_dir, h) == small)
     CALLS.clear()
@@ -240,8 +244,8 @@ def test_any_damaged_row_is_a_miss_or_a_hit_never_an_error(store_dir: Path, dama
 
 def test_verified_commit_names_what_is_wrong(store_dir: Path) -> None:
     h = populate(store_dir, range(1))[0]
-    with db(store_dir) as conn:
-        body = conn.execute("SELECT body FROM commits").fetchone()[0]
+    with Client(store_dir) as c:
+        body = stored_json(c.show(h))  # what Redis and archives keep (v6 rows are leaner)
     assert verified_commit(body, h).hash == h
     assert verified_commit(body.encode()).hash == h
     with pytest.raises(ValueError, match="records the hash"):

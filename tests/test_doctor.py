@@ -38,6 +38,7 @@ from tests.test_damaged_metadata import (
     _sorted_adjacent_pair,
     checkpoint,
     fingerprint_of,
+    fp_bytes,
     populate,
     times_ten,
 )
@@ -101,11 +102,11 @@ def test_a_damaged_index_is_found_and_rebuilt(store_dir: Path) -> None:
     with db(store_dir) as conn:
         page_size = conn.execute("PRAGMA page_size").fetchone()[0]
     data = bytearray((store_dir / "meta.db").read_bytes())
-    (at,) = _index_pages_holding(bytes(data), large.encode(), page_size)
-    data[at : at + len(large)] = small.encode()
+    (at,) = _index_pages_holding(bytes(data), fp_bytes(large), page_size)
+    data[at : at + 8] = fp_bytes(small)
     (store_dir / "meta.db").write_bytes(bytes(data))
     code, out = doctor(store_dir)
-    assert code == 1 and "[problem] integrity" in out and "commits_fingerprint" in out
+    assert code == 1 and "[problem] integrity" in out and "commits_fp" in out
     code, out = doctor(store_dir, "--repair")
     assert code == 0 and "[reindexed] integrity" in out, out
     assert doctor(store_dir)[0] == 0

@@ -669,28 +669,45 @@ def test_combined_filters_pick_an_index_and_agree_with_a_recount(client: Client)
     assert len(client.log(tags={"run": "r3"}, limit=None)) == 25
 
 
-def test_tags_of_a_schema_1_store_are_migrated(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_tags_of_a_schema_1_store_are_migrated(tmp_path: Path) -> None:
+    import sqlite3
+    from contextlib import closing
+
+    from cashet.hashing.commits import stored_json
     from cashet.stores.sqlite import schema as sql
 
-    with monkeypatch.context() as m:  # write a store as the first schema did
-        m.setattr(sql, "MIGRATIONS", sql.MIGRATIONS[:1])
-        m.setattr(sql, "SCHEMA_VERSION", 1)
-        m.setattr(
-            sql,
-            "INSERT_TAG",
-            # the old columns; the creation time (?4) is bound but not stored
-            "INSERT OR IGNORE INTO commit_tags (commit_hash, key, value)"
-            " VALUES (?1, ?2, ?3 || substr(?4, 1, 0))",
-        )
-        with Client(store_dir=tmp_path / "old") as old:
-            hashes = [
-                old.submit(preprocess, [i], _tags={"team": "ab"[i % 2]}).commit_hash
-                for i in range(6)
-            ]
-            version = old.store._conn().execute("PRAGMA user_version").fetchone()  # type: ignore[attr-defined]
-            assert version == (1,)
+    with Client(store_dir=tmp_path / "scratch") as scratch:
+        commits = [
+            scratch.submit(preprocess, [i], _tags={"team": "ab"[i % 2]}).commit for i in range(6)
+        ]
+    hashes = [c.hash for c in commits if c is not None]
+    (tmp_path / "old").mkdir()
+    # A store as the first schema wrote it: its tables, its commit and tag columns.
+    with closing(sqlite3.connect(tmp_path / "old" / "meta.db", isolation_level=None)) as conn:
+        for statement in sql.MIGRATIONS[0]:
+            conn.execute(statement)
+        conn.execute("PRAGMA user_version = 1")
+        for c in commits:
+            assert c is not None and c.result is not None
+            conn.execute(
+                "INSERT INTO commits (hash, fingerprint, func_name, status, created_at,"
+                " expires_at, last_accessed, cache, result_hash, result_size, parent_hash,"
+                " body) VALUES (?, ?, ?, 'completed', ?, NULL, NULL, 1, ?, ?, NULL, ?)",
+                (
+                    c.hash,
+                    c.fingerprint,
+                    c.func_name,
+                    sql.to_epoch(c.created_at),
+                    c.result.hash,
+                    c.result.size,
+                    stored_json(c),
+                ),
+            )
+            for k, v in c.tags.items():
+                conn.execute(
+                    "INSERT INTO commit_tags (commit_hash, key, value) VALUES (?, ?, ?)",
+                    (c.hash, k, v),
+                )
     with Client(store_dir=tmp_path / "old") as new:
         version = new.store._conn().execute("PRAGMA user_version").fetchone()  # type: ignore[attr-defined]
         assert version == (sql.SCHEMA_VERSION,)

@@ -356,10 +356,9 @@ def test_log_page_is_the_same_on_both_clients(data_dir: tuple[Path, Data]) -> No
     assert asyncio.run(both()) == [x.hash for x in second.commits]
 
 
-def _back_to_version_5(db: sqlite3.Connection) -> None:
-    """Undo schema version 6 (the inputs index, the totals per function)."""
+def _back_to_version_6(db: sqlite3.Connection) -> None:
+    """Undo schema version 7 (the inputs index, the totals per function)."""
     for trigger in (
-        "commits_inputs_after_insert",
         "commits_inputs_after_delete",
         "commits_functions_after_insert",
         "commits_functions_after_delete",
@@ -371,17 +370,23 @@ def _back_to_version_5(db: sqlite3.Connection) -> None:
     db.execute("DROP TABLE commit_inputs")
     db.execute("DROP TABLE function_totals")
     db.execute("ALTER TABLE hits DROP COLUMN func_name")
-    db.execute("PRAGMA user_version = 5")
+    db.execute("PRAGMA user_version = 6")
     db.commit()
 
 
-def test_version_6_indexes_inputs_and_totals_and_backfills_a_version_5_store(
+def test_version_7_indexes_inputs_and_totals_and_backfills_a_version_6_store(
     tmp_path: Path,
 ) -> None:
     data = populate(tmp_path / "s")
     db = sqlite3.connect(tmp_path / "s" / "meta.db")
     rows = set(db.execute("SELECT commit_hash FROM commit_inputs").fetchall())
     assert rows == {(data.scale3,), (data.scale4,), (data.total3,), (data.total4,)}
+    # Their bodies are lean (deflated): the backfill reads them through cashet_content.
+    lean = db.execute(
+        "SELECT count(*) FROM commits WHERE fn IS NOT NULL AND hash IN (?, ?, ?, ?)",
+        (data.scale3, data.scale4, data.total3, data.total4),
+    ).fetchone()
+    assert lean == (4,)
     kept = db.execute("SELECT * FROM function_totals ORDER BY func_name").fetchall()
     assert [(name, runs, hits) for name, runs, hits, _ in kept] == [
         ("fails", 1, 0),
@@ -390,7 +395,7 @@ def test_version_6_indexes_inputs_and_totals_and_backfills_a_version_5_store(
         ("scale", 2, 1),
         ("total", 2, 0),
     ]
-    _back_to_version_5(db)  # a store of the previous version: opening it migrates
+    _back_to_version_6(db)  # a store of the previous version: opening it migrates
     db.close()
     with Client(store_dir=tmp_path / "s") as c:
         assert c.store._conn().execute("PRAGMA user_version").fetchone() == (sql.SCHEMA_VERSION,)

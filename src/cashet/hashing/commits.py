@@ -32,8 +32,10 @@ __all__ = [
     "stored_json",
     "task_def_from_dict",
     "check_commit_hash",
+    "sealed_content",
     "task_def_to_dict",
     "verified_commit",
+    "verified_content",
 ]
 
 COMMIT_FORMAT = 1
@@ -223,6 +225,41 @@ def _verified_sealed(body: str, expected_hash: object) -> Commit | None:
 
 
 _SIGNATURE_KEY = ',"signature":'
+
+
+def sealed_content(c: Commit) -> str | None:
+    """The canonical content text of ``c`` when its hash is that text's (a sealed commit:
+    every commit the call flow makes), else ``None`` (a caller-named or migrated commit).
+
+    What a store may keep instead of the whole stored form: :func:`verified_content`
+    turns it back into the commit, checked against the hash the store keeps beside it.
+    """
+    body = c.sealed_json
+    if body:
+        cut = body.rfind(_HASH_KEY)
+        if cut > 0 and body[cut + len(_HASH_KEY) : cut + len(_HASH_KEY) + 64] == c.hash:
+            return body[:cut] + "}"
+    if c.salt == LEGACY_SALT:
+        return None
+    content = _content_json(c)
+    return content if _hash_content(content) == c.hash else None
+
+
+def verified_content(content: str, expected_hash: str) -> Commit:
+    """The commit whose canonical content text is ``content``, checked against
+    ``expected_hash`` (what :func:`sealed_content` gave, stored apart from its hash).
+
+    Raises:
+        ValueError: ``content`` does not hash to ``expected_hash``, or is not a commit.
+    """
+    if _hash_content(content) != expected_hash:
+        raise ValueError(f"its content does not hash to {str(expected_hash)[:16]}...")
+    try:
+        d = json.loads(content)
+        d["hash"] = expected_hash
+        return commit_from_dict(d)
+    except Exception as exc:  # verified text that is not a commit: all one verdict
+        raise ValueError(f"not a readable commit ({type(exc).__name__}: {exc})") from None
 
 
 def stored_json(c: Commit) -> str:

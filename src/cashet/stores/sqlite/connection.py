@@ -28,6 +28,8 @@ from urllib.parse import quote
 from cashet import _process
 from cashet.errors import StoreError
 from cashet.stores.sqlite import schema as sql
+from cashet.stores.sqlite.lean import register_functions
+from cashet.stores.sqlite.schema_v7 import undo_ui_v6
 
 __all__ = ["DB_ERRORS", "Database", "readonly_uri", "tolerant_text"]
 
@@ -195,6 +197,9 @@ class Database:
                 # WAL keeps the database consistent with NORMAL; a power cut may only lose
                 # the last commits, which a cache can recompute.
                 conn.execute("PRAGMA synchronous = NORMAL")
+                # No memory map (mmap_size 0, the default): it saved ~10 µs of a random-key
+                # hit, but a meta.db changed under a mapping (damage, a restore, a bit flip
+                # the doctor is to find) crashes the process instead of failing a read.
             except DB_ERRORS as exc:
                 conn.close()
                 raise self.error(exc) from exc
@@ -316,6 +321,8 @@ class Database:
             # Re-read under the write lock: another process may have migrated meanwhile.
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             self._check_version(version)
+            register_functions(conn)  # what the migrations call
+            version = undo_ui_v6(conn, version)  # main's unreleased step 6, renumbered
             for step in sql.MIGRATIONS[version:]:
                 for statement in step:
                     conn.execute(statement)

@@ -16,11 +16,11 @@ from datetime import datetime
 from typing import Any
 
 from cashet.errors import StoreError
-from cashet.hashing.commits import verified_commit
 from cashet.models import Commit
 from cashet.stores.quarantine import COMMIT, INDEX, QuarantineEntry, record_json, report
 from cashet.stores.sqlite import schema as sql
 from cashet.stores.sqlite.connection import Database, tolerant_text
+from cashet.stores.sqlite.lean import FunctionBooks, FunctionRowDamaged, fp_key, verified_row
 from cashet.stores.sqlite.schema import from_epoch
 
 __all__ = ["DamageMixin", "epoch_or_none"]
@@ -50,12 +50,39 @@ class DamageMixin:
     """Verified reads and the quarantine of ``SQLiteStore`` (its ``_db``)."""
 
     _db: Database
+    _books: FunctionBooks
+
+    def _verified(self, h: Any, body: Any, fn: Any, result: Any) -> Commit:
+        """The verified commit of a row (its function row read and checked once per process).
+
+        Raises:
+            FunctionRowDamaged: its function row is damaged (not the row's own damage).
+            ValueError: the row does not verify.
+        """
+        return verified_row(h, body, fn, None if fn is None else self._zdict(fn), result)
+
+    def _zdict(self, fn: Any) -> bytes | None:
+        """The verified text of function row ``fn`` (``None``: there is none).
+
+        Raises:
+            FunctionRowDamaged: it does not hash to its digest.
+        """
+        zdict = self._books.by_id(fn)
+        if zdict is None:
+            found = self._db.one(sql.FUNC_BY_ID, (fn,))
+            if found is not None:
+                zdict = self._books.learn(fn, found[0], found[1], found[2])
+        return zdict
 
     def _row_commit(self, row: Any) -> Commit | None:
-        """The verified commit of a ``(body, last_accessed, hash, rowid, ...)`` row, or
-        ``None`` when the row is damaged (it is quarantined)."""
+        """The verified commit of a ``(body, last_accessed, hash, rowid, fn, result_hash,
+        ...)`` row, or
+        ``None`` when the row is damaged (it is quarantined) or cannot be verified (its
+        function row is damaged: left for ``cashet doctor``)."""
         try:
-            commit = verified_commit(row[0], row[2])
+            commit = self._verified(row[2], row[0], row[4], row[5])
+        except FunctionRowDamaged:
+            return None
         except ValueError as exc:
             self._quarantine_row(row[3], row[2], row[0], f"the stored commit is damaged: {exc}")
             return None
@@ -97,7 +124,7 @@ class DamageMixin:
             return
         columns = dict(zip(sql.COMMIT_COLUMNS, row, strict=True))
         if (
-            columns["fingerprint"] != td.fingerprint
+            columns["fp"] != fp_key(td.fingerprint)
             or columns["status"] != template.status.value
             or columns["cache"] != int(td.cache)
         ):
@@ -106,7 +133,7 @@ class DamageMixin:
                 template.hash,
                 row[-1],
                 "its indexed columns contradict its verified content"
-                f" (fingerprint {_text(columns['fingerprint'])[:24]}...,"
+                f" (fingerprint key {columns['fp']!r},"
                 f" status {columns['status']!r}, cache {columns['cache']!r})",
             )
             return

@@ -37,7 +37,7 @@ from cashet._humanize import format_size
 from cashet._log import log
 from cashet.core import leases as _lease
 from cashet.errors import BlobError, DamagedStoreWarning, StoreError
-from cashet.hashing.commits import verified_commit
+from cashet.models import Commit
 from cashet.protocols import CheckReport
 from cashet.stores.blobs import decode_blob, verify_blob
 from cashet.stores.objects.base import BlobStore
@@ -45,6 +45,7 @@ from cashet.stores.objects.files import FileBlobStore
 from cashet.stores.sqlite import schema as sql
 from cashet.stores.sqlite.claims import _lease_of
 from cashet.stores.sqlite.connection import DB_ERRORS, Database, tolerant_text
+from cashet.stores.sqlite.lean import FunctionBooks, fp_key, func_digest
 
 __all__ = ["COUNTED", "DoctorMixin", "count_blob_files", "warn_files_left"]
 
@@ -52,7 +53,7 @@ _HEX = frozenset("0123456789abcdef")
 #: Findings of one kind listed at most (the rest are counted).
 _LIST_MAX = 1000
 _ROWS = (
-    "SELECT rowid, hash, body, fingerprint, status, cache FROM commits"
+    "SELECT rowid, hash, body, fp, status, cache, fn, result_hash FROM commits"
     " WHERE rowid > ? ORDER BY rowid LIMIT ?"
 )
 # Rows are named by rowid: a damaged hash (text that is not UTF-8) cannot be a parameter.
@@ -62,14 +63,16 @@ _UNKNOWN_RESULTS = (
     "SELECT c.rowid, c.result_hash FROM commits AS c LEFT JOIN blobs AS b"
     " ON b.hash = c.result_hash WHERE c.result_hash IS NOT NULL AND b.hash IS NULL"
 )
-_USERS = "SELECT hash FROM commits WHERE result_hash = ?"
+_USERS = f"SELECT hash FROM commits WHERE {sql.RESULT_IS}"
 _USERS_OF_ROW = (
-    "SELECT c.rowid FROM commits AS c JOIN blobs AS b ON c.result_hash = b.hash WHERE b.rowid = ?"
+    "SELECT c.rowid FROM commits AS c JOIN blobs AS b ON c.result_hash = b.hash"
+    " AND substr(c.result_hash, 1, 16) = substr(b.hash, 1, 16) WHERE b.rowid = ?"
 )
 _DELETE_BLOB_ROW = "DELETE FROM blobs WHERE rowid = ?"
 _REFCOUNTS = (
     "SELECT b.rowid, b.hash, b.refcount,"
-    " (SELECT count(*) FROM commits AS c WHERE c.result_hash = b.hash) FROM blobs AS b"
+    " (SELECT count(*) FROM commits AS c WHERE c.result_hash = b.hash"
+    " AND substr(c.result_hash, 1, 16) = substr(b.hash, 1, 16)) FROM blobs AS b"
 )
 _SET_REFCOUNT = "UPDATE blobs SET refcount = ? WHERE rowid = ?"
 #: The ``stats`` counters computed from the tables (``counters`` row order).
@@ -98,6 +101,8 @@ _SET_COUNTERS = (
     " inline_bytes = excluded.inline_bytes"
 )
 _ALL_CLAIMS = sql.LIVE_CLAIMS
+_FUNCS = "SELECT id, body, digest FROM funcs"
+_DROP_FUNC = "DELETE FROM funcs WHERE id = ?"
 
 
 def _walk(root: str) -> Iterator[tuple[str, str, os.stat_result]]:
@@ -151,6 +156,7 @@ class DoctorMixin:
     settings)."""
 
     _db: Database
+    _books: FunctionBooks
     _blobs: BlobStore
     _files: FileBlobStore | None
     _host: str
@@ -162,6 +168,7 @@ class DoctorMixin:
         def _quarantine_row(self, rowid: Any, h: Any, body: Any, reason: str) -> None: ...
         def quarantined(self) -> list[Any]: ...
         def _delete(self, conn: Any, hash: str) -> bool: ...
+        def _verified(self, h: Any, body: Any, fn: Any, result: Any) -> Commit: ...
 
     def check(self, repair: bool = False) -> CheckReport:
         """Check the whole store, and with ``repair`` fix what can be fixed (see the module
@@ -234,12 +241,23 @@ class DoctorMixin:
         return [] if messages == ["ok"] else messages
 
     def _check_commits(self, report: CheckReport, repair: bool) -> None:
+        lost = self._damaged_functions()
         after, seen = -math.inf, 0
         while True:
             rows = self._db.all(_ROWS, (after, 256))
-            for rowid, h, body, fingerprint, status, cache in rows:
+            for rowid, h, body, fp, status, cache, fn, result in rows:
                 seen += 1
-                reason = _damage(h, body, fingerprint, status, cache)
+                if fn in lost:
+                    lost[fn] += 1
+                    if repair:  # its content cannot be recovered: recomputed when called
+                        self._quarantine_row(
+                            rowid, h, body, f"its function row {fn} is damaged: unreadable"
+                        )
+                    continue
+                try:
+                    reason = _damage(self._verified(h, body, fn, result), fp, status, cache)
+                except ValueError as exc:
+                    reason = f"the stored commit is damaged: {exc}"
                 if reason is None:
                     continue
                 action = ""
@@ -251,6 +269,28 @@ class DoctorMixin:
                 break
             after = rows[-1][0]
         report.counts["commits"] = seen
+        for fn, users in lost.items():
+            action = ""
+            if repair:
+                with self._write(report, f"drop damaged function row {fn}") as conn:
+                    if conn is not None:
+                        conn.execute(_DROP_FUNC, (fn,))
+                        action = "removed"
+                self._books.clear()
+            detail = (
+                f"it does not hash to its digest: the {users} commit(s) stored against it"
+                " cannot be read" + (" (quarantined; recomputed when called)" if repair else "")
+            )
+            report.add("damaged_function_row", f"function row {fn}", detail, action)
+
+    def _damaged_functions(self) -> dict[int, int]:
+        """The ``funcs`` rows (schema v6) that do not hash to their digest, each with a
+        count of the commits found stored against it (filled by ``_check_commits``)."""
+        lost: dict[int, int] = {}
+        for fn, body, digest in self._db.all(_FUNCS, ()):
+            if not isinstance(body, str) or func_digest(body) != digest:
+                lost[fn] = 0
+        return lost
 
     def _check_objects(self, report: CheckReport, repair: bool) -> None:
         """The blobs of an object store (``blobs=``) that no row indexes."""
@@ -466,14 +506,10 @@ class DoctorMixin:
             report.add("stale_lease", _shown(row[0]), _shown(detail), action)
 
 
-def _damage(h: Any, body: Any, fingerprint: Any, status: Any, cache: Any) -> str | None:
-    """Why a commit row is damaged, or ``None``."""
-    try:
-        commit = verified_commit(body, h)
-    except ValueError as exc:
-        return f"the stored commit is damaged: {exc}"
+def _damage(commit: Commit, fp: Any, status: Any, cache: Any) -> str | None:
+    """Why the row of a verified commit is damaged (its columns), or ``None``."""
     td = commit.task_def
-    if fingerprint != td.fingerprint or status != commit.status.value or cache != int(td.cache):
+    if fp != fp_key(td.fingerprint) or status != commit.status.value or cache != int(td.cache):
         return "its indexed columns contradict its verified content"
     return None
 

@@ -38,6 +38,7 @@ from cashet.stores.legacy import LEGACY, NOT_CACHED, legacy_blob, legacy_commit
 from cashet.stores.objects.files import FileBlobStore, unlink
 from cashet.stores.sqlite import schema as sql
 from cashet.stores.sqlite.connection import readonly_uri
+from cashet.stores.sqlite.lean import ROW_CREATED, commit_row, index_commit, register_functions
 
 __all__ = ["LegacyStoreError", "is_legacy", "migrate_if_legacy", "wipe"]
 
@@ -219,6 +220,7 @@ def _build(
         raise refusal(path, f"its commits table has no {', '.join(missing)}: an unknown layout")
     new.execute("PRAGMA journal_mode = WAL")
     new.execute("BEGIN IMMEDIATE")
+    register_functions(new)
     for step in sql.MIGRATIONS:
         for statement in step:
             new.execute(statement)
@@ -308,12 +310,9 @@ def _json_list(value: Any) -> list[Any]:
 
 
 def _insert(conn: sqlite3.Connection, commit: Any) -> None:
-    row = sql.commit_row(commit, commit_to_json(commit))
-    conn.execute(sql.INSERT_COMMIT, row)
-    conn.executemany(
-        sql.INSERT_TAG,
-        [(commit.hash, k, str(v), row[sql.ROW_CREATED]) for k, v in commit.tags.items()],
-    )
+    row = commit_row(commit, None, commit_to_json(commit))
+    if conn.execute(sql.INSERT_COMMIT, row).rowcount:
+        index_commit(conn, commit, row[ROW_CREATED])
 
 
 def wipe(path: Path) -> None:

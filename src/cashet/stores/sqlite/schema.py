@@ -7,7 +7,8 @@ A future schema change appends one entry and never edits an old one.
 
 Derived state lives in the database itself, kept by triggers so that no code path can forget
 it: the ``counters`` row (what ``stats()`` reports, O(1)), each blob's ``refcount`` (the
-number of commits whose result it is) and the removal of a deleted commit's tags.
+number of commits whose result it is), the removal of a deleted commit's tags, the totals
+per function; the inputs index (v7) is written with each commit (lean bodies are deflated).
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ import sqlite3
 from datetime import UTC, datetime
 from typing import Any
 
-from cashet.models import Commit, TaskStatus
+from cashet.models import TaskStatus
 from cashet.protocols import TagQuery
-from cashet.stores.sqlite.schema_v6 import V6
+from cashet.stores.sqlite.schema_v7 import V7
 
 _V1: tuple[str, ...] = (
     # A commit's columns exist for the indexes; ``body`` (commit_to_json) is what is
@@ -248,22 +249,98 @@ _V5: tuple[str, ...] = (
     """,
 )
 
+# Version 6: lean commits (issue 18; see stores/sqlite/lean.py). A function's source and its
+# part of the manifest are kept once, in ``funcs`` (per identity hash: the content text of
+# its first commit here, and that text's digest); a commit row keeps its content deflated
+# against it (``fn`` its id; NULL: ``body`` is the whole JSON, as every row before v6 and
+# every caller-named commit). The fingerprint column becomes ``fp``, a 64-bit key
+# (``lean.fp_key``; ``cashet_fp`` in SQL, for the migration): the lookup checks the verified
+# content, so a shared key is no wrong answer. A function row is never changed; ``cashet
+# doctor --repair`` removes one that does not hash to its digest, with its commits
+# (AUTOINCREMENT: an id is never reused). Indexes that did not earn their keep go: the
+# status indexes only cover the statuses that are not 'completed' (a filter on 'completed'
+# finds a match at nearly every row of the others), and the result index keys on 16 of the
+# result hash's 64 digits. Version 7 (the web UI): stores/sqlite/schema_v7.py.
+#: The result index's key (v6), and a commit whose result is the blob ``?1``, by that index.
+RESULT_KEY = "substr(result_hash, 1, 16)"
+# (``+``: a plain ``result_hash = ?1`` lets SQLite propagate the constant into the key's
+# expression, which then no longer matches the index.)
+RESULT_IS = f"{RESULT_KEY} = substr(?1, 1, 16) AND +result_hash = ?1"
+_COMMIT_TRIGGERS = ("commits_after_insert", "commits_after_delete", "commits_hits_after_delete")
+
+
+def _trigger(name: str) -> str:
+    """The statement of an earlier version that made trigger ``name``."""
+    (found,) = (s for s in (*_V1, *_V5) if f"CREATE TRIGGER {name} " in s)
+    return found
+
+
+_COMMITS_V6 = """
+    CREATE TABLE commits_v6 (
+        hash          TEXT PRIMARY KEY,
+        fp            INTEGER NOT NULL,
+        func_name     TEXT NOT NULL,
+        status        TEXT NOT NULL,
+        created_at    REAL NOT NULL,
+        expires_at    REAL,
+        last_accessed REAL,
+        cache         INTEGER NOT NULL,
+        result_hash   TEXT,
+        result_size   INTEGER NOT NULL,
+        parent_hash   TEXT,
+        fn            INTEGER,
+        body          NOT NULL
+    )
+"""
+_V6: tuple[str, ...] = (
+    """
+    CREATE TABLE funcs (
+        id        INTEGER PRIMARY KEY AUTOINCREMENT,
+        func_hash TEXT NOT NULL UNIQUE,
+        digest    TEXT NOT NULL,
+        body      TEXT NOT NULL
+    )
+    """,
+    _COMMITS_V6,
+    # The triggers go first and are made again: dropping the table must not fire them.
+    *(f"DROP TRIGGER {name}" for name in _COMMIT_TRIGGERS),
+    "INSERT INTO commits_v6 (rowid, hash, fp, func_name, status, created_at, expires_at,"
+    " last_accessed, cache, result_hash, result_size, parent_hash, fn, body)"
+    " SELECT rowid, hash, cashet_fp(fingerprint), func_name, status, created_at, expires_at,"
+    " last_accessed, cache, result_hash, result_size, parent_hash, NULL, body FROM commits",
+    "DROP TABLE commits",
+    "ALTER TABLE commits_v6 RENAME TO commits",
+    "CREATE INDEX commits_fp ON commits (fp, created_at)",
+    "CREATE INDEX commits_func ON commits (func_name, created_at)",
+    "CREATE INDEX commits_func_status ON commits (func_name, status, created_at)"
+    " WHERE status <> 'completed'",
+    "CREATE INDEX commits_status ON commits (status, created_at) WHERE status <> 'completed'",
+    "CREATE INDEX commits_created ON commits (created_at)",
+    "CREATE INDEX commits_used ON commits (coalesce(last_accessed, created_at))",
+    "CREATE INDEX commits_expires ON commits (expires_at) WHERE expires_at IS NOT NULL",
+    # The result index keys on 16 of the 64 digits (a query names both: the prefix finds,
+    # the whole hash decides): a third of the bytes for the same reads.
+    f"CREATE INDEX commits_result ON commits ({RESULT_KEY}) WHERE result_hash IS NOT NULL",
+    *(_trigger(name) for name in _COMMIT_TRIGGERS),
+)
+
 #: ``MIGRATIONS[i]`` upgrades a database from ``user_version`` i to i + 1.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5, V6)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6, V7)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
 # Queries
 
-# Every commit read returns (body, last_accessed, hash, rowid): the body is verified against
+# Every commit read returns (body, last_accessed, hash, rowid, fn, result_hash): the body
+# (inflated with function row ``fn`` and the result's hash, see lean.py) is verified against
 # the hash, and a damaged row is quarantined by its rowid (its hash may be the damage).
-SELECT_COMMIT = "SELECT body, last_accessed, hash, rowid FROM commits"
+SELECT_COMMIT = "SELECT body, last_accessed, hash, rowid, fn, result_hash FROM commits"
 GET_COMMIT = f"{SELECT_COMMIT} WHERE hash = ?"
-# The cache lookup: one range of the (fingerprint, created_at) index, newest first. The
+# The cache lookup: one range of the (fp, created_at) index, newest first. The
 # unary + keeps the planner off the (status, created_at) index, which it would otherwise
 # pick to avoid a sort and then walk every completed commit.
 FIND = (
-    f"{SELECT_COMMIT} WHERE fingerprint = ? AND +status = 'completed' AND +cache = 1"
+    f"{SELECT_COMMIT} WHERE fp = ? AND +status = 'completed' AND +cache = 1"
     " AND (expires_at IS NULL OR expires_at > ?) ORDER BY created_at DESC, rowid DESC LIMIT 1"
 )
 # The hit path: the cache lookup joined with the result's blob row, so a commit whose blob
@@ -272,39 +349,39 @@ FIND = (
 # (written through the published store protocol) is found, as by the published stores; the
 # call flow does not take it for a hit.
 FIND_HIT = (
-    "SELECT c.hash, c.body, c.last_accessed, b.inline, c.rowid FROM commits AS c"
+    "SELECT c.hash, c.body, c.last_accessed, b.inline, c.rowid, c.fn, c.result_hash"
+    " FROM commits AS c"
     " LEFT JOIN blobs AS b ON b.hash = c.result_hash"
-    " WHERE c.fingerprint = ? AND +c.status = 'completed' AND +c.cache = 1"
+    " WHERE c.fp = ? AND +c.status = 'completed' AND +c.cache = 1"
     " AND (c.expires_at IS NULL OR c.expires_at > ?)"
     " AND (b.hash IS NOT NULL OR c.result_hash IS NULL)"
-    " ORDER BY c.created_at DESC, c.rowid DESC LIMIT 1"
+    " ORDER BY c.created_at DESC, c.rowid DESC"
 )
-LATEST = f"{SELECT_COMMIT} WHERE fingerprint = ? ORDER BY created_at DESC, rowid DESC LIMIT 1"
+# The fingerprint key is 64 bits of a hash: two fingerprints may share it (about once in
+# 2**64), so the first row is the answer only when its content says so; else the rest.
+FIND_HIT_ONE = f"{FIND_HIT} LIMIT 1"
+LATEST = f"{SELECT_COMMIT} WHERE fp = ? ORDER BY created_at DESC, rowid DESC"
 HISTORY = (
-    f"{SELECT_COMMIT} WHERE fingerprint = (SELECT fingerprint FROM commits WHERE hash = ?)"
+    f"{SELECT_COMMIT} WHERE fp = (SELECT fp FROM commits WHERE hash = ?)"
     " AND (expires_at IS NULL OR expires_at > ?) ORDER BY created_at, rowid"
 )
 ITER = (
-    "SELECT body, last_accessed, hash, rowid, created_at FROM commits"
+    "SELECT body, last_accessed, hash, rowid, fn, result_hash, created_at FROM commits"
     " WHERE (created_at, rowid) > (?, ?) ORDER BY created_at, rowid LIMIT ?"
 )
 PREFIX = "SELECT hash FROM commits WHERE hash >= ? AND hash < ? ORDER BY hash LIMIT ?"
 INSERT_COMMIT = (
-    "INSERT OR IGNORE INTO commits (hash, fingerprint, func_name, status, created_at,"
-    " expires_at, last_accessed, cache, result_hash, result_size, parent_hash, body)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT OR IGNORE INTO commits (hash, fp, func_name, status, created_at,"
+    " expires_at, last_accessed, cache, result_hash, result_size, parent_hash, fn, body)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+FUNC_OF = "SELECT id, digest, body FROM funcs WHERE func_hash = ?"
+FUNC_BY_ID = "SELECT func_hash, digest, body FROM funcs WHERE id = ?"
+NEW_FUNC = "INSERT OR IGNORE INTO funcs (func_hash, digest, body) VALUES (?, ?, ?)"
 INSERT_TAG = (
     "INSERT OR IGNORE INTO commit_tags (commit_hash, key, value, created_at) VALUES (?, ?, ?, ?)"
 )
-# The commits that took a result as an input, oldest first (the lineage's downstream).
-FIND_BY_INPUT = (
-    f"{SELECT_COMMIT} WHERE hash IN (SELECT commit_hash FROM commit_inputs WHERE blob_hash = ?)"
-    " ORDER BY created_at, rowid LIMIT ?"
-)
-FIND_BY_RESULT = (
-    f"{SELECT_COMMIT} WHERE result_hash = ? ORDER BY created_at DESC, rowid DESC LIMIT ?"
-)
+FIND_BY_RESULT = f"{SELECT_COMMIT} WHERE {RESULT_IS} ORDER BY created_at DESC, rowid DESC LIMIT ?2"
 TOUCH = "UPDATE commits SET last_accessed = ? WHERE hash = ?"
 # One hit batch: (count, last hit, saved, hash) for ADD_HITS, (last hit, hash, last hit) for
 # HIT_ACCESS; a hash no longer in commits adds nothing.
@@ -333,7 +410,7 @@ BLOB_INFO = "SELECT stored_size, inline IS NULL, refcount FROM blobs WHERE hash 
 # lost (see put_blob) gets its true reference count back.
 BLOB_UPSERT = (
     "INSERT INTO blobs (hash, size, stored_size, inline, refcount, created_at)"
-    " VALUES (?1, ?2, ?3, ?4, (SELECT count(*) FROM commits WHERE result_hash = ?1), ?5)"
+    f" VALUES (?1, ?2, ?3, ?4, (SELECT count(*) FROM commits WHERE {RESULT_IS}), ?5)"
     " ON CONFLICT (hash) DO UPDATE SET stored_size = excluded.stored_size,"
     " inline = excluded.inline, created_at = excluded.created_at"
 )
@@ -368,7 +445,7 @@ RELEASE_CLAIM = "DELETE FROM claims WHERE fingerprint = ? AND owner = ?"
 STALE_CLAIMS = "DELETE FROM claims WHERE expires_at < ?"
 COMMIT_COLUMNS = (
     "hash",
-    "fingerprint",
+    "fp",
     "func_name",
     "status",
     "created_at",
@@ -378,6 +455,7 @@ COMMIT_COLUMNS = (
     "result_hash",
     "result_size",
     "parent_hash",
+    "fn",
     "body",
 )
 ROW_BY_ID = f"SELECT {', '.join(COMMIT_COLUMNS)} FROM commits WHERE rowid = ?"
@@ -408,8 +486,11 @@ def _commit_clauses(func_name: str | None, status: str | None) -> tuple[list[str
         clauses.append("c.func_name = ?")
         params.append(func_name)
     if status is not None:
+        value = TaskStatus.parse(status).value
         clauses.append("c.status = ?")
-        params.append(TaskStatus.parse(status).value)
+        params.append(value)
+        if value != TaskStatus.COMPLETED.value:  # the status indexes hold only these (v6)
+            clauses.append("c.status <> 'completed'")
     return clauses, params
 
 
@@ -514,27 +595,3 @@ def to_epoch(dt: datetime) -> float:
 def from_epoch(ts: float) -> datetime:
     """Invert :func:`to_epoch` (an aware UTC datetime)."""
     return datetime.fromtimestamp(ts, UTC)
-
-
-#: Where ``created_at`` (epoch seconds) stands in a :func:`commit_row` (tag rows repeat it).
-ROW_CREATED = 4
-
-
-def commit_row(commit: Commit, body: str) -> tuple[Any, ...]:
-    """The ``INSERT_COMMIT`` parameters of ``commit``, stored as ``body``."""
-    td = commit.task_def
-    result = commit.result
-    return (
-        commit.hash,
-        td.fingerprint,
-        td.func_name,
-        commit.status.value,
-        to_epoch(commit.created_at),
-        None if commit.expires_at is None else to_epoch(commit.expires_at),
-        None if commit.last_accessed is None else to_epoch(commit.last_accessed),
-        int(td.cache),
-        None if result is None else result.hash,
-        0 if result is None else result.size,
-        commit.parent_hash,
-        body,
-    )

@@ -36,7 +36,7 @@ from cashet.errors import (
     ReadOnlyStoreWarning,
     StoreError,
 )
-from cashet.hashing.commits import check_commit_hash, stored_json, verified_commit
+from cashet.hashing.commits import check_commit_hash
 from cashet.models import Commit, ObjectRef, TaskStatus
 from cashet.protocols import Hit, HitCounts, ResultData, TagQuery
 from cashet.stores.base import LocalLeases, StoreBase, copy_commit
@@ -59,6 +59,7 @@ from cashet.stores.sqlite.connection import DB_ERRORS, Database
 from cashet.stores.sqlite.damage import DamageMixin, epoch_or_none
 from cashet.stores.sqlite.doctor import COUNTED, DoctorMixin, warn_files_left
 from cashet.stores.sqlite.layout import DB_FILE, check_store_dir
+from cashet.stores.sqlite.lean import FunctionBooks, FunctionRowDamaged, LeanRowsMixin, fp_key
 from cashet.stores.sqlite.legacy import migrate_if_legacy
 from cashet.stores.sqlite.pages import PagesMixin
 from cashet.stores.sqlite.readonly import ReadOnlyMixin, unwritable
@@ -79,6 +80,7 @@ def _has_content(db_file: str) -> bool:
 
 
 class SQLiteStore(
+    LeanRowsMixin,
     ReadOnlyMixin,
     DoctorMixin,
     ClaimsMixin,
@@ -168,6 +170,7 @@ class SQLiteStore(
         self._decoded: _process.BoundedCache[str, tuple[Commit, str]] = _process.BoundedCache(
             self._DECODED_MAX
         )
+        self._books = FunctionBooks()  # the function rows commits are deflated against
         gone = False
         if not self.readonly:
             # A store of the published cashet 0.4.x/0.5.x is migrated first (or refused).
@@ -251,20 +254,9 @@ class SQLiteStore(
         check_commit_hash(commit)
         if self.readonly:
             return  # not stored
+        row = self._commit_row(commit)
         with self._db.transact() as conn:
-            self._insert_commit(conn, commit)
-
-    def _insert_commit(self, conn: sqlite3.Connection, commit: Commit) -> None:
-        if not commit.hash:
-            raise ValueError("a commit needs its hash (see cashet.hashing.commits.seal_commit)")
-        row = sql.commit_row(commit, commit.sealed_json or stored_json(commit))
-        created = row[sql.ROW_CREATED]
-        # Triggers count the commit and the blob reference, only if really inserted.
-        if conn.execute(sql.INSERT_COMMIT, row).rowcount and commit.tags:
-            conn.executemany(
-                sql.INSERT_TAG,
-                [(commit.hash, k, str(v), created) for k, v in commit.tags.items()],
-            )
+            self._insert_commit(conn, commit, row)
 
     def put_result(
         self,
@@ -295,11 +287,12 @@ class SQLiteStore(
             else:
                 ref = ObjectRef(blob_hash(data), len(data))
         commit = build(ref)
+        row = self._commit_row(commit)  # deflated before the write lock is taken
         with self._db.transact() as conn:
             # The commit first: a new blob row then counts it at once (refcount 1), so it
             # never enters the index of unreferenced blobs. An existing row was counted by
             # the commit's insert trigger.
-            self._insert_commit(conn, commit)
+            self._insert_commit(conn, commit, row)
             if encoded is not None:
                 was = conn.execute(sql.BLOB_INFO, (ref.hash,)).fetchone()
                 conn.execute(
@@ -331,7 +324,7 @@ class SQLiteStore(
         return None if row is None else self._row_commit(row)
 
     def _template(
-        self, h: str, body: Any, rowid: Any, settle: bool = True
+        self, h: str, body: Any, rowid: Any, fn: Any, result: Any, settle: bool = True
     ) -> tuple[Commit, str] | Literal[False] | None:
         """The decoded and verified commit ``h`` and the fingerprint it is a hit for, kept
         (never handed out: callers get copies); ``None`` when the row is damaged (it is
@@ -342,7 +335,9 @@ class SQLiteStore(
         cached = self._decoded.get(h)
         if cached is None:
             try:
-                template = verified_commit(body, h)
+                template = self._verified(h, body, fn, result)
+            except FunctionRowDamaged:
+                return None  # not this row's damage: left for cashet doctor
             except ValueError as exc:
                 if not settle:
                     return False
@@ -383,19 +378,30 @@ class SQLiteStore(
         return self._lookup(fingerprint, False)
 
     def _lookup(self, fingerprint: str, settle: bool) -> Hit | Literal[False] | None:
-        row = self._db.one(sql.FIND_HIT, (fingerprint, time.time()))
+        key = fp_key(fingerprint)
+        row = self._db.one(sql.FIND_HIT_ONE, (key, time.time()))
         if row is None:
             return None
-        h, body, last_accessed, inline, rowid = row
-        cached = self._decoded.get(h) or self._template(h, body, rowid, settle)
+        h, body, last_accessed, inline, rowid, fn, result = row
+        cached = self._decoded.get(h) or self._template(h, body, rowid, fn, result, settle)
         if cached is None or cached is False:
             return cached  # damaged: None once quarantined, False to leave it to lookup
         template, answers = cached
+        if (
+            answers != fingerprint
+            and template.fingerprint != fingerprint
+            and fp_key(template.fingerprint) == key  # another call's, under the same key
+        ):
+            return self._lookup_shared(fingerprint, key, settle)
         if answers != fingerprint or (template.expires_at is not None and template.is_expired()):
             if not settle:
                 return False  # lookup settles it (quarantine, or a note)
             self._mismatch(rowid, template, fingerprint)
             return None
+        return self._hit(template, last_accessed, inline)
+
+    def _hit(self, template: Commit, last_accessed: Any, inline: Any) -> Hit | None:
+        """The hit of a found commit: a copy, with a small result's verified bytes."""
         if self._lost and template.result is not None and template.result.hash in self._lost:
             return None  # read-only: found lost in this process
         data = None
@@ -409,10 +415,28 @@ class SQLiteStore(
                 pass
         return Hit(copy_commit(template, epoch_or_none(last_accessed)), data)
 
+    def _lookup_shared(
+        self, fingerprint: str, key: int, settle: bool
+    ) -> Hit | Literal[False] | None:
+        """A lookup whose fingerprint key another call's shares (no damage): the newest
+        of the key's rows that answers ``fingerprint``."""
+        for h, body, last_accessed, inline, rowid, fn, result in self._db.all(
+            sql.FIND_HIT, (key, time.time())
+        ):
+            cached = self._decoded.get(h) or self._template(h, body, rowid, fn, result, settle)
+            if cached is False:
+                return False
+            if cached is not None and cached[1] == fingerprint:
+                return self._hit(cached[0], last_accessed, inline)
+        return None
+
     def latest_for_fingerprint(self, fingerprint: str) -> Commit | None:
         """Return the newest commit of ``fingerprint`` whatever its status or expiry."""
-        row = self._db.one(sql.LATEST, (fingerprint,))
-        return None if row is None else self._row_commit(row)
+        for row in self._db.all(sql.LATEST, (fp_key(fingerprint),)):
+            commit = self._row_commit(row)
+            if commit is not None and commit.fingerprint == fingerprint:
+                return commit
+        return None
 
     def list_commits(
         self,
@@ -442,7 +466,7 @@ class SQLiteStore(
                 with self._db.gated():
                     driver = sql.choose_driver(self._db.conn(), func_name, status, tags)
                 query, params = sql.select_commits(
-                    "c.body, c.last_accessed, c.hash, c.rowid",
+                    "c.body, c.last_accessed, c.hash, c.rowid, c.fn, c.result_hash",
                     func_name,
                     status,
                     tags,
@@ -461,10 +485,6 @@ class SQLiteStore(
         """Return the commits whose result is this blob, newest first (indexed)."""
         return self._rows_commits(self._db.all(sql.FIND_BY_RESULT, (blob_hash, limit)))
 
-    def find_by_input(self, blob_hash: str, limit: int = 200) -> list[Commit]:
-        """Return the commits that took this blob as an input, oldest first (indexed)."""
-        return self._rows_commits(self._db.all(sql.FIND_BY_INPUT, (blob_hash, limit)))
-
     def iter_commits(self) -> Iterator[Commit]:
         """Yield every commit, oldest first, a batch at a time (no long read transaction)."""
         after: tuple[float, int] = (-math.inf, 0)
@@ -473,14 +493,18 @@ class SQLiteStore(
             yield from self._rows_commits(rows)
             if len(rows) < self._BATCH:
                 return
-            after = (rows[-1][4], rows[-1][3])
+            after = (rows[-1][6], rows[-1][3])
 
     def get_history(self, hash: str) -> list[Commit]:
         """Return every unexpired commit with the same fingerprint as ``hash``, oldest first.
 
         An unknown hash gives ``[]``.
         """
-        return self._rows_commits(self._db.all(sql.HISTORY, (hash, time.time())))
+        commits = self._rows_commits(self._db.all(sql.HISTORY, (hash, time.time())))
+        mine = next((c for c in commits if c.hash == hash), None) or self.get_commit(hash)
+        if mine is None:
+            return []
+        return [c for c in commits if c.fingerprint == mine.fingerprint]
 
     def resolve_prefix(self, prefix: str, limit: int = 20) -> list[str]:
         """Return up to ``limit`` full commit hashes starting with ``prefix``, sorted.
