@@ -493,3 +493,21 @@ def test_a_read_command_on_a_store_that_lost_its_database_points_at_the_doctor(
         (store_dir / name).unlink(missing_ok=True)
     result = CliRunner().invoke(main, ["--store-dir", str(store_dir), "log"])
     assert result.exit_code == 1 and "cashet doctor --repair" in result.output
+
+
+@pytest.mark.redis
+def test_redis_doctor_after_hits_were_counted(redis_store: tuple[Client, Any, str]) -> None:
+    """The commit counters' hash also holds the hit totals (``hits_saved`` a float): the
+    check compares only what it counts, and a damaged counter is reported, not a crash."""
+    client, raw, prefix = redis_store
+    client.submit(times_ten, 4)
+    assert client.submit(times_ten, 4).cached
+    client.store.flush_hits()  # type: ignore[attr-defined]
+    assert client.stats()["hits"] == 1
+    report = client.check()
+    assert report.ok, report.findings
+    raw.hset(f"{prefix}stats:commit", "total_commits", "garbage")
+    damaged = client.check(repair=True)
+    assert [f.kind for f in damaged.findings if f.problem] == ["counters"]
+    assert damaged.findings[-1].action == "recounted"
+    assert client.check().ok and client.stats()["hits"] == 1

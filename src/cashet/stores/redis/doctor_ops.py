@@ -54,6 +54,20 @@ def _pairs(flat: Any) -> Iterator[tuple[str, Any]]:
         yield text(k), v
 
 
+def _counters(flat: Any, wanted: dict[str, int]) -> dict[str, int | str]:
+    """The counters of a stats hash that the check recounts (the hash holds others too:
+    the hit totals, ``hits_saved`` a float); a value that is no integer is kept as text,
+    so it differs from the count and is reported."""
+    out: dict[str, int | str] = {}
+    for name, value in _pairs(flat):
+        if name in wanted:
+            try:
+                out[name] = int(value)
+            except (TypeError, ValueError):
+                out[name] = text(value)
+    return out
+
+
 class DoctorOps:
     """``check`` of :class:`~cashet.stores.redis.ops.Ops`."""
 
@@ -246,18 +260,14 @@ class DoctorOps:
             flag = yield RedisCall("read a commit", ("HGET", self.prefix + name, "c"))
             completed += flag is not None and text(flag) == "1"
         want_c = {"total_commits": len(names), "completed_commits": completed}
-        have_c = {
-            n: int(v) for n, v in _pairs((yield RedisCall("read", ("HGETALL", k.stats_commit))))
-        }
+        have_c = _counters((yield RedisCall("read", ("HGETALL", k.stats_commit))), want_c)
         want_b = {"blob_objects": 0, "blob_bytes": 0, "inline_objects": 0, "inline_bytes": 0}
         for name in (yield from self._scan("blob:meta:*")):
             z, i = yield RedisCall("read a blob", ("HMGET", self.prefix + name, "z", "i"))
             kind = "inline" if text(i) == "1" else "blob"
             want_b[kind + "_objects"] += 1
             want_b[kind + "_bytes"] += int(z or 0)
-        have_b = {
-            n: int(v) for n, v in _pairs((yield RedisCall("read", ("HGETALL", k.stats_blob))))
-        }
+        have_b = _counters((yield RedisCall("read", ("HGETALL", k.stats_blob))), want_b)
         for key, want, have in ((k.stats_commit, want_c, have_c), (k.stats_blob, want_b, have_b)):
             if {n: have.get(n, 0) for n in want} == want:
                 continue
