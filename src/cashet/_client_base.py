@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from cashet._log import configure_from_env
 from cashet._queries import StoreQueries, running_commit, store_check
-from cashet.core.batch import BatchItem, substitute_task_refs
+from cashet.core.batch import BatchItem, wired_args
 from cashet.core.options import (
     CALL_OPTIONS,
     DEFAULT_OPTIONS,
@@ -310,9 +310,7 @@ class ClientBase(Generic[TF]):
         item: BatchItem, results: Mapping[Hashable, Any]
     ) -> tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]:
         """``item``'s function and arguments, its ``TaskRef``s replaced by ``results``."""
-        args = substitute_task_refs(item.args, results)
-        kwargs = substitute_task_refs(item.kwargs, results)
-        return item.func, args, kwargs
+        return (item.func, *wired_args(item, results))
 
     @staticmethod
     def _batch_output(

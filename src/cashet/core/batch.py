@@ -11,7 +11,7 @@ from typing import Any
 
 from cashet.models import TaskRef
 
-__all__ = ["BatchItem", "plan_batch", "substitute_task_refs"]
+__all__ = ["BatchItem", "plan_batch", "substitute_task_refs", "wired_args"]
 
 
 @dataclass(slots=True)
@@ -50,6 +50,13 @@ def substitute_task_refs(obj: Any, results: Mapping[Hashable, Any]) -> Any:
     if isinstance(obj, set | frozenset):
         return type(obj)(substitute_task_refs(x, results) for x in obj)
     return obj
+
+
+def wired_args(
+    item: BatchItem, results: Mapping[Hashable, Any]
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """``item``'s arguments with each ``TaskRef(k)`` replaced by ``results[k]``."""
+    return substitute_task_refs(item.args, results), substitute_task_refs(item.kwargs, results)
 
 
 def _parse_item(key: Hashable, item: Any) -> BatchItem:

@@ -18,8 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from cashet.core.batch import BatchItem
-from cashet.core.flow import unique_token
-from cashet.executors.dask_graph import KeyCall, run_graph
+from cashet.executors.dask_graph import KeyCall, run_graph, task_key
 from cashet.executors.remote import Shipment, ShippingExecutor, run_shipped
 from cashet.models import Commit, ResultRef
 from cashet.protocols import Serializer, Store
@@ -76,7 +75,7 @@ class DaskExecutor(ShippingExecutor):
         return known
 
     def _start(self, shipment: Shipment, store: Any) -> Any:
-        key = f"cashet-{shipment.task_def.func_name}-{unique_token()}"
+        key = task_key(shipment.task_def)
         return self.client.submit(run_shipped, shipment, pure=False, key=key)
 
     def _wait(self, handle: Any) -> Commit | None:

@@ -28,7 +28,8 @@ from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from cashet.core.batch import BatchItem, substitute_task_refs
+from cashet.core.batch import BatchItem, wired_args
+from cashet.core.effects import Release
 from cashet.core.flow import acquire_flow, call_flow, unique_token
 from cashet.core.refs import find_refs, replace_refs
 from cashet.executors._drive import finish, run_flow
@@ -193,7 +194,7 @@ def run_graph(
                     executor, engine, item, pending, results, flying, key_call, config, serializer
                 )
                 continue
-            func, args, kwargs, td = key_call(item.func, *_wired(item, results))
+            func, args, kwargs, td = key_call(item.func, *wired_args(item, results))
             handler = _SyncHandler(func, args, kwargs, store, serializer, executor._local)
             got = drive_acquire(acquire_flow(td, executor.running_ttl), handler.answer)
             if isinstance(got, Commit):
@@ -201,7 +202,7 @@ def run_graph(
                 done(True, len(flying))
                 continue
             shipment = executor.shipment(func, args, kwargs, td, got, config, serializer)
-            future = engine.submit(run_shipped, shipment, pure=False, key=_key(td))
+            future = engine.submit(run_shipped, shipment, pure=False, key=task_key(td))
             flown = flying[item.key] = _InFlight(future)
             if got is not None:
                 handler.heartbeat.add(handler.store, td.fingerprint, got.owner)
@@ -226,19 +227,14 @@ def run_graph(
         raise
     for item in order:  # what came back, in the batch's order, on the driver
         if item.key in back:
-            func, args, kwargs, td = key_call(item.func, *_wired(item, results))
+            func, args, kwargs, td = key_call(item.func, *wired_args(item, results))
             results[item.key] = make_ref(executor.submit(func, args, kwargs, td, store, serializer))
             done(False, 0)
     return results
 
 
-def _wired(
-    item: BatchItem, results: Mapping[Hashable, Any]
-) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    return substitute_task_refs(item.args, results), substitute_task_refs(item.kwargs, results)
-
-
-def _key(td: TaskDef) -> str:
+def task_key(td: TaskDef) -> str:
+    """The key of a shipped call on the Dask scheduler (unique: never merged with another)."""
     return f"cashet-{td.func_name}-{unique_token()}"
 
 
@@ -256,11 +252,11 @@ def _ship_chained(
     loader = _StoreLoader(config, serializer)
     wiring: dict[Hashable, Any] = dict(results)
     wiring.update({d: _placeholder(n, loader) for n, d in enumerate(pending)})
-    func, args, kwargs, td = key_call(item.func, *_wired(item, wiring))
+    func, args, kwargs, td = key_call(item.func, *wired_args(item, wiring))
     shipment = executor.shipment(func, args, kwargs, td, None, config, serializer)
     inputs = [flying[d].future for d in pending]
     future = engine.submit(
-        run_chained, Chained(shipment, len(pending)), *inputs, pure=False, key=_key(td)
+        run_chained, Chained(shipment, len(pending)), *inputs, pure=False, key=task_key(td)
     )
     return _InFlight(future)
 
@@ -273,6 +269,4 @@ def _settle(flown: _InFlight, released: bool) -> None:
         return
     handler.heartbeat.remove(flown.owner)
     if not released:
-        from cashet.core.effects import Release
-
         handler.release(Release(flown.fingerprint, flown.owner))

@@ -33,7 +33,7 @@ from blake3 import blake3
 from cashet.errors import CashetError
 from cashet.hashing.commits import stored_json
 from cashet.models import Commit, ObjectRef
-from cashet.protocols import CheckReport, Finding, Hit, supports
+from cashet.protocols import AsyncCheckup, CheckReport, Checkup, Finding, Hit, supports
 from cashet.stores.base import full_async_store, full_store
 
 __all__ = [
@@ -140,16 +140,24 @@ def _signed(key: SigningKey, commit: Commit) -> Commit:
     return commit
 
 
-def _refuse(key: SigningKey, commit: Commit) -> None:
-    """Sign a new commit; refuse one that arrives signed with another key."""
-    if commit.signature and key.verdict(commit):
+def _to_record(key: SigningKey, commit: Commit) -> Commit:
+    """A commit about to be recorded: signed when it is not; refused when it arrives signed
+    with another key.
+
+    Raises:
+        SignatureError: the commit is signed with another key.
+    """
+    if not commit.signature:
+        return _signed(key, commit)
+    if key.verdict(commit):
         raise SignatureError(
             f"commit {commit.hash[:12]} is signed with another key than this client's"
             f" ({key!r}): not recorded"
         )
+    return commit
 
 
-def _findings(key: SigningKey, commits: Any, report: CheckReport, delete: Any) -> list[str]:
+def _findings(key: SigningKey, commits: Any, report: CheckReport) -> list[str]:
     """Add a finding per commit not signed with ``key``; answer their hashes."""
     bad = []
     for commit in commits:
@@ -238,10 +246,7 @@ class SignedStore:
 
     # writes: signed
     def put_commit(self, commit: Commit) -> None:
-        _refuse(self.signing_key, commit)
-        if not commit.signature:
-            commit = _signed(self.signing_key, commit)
-        self._inner.put_commit(commit)
+        self._inner.put_commit(_to_record(self.signing_key, commit))
 
     def put_result(
         self,
@@ -261,15 +266,13 @@ class SignedStore:
         """The wrapped store's check, plus every commit not signed with the key (a repair
         removes them: they can never be served)."""
         report = _base_report(self._store, repair)
-        bad = _findings(self.signing_key, self._inner.iter_commits(), report, None)
+        bad = _findings(self.signing_key, self._inner.iter_commits(), report)
         if repair and bad:
             _mark_removed(report, bad, [self._inner.delete_commit(h) for h in bad])
         return report
 
 
 def _base_report(store: Any, repair: bool) -> CheckReport:
-    from cashet.protocols import Checkup
-
     if supports(store, Checkup):
         report: CheckReport = store.check(repair)
         return report
@@ -322,10 +325,7 @@ class AsyncSignedStore(SignedStore):
                 yield c
 
     async def put_commit(self, commit: Commit) -> None:  # type: ignore[override]
-        _refuse(self.signing_key, commit)
-        if not commit.signature:
-            commit = _signed(self.signing_key, commit)
-        await self._inner.put_commit(commit)
+        await self._inner.put_commit(_to_record(self.signing_key, commit))
 
     async def put_result(  # type: ignore[override]
         self,
@@ -342,14 +342,12 @@ class AsyncSignedStore(SignedStore):
         return commit
 
     async def check(self, repair: bool = False) -> CheckReport:  # type: ignore[override]
-        from cashet.protocols import AsyncCheckup
-
         if supports(self._store, AsyncCheckup):
             report: CheckReport = await self._store.check(repair)
         else:
             report = CheckReport(where=repr(self._store), repair=repair)
         commits = [c async for c in self._inner.iter_commits()]
-        bad = _findings(self.signing_key, commits, report, None)
+        bad = _findings(self.signing_key, commits, report)
         if repair and bad:
             _mark_removed(report, bad, [await self._inner.delete_commit(h) for h in bad])
         return report
