@@ -25,6 +25,7 @@ from cashet.models import Lease
 
 __all__ = [
     "lease_from_row",
+    "lease_row",
     "disown",
     "disowned",
     "holder_text",
@@ -148,3 +149,12 @@ def lease_from_row(row: Sequence[Any]) -> Lease:
         boot_id=boot,
         pid_ns=ns,
     )
+
+
+def lease_row(lease: Lease) -> tuple[str, str, int, float, str]:
+    """``lease`` as the ``(owner, holder, pid, expires_at epoch, func_name)`` row that
+    :func:`lease_from_row` reads back (a naive ``expires_at`` is taken to be UTC)."""
+    expires = lease.expires_at
+    if expires.tzinfo is None:
+        expires = expires.replace(tzinfo=UTC)
+    return lease.owner, holder_text(lease), lease.pid, expires.timestamp(), lease.func_name

@@ -24,6 +24,7 @@ from cashet.stores.hits import HitBatch
 from cashet.stores.postgres.calls import Flow, Q, Tx
 from cashet.stores.postgres.ops import CommitOps, check_prefix
 from cashet.stores.postgres.schema import from_epoch, to_epoch
+from cashet.stores.stats import store_stats
 
 __all__ = ["UpkeepOps", "lease_of"]
 
@@ -51,15 +52,7 @@ class UpkeepOps(CommitOps):
     def try_claim(self, fingerprint: str, lease: Lease) -> Flow[bool]:
         """Take the lease unless another owner holds a live one (run as a transaction)."""
         now = datetime.now(UTC)
-        params = (
-            fingerprint,
-            lease.owner,
-            _lease.holder_text(lease),
-            lease.pid,
-            to_epoch(lease.expires_at),
-            lease.func_name,
-            now.timestamp(),
-        )
+        params = (fingerprint, *_lease.lease_row(lease), now.timestamp())
         if (yield Q(self.sql.new_claim, params, "count")) == 1:
             return True
         row = yield Q(self.sql.lock_claim, (fingerprint,), "one")
@@ -144,16 +137,7 @@ class UpkeepOps(CommitOps):
     def stats(self) -> Flow[dict[str, int]]:
         rows = yield Q(self.sql.stats)
         total, completed, files, file_bytes, inline, inline_bytes = (int(v) for v in rows[0])
-        return {
-            "total_commits": total,
-            "completed_commits": completed,
-            "stored_objects": files + inline,
-            "disk_bytes": file_bytes + inline_bytes,
-            "blob_objects": files,
-            "blob_bytes": file_bytes,
-            "inline_objects": inline,
-            "inline_bytes": inline_bytes,
-        }
+        return store_stats(total, completed, files, file_bytes, inline, inline_bytes)
 
     def delete_one(self, h: str) -> Flow[bool]:
         """Delete commit ``h`` (a full hash) and free its blob at its last reference (run

@@ -73,6 +73,7 @@ from cashet.stores.redis.keys import (
     now_us,
     to_us,
 )
+from cashet.stores.stats import store_stats
 
 if TYPE_CHECKING:
     from cashet.stores.objects.base import BlobStore
@@ -519,16 +520,7 @@ class Ops(ClaimOps, DamageOps, DoctorOps, HitOps):
     def stats(self) -> OpFlow[dict[str, int]]:
         reply = yield _run("read stats", STATS, (), self.prefix)
         total, completed, files, file_bytes, inline, inline_bytes = (int(v or 0) for v in reply)
-        return {
-            "total_commits": total,
-            "completed_commits": completed,
-            "stored_objects": files + inline,
-            "disk_bytes": file_bytes + inline_bytes,
-            "blob_objects": files,
-            "blob_bytes": file_bytes,
-            "inline_objects": inline,
-            "inline_bytes": inline_bytes,
-        }
+        return store_stats(total, completed, files, file_bytes, inline, inline_bytes)
 
     def evict(
         self, older_than: datetime, max_size_bytes: int | None, orphan_grace: float

@@ -56,15 +56,7 @@ class ClaimsMixin:
             Whether ``lease`` now holds the fingerprint.
         """
         now = datetime.now(UTC)
-        params = (
-            fingerprint,
-            lease.owner,
-            _lease.holder_text(lease),
-            lease.pid,
-            to_epoch(lease.expires_at),
-            lease.func_name,
-            now.timestamp(),
-        )
+        params = (fingerprint, *_lease.lease_row(lease), now.timestamp())
         # Fast path, one autocommit statement: nobody holds the fingerprint.
         if self._db.run(sql.NEW_CLAIM, params) == 1:
             return True

@@ -65,6 +65,7 @@ from cashet.stores.sqlite.pages import PagesMixin
 from cashet.stores.sqlite.readonly import ReadOnlyMixin, unwritable
 from cashet.stores.sqlite.removal import RemovalMixin
 from cashet.stores.sqlite.schema import to_epoch
+from cashet.stores.stats import store_stats
 
 __all__ = ["SQLiteStore"]
 
@@ -575,16 +576,7 @@ class SQLiteStore(
             # Damaged counters (``cashet doctor --repair`` rewrites them): counted instead.
             row = self._db.one(COUNTED, ())
         total, completed, files, file_bytes, inline, inline_bytes = row
-        return {
-            "total_commits": total,
-            "completed_commits": completed,
-            "stored_objects": files + inline,
-            "disk_bytes": file_bytes + inline_bytes,
-            "blob_objects": files,
-            "blob_bytes": file_bytes,
-            "inline_objects": inline,
-            "inline_bytes": inline_bytes,
-        }
+        return store_stats(total, completed, files, file_bytes, inline, inline_bytes)
 
     def close(self) -> None:
         """Close every connection this store opened, in all threads. Idempotent.
