@@ -8,7 +8,8 @@ Every store holds ``f(k)`` for ``k`` in ``range(n)``: the first and last 1,000 a
 of 100,000 and more are filled in bulk: for ours, what those misses would write (the key,
 manifest and sealed commit made by the functions a miss calls), 2,000 per transaction; for
 diskcache, its memoized calls 2,000 per ``cache.transact()``.
-The stores are built once and kept under ``.bench/scale-v<FORMAT>-s<schema>/`` between runs
+The stores are built once and kept under ``.bench/scale-v<FORMAT>-s<schema>/`` (ours) and
+``.bench/scale-peers-v<FORMAT>/`` (the peers') between runs
 (the 1M pair takes a few minutes to build, once): a new on-disk format (``FORMAT``, or our
 SQLite schema version) builds them again. A random-key hit calls each key once, in a random
 order, through a client opened for the row (nothing decoded yet: a re-run of a sweep).
@@ -58,6 +59,13 @@ def _root(ctx: Context) -> Path:
     from cashet.stores.sqlite.schema import SCHEMA_VERSION
 
     return BENCH.parent / ".bench" / f"scale-v{FORMAT}-s{SCHEMA_VERSION}"
+
+
+def _peers_root(ctx: Context) -> Path:
+    """Where the peers' stores are kept: not keyed by our schema."""
+    if ctx.cfg.quick:
+        return _root(ctx) / "peers"
+    return BENCH.parent / ".bench" / f"scale-peers-v{FORMAT}"
 
 
 def _fill(
@@ -157,42 +165,63 @@ def _checkpointed(db: Path) -> None:
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
-def built(ctx: Context, n: int) -> dict[str, Any]:
-    """The kept stores of ``n`` entries (built now if missing) and what their fill took."""
-    root = _root(ctx) / f"n{n}"
+def _kept(root: Path, build: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
+    """What ``build`` recorded when it filled ``root`` (built now if not yet)."""
     meta_file = root / "meta.json"
     if meta_file.exists():
         meta: dict[str, Any] = json.loads(meta_file.read_text())
-        return {**meta, "root": root}
+        return meta
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
-    ctx.log(f"scale: filling stores of {n:,} entries under {root} (kept for later runs)")
-    meta = {"n": n}
-    big = n >= BULK_FROM
-    with ctx.ours()(store_dir=str(root / "ours")) as client:
-        meta["ours"] = _fill(
-            lambda k: client.submit(w.f, k), n, _ours_bulk(client) if big else None
-        )
-    _checkpointed(root / "ours" / "meta.db")
-    meta["ours"]["bytes"] = _db_bytes(root / "ours", ("meta.db", "meta.db-wal"))
-    try:
-        diskcache = ctx.require("diskcache")
-        with diskcache.Cache(str(root / "diskcache")) as cache:
-            cached = cache.memoize()(w.f)
-            meta["diskcache"] = _fill(cached, n, _disk_bulk(cache, cached) if big else None)
-        _checkpointed(root / "diskcache" / "cache.db")
-        meta["diskcache"]["bytes"] = _db_bytes(root / "diskcache", ("cache.db", "cache.db-wal"))
-    except Unavailable as exc:
-        meta["diskcache"] = {"unavailable": str(exc)}
-    if n == min(_sizes(ctx.cfg)):
-        try:
-            joblib = ctx.require("joblib")
-            memory = joblib.Memory(str(root / "joblib"), verbose=0)
-            meta["joblib"] = _fill(memory.cache(w.f), n)
-        except Unavailable as exc:
-            meta["joblib"] = {"unavailable": str(exc)}
+    meta = build(root)
     meta_file.write_text(json.dumps(meta))
-    return {**meta, "root": root}
+    return meta
+
+
+def built(ctx: Context, n: int) -> dict[str, Any]:
+    """The kept stores of ``n`` entries (built now if missing) and what their fill took:
+    ours under a directory keyed by our on-disk format, the peers' under one of their own
+    (a new schema of ours rebuilds only ours)."""
+    big = n >= BULK_FROM
+    ours_root = _root(ctx) / f"n{n}"
+    peers_root = _peers_root(ctx) / f"n{n}"
+
+    def build_ours(root: Path) -> dict[str, Any]:
+        ctx.log(f"scale: filling our store of {n:,} entries under {root} (kept for later runs)")
+        with ctx.ours()(store_dir=str(root / "ours")) as client:
+            meta = _fill(lambda k: client.submit(w.f, k), n, _ours_bulk(client) if big else None)
+        _checkpointed(root / "ours" / "meta.db")
+        meta["bytes"] = _db_bytes(root / "ours", ("meta.db", "meta.db-wal"))
+        return {"ours": meta}
+
+    def build_peers(root: Path) -> dict[str, Any]:
+        ctx.log(f"scale: filling the peers' stores of {n:,} entries under {root} (kept)")
+        meta: dict[str, Any] = {}
+        try:
+            diskcache = ctx.require("diskcache")
+            with diskcache.Cache(str(root / "diskcache")) as cache:
+                cached = cache.memoize()(w.f)
+                meta["diskcache"] = _fill(cached, n, _disk_bulk(cache, cached) if big else None)
+            _checkpointed(root / "diskcache" / "cache.db")
+            meta["diskcache"]["bytes"] = _db_bytes(root / "diskcache", ("cache.db", "cache.db-wal"))
+        except Unavailable as exc:
+            meta["diskcache"] = {"unavailable": str(exc)}
+        if n == min(_sizes(ctx.cfg)):
+            try:
+                joblib = ctx.require("joblib")
+                memory = joblib.Memory(str(root / "joblib"), verbose=0)
+                meta["joblib"] = _fill(memory.cache(w.f), n)
+            except Unavailable as exc:
+                meta["joblib"] = {"unavailable": str(exc)}
+        return meta
+
+    return {
+        **_kept(peers_root, build_peers),
+        **_kept(ours_root, build_ours),
+        "n": n,
+        "root": ours_root,
+        "peers_root": peers_root,
+    }
 
 
 def _sizes(cfg: Config) -> tuple[int, ...]:
@@ -230,14 +259,14 @@ def _hits(ctx: Context, n: int, peers: tuple[str, ...]) -> dict[str, Outcome]:
         if "unavailable" in b.get("diskcache", {}):
             raise Unavailable(b["diskcache"]["unavailable"])
         diskcache = ctx.require("diskcache")
-        with diskcache.Cache(str(root / "diskcache")) as cache:
+        with diskcache.Cache(str(b["peers_root"] / "diskcache")) as cache:
             return _random_hits(ctx.cfg, cache.memoize()(w.f), n)
 
     def joblib_() -> Outcome:
         if "joblib" not in b or "unavailable" in b["joblib"]:
             raise Unavailable(b.get("joblib", {}).get("unavailable", "not built at this size"))
         joblib = ctx.require("joblib")
-        cached = joblib.Memory(str(root / "joblib"), verbose=0).cache(w.f)
+        cached = joblib.Memory(str(b["peers_root"] / "joblib"), verbose=0).cache(w.f)
         return _random_hits(ctx.cfg, cached, n)
 
     runs = {"ours": ours, "diskcache": disk, "joblib": joblib_}
