@@ -11,6 +11,7 @@ import pickle
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -203,3 +204,17 @@ def test_a_sqlite_hit_decodes_only_the_head(tmp_path: Path) -> None:
         assert shown is not None
         shown.last_accessed = ref.commit.last_accessed
         assert ref.commit == shown
+
+
+def test_every_store_serves_the_whole_commit_from_a_lazy_hit(store: Any) -> None:
+    ref = store.put_blob(b"result bytes")
+    c = make(expires_at=None, result=ref)
+    store.put_commit(c)
+    hit = store.lookup(c.fingerprint)
+    assert hit is not None and hit.commit.hash == c.hash
+    got = hit.commit
+    if type(store).__name__ in ("SQLiteStore", "RedisStore", "PostgresStore"):
+        assert _unset(got.task_def) == set(LAZY)  # decoded when read, below
+    assert got.task_def.manifest == c.task_def.manifest
+    got.last_accessed = c.last_accessed
+    assert got == c
