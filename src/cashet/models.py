@@ -93,8 +93,31 @@ class ObjectRef:
     size: int
 
 
+class _Decoded:
+    """The base of :class:`TaskDef`: a task definition read from a store may have fields
+    not decoded yet (:mod:`cashet.hashing.lazy`: a cache hit decodes only what it reads).
+
+    Its one slot, ``_pending`` (not a field: not compared, hashed or pickled), holds what
+    decodes them, called when one of them is first read; unset or ``None``: all decoded.
+    """
+
+    __slots__ = ("_pending",)
+    _pending: Callable[[Any], None] | None
+
+    if not TYPE_CHECKING:  # (typing: a TaskDef has its fields, no other attribute)
+
+        def __getattr__(self, name: str) -> Any:
+            # Reached only for an attribute not set: a field not decoded yet, or none.
+            if name != "_pending":
+                pending = getattr(self, "_pending", None)
+                if pending is not None:
+                    pending(self)
+                    return getattr(self, name)
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+
 @dataclass(slots=True)
-class TaskDef:
+class TaskDef(_Decoded):
     """What was called: the function's identity, the arguments' digest and the options."""
 
     func_name: str
@@ -116,33 +139,15 @@ class TaskDef:
     #: The ``FunctionIdentity`` the key was computed from (internal: not stored, not
     #: hashed, not pickled; the manifest is made from it on a miss).
     identity: Any = field(default=None, compare=False, repr=False)
-    #: Internal: what decodes the fields not decoded yet of a task definition read from a
-    #: store (:mod:`cashet.hashing.lazy`: a cache hit decodes only what it reads); ``None``
-    #: once decoded, and for every other task definition.
-    _pending: Callable[[TaskDef], None] | None = field(
-        default=None, init=False, compare=False, repr=False
-    )
 
     @property
     def fingerprint(self) -> str:
         """The cache key: ``func_hash:args_hash``."""
         return f"{self.func_hash}:{self.args_hash}"
 
-    if not TYPE_CHECKING:  # (typing: a TaskDef has its fields, no other attribute)
-
-        def __getattr__(self, name: str) -> Any:
-            # Reached only for a field not set: one not decoded yet (see _pending).
-            if name != "_pending":
-                pending = self._pending
-                if pending is not None:
-                    pending(self)
-                    return getattr(self, name)
-            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-
     def __getstate__(self) -> dict[str, Any]:
         state = {name: getattr(self, name) for name in self.__slots__}
         state["identity"] = None  # holds the values the code reads (maybe a lock)
-        state["_pending"] = None  # (every field was read above: all decoded)
         return state
 
     def __setstate__(self, state: Mapping[str, Any]) -> None:

@@ -108,7 +108,7 @@ class _Rest:
                 slot.__get__(td)  # set meanwhile (by its owner): kept
             except AttributeError:
                 slot.__set__(td, getattr(full, name))
-        td._pending = None
+        object.__setattr__(td, "_pending", None)  # (a slot of TaskDef's base)
 
 
 def decode_lazily(content: str, commit_hash: str) -> Commit:
@@ -144,7 +144,7 @@ def _commit(content: str, commit_hash: str, m: re.Match[str]) -> Commit:
     td.cache = g[13] == "true"
     td.force = g[14] == "true"
     td.identity = None
-    td._pending = _Rest(content, m.end())
+    object.__setattr__(td, "_pending", _Rest(content, m.end()))  # (see models._Decoded)
     status, tags, inputs, rh = g[9], g[10], g[4], g[6]
     return new_commit(
         str(commit_hash),
