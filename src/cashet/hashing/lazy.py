@@ -87,7 +87,7 @@ def _dt(token: str) -> datetime | None:
 
 class _Rest:
     """The undecoded rest of a task definition: decodes it into the ``TaskDef`` when one
-    of its fields is first read (``TaskDef.__getattr__``)."""
+    of its fields is first read (``models._Decoded.__getattr__``)."""
 
     __slots__ = ("at", "text")
 
