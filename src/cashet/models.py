@@ -10,7 +10,7 @@ import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 __all__ = [
     "new_commit",
@@ -93,8 +93,31 @@ class ObjectRef:
     size: int
 
 
+class _Decoded:
+    """The base of :class:`TaskDef`: a task definition read from a store may have fields
+    not decoded yet (:mod:`cashet.hashing.lazy`: a cache hit decodes only what it reads).
+
+    Its one slot, ``_pending`` (not a field: not compared, hashed or pickled), holds what
+    decodes them, called when one of them is first read; unset or ``None``: all decoded.
+    """
+
+    __slots__ = ("_pending",)
+    _pending: Callable[[Any], None] | None
+
+    if not TYPE_CHECKING:  # (typing: a TaskDef has its fields, no other attribute)
+
+        def __getattr__(self, name: str) -> Any:
+            # Reached only for an attribute not set: a field not decoded yet, or none.
+            if name != "_pending":
+                pending = getattr(self, "_pending", None)
+                if pending is not None:
+                    pending(self)
+                    return getattr(self, name)
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+
 @dataclass(slots=True)
-class TaskDef:
+class TaskDef(_Decoded):
     """What was called: the function's identity, the arguments' digest and the options."""
 
     func_name: str

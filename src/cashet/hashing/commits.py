@@ -14,6 +14,7 @@ export/import (which recomputes the hash to reject forged commits).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -23,10 +24,12 @@ from cashet.models import Commit, ObjectRef, TaskDef, TaskStatus
 
 __all__ = [
     "COMMIT_FORMAT",
+    "Decoder",
     "commit_from_dict",
     "commit_from_json",
     "commit_to_dict",
     "commit_to_json",
+    "decode_whole",
     "compute_commit_hash",
     "seal_commit",
     "stored_json",
@@ -198,7 +201,19 @@ def commit_from_json(s: str | bytes) -> Commit:
 _HASH_KEY = ',"hash":"'
 
 
-def _verified_sealed(body: str, expected_hash: object) -> Commit | None:
+#: How a verified commit's content text becomes its commit: ``decode(content, hash)``
+#: (default: decoded whole; ``hashing.lazy.decode_lazily``: its tail when first read).
+Decoder = Callable[[str, str], Commit]
+
+
+def decode_whole(content: str, commit_hash: str) -> Commit:
+    """The default :data:`Decoder`: ``json.loads`` and :func:`commit_from_dict`."""
+    d = json.loads(content)
+    d["hash"] = commit_hash
+    return commit_from_dict(d)
+
+
+def _verified_sealed(body: str, expected_hash: object, decode: Decoder) -> Commit | None:
     """The fast path of :func:`verified_commit`, for the stored form ``seal_commit`` and
     ``stored_json`` write (the content JSON, then the hash and the last access): hash the
     content text as it is and decode that very text, instead of decoding everything and
@@ -211,9 +226,7 @@ def _verified_sealed(body: str, expected_hash: object) -> Commit | None:
     content = body[:cut] + "}"
     if _hash_content(content) != want:
         return None
-    d = json.loads(content)  # only verified text is decoded; of the tail, only a signature
-    d["hash"] = want
-    commit = commit_from_dict(d)
+    commit = decode(content, str(want))  # only verified text; of the tail, only a signature
     sig = body.find(_SIGNATURE_KEY, start + 64)
     if sig > 0:
         try:
@@ -245,9 +258,10 @@ def sealed_content(c: Commit) -> str | None:
     return content if _hash_content(content) == c.hash else None
 
 
-def verified_content(content: str, expected_hash: str) -> Commit:
+def verified_content(content: str, expected_hash: str, decode: Decoder = decode_whole) -> Commit:
     """The commit whose canonical content text is ``content``, checked against
-    ``expected_hash`` (what :func:`sealed_content` gave, stored apart from its hash).
+    ``expected_hash`` (what :func:`sealed_content` gave, stored apart from its hash), then
+    decoded with ``decode`` (see :data:`Decoder`).
 
     Raises:
         ValueError: ``content`` does not hash to ``expected_hash``, or is not a commit.
@@ -255,9 +269,7 @@ def verified_content(content: str, expected_hash: str) -> Commit:
     if _hash_content(content) != expected_hash:
         raise ValueError(f"its content does not hash to {str(expected_hash)[:16]}...")
     try:
-        d = json.loads(content)
-        d["hash"] = expected_hash
-        return commit_from_dict(d)
+        return decode(content, expected_hash)
     except Exception as exc:  # verified text that is not a commit: all one verdict
         raise ValueError(f"not a readable commit ({type(exc).__name__}: {exc})") from None
 
@@ -289,11 +301,15 @@ _ATTESTED = "content_hash"
 LEGACY_SALT = "legacy:cashet-0.4/0.5"
 
 
-def verified_commit(body: object, expected_hash: object = None) -> Commit:
+def verified_commit(
+    body: object, expected_hash: object = None, decode: Decoder = decode_whole
+) -> Commit:
     """Decode a stored commit and check that it is the commit ``expected_hash`` names
     (``None``: the hash the commit records, when the store has no other).
 
-    ``body`` is what a store kept (``commit_to_json`` text, or its UTF-8 bytes); it may be
+    ``decode`` turns the verified content into the commit (see :data:`Decoder`; a body not
+    in the sealed form is decoded whole). ``body`` is what a store kept (``commit_to_json``
+    text, or its UTF-8 bytes); it may be
     damaged in any way (a flipped bit, a value of another type), so every failure is
     reported as one ``ValueError``.
 
@@ -306,7 +322,7 @@ def verified_commit(body: object, expected_hash: object = None) -> Commit:
             body = bytes(body).decode()
         if not isinstance(body, str):
             raise TypeError(f"stored as {type(body).__name__}, not JSON text")
-        fast = _verified_sealed(body, expected_hash)
+        fast = _verified_sealed(body, expected_hash, decode)
         if fast is not None:
             return fast
         d = json.loads(body)

@@ -20,6 +20,7 @@ from typing import Any
 from cashet import _process
 from cashet.errors import BlobCorruptedError, BlobMissingError
 from cashet.hashing.commits import check_commit_hash, stored_json, verified_commit
+from cashet.hashing.lazy import decode_lazily
 from cashet.models import Commit, ObjectRef, TaskStatus
 from cashet.protocols import Hit, TagQuery
 from cashet.stores.base import copy_commit
@@ -75,7 +76,7 @@ class CommitOps:
         if cached is not None:
             return cached
         try:
-            template = verified_commit(body, h)
+            template = verified_commit(body, h, decode_lazily)  # the tail: when read
         except ValueError as exc:
             yield from self.quarantine(h, body, f"the stored commit is damaged: {exc}")
             return None

@@ -28,6 +28,7 @@ from cashet.errors import (
     StoreUnavailableError,
 )
 from cashet.hashing.commits import check_commit_hash, stored_json, verified_commit
+from cashet.hashing.lazy import decode_lazily
 from cashet.models import Commit, ObjectRef, TaskStatus
 from cashet.protocols import Hit, TagQuery
 from cashet.stores.base import copy_commit, unique_prefix
@@ -384,7 +385,7 @@ class Ops(ClaimOps, DamageOps, DoctorOps, HitOps):
                 if not body:
                     return None
             try:  # verified once per commit per process, like a blob
-                template = verified_commit(body, h)
+                template = verified_commit(body, h, decode_lazily)  # the tail: later
             except ValueError as exc:
                 yield from self.quarantine(h, body, f"the stored commit is damaged: {exc}")
                 return None

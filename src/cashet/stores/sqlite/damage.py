@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from cashet.errors import StoreError
+from cashet.hashing.commits import Decoder, decode_whole
 from cashet.models import Commit
 from cashet.stores.quarantine import COMMIT, INDEX, QuarantineEntry, record_json, report
 from cashet.stores.sqlite import schema as sql
@@ -52,14 +53,17 @@ class DamageMixin:
     _db: Database
     _books: FunctionBooks
 
-    def _verified(self, h: Any, body: Any, fn: Any, result: Any) -> Commit:
-        """The verified commit of a row (its function row read and checked once per process).
+    def _verified(
+        self, h: Any, body: Any, fn: Any, result: Any, decode: Decoder = decode_whole
+    ) -> Commit:
+        """The verified commit of a row (its function row read and checked once per process),
+        decoded with ``decode`` (``hashing.commits.Decoder``).
 
         Raises:
             FunctionRowDamaged: its function row is damaged (not the row's own damage).
             ValueError: the row does not verify.
         """
-        return verified_row(h, body, fn, None if fn is None else self._zdict(fn), result)
+        return verified_row(h, body, fn, None if fn is None else self._zdict(fn), result, decode)
 
     def _zdict(self, fn: Any) -> bytes | None:
         """The verified text of function row ``fn`` (``None``: there is none).

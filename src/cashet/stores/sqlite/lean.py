@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 from blake3 import blake3
 
 from cashet.hashing.commits import (
+    Decoder,
+    decode_whole,
     sealed_content,
     stored_json,
     verified_commit,
@@ -170,22 +172,30 @@ def dictionary(zdict: bytes, result_hash: Any) -> bytes:
     return zdict + result_hash.encode() if isinstance(result_hash, str) else zdict
 
 
-def verified_row(h: Any, body: Any, fn: Any, zdict: bytes | None, result: Any = None) -> Commit:
+def verified_row(
+    h: Any,
+    body: Any,
+    fn: Any,
+    zdict: bytes | None,
+    result: Any = None,
+    decode: Decoder = decode_whole,
+) -> Commit:
     """The verified commit of a row: ``fn`` NULL, its body is the whole stored JSON (v5
     and caller-named commits); else the lean body, inflated with ``zdict`` and ``result``
-    (the row's result hash; see :func:`dictionary`).
+    (the row's result hash; see :func:`dictionary`). Verified text is decoded with
+    ``decode`` (default: whole; see ``hashing.commits.Decoder``).
 
     Raises:
         ValueError: the row does not verify (the message says why).
     """
     if fn is None:
-        return verified_commit(body, h)
+        return verified_commit(body, h, decode)
     if zdict is None:
         raise ValueError(f"its function row {fn!r} is missing")
     if not isinstance(h, str):
         raise ValueError(f"its hash is {type(h).__name__}, not text")
     content, _, signature = inflate(body, dictionary(zdict, result)).partition(_SIGNED)
-    commit = verified_content(content, h)
+    commit = verified_content(content, h, decode)
     commit.signature = signature or None  # checked by a signed store, never here
     return commit
 

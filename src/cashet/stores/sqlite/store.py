@@ -37,6 +37,7 @@ from cashet.errors import (
     StoreError,
 )
 from cashet.hashing.commits import check_commit_hash
+from cashet.hashing.lazy import decode_lazily
 from cashet.models import Commit, ObjectRef, TaskStatus
 from cashet.protocols import Hit, HitCounts, ResultData, TagQuery
 from cashet.stores.base import LocalLeases, StoreBase, copy_commit
@@ -336,7 +337,7 @@ class SQLiteStore(
         cached = self._decoded.get(h)
         if cached is None:
             try:
-                template = self._verified(h, body, fn, result)
+                template = self._verified(h, body, fn, result, decode_lazily)  # the tail: later
             except FunctionRowDamaged:
                 return None  # not this row's damage: left for cashet doctor
             except ValueError as exc:
