@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import os
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from blake3 import blake3
 
+from cashet import Client, _process
 from cashet.hashing import manifest as m
 from cashet.hashing.calls import bind
+from cashet.models import Lease, utcnow
+from cashet.store import SQLiteStore
+from cashet.stores.sqlite import schema as sql
 from cashet.stores.sqlite.lean import fp_key
 
 
@@ -84,3 +91,66 @@ def test_the_manifest_names_the_arguments_as_binding_does(
     func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> None:
     assert m.manifest_arguments(func, args, kwargs) == by_binding(func, args, kwargs)
+
+
+# --- the lookup after a claim (SQLite: answered by the claim itself) ------------------------
+
+
+def plus_one(x: int) -> int:
+    RUNS.append(x)
+    return x + 1
+
+
+RUNS: list[int] = []
+
+
+def lease(owner: str, seconds: float = 60.0) -> Lease:
+    return Lease(
+        owner=owner,
+        host=_process.hostname(),
+        pid=os.getpid(),
+        expires_at=utcnow() + timedelta(seconds=seconds),
+        func_name="plus_one",
+    )
+
+
+def hit_queries(store: SQLiteStore) -> list[str]:
+    seen: list[str] = []
+    store._conn().set_trace_callback(seen.append)
+    return seen
+
+
+def test_a_miss_looks_up_once_and_the_claim_answers_the_second_look(tmp_path: Path) -> None:
+    RUNS.clear()
+    with SQLiteStore(tmp_path / "s") as store, Client(store=store) as client:
+        client.submit(plus_one, 0)  # the function's row, written once
+        seen = hit_queries(store)
+        assert client.submit(plus_one, 1).load() == 2
+        looks = [q for q in seen if q.startswith(sql.FIND_HIT.split(" FROM")[0])]
+        assert len(looks) == 1  # before: a second lookup after the claim
+        assert client.submit(plus_one, 1).cached  # and it is a hit now
+    assert RUNS == [0, 1]
+
+
+def test_a_commit_recorded_before_the_claim_is_found_after_it(tmp_path: Path) -> None:
+    with SQLiteStore(tmp_path / "s") as store, Client(store=store) as client:
+        fp = client.submit(plus_one, 5).commit.task_def.fingerprint
+        # another process's run finished between our lookup and our claim: the claim is
+        # granted (nobody holds it) but knows of no miss, and the lookup finds the hit
+        assert store.try_claim(fp, lease("late"))
+        assert not store.known_miss(fp, "late")
+        found = store.lookup(fp)
+        assert found is not None and found.commit.task_def.fingerprint == fp
+
+
+def test_a_known_miss_is_its_lease_holders_and_told_once(tmp_path: Path) -> None:
+    with SQLiteStore(tmp_path / "s") as store:
+        fp = "a" * 64 + ":" + "b" * 64
+        assert store.try_claim(fp, lease("mine"))
+        assert not store.known_miss(fp, "someone else")
+        assert not store.known_miss("c" * 64 + ":" + "d" * 64, "mine")
+        assert store.known_miss(fp, "mine")
+        assert not store.known_miss(fp, "mine")  # once
+        store.release_claim(fp, "mine")
+        assert store.try_claim(fp, lease("short", seconds=-1))  # expired at once
+        assert not store.known_miss(fp, "short")

@@ -145,6 +145,12 @@ def _counts_hits(store: object) -> bool:
     return counts
 
 
+def _known_miss(store: object, effect: Lookup) -> bool:
+    """Whether ``store`` knows the lookup after this call's claim to be a miss (SQLite)."""
+    known = getattr(store, "known_miss", None)
+    return known is not None and known(effect.fingerprint, effect.owner) is True
+
+
 class _SyncHandler:
     """Answers the effects of one call's flow with blocking calls on the store."""
 
@@ -175,6 +181,8 @@ class _SyncHandler:
         store = self.store
         match effect:
             case Lookup():  # the hit, with a small result's bytes when read along
+                if effect.owner is not None and _known_miss(store, effect):
+                    return None  # the lookup right after our claim: the store knows
                 hit = store.lookup(effect.fingerprint)  # (self.store is full_store's)
                 if hit is None:
                     return None
