@@ -40,9 +40,14 @@ class Lookup:
     A commit with a result answered here is served as a hit: a store that counts hits (the
     ``HitCounter`` capability) has it counted then, in memory. Its ``Touch`` is for the
     stores that do not.
+
+    ``owner``: the lease this call has just taken (the lookup after the claim): a store that
+    knew, when it granted that lease, that nothing could answer the fingerprint may answer
+    ``None`` without looking (SQLite's ``known_miss``).
     """
 
     fingerprint: str
+    owner: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -211,7 +211,7 @@ def compute_flow(
     try:
         if use_cache:
             # Someone may have finished between our lookup and our claim.
-            hit = yield Lookup(fp)
+            hit = yield Lookup(fp, None if lease is None else lease.owner)
             if hit is not None and hit.result is not None:
                 return (yield from _on_hit(hit))
 

@@ -145,10 +145,16 @@ def _counts_hits(store: object) -> bool:
     return counts
 
 
+def _known_miss(store: object, effect: Lookup) -> bool:
+    """Whether ``store`` knows the lookup after this call's claim to be a miss (SQLite)."""
+    known = getattr(store, "known_miss", None)
+    return known is not None and known(effect.fingerprint, effect.owner) is True
+
+
 class _SyncHandler:
     """Answers the effects of one call's flow with blocking calls on the store."""
 
-    __slots__ = ("args", "executor", "func", "heartbeat", "kwargs", "serializer", "store")
+    __slots__ = ("args", "executor", "func", "heartbeat", "kwargs", "plain", "serializer", "store")
 
     def __init__(
         self,
@@ -166,15 +172,20 @@ class _SyncHandler:
         self.serializer = serializer
         self.executor = executor
         self.heartbeat = executor._heartbeat
+        self.plain = False  # described, with no result handle in the arguments
 
     def describe(self, task_def: TaskDef) -> Description:
-        return describe_call(self.func, self.args, self.kwargs, task_def)
+        described = describe_call(self.func, self.args, self.kwargs, task_def)
+        self.plain = not described[1]  # no upstream blob: nothing to load (see execute)
+        return described
 
     def answer(self, effect: Effect) -> Any:
         """Carry out ``effect``; return what the flow receives."""
         store = self.store
         match effect:
             case Lookup():  # the hit, with a small result's bytes when read along
+                if effect.owner is not None and _known_miss(store, effect):
+                    return None  # the lookup right after our claim: the store knows
                 hit = store.lookup(effect.fingerprint)  # (self.store is full_store's)
                 if hit is None:
                     return None
@@ -234,8 +245,11 @@ class _SyncHandler:
         return None
 
     def execute(self, e: Execute) -> Outcome:
-        call_args = replace_refs(self.args, _load_ref)
-        call_kwargs = replace_refs(self.kwargs, _load_ref)
+        if self.plain:  # the flow described the call just before: no handle to replace
+            call_args, call_kwargs = self.args, self.kwargs
+        else:
+            call_args = replace_refs(self.args, _load_ref)
+            call_kwargs = replace_refs(self.kwargs, _load_ref)
         if e.lease is not None:
             self.heartbeat.add(self.store, e.fingerprint, e.lease.owner)
         try:

@@ -20,6 +20,7 @@ from typing import Any
 
 from blake3 import blake3
 
+from cashet.hashing.sealing import COMMIT_FORMAT, content_json, encode_value
 from cashet.models import Commit, ObjectRef, TaskDef, TaskStatus
 
 __all__ = [
@@ -40,9 +41,6 @@ __all__ = [
     "verified_commit",
     "verified_content",
 ]
-
-COMMIT_FORMAT = 1
-
 
 def _dt(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
@@ -126,7 +124,9 @@ def _content_dict(c: Commit) -> dict[str, Any]:
 
 
 def _content_json(c: Commit) -> str:
-    return json.dumps(_content_dict(c), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    # the text of json.dumps(_content_dict(c), sort_keys=True, separators=(",", ":"),
+    # ensure_ascii=False), written without the dict (hashing/sealing.py)
+    return content_json(c)
 
 
 def _hash_content(content: str) -> str:
@@ -142,7 +142,7 @@ def seal_commit(c: Commit) -> str:
     """Set ``c.hash`` from its content and return its stored JSON (one serialization)."""
     content = _content_json(c)
     c.hash = _hash_content(content)
-    accessed = json.dumps(_dt(c.last_accessed))
+    accessed = encode_value(_dt(c.last_accessed))  # (ASCII: as json.dumps writes it)
     # The content JSON is an object with sorted keys; append the two non-content fields.
     return f'{content[:-1]},"hash":"{c.hash}","last_accessed":{accessed}{_signature(c)}}}'
 

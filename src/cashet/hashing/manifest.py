@@ -153,6 +153,15 @@ def _arguments(
         f, owner = func.__func__, func.__self__
     bound = None
     if type(f) is types.FunctionType:
+        code = f.__code__
+        # the common call binds as given (as in hash_call): each argument by its name
+        if (
+            owner is None
+            and not kwargs
+            and len(args) == code.co_argcount
+            and not code.co_kwonlyargcount
+        ):
+            return [_argument(code.co_varnames[i], v) for i, v in enumerate(args)]
         full = args if owner is None else (owner, *args)
         bound = bind(f, full, kwargs)
     if bound is None:  # not a plain function, or a call that does not bind: as given

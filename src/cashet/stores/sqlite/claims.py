@@ -13,6 +13,7 @@ from cashet.core import leases as _lease
 from cashet.models import Commit, Lease, TaskDef, TaskStatus
 from cashet.stores.sqlite import schema as sql
 from cashet.stores.sqlite.connection import Database
+from cashet.stores.sqlite.lean import fp_key
 from cashet.stores.sqlite.schema import from_epoch, to_epoch
 
 __all__ = ["ClaimsMixin"]
@@ -20,12 +21,36 @@ __all__ = ["ClaimsMixin"]
 
 _lease_of = _lease.lease_from_row
 
+#: ``NEW_CLAIM``, taken only while no commit of the fingerprint's key could be a hit (the
+#: columns ``FIND_HIT`` filters on, the blob's presence left out): then the lookup that
+#: follows a claim can only miss, and is answered without a query (issue 18: a faster miss).
+NEW_CLAIM_UNCACHED = (
+    "INSERT OR IGNORE INTO claims (fingerprint, owner, host, pid, expires_at, func_name,"
+    " claimed_at) SELECT ?, ?, ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM commits"
+    " WHERE fp = ? AND status = 'completed' AND cache = 1"
+    " AND (expires_at IS NULL OR expires_at > ?))"
+)
+
 
 class ClaimsMixin:
     """The lease methods of ``SQLiteStore`` (``_db`` and ``_host`` are the store's)."""
 
     _db: Database
     _host: str
+    #: ``(owner, fingerprint, expires_at)`` of the last lease taken while no commit could
+    #: answer its fingerprint (see :meth:`known_miss`).
+    _uncached: tuple[str, str, float] | None = None
+
+    def known_miss(self, fingerprint: str, owner: str) -> bool:
+        """Whether the lookup of ``fingerprint`` right after ``owner`` took its lease can
+        only miss: the lease was granted (:meth:`try_claim`, in one statement) while no
+        commit could answer it, and its holder is the only one to record one. Answered
+        once per lease; ``False`` when unknown (then look)."""
+        known = self._uncached
+        if known is None or known[0] != owner or known[1] != fingerprint:
+            return False
+        self._uncached = None
+        return time.time() < known[2]  # unexpired: nobody could have taken it over
 
     def _live_claim(self, fingerprint: str) -> tuple[Lease, float] | None:
         row = self._db.one(sql.GET_CLAIM, (fingerprint,))
@@ -56,9 +81,14 @@ class ClaimsMixin:
             Whether ``lease`` now holds the fingerprint.
         """
         now = datetime.now(UTC)
-        params = (fingerprint, *_lease.lease_row(lease), now.timestamp())
-        # Fast path, one autocommit statement: nobody holds the fingerprint.
-        if self._db.run(sql.NEW_CLAIM, params) == 1:
+        ts = now.timestamp()
+        held = _lease.lease_row(lease)
+        params = (fingerprint, *held, ts)
+        self._uncached = None
+        # Fast path, one autocommit statement: nobody holds the fingerprint, and no commit
+        # could answer it (the lookup that follows is then answered without a query).
+        if self._db.run(NEW_CLAIM_UNCACHED, (*params, fp_key(fingerprint), ts)) == 1:
+            self._uncached = (lease.owner, fingerprint, held[3])  # (its expiry)
             return True
         with self._db.transact() as conn:
             row = conn.execute(sql.GET_CLAIM, (fingerprint,)).fetchone()

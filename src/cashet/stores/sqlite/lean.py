@@ -80,9 +80,19 @@ def fp_key(fingerprint: object) -> int:
     it finds against the asked fingerprint by its verified content, so a shared key is
     never a wrong answer.
     """
+    global _last_key
+    last = _last_key  # a miss asks 4 times for one fingerprint's key (lookups, write)
+    if type(fingerprint) is str and fingerprint == last[0]:
+        return last[1]
     text = fingerprint if isinstance(fingerprint, str) else str(fingerprint)
     digest = blake3(text.encode("utf-8", "surrogatepass")).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
+    key = int.from_bytes(digest[:8], "big", signed=True)
+    if type(fingerprint) is str:
+        _last_key = (fingerprint, key)  # one assignment: safe across threads
+    return key
+
+
+_last_key: tuple[str | None, int] = (None, 0)
 
 
 def func_digest(body: str) -> str:
