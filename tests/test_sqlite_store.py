@@ -337,14 +337,14 @@ def test_queries_never_scan_a_whole_table(store: SQLiteStore) -> None:
     assert [row[3] for row in find] == ["SEARCH commits USING INDEX commits_fp (fp=?)"]
     hit = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql_module.FIND_HIT, [0, 0])]
     assert hit[0] == "SEARCH c USING INDEX commits_fp (fp=?)", hit
-    assert hit[1].startswith("SEARCH b USING INDEX sqlite_autoindex_blobs_1 (hash=?)"), hit
+    assert hit[1].startswith("SEARCH b USING PRIMARY KEY (hash=?)"), hit
 
 
 # schema
 
 
 def test_wal_mode_and_schema_version(store: SQLiteStore, root: Path) -> None:
-    assert sql_module.SCHEMA_VERSION == len(sql_module.MIGRATIONS) == 7
+    assert sql_module.SCHEMA_VERSION == len(sql_module.MIGRATIONS) == 8
     with raw_db(root) as db:
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         assert db.execute("PRAGMA user_version").fetchone() == (sql_module.SCHEMA_VERSION,)

@@ -46,6 +46,7 @@ from cashet.stores.sqlite import schema as sql
 from cashet.stores.sqlite.claims import _lease_of
 from cashet.stores.sqlite.connection import DB_ERRORS, Database, tolerant_text
 from cashet.stores.sqlite.lean import FunctionBooks, fp_key, func_digest
+from cashet.stores.sqlite.schema_v8 import BLOB_BY_KEY, BLOB_KEY
 
 __all__ = ["COUNTED", "DoctorMixin", "count_blob_files", "warn_files_left"]
 
@@ -56,9 +57,10 @@ _ROWS = (
     "SELECT rowid, hash, body, fp, status, cache, fn, result_hash FROM commits"
     " WHERE rowid > ? ORDER BY rowid LIMIT ?"
 )
-# Rows are named by rowid: a damaged hash (text that is not UTF-8) cannot be a parameter.
-_FILE_BLOBS = "SELECT rowid, hash, stored_size FROM blobs WHERE inline IS NULL"
-_INLINE_BLOBS = "SELECT rowid, hash, inline FROM blobs WHERE inline IS NOT NULL"
+# Rows are named by rowid (blob rows by their hash's bytes, schema_v8.BLOB_KEY): a damaged
+# hash (text that is not UTF-8) cannot be a parameter.
+_FILE_BLOBS = f"SELECT {BLOB_KEY}, hash, stored_size FROM blobs WHERE inline IS NULL"
+_INLINE_BLOBS = f"SELECT {BLOB_KEY}, hash, inline FROM blobs WHERE inline IS NOT NULL"
 _UNKNOWN_RESULTS = (
     "SELECT c.rowid, c.result_hash FROM commits AS c LEFT JOIN blobs AS b"
     " ON b.hash = c.result_hash WHERE c.result_hash IS NOT NULL AND b.hash IS NULL"
@@ -66,15 +68,16 @@ _UNKNOWN_RESULTS = (
 _USERS = f"SELECT hash FROM commits WHERE {sql.RESULT_IS}"
 _USERS_OF_ROW = (
     "SELECT c.rowid FROM commits AS c JOIN blobs AS b ON c.result_hash = b.hash"
-    " AND substr(c.result_hash, 1, 16) = substr(b.hash, 1, 16) WHERE b.rowid = ?"
+    " AND substr(c.result_hash, 1, 16) = substr(b.hash, 1, 16)"
+    " WHERE (b.hash = CAST(?1 AS TEXT) OR b.hash = ?1)"
 )
-_DELETE_BLOB_ROW = "DELETE FROM blobs WHERE rowid = ?"
+_DELETE_BLOB_ROW = f"DELETE FROM blobs WHERE {BLOB_BY_KEY}"
 _REFCOUNTS = (
-    "SELECT b.rowid, b.hash, b.refcount,"
+    "SELECT CAST(b.hash AS BLOB), b.hash, b.refcount,"
     " (SELECT count(*) FROM commits AS c WHERE c.result_hash = b.hash"
     " AND substr(c.result_hash, 1, 16) = substr(b.hash, 1, 16)) FROM blobs AS b"
 )
-_SET_REFCOUNT = "UPDATE blobs SET refcount = ? WHERE rowid = ?"
+_SET_REFCOUNT = f"UPDATE blobs SET refcount = ?2 WHERE {BLOB_BY_KEY}"
 #: The ``stats`` counters computed from the tables (``counters`` row order).
 COUNTED = (
     "SELECT (SELECT count(*) FROM commits),"
@@ -454,7 +457,7 @@ class DoctorMixin:
             if repair:
                 with self._write(report, f"recount blob {_shown(h)[:16]}") as conn:
                     if conn is not None:
-                        conn.execute(_SET_REFCOUNT, (actual, rowid))
+                        conn.execute(_SET_REFCOUNT, (rowid, actual))
                         action = "recounted"
             report.add(
                 "refcount", _shown(h), f"reference count {stored!r}, {actual} commit(s)", action

@@ -1,0 +1,136 @@
+"""Schema v8 (issue 18): the blob index is a WITHOUT ROWID table keyed by the blob's hash
+(each hash kept once, one b-tree page written per new blob); a v7 store migrates in place,
+its commits, blobs, counts and reference counts as they were."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterator
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+from cashet import Client
+from cashet.stores.sqlite import schema as sql
+from cashet.stores.sqlite.lean import register_functions
+
+CALLS: list[int] = []
+BIG = os.urandom(4000)  # a result kept as a file (over the inline threshold)
+
+
+def plus_one(x: int) -> int:
+    CALLS.append(x)
+    return x + 1
+
+
+def four(_: str) -> int:
+    CALLS.append(-1)
+    return 4  # the same result blob as plus_one(3)
+
+
+def big(n: int) -> bytes:
+    CALLS.append(n)
+    return BIG
+
+
+def db(path: Path) -> closing[sqlite3.Connection]:
+    return closing(sqlite3.connect(path / "meta.db", isolation_level=None))
+
+
+@pytest.fixture
+def store_dir(tmp_path: Path) -> Iterator[Path]:
+    CALLS.clear()
+    yield tmp_path / "store"
+
+
+def _tables(conn: sqlite3.Connection) -> dict[str, str]:
+    return dict(conn.execute("SELECT name, coalesce(sql, '') FROM sqlite_master").fetchall())
+
+
+def _v7_store(store_dir: Path) -> list[str]:
+    """A meta.db at schema v7 holding what this cashet writes for a few calls (a shared
+    result, a file result, a chained call with tags); returns the commit hashes."""
+    scratch = store_dir.parent / "scratch"
+    with Client(scratch) as c:
+        first = c.submit(plus_one, 3)
+        refs = [first, c.submit(four, "x"), c.submit(big, 1)]
+        refs.append(c.submit(plus_one, first, _tags={"stage": "two"}))
+        assert all(r.load() is not None for r in refs)
+    os.makedirs(store_dir)
+    os.rename(scratch / "objects", store_dir / "objects")
+    tables = ("funcs", "blobs", "commits", "commit_tags", "commit_inputs")
+    with db(scratch) as old, db(store_dir) as conn:
+        register_functions(conn)
+        for step in sql.MIGRATIONS[:7]:
+            for statement in step:
+                conn.execute(statement)
+        conn.execute("PRAGMA user_version = 7")
+        assert "WITHOUT ROWID" not in _tables(conn)["blobs"]
+        for table in tables:
+            rows = old.execute(f"SELECT * FROM {table}").fetchall()
+            if table == "blobs":  # counted again by the commits' insert triggers
+                rows = [(*r[:4], 0, r[5]) for r in rows]
+            marks = ", ".join("?" * len(rows[0])) if rows else ""
+            conn.executemany(f"INSERT OR IGNORE INTO {table} VALUES ({marks})", rows)
+        refcounts = dict(conn.execute("SELECT hash, refcount FROM blobs").fetchall())
+    assert sorted(refcounts.values()) == [1, 1, 2]
+    return [r.commit_hash for r in refs]
+
+
+def test_a_v7_store_migrates_its_blob_index_in_place(store_dir: Path) -> None:
+    hashes = _v7_store(store_dir)
+    CALLS.clear()
+    with Client(store_dir) as c:
+        before = c.stats()
+        assert c.check().ok
+        assert c.submit(plus_one, 3).commit_hash == hashes[0]
+        assert c.submit(four, "x").load() == 4 and c.submit(big, 1).load() == BIG
+        assert [x.hash for x in c.log(tags={"stage": "two"})] == [hashes[3]]
+        assert CALLS == []
+    with db(store_dir) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == sql.SCHEMA_VERSION == 8
+        tables = _tables(conn)
+        assert "WITHOUT ROWID" in tables["blobs"] and "sqlite_autoindex_blobs_1" not in tables
+        assert {"blobs_orphans", "blobs_after_insert", "commits_after_delete"} <= set(tables)
+        refcounts = sorted(r[0] for r in conn.execute("SELECT refcount FROM blobs"))
+    assert refcounts == [1, 1, 2]
+    with Client(store_dir) as c:
+        after = c.stats()
+        assert {k: after[k] for k in before if "hit" not in k and "saved" not in k} == {
+            k: v for k, v in before.items() if "hit" not in k and "saved" not in k
+        }
+        # the triggers were made again: a removal frees a blob with its last commit only
+        assert c.store.delete_commit(hashes[1])
+        assert c.stats()["total_commits"] == 3 and c.stats()["inline_objects"] == 2
+        assert c.store.delete_commit(hashes[2])
+        assert c.stats()["blob_objects"] == 0
+        assert not [p for p in (store_dir / "objects").rglob("*") if p.is_file()]
+        assert c.check().ok
+        assert c.submit(big, 1).load() == BIG and CALLS == [1]  # recomputed, stored again
+
+
+def test_the_doctor_names_blob_rows_by_their_hash(store_dir: Path) -> None:
+    """Without rowids, ``cashet doctor`` finds and repairs blob rows by their hash's bytes:
+    a damaged inline blob, a wrong reference count, and a row whose hash is a BLOB."""
+    with Client(store_dir) as c:
+        h = c.submit(plus_one, 3).commit_hash
+        c.submit(plus_one, 5)
+    with db(store_dir) as conn:
+        (a, inline), (b, _) = conn.execute("SELECT hash, inline FROM blobs").fetchall()
+        conn.execute("UPDATE blobs SET refcount = 9 WHERE hash = ?", (b,))
+        conn.execute("UPDATE blobs SET inline = ? WHERE hash = ?", (inline[:-1] + b"\x00", a))
+        # damage: a hash that is not text
+        conn.execute("INSERT INTO blobs VALUES (CAST('ab' AS BLOB), 1, 1, x'00', 0, 0)")
+    with Client(store_dir) as c:
+        report = c.check()
+        kinds = sorted(f.kind for f in report.findings)
+        assert "refcount" in kinds and kinds.count("missing_blob") == 2, report.findings
+        c.check(repair=True)
+        assert c.check().ok
+        assert c.submit(plus_one, 3).load() == 4  # recomputed: its blob was damaged
+        assert c.submit(plus_one, 5).commit_hash != h
+    with db(store_dir) as conn:
+        damaged = conn.execute("SELECT count(*) FROM blobs WHERE typeof(hash) = 'blob'")
+        assert damaged.fetchone() == (0,)
