@@ -130,7 +130,10 @@ def _v5_store(store_dir: Path, chained: bool = False) -> str:
             second = c.submit(plus_one, first)
             commits += [second.commit, c.submit(plus_one, second).commit]
         with db(scratch) as conn:
-            blobs = conn.execute("SELECT hash, size, inline FROM blobs").fetchall()
+            blobs = conn.execute(
+                "SELECT hash, size, inline FROM blobs UNION SELECT result_hash, result_size,"
+                " result_data FROM commits WHERE result_data IS NOT NULL"  # (v8: tiny)
+            ).fetchall()
     store_dir.mkdir()
     with db(store_dir) as conn:
         for step in sql.MIGRATIONS[:5]:
@@ -139,8 +142,8 @@ def _v5_store(store_dir: Path, chained: bool = False) -> str:
         conn.execute("PRAGMA user_version = 5")
         for h, size, inline in blobs:
             conn.execute(
-                "INSERT INTO blobs (hash, size, stored_size, inline, refcount, created_at)"
-                " VALUES (?, ?, ?, ?, 0, 0)",
+                "INSERT OR IGNORE INTO blobs (hash, size, stored_size, inline, refcount,"
+                " created_at) VALUES (?, ?, ?, ?, 0, 0)",
                 (h, size, len(inline), inline),
             )
         for commit in commits:

@@ -72,6 +72,12 @@ def _v7_store(store_dir: Path) -> list[str]:
             rows = old.execute(f"SELECT * FROM {table}").fetchall()
             if table == "blobs":  # counted again by the commits' insert triggers
                 rows = [(*r[:4], 0, r[5]) for r in rows]
+                rows += old.execute(  # v7 kept tiny results in blob rows too
+                    "SELECT DISTINCT result_hash, result_size, length(result_data),"
+                    " result_data, 0, 0 FROM commits WHERE result_data IS NOT NULL"
+                ).fetchall()
+            if table == "commits":  # without v8's result_data
+                rows = [r[:13] for r in rows]
             marks = ", ".join("?" * len(rows[0])) if rows else ""
             conn.executemany(f"INSERT OR IGNORE INTO {table} VALUES ({marks})", rows)
         refcounts = dict(conn.execute("SELECT hash, refcount FROM blobs").fetchall())
@@ -111,12 +117,15 @@ def test_a_v7_store_migrates_its_blob_index_in_place(store_dir: Path) -> None:
         assert c.submit(big, 1).load() == BIG and CALLS == [1]  # recomputed, stored again
 
 
+def medium(x: int) -> str:
+    return "m" * 200 + str(x)  # an inline blob row: over tiny.TINY_MAX, under 1 KiB
+
+
 def test_the_doctor_names_blob_rows_by_their_hash(store_dir: Path) -> None:
     """Without rowids, ``cashet doctor`` finds and repairs blob rows by their hash's bytes:
     a damaged inline blob, a wrong reference count, and a row whose hash is a BLOB."""
     with Client(store_dir) as c:
-        h = c.submit(plus_one, 3).commit_hash
-        c.submit(plus_one, 5)
+        before = {c.submit(medium, x).commit_hash for x in (3, 5)}
     with db(store_dir) as conn:
         (a, inline), (b, _) = conn.execute("SELECT hash, inline FROM blobs").fetchall()
         conn.execute("UPDATE blobs SET refcount = 9 WHERE hash = ?", (b,))
@@ -129,8 +138,33 @@ def test_the_doctor_names_blob_rows_by_their_hash(store_dir: Path) -> None:
         assert "refcount" in kinds and kinds.count("missing_blob") == 2, report.findings
         c.check(repair=True)
         assert c.check().ok
-        assert c.submit(plus_one, 3).load() == 4  # recomputed: its blob was damaged
-        assert c.submit(plus_one, 5).commit_hash != h
+        assert {c.submit(medium, x).load() for x in (3, 5)} == {"m" * 200 + "3", "m" * 200 + "5"}
     with db(store_dir) as conn:
         damaged = conn.execute("SELECT count(*) FROM blobs WHERE typeof(hash) = 'blob'")
         assert damaged.fetchone() == (0,)
+        hashes = {r[0] for r in conn.execute("SELECT hash FROM commits")}
+    assert len(hashes) == 2 and len(hashes & before) == 1  # the damaged one recomputed
+
+
+def test_a_tiny_result_is_kept_in_its_commit_row_and_verified(store_dir: Path) -> None:
+    """A tiny result is no blob row: its bytes are in its commit's row, read with the hit,
+    by ``get_blob`` and by a doctor, verified against the result hash; damaged, they are
+    never served, the doctor finds them, and a re-run stores them again."""
+    with Client(store_dir) as c:
+        ref = c.submit(plus_one, 3)
+        assert ref.load() == 4 and c.store.has_blob(ref.hash)
+        assert c.stats()["inline_objects"] == 1 and c.check().ok
+    with db(store_dir) as conn:
+        assert conn.execute("SELECT count(*) FROM blobs").fetchone() == (0,)
+        (data,) = conn.execute("SELECT result_data FROM commits").fetchone()
+        assert len(data) <= 64
+        conn.execute("UPDATE commits SET result_data = ?", (data[:-1] + b"\x00",))
+    CALLS.clear()
+    with Client(store_dir) as c:
+        report = c.check()
+        assert [f.kind for f in report.findings] == ["missing_blob"], report.findings
+        assert c.check(repair=True).findings and c.check().ok
+        assert c.submit(plus_one, 3).load() == 4 and CALLS == [3]  # recomputed
+        assert c.submit(plus_one, 3).cached and c.stats()["inline_objects"] == 1
+        with pytest.raises(Exception, match="not found"):
+            c.store.get_blob(type(ref.commit.result)("0" * 64, 1))  # type: ignore[union-attr]

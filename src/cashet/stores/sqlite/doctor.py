@@ -47,6 +47,7 @@ from cashet.stores.sqlite.claims import _lease_of
 from cashet.stores.sqlite.connection import DB_ERRORS, Database, tolerant_text
 from cashet.stores.sqlite.lean import FunctionBooks, fp_key, func_digest
 from cashet.stores.sqlite.schema_v8 import BLOB_BY_KEY, BLOB_KEY
+from cashet.stores.sqlite.tiny import HELD_DATA
 
 __all__ = ["COUNTED", "DoctorMixin", "count_blob_files", "warn_files_left"]
 
@@ -64,6 +65,7 @@ _INLINE_BLOBS = f"SELECT {BLOB_KEY}, hash, inline FROM blobs WHERE inline IS NOT
 _UNKNOWN_RESULTS = (
     "SELECT c.rowid, c.result_hash FROM commits AS c LEFT JOIN blobs AS b"
     " ON b.hash = c.result_hash WHERE c.result_hash IS NOT NULL AND b.hash IS NULL"
+    " AND c.result_data IS NULL"  # (a tiny result kept in its row: verified apart)
 )
 _USERS = f"SELECT hash FROM commits WHERE {sql.RESULT_IS}"
 _USERS_OF_ROW = (
@@ -84,8 +86,10 @@ COUNTED = (
     " (SELECT count(*) FROM commits WHERE status = 'completed'),"
     " (SELECT count(*) FROM blobs WHERE inline IS NULL),"
     " (SELECT coalesce(sum(stored_size), 0) FROM blobs WHERE inline IS NULL),"
-    " (SELECT count(*) FROM blobs WHERE inline IS NOT NULL),"
+    " (SELECT count(*) FROM blobs WHERE inline IS NOT NULL)"
+    " + (SELECT count(*) FROM commits WHERE result_data IS NOT NULL),"
     " (SELECT coalesce(sum(stored_size), 0) FROM blobs WHERE inline IS NOT NULL)"
+    " + (SELECT coalesce(sum(length(result_data)), 0) FROM commits)"
 )
 _COUNTERS = (
     "total_commits",
@@ -429,6 +433,14 @@ class DoctorMixin:
         report.counts["blobs"] = n
         for _, rowid, users in lost.values():
             users.extend(row[0] for row in self._db.all(_USERS_OF_ROW, (rowid,)))
+        for user, h, data in self._db.all(HELD_DATA, ()):  # tiny results in commit rows
+            try:
+                if not isinstance(data, bytes) or not isinstance(h, str):
+                    raise ValueError(f"stored as {type(data).__name__}")
+                verify_blob(decode_blob(data, h), h)
+            except (BlobError, ValueError, TypeError) as exc:
+                why = f"its bytes in a commit row do not verify ({exc})"
+                lost.setdefault(h, (why, None, []))[2].append(user)
         for user, result in self._db.all(_UNKNOWN_RESULTS, ()):
             lost.setdefault(result, ("no blob row has it", None, []))[2].append(user)
         for h, (why, rowid, users) in list(lost.items())[:_LIST_MAX]:

@@ -350,12 +350,12 @@ FIND = (
 # (written through the published store protocol) is found, as by the published stores; the
 # call flow does not take it for a hit.
 FIND_HIT = (
-    "SELECT c.hash, c.body, c.last_accessed, b.inline, c.rowid, c.fn, c.result_hash"
-    " FROM commits AS c"
-    " LEFT JOIN blobs AS b ON b.hash = c.result_hash"
+    "SELECT c.hash, c.body, c.last_accessed, coalesce(c.result_data, b.inline), c.rowid,"
+    " c.fn, c.result_hash FROM commits AS c"  # (result_data: a tiny result, v8)
+    " LEFT JOIN blobs AS b ON c.result_data IS NULL AND b.hash = c.result_hash"
     " WHERE c.fp = ? AND +c.status = 'completed' AND +c.cache = 1"
     " AND (c.expires_at IS NULL OR c.expires_at > ?)"
-    " AND (b.hash IS NOT NULL OR c.result_hash IS NULL)"
+    " AND (b.hash IS NOT NULL OR c.result_data IS NOT NULL OR c.result_hash IS NULL)"
     " ORDER BY c.created_at DESC, c.rowid DESC"
 )
 # The fingerprint key is 64 bits of a hash: two fingerprints may share it (about once in
