@@ -168,3 +168,17 @@ def test_a_tiny_result_is_kept_in_its_commit_row_and_verified(store_dir: Path) -
         assert c.submit(plus_one, 3).cached and c.stats()["inline_objects"] == 1
         with pytest.raises(Exception, match="not found"):
             c.store.get_blob(type(ref.commit.result)("0" * 64, 1))  # type: ignore[union-attr]
+
+
+def test_the_tiny_result_queries_are_index_reads(store_dir: Path) -> None:
+    from cashet.stores.sqlite import tiny
+
+    with Client(store_dir) as c:
+        h = c.submit(plus_one, 3).hash
+    with db(store_dir) as conn:
+        for query in (tiny.COMMIT_DATA, tiny.FORGET_DATA):
+            plan = [r[3] for r in conn.execute(f"EXPLAIN QUERY PLAN {query}", (h,))]
+            assert plan == ["SEARCH commits USING INDEX commits_result (<expr>=?)"], plan
+        hit = [r[3] for r in conn.execute(f"EXPLAIN QUERY PLAN {sql.FIND_HIT}", (0, 0))]
+        assert hit[0] == "SEARCH c USING INDEX commits_fp (fp=?)", hit
+        assert hit[1].startswith("SEARCH b USING PRIMARY KEY (hash=?)"), hit
