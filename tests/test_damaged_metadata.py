@@ -351,9 +351,10 @@ def test_inline_result_bytes_that_do_not_verify_are_never_served(store_dir: Path
         c.submit(times_ten, 3)
     right, wrong = pickle.dumps(30, 5), pickle.dumps(31, 5)  # one bit apart
     with db(store_dir) as conn:
-        (inline,) = conn.execute("SELECT inline FROM blobs").fetchone()
+        # a tiny result, kept in its commit's row (schema v8)
+        (inline,) = conn.execute("SELECT result_data FROM commits").fetchone()
         assert inline.endswith(right)
-        conn.execute("UPDATE blobs SET inline = ?", (inline[: -len(right)] + wrong,))
+        conn.execute("UPDATE commits SET result_data = ?", (inline[: -len(right)] + wrong,))
     with Client(store_dir) as c:
         try:
             value = c.submit(times_ten, 3).load()

@@ -245,7 +245,9 @@ def test_stale_leases_are_found_and_removed(store_dir: Path) -> None:
         "UPDATE counters SET total_commits = 'x'",
         "DELETE FROM counters",
         "UPDATE counters SET blob_bytes = -5",
-        "UPDATE blobs SET refcount = 7",
+        # (a tiny result is kept in its commit's row: a blob row of it, miscounted)
+        "INSERT INTO blobs SELECT result_hash, result_size, length(result_data), result_data,"
+        " 7, 0 FROM commits WHERE result_data IS NOT NULL LIMIT 1",
     ],
 )
 def test_damaged_counters_stats_never_crashes(store_dir: Path, damage: str) -> None:

@@ -130,7 +130,10 @@ def _v5_store(store_dir: Path, chained: bool = False) -> str:
             second = c.submit(plus_one, first)
             commits += [second.commit, c.submit(plus_one, second).commit]
         with db(scratch) as conn:
-            blobs = conn.execute("SELECT hash, size, inline FROM blobs").fetchall()
+            blobs = conn.execute(
+                "SELECT hash, size, inline FROM blobs UNION SELECT result_hash, result_size,"
+                " result_data FROM commits WHERE result_data IS NOT NULL"  # (v8: tiny)
+            ).fetchall()
     store_dir.mkdir()
     with db(store_dir) as conn:
         for step in sql.MIGRATIONS[:5]:
@@ -139,8 +142,8 @@ def _v5_store(store_dir: Path, chained: bool = False) -> str:
         conn.execute("PRAGMA user_version = 5")
         for h, size, inline in blobs:
             conn.execute(
-                "INSERT INTO blobs (hash, size, stored_size, inline, refcount, created_at)"
-                " VALUES (?, ?, ?, ?, 0, 0)",
+                "INSERT OR IGNORE INTO blobs (hash, size, stored_size, inline, refcount,"
+                " created_at) VALUES (?, ?, ?, ?, 0, 0)",
                 (h, size, len(inline), inline),
             )
         for commit in commits:
@@ -178,7 +181,7 @@ def test_a_v5_store_migrates_and_its_commits_keep_their_hashes(store_dir: Path) 
         assert new.load() == 5 and not new.cached
         assert [x.hash for x in c.history(old)] == [old]
     with db(store_dir) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == sql.SCHEMA_VERSION == 7
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == sql.SCHEMA_VERSION == 8
         rows = dict(conn.execute("SELECT hash, fn FROM commits").fetchall())
     assert rows[old] is None and rows[new.commit_hash] is not None
     assert "fingerprint" not in {
@@ -241,7 +244,7 @@ def test_a_store_at_the_ui_step_once_numbered_6_opens_and_migrates(store_dir: Pa
         found = c.store.find_by_input(produced.result.hash)  # type: ignore[attr-defined]
         assert [x.hash for x in found] == [new.commit_hash]
     with db(store_dir) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == sql.SCHEMA_VERSION == 7
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == sql.SCHEMA_VERSION == 8
         names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
         assert "commits_inputs_after_insert" not in names and "funcs" in names
         assert (

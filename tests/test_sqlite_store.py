@@ -337,14 +337,14 @@ def test_queries_never_scan_a_whole_table(store: SQLiteStore) -> None:
     assert [row[3] for row in find] == ["SEARCH commits USING INDEX commits_fp (fp=?)"]
     hit = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql_module.FIND_HIT, [0, 0])]
     assert hit[0] == "SEARCH c USING INDEX commits_fp (fp=?)", hit
-    assert hit[1].startswith("SEARCH b USING INDEX sqlite_autoindex_blobs_1 (hash=?)"), hit
+    assert hit[1].startswith("SEARCH b USING PRIMARY KEY (hash=?)"), hit
 
 
 # schema
 
 
 def test_wal_mode_and_schema_version(store: SQLiteStore, root: Path) -> None:
-    assert sql_module.SCHEMA_VERSION == len(sql_module.MIGRATIONS) == 7
+    assert sql_module.SCHEMA_VERSION == len(sql_module.MIGRATIONS) == 8
     with raw_db(root) as db:
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         assert db.execute("PRAGMA user_version").fetchone() == (sql_module.SCHEMA_VERSION,)
@@ -672,9 +672,11 @@ def test_put_result_keeps_reference_counts_and_orphan_index_exact(root: Path) ->
             " FROM blobs b"
         ).fetchall()
         orphans = db.execute("SELECT count(*) FROM blobs WHERE refcount = 0").fetchone()[0]
+        # a tiny result is kept in its commit's row (schema v8), one copy per commit
+        (held,) = db.execute("SELECT count(*) FROM commits WHERE result_data IS NOT NULL")
     assert rows and all(stored == actual for stored, actual in rows)
-    assert orphans == 0
-    assert stats["total_commits"] == 11 and stats["stored_objects"] == len(rows)
+    assert orphans == 0 and held == (6,)
+    assert stats["total_commits"] == 11 and stats["stored_objects"] == len(rows) + 6
 
 
 def test_a_second_store_in_one_process_keeps_the_first_reading_fresh(tmp_path: Path) -> None:

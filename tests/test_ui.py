@@ -370,6 +370,18 @@ def _back_to_version_6(db: sqlite3.Connection) -> None:
     db.execute("DROP TABLE commit_inputs")
     db.execute("DROP TABLE function_totals")
     db.execute("ALTER TABLE hits DROP COLUMN func_name")
+    # and version 8's tiny results in commit rows: back in blob rows
+    db.execute(
+        "INSERT OR IGNORE INTO blobs SELECT result_hash, result_size, length(result_data),"
+        " result_data, 0, created_at FROM commits WHERE result_data IS NOT NULL"
+    )
+    db.execute(
+        "UPDATE blobs SET refcount ="
+        " (SELECT count(*) FROM commits AS c WHERE c.result_hash = blobs.hash)"
+    )
+    for trigger in ("commits_after_insert", "commits_after_delete", "commits_data_after_update"):
+        db.execute(f"DROP TRIGGER {trigger}")
+    db.execute("ALTER TABLE commits DROP COLUMN result_data")
     db.execute("PRAGMA user_version = 6")
     db.commit()
 

@@ -110,6 +110,7 @@ def _ours_bulk(client: Any) -> Callable[[range], None]:
     from cashet.models import Commit, ObjectRef, TaskStatus, utcnow
     from cashet.stores.blobs import blob_hash, encode_blob
     from cashet.stores.sqlite import schema as sql
+    from cashet.stores.sqlite.tiny import in_row
 
     store = client.store
 
@@ -138,11 +139,13 @@ def _ours_bulk(client: Any) -> Callable[[range], None]:
             rows.append((commit, store._commit_row(commit), encode_blob(data)))
         with store._db.transact() as conn:
             for commit, row, encoded in rows:
-                store._insert_commit(conn, commit, row)
+                held = encoded if in_row(encoded, store._inline_threshold) else None
+                store._insert_commit(conn, commit, row, held)  # (as put_result: tiny, v8)
                 ref = commit.result
-                conn.execute(
-                    sql.BLOB_UPSERT, (ref.hash, ref.size, len(encoded), encoded, time.time())
-                )
+                if held is None:
+                    conn.execute(
+                        sql.BLOB_UPSERT, (ref.hash, ref.size, len(encoded), encoded, time.time())
+                    )
 
     return bulk
 

@@ -35,6 +35,7 @@ from cashet.stores.objects.base import BlobStore, compressible
 from cashet.stores.objects.files import READINTO_MIN
 from cashet.stores.sqlite import schema as sql
 from cashet.stores.sqlite.connection import Database
+from cashet.stores.sqlite.tiny import COMMIT_DATA, FORGET_DATA
 
 __all__ = ["BlobsMixin"]
 
@@ -178,7 +179,7 @@ class BlobsMixin:
             StoreError: the blob store cannot be reached (an object store down).
         """
         h = ref.hash
-        row = self._db.one(sql.BLOB_READ, (h,))
+        row = self._db.one(sql.BLOB_READ, (h,)) or self._db.one(COMMIT_DATA, (h,))
         if row is None:
             raise BlobMissingError(f"blob {h} not found in the store {self._path}", h)
         inline = row[0]
@@ -229,11 +230,14 @@ class BlobsMixin:
             return
         with suppress(StoreError), self._db.transact() as conn:
             conn.execute(sql.DELETE_BLOB, (h,))
+            conn.execute(FORGET_DATA, (h,))  # and its copies in commit rows (tiny.py)
 
     def has_blob(self, hash: str) -> bool:
         """Return whether the blob is recorded and its copy in the blob store (if not
         inline) is present with its size."""
         row = self._db.one(sql.BLOB_INFO, (hash,))
-        return row is not None and (not row[1] or self._has_copy(hash, row[0]))
+        if row is None:
+            return self._db.one(COMMIT_DATA, (hash,)) is not None  # kept in a commit row
+        return not row[1] or self._has_copy(hash, row[0])
 
     # commits

@@ -46,6 +46,8 @@ from cashet.stores.sqlite import schema as sql
 from cashet.stores.sqlite.claims import _lease_of
 from cashet.stores.sqlite.connection import DB_ERRORS, Database, tolerant_text
 from cashet.stores.sqlite.lean import FunctionBooks, fp_key, func_digest
+from cashet.stores.sqlite.schema_v8 import BLOB_BY_KEY, BLOB_KEY
+from cashet.stores.sqlite.tiny import HELD_DATA
 
 __all__ = ["COUNTED", "DoctorMixin", "count_blob_files", "warn_files_left"]
 
@@ -56,33 +58,38 @@ _ROWS = (
     "SELECT rowid, hash, body, fp, status, cache, fn, result_hash FROM commits"
     " WHERE rowid > ? ORDER BY rowid LIMIT ?"
 )
-# Rows are named by rowid: a damaged hash (text that is not UTF-8) cannot be a parameter.
-_FILE_BLOBS = "SELECT rowid, hash, stored_size FROM blobs WHERE inline IS NULL"
-_INLINE_BLOBS = "SELECT rowid, hash, inline FROM blobs WHERE inline IS NOT NULL"
+# Rows are named by rowid (blob rows by their hash's bytes, schema_v8.BLOB_KEY): a damaged
+# hash (text that is not UTF-8) cannot be a parameter.
+_FILE_BLOBS = f"SELECT {BLOB_KEY}, hash, stored_size FROM blobs WHERE inline IS NULL"
+_INLINE_BLOBS = f"SELECT {BLOB_KEY}, hash, inline FROM blobs WHERE inline IS NOT NULL"
 _UNKNOWN_RESULTS = (
     "SELECT c.rowid, c.result_hash FROM commits AS c LEFT JOIN blobs AS b"
     " ON b.hash = c.result_hash WHERE c.result_hash IS NOT NULL AND b.hash IS NULL"
+    " AND c.result_data IS NULL"  # (a tiny result kept in its row: verified apart)
 )
 _USERS = f"SELECT hash FROM commits WHERE {sql.RESULT_IS}"
 _USERS_OF_ROW = (
     "SELECT c.rowid FROM commits AS c JOIN blobs AS b ON c.result_hash = b.hash"
-    " AND substr(c.result_hash, 1, 16) = substr(b.hash, 1, 16) WHERE b.rowid = ?"
+    " AND substr(c.result_hash, 1, 16) = substr(b.hash, 1, 16)"
+    " WHERE (b.hash = CAST(?1 AS TEXT) OR b.hash = ?1)"
 )
-_DELETE_BLOB_ROW = "DELETE FROM blobs WHERE rowid = ?"
+_DELETE_BLOB_ROW = f"DELETE FROM blobs WHERE {BLOB_BY_KEY}"
 _REFCOUNTS = (
-    "SELECT b.rowid, b.hash, b.refcount,"
+    "SELECT CAST(b.hash AS BLOB), b.hash, b.refcount,"
     " (SELECT count(*) FROM commits AS c WHERE c.result_hash = b.hash"
     " AND substr(c.result_hash, 1, 16) = substr(b.hash, 1, 16)) FROM blobs AS b"
 )
-_SET_REFCOUNT = "UPDATE blobs SET refcount = ? WHERE rowid = ?"
+_SET_REFCOUNT = f"UPDATE blobs SET refcount = ?2 WHERE {BLOB_BY_KEY}"
 #: The ``stats`` counters computed from the tables (``counters`` row order).
 COUNTED = (
     "SELECT (SELECT count(*) FROM commits),"
     " (SELECT count(*) FROM commits WHERE status = 'completed'),"
     " (SELECT count(*) FROM blobs WHERE inline IS NULL),"
     " (SELECT coalesce(sum(stored_size), 0) FROM blobs WHERE inline IS NULL),"
-    " (SELECT count(*) FROM blobs WHERE inline IS NOT NULL),"
+    " (SELECT count(*) FROM blobs WHERE inline IS NOT NULL)"
+    " + (SELECT count(*) FROM commits WHERE result_data IS NOT NULL),"
     " (SELECT coalesce(sum(stored_size), 0) FROM blobs WHERE inline IS NOT NULL)"
+    " + (SELECT coalesce(sum(length(result_data)), 0) FROM commits)"
 )
 _COUNTERS = (
     "total_commits",
@@ -428,6 +435,14 @@ class DoctorMixin:
         report.counts["blobs"] = n
         for _, rowid, users in lost.values():
             users.extend(row[0] for row in self._db.all(_USERS_OF_ROW, (rowid,)))
+        for user, h, data in self._db.all(HELD_DATA, ()):  # tiny results in commit rows
+            try:
+                if not isinstance(data, bytes) or not isinstance(h, str):
+                    raise ValueError(f"stored as {type(data).__name__}")
+                verify_blob(decode_blob(data, h), h)
+            except (BlobError, ValueError, TypeError) as exc:
+                why = f"its bytes in a commit row do not verify ({exc})"
+                lost.setdefault(h, (why, None, []))[2].append(user)
         for user, result in self._db.all(_UNKNOWN_RESULTS, ()):
             lost.setdefault(result, ("no blob row has it", None, []))[2].append(user)
         for h, (why, rowid, users) in list(lost.items())[:_LIST_MAX]:
@@ -456,7 +471,7 @@ class DoctorMixin:
             if repair:
                 with self._write(report, f"recount blob {_shown(h)[:16]}") as conn:
                     if conn is not None:
-                        conn.execute(_SET_REFCOUNT, (actual, rowid))
+                        conn.execute(_SET_REFCOUNT, (rowid, actual))
                         action = "recounted"
             report.add(
                 "refcount", _shown(h), f"reference count {stored!r}, {actual} commit(s)", action

@@ -39,6 +39,7 @@ from cashet.models import Commit
 from cashet.stores.sqlite import schema as sql
 from cashet.stores.sqlite.schema import to_epoch
 from cashet.stores.sqlite.schema_v7 import INSERT_INPUT
+from cashet.stores.sqlite.tiny import INSERT_COMMIT_DATA
 
 if TYPE_CHECKING:
     from cashet.stores.sqlite.connection import Database
@@ -314,10 +315,17 @@ class LeanRowsMixin:
         except FunctionRowDamaged:
             return None
 
-    def _insert_commit(self, conn: sqlite3.Connection, commit: Commit, row: Any) -> None:
+    def _insert_commit(
+        self, conn: sqlite3.Connection, commit: Commit, row: Any, data: bytes | None = None
+    ) -> None:
+        """Insert ``row``, with ``data``: its tiny result's encoded bytes (``tiny.in_row``)."""
         created = row[ROW_CREATED]
         # Triggers count the commit and the blob reference, only if really inserted.
-        if conn.execute(sql.INSERT_COMMIT, row).rowcount:
+        if data is None:
+            inserted = conn.execute(sql.INSERT_COMMIT, row).rowcount
+        else:
+            inserted = conn.execute(INSERT_COMMIT_DATA, (*row, data)).rowcount
+        if inserted:
             index_commit(conn, commit, created)
 
 

@@ -20,6 +20,7 @@ from typing import Any
 from cashet.models import TaskStatus
 from cashet.protocols import TagQuery
 from cashet.stores.sqlite.schema_v7 import V7
+from cashet.stores.sqlite.schema_v8 import v8
 
 _V1: tuple[str, ...] = (
     # A commit's columns exist for the indexes; ``body`` (commit_to_json) is what is
@@ -260,7 +261,7 @@ _V5: tuple[str, ...] = (
 # (AUTOINCREMENT: an id is never reused). Indexes that did not earn their keep go: the
 # status indexes only cover the statuses that are not 'completed' (a filter on 'completed'
 # finds a match at nearly every row of the others), and the result index keys on 16 of the
-# result hash's 64 digits. Version 7 (the web UI): stores/sqlite/schema_v7.py.
+# result hash's 64 digits. Versions 7 (the web UI) and 8 (blobs WITHOUT ROWID): schema_v7/8.py.
 #: The result index's key (v6), and a commit whose result is the blob ``?1``, by that index.
 RESULT_KEY = "substr(result_hash, 1, 16)"
 # (``+``: a plain ``result_hash = ?1`` lets SQLite propagate the constant into the key's
@@ -325,7 +326,7 @@ _V6: tuple[str, ...] = (
 )
 
 #: ``MIGRATIONS[i]`` upgrades a database from ``user_version`` i to i + 1.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6, V7)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6, V7, v8(_trigger))
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -349,12 +350,12 @@ FIND = (
 # (written through the published store protocol) is found, as by the published stores; the
 # call flow does not take it for a hit.
 FIND_HIT = (
-    "SELECT c.hash, c.body, c.last_accessed, b.inline, c.rowid, c.fn, c.result_hash"
-    " FROM commits AS c"
-    " LEFT JOIN blobs AS b ON b.hash = c.result_hash"
+    "SELECT c.hash, c.body, c.last_accessed, coalesce(c.result_data, b.inline), c.rowid,"
+    " c.fn, c.result_hash FROM commits AS c"  # (result_data: a tiny result, v8)
+    " LEFT JOIN blobs AS b ON c.result_data IS NULL AND b.hash = c.result_hash"
     " WHERE c.fp = ? AND +c.status = 'completed' AND +c.cache = 1"
     " AND (c.expires_at IS NULL OR c.expires_at > ?)"
-    " AND (b.hash IS NOT NULL OR c.result_hash IS NULL)"
+    " AND (b.hash IS NOT NULL OR c.result_data IS NOT NULL OR c.result_hash IS NULL)"
     " ORDER BY c.created_at DESC, c.rowid DESC"
 )
 # The fingerprint key is 64 bits of a hash: two fingerprints may share it (about once in

@@ -66,6 +66,7 @@ from cashet.stores.sqlite.pages import PagesMixin
 from cashet.stores.sqlite.readonly import ReadOnlyMixin, unwritable
 from cashet.stores.sqlite.removal import RemovalMixin
 from cashet.stores.sqlite.schema import to_epoch
+from cashet.stores.sqlite.tiny import in_row
 from cashet.stores.stats import store_stats
 
 __all__ = ["SQLiteStore"]
@@ -290,12 +291,13 @@ class SQLiteStore(
                 ref = ObjectRef(blob_hash(data), len(data))
         commit = build(ref)
         row = self._commit_row(commit)  # deflated before the write lock is taken
+        held = encoded if encoded is not None and in_row(encoded, self._inline_threshold) else None
         with self._db.transact() as conn:
             # The commit first: a new blob row then counts it at once (refcount 1), so it
             # never enters the index of unreferenced blobs. An existing row was counted by
-            # the commit's insert trigger.
-            self._insert_commit(conn, commit, row)
-            if encoded is not None:
+            # the commit's insert trigger. A tiny result goes in the commit's row (v8).
+            self._insert_commit(conn, commit, row, held)
+            if encoded is not None and held is None:
                 was = conn.execute(sql.BLOB_INFO, (ref.hash,)).fetchone()
                 conn.execute(
                     sql.BLOB_UPSERT, (ref.hash, ref.size, len(encoded), encoded, time.time())
