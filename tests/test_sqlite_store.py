@@ -674,9 +674,15 @@ def test_put_result_keeps_reference_counts_and_orphan_index_exact(root: Path) ->
         orphans = db.execute("SELECT count(*) FROM blobs WHERE refcount = 0").fetchone()[0]
         # a tiny result is kept in its commit's row (schema v8), one copy per commit
         (held,) = db.execute("SELECT count(*) FROM commits WHERE result_data IS NOT NULL")
+        db_lone = db.execute(
+            "SELECT count(DISTINCT result_hash) FROM commits WHERE result_data IS NOT NULL"
+        ).fetchone()
     assert rows and all(stored == actual for stored, actual in rows)
     assert orphans == 0 and held == (6,)
-    assert stats["total_commits"] == 11 and stats["stored_objects"] == len(rows) + 6
+    # (one object per result hash however many rows hold it; none also has a blob row)
+    (lone,) = db_lone
+    assert lone == 1  # "shared result", six commits
+    assert stats["total_commits"] == 11 and stats["stored_objects"] == len(rows) + lone
 
 
 def test_a_second_store_in_one_process_keeps_the_first_reading_fresh(tmp_path: Path) -> None:

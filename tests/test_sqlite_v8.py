@@ -182,3 +182,78 @@ def test_the_tiny_result_queries_are_index_reads(store_dir: Path) -> None:
         hit = [r[3] for r in conn.execute(f"EXPLAIN QUERY PLAN {sql.FIND_HIT}", (0, 0))]
         assert hit[0] == "SEARCH c USING INDEX commits_fp (fp=?)", hit
         assert hit[1].startswith("SEARCH b USING PRIMARY KEY (hash=?)"), hit
+
+
+def _recount(store_dir: Path) -> tuple[dict[str, int], tuple[int, ...]]:
+    """The stats the triggers kept, and cashet doctor's recount of them."""
+    from cashet.stores.sqlite.doctor import COUNTED
+
+    with Client(store_dir) as c:
+        stats = c.stats()
+    with db(store_dir) as conn:
+        counted = conn.execute(COUNTED).fetchone()
+    return stats, tuple(counted)
+
+
+def test_a_tiny_result_is_one_stored_object_however_many_rows_hold_it(store_dir: Path) -> None:
+    """Content-addressed counting: a tiny result kept in the rows of several commits (and
+    maybe in a blob row too) is one object; the counts follow it through removals, a blob
+    row of the same bytes coming and going, and a damaged copy forgotten."""
+    from cashet.stores.blobs import encode_blob
+
+    with Client(store_dir) as c:
+        a, b, d = c.submit(plus_one, 3), c.submit(four, "x"), c.submit(four, "y")
+        assert a.load() == b.load() == d.load() == 4  # one result, three commits
+        before = c.stats()
+        assert before["stored_objects"] == before["inline_objects"] == 1
+        one = before["inline_bytes"]
+        c.rm(a.commit_hash)
+        assert c.stats()["inline_objects"] == 1 and c.stats()["inline_bytes"] == one
+    stats, counted = _recount(store_dir)
+    assert (stats["inline_objects"], stats["inline_bytes"]) == counted[4:] == (1, one)
+
+    # A blob row of the same bytes: still one object (the row's), and again the rows' once
+    # the blob row goes.
+    result_hash = b.commit.result.hash
+    with db(store_dir) as conn:
+        (held,) = conn.execute(
+            "SELECT result_data FROM commits WHERE result_data IS NOT NULL LIMIT 1"
+        ).fetchone()
+        conn.execute(
+            "INSERT INTO blobs (hash, size, stored_size, inline, refcount, created_at)"
+            " VALUES (?, ?, ?, ?, 2, 0)",
+            (result_hash, b.commit.result.size, len(held), held),
+        )
+    stats, counted = _recount(store_dir)
+    assert stats["stored_objects"] == 1 and counted[4] == 1
+    assert held == encode_blob(pickle_dumps(4)) or len(held) == one
+    with db(store_dir) as conn:
+        conn.execute("DELETE FROM blobs WHERE hash = ?", (result_hash,))
+    stats, counted = _recount(store_dir)
+    assert (stats["inline_objects"], stats["inline_bytes"]) == counted[4:] == (1, one)
+
+    # The last commits go: nothing left.
+    with Client(store_dir) as c:
+        c.rm(b.commit_hash)
+        assert c.stats()["inline_objects"] == 1
+        c.rm(d.commit_hash)
+        assert c.stats()["stored_objects"] == c.stats()["inline_bytes"] == 0
+
+
+def test_forgetting_a_damaged_tiny_result_uncounts_it_once(store_dir: Path) -> None:
+    from cashet.stores.sqlite.tiny import FORGET_DATA
+
+    with Client(store_dir) as c:
+        b, d = c.submit(four, "x"), c.submit(four, "y")
+        assert c.stats()["inline_objects"] == 1
+    with db(store_dir) as conn:
+        conn.execute(FORGET_DATA, (b.commit.result.hash,))
+    stats, counted = _recount(store_dir)
+    assert stats["inline_objects"] == stats["inline_bytes"] == 0
+    assert counted[4:] == (0, 0) and d.commit.result.hash == b.commit.result.hash
+
+
+def pickle_dumps(value: object) -> bytes:
+    import pickle
+
+    return pickle.dumps(value)

@@ -4,7 +4,9 @@ A mixin of :class:`~cashet.stores.sqlite.store.SQLiteStore`. :meth:`DoctorMixin.
 at the whole store, in this order, and with ``repair=True`` fixes what it can:
 
 1. ``PRAGMA integrity_check`` of ``meta.db`` (indexes included); repair: ``REINDEX``, then
-   the check again (what is still wrong is reported: only a restore can fix a damaged table).
+   the check again (what is still wrong is reported: only a restore can fix a damaged table);
+   then the indexes and triggers against the ones this version makes (``schema_check``);
+   repair: made again.
 2. every commit row verified (its body hashes to its hash, its indexed columns agree with
    its body); repair: the damaged rows are quarantined (:mod:`cashet.stores.quarantine`).
 3. the entries quarantined before, listed (information, not a problem).
@@ -46,7 +48,8 @@ from cashet.stores.sqlite import schema as sql
 from cashet.stores.sqlite.claims import _lease_of
 from cashet.stores.sqlite.connection import DB_ERRORS, Database, tolerant_text
 from cashet.stores.sqlite.lean import FunctionBooks, fp_key, func_digest
-from cashet.stores.sqlite.schema_v8 import BLOB_BY_KEY, BLOB_KEY
+from cashet.stores.sqlite.schema_check import remake, schema_drift
+from cashet.stores.sqlite.schema_v8 import BLOB_BY_KEY, BLOB_KEY, TINY_BYTES, TINY_OBJECTS
 from cashet.stores.sqlite.tiny import HELD_DATA
 
 __all__ = ["COUNTED", "DoctorMixin", "count_blob_files", "warn_files_left"]
@@ -87,9 +90,9 @@ COUNTED = (
     " (SELECT count(*) FROM blobs WHERE inline IS NULL),"
     " (SELECT coalesce(sum(stored_size), 0) FROM blobs WHERE inline IS NULL),"
     " (SELECT count(*) FROM blobs WHERE inline IS NOT NULL)"
-    " + (SELECT count(*) FROM commits WHERE result_data IS NOT NULL),"
+    f" + ({TINY_OBJECTS}),"
     " (SELECT coalesce(sum(stored_size), 0) FROM blobs WHERE inline IS NOT NULL)"
-    " + (SELECT coalesce(sum(length(result_data)), 0) FROM commits)"
+    f" + ({TINY_BYTES})"
 )
 _COUNTERS = (
     "total_commits",
@@ -199,6 +202,7 @@ class DoctorMixin:
             )
             repair = False
         self._check_integrity(report, repair)
+        self._check_schema(report, repair)
         self._check_commits(report, repair)
         for entry in self.quarantined():
             finding = report.add("quarantined", entry.hash, f"{entry.kind}: {entry.reason}")
@@ -238,6 +242,24 @@ class DoctorMixin:
                 "still damaged after REINDEX: the damaged table cannot be repaired in place"
                 " (restore it, or move the store away and let it be rebuilt)",
             )
+
+    def _check_schema(self, report: CheckReport, repair: bool) -> None:
+        """Indexes and triggers not as this version makes them (``schema_check``)."""
+        try:
+            conn = self._db.conn()
+            with tolerant_text(conn):
+                drift = schema_drift(conn)
+        except DB_ERRORS as exc:
+            report.add("schema", self._db.file, f"cannot read the schema: {exc}")
+            return
+        action = ""
+        if drift and repair:
+            with self._write(report, "make the indexes and triggers again") as conn:
+                if conn is not None:
+                    remake(conn, drift)
+                    action = "made again"
+        for kind, name, why in drift:
+            report.add("schema", f"{kind} {_shown(name)}", why, action)
 
     def _integrity(self) -> list[str]:
         try:

@@ -18,7 +18,52 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-__all__ = ["BLOB_BY_KEY", "BLOB_KEY", "v8"]
+__all__ = ["BLOB_BY_KEY", "BLOB_KEY", "TINY_BYTES", "TINY_OBJECTS", "v8"]
+
+
+def _rows_of(hash_sql: str, row: str | None = None) -> str:
+    """The commit rows other than ``row`` holding the bytes of result ``hash_sql`` (by the
+    result index)."""
+    other = "" if row is None else f" AND o.rowid <> {row}.rowid"
+    return (
+        f"SELECT 1 FROM commits o WHERE substr(o.result_hash, 1, 16) = substr({hash_sql}, 1, 16)"
+        f" AND +o.result_hash = {hash_sql} AND o.result_data IS NOT NULL{other}"
+    )
+
+
+def _length_of(hash_sql: str) -> str:
+    return (
+        "SELECT length(o.result_data) FROM commits o WHERE substr(o.result_hash, 1, 16)"
+        f" = substr({hash_sql}, 1, 16) AND +o.result_hash = {hash_sql}"
+        " AND o.result_data IS NOT NULL LIMIT 1"
+    )
+
+
+def _lone(row: str) -> str:
+    """Whether commit row ``row`` (``NEW``/``OLD``) is the only holder of its result's
+    bytes: no blob row of that hash, no other commit row holding them. Content-addressed
+    counting: a result is one stored object however many commits keep a copy."""
+    h = f"{row}.result_hash"
+    return (
+        f"{row}.result_data IS NOT NULL AND NOT EXISTS (SELECT 1 FROM blobs WHERE hash = {h})"
+        f" AND NOT EXISTS ({_rows_of(h, row)})"
+    )
+
+
+_TINY_LONE = (
+    "SELECT max(length(result_data)) AS n FROM commits c WHERE result_data IS NOT NULL"
+    " AND NOT EXISTS (SELECT 1 FROM blobs b WHERE b.hash = c.result_hash)"
+    " GROUP BY result_hash"
+)
+def _lone_bytes(row: str) -> str:
+    """The bytes of commit row ``row``'s result when it is their only holder, else 0."""
+    return f"({_lone(row)}) * coalesce(length({row}.result_data), 0)"
+
+
+#: The inline objects, and their bytes, of tiny results only commit rows hold (one per
+#: result hash): what the triggers count, for ``cashet doctor``'s recount.
+TINY_OBJECTS = f"SELECT count(*) FROM ({_TINY_LONE})"
+TINY_BYTES = f"SELECT coalesce(sum(n), 0) FROM ({_TINY_LONE})"
 
 #: How ``cashet doctor`` names a blob row (its hash's bytes, readable whatever the damage:
 #: text that is not UTF-8 cannot be a parameter), and the row of such a name ``?1`` (two
@@ -58,39 +103,58 @@ def v8(trigger: Callable[[str], str]) -> tuple[str, ...]:
         "ALTER TABLE blobs_v8 RENAME TO blobs",
         "CREATE INDEX blobs_orphans ON blobs (created_at) WHERE refcount = 0",
         *(trigger(name) for name in _TRIGGERS[2:]),
-        # A tiny result kept in its commit's row (stores/sqlite/tiny.py): counted as an
-        # inline object of its own, one per row holding it.
+        # A tiny result kept in its commit's row (stores/sqlite/tiny.py): an object is
+        # counted once per result hash, wherever its bytes are (see _lone / _rows_of).
         "ALTER TABLE commits ADD COLUMN result_data BLOB",
-        """
+        f"""
         CREATE TRIGGER commits_after_insert AFTER INSERT ON commits BEGIN
             UPDATE counters SET
                 total_commits = total_commits + 1,
                 completed_commits = completed_commits + (NEW.status = 'completed'),
-                inline_objects = inline_objects + (NEW.result_data IS NOT NULL),
-                inline_bytes = inline_bytes + coalesce(length(NEW.result_data), 0)
+                inline_objects = inline_objects + ({_lone("NEW")}),
+                inline_bytes = inline_bytes + {_lone_bytes("NEW")}
             WHERE id = 0;
             UPDATE blobs SET refcount = refcount + 1 WHERE hash = NEW.result_hash;
         END
         """,
-        """
+        f"""
         CREATE TRIGGER commits_after_delete AFTER DELETE ON commits BEGIN
             UPDATE counters SET
                 total_commits = total_commits - 1,
                 completed_commits = completed_commits - (OLD.status = 'completed'),
-                inline_objects = inline_objects - (OLD.result_data IS NOT NULL),
-                inline_bytes = inline_bytes - coalesce(length(OLD.result_data), 0)
+                inline_objects = inline_objects - ({_lone("OLD")}),
+                inline_bytes = inline_bytes - {_lone_bytes("OLD")}
             WHERE id = 0;
             UPDATE blobs SET refcount = refcount - 1 WHERE hash = OLD.result_hash;
             DELETE FROM commit_tags WHERE commit_hash = OLD.hash;
         END
         """,
-        """
+        f"""
         CREATE TRIGGER commits_data_after_update AFTER UPDATE OF result_data ON commits BEGIN
             UPDATE counters SET
-                inline_objects = inline_objects - (OLD.result_data IS NOT NULL)
-                    + (NEW.result_data IS NOT NULL),
-                inline_bytes = inline_bytes - coalesce(length(OLD.result_data), 0)
-                    + coalesce(length(NEW.result_data), 0)
+                inline_objects = inline_objects - ({_lone("OLD")}) + ({_lone("NEW")}),
+                inline_bytes = inline_bytes - {_lone_bytes("OLD")}
+                    + {_lone_bytes("NEW")}
+            WHERE id = 0;
+        END
+        """,
+        # A blob row of a hash some commit rows also hold: the one object is the row's now
+        # (and theirs again once the row goes).
+        f"""
+        CREATE TRIGGER blobs_shadow_after_insert AFTER INSERT ON blobs
+        WHEN EXISTS ({_rows_of("NEW.hash")}) BEGIN
+            UPDATE counters SET
+                inline_objects = inline_objects - 1,
+                inline_bytes = inline_bytes - ({_length_of("NEW.hash")})
+            WHERE id = 0;
+        END
+        """,
+        f"""
+        CREATE TRIGGER blobs_shadow_after_delete AFTER DELETE ON blobs
+        WHEN EXISTS ({_rows_of("OLD.hash")}) BEGIN
+            UPDATE counters SET
+                inline_objects = inline_objects + 1,
+                inline_bytes = inline_bytes + ({_length_of("OLD.hash")})
             WHERE id = 0;
         END
         """,
