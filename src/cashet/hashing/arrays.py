@@ -214,8 +214,8 @@ def _enc_pd_frame(df: Any, st: Stream) -> None:
     column marks its place), the sink's digest last (only when it took a buffer)."""
     st.buf += TAGS["pd_frame"]
     _enc_pd_index(df.columns, st)
-    rows, ncols = df.shape
-    sink = Sink(rows * (ncols + 1) * 8)
+    ncols = df.shape[1]
+    sink = Sink()
     try:
         _enc_pd_index(df.index, st, sink)
         st.buf += pack_Q(ncols)

@@ -97,8 +97,8 @@ class Sink:
 
     __slots__ = ("_error", "_hasher", "_pending", "_size", "_thread", "texts", "used", "where")
 
-    def __init__(self, size_hint: int) -> None:
-        self._hasher = new_hasher(size_hint)
+    def __init__(self) -> None:
+        self._hasher: Any = None
         self._pending: list[Any] = []
         self._size = 0
         self._thread: threading.Thread | None = None
@@ -124,6 +124,8 @@ class Sink:
         """Hash the buffers added so far on a worker thread if they are large enough."""
         if self._size < THREAD_MIN or self._thread is not None:
             return
+        # one core for the buffers while this thread encodes the object columns, else all
+        self._hasher = new_hasher(0 if self.texts else self._size)
         bufs = _merged(self._pending)
         t = threading.Thread(target=self._run, args=(bufs,), name="cashet-hash", daemon=True)
         try:
@@ -150,10 +152,12 @@ class Sink:
         self.close()
         if self._error is not None:
             raise self._error
+        if self._hasher is None:
+            self._hasher = new_hasher(self._size)
         for b in _merged(self._pending):
             self._hasher.update(b)
         self._pending = []
-        return self._hasher.digest()
+        return self._hasher.digest()  # type: ignore[no-any-return]
 
 
 def _merged(bufs: list[Any]) -> list[Any]:
@@ -181,7 +185,7 @@ def _root(b: Any) -> Any:
     r = b
     while isinstance(r.base, np.ndarray):
         r = r.base
-    return r if r is not b and r.flags.c_contiguous else None
+    return r if r is not b and r.flags.c_contiguous and not r.dtype.hasobject else None
 
 
 def _flat(root: Any) -> Any:
