@@ -80,12 +80,14 @@ def enc_text(a: Any, st: Stream, trusted: bool) -> bool:
     only ``str`` instances and missing values; otherwise pandas' C check that every value is
     a ``str`` or missing comes first (containers must not reach the pickler: a set's order
     is not canonical)."""
-    if not trusted and not sys.modules["pandas"]._libs.lib.is_string_array(a, skipna=True):
-        return False
+    if not trusted:
+        is_text = getattr(sys.modules["pandas"]._libs.lib, "is_string_array", None)
+        if is_text is None or not is_text(a, skipna=True):
+            return False
     out = _Out()
     try:
         _TextPickler(out, a).dump(a)
-    except _NotText:
+    except Exception:  # _NotText; a cycle or depth the pickler refuses: value by value
         return False
     st.buf += TAGS["pd_text"] + pack_Q(len(a)) + pack_Q(out.n) + out.hasher.digest()
     return True
@@ -98,7 +100,7 @@ class Sink:
     __slots__ = ("_error", "_hasher", "_pending", "_size", "_thread", "texts", "used", "where")
 
     def __init__(self) -> None:
-        self._hasher: Any = None
+        self._hasher: blake3 | None = None
         self._pending: list[Any] = []
         self._size = 0
         self._thread: threading.Thread | None = None
@@ -127,7 +129,9 @@ class Sink:
         # one core for the buffers while this thread encodes the object columns, else all
         self._hasher = new_hasher(0 if self.texts else self._size)
         bufs = _merged(self._pending)
-        t = threading.Thread(target=self._run, args=(bufs,), name="cashet-hash", daemon=True)
+        t = threading.Thread(
+            target=self._run, args=(self._hasher, bufs), name="cashet-hash", daemon=True
+        )
         try:
             t.start()
         except RuntimeError:  # interpreter shutting down: digest() hashes on this thread
@@ -135,10 +139,10 @@ class Sink:
         self._pending = []
         self._thread = t
 
-    def _run(self, bufs: list[Any]) -> None:
+    def _run(self, hasher: blake3, bufs: list[Any]) -> None:
         try:
             for b in bufs:
-                self._hasher.update(b)
+                hasher.update(b)
         except BaseException as e:  # raised again by digest(), on the caller's thread
             self._error = e
 
@@ -152,12 +156,13 @@ class Sink:
         self.close()
         if self._error is not None:
             raise self._error
-        if self._hasher is None:
-            self._hasher = new_hasher(self._size)
+        h = self._hasher
+        if h is None:
+            h = self._hasher = new_hasher(self._size)
         for b in _merged(self._pending):
-            self._hasher.update(b)
+            h.update(b)
         self._pending = []
-        return self._hasher.digest()  # type: ignore[no-any-return]
+        return h.digest()
 
 
 def _merged(bufs: list[Any]) -> list[Any]:
