@@ -294,6 +294,16 @@ def test_text_missing_markers_are_not_strings() -> None:
     )
 
 
+@pytest.mark.parametrize("dtype", [object, "str", "string"])
+def test_text_digest_does_not_depend_on_object_identity(dtype: Any) -> None:
+    shared = "".join(["a", "b"])  # one object three times, then three equal objects
+    distinct = ["".join(["a", "b"]) for _ in range(3)]
+    assert distinct[0] is not distinct[1]
+    assert hash_value(pd.Series([shared] * 3, dtype=dtype)) == hash_value(
+        pd.Series(distinct, dtype=dtype)
+    )
+
+
 def test_str_subclass_in_a_string_array_is_not_a_plain_string() -> None:
     plain = pd.array(["a", "b"], dtype="string")
     tagged = pd.array(["a", "b"], dtype="string")

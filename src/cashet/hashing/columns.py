@@ -24,6 +24,7 @@ from __future__ import annotations
 import pickle
 import sys
 import threading
+import types
 from typing import Any
 
 from blake3 import blake3
@@ -35,6 +36,12 @@ __all__ = ["THREAD_MIN", "Sink", "enc_text"]
 
 #: Pending sink data at least this large is hashed on a worker thread.
 THREAD_MIN = 2 << 20
+
+#: The pickler's fast mode (no memo) is what makes its bytes independent of object identity;
+#: documented as deprecated: should a Python drop it, text goes value by value.
+_FAST_MODE = isinstance(
+    getattr(pickle.Pickler, "fast", None), (types.MemberDescriptorType, types.GetSetDescriptorType)
+)
 
 
 class _NotText(Exception):
@@ -80,6 +87,8 @@ def enc_text(a: Any, st: Stream, trusted: bool) -> bool:
     only ``str`` instances and missing values; otherwise pandas' C check that every value is
     a ``str`` or missing comes first (containers must not reach the pickler: a set's order
     is not canonical)."""
+    if not _FAST_MODE:
+        return False
     if not trusted:
         is_text = getattr(sys.modules["pandas"]._libs.lib, "is_string_array", None)
         if is_text is None or not is_text(a, skipna=True):
