@@ -4,7 +4,8 @@ Nothing here imports NumPy or pandas (``import cashet`` must not: a test checks)
 can only be an array if its library is already in ``sys.modules``, so the handlers look the
 modules up there when a type is first met. Arrays are hashed as raw bytes (NaN payloads and
 the sign of zero compared bitwise), field by field for structured dtypes, element by element
-for object dtypes; pandas objects by their index, names and column values.
+for object dtypes; pandas objects by their index, names and column values (text columns
+in one C pass, a frame's buffers on a worker thread: see :mod:`cashet.hashing.columns`).
 """
 
 from __future__ import annotations
