@@ -132,11 +132,12 @@ class Sink:
         self.texts.append((a, trusted, self.where))
 
     def start(self) -> None:
-        """Hash the buffers added so far on a worker thread if they are large enough."""
-        if self._size < THREAD_MIN or self._thread is not None:
+        """Hash the buffers added so far on a worker thread if they are large enough and
+        there are object columns to encode meanwhile (else :meth:`digest` hashes them here,
+        on every core)."""
+        if self._size < THREAD_MIN or not self.texts or self._thread is not None:
             return
-        # one core for the buffers while this thread encodes the object columns, else all
-        self._hasher = new_hasher(0 if self.texts else self._size)
+        self._hasher = new_hasher(0)  # one core: this thread encodes the object columns
         bufs = _merged(self._pending)
         t = threading.Thread(
             target=self._run, args=(self._hasher, bufs), name="cashet-hash", daemon=True
