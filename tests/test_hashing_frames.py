@@ -7,13 +7,19 @@ differently; equal frames (copies, slices, other memory layouts) equally.
 from __future__ import annotations
 
 import itertools
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from cashet.hashing import hash_value
+import cashet.hashing.columns
+from cashet.hashing import hash_args, hash_value
 
 
 def all_distinct(values: list[Any]) -> None:
@@ -248,7 +254,7 @@ def test_layouts_of_equal_values_hash_equal() -> None:
 
 #: Pins the encoding of a frame with the string fast paths (pure, NUL, missing) and a mixed
 #: column: change it only on purpose, with a note in docs/cache-keys.md.
-GOLDEN_FRAME = "88226490da42196d9e7b820d02a626304c62742452519b1a8e4ac3d10dacf1c2"
+GOLDEN_FRAME = "c3663b523d326a92dc58d3da3e7bc29a060fc1f5014e1975073aeb7a90587941"
 
 
 def golden_frame() -> pd.DataFrame:
@@ -266,3 +272,135 @@ def golden_frame() -> pd.DataFrame:
 
 def test_golden_frame_digest() -> None:
     assert hash_value(golden_frame()) == GOLDEN_FRAME
+
+
+# --- the text path (pickled in one pass) and the frame's sink (buffers hashed on a thread) -------
+
+
+def test_text_missing_markers_are_not_strings() -> None:
+    all_distinct(
+        [
+            pd.Series(["a", pd.NA], dtype="string"),
+            pd.Series(["a", "pandas.NA"], dtype="string"),
+            pd.Series(["a", pd.NA], dtype=object),
+            pd.Series(["a", "pandas.NA"], dtype=object),
+            pd.Series([None, None], dtype=object),
+            pd.Series([np.nan, np.nan], dtype=object),
+            pd.Series([np.nan, None], dtype=object),
+            pd.Series([np.float64("nan"), None], dtype=object),  # a float subclass
+            pd.Series(["a", -0.0], dtype=object),
+            pd.Series(["a", 0.0], dtype=object),
+        ]
+    )
+
+
+@pytest.mark.parametrize("dtype", [object, "str", "string"])
+def test_text_digest_does_not_depend_on_object_identity(dtype: Any) -> None:
+    shared = "".join(["a", "b"])  # one object three times, then three equal objects
+    distinct = ["".join(["a", "b"]) for _ in range(3)]
+    assert distinct[0] is not distinct[1]
+    assert hash_value(pd.Series([shared] * 3, dtype=dtype)) == hash_value(
+        pd.Series(distinct, dtype=dtype)
+    )
+
+
+def test_str_subclass_in_a_string_array_is_not_a_plain_string() -> None:
+    plain = pd.array(["a", "b"], dtype="string")
+    tagged = pd.array(["a", "b"], dtype="string")
+    tagged._ndarray[0] = Tagged("a")  # pandas keeps str subclasses; make sure of it here
+    assert type(tagged._ndarray[0]) is Tagged
+    assert hash_value(tagged) != hash_value(plain)
+    assert hash_value(pd.DataFrame({"s": tagged})) != hash_value(pd.DataFrame({"s": plain}))
+
+
+def test_containers_in_object_columns_keep_their_encoding() -> None:
+    # not text: a set's iteration order is not canonical, so it must not be pickled
+    a = pd.Series([{"x", "y"}, "s"], dtype=object)
+    b = pd.Series([{"y", "x"}, "s"], dtype=object)
+    assert hash_value(a) == hash_value(b)
+    all_distinct([a, pd.Series([["x", "y"], "s"], dtype=object), pd.Series([("x", "y"), "s"])])
+
+
+def test_object_columns_and_buffers_do_not_trade_places() -> None:
+    # the frame encodes object columns after the others: their place is still part of it
+    all_distinct(
+        [
+            pd.DataFrame([["a", 1.0]], columns=["c", "c"]),
+            pd.DataFrame([[1.0, "a"]], columns=["c", "c"]),
+            pd.DataFrame({"x": [5, 6, 7]}, index=pd.Index([0, 1, 2])),
+            pd.DataFrame({"x": [0, 1, 2]}, index=pd.Index([5, 6, 7])),
+            pd.DataFrame({"x": [0, 1, 2], "y": [5, 6, 7]}),
+            pd.DataFrame({"x": [0, 1, 5], "y": [2, 6, 7]}),
+            pd.DataFrame({"s": ["a", "b"], "t": ["c", "d"]}),
+            pd.DataFrame({"s": ["a", "b", "c"], "t": ["d", "e", "f"]}).iloc[:2],
+        ]
+    )
+
+
+def big_frame(rows: int = 300_000) -> pd.DataFrame:
+    """Buffers past the sink's thread threshold, and a text column."""
+    rng = np.random.default_rng(7)
+    block = rng.random((rows, 3))
+    df = pd.DataFrame(block, columns=["a", "b", "c"])
+    df["n"] = np.arange(rows)
+    df["s"] = pd.array([f"s{i % 97}" for i in range(rows)], dtype="str")
+    return df
+
+
+def test_sink_on_a_thread_or_not_gives_one_digest(monkeypatch: pytest.MonkeyPatch) -> None:
+    df = big_frame()
+    assert df.memory_usage(index=False).sum() > 2 * cashet.hashing.columns.THREAD_MIN
+    threaded = hash_value(df)
+    monkeypatch.setattr(cashet.hashing.columns, "THREAD_MIN", 1 << 62)
+    assert hash_value(df) == threaded
+    assert hash_value(df.copy(deep=True)) == threaded
+    # columns one by one (no shared block), in another order then back
+    by_column = pd.DataFrame({k: df[k].to_numpy().copy() for k in df.columns})
+    by_column["s"] = df["s"].copy()
+    assert hash_value(by_column) == threaded
+    assert hash_value(df[["c", "b", "a", "n", "s"]][["a", "b", "c", "n", "s"]]) == threaded
+    assert hash_value(df[["b", "a", "c", "n", "s"]]) != threaded
+    changed = df.copy(deep=True)
+    changed.iloc[-1, 2] = 0.5
+    assert hash_value(changed) != threaded
+
+
+def test_unhashable_value_in_an_object_column_names_the_column() -> None:
+    df = pd.DataFrame({"x": np.arange(3.0), "o": pd.Series([1, threading.Lock(), 2], dtype=object)})
+    with pytest.raises(TypeError, match=r"\.iloc\[:, 1\]\[1\]\) of type _thread\.lock"):
+        hash_args((df,), {})
+
+
+def test_unhashable_object_column_after_the_sink_started_leaves_no_thread() -> None:
+    df = big_frame(300_000)
+    df["o"] = pd.Series([threading.Lock()] + [1] * (len(df) - 1), dtype=object)
+    before = threading.active_count()
+    with pytest.raises(TypeError, match=r"\.iloc\[:, 5\]\[0\]\) of type _thread\.lock"):
+        hash_value(df)
+    assert threading.active_count() == before
+    assert hash_value(df.drop(columns="o")) == hash_value(big_frame(300_000))
+
+
+_CROSS = """
+import sys
+import numpy as np
+import pandas as pd
+sys.path.insert(0, sys.argv[1])
+from test_hashing_frames import big_frame, golden_frame, kinds_frame
+from cashet.hashing import hash_value
+print(hash_value(kinds_frame()), hash_value(big_frame(50_000)), hash_value(golden_frame()))
+"""
+
+
+def test_frame_digests_equal_across_processes() -> None:
+    here = hash_value(kinds_frame()), hash_value(big_frame(50_000)), GOLDEN_FRAME
+    for seed in ("1", "2"):
+        env = dict(os.environ, PYTHONHASHSEED=seed, PYTHONDONTWRITEBYTECODE="1")
+        out = subprocess.run(
+            [sys.executable, "-c", _CROSS, str(Path(__file__).parent)],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+        assert tuple(out) == here

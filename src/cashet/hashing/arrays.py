@@ -4,17 +4,17 @@ Nothing here imports NumPy or pandas (``import cashet`` must not: a test checks)
 can only be an array if its library is already in ``sys.modules``, so the handlers look the
 modules up there when a type is first met. Arrays are hashed as raw bytes (NaN payloads and
 the sign of zero compared bitwise), field by field for structured dtypes, element by element
-for object dtypes; pandas objects by their index, names and column values.
+for object dtypes; pandas objects by their index, names and column values (text columns
+in one C pass, a frame's buffers on a worker thread: see :mod:`cashet.hashing.columns`).
 """
 
 from __future__ import annotations
 
-import itertools
-import operator
 import sys
 from collections.abc import Callable
 from typing import Any
 
+from cashet.hashing.columns import Sink, enc_text
 from cashet.hashing.containers import SEQ_TAGS, enc_seq, enc_tuple
 from cashet.hashing.encoder import (
     TAGS,
@@ -126,8 +126,9 @@ def _numpy_handler(tp: type) -> Handler | None:
 # --- pandas ----------------------------------------------------------------------------
 
 
-def _enc_pd_values(arr: Any, st: Stream) -> None:
-    """The values of a column/index: numpy buffers where possible, else element-wise."""
+def _enc_pd_values(arr: Any, st: Stream, sink: Sink | None = None) -> None:
+    """The values of a column/index: numpy buffers where possible (given to ``sink`` when
+    there is one, see :func:`_put`), text in one pass, else element-wise."""
     np = sys.modules["numpy"]
     pd = sys.modules["pandas"]
     dtype = arr.dtype
@@ -135,84 +136,55 @@ def _enc_pd_values(arr: Any, st: Stream) -> None:
     enc_str(str(dtype), st)
     if isinstance(arr, (np.ndarray, pd.arrays.NumpyExtensionArray)) or isinstance(dtype, np.dtype):
         a = np.asarray(arr)  # no copy for numpy-backed values
-        if a.dtype.kind != "O" or a.ndim != 1 or not _enc_strs(a, st):
-            _enc_ndarray(a, st)
+        if a.dtype.kind != "O" or a.ndim != 1:
+            _put(a, st, sink)
+        elif sink is not None:  # after the frame's columns, while the sink hashes
+            st.buf += TAGS["pd_text"]
+            sink.later(a, isinstance(arr, pd.arrays.StringArray))
+        else:
+            _enc_object_column(a, st, isinstance(arr, pd.arrays.StringArray))
     elif isinstance(dtype, pd.CategoricalDtype):
-        _enc_ndarray(np.asarray(arr.codes), st)
+        _put(np.asarray(arr.codes), st, sink)
         _enc_pd_index(dtype.categories, st)
         enc_bool(dtype.ordered, st)
     elif isinstance(dtype, (pd.DatetimeTZDtype, pd.PeriodDtype)):
-        _enc_ndarray(np.asarray(arr.asi8), st)
+        _put(np.asarray(arr.asi8), st, sink)
     elif hasattr(arr, "_mask") and hasattr(arr, "_data"):
         # nullable Int64/boolean/Float64: values under the mask are garbage, zero them
         mask, data = np.asarray(arr._mask), np.asarray(arr._data)
         if mask.any():
             data = data.copy()
             data[mask] = 0
-        _enc_ndarray(mask, st)
-        _enc_ndarray(data, st)
+        _put(mask, st, sink)
+        _put(data, st, sink)
     else:  # strings, arrow, intervals, sparse...: exact, element by element
         _enc_ndarray(arr.to_numpy(dtype=object), st)
 
 
-def _enc_strs(a: Any, st: Stream) -> bool:
-    """Write a 1-D object array of strings (and missing values) in a few C calls.
-
-    Every value exactly a ``str``: one block of text. Some exactly ``str`` and the others
-    ``None``/floats (NaN)/``pd.NA``/``pd.NaT``: the mask of non-strings, those values one by
-    one, then the strings as one block. Anything else (a ``str`` subclass such as
-    ``np.str_``, no string at all, other objects) returns False, nothing written: the
-    caller encodes the values one by one. The choice depends only on the values.
-    """
-    items = a.tolist()
-    n = len(items)
-    types = list(map(type, items))
-    k = types.count(str)
-    if k == n:
-        st.buf += TAGS["pd_strs"]
-        _write_strs(items, st)
-        return True
-    if k == 0 or not set(types) <= _missing_types():
-        return False
+def _put(a: Any, st: Stream, sink: Sink | None) -> None:
+    """An array, its raw buffer handed to ``sink`` if it has a plain one (the header of
+    :func:`_enc_ndarray` behind the ``pd_sink`` tag, then the length; the bytes follow in
+    the sink's digest), else written by :func:`_enc_ndarray`."""
+    dt = a.dtype
+    if sink is None or dt.names is not None or dt.hasobject or dt.kind not in "biufcmMSUV":
+        _enc_ndarray(a, st)
+        return
     np = sys.modules["numpy"]
-    is_str = np.fromiter(map(operator.is_, types, itertools.repeat(str)), bool, n)
-    st.buf += TAGS["pd_strs_na"] + pack_Q(n)
-    feed_raw(st, memoryview(is_str.view(np.uint8)), n)
-    enc_seq(a[~is_str].tolist(), st, SEQ_TAGS["objects"])
-    _write_strs(a[is_str].tolist(), st)
-    return True
-
-
-def _write_strs(items: list[str], st: Stream) -> None:
-    """Count, then the strings joined by NUL if none holds one (the NUL count of the joined
-    text tells), else their code-point lengths and the strings joined: splittable either
-    way, so injective; then the UTF-8 bytes (surrogatepass, as :func:`enc_str`)."""
-    n = len(items)
+    if type(a) is not np.ndarray:
+        a = a.view(np.ndarray)
+    st.buf += TAGS["pd_sink"] + pack_Q(a.ndim)
+    for d in a.shape:
+        st.buf += pack_q(d)
+    enc_str(dt.str, st)
+    if not a.flags.c_contiguous:
+        a = np.ascontiguousarray(a)
+    n = a.nbytes
     st.buf += pack_Q(n)
-    text = "\0".join(items)
-    if text.count("\0") == n - 1:
-        st.buf += b"0"
-    else:
-        st.buf += b"L"
-        lengths = sys.modules["numpy"].fromiter(map(len, items), "<u8", n)
-        feed_raw(st, memoryview(lengths.view("u1")), lengths.nbytes)
-        text = "".join(items)
-    data = text.encode("utf-8", "surrogatepass")
-    feed_raw(st, data, len(data))
+    if n:
+        sink.add(a.reshape(-1).view(np.uint8))
 
 
-_MISSING: set[type] = set()
-
-
-def _missing_types() -> set[type]:
-    """``str`` and the types of the missing values a string column may hold."""
-    if not _MISSING:
-        pd = sys.modules["pandas"]
-        _MISSING.update((str, type(None), float, type(pd.NA), type(pd.NaT)))
-    return _MISSING
-
-
-def _enc_pd_index(idx: Any, st: Stream) -> None:
+def _enc_pd_index(idx: Any, st: Stream, sink: Sink | None = None) -> None:
     pd = sys.modules["pandas"]
     if isinstance(idx, pd.RangeIndex):
         st.buf += TAGS["pd_range"]
@@ -223,11 +195,11 @@ def _enc_pd_index(idx: Any, st: Stream) -> None:
         enc_tuple(tuple(idx.names), st)
         st.buf += pack_Q(idx.nlevels)
         for level in range(idx.nlevels):
-            _enc_pd_values(idx.get_level_values(level).array, st)
+            _enc_pd_values(idx.get_level_values(level).array, st, sink)
     else:
         st.buf += TAGS["pd_index"] + type_tag(type(idx))
         encode(idx.name, st)
-        _enc_pd_values(idx.array, st)
+        _enc_pd_values(idx.array, st, sink)
 
 
 def _enc_pd_series(s: Any, st: Stream) -> None:
@@ -238,16 +210,41 @@ def _enc_pd_series(s: Any, st: Stream) -> None:
 
 
 def _enc_pd_frame(df: Any, st: Stream) -> None:
+    """Columns, index, then each column; the plain buffers (row index included) go to a
+    :class:`Sink`, hashed while the object/text columns are encoded after the columns (each
+    column marks its place), the sink's digest last (only when it took a buffer)."""
     st.buf += TAGS["pd_frame"]
     _enc_pd_index(df.columns, st)
-    _enc_pd_index(df.index, st)
-    st.buf += pack_Q(df.shape[1])
-    for pos, (_, col) in enumerate(df.items()):
-        try:
-            _enc_pd_values(col.array, st)
-        except Unhashable as e:
-            e.path.append(("column", pos))
-            raise
+    ncols = df.shape[1]
+    sink = Sink()
+    try:
+        _enc_pd_index(df.index, st, sink)
+        st.buf += pack_Q(ncols)
+        for pos, (_, col) in enumerate(df.items()):
+            sink.where = ("column", pos)
+            try:
+                _enc_pd_values(col.array, st, sink)
+            except Unhashable as e:
+                e.path.append(("column", pos))
+                raise
+        sink.start()
+        for a, trusted, where in sink.texts:
+            try:
+                _enc_object_column(a, st, trusted)
+            except Unhashable as e:
+                if where is not None:
+                    e.path.append(where)
+                raise
+    finally:
+        sink.close()
+    if sink.used:
+        st.buf += sink.digest()
+
+
+def _enc_object_column(a: Any, st: Stream, trusted: bool) -> None:
+    """A 1-D object array: text in one pass (:func:`enc_text`), else value by value."""
+    if not enc_text(a, st, trusted):
+        _enc_ndarray(a, st)
 
 
 def _enc_pd_cat(obj: Any, st: Stream) -> None:

@@ -64,6 +64,7 @@ DIRECT = 64 << 10
 # One byte per kind of value (name, byte as latin-1). Every tag is distinct (a test checks
 # it), and the stream is prefix-free: each value starts with its tag and carries its own
 # lengths and counts. Packed sequences: i64 / f64 / str variants of tuple, list, objects.
+# pd_strs and pd_strs_na are retired (an older string-column layout): never reuse them.
 _TAG_TABLE = """
 none N  true T  false F  ellipsis .  notimpl !  int i  bigint I  float f  complex c
 str s  bytes b  bytearray B  memoryview m  tuple (  list [  objects o  backref ^
@@ -77,6 +78,7 @@ ref R  hook H  dataclass K  subclass S  reduce X  global G  fields #
 ndarray A  npscalar a  npsub j  masked k  ufunc U  class_code C  layout L
 pd_frame \x90  pd_series \x91  pd_index \x92  pd_range \x93  pd_multi \x94  pd_cat \x95
 pd_values \x96  pd_scalar \x97  pd_missing \x98  pd_strs \x99  pd_strs_na \x9a
+pd_text \x9b  pd_sink \x9c
 """
 _tag_words = [w for w in _TAG_TABLE.replace("\n", " ").split(" ") if w]  # \x85 is whitespace
 TAGS: dict[str, bytes] = {
