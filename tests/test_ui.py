@@ -379,7 +379,13 @@ def _back_to_version_6(db: sqlite3.Connection) -> None:
         "UPDATE blobs SET refcount ="
         " (SELECT count(*) FROM commits AS c WHERE c.result_hash = blobs.hash)"
     )
-    for trigger in ("commits_after_insert", "commits_after_delete", "commits_data_after_update"):
+    for trigger in (
+        "commits_after_insert",
+        "commits_after_delete",
+        "commits_data_after_update",
+        "blobs_shadow_after_insert",
+        "blobs_shadow_after_delete",
+    ):
         db.execute(f"DROP TRIGGER {trigger}")
     db.execute("ALTER TABLE commits DROP COLUMN result_data")
     db.execute("PRAGMA user_version = 6")
