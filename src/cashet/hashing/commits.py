@@ -40,6 +40,7 @@ __all__ = [
     "task_def_to_dict",
     "verified_commit",
     "verified_content",
+    "content_digest",
 ]
 
 def _dt(value: datetime | None) -> str | None:
@@ -130,7 +131,16 @@ def _content_json(c: Commit) -> str:
 
 
 def _hash_content(content: str) -> str:
-    return blake3(b"cashet.commit.v1\x00" + content.encode()).hexdigest()
+    return blake3(_COMMIT_DOMAIN + content.encode()).hexdigest()
+
+
+_COMMIT_DOMAIN = b"cashet.commit.v1\x00"
+
+
+def content_digest(content: bytes) -> str:
+    """The commit hash of the content text whose UTF-8 is ``content`` (what
+    :func:`verified_content` checks; for a store that has the bytes already)."""
+    return blake3(_COMMIT_DOMAIN + content).hexdigest()
 
 
 def compute_commit_hash(c: Commit) -> str:

@@ -34,7 +34,9 @@ from cashet.models import Commit, ObjectRef, TaskDef, TaskStatus, new_commit
 __all__ = ["decode_lazily"]
 
 # A JSON string token (json.loads' strict mode: no raw control character, JSON's escapes).
-_S = r'"[^"\\\x00-\x1f]*(?:\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})[^"\\\x00-\x1f]*)*"'
+# Possessive (*+): what follows a run of plain characters is a backslash or the closing
+# quote, so giving any back never helps a match; not keeping them to give back is faster.
+_S = r'"[^"\\\x00-\x1f]*+(?:\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})[^"\\\x00-\x1f]*+)*+"'
 _NUM = r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?"
 _INT = r"-?(?:0|[1-9][0-9]*)"
 _DICT = rf"\{{(?:{_S}:{_S}(?:,{_S}:{_S})*)?\}}"
@@ -79,10 +81,6 @@ def _num(token: str) -> int | float | None:
     if "." in token or "e" in token or "E" in token:
         return float(token)
     return int(token)
-
-
-def _dt(token: str) -> datetime | None:
-    return None if token == "null" else datetime.fromisoformat(_str(token))
 
 
 class _Rest:
@@ -136,7 +134,7 @@ def decode_lazily(content: str, commit_hash: str) -> Commit:
 
 def _commit(content: str, commit_hash: str, m: re.Match[str]) -> Commit:
     g = m.groups()  # in the order of _HEAD's groups
-    td: TaskDef = object.__new__(TaskDef)
+    td: TaskDef = _new(TaskDef)
     td.func_name = _str(g[16])
     td.func_hash = _str(g[15])
     td.args_hash = _str(g[11])
@@ -145,20 +143,31 @@ def _commit(content: str, commit_hash: str, m: re.Match[str]) -> Commit:
     td.force = g[14] == "true"
     td.identity = None
     object.__setattr__(td, "_pending", _Rest(content, m.end()))  # (see models._Decoded)
-    status, tags, inputs, rh = g[9], g[10], g[4], g[6]
+    status, tags, inputs, rh, expires = g[9], g[10], g[4], g[6], g[3]
+    if rh is None:
+        result = None
+    else:  # (ObjectRef's fields set as its frozen __init__ does, without its overhead)
+        result = _new(ObjectRef)
+        _set_ref_hash(result, _str(rh))
+        _set_ref_size(result, int(g[7]))
     return new_commit(
         str(commit_hash),
         td,
         _STATUS.get(status) or TaskStatus.parse(_str(status)),
         datetime.fromisoformat(_str(g[1])),
-        None if rh is None else ObjectRef(_str(rh), int(g[7])),
+        result,
         _opt(g[5]),
         _opt(g[2]),
         {} if tags == "{}" else {str(k): str(v) for k, v in json.loads(tags).items()},
         _num(g[0]),
-        _dt(g[3]),
+        None if expires == "null" else datetime.fromisoformat(_str(expires)),
         tuple(_str(t) for t in _STRING.findall(inputs)) if inputs else (),
         _str(g[8]),
         None,  # last_accessed: the store's column
         None,  # signature: beside the content
     )
+
+
+_new = object.__new__
+_set_ref_hash = ObjectRef.__dict__["hash"].__set__
+_set_ref_size = ObjectRef.__dict__["size"].__set__

@@ -29,11 +29,11 @@ from blake3 import blake3
 
 from cashet.hashing.commits import (
     Decoder,
+    content_digest,
     decode_whole,
     sealed_content,
     stored_json,
     verified_commit,
-    verified_content,
 )
 from cashet.models import Commit
 from cashet.stores.sqlite import schema as sql
@@ -121,6 +121,19 @@ def inflate(body: Any, zdict: bytes) -> str:
     Raises:
         ValueError: ``body`` is not a whole deflate stream of UTF-8 text.
     """
+    out = _inflated(body, zdict)
+    try:
+        return out.decode()
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"not a readable commit (its body inflates to bad UTF-8: {exc})") from None
+
+
+def _inflated(body: Any, zdict: bytes) -> bytes:
+    """The bytes :func:`deflate` was given.
+
+    Raises:
+        ValueError: ``body`` is not a whole deflate stream.
+    """
     if not isinstance(body, bytes):
         raise ValueError(f"not a readable commit (a lean body is bytes, not {type(body).__name__})")
     d = zlib.decompressobj(-15, zdict)
@@ -130,10 +143,7 @@ def inflate(body: Any, zdict: bytes) -> str:
         raise ValueError(f"not a readable commit (its body does not inflate: {exc})") from None
     if not d.eof or d.unused_data or d.unconsumed_tail:
         raise ValueError("not a readable commit (its body is not one whole deflate stream)")
-    try:
-        return out.decode()
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"not a readable commit (its body inflates to bad UTF-8: {exc})") from None
+    return out
 
 
 class FunctionBooks:
@@ -205,9 +215,20 @@ def verified_row(
         raise ValueError(f"its function row {fn!r} is missing")
     if not isinstance(h, str):
         raise ValueError(f"its hash is {type(h).__name__}, not text")
-    content, _, signature = inflate(body, dictionary(zdict, result)).partition(_SIGNED)
-    commit = verified_content(content, h, decode)
-    commit.signature = signature or None  # checked by a signed store, never here
+    # Hashed as inflated (the text's UTF-8: the same digest), decoded once verified.
+    content, _, signature = _inflated(body, dictionary(zdict, result)).partition(b"\x00")
+    if content_digest(content) != h:
+        raise ValueError(f"its content does not hash to {h[:16]}...")
+    try:
+        text = content.decode()
+        signed = signature.decode()
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"not a readable commit (its body inflates to bad UTF-8: {exc})") from None
+    try:  # (verified_content's verdict, for text verified just now)
+        commit = decode(text, h)
+    except Exception as exc:
+        raise ValueError(f"not a readable commit ({type(exc).__name__}: {exc})") from None
+    commit.signature = signed or None  # checked by a signed store, never here
     return commit
 
 
