@@ -369,9 +369,9 @@ def test_small_values_stay_on_the_loop_big_ones_do_not(
 
     hashed_in: list[int] = []
 
-    def recording_hash_call(func: Any, args: Any, kwargs: Any) -> str:
+    def recording_hash_call(func: Any, args: Any, kwargs: Any, *more: Any) -> str:
         hashed_in.append(threading.get_ident())
-        return hash_call(func, args, kwargs)
+        return hash_call(func, args, kwargs, *more)
 
     monkeypatch.setattr(ac, "hash_call", recording_hash_call)
     serializer = RecordingSerializer()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -11,10 +12,11 @@ import pytest
 from blake3 import blake3
 
 from cashet import Client, _process
+from cashet.async_client import AsyncClient
 from cashet.hashing import manifest as m
 from cashet.hashing.calls import bind
 from cashet.models import Lease, utcnow
-from cashet.store import SQLiteStore
+from cashet.store import AsyncSQLiteStore, SQLiteStore
 from cashet.stores.sqlite import schema as sql
 from cashet.stores.sqlite.lean import fp_key
 
@@ -154,3 +156,22 @@ def test_a_known_miss_is_its_lease_holders_and_told_once(tmp_path: Path) -> None
         store.release_claim(fp, "mine")
         assert store.try_claim(fp, lease("short", seconds=-1))  # expired at once
         assert not store.known_miss(fp, "short")
+
+
+def test_an_async_miss_looks_up_once_and_the_claim_answers_the_second_look(
+    tmp_path: Path,
+) -> None:
+    RUNS.clear()
+
+    async def main() -> None:
+        async with AsyncSQLiteStore(tmp_path / "s") as store, AsyncClient(store=store) as client:
+            await client.submit(plus_one, 0)  # the function's row, written once
+            seen = hit_queries(store.sync_store)  # the loop's connection: lookups run there
+            ref = await client.submit(plus_one, 1)
+            assert await ref.load() == 2
+            looks = [q for q in seen if q.startswith(sql.FIND_HIT_ONE.split(" FROM")[0])]
+            assert len(looks) == 1  # before: a second lookup after the claim
+            assert (await client.submit(plus_one, 1)).cached  # and it is a hit now
+
+    asyncio.run(main())
+    assert RUNS == [0, 1]

@@ -51,6 +51,7 @@ from cashet.errors import StoreError
 from cashet.executors.async_local import BIG_BYTES, is_big
 from cashet.hashing import FunctionIdentity, hash_call
 from cashet.hashing.functions import identity_is_heavy
+from cashet.hashing.kept import KeptDigests, lent
 from cashet.models import AsyncResultRef, Commit, ObjectRef, TaskDef, utcnow
 from cashet.protocols import (
     AsyncCheckup,
@@ -98,8 +99,9 @@ def _call_key(
     func: Callable[..., Any],
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
+    kept: KeptDigests,
 ) -> tuple[FunctionIdentity, str]:
-    return identity_of(), hash_call(func, args, kwargs)
+    return identity_of(), hash_call(func, args, kwargs, None, kept)
 
 
 async def _task_def(
@@ -108,15 +110,20 @@ async def _task_def(
     options: TaskOptions,
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
-) -> TaskDef:
+) -> tuple[TaskDef, KeptDigests | None]:
     """The ``TaskDef`` of one call: keyed in a thread when that may take long (a big
-    argument, or a big global re-hashed on every call), on the event loop otherwise."""
+    argument, or a big global re-hashed on every call), on the event loop otherwise; and
+    the digests of the big buffers its key kept for its manifest (``hashing.kept``)."""
+    kept: KeptDigests | None = None
     if identity_is_heavy(func) or is_big(args) or is_big(kwargs):
         identity_of = functools.partial(client._identity, func, options)
-        identity, args_hash = await asyncio.to_thread(_call_key, identity_of, func, args, kwargs)
+        kept = {}
+        identity, args_hash = await asyncio.to_thread(
+            _call_key, identity_of, func, args, kwargs, kept
+        )
     else:
         identity, args_hash = client._identity(func, options), hash_call(func, args, kwargs)
-    return make_task_def(identity, options, args_hash)
+    return make_task_def(identity, options, args_hash), kept
 
 
 class AsyncClient(AsyncQueries, ClientBase[AsyncTaskFunction[Any]]):
@@ -215,8 +222,16 @@ class AsyncClient(AsyncQueries, ClientBase[AsyncTaskFunction[Any]]):
             ValueError: an option has a wrong type or value.
         """
         func, options = self._resolve(func, _cache, _force, _tags, _retries, _timeout, _ttl)
-        task_def = await _task_def(self, func, options, args, kwargs)
-        done = await self.executor.submit(func, args, kwargs, task_def, self.store, self.serializer)
+        task_def, kept = await _task_def(self, func, options, args, kwargs)
+        if not kept:
+            done = await self.executor.submit(
+                func, args, kwargs, task_def, self.store, self.serializer
+            )
+        else:
+            with lent(kept, task_def.args_hash):  # for its description, on a miss
+                done = await self.executor.submit(
+                    func, args, kwargs, task_def, self.store, self.serializer
+                )
         return AsyncResultRef(executor_commit(done), self._load_object)
 
     async def _load_object(self, ref: ObjectRef, data: bytes | None = None) -> Any:
@@ -513,7 +528,7 @@ class AsyncClient(AsyncQueries, ClientBase[AsyncTaskFunction[Any]]):
         key = self._lookup_key(func, _cache, _force, _tags, _retries, _timeout, _ttl)
         if key is None:
             return None
-        task_def = await _task_def(self, *key, args, kwargs)
+        task_def, _ = await _task_def(self, *key, args, kwargs)
         hit = await full_async_store(self.store).lookup(task_def.fingerprint)
         if hit is None or hit.commit.result is None:
             return None

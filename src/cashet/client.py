@@ -28,6 +28,7 @@ from cashet.core.batch import BatchItem, plan_batch
 from cashet.core.options import TaskOptions, make_task_def
 from cashet.errors import StoreError
 from cashet.hashing import hash_call
+from cashet.hashing.kept import KeptDigests, lent
 from cashet.models import Commit, ResultRef, TaskDef, utcnow
 from cashet.protocols import Executor, HitCounter, Serializer, Store, supports
 from cashet.provenance.explain import Explanation, explain_key
@@ -178,8 +179,12 @@ class Client(ClientBase[TaskFunction[Any]], StoreQueries):
             func, _cache, _force, _tags, _retries, _timeout, _ttl
         )
         _refuse_async(func)
-        task_def = make_task_def(identity, options, hash_call(func, args, kwargs))
-        return self._submit_keyed(func, args, kwargs, task_def)
+        kept: KeptDigests = {}  # the big buffers' digests, for the manifest of a miss
+        task_def = make_task_def(identity, options, hash_call(func, args, kwargs, None, kept))
+        if not kept:
+            return self._submit_keyed(func, args, kwargs, task_def)
+        with lent(kept, task_def.args_hash):
+            return self._submit_keyed(func, args, kwargs, task_def)
 
     def _submit_keyed(
         self,

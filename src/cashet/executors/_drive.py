@@ -21,6 +21,7 @@ from cashet.core.flow import CallFlow, Description
 from cashet.core.refs import find_refs
 from cashet.errors import TaskTimeoutError
 from cashet.hashing import args_snapshot, function_identity
+from cashet.hashing.kept import take
 from cashet.hashing.manifest import key_manifest
 from cashet.models import Commit, TaskDef
 from cashet.protocols import PartsSerializer, Serializer, supports
@@ -144,7 +145,8 @@ def describe_call(
     identity = task_def.identity
     if identity is None:  # a TaskDef made by hand: the function's identity now
         identity = function_identity(func)
-    manifest = key_manifest(identity, func, args, kwargs)
+    # the digests of big buffers the client's key kept for this call: not hashed again
+    manifest = key_manifest(identity, func, args, kwargs, take(task_def.args_hash))
     return args_snapshot(args, kwargs), tuple(dict.fromkeys(r.hash for r in refs)), manifest
 
 

@@ -150,6 +150,13 @@ class AsyncLocalExecutor(FlowExecutor):
         return await run_flow(flow, handler.answer, True)
 
 
+def _known_miss(store: object, effect: Lookup) -> bool:
+    """Whether ``store`` knows the lookup after this call's claim to be a miss (SQLite; a
+    sync answer, from what its claim saw)."""
+    known = getattr(store, "known_miss", None)
+    return known is not None and known(effect.fingerprint, effect.owner) is True
+
+
 class _AsyncHandler:
     """Answers the effects of one call's flow with awaits on the store (see ``_SyncHandler``)."""
 
@@ -179,6 +186,8 @@ class _AsyncHandler:
         store = self.store
         match effect:
             case Lookup():  # the hit, with a small result's bytes when read along
+                if effect.owner is not None and _known_miss(store, effect):
+                    return None  # the lookup right after our claim: the store knows
                 hit = await full_async_store(store).lookup(effect.fingerprint)
                 if hit is None:
                     return None

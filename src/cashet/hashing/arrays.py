@@ -31,6 +31,7 @@ from cashet.hashing.encoder import (
     tracked,
     type_tag,
 )
+from cashet.hashing.kept import kept_get, kept_put
 from cashet.hashing.scalars import enc_bool, enc_range, enc_str, enc_tz
 
 __all__ = ["array_handler"]
@@ -46,6 +47,7 @@ def array_handler(tp: type) -> Handler | None:
 
 def _enc_ndarray(a: Any, st: Stream) -> None:
     np = sys.modules["numpy"]
+    owner = a  # what a big buffer's digest is kept by (see hashing.kept)
     if type(a) is not np.ndarray:
         a = a.view(np.ndarray)
     dt = a.dtype
@@ -76,7 +78,7 @@ def _enc_ndarray(a: Any, st: Stream) -> None:
     if not a.flags.c_contiguous:
         a = np.ascontiguousarray(a)
     n = a.nbytes
-    feed_raw(st, memoryview(a.reshape(-1).view(np.uint8)) if n else b"", n)
+    feed_raw(st, memoryview(a.reshape(-1).view(np.uint8)) if n else b"", n, owner)
 
 
 @tracked  # on the array itself: an object array may contain itself
@@ -216,7 +218,11 @@ def _enc_pd_frame(df: Any, st: Stream) -> None:
     st.buf += TAGS["pd_frame"]
     _enc_pd_index(df.columns, st)
     ncols = df.shape[1]
-    sink = Sink()
+    kept = st.kept
+    # (sink digest, what each text column wrote) kept by the call's key for its manifest
+    known = None if kept is None or not st.reuse else kept_get(kept, "frame", df)
+    sink = Sink(None if known is None else known[0])
+    texts: list[bytes | None] = []
     try:
         _enc_pd_index(df.index, st, sink)
         st.buf += pack_Q(ncols)
@@ -228,17 +234,29 @@ def _enc_pd_frame(df: Any, st: Stream) -> None:
                 e.path.append(("column", pos))
                 raise
         sink.start()
-        for a, trusted, where in sink.texts:
+        for i, (a, trusted, where) in enumerate(sink.texts):
+            written = None if known is None or i >= len(known[1]) else known[1][i]
+            if written is not None:
+                st.buf += written
+                continue
+            mark = len(st.buf)  # the text path only appends to the buffer
             try:
-                _enc_object_column(a, st, trusted)
+                if enc_text(a, st, trusted):
+                    texts.append(bytes(st.buf[mark:]))
+                    continue
+                _enc_ndarray(a, st)
             except Unhashable as e:
                 if where is not None:
                     e.path.append(where)
                 raise
+            texts.append(None)
     finally:
         sink.close()
-    if sink.used:
-        st.buf += sink.digest()
+    digest = sink.digest() if sink.used else None
+    if digest is not None:
+        st.buf += digest
+    if kept is not None and not st.reuse:
+        kept_put(kept, "frame", df, (digest, texts))
 
 
 def _enc_object_column(a: Any, st: Stream, trusted: bool) -> None:

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from cashet._process import BoundedCache
+from cashet.hashing.kept import KeptDigests
 from cashet.hashing.keyparts import warn
 from cashet.hashing.values import hash_args, hash_value
 
@@ -100,7 +101,11 @@ _NO_SELF: Any = object()
 
 
 def hash_call(
-    func: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any], refs: list[Any] | None = None
+    func: Any,
+    args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
+    refs: list[Any] | None = None,
+    kept: KeptDigests | None = None,
 ) -> str:
     """Return the argument digest of ``func(*args, **kwargs)``, bound to its signature.
 
@@ -109,6 +114,7 @@ def hash_call(
         args: the positional arguments.
         kwargs: the keyword arguments.
         refs: as for :func:`~cashet.hashing.hash_args`.
+        kept: as for :func:`~cashet.hashing.hash_args`.
 
     Returns:
         64 lowercase hex characters.
@@ -119,7 +125,7 @@ def hash_call(
     """
     f, owner = _plain(func)
     if f is None:
-        return hash_args(args, kwargs, refs)
+        return hash_args(args, kwargs, refs, kept)
     code = f.__code__
     if (
         owner is None
@@ -127,14 +133,14 @@ def hash_call(
         and len(args) == code.co_argcount
         and not code.co_kwonlyargcount
     ):
-        return hash_args(args, kwargs, refs)  # the common call: nothing to bind
+        return hash_args(args, kwargs, refs, kept)  # the common call: nothing to bind
     full = args if owner is None else (owner, *args)
     bound = bind(f, full, kwargs)
     if bound is None:
-        return hash_args(full, kwargs, refs)
+        return hash_args(full, kwargs, refs, kept)
     pos, kw, defaulted = bound
     try:
-        return hash_args(pos, kw, refs)
+        return hash_args(pos, kw, refs, kept)
     except TypeError:
         pass
     # something unhashable: if the caller passed it, say so; a default or the bound instance
@@ -157,10 +163,10 @@ def hash_call(
             left_out.append(f"the default of {k} ({type(keep_kw[k]).__qualname__})")
             del keep_kw[k]
     if not left_out:
-        return hash_args(pos, kw, refs)  # raises the caller's own TypeError
+        return hash_args(pos, kw, refs, kept)  # raises the caller's own TypeError
     warn(f, f"{f.__module__}.{f.__qualname__}", left_out)
     marked = tuple(("<left out>",) if v is _NO_SELF else v for v in keep_pos)
-    return hash_args(marked, keep_kw, refs)
+    return hash_args(marked, keep_kw, refs, kept)
 
 
 def _hashable(v: Any) -> bool:

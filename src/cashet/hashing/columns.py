@@ -106,9 +106,14 @@ class Sink:
     """A frame's plain buffers, hashed in order into one hasher (on a worker thread once
     :meth:`start` is called with enough data), and the object columns left for later."""
 
-    __slots__ = ("_error", "_hasher", "_pending", "_size", "_thread", "texts", "used", "where")
+    __slots__ = (
+        "_error", "_hasher", "_known", "_pending", "_size", "_thread", "texts", "used", "where",
+    )  # fmt: skip
 
-    def __init__(self) -> None:
+    def __init__(self, known: bytes | None = None) -> None:
+        #: the digest of these buffers when known already (kept by the call's key): the
+        #: buffers are then not hashed again
+        self._known = known
         self._hasher: blake3 | None = None
         self._pending: list[Any] = []
         self._size = 0
@@ -124,8 +129,9 @@ class Sink:
     def add(self, u8: Any) -> None:
         """Take a 1-D ``uint8`` ndarray (the caller writes its length to the stream)."""
         self.used = True
-        self._pending.append(u8)
-        self._size += u8.nbytes
+        if self._known is None:
+            self._pending.append(u8)
+            self._size += u8.nbytes
 
     def later(self, a: Any, trusted: bool) -> None:
         """Leave a 1-D object array for the caller to encode after the other columns."""
@@ -166,6 +172,8 @@ class Sink:
         self.close()
         if self._error is not None:
             raise self._error
+        if self._known is not None:
+            return self._known
         h = self._hasher
         if h is None:
             h = self._hasher = new_hasher(self._size)

@@ -22,6 +22,7 @@ from typing import Any
 from blake3 import blake3
 
 from cashet.hashing._blake import new_hasher
+from cashet.hashing.kept import KeptDigests, kept_get, kept_put
 
 __all__ = [
     "BIG",
@@ -109,12 +110,22 @@ class Unhashable(Exception):
 class Stream:
     """Per-call encoder state: the pending buffer, the hasher (lazy), refs, open containers."""
 
-    __slots__ = ("active", "buf", "hasher", "refs")
+    __slots__ = ("active", "buf", "hasher", "kept", "refs", "reuse")
 
-    def __init__(self, refs: list[Any] | None, header: bytes) -> None:
+    def __init__(
+        self,
+        refs: list[Any] | None,
+        header: bytes,
+        kept: KeptDigests | None = None,
+        reuse: bool = False,
+    ) -> None:
         self.buf = bytearray(header)
         self.hasher: Any = None
         self.refs = refs
+        #: the call's big digests (see ``kept``): written while its key is hashed, read
+        #: (``reuse``) while its manifest is made
+        self.kept = kept
+        self.reuse = reuse
         # id -> depth of every mutable container/object currently being encoded
         self.active: dict[int, int] = {}
 
@@ -150,11 +161,20 @@ def finish(st: Stream) -> bytes:
     return h.digest()  # type: ignore[no-any-return]
 
 
-def feed_raw(st: Stream, data: Any, n: int) -> None:
-    """Write length ``n`` and the bytes of buffer ``data`` (or their digest when big)."""
+def feed_raw(st: Stream, data: Any, n: int, owner: Any = None) -> None:
+    """Write length ``n`` and the bytes of buffer ``data`` (or their digest when big: kept
+    for, or taken from, the call's manifest by ``owner``, the value ``data`` is of)."""
     st.buf += pack_Q(n)
     if n >= BIG:
-        st.buf += big_digest(data, False)
+        kept = st.kept
+        digest = None
+        if kept is not None and owner is not None and st.reuse:
+            digest = kept_get(kept, "big", owner)
+        if digest is None:
+            digest = big_digest(data, False)
+            if kept is not None and owner is not None and not st.reuse:
+                kept_put(kept, "big", owner, digest)
+        st.buf += digest
     elif n >= DIRECT:
         flush(st).update(data)
     elif n:

@@ -31,6 +31,7 @@ from typing import Any
 
 from cashet._process import BoundedCache
 from cashet.hashing.calls import bind
+from cashet.hashing.kept import KeptDigests
 from cashet.hashing.keyparts import FunctionIdentity
 from cashet.hashing.values import hash_value
 
@@ -72,9 +73,9 @@ def preview(value: Any) -> str:
 DIGEST_CHARS = 32
 
 
-def _digest(value: Any) -> str:
+def _digest(value: Any, kept: KeptDigests | None = None) -> str:
     try:
-        return hash_value(value)[:DIGEST_CHARS]
+        return hash_value(value, kept)[:DIGEST_CHARS]
     except Exception:
         return ""
 
@@ -136,15 +137,24 @@ def _distributions() -> Mapping[str, list[str]]:
     return _DISTRIBUTIONS[0]
 
 
-def _argument(name: str, value: Any, default: bool = False) -> dict[str, Any]:
-    entry: dict[str, Any] = {"name": name, "digest": _digest(value), "preview": preview(value)}
+def _argument(
+    name: str, value: Any, default: bool = False, kept: KeptDigests | None = None
+) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "name": name,
+        "digest": _digest(value, kept),
+        "preview": preview(value),
+    }
     if default:
         entry["default"] = True
     return entry
 
 
 def _arguments(
-    func: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]
+    func: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
+    kept: KeptDigests | None = None,
 ) -> list[dict[str, Any]]:
     """Each argument by parameter name, bound as ``hash_call`` binds it."""
     f: Any = func
@@ -161,12 +171,12 @@ def _arguments(
             and len(args) == code.co_argcount
             and not code.co_kwonlyargcount
         ):
-            return [_argument(code.co_varnames[i], v) for i, v in enumerate(args)]
+            return [_argument(code.co_varnames[i], v, False, kept) for i, v in enumerate(args)]
         full = args if owner is None else (owner, *args)
         bound = bind(f, full, kwargs)
     if bound is None:  # not a plain function, or a call that does not bind: as given
-        out = [_argument(f"args[{i}]", v) for i, v in enumerate(args)]
-        return out + [_argument(k, v) for k, v in sorted(kwargs.items())]
+        out = [_argument(f"args[{i}]", v, False, kept) for i, v in enumerate(args)]
+        return out + [_argument(k, v, False, kept) for k, v in sorted(kwargs.items())]
     pos, kw, defaulted = bound
     code = f.__code__
     names = code.co_varnames[: code.co_argcount]
@@ -174,9 +184,9 @@ def _arguments(
     out = []
     for i, v in enumerate(pos):
         name = names[i] if i < len(names) else f"*{star}[{i - len(names)}]"
-        out.append(_argument(name, v, i in defaulted))
+        out.append(_argument(name, v, i in defaulted, kept))
     given = set(kwargs)
-    out += [_argument(k, v, k not in given) for k, v in sorted(kw.items())]
+    out += [_argument(k, v, k not in given, kept) for k, v in sorted(kw.items())]
     return out
 
 
@@ -193,6 +203,7 @@ def key_manifest(
     func: Callable[..., Any],
     args: tuple[Any, ...],
     kwargs: Mapping[str, Any],
+    kept: KeptDigests | None = None,
 ) -> dict[str, Any]:
     """Return the manifest (JSON-able) of the key of ``func(*args, **kwargs)``.
 
@@ -202,6 +213,8 @@ def key_manifest(
         func: the task callable.
         args: the positional arguments.
         kwargs: the keyword arguments.
+        kept: the digests of big buffers the call's key kept (``hashing.kept``): each
+            argument's digest reuses them instead of hashing those buffers again.
     """
     values: list[dict[str, Any]] = []
     for kv in identity.values:
@@ -230,7 +243,7 @@ def key_manifest(
         "function": {"name": f"{module}{identity.name}", "digest": identity.hash},
         "code": [{"name": n, "digest": d[:DIGEST_CHARS]} for n, d in identity.helpers],
         "values": values,
-        "arguments": _arguments(func, args, kwargs),
+        "arguments": _arguments(func, args, kwargs, kept),
         "python": _PYTHON,
         "packages": packages,
     }

@@ -113,12 +113,12 @@ def enc_bytes(obj: bytes, st: Stream) -> None:
         st.buf += obj
     else:
         st.buf += b"b"
-        feed_raw(st, obj, n)
+        feed_raw(st, obj, n, obj)
 
 
 def enc_bytearray(obj: bytearray, st: Stream) -> None:
     st.buf += TAGS["bytearray"]
-    feed_raw(st, obj, len(obj))
+    feed_raw(st, obj, len(obj), obj)
 
 
 def enc_memoryview(obj: memoryview, st: Stream) -> None:
@@ -126,7 +126,7 @@ def enc_memoryview(obj: memoryview, st: Stream) -> None:
     enc_str(obj.format, st)
     enc_tuple(obj.shape or (), st)
     mv = memoryview(obj if obj.c_contiguous else obj.tobytes()).cast("B")
-    feed_raw(st, mv, mv.nbytes)
+    feed_raw(st, mv, mv.nbytes, obj)
 
 
 def enc_fraction(obj: fractions.Fraction, st: Stream) -> None:

@@ -69,6 +69,7 @@ from cashet.hashing.encoder import (
     pack_tQ,
     resolve,
 )
+from cashet.hashing.kept import KeptDigests
 from cashet.hashing.objects import (
     enc_builtin,
     enc_class,
@@ -251,7 +252,10 @@ def _too_deep(what: str, root: str, obj: Any) -> TypeError:
 
 
 def hash_args(
-    args: tuple[Any, ...], kwargs: Mapping[str, Any], refs: list[Any] | None = None
+    args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
+    refs: list[Any] | None = None,
+    kept: KeptDigests | None = None,
 ) -> str:
     """Return the BLAKE3 hex digest of a call's arguments.
 
@@ -260,6 +264,8 @@ def hash_args(
         kwargs: the keyword arguments (order-insensitive).
         refs: when given, every ``ResultRef``/``AsyncResultRef`` met anywhere in the
             arguments (also nested in containers) is appended to it.
+        kept: when given, the digests of big buffers are kept there, for the call's
+            manifest to reuse (see :mod:`cashet.hashing.kept`).
 
     Returns:
         64 lowercase hex characters.
@@ -268,7 +274,7 @@ def hash_args(
         TypeError: an argument (or something inside it) cannot be hashed exactly; the
             message names its position or keyword path and its type.
     """
-    st = Stream(refs, _ARGS_HEADER)
+    st = Stream(refs, _ARGS_HEADER, kept)
     st.buf += pack_tQ(b"(", len(args))
     a = None
     try:
@@ -335,11 +341,13 @@ def _hash_args_deep(
     return h.hexdigest()  # type: ignore[no-any-return]
 
 
-def hash_value(obj: Any) -> str:
+def hash_value(obj: Any, kept: KeptDigests | None = None) -> str:
     """Return the BLAKE3 hex digest of one value, with the argument encoding.
 
     Args:
         obj: any value ``hash_args`` accepts as an argument.
+        kept: digests of big buffers that ``hash_args`` kept for this call (taken with
+            :func:`cashet.hashing.kept.take`): reused instead of hashing them again.
 
     Returns:
         64 lowercase hex characters (another domain than ``hash_args``: a different header).
@@ -347,7 +355,7 @@ def hash_value(obj: Any) -> str:
     Raises:
         TypeError: ``obj`` (or something inside it) cannot be hashed exactly.
     """
-    st = Stream(None, _VALUE_HEADER)
+    st = Stream(None, _VALUE_HEADER, kept, True)
     try:
         encode(obj, st)
     except Unhashable as e:

@@ -316,6 +316,11 @@ class AsyncSQLiteStore(AsyncStoreBase):
         """Take the lease on ``fingerprint`` unless another owner holds a live one."""
         return await self.run_sync(self._sync.try_claim, fingerprint, lease)
 
+    def known_miss(self, fingerprint: str, owner: str) -> bool:
+        """Whether the lookup right after ``owner`` took its lease can only miss (see
+        ``SQLiteStore.known_miss``; answered from memory, on the loop)."""
+        return self._sync.known_miss(fingerprint, owner)
+
     async def get_claim(self, fingerprint: str) -> Lease | None:
         """Return the live lease on ``fingerprint``, or ``None``."""
         return await self.run_sync(self._sync.get_claim, fingerprint)
