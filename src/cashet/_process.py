@@ -241,9 +241,13 @@ class BoundedCache(dict[K, V]):
         """Insert ``key``, dropping the oldest entry when the cache is full.
 
         Safe beside other threads' ``put``s: iterating a dict another thread changes can
-        raise ``RuntimeError``; then the oldest entry is simply left for the next ``put``.
+        raise ``RuntimeError``; then the oldest entry is left for a later ``put``, which
+        drops up to a few entries to get back under the limit (the bound self-corrects).
         """
-        if key not in self and len(self) >= self.limit:
-            with suppress(RuntimeError, StopIteration):  # changed (or emptied) meanwhile
-                self.pop(next(iter(self)), None)
+        if key not in self:
+            for _ in range(4):
+                if len(self) < self.limit:
+                    break
+                with suppress(RuntimeError, StopIteration):  # changed (or emptied) meanwhile
+                    self.pop(next(iter(self)), None)
         self[key] = value
