@@ -257,3 +257,57 @@ def pickle_dumps(value: object) -> bytes:
     import pickle
 
     return pickle.dumps(value)
+
+
+def test_inserting_a_commit_does_not_scan_the_commits_sharing_its_result(
+    store_dir: Path,
+) -> None:
+    """The commit triggers' check "is this row the only holder of its tiny result" must
+    not read every commit of a result that many commits share (it did: an ``AND`` runs its
+    subqueries anyway, and a 1M-commit store with shared blobs took an hour to fill).
+    Counted in SQLite VM steps (progress handler), not timed."""
+    with Client(store_dir):
+        pass
+    shared = "ab" * 32
+    cols = (
+        "hash, fp, func_name, status, created_at, expires_at, last_accessed, cache,"
+        " result_hash, result_size, parent_hash, fn, body, result_data"
+    )
+    with db(store_dir) as conn:
+        register_functions(conn)
+        conn.execute(
+            "INSERT INTO blobs (hash, size, stored_size, inline, refcount, created_at)"
+            " VALUES (?, 1, 1, x'00', 0, 0)",
+            (shared,),
+        )
+        steps = [0]
+
+        def count() -> int:
+            steps[0] += 1
+            return 0
+
+        def insert(k: int, data: bytes | None, result: str = shared) -> int:
+            steps[0] = 0
+            conn.set_progress_handler(count, 1)
+            conn.execute(
+                f"INSERT INTO commits ({cols}) VALUES (?, ?, 'f', 'completed', 0, NULL, 0,"
+                " 1, ?, 1, NULL, NULL, '{}', ?)",
+                (f"{k:064x}", k, result, data),
+            )
+            conn.set_progress_handler(None, 1)
+            return steps[0]
+
+        conn.execute("BEGIN")
+        early = [insert(k, None) for k in range(10)]
+        for k in range(10, 3000):
+            insert(k, None)
+        late = [insert(k, None) for k in range(3000, 3010)]
+        # a tiny result shared by as many rows (no blob row): the same
+        tiny = "cd" * 32
+        early_tiny = [insert(k, b"\x01", tiny) for k in range(5000, 5010)]
+        for k in range(5010, 8000):
+            insert(k, b"\x01", tiny)
+        late_tiny = [insert(k, b"\x01", tiny) for k in range(8000, 8010)]
+        conn.execute("COMMIT")
+    assert max(late) < 2 * max(early), (early, late)
+    assert max(late_tiny) < 2 * max(early_tiny), (early_tiny, late_tiny)

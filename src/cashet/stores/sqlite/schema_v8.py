@@ -42,12 +42,21 @@ def _length_of(hash_sql: str) -> str:
 def _lone(row: str) -> str:
     """Whether commit row ``row`` (``NEW``/``OLD``) is the only holder of its result's
     bytes: no blob row of that hash, no other commit row holding them. Content-addressed
-    counting: a result is one stored object however many commits keep a copy."""
+    counting: a result is one stored object however many commits keep a copy. A ``CASE``,
+    so that the probes run only for a row holding bytes and in this order (an ``AND``
+    here runs its subqueries anyway: a result shared by many commits made every insert
+    scan them all)."""
     h = f"{row}.result_hash"
     return (
-        f"{row}.result_data IS NOT NULL AND NOT EXISTS (SELECT 1 FROM blobs WHERE hash = {h})"
-        f" AND NOT EXISTS ({_rows_of(h, row)})"
+        f"CASE WHEN {row}.result_data IS NULL THEN 0"
+        f" WHEN EXISTS (SELECT 1 FROM blobs WHERE hash = {h}) THEN 0"
+        f" WHEN EXISTS ({_rows_of(h, row)}) THEN 0 ELSE 1 END"
     )
+
+
+def _lone_bytes(row: str) -> str:
+    """The bytes of commit row ``row``'s result when it is their only holder, else 0."""
+    return f"({_lone(row)}) * coalesce(length({row}.result_data), 0)"
 
 
 _TINY_LONE = (
@@ -55,9 +64,6 @@ _TINY_LONE = (
     " AND NOT EXISTS (SELECT 1 FROM blobs b WHERE b.hash = c.result_hash)"
     " GROUP BY result_hash"
 )
-def _lone_bytes(row: str) -> str:
-    """The bytes of commit row ``row``'s result when it is their only holder, else 0."""
-    return f"({_lone(row)}) * coalesce(length({row}.result_data), 0)"
 
 
 #: The inline objects, and their bytes, of tiny results only commit rows hold (one per
