@@ -20,7 +20,7 @@ from cashet.hashing.kept import KeptDigests
 from cashet.hashing.keyparts import warn
 from cashet.hashing.values import hash_args, hash_value
 
-__all__ = ["bind", "hash_call"]
+__all__ = ["bind", "binds_as_given", "hash_call"]
 
 _VARARGS, _VARKW = 0x04, 0x08
 _Binder = tuple[int, int, tuple[str, ...], tuple[str, ...], bool, bool]
@@ -100,6 +100,17 @@ def _plain(func: Any) -> tuple[types.FunctionType | None, Any]:
 _NO_SELF: Any = object()
 
 
+def binds_as_given(code: types.CodeType, owner: Any, args: tuple[Any, ...], kwargs: Any) -> bool:
+    """Whether a call of a plain function binds as given: no bound instance, no keywords,
+    exactly its positional parameters (each argument is then its parameter's, by position)."""
+    return (
+        owner is None
+        and not kwargs
+        and len(args) == code.co_argcount
+        and not code.co_kwonlyargcount
+    )
+
+
 def hash_call(
     func: Any,
     args: tuple[Any, ...],
@@ -127,12 +138,7 @@ def hash_call(
     if f is None:
         return hash_args(args, kwargs, refs, kept)
     code = f.__code__
-    if (
-        owner is None
-        and not kwargs
-        and len(args) == code.co_argcount
-        and not code.co_kwonlyargcount
-    ):
+    if binds_as_given(code, owner, args, kwargs):
         return hash_args(args, kwargs, refs, kept)  # the common call: nothing to bind
     full = args if owner is None else (owner, *args)
     bound = bind(f, full, kwargs)

@@ -30,7 +30,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from cashet._process import BoundedCache
-from cashet.hashing.calls import bind
+from cashet.hashing.calls import bind, binds_as_given
 from cashet.hashing.kept import KeptDigests
 from cashet.hashing.keyparts import FunctionIdentity
 from cashet.hashing.values import hash_value
@@ -165,12 +165,7 @@ def _arguments(
     if type(f) is types.FunctionType:
         code = f.__code__
         # the common call binds as given (as in hash_call): each argument by its name
-        if (
-            owner is None
-            and not kwargs
-            and len(args) == code.co_argcount
-            and not code.co_kwonlyargcount
-        ):
+        if binds_as_given(code, owner, args, kwargs):
             return [_argument(code.co_varnames[i], v, False, kept) for i, v in enumerate(args)]
         full = args if owner is None else (owner, *args)
         bound = bind(f, full, kwargs)
