@@ -21,22 +21,31 @@ from collections.abc import Callable
 __all__ = ["BLOB_BY_KEY", "BLOB_KEY", "TINY_BYTES", "TINY_OBJECTS", "v8"]
 
 
-def _rows_of(hash_sql: str, row: str | None = None) -> str:
-    """The commit rows other than ``row`` holding the bytes of result ``hash_sql`` (by the
-    result index)."""
+def _rows_of(hash_sql: str, row: str | None = None, what: str = "1") -> str:
+    """``what`` of the commit rows other than ``row`` holding the bytes of result
+    ``hash_sql`` (by the result index)."""
     other = "" if row is None else f" AND o.rowid <> {row}.rowid"
     return (
-        f"SELECT 1 FROM commits o WHERE substr(o.result_hash, 1, 16) = substr({hash_sql}, 1, 16)"
-        f" AND +o.result_hash = {hash_sql} AND o.result_data IS NOT NULL{other}"
-    )
-
-
-def _length_of(hash_sql: str) -> str:
-    return (
-        "SELECT length(o.result_data) FROM commits o WHERE substr(o.result_hash, 1, 16)"
+        f"SELECT {what} FROM commits o WHERE substr(o.result_hash, 1, 16)"
         f" = substr({hash_sql}, 1, 16) AND +o.result_hash = {hash_sql}"
-        " AND o.result_data IS NOT NULL LIMIT 1"
+        f" AND o.result_data IS NOT NULL{other}"
     )
+
+
+def _shadow(event: str, row: str, sign: str) -> str:
+    """The trigger of a blob row inserted (``NEW``, ``-``) or deleted (``OLD``, ``+``)
+    while commit rows hold the same bytes: the one object passes to the row, or back."""
+    h = f"{row}.hash"
+    length = f"{_rows_of(h, None, 'length(o.result_data)')} LIMIT 1"
+    return f"""
+        CREATE TRIGGER blobs_shadow_after_{event.lower()} AFTER {event} ON blobs
+        WHEN EXISTS ({_rows_of(h)}) BEGIN
+            UPDATE counters SET
+                inline_objects = inline_objects {sign} 1,
+                inline_bytes = inline_bytes {sign} ({length})
+            WHERE id = 0;
+        END
+        """
 
 
 def _lone(row: str) -> str:
@@ -146,22 +155,6 @@ def v8(trigger: Callable[[str], str]) -> tuple[str, ...]:
         """,
         # A blob row of a hash some commit rows also hold: the one object is the row's now
         # (and theirs again once the row goes).
-        f"""
-        CREATE TRIGGER blobs_shadow_after_insert AFTER INSERT ON blobs
-        WHEN EXISTS ({_rows_of("NEW.hash")}) BEGIN
-            UPDATE counters SET
-                inline_objects = inline_objects - 1,
-                inline_bytes = inline_bytes - ({_length_of("NEW.hash")})
-            WHERE id = 0;
-        END
-        """,
-        f"""
-        CREATE TRIGGER blobs_shadow_after_delete AFTER DELETE ON blobs
-        WHEN EXISTS ({_rows_of("OLD.hash")}) BEGIN
-            UPDATE counters SET
-                inline_objects = inline_objects + 1,
-                inline_bytes = inline_bytes + ({_length_of("OLD.hash")})
-            WHERE id = 0;
-        END
-        """,
+        _shadow("INSERT", "NEW", "-"),
+        _shadow("DELETE", "OLD", "+"),
     )
